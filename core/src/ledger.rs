@@ -1,0 +1,575 @@
+//! The hierarchical ledger: a tree of accounts mirroring the task tree.
+//!
+//! Every task gets an [`Account`] opened under its caller's. Before a model call the agent
+//! [`reserve`](Account::reserve)s the worst case against its account **and every ancestor**; after the
+//! call it [`commit`](Reservation::commit)s the real cost, releasing the rest. A reservation that does
+//! not fit anywhere up the chain is refused before any money is spent.
+//!
+//! **Architecture Invariant** (no overspend): for every account, `committed + reserved <= limit` is
+//! checked and updated in one compare-and-swap per level, so concurrent reservations can never
+//! jointly exceed a hard limit. A provider that bills more than was reserved is still booked (the
+//! money is spent) and recorded as an *overrun*.
+//!
+//! **Architecture Invariant** (conservation): an account's `spent` equals its `own_spent` plus the
+//! `spent` of its children, at every quiescent point, because a commit adds the same amount to the
+//! leaf's own spend and to the subtree spend of the leaf and each ancestor.
+//!
+//! The hot path takes no lock: reserve and commit are atomics walked up an `Arc` chain. The only lock
+//! guards each account's list of children and is taken once, when a child account is opened.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::NanoUsd;
+use crate::outcome::Outcome;
+use crate::usage::{TokenUsage, Usage};
+
+/// One account: a task's money and tokens, with links up to its ancestors.
+#[derive(Clone)]
+pub struct Account(Arc<Node>);
+
+struct Node {
+    task: u64,
+    agent: Arc<str>,
+    parent: Option<Arc<Node>>,
+    cost_limit: u64,
+    token_limit: u64,
+    /// committed + reserved, whole subtree: the figure limits are checked against.
+    cost_used: AtomicU64,
+    tokens_used: AtomicU64,
+    /// committed, whole subtree.
+    cost_spent: AtomicU64,
+    tokens_spent: AtomicU64,
+    /// committed by this account's own calls.
+    cost_own: AtomicU64,
+    input_own: AtomicU64,
+    output_own: AtomicU64,
+    cached_own: AtomicU64,
+    model_calls: AtomicU64,
+    tool_calls: AtomicU64,
+    steps: AtomicU64,
+    overrun: AtomicU64,
+    refusals: AtomicU64,
+    started: Instant,
+    wall_ns: AtomicU64,
+    outcome: OnceLock<Outcome>,
+    children: Mutex<Vec<Arc<Node>>>,
+}
+
+/// Which limit a reservation hit.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// The money limit.
+    Cost,
+    /// The token limit.
+    Tokens,
+}
+
+/// Why a reservation was refused: which account, which limit, and by how much.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "budget of {agent} (task {task}) refuses {requested} {kind:?}: {used} of {limit} already committed or reserved"
+)]
+pub struct Refusal {
+    /// Agent owning the account that refused.
+    pub agent: Arc<str>,
+    /// Task id of that account.
+    pub task: u64,
+    /// Which limit.
+    pub kind: LimitKind,
+    /// The limit (nano-dollars or tokens).
+    pub limit: u64,
+    /// Committed plus reserved at the time.
+    pub used: u64,
+    /// What was asked for.
+    pub requested: u64,
+}
+
+impl Account {
+    /// Opens a root account (a run's) with optional cost and token limits.
+    pub fn root(task: u64, agent: impl Into<Arc<str>>, cost_limit: Option<NanoUsd>, token_limit: Option<u64>) -> Account {
+        Account(Arc::new(Node::new(task, agent.into(), None, cost_limit, token_limit)))
+    }
+
+    /// Opens a child account (a delegated task's) under this one. The child's limits apply on top of
+    /// every ancestor's.
+    pub fn open_child(
+        &self,
+        task: u64,
+        agent: impl Into<Arc<str>>,
+        cost_limit: Option<NanoUsd>,
+        token_limit: Option<u64>,
+    ) -> Account {
+        let node = Arc::new(Node::new(
+            task,
+            agent.into(),
+            Some(Arc::clone(&self.0)),
+            cost_limit,
+            token_limit,
+        ));
+        self.0
+            .children
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::clone(&node));
+        Account(node)
+    }
+
+    /// Reserves `cost` and `tokens` against this account and all its ancestors, or nothing at all.
+    ///
+    /// # Errors
+    /// A [`Refusal`] naming the first account up the chain whose limit the reservation would exceed.
+    pub fn reserve(&self, cost: NanoUsd, tokens: u64) -> Result<Reservation, Refusal> {
+        let mut cur: Option<&Node> = Some(&self.0);
+        while let Some(n) = cur {
+            let refused = if !try_add(&n.cost_used, cost.0, n.cost_limit) {
+                Some((LimitKind::Cost, n.cost_limit, n.cost_used.load(Ordering::Relaxed), cost.0))
+            } else if !try_add(&n.tokens_used, tokens, n.token_limit) {
+                n.cost_used.fetch_sub(cost.0, Ordering::AcqRel);
+                Some((LimitKind::Tokens, n.token_limit, n.tokens_used.load(Ordering::Relaxed), tokens))
+            } else {
+                None
+            };
+            if let Some((kind, limit, used, requested)) = refused {
+                // Undo the levels below the one that refused.
+                let mut undo: Option<&Node> = Some(&self.0);
+                while let Some(u) = undo {
+                    if std::ptr::eq(u, n) {
+                        break;
+                    }
+                    u.cost_used.fetch_sub(cost.0, Ordering::AcqRel);
+                    u.tokens_used.fetch_sub(tokens, Ordering::AcqRel);
+                    undo = u.parent.as_deref();
+                }
+                self.0.refusals.fetch_add(1, Ordering::Relaxed);
+                return Err(Refusal {
+                    agent: Arc::clone(&n.agent),
+                    task: n.task,
+                    kind,
+                    limit,
+                    used,
+                    requested,
+                });
+            }
+            cur = n.parent.as_deref();
+        }
+        Ok(Reservation {
+            node: Arc::clone(&self.0),
+            cost: cost.0,
+            tokens,
+            live: true,
+        })
+    }
+
+    /// The money still available to this account: the smallest headroom up the chain.
+    pub fn remaining_cost(&self) -> NanoUsd {
+        let mut left = u64::MAX;
+        let mut cur: Option<&Node> = Some(&self.0);
+        while let Some(n) = cur {
+            left = left.min(n.cost_limit.saturating_sub(n.cost_used.load(Ordering::Acquire)));
+            cur = n.parent.as_deref();
+        }
+        NanoUsd(left)
+    }
+
+    /// The tokens still available to this account: the smallest headroom up the chain.
+    pub fn remaining_tokens(&self) -> u64 {
+        let mut left = u64::MAX;
+        let mut cur: Option<&Node> = Some(&self.0);
+        while let Some(n) = cur {
+            left = left.min(n.token_limit.saturating_sub(n.tokens_used.load(Ordering::Acquire)));
+            cur = n.parent.as_deref();
+        }
+        left
+    }
+
+    /// Counts one loop iteration of this account's task.
+    pub fn record_step(&self) {
+        self.0.steps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one tool call (delegations included) of this account's task.
+    pub fn record_tool_call(&self) {
+        self.0.tool_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the task's terminal outcome. Only the first call wins; it returns whether it did, so
+    /// that "exactly one outcome" can be asserted by whoever races to end a task.
+    pub fn finish(&self, outcome: Outcome) -> bool {
+        let won = self.0.outcome.set(outcome).is_ok();
+        if won {
+            let ns = u64::try_from(self.0.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.0.wall_ns.store(ns, Ordering::Release);
+        }
+        won
+    }
+
+    /// The terminal outcome, once recorded.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.0.outcome.get().copied()
+    }
+
+    /// The task id of this account.
+    pub fn task(&self) -> u64 {
+        self.0.task
+    }
+
+    /// The agent that owns this account.
+    pub fn agent(&self) -> &Arc<str> {
+        &self.0.agent
+    }
+
+    /// Money committed by this account and all its descendants.
+    pub fn spent(&self) -> NanoUsd {
+        NanoUsd(self.0.cost_spent.load(Ordering::Acquire))
+    }
+
+    /// Money committed by this account's own model calls.
+    pub fn own_spent(&self) -> NanoUsd {
+        NanoUsd(self.0.cost_own.load(Ordering::Acquire))
+    }
+
+    /// Money currently reserved and not yet committed, subtree-wide.
+    pub fn reserved(&self) -> NanoUsd {
+        NanoUsd(
+            self.0
+                .cost_used
+                .load(Ordering::Acquire)
+                .saturating_sub(self.0.cost_spent.load(Ordering::Acquire)),
+        )
+    }
+
+    /// The money limit set on this account itself (not its ancestors').
+    pub fn cost_limit(&self) -> Option<NanoUsd> {
+        (self.0.cost_limit != u64::MAX).then_some(NanoUsd(self.0.cost_limit))
+    }
+
+    /// A consistent-at-quiescence copy of this account and its subtree.
+    pub fn snapshot(&self) -> AccountSnapshot {
+        self.0.snapshot()
+    }
+
+    /// Checks conservation over the subtree: each account's spend equals its own plus its children's,
+    /// and nothing stays reserved. Meaningful when no call is in flight.
+    ///
+    /// # Errors
+    /// A description of the first account that breaks it.
+    pub fn check_conservation(&self) -> Result<(), String> {
+        self.0.check()
+    }
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("task", &self.0.task)
+            .field("agent", &self.0.agent)
+            .field("spent", &self.spent())
+            .field("limit", &self.cost_limit())
+            .finish()
+    }
+}
+
+fn try_add(cell: &AtomicU64, amount: u64, limit: u64) -> bool {
+    cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+        used.checked_add(amount).filter(|&v| v <= limit)
+    })
+    .is_ok()
+}
+
+impl Node {
+    fn new(
+        task: u64,
+        agent: Arc<str>,
+        parent: Option<Arc<Node>>,
+        cost_limit: Option<NanoUsd>,
+        token_limit: Option<u64>,
+    ) -> Node {
+        Node {
+            task,
+            agent,
+            parent,
+            cost_limit: cost_limit.map_or(u64::MAX, |c| c.0),
+            token_limit: token_limit.unwrap_or(u64::MAX),
+            cost_used: AtomicU64::new(0),
+            tokens_used: AtomicU64::new(0),
+            cost_spent: AtomicU64::new(0),
+            tokens_spent: AtomicU64::new(0),
+            cost_own: AtomicU64::new(0),
+            input_own: AtomicU64::new(0),
+            output_own: AtomicU64::new(0),
+            cached_own: AtomicU64::new(0),
+            model_calls: AtomicU64::new(0),
+            tool_calls: AtomicU64::new(0),
+            steps: AtomicU64::new(0),
+            overrun: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
+            started: Instant::now(),
+            wall_ns: AtomicU64::new(0),
+            outcome: OnceLock::new(),
+            children: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn children(&self) -> Vec<Arc<Node>> {
+        self.children
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn snapshot(&self) -> AccountSnapshot {
+        let wall_ns = self.wall_ns.load(Ordering::Acquire);
+        let wall = if wall_ns == 0 && self.outcome.get().is_none() {
+            self.started.elapsed()
+        } else {
+            Duration::from_nanos(wall_ns)
+        };
+        AccountSnapshot {
+            task: self.task,
+            agent: self.agent.to_string(),
+            limit: (self.cost_limit != u64::MAX).then_some(NanoUsd(self.cost_limit)),
+            spent: NanoUsd(self.cost_spent.load(Ordering::Acquire)),
+            reserved: NanoUsd(
+                self.cost_used
+                    .load(Ordering::Acquire)
+                    .saturating_sub(self.cost_spent.load(Ordering::Acquire)),
+            ),
+            tokens_spent: self.tokens_spent.load(Ordering::Acquire),
+            own: Usage {
+                tokens: TokenUsage {
+                    input: self.input_own.load(Ordering::Acquire),
+                    output: self.output_own.load(Ordering::Acquire),
+                    cached_input: self.cached_own.load(Ordering::Acquire),
+                },
+                cost: NanoUsd(self.cost_own.load(Ordering::Acquire)),
+                model_calls: self.model_calls.load(Ordering::Acquire),
+                tool_calls: self.tool_calls.load(Ordering::Acquire),
+                steps: self.steps.load(Ordering::Acquire),
+                wall,
+                tool_cpu: Duration::ZERO,
+            },
+            overrun: NanoUsd(self.overrun.load(Ordering::Acquire)),
+            refusals: self.refusals.load(Ordering::Acquire),
+            outcome: self.outcome.get().copied(),
+            children: self.children().iter().map(|c| c.snapshot()).collect(),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let children = self.children();
+        let own = self.cost_own.load(Ordering::Acquire);
+        let sum: u64 = children.iter().map(|c| c.cost_spent.load(Ordering::Acquire)).sum();
+        let spent = self.cost_spent.load(Ordering::Acquire);
+        if spent != own + sum {
+            return Err(format!(
+                "account {} (task {}): spent {spent} != own {own} + children {sum}",
+                self.agent, self.task
+            ));
+        }
+        let used = self.cost_used.load(Ordering::Acquire);
+        if used != spent {
+            return Err(format!(
+                "account {} (task {}): {} still reserved",
+                self.agent,
+                self.task,
+                used.saturating_sub(spent)
+            ));
+        }
+        children.iter().try_for_each(|c| c.check())
+    }
+}
+
+/// Money and tokens held for one model call. Dropping it without [`commit`](Self::commit)
+/// releases it (so a call that errors, or a task that crashes, gives the reservation back).
+#[must_use = "a reservation is released when dropped; commit it after the call"]
+pub struct Reservation {
+    node: Arc<Node>,
+    cost: u64,
+    tokens: u64,
+    live: bool,
+}
+
+/// What a commit booked.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The cost booked.
+    pub cost: NanoUsd,
+    /// How much more than reserved was booked (zero when the reservation was a true upper bound).
+    pub overrun: NanoUsd,
+}
+
+impl Reservation {
+    /// The money held.
+    pub fn cost(&self) -> NanoUsd {
+        NanoUsd(self.cost)
+    }
+
+    /// Books the real usage of the call (priced at `cost`) and releases the rest of the reservation,
+    /// on the account and every ancestor.
+    pub fn commit(mut self, usage: &TokenUsage, cost: NanoUsd) -> Committed {
+        self.live = false;
+        let tokens = usage.total();
+        let mut cur: Option<&Node> = Some(&self.node);
+        while let Some(n) = cur {
+            swap_reserved(&n.cost_used, self.cost, cost.0);
+            swap_reserved(&n.tokens_used, self.tokens, tokens);
+            n.cost_spent.fetch_add(cost.0, Ordering::AcqRel);
+            n.tokens_spent.fetch_add(tokens, Ordering::AcqRel);
+            cur = n.parent.as_deref();
+        }
+        let n = &self.node;
+        n.cost_own.fetch_add(cost.0, Ordering::AcqRel);
+        n.input_own.fetch_add(usage.input, Ordering::Relaxed);
+        n.output_own.fetch_add(usage.output, Ordering::Relaxed);
+        n.cached_own.fetch_add(usage.cached_input, Ordering::Relaxed);
+        n.model_calls.fetch_add(1, Ordering::Relaxed);
+        let overrun = cost.0.saturating_sub(self.cost);
+        if overrun > 0 {
+            n.overrun.fetch_add(overrun, Ordering::Relaxed);
+        }
+        Committed {
+            cost,
+            overrun: NanoUsd(overrun),
+        }
+    }
+}
+
+fn swap_reserved(cell: &AtomicU64, reserved: u64, actual: u64) {
+    // One atomic update so `used` never dips below the truth while a commit is half done.
+    let _ = cell.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+        Some(u.saturating_sub(reserved).saturating_add(actual))
+    });
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.live {
+            return;
+        }
+        let mut cur: Option<&Node> = Some(&self.node);
+        while let Some(n) = cur {
+            n.cost_used.fetch_sub(self.cost, Ordering::AcqRel);
+            n.tokens_used.fetch_sub(self.tokens, Ordering::AcqRel);
+            cur = n.parent.as_deref();
+        }
+    }
+}
+
+/// A copy of an account subtree, for reports and tests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSnapshot {
+    /// Task id.
+    pub task: u64,
+    /// Owning agent.
+    pub agent: String,
+    /// The account's own money limit, if any.
+    pub limit: Option<NanoUsd>,
+    /// Committed by the subtree.
+    pub spent: NanoUsd,
+    /// Still reserved in the subtree.
+    pub reserved: NanoUsd,
+    /// Tokens committed by the subtree.
+    pub tokens_spent: u64,
+    /// This account's own usage (its task's model calls, tokens, steps, wall time).
+    pub own: Usage,
+    /// Booked beyond reservations (a provider billed more than the worst case estimated).
+    pub overrun: NanoUsd,
+    /// Reservations refused at this account.
+    pub refusals: u64,
+    /// The task's terminal outcome, once recorded.
+    pub outcome: Option<Outcome>,
+    /// Delegated tasks.
+    pub children: Vec<AccountSnapshot>,
+}
+
+impl AccountSnapshot {
+    /// Visits this account and every descendant, depth first.
+    pub fn walk<'a>(&'a self, f: &mut impl FnMut(&'a AccountSnapshot)) {
+        f(self);
+        for c in &self.children {
+            c.walk(f);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(input: u64, output: u64) -> TokenUsage {
+        TokenUsage {
+            input,
+            output,
+            cached_input: 0,
+        }
+    }
+
+    #[test]
+    fn refuses_before_spending_and_names_the_account() {
+        let root = Account::root(1, "root", Some(NanoUsd(100)), None);
+        let child = root.open_child(2, "child", Some(NanoUsd(80)), None);
+        let r = child.reserve(NanoUsd(60), 10).unwrap();
+        let err = child.reserve(NanoUsd(30), 10).err().unwrap();
+        assert_eq!(&*err.agent, "child");
+        assert_eq!(err.kind, LimitKind::Cost);
+        // Sibling fits its own limit but not the root's.
+        let sib = root.open_child(3, "sib", None, None);
+        let err = sib.reserve(NanoUsd(50), 0).err().unwrap();
+        assert_eq!(&*err.agent, "root");
+        // The refused reservations left nothing behind.
+        assert_eq!(root.reserved(), NanoUsd(60));
+        r.commit(&usage(5, 5), NanoUsd(40));
+        assert_eq!(root.spent(), NanoUsd(40));
+        assert_eq!(child.spent(), NanoUsd(40));
+        assert_eq!(child.own_spent(), NanoUsd(40));
+        assert_eq!(root.own_spent(), NanoUsd(0));
+        assert_eq!(root.remaining_cost(), NanoUsd(60));
+        assert_eq!(child.remaining_cost(), NanoUsd(40));
+        root.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn token_limit_refusal_rolls_back_cost() {
+        let root = Account::root(1, "root", Some(NanoUsd(100)), Some(10));
+        let err = root.reserve(NanoUsd(5), 11).err().unwrap();
+        assert_eq!(err.kind, LimitKind::Tokens);
+        assert_eq!(root.reserved(), NanoUsd(0));
+        assert_eq!(root.remaining_cost(), NanoUsd(100));
+    }
+
+    #[test]
+    fn dropped_reservation_is_released_everywhere() {
+        let root = Account::root(1, "root", Some(NanoUsd(100)), None);
+        let child = root.open_child(2, "c", None, None);
+        {
+            let _r = child.reserve(NanoUsd(100), 0).unwrap();
+            assert_eq!(root.remaining_cost(), NanoUsd(0));
+        }
+        assert_eq!(root.remaining_cost(), NanoUsd(100));
+        root.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn overrun_is_booked_and_recorded() {
+        let root = Account::root(1, "root", Some(NanoUsd(100)), None);
+        let r = root.reserve(NanoUsd(10), 0).unwrap();
+        let c = r.commit(&usage(1, 1), NanoUsd(15));
+        assert_eq!(c.overrun, NanoUsd(5));
+        assert_eq!(root.spent(), NanoUsd(15));
+        assert_eq!(root.snapshot().overrun, NanoUsd(5));
+        root.check_conservation().unwrap();
+    }
+
+    #[test]
+    fn finish_is_first_wins() {
+        let a = Account::root(1, "a", None, None);
+        assert!(a.finish(Outcome::Failed));
+        assert!(!a.finish(Outcome::Completed));
+        assert_eq!(a.outcome(), Some(Outcome::Failed));
+    }
+}

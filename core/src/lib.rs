@@ -1,0 +1,45 @@
+//! baton-core: Baton's domain types and pure logic, with no actors.
+//!
+//! - [`money`]: integer nano-dollars and prices per million tokens.
+//! - [`ledger`]: the tree of accounts that reserves before and commits after every model call.
+//! - [`Model`] and [`Tool`]: the traits providers and tools implement; [`ScriptedModel`] is the
+//!   offline provider every example runs on; [`tools`] holds the built-in tools.
+//! - [`Envelope`], [`Budget`], [`Usage`], [`Outcome`]: what travels between agents.
+//!
+//! ```
+//! use baton_core::{Account, NanoUsd, TokenUsage};
+//!
+//! let run = Account::root(1, "lead", Some(NanoUsd::parse_usd("0.10")?), None);
+//! let rca = run.open_child(2, "rca", None, None);
+//! let hold = rca.reserve(NanoUsd(40_000), 1_000).expect("fits");
+//! hold.commit(&TokenUsage { input: 600, output: 100, cached_input: 0 }, NanoUsd(25_000));
+//! assert_eq!(run.spent(), NanoUsd(25_000));
+//! run.check_conservation().expect("a parent spends what its children spend");
+//! # Ok::<(), baton_core::Error>(())
+//! ```
+
+mod budget;
+mod envelope;
+mod error;
+pub mod ledger;
+pub mod model;
+pub mod money;
+mod outcome;
+pub mod scripted;
+mod tool;
+pub mod tools;
+mod usage;
+
+pub use budget::{Budget, duration_opt, format_duration, parse_duration};
+pub use envelope::{Envelope, TaskId, TraceId};
+pub use error::Error;
+pub use ledger::{Account, AccountSnapshot, Committed, LimitKind, Refusal, Reservation};
+pub use model::{Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema};
+pub use money::{NanoUsd, Price, Usd};
+pub use outcome::Outcome;
+pub use scripted::ScriptedModel;
+pub use tool::{Effect, Tool, ToolError, opt_str_arg, str_arg};
+pub use usage::{TokenUsage, Usage};
+
+/// Re-exported so that users implementing [`Model`] or [`Tool`] need no extra dependency.
+pub use async_trait::async_trait;

@@ -1,0 +1,192 @@
+//! The `Model` trait: one async call from a request to a response, and the types on both sides.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::usage::TokenUsage;
+
+/// Who wrote a message.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Instructions for the agent.
+    System,
+    /// The task (or a user's turn).
+    User,
+    /// The model's own turn.
+    Assistant,
+    /// A tool's result.
+    Tool,
+}
+
+/// A tool call the model asked for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// Id the result must quote back.
+    pub id: String,
+    /// Tool name.
+    pub name: String,
+    /// Arguments (a JSON object).
+    pub arguments: serde_json::Value,
+}
+
+/// One message of a conversation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Who wrote it.
+    pub role: Role,
+    /// Its text.
+    pub content: String,
+    /// Tool calls (assistant messages only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a tool result: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    /// A message with text only.
+    pub fn new(role: Role, content: impl Into<String>) -> Message {
+        Message {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
+    /// A tool result answering `call`.
+    pub fn tool_result(call: &ToolCall, content: impl Into<String>) -> Message {
+        Message {
+            role: Role::Tool,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: Some(call.id.clone()),
+        }
+    }
+}
+
+/// What a model sees of a tool: its name, description and JSON-schema parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolSchema {
+    /// Tool name.
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// JSON schema of its arguments.
+    pub parameters: serde_json::Value,
+}
+
+/// One model call. Borrowed, so that a step does not copy the conversation.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelRequest<'a> {
+    /// The agent making the call (scripted models match on it; real providers ignore it).
+    pub agent: &'a str,
+    /// The loop iteration, from 1.
+    pub step: u32,
+    /// The conversation so far.
+    pub messages: &'a [Message],
+    /// The tools the model may call.
+    pub tools: &'a [ToolSchema],
+    /// Maximum completion tokens.
+    pub max_tokens: u32,
+}
+
+/// A model's answer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelResponse {
+    /// Text (a final answer when there are no tool calls).
+    pub text: Option<String>,
+    /// Tool calls to run before the next step.
+    pub tool_calls: Vec<ToolCall>,
+    /// Tokens as the provider reports them.
+    pub usage: TokenUsage,
+}
+
+/// Why a model call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// Occurs when the provider answers with an error (HTTP status, or an injected fault).
+    #[error("{model}: provider error: {message}")]
+    Provider {
+        /// Model name.
+        model: String,
+        /// What the provider said.
+        message: String,
+    },
+    /// Occurs when the provider's reply cannot be understood.
+    #[error("{model}: malformed reply: {message}")]
+    Malformed {
+        /// Model name.
+        model: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// Occurs when a scripted model has no rule for the request.
+    #[error("{model}: no scripted rule matches agent `{agent}` at step {step} (last message: {last:?})")]
+    NoRule {
+        /// Model name.
+        model: String,
+        /// Requesting agent.
+        agent: String,
+        /// Step.
+        step: u32,
+        /// The start of the last message.
+        last: String,
+    },
+}
+
+/// A language model: one async call from a request to a response.
+///
+/// Implementations must be cheap to share (`Arc<dyn Model>`) and report the usage the provider bills.
+#[async_trait]
+pub trait Model: Send + Sync + 'static {
+    /// Calls the model.
+    ///
+    /// # Errors
+    /// A [`ModelError`] when the provider fails or its reply cannot be used.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the call; nothing is booked for it.
+    async fn call(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError>;
+
+    /// An upper bound on the prompt tokens `request` will be billed for, used to reserve budget before
+    /// the call. The default is a documented conservative bound (see [`conservative_input_tokens`]);
+    /// providers with an exact tokenizer override it.
+    fn estimate_input_tokens(&self, request: &ModelRequest<'_>) -> u64 {
+        conservative_input_tokens(request)
+    }
+}
+
+/// A conservative bound on prompt tokens without a tokenizer: one token per three bytes of text
+/// (BPE tokenizers average about four bytes per token on English and three on code and JSON), plus
+/// eight tokens of framing per message and per tool.
+pub fn conservative_input_tokens(request: &ModelRequest<'_>) -> u64 {
+    let mut bytes = 0usize;
+    let mut items = 0u64;
+    for m in request.messages {
+        bytes += m.content.len();
+        for c in &m.tool_calls {
+            bytes += c.name.len() + json_len(&c.arguments);
+        }
+        items += 1;
+    }
+    for t in request.tools {
+        bytes += t.name.len() + t.description.len() + json_len(&t.parameters);
+        items += 1;
+    }
+    (bytes as u64).div_ceil(3) + 8 * items + 8
+}
+
+fn json_len(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Null => 4,
+        serde_json::Value::Bool(_) => 5,
+        serde_json::Value::Number(n) => n.to_string().len(),
+        serde_json::Value::String(s) => s.len() + 2,
+        serde_json::Value::Array(a) => 2 + a.iter().map(|x| json_len(x) + 1).sum::<usize>(),
+        serde_json::Value::Object(o) => 2 + o.iter().map(|(k, x)| k.len() + 4 + json_len(x)).sum::<usize>(),
+    }
+}

@@ -1,0 +1,270 @@
+//! Integer money: nano-dollars, and prices per million tokens.
+//!
+//! **Architecture Invariant**: no float ever enters the ledger. Amounts are parsed from their decimal text
+//! (a YAML number is re-read through its shortest round-trip representation, so `0.15` is exactly
+//! 150 000 000 nano-dollars) and converted once; floats appear only in human output and gauges.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::usage::TokenUsage;
+
+/// An amount of money in integer nano-dollars (10⁻⁹ USD).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NanoUsd(pub u64);
+
+/// Nano-dollars in one dollar.
+pub const NANOS_PER_USD: u64 = 1_000_000_000;
+
+impl NanoUsd {
+    /// Zero dollars.
+    pub const ZERO: NanoUsd = NanoUsd(0);
+    /// The largest representable amount (used as "no limit").
+    pub const MAX: NanoUsd = NanoUsd(u64::MAX);
+
+    /// Whole dollars.
+    pub const fn from_usd(dollars: u64) -> NanoUsd {
+        NanoUsd(dollars.saturating_mul(NANOS_PER_USD))
+    }
+
+    /// Parses a non-negative decimal dollar amount exactly (`"0.15"`, `"3"`, `"1e-3"` is refused).
+    ///
+    /// # Errors
+    /// [`Error::InvalidAmount`] when the text is negative, not a plain decimal, has more than nine
+    /// decimal places (finer than a nano-dollar) or overflows.
+    pub fn parse_usd(text: &str) -> Result<NanoUsd, Error> {
+        let bad = |reason| Error::InvalidAmount {
+            input: text.to_string(),
+            reason,
+        };
+        let t = text.trim().trim_start_matches('$');
+        if t.starts_with('-') {
+            return Err(bad("amounts cannot be negative"));
+        }
+        let t = t.strip_prefix('+').unwrap_or(t);
+        let (whole, frac) = match t.split_once('.') {
+            Some((w, f)) => (w, f),
+            None => (t, ""),
+        };
+        if whole.is_empty() && frac.is_empty() {
+            return Err(bad("expected a number such as 0.25"));
+        }
+        if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("expected a plain decimal number such as 0.25"));
+        }
+        let frac = frac.trim_end_matches('0');
+        if frac.len() > 9 {
+            return Err(bad("more precise than a nano-dollar (9 decimal places)"));
+        }
+        let whole: u64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| bad("too large"))?
+        };
+        let mut nanos: u64 = 0;
+        for (i, d) in frac.bytes().enumerate() {
+            nanos += u64::from(d - b'0') * 10u64.pow(8 - i as u32);
+        }
+        whole
+            .checked_mul(NANOS_PER_USD)
+            .and_then(|w| w.checked_add(nanos))
+            .map(NanoUsd)
+            .ok_or_else(|| bad("too large"))
+    }
+
+    /// The amount in dollars, for human output and gauges only.
+    pub fn as_usd_f64(self) -> f64 {
+        self.0 as f64 / NANOS_PER_USD as f64
+    }
+
+    /// Saturating subtraction.
+    pub const fn saturating_sub(self, other: NanoUsd) -> NanoUsd {
+        NanoUsd(self.0.saturating_sub(other.0))
+    }
+
+    /// Saturating addition.
+    pub const fn saturating_add(self, other: NanoUsd) -> NanoUsd {
+        NanoUsd(self.0.saturating_add(other.0))
+    }
+}
+
+impl fmt::Display for NanoUsd {
+    /// `$0.001234` — six decimals, or all nine when the amount is below a micro-dollar's precision.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let whole = self.0 / NANOS_PER_USD;
+        let frac = self.0 % NANOS_PER_USD;
+        if frac % 1000 == 0 {
+            write!(f, "${whole}.{:06}", frac / 1000)
+        } else {
+            write!(f, "${whole}.{frac:09}")
+        }
+    }
+}
+
+/// A dollar amount as written in a config file: a number or a string, read exactly into [`NanoUsd`].
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Usd(pub NanoUsd);
+
+impl Serialize for Usd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Written back as a number with the exact decimal digits.
+        let whole = self.0.0 / NANOS_PER_USD;
+        let frac = self.0.0 % NANOS_PER_USD;
+        let text = if frac == 0 {
+            format!("{whole}")
+        } else {
+            let f = format!("{frac:09}");
+            format!("{whole}.{}", f.trim_end_matches('0'))
+        };
+        match text.parse::<f64>() {
+            Ok(v) if format!("{v}") == text => s.serialize_f64(v),
+            _ => s.serialize_str(&text),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Usd {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Usd;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a non-negative dollar amount such as 0.25")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Usd, E> {
+                v.checked_mul(NANOS_PER_USD)
+                    .map(|n| Usd(NanoUsd(n)))
+                    .ok_or_else(|| E::custom("dollar amount too large"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Usd, E> {
+                if v < 0 {
+                    return Err(E::custom(format!("invalid dollar amount `{v}`: amounts cannot be negative")));
+                }
+                self.visit_u64(v.unsigned_abs())
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Usd, E> {
+                if !v.is_finite() {
+                    return Err(E::custom("dollar amount must be finite"));
+                }
+                // `{}` prints the shortest text that round-trips, i.e. what the user wrote.
+                NanoUsd::parse_usd(&format!("{v}")).map(Usd).map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Usd, E> {
+                NanoUsd::parse_usd(v).map(Usd).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A model's price in nano-dollars per **million** tokens, per kind of token.
+///
+/// `$3 / Mtok` is `3_000_000_000`. Costs are rounded up to the next nano-dollar once per call, so the
+/// ledger never books less than the provider bills.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Price {
+    /// Uncached input (prompt) tokens.
+    pub input_per_mtok: NanoUsd,
+    /// Output (completion) tokens.
+    pub output_per_mtok: NanoUsd,
+    /// Cached input tokens (prompt-cache reads).
+    pub cached_input_per_mtok: NanoUsd,
+}
+
+impl Price {
+    /// A price from dollars per million input, output and cached-input tokens.
+    pub const fn per_mtok(input: NanoUsd, output: NanoUsd, cached_input: NanoUsd) -> Price {
+        Price {
+            input_per_mtok: input,
+            output_per_mtok: output,
+            cached_input_per_mtok: cached_input,
+        }
+    }
+
+    /// The cost of the tokens of one call. `usage.input` includes the cached tokens, which are priced
+    /// at the cached rate.
+    pub fn cost(&self, usage: &TokenUsage) -> NanoUsd {
+        let cached = usage.cached_input.min(usage.input);
+        let uncached = usage.input - cached;
+        let micro = u128::from(uncached) * u128::from(self.input_per_mtok.0)
+            + u128::from(cached) * u128::from(self.cached_input_per_mtok.0)
+            + u128::from(usage.output) * u128::from(self.output_per_mtok.0);
+        let nanos = micro.div_ceil(1_000_000);
+        NanoUsd(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// The most one call can cost with at most `input` prompt tokens (none assumed cached) and
+    /// `max_output` completion tokens: the amount the ledger reserves before the call.
+    pub fn worst_case(&self, input: u64, max_output: u64) -> NanoUsd {
+        self.cost(&TokenUsage {
+            input,
+            output: max_output,
+            cached_input: 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_decimals_exactly() {
+        assert_eq!(NanoUsd::parse_usd("0.15").unwrap(), NanoUsd(150_000_000));
+        assert_eq!(NanoUsd::parse_usd("3").unwrap(), NanoUsd(3_000_000_000));
+        assert_eq!(NanoUsd::parse_usd("$1.000000001").unwrap(), NanoUsd(1_000_000_001));
+        assert_eq!(NanoUsd::parse_usd(".5").unwrap(), NanoUsd(500_000_000));
+        assert!(NanoUsd::parse_usd("-1").is_err());
+        assert!(NanoUsd::parse_usd("0.0000000001").is_err());
+        assert!(NanoUsd::parse_usd("1e3").is_err());
+        assert!(NanoUsd::parse_usd("").is_err());
+        assert!(NanoUsd::parse_usd("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn yaml_floats_become_exact_nanos() {
+        #[derive(Deserialize)]
+        struct P {
+            a: Usd,
+            b: Usd,
+            c: Usd,
+        }
+        let p: P = serde_saphyr::from_str("a: 0.15\nb: 2\nc: '0.1'\n").unwrap();
+        assert_eq!(p.a.0, NanoUsd(150_000_000));
+        assert_eq!(p.b.0, NanoUsd(2_000_000_000));
+        assert_eq!(p.c.0, NanoUsd(100_000_000));
+        let err = serde_saphyr::from_str::<P>("a: -1\nb: 2\nc: 1\n").err().unwrap();
+        assert!(err.to_string().contains("negative"), "{err}");
+    }
+
+    #[test]
+    fn cost_rounds_up_once_per_call() {
+        // $3/M input, $15/M output, $0.30/M cached.
+        let p = Price::per_mtok(NanoUsd::from_usd(3), NanoUsd::from_usd(15), NanoUsd(300_000_000));
+        let u = TokenUsage {
+            input: 1000,
+            output: 100,
+            cached_input: 400,
+        };
+        // 600*3000 + 400*300 + 100*15000 nanos = 1_800_000 + 120_000 + 1_500_000
+        assert_eq!(p.cost(&u), NanoUsd(3_420_000));
+        let one = TokenUsage {
+            input: 1,
+            output: 0,
+            cached_input: 0,
+        };
+        let cheap = Price::per_mtok(NanoUsd(150_000_000), NanoUsd::ZERO, NanoUsd::ZERO);
+        assert_eq!(cheap.cost(&one), NanoUsd(150));
+        let tiny = Price::per_mtok(NanoUsd(1), NanoUsd::ZERO, NanoUsd::ZERO);
+        assert_eq!(tiny.cost(&one), NanoUsd(1), "fractions of a nano round up");
+    }
+
+    #[test]
+    fn display() {
+        assert_eq!(NanoUsd(1_234_000).to_string(), "$0.001234");
+        assert_eq!(NanoUsd(150).to_string(), "$0.000000150");
+    }
+}

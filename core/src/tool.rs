@@ -1,0 +1,83 @@
+//! The `Tool` trait: what an agent can do besides talk.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::model::ToolSchema;
+
+/// What a tool's call can change, which decides the policy it must pass.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// Reads only.
+    #[default]
+    Read,
+    /// Changes something that can be changed back.
+    Write,
+    /// Changes something that cannot easily be undone (restart, rollback, delete).
+    Destructive,
+}
+
+/// Why a tool call failed. The agent shows it to the model as an observation, so the model can
+/// correct itself.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolError {
+    /// Occurs when the arguments do not fit the tool's schema.
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    /// Occurs when the tool ran and failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A tool an agent may call.
+#[async_trait]
+pub trait Tool: Send + Sync + 'static {
+    /// Unique name, as the model calls it.
+    fn name(&self) -> &str;
+    /// What it does, for the model.
+    fn description(&self) -> &str;
+    /// JSON schema of the arguments object.
+    fn parameters(&self) -> serde_json::Value;
+    /// What a call can change.
+    fn effect(&self) -> Effect {
+        Effect::Read
+    }
+    /// Runs the tool.
+    ///
+    /// # Errors
+    /// A [`ToolError`], which the model sees as the call's result.
+    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError>;
+
+    /// The schema the model sees.
+    fn schema(&self) -> ToolSchema {
+        ToolSchema {
+            name: self.name().to_string(),
+            description: self.description().to_string(),
+            parameters: self.parameters(),
+        }
+    }
+}
+
+/// Reads a required string argument.
+///
+/// # Errors
+/// [`ToolError::InvalidArguments`] when it is missing or not a string.
+pub fn str_arg<'a>(args: &'a serde_json::Value, name: &str) -> Result<&'a str, ToolError> {
+    args.get(name)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| ToolError::InvalidArguments(format!("`{name}` (a string) is required")))
+}
+
+/// Reads an optional string argument.
+///
+/// # Errors
+/// [`ToolError::InvalidArguments`] when present but not a string.
+pub fn opt_str_arg<'a>(args: &'a serde_json::Value, name: &str) -> Result<Option<&'a str>, ToolError> {
+    match args.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ToolError::InvalidArguments(format!("`{name}` must be a string"))),
+    }
+}

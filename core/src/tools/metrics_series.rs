@@ -1,0 +1,116 @@
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use crate::tool::{Tool, ToolError, opt_str_arg, str_arg};
+
+/// Queries a metrics series stored as CSV lines `HH:MM,value` in `<dir>/<series>.csv`, and reports its
+/// baseline and the first spike (a point at least 1.5× the baseline, the median of the window's
+/// first half).
+#[derive(Debug, Clone)]
+pub struct MetricsSeries {
+    name: String,
+    dir: PathBuf,
+}
+
+impl MetricsSeries {
+    /// A tool named `name` over the series in `dir`.
+    pub fn new(name: impl Into<String>, dir: impl Into<PathBuf>) -> MetricsSeries {
+        MetricsSeries {
+            name: name.into(),
+            dir: dir.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Tool for MetricsSeries {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn description(&self) -> &str {
+        "Query a metrics time series: baseline, first spike and peak within an optional time window."
+    }
+    fn parameters(&self) -> serde_json::Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "series": {"type": "string", "description": "series name, e.g. checkout_p99_ms"},
+                "from": {"type": "string", "description": "start time HH:MM (inclusive)"},
+                "to": {"type": "string", "description": "end time HH:MM (inclusive)"}
+            },
+            "required": ["series"],
+            "additionalProperties": false
+        })
+    }
+    async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+        let series = str_arg(&args, "series")?;
+        if series.is_empty() || !series.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(ToolError::InvalidArguments(format!(
+                "series `{series}`: use letters, digits, `_` and `-` only"
+            )));
+        }
+        let from = opt_str_arg(&args, "from")?;
+        let to = opt_str_arg(&args, "to")?;
+        let path = self.dir.join(format!("{series}.csv"));
+        let text = match super::read(&path).await {
+            Ok(t) => t,
+            Err(_) => return Err(ToolError::Failed(format!("no series named `{series}`"))),
+        };
+        let mut points: Vec<(&str, f64)> = Vec::new();
+        for line in text.lines() {
+            let Some((t, v)) = line.split_once(',') else { continue };
+            let (t, v) = (t.trim(), v.trim());
+            let Ok(v) = v.parse::<f64>() else { continue }; // header or comment
+            if from.is_some_and(|f| t < f) || to.is_some_and(|e| t > e) {
+                continue;
+            }
+            points.push((t, v));
+        }
+        if points.is_empty() {
+            return Ok(format!("{series}: no points in the window"));
+        }
+        let mut head: Vec<f64> = points[..points.len().div_ceil(2)].iter().map(|p| p.1).collect();
+        head.sort_by(f64::total_cmp);
+        let baseline = head[head.len() / 2];
+        let (peak_t, peak) = points
+            .iter()
+            .copied()
+            .fold(points[0], |a, b| if b.1 > a.1 { b } else { a });
+        let spike = points.iter().find(|p| p.1 >= baseline * 1.5);
+        let window = format!("{}-{}", points[0].0, points[points.len() - 1].0);
+        Ok(match spike {
+            Some((t, v)) => format!(
+                "{series} {window} ({} points): baseline {baseline}; spike at {t}: {v} ({:.1}x baseline); peak {peak} at {peak_t}",
+                points.len(),
+                v / baseline
+            ),
+            None => format!(
+                "{series} {window} ({} points): baseline {baseline}; no spike (peak {peak} at {peak_t})",
+                points.len()
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn finds_spike() {
+        let dir = std::env::temp_dir().join(format!("baton-ms-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("lat.csv"), "time,ms\n14:00,100\n14:01,110\n14:02,105\n14:03,160\n14:04,200\n").unwrap();
+        let t = MetricsSeries::new("q", &dir);
+        let out = t.call(json!({"series": "lat"})).await.unwrap();
+        assert!(out.contains("baseline 105"), "{out}");
+        assert!(out.contains("spike at 14:03: 160"), "{out}");
+        assert!(out.contains("peak 200 at 14:04"), "{out}");
+        let out = t.call(json!({"series": "lat", "to": "14:02"})).await.unwrap();
+        assert!(out.contains("no spike"), "{out}");
+        assert!(t.call(json!({"series": "../etc/passwd"})).await.is_err());
+        assert!(t.call(json!({})).await.is_err());
+    }
+}
