@@ -1,1 +1,251 @@
-fn main() {}
+//! The `baton` command line.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use baton::actors::{Event, Observer, RunReport, Runtime};
+use baton::core::NanoUsd;
+use baton::topologies::Topology;
+use clap::{Parser, Subcommand};
+
+/// Exit code for bad input: an invalid topology file or flag.
+const EXIT_INVALID: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "baton", version, about = "Run hierarchies of LLM agents as supervised actors, on a budget.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a topology on one task.
+    Run {
+        /// The topology file (YAML).
+        file: PathBuf,
+        /// The task for the root agent.
+        #[arg(long)]
+        task: Option<String>,
+        /// Print one JSON report instead of the step-by-step log.
+        #[arg(long)]
+        json: bool,
+        /// Override the root agent's money budget, in dollars (e.g. 0.05).
+        #[arg(long, value_name = "USD", allow_negative_numbers = true, value_parser = parse_usd)]
+        budget_usd: Option<NanoUsd>,
+    },
+    /// Check topology files; exit 0 when all are valid.
+    Validate {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn parse_usd(s: &str) -> Result<NanoUsd, String> {
+    NanoUsd::parse_usd(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Run {
+            file,
+            task,
+            json,
+            budget_usd,
+        } => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(run(file, task, json, budget_usd))
+        }
+        Command::Validate { files } => {
+            let mut ok = true;
+            for f in files {
+                match Topology::from_path(&f) {
+                    Ok(t) => println!("{}: ok ({} agents)", f.display(), t.graph().node_count()),
+                    Err(e) => {
+                        ok = false;
+                        eprintln!("error: {e}");
+                    }
+                }
+            }
+            if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+    }
+}
+
+async fn run(file: PathBuf, task: Option<String>, json: bool, budget_usd: Option<NanoUsd>) -> ExitCode {
+    let mut topology = match Topology::from_path(&file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let Some(task) = task else {
+        eprintln!("error: --task is required: give the root agent something to do");
+        return ExitCode::from(EXIT_INVALID);
+    };
+    if let Some(b) = budget_usd {
+        if b == NanoUsd::ZERO {
+            eprintln!("error: --budget-usd must be more than zero");
+            return ExitCode::from(EXIT_INVALID);
+        }
+        topology.set_root_budget(b);
+    }
+    match run_inner(topology, task, json).await {
+        Ok(report) => ExitCode::from(u8::try_from(report.outcome.exit_code()).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_inner(topology: Topology, task: String, json: bool) -> anyhow::Result<RunReport> {
+    let mut builder = Runtime::builder(topology.clone());
+    if !json {
+        builder = builder.observer(Printer::new(&topology));
+        println!("▶ {} ← {task}", topology.graph()[topology.root()].name);
+    }
+    let runtime = builder.start().await.context("starting the runtime")?;
+    let report = runtime.run(task).await.context("running the task")?;
+    runtime.shutdown().await;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        print_summary(&mut out, &report)?;
+    }
+    Ok(report)
+}
+
+/// Prints the run step by step, indented by each agent's depth in the tree.
+struct Printer {
+    depth: HashMap<String, usize>,
+}
+
+impl Printer {
+    fn new(t: &Topology) -> Printer {
+        let mut depth = HashMap::new();
+        let mut stack = vec![(t.root(), 0usize)];
+        while let Some((n, d)) = stack.pop() {
+            depth.insert(t.graph()[n].name.to_string(), d);
+            stack.extend(t.children(n).into_iter().map(|c| (c, d + 1)));
+        }
+        Printer { depth }
+    }
+
+    fn pad(&self, agent: &str) -> String {
+        "  ".repeat(self.depth.get(agent).copied().unwrap_or(0))
+    }
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > max {
+        format!("{}…", flat.chars().take(max).collect::<String>())
+    } else {
+        flat
+    }
+}
+
+impl Observer for Printer {
+    fn on_event(&self, e: &Event<'_>) {
+        let line = match e {
+            Event::Step {
+                agent,
+                step,
+                model,
+                usage,
+                cost,
+                ..
+            } => format!(
+                "{}[{agent}] step {step} · {model} · {} in / {} out · {}",
+                self.pad(agent),
+                usage.input,
+                usage.output,
+                usd(*cost)
+            ),
+            Event::ModelFailed { agent, model, error, .. } => {
+                format!("{}[{agent}] ✗ {model} failed: {}", self.pad(agent), one_line(error, 100))
+            }
+            Event::ToolCall {
+                agent, tool, arguments, ..
+            } => format!("{}[{agent}] → {tool} {}", self.pad(agent), one_line(&arguments.to_string(), 110)),
+            Event::Observation { agent, tool, text, .. } => {
+                format!("{}[{agent}] ← {tool}: {}", self.pad(agent), one_line(text, 110))
+            }
+            Event::Finished {
+                agent, outcome, detail, ..
+            } => format!("{}[{agent}] ■ {outcome}: {}", self.pad(agent), one_line(detail, 110)),
+            _ => return,
+        };
+        println!("{line}");
+    }
+}
+
+fn print_summary(out: &mut impl Write, r: &RunReport) -> std::io::Result<()> {
+    writeln!(out)?;
+    writeln!(out, "outcome: {}", r.outcome)?;
+    match (&r.answer, &r.error) {
+        (Some(a), _) => writeln!(out, "answer:  {}", one_line(a, 400))?,
+        (None, Some(e)) => writeln!(out, "reason:  {}", one_line(e, 400))?,
+        _ => {}
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<12} {:>5} {:>6} {:>10} {:>10} {:>6} {:>13}  outcome",
+        "agent", "tasks", "calls", "tokens in", "tokens out", "steps", "cost"
+    )?;
+    for a in &r.agents {
+        writeln!(
+            out,
+            "{:<12} {:>5} {:>6} {:>10} {:>10} {:>6} {:>13}  {}",
+            a.name,
+            a.tasks,
+            a.model_calls,
+            a.tokens_in,
+            a.tokens_out,
+            a.steps,
+            usd(NanoUsd(a.cost_nanousd)),
+            a.outcome.map_or("-", |o| o.as_str())
+        )?;
+    }
+    let t = &r.totals;
+    writeln!(
+        out,
+        "{:<12} {:>5} {:>6} {:>10} {:>10} {:>6} {:>13}  {} ms",
+        "total",
+        r.tasks.len(),
+        t.model_calls,
+        t.tokens_in,
+        t.tokens_out,
+        t.steps,
+        usd(NanoUsd(t.cost_nanousd)),
+        t.wall_ms
+    )
+}
+
+
+/// Dollars for people: six decimals (exact nano-dollars are in `--json`).
+fn usd(n: NanoUsd) -> String {
+    format!("${:.6}", n.as_usd_f64())
+}

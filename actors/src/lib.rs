@@ -1,1 +1,21 @@
-//! placeholder
+//! baton-actors: Baton's runtime on ractor — the conductor, supervised sub-agents, delegation and
+//! budget enforcement.
+//!
+//! A [`Runtime`] is built from a validated [`baton_topologies::Topology`]. Its conductor actor owns
+//! each run's root ledger account and guarantees one terminal outcome per task; agent actors run
+//! the loop (route → reserve → call → commit → tools → observe) and delegate to their children
+//! through the built-in `delegate` tool, each child's account opened under its parent's.
+
+mod agent;
+mod conductor;
+mod error;
+mod observer;
+mod plan;
+mod report;
+mod runtime;
+
+pub use agent::TaskResult;
+pub use error::RuntimeError;
+pub use observer::{Event, Observer};
+pub use report::{AgentReport, RunReport, TaskReport, Totals};
+pub use runtime::{Runtime, RuntimeBuilder, TaskRun};

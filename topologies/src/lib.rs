@@ -1,1 +1,33 @@
-//! placeholder
+//! baton-topologies: the topology file format, its validation, and the petgraph model of an agent
+//! hierarchy that the runtime spawns from.
+//!
+//! ```
+//! use baton_topologies::{AgentSpec, ModelSpec, TopologyBuilder, ToolSpec};
+//! use baton_core::NanoUsd;
+//!
+//! let topology = TopologyBuilder::new("demo")
+//!     .model("small", ModelSpec::custom(NanoUsd(150_000_000), NanoUsd(600_000_000)))
+//!     .tool("lookup", ToolSpec::custom())
+//!     .agent("lead", AgentSpec::new(["small"]).children(["helper"]))
+//!     .agent("helper", AgentSpec::new(["small"]).tools(["lookup"]))
+//!     .build()?;
+//! assert_eq!(&*topology.graph()[topology.root()].name, "lead");
+//! # Ok::<(), baton_topologies::TopologyError>(())
+//! ```
+
+mod builder;
+mod error;
+mod locate;
+mod spec;
+mod topology;
+
+pub use builder::TopologyBuilder;
+pub use error::{Diagnostic, TopologyError};
+pub use spec::{
+    AgentSpec, BudgetSpec, DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_STEPS, ModelSpec, PriceSpec, Provider, ToolKind, ToolSpec,
+    TopologySpec,
+};
+pub use topology::{AgentNode, DELEGATE_TOOL, Edge, ModelDef, ToolDef, Topology};
+
+/// Re-exported graph types, so users need not depend on petgraph directly.
+pub use petgraph::graph::{DiGraph, NodeIndex};

@@ -1,0 +1,32 @@
+//! Errors of baton-actors.
+
+/// What can go wrong starting or talking to a runtime.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// Occurs when a model declared in the topology cannot be built (rules file unreadable or
+    /// malformed).
+    #[error("model `{model}`: {source}")]
+    Model {
+        /// The model's name.
+        model: String,
+        /// Why.
+        #[source]
+        source: baton_core::Error,
+    },
+    /// Occurs when a topology declares a `custom` model or tool that was not registered in code, or
+    /// code registers one the topology does not declare.
+    #[error("{0}")]
+    Registration(String),
+    /// Occurs when an actor cannot be spawned.
+    #[error("cannot start the {what}: {message}")]
+    Spawn {
+        /// Which actor.
+        what: String,
+        /// ractor's error.
+        message: String,
+    },
+    /// Occurs when the conductor has stopped and cannot take a task.
+    #[error("the conductor is not running: {0}")]
+    ConductorDown(String),
+}

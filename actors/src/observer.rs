@@ -1,0 +1,74 @@
+//! Observing a run as it happens: every step, tool call, delegation and outcome.
+
+use baton_core::{NanoUsd, Outcome, TokenUsage};
+
+/// Something that happened in a run. Borrowed, so that observing costs nothing when nobody listens.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A model call was made and booked.
+    Step {
+        /// Agent.
+        agent: &'a str,
+        /// Task id.
+        task: u64,
+        /// Loop iteration, from 1.
+        step: u32,
+        /// Model that answered.
+        model: &'a str,
+        /// Tokens billed.
+        usage: &'a TokenUsage,
+        /// Cost booked.
+        cost: NanoUsd,
+    },
+    /// A model call failed; the agent escalates to the next model on its ladder, if any.
+    ModelFailed {
+        /// Agent.
+        agent: &'a str,
+        /// Task id.
+        task: u64,
+        /// Model that failed.
+        model: &'a str,
+        /// Why.
+        error: &'a str,
+    },
+    /// The model asked for a tool.
+    ToolCall {
+        /// Agent.
+        agent: &'a str,
+        /// Task id.
+        task: u64,
+        /// Tool name.
+        tool: &'a str,
+        /// Arguments.
+        arguments: &'a serde_json::Value,
+    },
+    /// A tool (or a delegation) returned; this is what the model will see.
+    Observation {
+        /// Agent.
+        agent: &'a str,
+        /// Task id.
+        task: u64,
+        /// Tool name.
+        tool: &'a str,
+        /// The result text.
+        text: &'a str,
+    },
+    /// A task ended.
+    Finished {
+        /// Agent.
+        agent: &'a str,
+        /// Task id.
+        task: u64,
+        /// How.
+        outcome: Outcome,
+        /// The final answer or the reason it ended.
+        detail: &'a str,
+    },
+}
+
+/// Receives [`Event`]s. Called inline on the agent's actor: keep it quick.
+pub trait Observer: Send + Sync + 'static {
+    /// One event.
+    fn on_event(&self, event: &Event<'_>);
+}

@@ -1,0 +1,218 @@
+//! The runtime's resolved view of a topology: per agent, its model ladder (with prices and metric
+//! handles), its tools, the schemas its model sees, and its children. Built once at start; agents
+//! read it without locks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use baton_core::tools::{Codeowners, LogSearch, MetricsSeries};
+use baton_core::{Budget, Model, Price, ScriptedModel, Tool, ToolSchema};
+use baton_topologies::{DELEGATE_TOOL, NodeIndex, Provider, ToolKind, Topology};
+use metrics::Counter;
+use serde_json::json;
+
+use crate::error::RuntimeError;
+use crate::observer::Observer;
+
+/// One model on an agent's ladder.
+pub(crate) struct Rung {
+    pub(crate) name: Arc<str>,
+    pub(crate) model: Arc<dyn Model>,
+    pub(crate) price: Price,
+    pub(crate) max_output: u32,
+    pub(crate) requests_ok: Counter,
+    pub(crate) requests_err: Counter,
+    pub(crate) tokens_in: Counter,
+    pub(crate) tokens_out: Counter,
+    pub(crate) tokens_cached: Counter,
+}
+
+/// Everything an agent actor needs, resolved.
+pub(crate) struct AgentPlan {
+    pub(crate) name: Arc<str>,
+    pub(crate) ladder: Vec<Rung>,
+    pub(crate) tools: Vec<Arc<dyn Tool>>,
+    /// What the model sees: the tools, then `delegate` when the agent has children.
+    pub(crate) schemas: Vec<ToolSchema>,
+    /// (name, index into `Plan::agents`) of the agents it may delegate to.
+    pub(crate) children: Vec<(Arc<str>, usize)>,
+    pub(crate) budget: Budget,
+    pub(crate) system: Option<String>,
+    pub(crate) steps: Counter,
+}
+
+/// The whole resolved topology.
+pub(crate) struct Plan {
+    pub(crate) agents: Vec<Arc<AgentPlan>>,
+    pub(crate) root: usize,
+    pub(crate) observer: Option<Arc<dyn Observer>>,
+}
+
+impl Plan {
+    pub(crate) fn build(
+        topology: &Topology,
+        mut custom_models: HashMap<String, Arc<dyn Model>>,
+        mut custom_tools: HashMap<String, Arc<dyn Tool>>,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Result<Plan, RuntimeError> {
+        let mut models: HashMap<Arc<str>, (Arc<dyn Model>, Price, u32)> = HashMap::new();
+        for m in topology.models() {
+            let model: Arc<dyn Model> = match m.provider {
+                Provider::Scripted => {
+                    let rules = m.rules.as_deref().ok_or_else(|| {
+                        RuntimeError::Registration(format!("scripted model `{}` has no rules file", m.name))
+                    })?;
+                    let mut s = ScriptedModel::from_file(&m.name, rules).map_err(|source| RuntimeError::Model {
+                        model: m.name.to_string(),
+                        source,
+                    })?;
+                    if let Some(l) = m.latency {
+                        s = s.with_latency(l);
+                    }
+                    Arc::new(s)
+                }
+                Provider::Custom => custom_models.remove(&*m.name).ok_or_else(|| {
+                    RuntimeError::Registration(format!(
+                        "model `{}` is declared `provider: custom` but no implementation was registered (RuntimeBuilder::model)",
+                        m.name
+                    ))
+                })?,
+            };
+            models.insert(Arc::clone(&m.name), (model, m.price, m.max_output_tokens));
+        }
+        if let Some(name) = custom_models.keys().next() {
+            return Err(RuntimeError::Registration(format!(
+                "model `{name}` was registered in code but the topology declares no custom model of that name"
+            )));
+        }
+        let mut tools: HashMap<Arc<str>, Arc<dyn Tool>> = HashMap::new();
+        for t in topology.tools() {
+            let path = t.path.clone().unwrap_or_default();
+            let tool: Arc<dyn Tool> = match t.kind {
+                ToolKind::MetricsSeries => Arc::new(MetricsSeries::new(&*t.name, path)),
+                ToolKind::LogSearch => {
+                    let l = LogSearch::new(&*t.name, path);
+                    Arc::new(match &t.description {
+                        Some(d) => l.with_description(d),
+                        None => l,
+                    })
+                }
+                ToolKind::Codeowners => Arc::new(Codeowners::new(&*t.name, path)),
+                ToolKind::Custom => custom_tools.remove(&*t.name).ok_or_else(|| {
+                    RuntimeError::Registration(format!(
+                        "tool `{}` is declared `kind: custom` but no implementation was registered (RuntimeBuilder::tool)",
+                        t.name
+                    ))
+                })?,
+            };
+            if tool.name() != &*t.name {
+                return Err(RuntimeError::Registration(format!(
+                    "tool registered as `{}` calls itself `{}`; the names must agree",
+                    t.name,
+                    tool.name()
+                )));
+            }
+            tools.insert(Arc::clone(&t.name), tool);
+        }
+        if let Some(name) = custom_tools.keys().next() {
+            return Err(RuntimeError::Registration(format!(
+                "tool `{name}` was registered in code but the topology declares no custom tool of that name"
+            )));
+        }
+
+        let graph = topology.graph();
+        let index_of: HashMap<NodeIndex, usize> = graph.node_indices().enumerate().map(|(i, n)| (n, i)).collect();
+        let mut agents = Vec::with_capacity(graph.node_count());
+        for node in graph.node_indices() {
+            let a = &graph[node];
+            let agent_label = a.name.to_string();
+            let ladder = a
+                .ladder
+                .iter()
+                .map(|m| {
+                    let (model, price, max_output) = models
+                        .get(m)
+                        .cloned()
+                        .ok_or_else(|| RuntimeError::Registration(format!("model `{m}` is not declared")))?;
+                    let labels = [("agent", agent_label.clone()), ("model", m.to_string())];
+                    let tok = |kind: &'static str| {
+                        metrics::counter!("baton_tokens_total", "agent" => agent_label.clone(), "model" => m.to_string(), "kind" => kind)
+                    };
+                    Ok(Rung {
+                        name: Arc::clone(m),
+                        model,
+                        price,
+                        max_output,
+                        requests_ok: metrics::counter!("baton_model_requests_total", &labels[..]).clone(),
+                        requests_err: metrics::counter!(
+                            "baton_model_errors_total",
+                            "agent" => agent_label.clone(),
+                            "model" => m.to_string()
+                        ),
+                        tokens_in: tok("input"),
+                        tokens_out: tok("output"),
+                        tokens_cached: tok("cached_input"),
+                    })
+                })
+                .collect::<Result<Vec<_>, RuntimeError>>()?;
+            let agent_tools: Vec<Arc<dyn Tool>> = a
+                .tools
+                .iter()
+                .map(|t| {
+                    tools
+                        .get(t)
+                        .cloned()
+                        .ok_or_else(|| RuntimeError::Registration(format!("tool `{t}` is not declared")))
+                })
+                .collect::<Result<_, _>>()?;
+            let children: Vec<(Arc<str>, usize)> = topology
+                .delegates(node)
+                .into_iter()
+                .map(|c| (Arc::clone(&graph[c].name), index_of[&c]))
+                .collect();
+            let mut schemas: Vec<ToolSchema> = agent_tools.iter().map(|t| t.schema()).collect();
+            if !children.is_empty() {
+                schemas.push(delegate_schema(topology, &children));
+            }
+            agents.push(Arc::new(AgentPlan {
+                name: Arc::clone(&a.name),
+                ladder,
+                tools: agent_tools,
+                schemas,
+                children,
+                budget: a.budget.clone(),
+                system: a.system.clone(),
+                steps: metrics::counter!("baton_agent_steps_total", "agent" => agent_label),
+            }));
+        }
+        Ok(Plan {
+            root: index_of[&topology.root()],
+            agents,
+            observer,
+        })
+    }
+}
+
+fn delegate_schema(topology: &Topology, children: &[(Arc<str>, usize)]) -> ToolSchema {
+    let names: Vec<&str> = children.iter().map(|(n, _)| &**n).collect();
+    let mut description = String::from("Hand a sub-task to one of your sub-agents and wait for its answer.");
+    for (name, _) in children {
+        if let Some(d) = topology.agent(name).and_then(|n| topology.graph()[n].description.as_deref()) {
+            description.push_str(&format!(" `{name}`: {d}"));
+        }
+    }
+    ToolSchema {
+        name: DELEGATE_TOOL.to_string(),
+        description,
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "agent": {"type": "string", "enum": names},
+                "task": {"type": "string", "description": "what the sub-agent must do"},
+                "budget_usd": {"type": "number", "description": "optional cap on what this sub-task may spend"}
+            },
+            "required": ["agent", "task"],
+            "additionalProperties": false
+        }),
+    }
+}

@@ -1,0 +1,157 @@
+//! The report of one run: outcome, answer, totals, and per agent what it did and spent.
+
+use std::collections::BTreeMap;
+
+use baton_core::{AccountSnapshot, NanoUsd, Outcome};
+use serde::Serialize;
+
+/// The report `baton run --json` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    /// The root task's terminal outcome.
+    pub outcome: Outcome,
+    /// The root agent's final answer (when completed).
+    pub answer: Option<String>,
+    /// Why the run did not complete, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Sums over every task of the run.
+    pub totals: Totals,
+    /// Per agent that ran, in order of first activity.
+    pub agents: Vec<AgentReport>,
+    /// Every task of the run (the root and each delegation) with its terminal outcome.
+    pub tasks: Vec<TaskReport>,
+}
+
+/// Sums over a run.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Totals {
+    /// Prompt tokens (cached included).
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+    /// Cached prompt tokens.
+    pub tokens_cached: u64,
+    /// Money, in nano-dollars.
+    pub cost_nanousd: u64,
+    /// Loop iterations.
+    pub steps: u64,
+    /// Model calls.
+    pub model_calls: u64,
+    /// Tool calls, delegations included.
+    pub tool_calls: u64,
+    /// Wall-clock time of the root task, in milliseconds.
+    pub wall_ms: u64,
+}
+
+/// What one agent did in a run (summed over its tasks).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct AgentReport {
+    /// Agent name.
+    pub name: String,
+    /// Model calls.
+    pub model_calls: u64,
+    /// Prompt tokens.
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+    /// Money of its own calls, in nano-dollars (not its children's).
+    pub cost_nanousd: u64,
+    /// Loop iterations.
+    pub steps: u64,
+    /// Tool calls, delegations included.
+    pub tool_calls: u64,
+    /// Tasks it ran.
+    pub tasks: u64,
+    /// The outcome of its last task (the worst, if any failed).
+    pub outcome: Option<Outcome>,
+}
+
+/// One task of a run.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct TaskReport {
+    /// Task id.
+    pub task: u64,
+    /// The delegating task, if any.
+    pub parent: Option<u64>,
+    /// The agent that ran it.
+    pub agent: String,
+    /// Its terminal outcome.
+    pub outcome: Option<Outcome>,
+    /// Its subtree's spend in nano-dollars.
+    pub cost_nanousd: u64,
+    /// Its own limit, if any.
+    pub limit_nanousd: Option<u64>,
+}
+
+impl RunReport {
+    /// Builds the report from the run's account tree (the ledger is the single source of truth for
+    /// money and tokens), and the root task's outcome and answer.
+    pub fn from_ledger(root: &AccountSnapshot, outcome: Outcome, answer: Option<String>, error: Option<String>) -> RunReport {
+        let mut totals = Totals {
+            wall_ms: u64::try_from(root.own.wall.as_millis()).unwrap_or(u64::MAX),
+            ..Totals::default()
+        };
+        let mut agents: Vec<AgentReport> = Vec::new();
+        let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut tasks = Vec::new();
+        let mut stack: Vec<(&AccountSnapshot, Option<u64>)> = vec![(root, None)];
+        while let Some((a, parent)) = stack.pop() {
+            let u = &a.own;
+            totals.tokens_in += u.tokens.input;
+            totals.tokens_out += u.tokens.output;
+            totals.tokens_cached += u.tokens.cached_input;
+            totals.cost_nanousd += u.cost.0;
+            totals.steps += u.steps;
+            totals.model_calls += u.model_calls;
+            totals.tool_calls += u.tool_calls;
+            let i = *by_name.entry(a.agent.as_str()).or_insert_with(|| {
+                agents.push(AgentReport {
+                    name: a.agent.clone(),
+                    model_calls: 0,
+                    tokens_in: 0,
+                    tokens_out: 0,
+                    cost_nanousd: 0,
+                    steps: 0,
+                    tool_calls: 0,
+                    tasks: 0,
+                    outcome: None,
+                });
+                agents.len() - 1
+            });
+            let r = &mut agents[i];
+            r.model_calls += u.model_calls;
+            r.tokens_in += u.tokens.input;
+            r.tokens_out += u.tokens.output;
+            r.cost_nanousd += u.cost.0;
+            r.steps += u.steps;
+            r.tool_calls += u.tool_calls;
+            r.tasks += 1;
+            r.outcome = match (r.outcome, a.outcome) {
+                (Some(prev), Some(Outcome::Completed)) if prev != Outcome::Completed => Some(prev),
+                (_, o) => o,
+            };
+            tasks.push(TaskReport {
+                task: a.task,
+                parent,
+                agent: a.agent.clone(),
+                outcome: a.outcome,
+                cost_nanousd: a.spent.0,
+                limit_nanousd: a.limit.map(|l: NanoUsd| l.0),
+            });
+            // Depth first, children in delegation order.
+            for c in a.children.iter().rev() {
+                stack.push((c, Some(a.task)));
+            }
+        }
+        debug_assert_eq!(totals.cost_nanousd, root.spent.0, "ledger conservation");
+        RunReport {
+            outcome,
+            answer,
+            error,
+            totals,
+            agents,
+            tasks,
+        }
+    }
+}

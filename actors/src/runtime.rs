@@ -1,0 +1,161 @@
+//! The public handle on a running topology.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use baton_core::{Account, Budget, Model, Outcome, Tool};
+use baton_topologies::Topology;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+use tokio::task::JoinHandle;
+
+use crate::agent::TaskResult;
+use crate::conductor::{Conductor, ConductorMsg, Submission};
+use crate::error::RuntimeError;
+use crate::observer::Observer;
+use crate::plan::Plan;
+use crate::report::RunReport;
+
+/// Configures a [`Runtime`]: the topology, plus models, tools and an observer supplied in code.
+pub struct RuntimeBuilder {
+    topology: Topology,
+    models: HashMap<String, Arc<dyn Model>>,
+    tools: HashMap<String, Arc<dyn Tool>>,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl RuntimeBuilder {
+    /// Registers the implementation of a model the topology declares with `provider: custom`.
+    pub fn model(mut self, name: impl Into<String>, model: impl Model) -> RuntimeBuilder {
+        self.models.insert(name.into(), Arc::new(model));
+        self
+    }
+
+    /// Registers the implementation of a tool the topology declares with `kind: custom`.
+    pub fn tool(mut self, tool: impl Tool) -> RuntimeBuilder {
+        self.tools.insert(tool.name().to_string(), Arc::new(tool));
+        self
+    }
+
+    /// Receives every step, tool call, delegation and outcome as it happens.
+    pub fn observer(mut self, observer: impl Observer) -> RuntimeBuilder {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// Builds the models and tools and starts the conductor (the root agent starts with it; the
+    /// others on their first task).
+    ///
+    /// # Errors
+    /// [`RuntimeError`] when a model's rules cannot be loaded, a custom model or tool is missing, or
+    /// the conductor cannot start.
+    pub async fn start(self) -> Result<Runtime, RuntimeError> {
+        let plan = Arc::new(Plan::build(&self.topology, self.models, self.tools, self.observer)?);
+        let (conductor, handle) = Actor::spawn(None, Conductor, plan)
+            .await
+            .map_err(|e| RuntimeError::Spawn {
+                what: "conductor".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Runtime {
+            conductor,
+            handle,
+            topology: self.topology,
+        })
+    }
+}
+
+/// A running topology: submit tasks, read reports, shut down.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use baton_actors::Runtime;
+/// use baton_topologies::Topology;
+///
+/// let topology = Topology::from_path("examples/topologies/ops-triage.yaml")?;
+/// let runtime = Runtime::builder(topology).start().await?;
+/// let report = runtime.run("p99 latency of checkout doubled at 14:05").await?;
+/// println!("{:?}: {}", report.outcome, report.answer.unwrap_or_default());
+/// runtime.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct Runtime {
+    conductor: ActorRef<ConductorMsg>,
+    handle: JoinHandle<()>,
+    topology: Topology,
+}
+
+/// The raw result of a task: its result and its account tree (for callers that want more than the
+/// report, such as conservation checks).
+pub struct TaskRun {
+    /// The root task's outcome and answer or reason.
+    pub result: TaskResult,
+    /// The run's root account (its subtree holds every delegation).
+    pub account: Account,
+}
+
+impl Runtime {
+    /// Starts configuring a runtime for `topology`.
+    pub fn builder(topology: Topology) -> RuntimeBuilder {
+        RuntimeBuilder {
+            topology,
+            models: HashMap::new(),
+            tools: HashMap::new(),
+            observer: None,
+        }
+    }
+
+    /// The topology this runtime runs.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Runs one task under the root agent's budget and returns its report.
+    ///
+    /// # Errors
+    /// [`RuntimeError::ConductorDown`] when the runtime has stopped. A task that fails is not an
+    /// error: it is a report with a non-`completed` outcome.
+    pub async fn run(&self, task: impl Into<String>) -> Result<RunReport, RuntimeError> {
+        self.run_with_budget(task, Budget::UNLIMITED).await
+    }
+
+    /// Runs one task under `budget` (tightened by the root agent's own) and returns its report.
+    ///
+    /// # Errors
+    /// As [`Runtime::run`].
+    pub async fn run_with_budget(&self, task: impl Into<String>, budget: Budget) -> Result<RunReport, RuntimeError> {
+        let run = self.submit(task, budget).await?;
+        let snapshot = run.account.snapshot();
+        let (answer, error) = match run.result.outcome {
+            Outcome::Completed => (Some(run.result.text), None),
+            _ => (None, Some(run.result.text)),
+        };
+        Ok(RunReport::from_ledger(&snapshot, run.result.outcome, answer, error))
+    }
+
+    /// Runs one task and returns its raw result and account.
+    ///
+    /// # Errors
+    /// As [`Runtime::run`].
+    pub async fn submit(&self, task: impl Into<String>, budget: Budget) -> Result<TaskRun, RuntimeError> {
+        let sub = Box::new(Submission {
+            task: task.into(),
+            budget,
+        });
+        match self.conductor.call(|port| ConductorMsg::Submit(sub, port), None).await {
+            Ok(CallResult::Success(f)) => Ok(TaskRun {
+                result: f.result.payload,
+                account: f.account,
+            }),
+            Ok(CallResult::Timeout) => Err(RuntimeError::ConductorDown("timed out".into())),
+            Ok(CallResult::SenderError) => Err(RuntimeError::ConductorDown("it stopped before answering".into())),
+            Err(e) => Err(RuntimeError::ConductorDown(e.to_string())),
+        }
+    }
+
+    /// Stops the conductor and every agent, and waits for them.
+    pub async fn shutdown(self) {
+        self.conductor.stop(None);
+        let _ = self.handle.await;
+    }
+}

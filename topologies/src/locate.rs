@@ -1,0 +1,107 @@
+//! Finds the line and column of a key path in block-style YAML, so that a diagnostic about
+//! `agents.rca.models[1]` can point at the text. Best effort: where the text cannot be found the
+//! diagnostic keeps its key path only.
+
+/// One step of a key path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Seg<'a> {
+    Key(&'a str),
+    /// A sequence item, found by its text.
+    Item(&'a str),
+}
+
+/// 1-based (line, column) of the last segment of `path` in `source`.
+pub(crate) fn locate(source: &str, path: &[Seg<'_>]) -> Option<(usize, usize)> {
+    // (indent, key) of the enclosing mappings for the current line.
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    let keys: Vec<&str> = path
+        .iter()
+        .map_while(|s| match s {
+            Seg::Key(k) => Some(*k),
+            Seg::Item(_) => None,
+        })
+        .collect();
+    let item = path.iter().find_map(|s| match s {
+        Seg::Item(i) => Some(*i),
+        Seg::Key(_) => None,
+    });
+    let mut found: Option<(usize, usize, usize)> = None; // line index, column, indent
+    for (n, raw) in source.lines().enumerate() {
+        let line = raw.split(" #").next().unwrap_or(raw);
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if let Some((fl, _, fi)) = found {
+            // Looking for a block-sequence item below the found key.
+            if indent <= fi && !trimmed.starts_with('-') {
+                return None;
+            }
+            if let Some(rest) = trimmed.strip_prefix('-') {
+                let rest = rest.trim().trim_matches(|c| c == '"' || c == '\'');
+                if Some(rest) == item {
+                    return Some((n + 1, indent + 3));
+                }
+            }
+            let _ = fl;
+            continue;
+        }
+        let body = trimmed.trim_start_matches("- ");
+        let key_indent = indent + (trimmed.len() - body.len());
+        let Some((key, value)) = body.split_once(':') else { continue };
+        let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
+        while stack.last().is_some_and(|(i, _)| *i >= key_indent) {
+            stack.pop();
+        }
+        stack.push((key_indent, key.to_string()));
+        if stack.len() == keys.len() && stack.iter().zip(&keys).all(|((_, a), b)| a == b) {
+            let Some(item) = item else {
+                return Some((n + 1, key_indent + 1));
+            };
+            // Flow sequence on the same line, or a block sequence below.
+            if let Some(pos) = find_word(value, item) {
+                let value_start = line.len() - value.len();
+                return Some((n + 1, value_start + pos + 1));
+            }
+            found = Some((n, key_indent, key_indent));
+        }
+    }
+    found.map(|(l, c, _)| (l + 1, c + 1))
+}
+
+fn find_word(hay: &str, word: &str) -> Option<usize> {
+    let bytes = hay.as_bytes();
+    let mut from = 0;
+    while let Some(i) = hay[from..].find(word) {
+        let s = from + i;
+        let e = s + word.len();
+        let ok_before = s == 0 || !is_word(bytes[s - 1]);
+        let ok_after = e >= bytes.len() || !is_word(bytes[e]);
+        if ok_before && ok_after {
+            return Some(s);
+        }
+        from = e;
+    }
+    None
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Y: &str = "models:\n  small:\n    provider: scripted\nagents:\n  lead:\n    models: [small, big]\n    children:\n      - rca\n      - paging\n  rca:\n    models: [small]\n";
+
+    #[test]
+    fn finds_keys_and_items() {
+        assert_eq!(locate(Y, &[Seg::Key("agents"), Seg::Key("rca")]), Some((10, 3)));
+        assert_eq!(locate(Y, &[Seg::Key("agents"), Seg::Key("lead"), Seg::Key("models"), Seg::Item("big")]), Some((6, 21)));
+        assert_eq!(locate(Y, &[Seg::Key("agents"), Seg::Key("lead"), Seg::Key("children"), Seg::Item("paging")]), Some((9, 9)));
+        assert_eq!(locate(Y, &[Seg::Key("agents"), Seg::Key("rca"), Seg::Key("models"), Seg::Item("small")]), Some((11, 14)));
+        assert_eq!(locate(Y, &[Seg::Key("agents"), Seg::Key("nobody")]), None);
+    }
+}

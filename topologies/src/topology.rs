@@ -1,0 +1,551 @@
+//! The validated topology: the petgraph model the runtime spawns from.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_core::{Budget, NanoUsd, Price};
+use petgraph::Direction;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+
+use crate::error::{Diagnostic, TopologyError};
+use crate::locate::{Seg, locate};
+use crate::spec::{AgentSpec, DEFAULT_MAX_STEPS, ModelSpec, Provider, ToolKind, ToolSpec, TopologySpec};
+
+/// The name of the built-in tool through which an agent hands a sub-task to a child.
+pub const DELEGATE_TOOL: &str = "delegate";
+
+/// The kinds of edge between agents.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Edge {
+    /// The source supervises the target (starts it, restarts it, stops it).
+    Supervises,
+    /// The source may hand tasks to the target through `delegate`.
+    DelegatesTo,
+}
+
+/// An agent as the runtime sees it: its spec with defaults applied and names resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentNode {
+    /// The agent's name.
+    pub name: Arc<str>,
+    /// Model names, cheapest first (all declared).
+    pub ladder: Vec<Arc<str>>,
+    /// Tool names (all declared).
+    pub tools: Vec<Arc<str>>,
+    /// The per-task budget, with `max_steps` defaulted.
+    pub budget: Budget,
+    /// The system prompt.
+    pub system: Option<String>,
+    /// What it is for.
+    pub description: Option<String>,
+}
+
+/// A model as the runtime sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelDef {
+    /// The model's name in the topology.
+    pub name: Arc<str>,
+    /// Who answers.
+    pub provider: Provider,
+    /// For `scripted`: the rules file, resolved against the topology's folder.
+    pub rules: Option<PathBuf>,
+    /// For `scripted`: a latency overriding the rules file's.
+    pub latency: Option<Duration>,
+    /// Price per million tokens.
+    pub price: Price,
+    /// Completion-token ceiling per call.
+    pub max_output_tokens: u32,
+}
+
+/// A tool as the runtime sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolDef {
+    /// The tool's name.
+    pub name: Arc<str>,
+    /// Which implementation.
+    pub kind: ToolKind,
+    /// The file or folder it reads, resolved against the topology's folder.
+    pub path: Option<PathBuf>,
+    /// A description overriding the built-in one.
+    pub description: Option<String>,
+}
+
+/// A validated topology: agents in a petgraph graph with typed edges, and the models and tools they
+/// use. Built from a file ([`Topology::from_path`]) or in code ([`crate::TopologyBuilder`]); both go
+/// through the same validation and yield the same graph.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    name: String,
+    spec: TopologySpec,
+    base_dir: PathBuf,
+    graph: DiGraph<AgentNode, Edge>,
+    root: NodeIndex,
+    index: HashMap<Arc<str>, NodeIndex>,
+    models: BTreeMap<Arc<str>, ModelDef>,
+    tools: BTreeMap<Arc<str>, ToolDef>,
+}
+
+impl Topology {
+    /// Loads and validates a YAML topology file. Relative paths inside it resolve against its folder.
+    ///
+    /// # Errors
+    /// [`TopologyError::Io`], [`TopologyError::Parse`] (with line and column), or
+    /// [`TopologyError::Invalid`] listing every problem at once.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Topology, TopologyError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Io {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Self::from_yaml_str(&text, path, &base)
+    }
+
+    /// Parses and validates YAML text; `file` names it in errors and `base_dir` resolves its paths.
+    ///
+    /// # Errors
+    /// As [`Topology::from_path`], without the I/O.
+    pub fn from_yaml_str(text: &str, file: &Path, base_dir: &Path) -> Result<Topology, TopologyError> {
+        let spec: TopologySpec = serde_saphyr::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .location()
+                .map_or((1, 1), |l| (l.line() as usize, l.column() as usize));
+            TopologyError::Parse {
+                file: file.to_path_buf(),
+                line,
+                column,
+                message: first_line(&e.to_string()),
+            }
+        })?;
+        Self::build(spec, file, base_dir, Some(text))
+    }
+
+    /// Validates a spec built in code.
+    ///
+    /// # Errors
+    /// [`TopologyError::Invalid`] listing every problem.
+    pub fn from_spec(spec: TopologySpec, base_dir: &Path) -> Result<Topology, TopologyError> {
+        Self::build(spec, Path::new("<builder>"), base_dir, None)
+    }
+
+    fn build(spec: TopologySpec, file: &Path, base_dir: &Path, text: Option<&str>) -> Result<Topology, TopologyError> {
+        let mut v = Validator {
+            text,
+            diagnostics: Vec::new(),
+        };
+        let topo = v.check(&spec, base_dir);
+        if !v.diagnostics.is_empty() || topo.is_none() {
+            v.diagnostics.sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(0)));
+            return Err(TopologyError::Invalid {
+                file: file.to_path_buf(),
+                diagnostics: v.diagnostics,
+            });
+        }
+        let (graph, root, index, models, tools) = topo.ok_or_else(|| TopologyError::Invalid {
+            file: file.to_path_buf(),
+            diagnostics: Vec::new(),
+        })?;
+        Ok(Topology {
+            name: spec.name.clone().unwrap_or_else(|| {
+                file.file_stem()
+                    .map_or_else(|| "topology".into(), |s| s.to_string_lossy().into_owned())
+            }),
+            spec,
+            base_dir: base_dir.to_path_buf(),
+            graph,
+            root,
+            index,
+            models,
+            tools,
+        })
+    }
+
+    /// The topology's name (its `name:` key, else the file stem).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The spec as written (or built).
+    pub fn spec(&self) -> &TopologySpec {
+        &self.spec
+    }
+
+    /// The folder relative paths resolve against.
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    /// The agent graph.
+    pub fn graph(&self) -> &DiGraph<AgentNode, Edge> {
+        &self.graph
+    }
+
+    /// The agent that receives tasks.
+    pub fn root(&self) -> NodeIndex {
+        self.root
+    }
+
+    /// An agent's node by name.
+    pub fn agent(&self, name: &str) -> Option<NodeIndex> {
+        self.index.get(name).copied()
+    }
+
+    /// The agents `node` supervises, in start order.
+    pub fn children(&self, node: NodeIndex) -> Vec<NodeIndex> {
+        self.targets(node, Edge::Supervises)
+    }
+
+    /// The agents `node` may delegate to, in declaration order.
+    pub fn delegates(&self, node: NodeIndex) -> Vec<NodeIndex> {
+        self.targets(node, Edge::DelegatesTo)
+    }
+
+    fn targets(&self, node: NodeIndex, kind: Edge) -> Vec<NodeIndex> {
+        let mut out: Vec<(usize, NodeIndex)> = self
+            .graph
+            .edges_directed(node, Direction::Outgoing)
+            .filter(|e| *e.weight() == kind)
+            .map(|e| (e.id().index(), e.target()))
+            .collect();
+        out.sort_unstable();
+        out.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// A model by name.
+    pub fn model(&self, name: &str) -> Option<&ModelDef> {
+        self.models.get(name)
+    }
+
+    /// All models.
+    pub fn models(&self) -> impl Iterator<Item = &ModelDef> {
+        self.models.values()
+    }
+
+    /// A tool by name.
+    pub fn tool(&self, name: &str) -> Option<&ToolDef> {
+        self.tools.get(name)
+    }
+
+    /// All tools.
+    pub fn tools(&self) -> impl Iterator<Item = &ToolDef> {
+        self.tools.values()
+    }
+
+    /// Replaces the root agent's money limit (the CLI's `--budget-usd`).
+    pub fn set_root_budget(&mut self, max_cost: NanoUsd) {
+        let root = self.root;
+        self.graph[root].budget.max_cost = Some(max_cost);
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).to_string()
+}
+
+type Built = (
+    DiGraph<AgentNode, Edge>,
+    NodeIndex,
+    HashMap<Arc<str>, NodeIndex>,
+    BTreeMap<Arc<str>, ModelDef>,
+    BTreeMap<Arc<str>, ToolDef>,
+);
+
+struct Validator<'t> {
+    text: Option<&'t str>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn report(&mut self, segs: &[Seg<'_>], message: String, hint: Option<String>) {
+        let path = segs
+            .iter()
+            .map(|s| match s {
+                Seg::Key(k) => (*k).to_string(),
+                Seg::Item(i) => format!("[{i}]"),
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+            .replace(".[", "[");
+        let at = self.text.and_then(|t| {
+            locate(t, segs).or_else(|| segs.len().checked_sub(1).and_then(|n| locate(t, &segs[..n])))
+        });
+        self.diagnostics.push(Diagnostic {
+            path,
+            line: at.map(|a| a.0),
+            column: at.map(|a| a.1),
+            message,
+            hint,
+        });
+    }
+
+    fn check(&mut self, spec: &TopologySpec, base: &Path) -> Option<Built> {
+        let models = self.check_models(&spec.models, base);
+        let tools = self.check_tools(&spec.tools, base);
+        if spec.agents.is_empty() {
+            self.report(&[Seg::Key("agents")], "no agents declared".into(), Some("declare at least one agent under `agents:`".into()));
+            return None;
+        }
+        let mut graph: DiGraph<AgentNode, Edge> = DiGraph::new();
+        let mut index: HashMap<Arc<str>, NodeIndex> = HashMap::new();
+        for (name, a) in &spec.agents {
+            let node = self.check_agent(name, a, spec);
+            let name: Arc<str> = Arc::clone(&node.name);
+            index.insert(name, graph.add_node(node));
+        }
+        // Supervision edges: every child declared once, by one parent.
+        let mut parent_of: HashMap<&str, &str> = HashMap::new();
+        for (name, a) in &spec.agents {
+            for child in &a.children {
+                let at = [Seg::Key("agents"), Seg::Key(name), Seg::Key("children"), Seg::Item(child)];
+                let Some(&c) = index.get(child.as_str()) else {
+                    self.report(&at, format!("child `{child}` is not a declared agent"), did_you_mean(child, spec.agents.keys()));
+                    continue;
+                };
+                if child == name {
+                    self.report(&at, format!("agent `{name}` lists itself as a child"), None);
+                    continue;
+                }
+                if let Some(prev) = parent_of.insert(child, name) {
+                    self.report(
+                        &at,
+                        format!("agent `{child}` already has the parent `{prev}`; supervision must be a tree"),
+                        Some("give each agent one parent; declare a second agent if two parents need one".into()),
+                    );
+                    continue;
+                }
+                let p = index[name.as_str()];
+                graph.add_edge(p, c, Edge::Supervises);
+                graph.add_edge(p, c, Edge::DelegatesTo);
+            }
+        }
+        let root = self.find_root(spec, &index, &parent_of)?;
+        // Every agent must be under the root (this also rules out supervision cycles).
+        let mut seen = vec![false; graph.node_count()];
+        let mut stack = vec![root];
+        while let Some(n) = stack.pop() {
+            if std::mem::replace(&mut seen[n.index()], true) {
+                continue;
+            }
+            stack.extend(graph.edges_directed(n, Direction::Outgoing).map(|e| e.target()));
+        }
+        for (name, &n) in &index {
+            if !seen[n.index()] {
+                self.report(
+                    &[Seg::Key("agents"), Seg::Key(name)],
+                    format!("agent `{name}` is not under the root `{}` (a second root, or a supervision cycle)", graph[root].name),
+                    Some("list it under `children:` of an agent beneath the root".into()),
+                );
+            }
+        }
+        // A child's money limit cannot exceed its parent's.
+        for (child, parent) in &parent_of {
+            let (c, p) = (&spec.agents[*child], &spec.agents[*parent]);
+            if let (Some(cm), Some(pm)) = (c.budget.max_usd, p.budget.max_usd) {
+                if cm > pm {
+                    self.report(
+                        &[Seg::Key("agents"), Seg::Key(child), Seg::Key("budget"), Seg::Key("max_usd")],
+                        format!("budget {} is larger than its parent `{parent}`'s {}", cm.0, pm.0),
+                        Some("a child only ever spends out of its parent's budget; lower it".into()),
+                    );
+                }
+            }
+        }
+        Some((graph, root, index, models, tools))
+    }
+
+    fn find_root(&mut self, spec: &TopologySpec, index: &HashMap<Arc<str>, NodeIndex>, parent_of: &HashMap<&str, &str>) -> Option<NodeIndex> {
+        if let Some(r) = &spec.root {
+            let Some(&n) = index.get(r.as_str()) else {
+                self.report(&[Seg::Key("root")], format!("root `{r}` is not a declared agent"), did_you_mean(r, spec.agents.keys()));
+                return None;
+            };
+            if let Some(p) = parent_of.get(r.as_str()) {
+                self.report(&[Seg::Key("root")], format!("root `{r}` is a child of `{p}`"), None);
+            }
+            return Some(n);
+        }
+        let roots: Vec<&String> = spec.agents.keys().filter(|a| !parent_of.contains_key(a.as_str())).collect();
+        match roots.as_slice() {
+            [one] => Some(index[one.as_str()]),
+            [] => {
+                self.report(&[Seg::Key("agents")], "every agent is someone's child: supervision has a cycle".into(), None);
+                None
+            }
+            many => {
+                let names = many.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+                self.report(
+                    &[Seg::Key("root")],
+                    format!("several agents have no parent ({names}); which one receives tasks?"),
+                    Some("set `root:` or list the others under `children:`".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn check_agent(&mut self, name: &str, a: &AgentSpec, spec: &TopologySpec) -> AgentNode {
+        let at = |k: &'static str| [Seg::Key("agents"), Seg::Key(name), Seg::Key(k)];
+        if a.models.is_empty() {
+            self.report(&at("models"), format!("agent `{name}` has no model"), Some("add `models: [<a model name>]`".into()));
+        }
+        for m in &a.models {
+            if !spec.models.contains_key(m) {
+                self.report(
+                    &[Seg::Key("agents"), Seg::Key(name), Seg::Key("models"), Seg::Item(m)],
+                    format!("model `{m}` is not declared under `models:`"),
+                    did_you_mean(m, spec.models.keys()),
+                );
+            }
+        }
+        for t in &a.tools {
+            if t == DELEGATE_TOOL {
+                self.report(
+                    &[Seg::Key("agents"), Seg::Key(name), Seg::Key("tools"), Seg::Item(t)],
+                    "`delegate` is built in: every agent with children has it".into(),
+                    Some("remove it from `tools:`; list the agents under `children:`".into()),
+                );
+            } else if !spec.tools.contains_key(t) {
+                self.report(
+                    &[Seg::Key("agents"), Seg::Key(name), Seg::Key("tools"), Seg::Item(t)],
+                    format!("tool `{t}` is not declared under `tools:`"),
+                    did_you_mean(t, spec.tools.keys()),
+                );
+            }
+        }
+        let b = &a.budget;
+        let budget_at = |k: &'static str| [Seg::Key("agents"), Seg::Key(name), Seg::Key("budget"), Seg::Key(k)];
+        if b.max_usd.is_some_and(|u| u.0 == NanoUsd::ZERO) {
+            self.report(&budget_at("max_usd"), "a zero budget can never run".into(), Some("remove `max_usd` for no limit of its own".into()));
+        }
+        if b.max_tokens == Some(0) {
+            self.report(&budget_at("max_tokens"), "a zero token budget can never run".into(), None);
+        }
+        if b.max_steps == Some(0) {
+            self.report(&budget_at("max_steps"), "`max_steps` must be at least 1".into(), None);
+        }
+        if b.max_wall.is_some_and(|w| w.is_zero()) {
+            self.report(&budget_at("max_wall"), "`max_wall` must be longer than zero".into(), None);
+        }
+        AgentNode {
+            name: name.into(),
+            ladder: a.models.iter().map(|m| Arc::from(m.as_str())).collect(),
+            tools: a.tools.iter().map(|t| Arc::from(t.as_str())).collect(),
+            budget: Budget {
+                max_cost: b.max_usd.map(|u| u.0),
+                max_tokens: b.max_tokens,
+                max_steps: Some(b.max_steps.unwrap_or(DEFAULT_MAX_STEPS)),
+                max_wall: b.max_wall,
+            },
+            system: a.system.clone(),
+            description: a.description.clone(),
+        }
+    }
+
+    fn check_models(&mut self, models: &BTreeMap<String, ModelSpec>, base: &Path) -> BTreeMap<Arc<str>, ModelDef> {
+        let mut out = BTreeMap::new();
+        for (name, m) in models {
+            let at = |k: &'static str| [Seg::Key("models"), Seg::Key(name), Seg::Key(k)];
+            let rules = match (m.provider, &m.rules) {
+                (Provider::Scripted, None) => {
+                    self.report(&at("provider"), format!("scripted model `{name}` needs `rules:`"), Some("point `rules:` at a rules file".into()));
+                    None
+                }
+                (Provider::Scripted, Some(r)) => {
+                    let p = base.join(r);
+                    if !p.is_file() {
+                        self.report(&at("rules"), format!("rules file `{}` not found", p.display()), Some("paths are relative to the topology file".into()));
+                    }
+                    Some(p)
+                }
+                (Provider::Custom, Some(_)) => {
+                    self.report(&at("rules"), "`rules` applies to scripted models only".into(), None);
+                    None
+                }
+                (Provider::Custom, None) => None,
+            };
+            if m.max_output_tokens == 0 {
+                self.report(&at("max_output_tokens"), "`max_output_tokens` must be at least 1".into(), None);
+            }
+            let price = Price::per_mtok(
+                m.price.input.0,
+                m.price.output.0,
+                m.price.cached_input.map_or(m.price.input.0, |c| c.0),
+            );
+            let name: Arc<str> = name.as_str().into();
+            out.insert(
+                Arc::clone(&name),
+                ModelDef {
+                    name,
+                    provider: m.provider,
+                    rules,
+                    latency: m.latency,
+                    price,
+                    max_output_tokens: m.max_output_tokens,
+                },
+            );
+        }
+        out
+    }
+
+    fn check_tools(&mut self, tools: &BTreeMap<String, ToolSpec>, base: &Path) -> BTreeMap<Arc<str>, ToolDef> {
+        let mut out = BTreeMap::new();
+        for (name, t) in tools {
+            let at = |k: &'static str| [Seg::Key("tools"), Seg::Key(name), Seg::Key(k)];
+            if name == DELEGATE_TOOL {
+                self.report(&[Seg::Key("tools"), Seg::Key(name)], "`delegate` is a built-in tool name".into(), Some("choose another name".into()));
+            }
+            let path = match (t.kind, &t.path) {
+                (ToolKind::Custom, _) => t.path.as_ref().map(|p| base.join(p)),
+                (_, None) => {
+                    self.report(&at("kind"), format!("built-in tool `{name}` needs `path:`"), None);
+                    None
+                }
+                (kind, Some(p)) => {
+                    let p = base.join(p);
+                    let ok = if kind == ToolKind::MetricsSeries { p.is_dir() } else { p.is_file() };
+                    if !ok {
+                        let what = if kind == ToolKind::MetricsSeries { "folder" } else { "file" };
+                        self.report(&at("path"), format!("{what} `{}` not found", p.display()), Some("paths are relative to the topology file".into()));
+                    }
+                    Some(p)
+                }
+            };
+            let name: Arc<str> = name.as_str().into();
+            out.insert(
+                Arc::clone(&name),
+                ToolDef {
+                    name,
+                    kind: t.kind,
+                    path,
+                    description: t.description.clone(),
+                },
+            );
+        }
+        out
+    }
+}
+
+/// `did you mean `x`?` for the closest name within two edits.
+fn did_you_mean<'a>(wrong: &str, names: impl Iterator<Item = &'a String>) -> Option<String> {
+    names
+        .map(|n| (edit_distance(wrong, n), n))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| format!("did you mean `{n}`?"))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
