@@ -71,9 +71,7 @@ pub enum LimitKind {
 
 /// Why a reservation was refused: which account, which limit, and by how much.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "budget of {agent} (task {task}) refuses {requested} {kind:?}: {used} of {limit} already committed or reserved"
-)]
+#[error("{}", self.describe())]
 pub struct Refusal {
     /// Agent owning the account that refused.
     pub agent: Arc<str>,
@@ -87,6 +85,26 @@ pub struct Refusal {
     pub used: u64,
     /// What was asked for.
     pub requested: u64,
+}
+
+impl Refusal {
+    fn describe(&self) -> String {
+        let left = self.limit.saturating_sub(self.used);
+        match self.kind {
+            LimitKind::Cost => format!(
+                "budget of `{}` (task {}) cannot cover the next call: its worst case is {}, {} is left of {}",
+                self.agent,
+                self.task,
+                NanoUsd(self.requested),
+                NanoUsd(left),
+                NanoUsd(self.limit)
+            ),
+            LimitKind::Tokens => format!(
+                "token budget of `{}` (task {}) cannot cover the next call: it may use {} tokens, {} are left of {}",
+                self.agent, self.task, self.requested, left, self.limit
+            ),
+        }
+    }
 }
 
 impl Account {

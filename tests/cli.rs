@@ -1,0 +1,171 @@
+//! End-to-end tests of the `baton` binary, as a user runs it.
+//!
+//! - `run`: the ops-triage example completes, its costs add up, budgets hold, bad flags are refused.
+//! - `validate`: valid and broken topology files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const TRIAGE: &str = "examples/topologies/ops-triage.yaml";
+const ALERT: &str = "p99 latency of checkout doubled at 14:05";
+
+fn baton(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the baton binary runs")
+}
+
+fn json_report(args: &[&str]) -> (Value, i32) {
+    let out = baton(args);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is one JSON report ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (report, out.status.code().expect("exited"))
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("expected an unsigned integer, got {v}"))
+}
+
+fn temp_file(name: &str, body: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("baton-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let p = dir.join(name);
+    std::fs::write(&p, body).expect("write temp file");
+    p
+}
+
+mod run {
+    use super::*;
+
+    #[test]
+    fn ops_triage_completes_and_costs_add_up() {
+        let (r, code) = json_report(&["run", TRIAGE, "--task", ALERT, "--json"]);
+        assert_eq!(r["outcome"], "completed", "{r:#}");
+        assert_eq!(code, 0);
+        let answer = r["answer"].as_str().expect("an answer");
+        for needle in ["4f2a9c1", "@alice", "@bob", "14:05"] {
+            assert!(answer.contains(needle), "answer lacks {needle}: {answer}");
+        }
+        let agents = r["agents"].as_array().expect("agents");
+        let names: Vec<&str> = agents.iter().map(|a| a["name"].as_str().expect("name")).collect();
+        assert_eq!(names, ["triage", "rca", "paging"]);
+        let sum: u64 = agents.iter().map(|a| u(&a["cost_nanousd"])).sum();
+        assert_eq!(sum, u(&r["totals"]["cost_nanousd"]), "per-agent costs add up to the total");
+        assert!(sum > 0);
+        for key in ["tokens_in", "tokens_out", "steps"] {
+            let s: u64 = agents.iter().map(|a| u(&a[key])).sum();
+            assert_eq!(s, u(&r["totals"][key]), "{key} adds up");
+        }
+        for a in agents {
+            assert_eq!(a["outcome"], "completed");
+            assert!(u(&a["model_calls"]) > 0);
+        }
+        assert!(u(&r["totals"]["wall_ms"]) > 0);
+        // The frontier-priced coordinator costs more per token than the small-model specialists.
+        let per_token = |a: &Value| u(&a["cost_nanousd"]) as f64 / (u(&a["tokens_in"]) + u(&a["tokens_out"])) as f64;
+        assert!(per_token(&agents[0]) > 10.0 * per_token(&agents[1]));
+    }
+
+    #[test]
+    fn human_output_shows_steps_answer_and_cost_table() {
+        let out = baton(&["run", TRIAGE, "--task", ALERT]);
+        assert!(out.status.success());
+        let s = String::from_utf8_lossy(&out.stdout);
+        for needle in [
+            "[triage] → delegate",
+            "  [rca] → query_metrics",
+            "  [rca] ← read_deploy_log: 13:58 deploy checkout-api 4f2a9c1",
+            "  [paging] → oncall_schedule",
+            "outcome: completed",
+            "answer:  Suspected change: 4f2a9c1",
+            "total ",
+        ] {
+            assert!(s.contains(needle), "output lacks {needle:?}:\n{s}");
+        }
+    }
+
+    #[test]
+    fn budget_below_the_need_ends_budget_exceeded_within_budget() {
+        // $0.001 cannot cover the first frontier call's worst case; $0.02 runs out mid-way.
+        for (budget, limit) in [("0.001", 1_000_000u64), ("0.02", 20_000_000)] {
+            let (r, code) = json_report(&["run", TRIAGE, "--task", ALERT, "--json", "--budget-usd", budget]);
+            assert_eq!(r["outcome"], "budget_exceeded", "budget {budget}: {r:#}");
+            assert_eq!(code, 4, "exit code for budget_exceeded");
+            let total = u(&r["totals"]["cost_nanousd"]);
+            assert!(total <= limit, "spent {total} > budget {limit}");
+            let sum: u64 = r["agents"].as_array().expect("agents").iter().map(|a| u(&a["cost_nanousd"])).sum();
+            assert_eq!(sum, total);
+            assert!(r["error"].as_str().expect("a reason").contains("cannot cover the next call"));
+        }
+        let (r, _) = json_report(&["run", TRIAGE, "--task", ALERT, "--json", "--budget-usd", "0.02"]);
+        assert!(u(&r["totals"]["cost_nanousd"]) > 0, "the mid-way run did real work before stopping");
+    }
+
+    #[test]
+    fn bad_budget_flags_are_refused_clearly() {
+        for (flag, needle) in [("-1", "negative"), ("abc", "plain decimal"), ("0", "more than zero")] {
+            let out = baton(&["run", TRIAGE, "--task", ALERT, "--budget-usd", flag]);
+            assert_eq!(out.status.code(), Some(2), "--budget-usd {flag}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(needle), "--budget-usd {flag}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_task_and_missing_file_are_errors() {
+        let out = baton(&["run", TRIAGE]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--task is required"));
+        let out = baton(&["run", "no/such/file.yaml", "--task", "x"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/file.yaml"));
+    }
+}
+
+mod validate {
+    use super::*;
+
+    #[test]
+    fn example_is_valid() {
+        let out = baton(&["validate", TRIAGE]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    fn broken_file_names_file_line_and_fix() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/topologies");
+        let body = format!(
+            "models:\n  small:\n    provider: scripted\n    rules: {}/ops-triage.rules.yaml\n    price: {{ input: 0.15, output: 0.6 }}\nagents:\n  lead:\n    models: [smal]\n",
+            root.display()
+        );
+        let p = temp_file("broken.yaml", &body);
+        let out = baton(&["validate", p.to_str().expect("utf-8 path")]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("broken.yaml"), "{err}");
+        assert!(err.contains("8:14: agents.lead.models[smal]: model `smal` is not declared"), "{err}");
+        assert!(err.contains("did you mean `small`?"), "{err}");
+        // `run` refuses it the same way, with the invalid-input exit code.
+        let out = baton(&["run", p.to_str().expect("utf-8 path"), "--task", "x"]);
+        assert_eq!(out.status.code(), Some(2));
+    }
+
+    #[test]
+    fn unknown_key_is_a_parse_error_with_position() {
+        let p = temp_file("typo.yaml", "agents:\n  lead:\n    modles: [x]\n");
+        let out = baton(&["validate", p.to_str().expect("utf-8 path")]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("typo.yaml:3:"), "{err}");
+        assert!(err.contains("modles"), "{err}");
+    }
+}
