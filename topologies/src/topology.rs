@@ -117,7 +117,7 @@ impl Topology {
                 file: file.to_path_buf(),
                 line,
                 column,
-                message: first_line(&e.to_string()),
+                message: parse_message(&e.to_string()),
             }
         })?;
         Self::build(spec, file, base_dir, Some(text))
@@ -241,8 +241,31 @@ impl Topology {
     }
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).to_string()
+/// The parser's message without its own position prefix, with a did-you-mean for unknown keys.
+fn parse_message(s: &str) -> String {
+    let mut msg = s.lines().next().unwrap_or(s).trim();
+    msg = msg.strip_prefix("error:").unwrap_or(msg).trim_start();
+    if let Some(rest) = msg.strip_prefix("line ") {
+        if let Some((_, after)) = rest.split_once(": ") {
+            msg = after;
+        }
+    }
+    let mut out = msg.to_string();
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        if let Some((field, tail)) = rest.split_once('`') {
+            let expected: Vec<String> = tail
+                .split_once("expected one of ")
+                .or_else(|| tail.split_once("expected "))
+                .map(|(_, list)| list.split(',').map(|n| n.trim().trim_matches('`').to_string()).collect())
+                .unwrap_or_default();
+            if let Some(hint) = did_you_mean(field, expected.iter()) {
+                out.push_str(" (hint: ");
+                out.push_str(&hint);
+                out.push(')');
+            }
+        }
+    }
+    out
 }
 
 type Built = (

@@ -1,0 +1,222 @@
+//! Integration tests of baton-topologies.
+//!
+//! - `examples`: the shipped example files validate, and the builder yields the same graph.
+//! - `diagnostics`: broken topologies report every problem, each with position and hint.
+
+use std::path::{Path, PathBuf};
+
+use baton_core::NanoUsd;
+use baton_topologies::{
+    AgentSpec, BudgetSpec, Diagnostic, Edge, ModelSpec, ToolKind, ToolSpec, Topology, TopologyBuilder, TopologyError,
+};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/topologies")
+}
+
+mod examples {
+    use super::*;
+
+    #[test]
+    fn every_example_validates() {
+        let mut n = 0;
+        for entry in std::fs::read_dir(examples()).expect("examples folder") {
+            let p = entry.expect("entry").path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.ends_with(".yaml") && !name.ends_with(".rules.yaml") {
+                Topology::from_path(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 1);
+    }
+
+    #[test]
+    fn builder_yields_the_same_graph_as_the_file() {
+        let file = Topology::from_path(examples().join("ops-triage.yaml")).expect("valid");
+        let usd = |s: &str| NanoUsd::parse_usd(s).expect("amount");
+        let budget = |max: &str, steps: u32| BudgetSpec {
+            max_usd: Some(baton_core::Usd(usd(max))),
+            max_steps: Some(steps),
+            ..BudgetSpec::default()
+        };
+        let mut small = ModelSpec::scripted("ops-triage.rules.yaml", usd("0.15"), usd("0.60")).max_output_tokens(512);
+        small.latency = Some(std::time::Duration::from_millis(40));
+        small.price.cached_input = Some(baton_core::Usd(usd("0.075")));
+        let mut frontier = ModelSpec::scripted("ops-triage.rules.yaml", usd("3"), usd("15"));
+        frontier.latency = Some(std::time::Duration::from_millis(150));
+        frontier.price.cached_input = Some(baton_core::Usd(usd("0.30")));
+        let mut deploys = ToolSpec::builtin(ToolKind::LogSearch, "fixtures/deploys.log");
+        deploys.description = file.spec().tools["read_deploy_log"].description.clone();
+        let mut oncall = ToolSpec::builtin(ToolKind::LogSearch, "fixtures/oncall.txt");
+        oncall.description = file.spec().tools["oncall_schedule"].description.clone();
+        let spec_of = |a: &str| file.spec().agents[a].clone();
+        let mut triage_budget = budget("0.10", 8);
+        triage_budget.max_wall = Some(std::time::Duration::from_secs(120));
+        let code = TopologyBuilder::new("ops-triage")
+            .base_dir(examples())
+            .model("small", small)
+            .model("frontier", frontier)
+            .tool("query_metrics", ToolSpec::builtin(ToolKind::MetricsSeries, "fixtures/metrics"))
+            .tool("read_deploy_log", deploys)
+            .tool("lookup_owners", ToolSpec::builtin(ToolKind::Codeowners, "fixtures/CODEOWNERS"))
+            .tool("oncall_schedule", oncall)
+            .agent(
+                "triage",
+                AgentSpec::new(["frontier"])
+                    .children(["rca", "paging"])
+                    .budget(triage_budget)
+                    .system(spec_of("triage").system.expect("prompt"))
+                    .description(spec_of("triage").description.expect("description")),
+            )
+            .agent(
+                "rca",
+                AgentSpec::new(["small", "frontier"])
+                    .tools(["query_metrics", "read_deploy_log", "lookup_owners"])
+                    .budget(budget("0.03", 8))
+                    .system(spec_of("rca").system.expect("prompt"))
+                    .description(spec_of("rca").description.expect("description")),
+            )
+            .agent(
+                "paging",
+                AgentSpec::new(["small"])
+                    .tools(["oncall_schedule"])
+                    .budget(budget("0.01", 4))
+                    .system(spec_of("paging").system.expect("prompt"))
+                    .description(spec_of("paging").description.expect("description")),
+            )
+            .build()
+            .expect("valid");
+        assert_eq!(code.spec(), file.spec());
+        let edges = |t: &Topology| {
+            let g = t.graph();
+            let mut e: Vec<(String, String, Edge)> = g
+                .edge_indices()
+                .filter_map(|i| g.edge_endpoints(i).map(|(a, b)| (g[a].name.to_string(), g[b].name.to_string(), g[i])))
+                .collect();
+            e.sort_by(|a, b| (&a.0, &a.1, a.2 as u8).cmp(&(&b.0, &b.1, b.2 as u8)));
+            e
+        };
+        assert_eq!(edges(&code), edges(&file));
+        assert_eq!(code.graph()[code.root()], file.graph()[file.root()]);
+        assert_eq!(code.models().collect::<Vec<_>>(), file.models().collect::<Vec<_>>());
+    }
+}
+
+mod diagnostics {
+    use super::*;
+
+    const HEAD: &str = "models:\n  m:\n    provider: custom\n    price: { input: 1, output: 2 }\n";
+
+    fn diagnostics(body: &str) -> Vec<Diagnostic> {
+        let text = format!("{HEAD}{body}");
+        match Topology::from_yaml_str(&text, Path::new("t.yaml"), Path::new(".")) {
+            Err(TopologyError::Invalid { diagnostics, .. }) => diagnostics,
+            Err(other) => panic!("expected validation errors, got {other}"),
+            Ok(_) => panic!("expected validation errors, got a valid topology"),
+        }
+    }
+
+    fn has(ds: &[Diagnostic], line: usize, needle: &str) {
+        assert!(
+            ds.iter().any(|d| d.line == Some(line) && d.to_string().contains(needle)),
+            "no diagnostic at line {line} containing {needle:?} in:\n{}",
+            ds.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+        );
+    }
+
+    #[test]
+    fn all_problems_at_once() {
+        let ds = diagnostics(
+            "agents:\n  lead:\n    models: [m, nope]\n    tools: [ghost]\n    children: [a, missing]\n  a:\n    models: []\n",
+        );
+        // line numbers count the 4 header lines
+        has(&ds, 7, "model `nope` is not declared");
+        has(&ds, 8, "tool `ghost` is not declared");
+        has(&ds, 9, "child `missing` is not a declared agent");
+        has(&ds, 11, "agent `a` has no model");
+        assert_eq!(ds.len(), 4, "{ds:?}");
+    }
+
+    #[test]
+    fn supervision_must_be_a_tree() {
+        let ds = diagnostics(
+            "agents:\n  lead:\n    models: [m]\n    children: [a, b]\n  a:\n    models: [m]\n    children: [b]\n  b:\n    models: [m]\n",
+        );
+        has(&ds, 8, "agents.lead.children[b]: agent `b` already has the parent `a`");
+    }
+
+    #[test]
+    fn cycles_and_several_roots() {
+        let ds = diagnostics("agents:\n  a:\n    models: [m]\n    children: [b]\n  b:\n    models: [m]\n    children: [a]\n");
+        assert!(ds.iter().any(|d| d.message.contains("supervision has a cycle")), "{ds:?}");
+        let ds = diagnostics("agents:\n  a:\n    models: [m]\n  b:\n    models: [m]\n");
+        assert!(ds.iter().any(|d| d.message.contains("several agents have no parent (`a`, `b`)")), "{ds:?}");
+    }
+
+    #[test]
+    fn budgets() {
+        let ds = diagnostics(
+            "agents:\n  lead:\n    models: [m]\n    children: [a]\n    budget: { max_usd: 0.5 }\n  a:\n    models: [m]\n    budget:\n      max_usd: 2\n      max_steps: 0\n",
+        );
+        has(&ds, 13, "budget $2.000000 is larger than its parent `lead`'s $0.500000");
+        has(&ds, 14, "`max_steps` must be at least 1");
+        let ds = diagnostics("agents:\n  lead:\n    models: [m]\n    budget: { max_usd: 0 }\n");
+        has(&ds, 8, "a zero budget can never run");
+    }
+
+    #[test]
+    fn delegate_is_reserved_and_builtins_need_paths() {
+        let text = "models:\n  m:\n    provider: custom\n    price: { input: 1, output: 2 }\ntools:\n  logs:\n    kind: log_search\n    path: nowhere.log\n  delegate:\n    kind: custom\nagents:\n  lead:\n    models: [m]\n    tools: [delegate]\n";
+        let Err(TopologyError::Invalid { diagnostics: ds, .. }) = Topology::from_yaml_str(text, Path::new("t.yaml"), Path::new("."))
+        else {
+            panic!("expected errors")
+        };
+        has(&ds, 8, "file `./nowhere.log` not found");
+        has(&ds, 9, "`delegate` is a built-in tool name");
+        has(&ds, 14, "`delegate` is built in");
+    }
+
+    #[test]
+    fn scripted_models_need_rules_that_exist() {
+        let text = "models:\n  s:\n    provider: scripted\n    price: { input: 1, output: 2 }\n  r:\n    provider: scripted\n    rules: missing.rules.yaml\n    price: { input: 1, output: 2 }\nagents:\n  lead:\n    models: [s, r]\n";
+        let Err(TopologyError::Invalid { diagnostics: ds, .. }) = Topology::from_yaml_str(text, Path::new("t.yaml"), Path::new("."))
+        else {
+            panic!("expected errors")
+        };
+        has(&ds, 3, "scripted model `s` needs `rules:`");
+        has(&ds, 7, "rules file `./missing.rules.yaml` not found");
+    }
+
+    #[test]
+    fn parse_errors_have_positions() {
+        for (body, line, needle) in [
+            ("agents:\n  lead:\n    models: [m]\n    budget: { max_usd: -1 }\n", 8, "cannot be negative"),
+            ("agents:\n  lead:\n    models: [m]\n    budget: { max_usd: lots }\n", 8, "dollar amount"),
+            ("agents:\n  lead:\n    models: [m]\n    budget: { max_wall: 5 parsecs }\n", 8, "invalid duration"),
+            ("agents:\n  lead:\n    modles: [m]\n", 7, "did you mean `models`?"),
+        ] {
+            let text = format!("{HEAD}{body}");
+            match Topology::from_yaml_str(&text, Path::new("t.yaml"), Path::new(".")) {
+                Err(TopologyError::Parse { line: l, message, .. }) => {
+                    assert_eq!(l, line, "{message}");
+                    assert!(message.contains(needle), "{message}");
+                }
+                Err(other) => panic!("expected a parse error, got {other}"),
+                Ok(_) => panic!("expected a parse error for {body}"),
+            }
+        }
+    }
+
+    #[test]
+    fn builder_errors_have_paths() {
+        let err = TopologyBuilder::new("x")
+            .model("m", ModelSpec::custom(NanoUsd(1), NanoUsd(1)))
+            .agent("lead", AgentSpec::new(["mm"]))
+            .build()
+            .err()
+            .expect("invalid");
+        let s = err.to_string();
+        assert!(s.contains("<builder>") && s.contains("agents.lead.models[mm]") && s.contains("did you mean `m`?"), "{s}");
+    }
+}
