@@ -1,1 +1,142 @@
-fn main() {}
+//! Framework overhead per agent step and per delegated workflow, beside the floors they are built on.
+//!
+//! Run with `cargo bench --bench step`. Results and ratios live in BENCHMARKS.md.
+//!
+//! Group `round_trip` (one request, one reply):
+//! - `tokio_mpsc_oneshot`: a raw tokio channel to a task that answers on a oneshot (baseline).
+//! - `ractor_call`: a bare ractor `call` to an actor that answers (baseline).
+//! - `baton_agent_step`: one task through the conductor to an agent that makes one call to a
+//!   zero-latency scripted model: envelope, root account, reservation and commit, metrics, the reply.
+//!
+//! Group `workflow`: a delegated task of 8 model calls, 3 tool calls and 2 delegations with an
+//! instant model, the shape the project's speed bar is stated for.
+
+use std::path::Path;
+
+use baton::actors::Runtime;
+use baton::core::{Budget, NanoUsd, ScriptedModel, Tool, ToolError, async_trait};
+use baton::topologies::{AgentSpec, ModelSpec, ToolSpec, TopologyBuilder};
+use criterion::{Criterion, criterion_group, criterion_main};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+struct Echo;
+
+impl Actor for Echo {
+    type Msg = RpcReplyPort<u64>;
+    type State = ();
+    type Arguments = ();
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+    async fn handle(&self, _: ActorRef<Self::Msg>, port: Self::Msg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+        let _ = port.send(1);
+        Ok(())
+    }
+}
+
+struct Noop;
+
+#[async_trait]
+impl Tool for Noop {
+    fn name(&self) -> &str {
+        "noop"
+    }
+    fn description(&self) -> &str {
+        "does nothing"
+    }
+    fn parameters(&self) -> serde_json::Value {
+        serde_json::json!({"type": "object"})
+    }
+    async fn call(&self, _: serde_json::Value) -> Result<String, ToolError> {
+        Ok("ok".into())
+    }
+}
+
+const WORKFLOW_RULES: &str = r#"
+rules:
+  - { agent: lead, step: 1, reply: { tool_calls: [ { name: delegate, args: { agent: a, task: "part one" } } ] } }
+  - { agent: lead, step: 2, reply: { tool_calls: [ { name: delegate, args: { agent: b, task: "part two" } } ] } }
+  - { agent: lead, reply: { text: "both parts done" } }
+  - { agent: a, step: 1, reply: { tool_calls: [ { name: noop, args: {} } ] } }
+  - { agent: a, step: 2, reply: { tool_calls: [ { name: noop, args: {} } ] } }
+  - { agent: a, reply: { text: "a done" } }
+  - { agent: b, step: 1, reply: { tool_calls: [ { name: noop, args: {} } ] } }
+  - { agent: b, reply: { text: "b done" } }
+"#;
+
+fn price() -> ModelSpec {
+    ModelSpec::custom(NanoUsd(150_000_000), NanoUsd(600_000_000))
+}
+
+fn round_trip(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut g = c.benchmark_group("round_trip");
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<u64>>(64);
+    rt.spawn(async move {
+        while let Some(reply) = rx.recv().await {
+            let _ = reply.send(1);
+        }
+    });
+    g.bench_function("tokio_mpsc_oneshot", |b| {
+        b.to_async(&rt).iter(|| async {
+            let (otx, orx) = tokio::sync::oneshot::channel();
+            tx.send(otx).await.expect("send");
+            orx.await.expect("reply")
+        })
+    });
+
+    let (echo, _) = rt.block_on(Actor::spawn(None, Echo, ())).expect("spawn");
+    g.bench_function("ractor_call", |b| {
+        b.to_async(&rt).iter(|| async { echo.call(|p| p, None).await.expect("call") })
+    });
+
+    let topology = TopologyBuilder::new("bench")
+        .model("instant", price())
+        .agent("solo", AgentSpec::new(["instant"]))
+        .build()
+        .expect("topology");
+    let runtime = rt
+        .block_on(Runtime::builder(topology).model("instant", ScriptedModel::always("instant", "done")).start())
+        .expect("runtime");
+    g.bench_function("baton_agent_step", |b| {
+        b.to_async(&rt).iter(|| async { runtime.submit("go", Budget::UNLIMITED).await.expect("run") })
+    });
+    g.finish();
+    rt.block_on(runtime.shutdown());
+}
+
+fn workflow(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let topology = TopologyBuilder::new("bench")
+        .model("instant", price())
+        .tool("noop", ToolSpec::custom())
+        .agent("lead", AgentSpec::new(["instant"]).children(["a", "b"]))
+        .agent("a", AgentSpec::new(["instant"]).tools(["noop"]))
+        .agent("b", AgentSpec::new(["instant"]).tools(["noop"]))
+        .build()
+        .expect("topology");
+    let model = ScriptedModel::from_yaml("instant", WORKFLOW_RULES, Path::new("<bench>")).expect("rules");
+    let runtime = rt
+        .block_on(Runtime::builder(topology).model("instant", model).tool(Noop).start())
+        .expect("runtime");
+    // Check the shape once: 8 model calls, 3 tool calls + 2 delegations.
+    let run = rt.block_on(runtime.submit("go", Budget::UNLIMITED)).expect("run");
+    let snap = run.account.snapshot();
+    let mut calls = 0;
+    let mut tools = 0;
+    snap.walk(&mut |a| {
+        calls += a.own.model_calls;
+        tools += a.own.tool_calls;
+    });
+    assert_eq!((calls, tools), (8, 5), "8 model calls; 3 tool calls and 2 delegations");
+    let mut g = c.benchmark_group("workflow");
+    g.bench_function("baton_8_calls_3_tools_2_delegations", |b| {
+        b.to_async(&rt).iter(|| async { runtime.submit("go", Budget::UNLIMITED).await.expect("run") })
+    });
+    g.finish();
+    rt.block_on(runtime.shutdown());
+}
+
+criterion_group!(benches, round_trip, workflow);
+criterion_main!(benches);
