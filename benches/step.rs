@@ -28,7 +28,12 @@ impl Actor for Echo {
     async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
         Ok(())
     }
-    async fn handle(&self, _: ActorRef<Self::Msg>, port: Self::Msg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        port: Self::Msg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
         let _ = port.send(1);
         Ok(())
     }
@@ -69,7 +74,10 @@ fn price() -> ModelSpec {
 }
 
 fn round_trip(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let mut g = c.benchmark_group("round_trip");
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<u64>>(64);
@@ -88,7 +96,8 @@ fn round_trip(c: &mut Criterion) {
 
     let (echo, _) = rt.block_on(Actor::spawn(None, Echo, ())).expect("spawn");
     g.bench_function("ractor_call", |b| {
-        b.to_async(&rt).iter(|| async { echo.call(|p| p, None).await.expect("call") })
+        b.to_async(&rt)
+            .iter(|| async { echo.call(|p| p, None).await.expect("call") })
     });
 
     let topology = TopologyBuilder::new("bench")
@@ -97,17 +106,25 @@ fn round_trip(c: &mut Criterion) {
         .build()
         .expect("topology");
     let runtime = rt
-        .block_on(Runtime::builder(topology).model("instant", ScriptedModel::always("instant", "done")).start())
+        .block_on(
+            Runtime::builder(topology)
+                .model("instant", ScriptedModel::always("instant", "done"))
+                .start(),
+        )
         .expect("runtime");
     g.bench_function("baton_agent_step", |b| {
-        b.to_async(&rt).iter(|| async { runtime.submit("go", Budget::UNLIMITED).await.expect("run") })
+        b.to_async(&rt)
+            .iter(|| async { runtime.submit("go", Budget::UNLIMITED).await.expect("run") })
     });
     g.finish();
     rt.block_on(runtime.shutdown());
 }
 
 fn workflow(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let topology = TopologyBuilder::new("bench")
         .model("instant", price())
         .tool("noop", ToolSpec::custom())
@@ -116,12 +133,20 @@ fn workflow(c: &mut Criterion) {
         .agent("b", AgentSpec::new(["instant"]).tools(["noop"]))
         .build()
         .expect("topology");
-    let model = ScriptedModel::from_yaml("instant", WORKFLOW_RULES, Path::new("<bench>")).expect("rules");
+    let model =
+        ScriptedModel::from_yaml("instant", WORKFLOW_RULES, Path::new("<bench>")).expect("rules");
     let runtime = rt
-        .block_on(Runtime::builder(topology).model("instant", model).tool(Noop).start())
+        .block_on(
+            Runtime::builder(topology)
+                .model("instant", model)
+                .tool(Noop)
+                .start(),
+        )
         .expect("runtime");
     // Check the shape once: 8 model calls, 3 tool calls + 2 delegations.
-    let run = rt.block_on(runtime.submit("go", Budget::UNLIMITED)).expect("run");
+    let run = rt
+        .block_on(runtime.submit("go", Budget::UNLIMITED))
+        .expect("run");
     let snap = run.account.snapshot();
     let mut calls = 0;
     let mut tools = 0;
@@ -129,10 +154,15 @@ fn workflow(c: &mut Criterion) {
         calls += a.own.model_calls;
         tools += a.own.tool_calls;
     });
-    assert_eq!((calls, tools), (8, 5), "8 model calls; 3 tool calls and 2 delegations");
+    assert_eq!(
+        (calls, tools),
+        (8, 5),
+        "8 model calls; 3 tool calls and 2 delegations"
+    );
     let mut g = c.benchmark_group("workflow");
     g.bench_function("baton_8_calls_3_tools_2_delegations", |b| {
-        b.to_async(&rt).iter(|| async { runtime.submit("go", Budget::UNLIMITED).await.expect("run") })
+        b.to_async(&rt)
+            .iter(|| async { runtime.submit("go", Budget::UNLIMITED).await.expect("run") })
     });
     g.finish();
     rt.block_on(runtime.shutdown());

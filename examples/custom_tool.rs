@@ -33,14 +33,29 @@ impl Model for House {
     async fn call(&self, req: ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
         let last = req.messages.last().map_or("", |m| m.content.as_str());
         let (text, call) = match (req.agent, req.step) {
-            ("desk", 1) => (None, Some(("delegate", json!({"agent": "forecaster", "task": "Lisbon"})))),
+            ("desk", 1) => (
+                None,
+                Some(("delegate", json!({"agent": "forecaster", "task": "Lisbon"}))),
+            ),
             ("forecaster", 1) => (None, Some(("weather", json!({"city": last})))),
             ("forecaster", _) => (Some(format!("Forecast: {last}")), None),
             _ => (Some(last.to_string()), None),
         };
-        let tool_calls = call.into_iter().map(|(name, arguments)| ToolCall { id: "1".into(), name: name.into(), arguments });
-        let usage = TokenUsage { input: baton::core::scripted::input_tokens(req.messages, req.tools), output: 12, cached_input: 0 };
-        Ok(ModelResponse { text, tool_calls: tool_calls.collect(), usage })
+        let tool_calls = call.into_iter().map(|(name, arguments)| ToolCall {
+            id: "1".into(),
+            name: name.into(),
+            arguments,
+        });
+        let usage = TokenUsage {
+            input: baton::core::scripted::input_tokens(req.messages, req.tools),
+            output: 12,
+            cached_input: 0,
+        };
+        Ok(ModelResponse {
+            text,
+            tool_calls: tool_calls.collect(),
+            usage,
+        })
     }
 }
 
@@ -53,11 +68,25 @@ async fn main() -> anyhow::Result<()> {
         .agent("desk", AgentSpec::new(["house"]).children(["forecaster"]))
         .agent("forecaster", AgentSpec::new(["house"]).tools(["weather"]))
         .build()?;
-    let runtime = Runtime::builder(topology).model("house", House).tool(Weather).start().await?;
+    let runtime = Runtime::builder(topology)
+        .model("house", House)
+        .tool(Weather)
+        .start()
+        .await?;
     let report = runtime.run("What's the weather in Lisbon?").await?;
-    println!("{}: {}", report.outcome, report.answer.as_deref().unwrap_or("-"));
+    println!(
+        "{}: {}",
+        report.outcome,
+        report.answer.as_deref().unwrap_or("-")
+    );
     for a in &report.agents {
-        println!("  {:<11} {} calls  {:>4} tokens  {}", a.name, a.model_calls, a.tokens_in + a.tokens_out, NanoUsd(a.cost_nanousd));
+        println!(
+            "  {:<11} {} calls  {:>4} tokens  {}",
+            a.name,
+            a.model_calls,
+            a.tokens_in + a.tokens_out,
+            NanoUsd(a.cost_nanousd)
+        );
     }
     println!("  total       {}", NanoUsd(report.totals.cost_nanousd));
     runtime.shutdown().await;

@@ -56,8 +56,11 @@ pub use serde_json;
 pub mod prelude {
     pub use baton_actors::{Event, Observer, RunReport, Runtime, RuntimeBuilder};
     pub use baton_core::{
-        Budget, Effect, Message, Model, ModelError, ModelRequest, ModelResponse, NanoUsd, Outcome, Role, ScriptedModel,
-        TokenUsage, Tool, ToolCall, ToolError, Usd, async_trait, opt_str_arg, str_arg,
+        Budget, Effect, Message, Model, ModelError, ModelRequest, ModelResponse, NanoUsd, Outcome,
+        Role, ScriptedModel, TokenUsage, Tool, ToolCall, ToolError, Usd, async_trait, opt_str_arg,
+        str_arg,
     };
-    pub use baton_topologies::{AgentSpec, BudgetSpec, ModelSpec, ToolSpec, Topology, TopologyBuilder};
+    pub use baton_topologies::{
+        AgentSpec, BudgetSpec, ModelSpec, ToolSpec, Topology, TopologyBuilder,
+    };
 }

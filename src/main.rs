@@ -15,7 +15,11 @@ use clap::{Parser, Subcommand};
 const EXIT_INVALID: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "baton", version, about = "Run hierarchies of LLM agents as supervised actors, on a budget.")]
+#[command(
+    name = "baton",
+    version,
+    about = "Run hierarchies of LLM agents as supervised actors, on a budget."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +57,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -64,7 +69,10 @@ fn main() -> ExitCode {
             json,
             budget_usd,
         } => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");
@@ -84,12 +92,21 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }
 
-async fn run(file: PathBuf, task: Option<String>, json: bool, budget_usd: Option<NanoUsd>) -> ExitCode {
+async fn run(
+    file: PathBuf,
+    task: Option<String>,
+    json: bool,
+    budget_usd: Option<NanoUsd>,
+) -> ExitCode {
     let mut topology = match Topology::from_path(&file) {
         Ok(t) => t,
         Err(e) => {
@@ -183,18 +200,47 @@ impl Observer for Printer {
                 usage.output,
                 usd(*cost)
             ),
-            Event::ModelFailed { agent, model, error, .. } => {
-                format!("{}[{agent}] ✗ {model} failed: {}", self.pad(agent), one_line(error, 100))
+            Event::ModelFailed {
+                agent,
+                model,
+                error,
+                ..
+            } => {
+                format!(
+                    "{}[{agent}] ✗ {model} failed: {}",
+                    self.pad(agent),
+                    one_line(error, 100)
+                )
             }
             Event::ToolCall {
-                agent, tool, arguments, ..
-            } => format!("{}[{agent}] → {tool} {}", self.pad(agent), one_line(&arguments.to_string(), 110)),
-            Event::Observation { agent, tool, text, .. } => {
-                format!("{}[{agent}] ← {tool}: {}", self.pad(agent), one_line(text, 110))
+                agent,
+                tool,
+                arguments,
+                ..
+            } => format!(
+                "{}[{agent}] → {tool} {}",
+                self.pad(agent),
+                one_line(&arguments.to_string(), 110)
+            ),
+            Event::Observation {
+                agent, tool, text, ..
+            } => {
+                format!(
+                    "{}[{agent}] ← {tool}: {}",
+                    self.pad(agent),
+                    one_line(text, 110)
+                )
             }
             Event::Finished {
-                agent, outcome, detail, ..
-            } => format!("{}[{agent}] ■ {outcome}: {}", self.pad(agent), one_line(detail, 110)),
+                agent,
+                outcome,
+                detail,
+                ..
+            } => format!(
+                "{}[{agent}] ■ {outcome}: {}",
+                self.pad(agent),
+                one_line(detail, 110)
+            ),
             _ => return,
         };
         println!("{line}");
@@ -243,7 +289,6 @@ fn print_summary(out: &mut impl Write, r: &RunReport) -> std::io::Result<()> {
         t.wall_ms
     )
 }
-
 
 /// Dollars for people: six decimals (exact nano-dollars are in `--json`).
 fn usd(n: NanoUsd) -> String {

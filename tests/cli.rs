@@ -32,7 +32,8 @@ fn json_report(args: &[&str]) -> (Value, i32) {
 }
 
 fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("expected an unsigned integer, got {v}"))
+    v.as_u64()
+        .unwrap_or_else(|| panic!("expected an unsigned integer, got {v}"))
 }
 
 fn temp_file(name: &str, body: &str) -> PathBuf {
@@ -56,10 +57,17 @@ mod run {
             assert!(answer.contains(needle), "answer lacks {needle}: {answer}");
         }
         let agents = r["agents"].as_array().expect("agents");
-        let names: Vec<&str> = agents.iter().map(|a| a["name"].as_str().expect("name")).collect();
+        let names: Vec<&str> = agents
+            .iter()
+            .map(|a| a["name"].as_str().expect("name"))
+            .collect();
         assert_eq!(names, ["triage", "rca", "paging"]);
         let sum: u64 = agents.iter().map(|a| u(&a["cost_nanousd"])).sum();
-        assert_eq!(sum, u(&r["totals"]["cost_nanousd"]), "per-agent costs add up to the total");
+        assert_eq!(
+            sum,
+            u(&r["totals"]["cost_nanousd"]),
+            "per-agent costs add up to the total"
+        );
         assert!(sum > 0);
         for key in ["tokens_in", "tokens_out", "steps"] {
             let s: u64 = agents.iter().map(|a| u(&a[key])).sum();
@@ -71,7 +79,9 @@ mod run {
         }
         assert!(u(&r["totals"]["wall_ms"]) > 0);
         // The frontier-priced coordinator costs more per token than the small-model specialists.
-        let per_token = |a: &Value| u(&a["cost_nanousd"]) as f64 / (u(&a["tokens_in"]) + u(&a["tokens_out"])) as f64;
+        let per_token = |a: &Value| {
+            u(&a["cost_nanousd"]) as f64 / (u(&a["tokens_in"]) + u(&a["tokens_out"])) as f64
+        };
         assert!(per_token(&agents[0]) > 10.0 * per_token(&agents[1]));
     }
 
@@ -97,22 +107,55 @@ mod run {
     fn budget_below_the_need_ends_budget_exceeded_within_budget() {
         // $0.001 cannot cover the first frontier call's worst case; $0.02 runs out mid-way.
         for (budget, limit) in [("0.001", 1_000_000u64), ("0.02", 20_000_000)] {
-            let (r, code) = json_report(&["run", TRIAGE, "--task", ALERT, "--json", "--budget-usd", budget]);
+            let (r, code) = json_report(&[
+                "run",
+                TRIAGE,
+                "--task",
+                ALERT,
+                "--json",
+                "--budget-usd",
+                budget,
+            ]);
             assert_eq!(r["outcome"], "budget_exceeded", "budget {budget}: {r:#}");
             assert_eq!(code, 4, "exit code for budget_exceeded");
             let total = u(&r["totals"]["cost_nanousd"]);
             assert!(total <= limit, "spent {total} > budget {limit}");
-            let sum: u64 = r["agents"].as_array().expect("agents").iter().map(|a| u(&a["cost_nanousd"])).sum();
+            let sum: u64 = r["agents"]
+                .as_array()
+                .expect("agents")
+                .iter()
+                .map(|a| u(&a["cost_nanousd"]))
+                .sum();
             assert_eq!(sum, total);
-            assert!(r["error"].as_str().expect("a reason").contains("cannot cover the next call"));
+            assert!(
+                r["error"]
+                    .as_str()
+                    .expect("a reason")
+                    .contains("cannot cover the next call")
+            );
         }
-        let (r, _) = json_report(&["run", TRIAGE, "--task", ALERT, "--json", "--budget-usd", "0.02"]);
-        assert!(u(&r["totals"]["cost_nanousd"]) > 0, "the mid-way run did real work before stopping");
+        let (r, _) = json_report(&[
+            "run",
+            TRIAGE,
+            "--task",
+            ALERT,
+            "--json",
+            "--budget-usd",
+            "0.02",
+        ]);
+        assert!(
+            u(&r["totals"]["cost_nanousd"]) > 0,
+            "the mid-way run did real work before stopping"
+        );
     }
 
     #[test]
     fn bad_budget_flags_are_refused_clearly() {
-        for (flag, needle) in [("-1", "negative"), ("abc", "plain decimal"), ("0", "more than zero")] {
+        for (flag, needle) in [
+            ("-1", "negative"),
+            ("abc", "plain decimal"),
+            ("0", "more than zero"),
+        ] {
             let out = baton(&["run", TRIAGE, "--task", ALERT, "--budget-usd", flag]);
             assert_eq!(out.status.code(), Some(2), "--budget-usd {flag}");
             let err = String::from_utf8_lossy(&out.stderr);
@@ -137,7 +180,11 @@ mod validate {
     #[test]
     fn example_is_valid() {
         let out = baton(&["validate", TRIAGE]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     #[test]
@@ -152,7 +199,10 @@ mod validate {
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("broken.yaml"), "{err}");
-        assert!(err.contains("8:14: agents.lead.models[smal]: model `smal` is not declared"), "{err}");
+        assert!(
+            err.contains("8:14: agents.lead.models[smal]: model `smal` is not declared"),
+            "{err}"
+        );
         assert!(err.contains("did you mean `small`?"), "{err}");
         // `run` refuses it the same way, with the invalid-input exit code.
         let out = baton(&["run", p.to_str().expect("utf-8 path"), "--task", "x"]);

@@ -8,16 +8,15 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use baton_core::{
-    Account, Budget, Envelope, Message, ModelRequest, ModelResponse, NanoUsd, Outcome, Refusal, Role, ToolCall,
-    Usage, Usd,
+    Account, Budget, Envelope, Message, ModelRequest, ModelResponse, NanoUsd, Outcome, Refusal,
+    Role, ToolCall, Usage, Usd,
 };
-use baton_topologies::{DELEGATE_TOOL, DEFAULT_MAX_STEPS};
+use baton_topologies::{DEFAULT_MAX_STEPS, DELEGATE_TOOL};
 use futures::FutureExt;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::time::Instant;
 
-use crate::conductor::ConductorMsg;
 use crate::observer::Event;
 use crate::plan::{AgentPlan, Plan};
 
@@ -42,9 +41,9 @@ pub struct TaskResult {
 /// Where an agent sends its result.
 pub(crate) enum ReplyTo {
     /// To a parent agent waiting in a call.
-    Port(RpcReplyPort<Envelope<TaskResult>>),
-    /// To the conductor, which holds the run's caller.
-    Conductor(ActorRef<ConductorMsg>),
+    Parent(RpcReplyPort<Envelope<TaskResult>>),
+    /// To the caller of a run (a root task, admitted by the conductor into its task table).
+    Caller(RpcReplyPort<Envelope<TaskResult>>),
 }
 
 /// Messages an agent actor handles.
@@ -72,7 +71,11 @@ impl Actor for AgentActor {
     type State = AgentState;
     type Arguments = AgentArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<AgentMsg>, args: AgentArgs) -> Result<AgentState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<AgentMsg>,
+        args: AgentArgs,
+    ) -> Result<AgentState, ActorProcessingErr> {
         let me = Arc::clone(&args.plan.agents[args.me]);
         Ok(AgentState {
             children: vec![None; me.children.len()],
@@ -81,11 +84,26 @@ impl Actor for AgentActor {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<AgentMsg>, msg: AgentMsg, state: &mut AgentState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        msg: AgentMsg,
+        state: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             AgentMsg::Run(assignment, reply) => {
-                let Assignment { envelope, account } = *assignment;
-                let result = run_task(&myself, state, &envelope, &account).await;
+                let Assignment {
+                    mut envelope,
+                    account,
+                } = *assignment;
+                let task = std::mem::take(&mut envelope.payload);
+                if matches!(reply, ReplyTo::Caller(_)) {
+                    state
+                        .plan
+                        .tasks
+                        .insert(envelope.task, (account.clone(), myself.get_id()));
+                }
+                let result = run_task(&myself, state, &envelope, task, &account).await;
                 account.finish(result.outcome);
                 state.observe(&Event::Finished {
                     agent: &state.me.name,
@@ -93,17 +111,19 @@ impl Actor for AgentActor {
                     outcome: result.outcome,
                     detail: &result.text,
                 });
-                metrics::counter!("baton_tasks_total", "agent" => state.me.name.to_string(), "outcome" => result.outcome.as_str())
-                    .increment(1);
+                state.me.tasks.count(result.outcome);
                 let usage = Usage {
                     cost: account.spent(),
                     ..Usage::default()
                 };
                 let out = envelope.reply(Arc::clone(&state.me.name), usage, result);
+                // A caller that gave up is not an error of ours.
                 match reply {
-                    // A caller that gave up is not an error of ours.
-                    ReplyTo::Port(port) => drop(port.send(out)),
-                    ReplyTo::Conductor(c) => drop(c.cast(ConductorMsg::Done(Box::new(out)))),
+                    ReplyTo::Parent(port) => drop(port.send(out)),
+                    ReplyTo::Caller(port) => {
+                        state.plan.tasks.remove(&out.task);
+                        drop(port.send(out));
+                    }
                 }
             }
         }
@@ -118,7 +138,9 @@ impl Actor for AgentActor {
     ) -> Result<(), ActorProcessingErr> {
         // The default would stop this agent when a child stops. Instead forget the child; it is
         // activated again on its next task.
-        if let SupervisionEvent::ActorFailed(cell, _) | SupervisionEvent::ActorTerminated(cell, _, _) = &event {
+        if let SupervisionEvent::ActorFailed(cell, _)
+        | SupervisionEvent::ActorTerminated(cell, _, _) = &event
+        {
             for slot in &mut state.children {
                 if slot.as_ref().is_some_and(|c| c.get_id() == cell.get_id()) {
                     *slot = None;
@@ -144,14 +166,20 @@ fn end(outcome: Outcome, text: impl Into<String>) -> TaskResult {
     }
 }
 
-async fn run_task(myself: &ActorRef<AgentMsg>, state: &mut AgentState, env: &Envelope<String>, account: &Account) -> TaskResult {
+async fn run_task(
+    myself: &ActorRef<AgentMsg>,
+    state: &mut AgentState,
+    env: &Envelope<String>,
+    task: String,
+    account: &Account,
+) -> TaskResult {
     let me = Arc::clone(&state.me);
     let max_steps = env.budget.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
     let mut messages: Vec<Message> = Vec::with_capacity(2 + 2 * max_steps.min(16) as usize);
     if let Some(system) = &me.system {
         messages.push(Message::new(Role::System, system.as_str()));
     }
-    messages.push(Message::new(Role::User, env.payload.as_str()));
+    messages.push(Message::new(Role::User, task));
     for step in 1..=max_steps {
         if env.deadline.is_some_and(|d| Instant::now() >= d) {
             return end(Outcome::TimedOut, "deadline passed");
@@ -162,18 +190,14 @@ async fn run_task(myself: &ActorRef<AgentMsg>, state: &mut AgentState, env: &Env
             Ok(r) => r,
             Err(result) => return result,
         };
-        let ModelResponse { text, tool_calls, .. } = response;
+        let ModelResponse {
+            text, tool_calls, ..
+        } = response;
         if tool_calls.is_empty() {
             return end(Outcome::Completed, text.unwrap_or_default());
         }
-        messages.push(Message {
-            role: Role::Assistant,
-            content: text.unwrap_or_default(),
-            tool_calls,
-            tool_call_id: None,
-        });
-        let calls = messages.last().map(|m| m.tool_calls.clone()).unwrap_or_default();
-        for call in &calls {
+        let mut observations: Vec<(String, String)> = Vec::with_capacity(tool_calls.len());
+        for call in &tool_calls {
             account.record_tool_call();
             state.observe(&Event::ToolCall {
                 agent: &me.name,
@@ -192,10 +216,28 @@ async fn run_task(myself: &ActorRef<AgentMsg>, state: &mut AgentState, env: &Env
                 tool: &call.name,
                 text: &observation,
             });
-            messages.push(Message::tool_result(call, observation));
+            observations.push((call.id.clone(), observation));
+        }
+        // The model sees its own turn, then each result in call order.
+        messages.push(Message {
+            role: Role::Assistant,
+            content: text.unwrap_or_default(),
+            tool_calls,
+            tool_call_id: None,
+        });
+        for (id, content) in observations {
+            messages.push(Message {
+                role: Role::Tool,
+                content,
+                tool_calls: Vec::new(),
+                tool_call_id: Some(id),
+            });
         }
     }
-    end(Outcome::MaxSteps, format!("no answer after {max_steps} steps"))
+    end(
+        Outcome::MaxSteps,
+        format!("no answer after {max_steps} steps"),
+    )
 }
 
 /// Routes one step: the cheapest model on the ladder whose worst case fits the budget, escalating to
@@ -224,7 +266,8 @@ async fn call_ladder(
         let reservation = match account.reserve(worst, input + max_out) {
             Ok(r) => r,
             Err(r) => {
-                metrics::counter!("baton_budget_refusals_total", "agent" => me.name.to_string()).increment(1);
+                metrics::counter!("baton_budget_refusals_total", "agent" => me.name.to_string())
+                    .increment(1);
                 refusal = Some(r);
                 continue;
             }
@@ -234,7 +277,12 @@ async fn call_ladder(
             Some(d) => match tokio::time::timeout_at(d, call).await {
                 Ok(r) => r,
                 // The reservation is released on drop: an abandoned call books nothing.
-                Err(_) => return Err(end(Outcome::TimedOut, format!("deadline passed waiting for {}", rung.name))),
+                Err(_) => {
+                    return Err(end(
+                        Outcome::TimedOut,
+                        format!("deadline passed waiting for {}", rung.name),
+                    ));
+                }
             },
             None => call.await,
         };
@@ -299,13 +347,22 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 async fn run_tool(me: &AgentPlan, env: &Envelope<String>, call: &ToolCall) -> String {
     let Some(tool) = me.tools.iter().find(|t| t.name() == call.name) else {
         let names: Vec<&str> = me.schemas.iter().map(|s| s.name.as_str()).collect();
-        return format!("error: no tool named `{}`; available: {}", call.name, names.join(", "));
+        return format!(
+            "error: no tool named `{}`; available: {}",
+            call.name,
+            names.join(", ")
+        );
     };
     let run = AssertUnwindSafe(tool.call(call.arguments.clone())).catch_unwind();
     let result = match env.deadline {
         Some(d) => match tokio::time::timeout_at(d, run).await {
             Ok(r) => r,
-            Err(_) => return format!("error: tool `{}` did not finish before the deadline", call.name),
+            Err(_) => {
+                return format!(
+                    "error: tool `{}` did not finish before the deadline",
+                    call.name
+                );
+            }
         },
         None => run.await,
     };
@@ -341,7 +398,10 @@ async fn delegate(
     };
     let Some(slot) = me.children.iter().position(|(n, _)| &**n == target) else {
         let names: Vec<&str> = me.children.iter().map(|(n, _)| &**n).collect();
-        return format!("error: `{target}` is not one of your sub-agents ({})", names.join(", "));
+        return format!(
+            "error: `{target}` is not one of your sub-agents ({})",
+            names.join(", ")
+        );
     };
     if env.hops >= MAX_HOPS {
         return format!("error: delegation depth limit ({MAX_HOPS}) reached");
@@ -358,7 +418,12 @@ async fn delegate(
         }
     }
     let child_env = env.child(Arc::clone(&me.name), budget, task.to_string());
-    let child_account = account.open_child(child_env.task.0, Arc::clone(&child_plan.name), child_env.budget.max_cost, child_env.budget.max_tokens);
+    let child_account = account.open_child(
+        child_env.task.0,
+        Arc::clone(&child_plan.name),
+        child_env.budget.max_cost,
+        child_env.budget.max_tokens,
+    );
     let child = match &state.children[slot] {
         Some(c) => c.clone(),
         None => {
@@ -382,7 +447,13 @@ async fn delegate(
         envelope: child_env,
         account: child_account.clone(),
     });
-    match child.call(|port| AgentMsg::Run(assignment, ReplyTo::Port(port)), None).await {
+    match child
+        .call(
+            |port| AgentMsg::Run(assignment, ReplyTo::Parent(port)),
+            None,
+        )
+        .await
+    {
         Ok(CallResult::Success(result)) => match result.payload.outcome {
             Outcome::Completed => result.payload.text,
             o => format!("`{target}` ended {o}: {}", result.payload.text),
@@ -391,7 +462,9 @@ async fn delegate(
             // The child died with our task: it ends failed, exactly once, and its spend stays booked.
             state.children[slot] = None;
             child_account.finish(Outcome::Failed);
-            metrics::counter!("baton_tasks_total", "agent" => target.to_string(), "outcome" => Outcome::Failed.as_str()).increment(1);
+            state.plan.agents[me.children[slot].1]
+                .tasks
+                .count(Outcome::Failed);
             format!("`{target}` ended failed: the agent crashed")
         }
     }

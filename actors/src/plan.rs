@@ -6,7 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use baton_core::tools::{Codeowners, LogSearch, MetricsSeries};
-use baton_core::{Budget, Model, Price, ScriptedModel, Tool, ToolSchema};
+use baton_core::{Account, Budget, Model, Outcome, Price, ScriptedModel, TaskId, Tool, ToolSchema};
+use dashmap::DashMap;
+use ractor::{ActorId, ActorRef};
+use std::sync::RwLock;
+
+use crate::agent::AgentMsg;
 use baton_topologies::{DELEGATE_TOOL, NodeIndex, Provider, ToolKind, Topology};
 use metrics::Counter;
 use serde_json::json;
@@ -39,16 +44,52 @@ pub(crate) struct AgentPlan {
     pub(crate) budget: Budget,
     pub(crate) system: Option<String>,
     pub(crate) steps: Counter,
+    pub(crate) tasks: OutcomeCounters,
+}
+
+/// `baton_tasks_total{agent, outcome}`, one handle per outcome, registered once.
+pub(crate) struct OutcomeCounters([Counter; Outcome::ALL.len()]);
+
+impl OutcomeCounters {
+    fn new(agent: &str) -> OutcomeCounters {
+        OutcomeCounters(
+            Outcome::ALL.map(|o| metrics::counter!("baton_tasks_total", "agent" => agent.to_string(), "outcome" => o.as_str())),
+        )
+    }
+
+    pub(crate) fn count(&self, outcome: Outcome) {
+        if let Some(i) = Outcome::ALL.iter().position(|o| *o == outcome) {
+            self.0[i].increment(1);
+        }
+    }
 }
 
 /// The whole resolved topology.
 pub(crate) struct Plan {
     pub(crate) agents: Vec<Arc<AgentPlan>>,
+    /// The conductor's task table: every root task an agent holds, with its account and holder.
+    pub(crate) tasks: DashMap<TaskId, (Account, ActorId)>,
+    /// The running root agent, published by the conductor so callers reach it without a hop.
+    root_ref: RwLock<Option<ActorRef<AgentMsg>>>,
     pub(crate) root: usize,
     pub(crate) observer: Option<Arc<dyn Observer>>,
 }
 
 impl Plan {
+    pub(crate) fn publish_root(&self, root: Option<ActorRef<AgentMsg>>) {
+        *self
+            .root_ref
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = root;
+    }
+
+    pub(crate) fn root_agent(&self) -> Option<ActorRef<AgentMsg>> {
+        self.root_ref
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     pub(crate) fn build(
         topology: &Topology,
         mut custom_models: HashMap<String, Arc<dyn Model>>,
@@ -121,7 +162,11 @@ impl Plan {
         }
 
         let graph = topology.graph();
-        let index_of: HashMap<NodeIndex, usize> = graph.node_indices().enumerate().map(|(i, n)| (n, i)).collect();
+        let index_of: HashMap<NodeIndex, usize> = graph
+            .node_indices()
+            .enumerate()
+            .map(|(i, n)| (n, i))
+            .collect();
         let mut agents = Vec::with_capacity(graph.node_count());
         for node in graph.node_indices() {
             let a = &graph[node];
@@ -159,10 +204,9 @@ impl Plan {
                 .tools
                 .iter()
                 .map(|t| {
-                    tools
-                        .get(t)
-                        .cloned()
-                        .ok_or_else(|| RuntimeError::Registration(format!("tool `{t}` is not declared")))
+                    tools.get(t).cloned().ok_or_else(|| {
+                        RuntimeError::Registration(format!("tool `{t}` is not declared"))
+                    })
                 })
                 .collect::<Result<_, _>>()?;
             let children: Vec<(Arc<str>, usize)> = topology
@@ -182,10 +226,13 @@ impl Plan {
                 children,
                 budget: a.budget.clone(),
                 system: a.system.clone(),
+                tasks: OutcomeCounters::new(&agent_label),
                 steps: metrics::counter!("baton_agent_steps_total", "agent" => agent_label),
             }));
         }
         Ok(Plan {
+            tasks: DashMap::new(),
+            root_ref: RwLock::new(None),
             root: index_of[&topology.root()],
             agents,
             observer,
@@ -195,9 +242,13 @@ impl Plan {
 
 fn delegate_schema(topology: &Topology, children: &[(Arc<str>, usize)]) -> ToolSchema {
     let names: Vec<&str> = children.iter().map(|(n, _)| &**n).collect();
-    let mut description = String::from("Hand a sub-task to one of your sub-agents and wait for its answer.");
+    let mut description =
+        String::from("Hand a sub-task to one of your sub-agents and wait for its answer.");
     for (name, _) in children {
-        if let Some(d) = topology.agent(name).and_then(|n| topology.graph()[n].description.as_deref()) {
+        if let Some(d) = topology
+            .agent(name)
+            .and_then(|n| topology.graph()[n].description.as_deref())
+        {
             description.push_str(&format!(" `{name}`: {d}"));
         }
     }

@@ -87,7 +87,12 @@ pub struct TaskReport {
 impl RunReport {
     /// Builds the report from the run's account tree (the ledger is the single source of truth for
     /// money and tokens), and the root task's outcome and answer.
-    pub fn from_ledger(root: &AccountSnapshot, outcome: Outcome, answer: Option<String>, error: Option<String>) -> RunReport {
+    pub fn from_ledger(
+        root: &AccountSnapshot,
+        outcome: Outcome,
+        answer: Option<String>,
+        error: Option<String>,
+    ) -> RunReport {
         let mut totals = Totals {
             wall_ms: u64::try_from(root.own.wall.as_millis()).unwrap_or(u64::MAX),
             ..Totals::default()

@@ -3,14 +3,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use baton_core::{Account, Budget, Model, Outcome, Tool};
+use baton_core::{Account, Budget, Envelope, Model, Outcome, Tool};
 use baton_topologies::Topology;
-use ractor::rpc::CallResult;
-use ractor::{Actor, ActorRef};
+use ractor::{Actor, ActorRef, MessagingErr};
 use tokio::task::JoinHandle;
 
-use crate::agent::TaskResult;
-use crate::conductor::{Conductor, ConductorMsg, Submission};
+use crate::agent::{AgentMsg, Assignment, ReplyTo, TaskResult};
+use crate::conductor::{Conductor, ConductorMsg};
 use crate::error::RuntimeError;
 use crate::observer::Observer;
 use crate::plan::Plan;
@@ -50,16 +49,23 @@ impl RuntimeBuilder {
     /// [`RuntimeError`] when a model's rules cannot be loaded, a custom model or tool is missing, or
     /// the conductor cannot start.
     pub async fn start(self) -> Result<Runtime, RuntimeError> {
-        let plan = Arc::new(Plan::build(&self.topology, self.models, self.tools, self.observer)?);
-        let (conductor, handle) = Actor::spawn(None, Conductor, plan)
+        let plan = Arc::new(Plan::build(
+            &self.topology,
+            self.models,
+            self.tools,
+            self.observer,
+        )?);
+        let (conductor, handle) = Actor::spawn(None, Conductor, Arc::clone(&plan))
             .await
             .map_err(|e| RuntimeError::Spawn {
                 what: "conductor".into(),
                 message: e.to_string(),
             })?;
         Ok(Runtime {
+            user: Arc::from("user"),
             conductor,
             handle,
+            plan,
             topology: self.topology,
         })
     }
@@ -80,7 +86,10 @@ impl RuntimeBuilder {
 /// # Ok(()) }
 /// ```
 pub struct Runtime {
+    /// The sender of root tasks, allocated once.
+    user: Arc<str>,
     conductor: ActorRef<ConductorMsg>,
+    plan: Arc<Plan>,
     handle: JoinHandle<()>,
     topology: Topology,
 }
@@ -123,33 +132,90 @@ impl Runtime {
     ///
     /// # Errors
     /// As [`Runtime::run`].
-    pub async fn run_with_budget(&self, task: impl Into<String>, budget: Budget) -> Result<RunReport, RuntimeError> {
+    pub async fn run_with_budget(
+        &self,
+        task: impl Into<String>,
+        budget: Budget,
+    ) -> Result<RunReport, RuntimeError> {
         let run = self.submit(task, budget).await?;
         let snapshot = run.account.snapshot();
         let (answer, error) = match run.result.outcome {
             Outcome::Completed => (Some(run.result.text), None),
             _ => (None, Some(run.result.text)),
         };
-        Ok(RunReport::from_ledger(&snapshot, run.result.outcome, answer, error))
+        Ok(RunReport::from_ledger(
+            &snapshot,
+            run.result.outcome,
+            answer,
+            error,
+        ))
+    }
+
+    /// Root tasks an agent holds right now (the conductor's task table).
+    pub fn in_flight(&self) -> usize {
+        self.plan.tasks.len()
     }
 
     /// Runs one task and returns its raw result and account.
     ///
     /// # Errors
     /// As [`Runtime::run`].
-    pub async fn submit(&self, task: impl Into<String>, budget: Budget) -> Result<TaskRun, RuntimeError> {
-        let sub = Box::new(Submission {
-            task: task.into(),
-            budget,
+    pub async fn submit(
+        &self,
+        task: impl Into<String>,
+        budget: Budget,
+    ) -> Result<TaskRun, RuntimeError> {
+        let root = &self.plan.agents[self.plan.root];
+        let envelope = Envelope::root(
+            Arc::clone(&self.user),
+            budget.tightest(&root.budget),
+            task.into(),
+        );
+        let account = Account::root(
+            envelope.task.0,
+            Arc::clone(&root.name),
+            envelope.budget.max_cost,
+            envelope.budget.max_tokens,
+        );
+        let assignment = Box::new(Assignment {
+            envelope,
+            account: account.clone(),
         });
-        match self.conductor.call(|port| ConductorMsg::Submit(sub, port), None).await {
-            Ok(CallResult::Success(f)) => Ok(TaskRun {
-                result: f.result.payload,
-                account: f.account,
+        let (tx, rx) = ractor::concurrency::oneshot();
+        let msg = AgentMsg::Run(assignment, ReplyTo::Caller(tx.into()));
+        // Straight to the root agent; through the conductor only when it is not running.
+        let undelivered = match self.plan.root_agent() {
+            Some(agent) => match agent.send_message(msg) {
+                Ok(()) => None,
+                Err(MessagingErr::SendErr(msg)) => Some(msg),
+                Err(e) => return Err(RuntimeError::ConductorDown(e.to_string())),
+            },
+            None => Some(msg),
+        };
+        if let Some(msg) = undelivered {
+            self.conductor
+                .send_message(ConductorMsg::Deliver(msg))
+                .map_err(|e| RuntimeError::ConductorDown(e.to_string()))?;
+        }
+        match rx.await {
+            Ok(result) => Ok(TaskRun {
+                result: result.payload,
+                account,
             }),
-            Ok(CallResult::Timeout) => Err(RuntimeError::ConductorDown("timed out".into())),
-            Ok(CallResult::SenderError) => Err(RuntimeError::ConductorDown("it stopped before answering".into())),
-            Err(e) => Err(RuntimeError::ConductorDown(e.to_string())),
+            // The root agent died holding the task: it ends failed, exactly once (the conductor's
+            // table records the same outcome; whoever is first wins and the other is a no-op).
+            Err(_) => {
+                if account.finish(Outcome::Failed) {
+                    root.tasks.count(Outcome::Failed);
+                }
+                Ok(TaskRun {
+                    result: TaskResult {
+                        outcome: account.outcome().unwrap_or(Outcome::Failed),
+                        text: "the root agent crashed while holding the task".into(),
+                    },
+                    account,
+                })
+            }
         }
     }
 

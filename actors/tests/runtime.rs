@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use baton_actors::{RunReport, Runtime};
 use baton_core::{
-    Budget, Model, ModelError, ModelRequest, ModelResponse, NanoUsd, Outcome, Role, ScriptedModel, TokenUsage, Tool,
-    ToolCall, ToolError, async_trait,
+    Budget, Model, ModelError, ModelRequest, ModelResponse, NanoUsd, Outcome, Role, ScriptedModel,
+    TokenUsage, Tool, ToolCall, ToolError, async_trait,
 };
 use baton_topologies::{AgentSpec, BudgetSpec, ModelSpec, ToolSpec, Topology, TopologyBuilder};
 use serde_json::json;
@@ -23,7 +23,9 @@ fn dollar_per_mtok() -> ModelSpec {
 }
 
 fn usd(s: &str) -> Option<baton_core::Usd> {
-    Some(baton_core::Usd(NanoUsd::parse_usd(s).expect("valid amount")))
+    Some(baton_core::Usd(
+        NanoUsd::parse_usd(s).expect("valid amount"),
+    ))
 }
 
 /// A model driven by a closure over (agent, step, last message).
@@ -101,7 +103,11 @@ fn single(agent: AgentSpec) -> Topology {
         .expect("valid topology")
 }
 
-async fn run_with<M: Model>(topology: Topology, model: M, task: &str) -> (RunReport, baton_actors::TaskRun) {
+async fn run_with<M: Model>(
+    topology: Topology,
+    model: M,
+    task: &str,
+) -> (RunReport, baton_actors::TaskRun) {
     let rt = Runtime::builder(topology.clone())
         .model("m", model)
         .tool(Echo)
@@ -131,14 +137,18 @@ mod loop_ {
                 }
             })
         });
-        let (report, raw) = run_with(single(AgentSpec::new(["m"]).tools(["echo"])), model, "go").await;
+        let (report, raw) =
+            run_with(single(AgentSpec::new(["m"]).tools(["echo"])), model, "go").await;
         assert_eq!(raw.result.outcome, Outcome::Completed);
         assert_eq!(raw.result.text, r#"saw: echo {"x":1}"#);
         assert_eq!(report.totals.steps, 2);
         assert_eq!(report.totals.model_calls, 2);
         assert_eq!(report.totals.tool_calls, 1);
         // Every token is priced at 1000 nano-dollars.
-        assert_eq!(report.totals.cost_nanousd, 1000 * (report.totals.tokens_in + report.totals.tokens_out));
+        assert_eq!(
+            report.totals.cost_nanousd,
+            1000 * (report.totals.tokens_in + report.totals.tokens_out)
+        );
     }
 
     #[tokio::test]
@@ -157,9 +167,13 @@ mod loop_ {
     #[tokio::test]
     async fn runaway_agent_without_max_steps_stops_at_default() {
         let model = FnModel(|r: &ModelRequest<'_>| Ok(call(r, "echo", json!({}))));
-        let (report, raw) = run_with(single(AgentSpec::new(["m"]).tools(["echo"])), model, "loop").await;
+        let (report, raw) =
+            run_with(single(AgentSpec::new(["m"]).tools(["echo"])), model, "loop").await;
         assert_eq!(raw.result.outcome, Outcome::MaxSteps);
-        assert_eq!(report.totals.steps, u64::from(baton_topologies::DEFAULT_MAX_STEPS));
+        assert_eq!(
+            report.totals.steps,
+            u64::from(baton_topologies::DEFAULT_MAX_STEPS)
+        );
     }
 
     #[tokio::test]
@@ -172,9 +186,17 @@ mod loop_ {
         });
         let (report, raw) = run_with(single(agent), model, "loop").await;
         assert_eq!(raw.result.outcome, Outcome::BudgetExceeded);
-        assert!(report.totals.cost_nanousd <= 2_000_000, "{}", report.totals.cost_nanousd);
+        assert!(
+            report.totals.cost_nanousd <= 2_000_000,
+            "{}",
+            report.totals.cost_nanousd
+        );
         assert!(report.totals.steps < 1000);
-        assert!(raw.result.text.contains("cannot cover the next call"), "{}", raw.result.text);
+        assert!(
+            raw.result.text.contains("cannot cover the next call"),
+            "{}",
+            raw.result.text
+        );
     }
 
     #[tokio::test]
@@ -212,7 +234,10 @@ mod loop_ {
         let slow = ScriptedModel::always("m", "late").with_latency(Duration::from_secs(10));
         let (report, raw) = run_with(topology, slow, "hurry").await;
         assert_eq!(raw.result.outcome, Outcome::TimedOut);
-        assert_eq!(report.totals.cost_nanousd, 0, "an abandoned call books nothing");
+        assert_eq!(
+            report.totals.cost_nanousd, 0,
+            "an abandoned call books nothing"
+        );
     }
 
     #[tokio::test]
@@ -223,7 +248,12 @@ mod loop_ {
                 2 => call(r, "echo", json!({"mode": "fail"})),
                 3 => call(r, "nope", json!({})),
                 _ => {
-                    let seen: Vec<&str> = r.messages.iter().filter(|m| m.role == Role::Tool).map(|m| m.content.as_str()).collect();
+                    let seen: Vec<&str> = r
+                        .messages
+                        .iter()
+                        .filter(|m| m.role == Role::Tool)
+                        .map(|m| m.content.as_str())
+                        .collect();
                     text(r, &seen.join(" | "))
                 }
             })
@@ -231,7 +261,10 @@ mod loop_ {
         let (_, raw) = run_with(single(AgentSpec::new(["m"]).tools(["echo"])), model, "go").await;
         assert_eq!(raw.result.outcome, Outcome::Completed);
         let t = raw.result.text;
-        assert!(t.contains("tool `echo` panicked: echo was asked to panic"), "{t}");
+        assert!(
+            t.contains("tool `echo` panicked: echo was asked to panic"),
+            "{t}"
+        );
         assert!(t.contains("error: echo failed on purpose"), "{t}");
         assert!(t.contains("no tool named `nope`"), "{t}");
     }
@@ -247,10 +280,19 @@ mod loop_ {
             Ok(text(r, "fine"))
         });
         let topology = single(AgentSpec::new(["m"]));
-        let rt = Runtime::builder(topology).model("m", model).tool(Echo).start().await.expect("starts");
+        let rt = Runtime::builder(topology)
+            .model("m", model)
+            .tool(Echo)
+            .start()
+            .await
+            .expect("starts");
         let first = rt.submit("one", Budget::UNLIMITED).await.expect("answered");
         assert_eq!(first.result.outcome, Outcome::Failed);
-        assert!(first.result.text.contains("panicked: provider bug"), "{}", first.result.text);
+        assert!(
+            first.result.text.contains("panicked: provider bug"),
+            "{}",
+            first.result.text
+        );
         let second = rt.submit("two", Budget::UNLIMITED).await.expect("answered");
         assert_eq!(second.result.outcome, Outcome::Completed);
         rt.shutdown().await;
@@ -279,7 +321,111 @@ mod loop_ {
         let report = rt.run("go").await.expect("runs");
         assert_eq!(report.outcome, Outcome::Completed);
         assert_eq!(report.answer.as_deref(), Some("from the second rung"));
-        assert_eq!(report.totals.model_calls, 1, "the failed call was not billed");
+        assert_eq!(
+            report.totals.model_calls, 1,
+            "the failed call was not billed"
+        );
+        rt.shutdown().await;
+    }
+}
+
+mod crashes {
+    use super::*;
+    use baton_actors::{Event, Observer};
+
+    /// An observer that panics on a chosen task's first step: a bug outside the loop's guards, so
+    /// it takes down the agent actor that called it.
+    struct Bomb {
+        agent: &'static str,
+        armed: AtomicU32,
+    }
+
+    impl Observer for Bomb {
+        fn on_event(&self, event: &Event<'_>) {
+            if let Event::Step { agent, .. } = event {
+                if *agent == self.agent && self.armed.swap(0, Ordering::SeqCst) == 1 {
+                    panic!("observer bug");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn root_agent_crash_ends_its_task_failed_and_the_next_task_runs() {
+        let topology = single(AgentSpec::new(["m"]));
+        let rt = Runtime::builder(topology)
+            .model("m", ScriptedModel::always("m", "ok"))
+            .tool(Echo)
+            .observer(Bomb {
+                agent: "solo",
+                armed: AtomicU32::new(1),
+            })
+            .start()
+            .await
+            .expect("starts");
+        let first = rt.submit("one", Budget::UNLIMITED).await.expect("answered");
+        assert_eq!(first.result.outcome, Outcome::Failed);
+        assert_eq!(first.account.outcome(), Some(Outcome::Failed));
+        // Money spent before the crash stays spent.
+        assert!(first.account.spent().0 > 0);
+        first.account.check_conservation().expect("conserved");
+        let second = rt.submit("two", Budget::UNLIMITED).await.expect("answered");
+        assert_eq!(second.result.outcome, Outcome::Completed);
+        assert_eq!(
+            rt.in_flight(),
+            0,
+            "the task table is empty when nothing runs"
+        );
+        rt.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn child_crash_is_one_failed_outcome_for_the_parent_to_see() {
+        let topology = TopologyBuilder::new("t")
+            .model("m", dollar_per_mtok())
+            .agent("lead", AgentSpec::new(["m"]).children(["w"]))
+            .agent("w", AgentSpec::new(["m"]))
+            .build()
+            .expect("valid");
+        let model = FnModel(|r: &ModelRequest<'_>| {
+            Ok(match (r.agent, r.step) {
+                ("lead", 1) => call(r, "delegate", json!({"agent": "w", "task": "x"})),
+                ("lead", 2) => call(r, "delegate", json!({"agent": "w", "task": "again"})),
+                ("lead", _) => {
+                    let seen: Vec<&str> = r
+                        .messages
+                        .iter()
+                        .filter(|m| m.role == Role::Tool)
+                        .map(|m| m.content.as_str())
+                        .collect();
+                    text(r, &seen.join(" | "))
+                }
+                _ => text(r, "w answered"),
+            })
+        });
+        let rt = Runtime::builder(topology)
+            .model("m", model)
+            .observer(Bomb {
+                agent: "w",
+                armed: AtomicU32::new(1),
+            })
+            .start()
+            .await
+            .expect("starts");
+        let run = rt.submit("go", Budget::UNLIMITED).await.expect("answered");
+        assert_eq!(run.result.outcome, Outcome::Completed);
+        assert_eq!(
+            run.result.text, "`w` ended failed: the agent crashed | w answered",
+            "restarted on the next task"
+        );
+        let snap = run.account.snapshot();
+        let outcomes: Vec<_> = snap.children.iter().map(|c| c.outcome).collect();
+        assert_eq!(outcomes, [Some(Outcome::Failed), Some(Outcome::Completed)]);
+        assert!(
+            snap.children[0].spent.0 > 0,
+            "the crashed child's spend stays booked"
+        );
+        run.account.check_conservation().expect("conserved");
         rt.shutdown().await;
     }
 }
@@ -293,10 +439,12 @@ mod delegation {
             .tool("echo", ToolSpec::custom())
             .agent(
                 "lead",
-                AgentSpec::new(["m"]).children(["a", "b"]).budget(BudgetSpec {
-                    max_usd: usd("1"),
-                    ..BudgetSpec::default()
-                }),
+                AgentSpec::new(["m"])
+                    .children(["a", "b"])
+                    .budget(BudgetSpec {
+                        max_usd: usd("1"),
+                        ..BudgetSpec::default()
+                    }),
             )
             .agent(
                 "a",
@@ -317,7 +465,13 @@ mod delegation {
             Ok(match (r.agent, r.step) {
                 ("lead", 1) => call(r, "delegate", json!({"agent": "a", "task": "work"})),
                 ("lead", 2) => call(r, "delegate", json!({"agent": "b", "task": "more"})),
-                ("lead", _) => text(r, &r.messages.last().map(|m| m.content.clone()).unwrap_or_default()),
+                ("lead", _) => text(
+                    r,
+                    &r.messages
+                        .last()
+                        .map(|m| m.content.clone())
+                        .unwrap_or_default(),
+                ),
                 ("b", 1) => call(r, "delegate", json!({"agent": "c", "task": "deep"})),
                 ("b", _) => text(r, "b done"),
                 (_, s) if s <= loops => call(r, "echo", json!({"s": s})),
@@ -337,7 +491,12 @@ mod delegation {
         assert_eq!(per_agent, report.totals.cost_nanousd);
         assert_eq!(report.totals.cost_nanousd, raw.account.spent().0);
         assert_eq!(report.tasks.len(), 4);
-        assert!(report.tasks.iter().all(|t| t.outcome == Some(Outcome::Completed)));
+        assert!(
+            report
+                .tasks
+                .iter()
+                .all(|t| t.outcome == Some(Outcome::Completed))
+        );
         let names: Vec<&str> = report.agents.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["lead", "a", "b", "c"]);
     }
@@ -349,16 +508,29 @@ mod delegation {
         let snap = raw.account.snapshot();
         let a = &snap.children[0];
         assert_eq!(a.outcome, Some(Outcome::BudgetExceeded));
-        assert!(a.spent.0 <= 300_000, "child spent {} over its 300000 limit", a.spent.0);
+        assert!(
+            a.spent.0 <= 300_000,
+            "child spent {} over its 300000 limit",
+            a.spent.0
+        );
         assert_eq!(raw.result.outcome, Outcome::Completed);
-        assert!(report.tasks.iter().any(|t| t.agent == "a" && t.outcome == Some(Outcome::BudgetExceeded)));
+        assert!(
+            report
+                .tasks
+                .iter()
+                .any(|t| t.agent == "a" && t.outcome == Some(Outcome::BudgetExceeded))
+        );
     }
 
     #[tokio::test]
     async fn budget_usd_argument_caps_the_slice() {
         let model = FnModel(|r: &ModelRequest<'_>| {
             Ok(match (r.agent, r.step) {
-                ("lead", 1) => call(r, "delegate", json!({"agent": "a", "task": "w", "budget_usd": 0.0002})),
+                ("lead", 1) => call(
+                    r,
+                    "delegate",
+                    json!({"agent": "a", "task": "w", "budget_usd": 0.0002}),
+                ),
                 ("lead", _) => text(r, "ok"),
                 _ => call(r, "echo", json!({})),
             })
@@ -375,13 +547,25 @@ mod delegation {
         let model = FnModel(|r: &ModelRequest<'_>| {
             Ok(match (r.agent, r.step) {
                 ("lead", 1) => call(r, "delegate", json!({"agent": "c", "task": "skip a level"})),
-                ("lead", _) => text(r, &r.messages.last().map(|m| m.content.clone()).unwrap_or_default()),
+                ("lead", _) => text(
+                    r,
+                    &r.messages
+                        .last()
+                        .map(|m| m.content.clone())
+                        .unwrap_or_default(),
+                ),
                 _ => text(r, "unreachable"),
             })
         });
         let (_, raw) = run_with(tree(None), model, "go").await;
         assert_eq!(raw.result.outcome, Outcome::Completed);
-        assert!(raw.result.text.contains("`c` is not one of your sub-agents (a, b)"), "{}", raw.result.text);
+        assert!(
+            raw.result
+                .text
+                .contains("`c` is not one of your sub-agents (a, b)"),
+            "{}",
+            raw.result.text
+        );
     }
 }
 
@@ -402,11 +586,19 @@ mod concurrency {
                 _ => text(r, "done"),
             })
         });
-        let rt = Arc::new(Runtime::builder(topology).model("m", model).start().await.expect("starts"));
+        let rt = Arc::new(
+            Runtime::builder(topology)
+                .model("m", model)
+                .start()
+                .await
+                .expect("starts"),
+        );
         let mut handles = Vec::new();
         for i in 0..200 {
             let rt = Arc::clone(&rt);
-            handles.push(tokio::spawn(async move { rt.submit(format!("task {i}"), Budget::UNLIMITED).await }));
+            handles.push(tokio::spawn(async move {
+                rt.submit(format!("task {i}"), Budget::UNLIMITED).await
+            }));
         }
         for h in handles {
             let run = h.await.expect("joined").expect("answered");

@@ -9,7 +9,9 @@ use crate::budget::Budget;
 use crate::usage::Usage;
 
 /// Identifies one task (a run's root task, or a delegated sub-task). Unique within a process.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TaskId(pub u64);
 
 /// Identifies a whole run: the root task and everything it delegated.

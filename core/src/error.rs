@@ -15,7 +15,9 @@ pub enum Error {
         reason: &'static str,
     },
     /// Occurs when a duration is not a number followed by `ms`, `s`, `m` or `h` (`250ms`, `30s`, `5m`).
-    #[error("invalid duration `{input}`: expected a number followed by ms, s, m or h (e.g. `250ms`, `5m`)")]
+    #[error(
+        "invalid duration `{input}`: expected a number followed by ms, s, m or h (e.g. `250ms`, `5m`)"
+    )]
     InvalidDuration {
         /// The text as given.
         input: String,

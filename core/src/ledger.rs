@@ -109,8 +109,19 @@ impl Refusal {
 
 impl Account {
     /// Opens a root account (a run's) with optional cost and token limits.
-    pub fn root(task: u64, agent: impl Into<Arc<str>>, cost_limit: Option<NanoUsd>, token_limit: Option<u64>) -> Account {
-        Account(Arc::new(Node::new(task, agent.into(), None, cost_limit, token_limit)))
+    pub fn root(
+        task: u64,
+        agent: impl Into<Arc<str>>,
+        cost_limit: Option<NanoUsd>,
+        token_limit: Option<u64>,
+    ) -> Account {
+        Account(Arc::new(Node::new(
+            task,
+            agent.into(),
+            None,
+            cost_limit,
+            token_limit,
+        )))
     }
 
     /// Opens a child account (a delegated task's) under this one. The child's limits apply on top of
@@ -145,10 +156,20 @@ impl Account {
         let mut cur: Option<&Node> = Some(&self.0);
         while let Some(n) = cur {
             let refused = if !try_add(&n.cost_used, cost.0, n.cost_limit) {
-                Some((LimitKind::Cost, n.cost_limit, n.cost_used.load(Ordering::Relaxed), cost.0))
+                Some((
+                    LimitKind::Cost,
+                    n.cost_limit,
+                    n.cost_used.load(Ordering::Relaxed),
+                    cost.0,
+                ))
             } else if !try_add(&n.tokens_used, tokens, n.token_limit) {
                 n.cost_used.fetch_sub(cost.0, Ordering::AcqRel);
-                Some((LimitKind::Tokens, n.token_limit, n.tokens_used.load(Ordering::Relaxed), tokens))
+                Some((
+                    LimitKind::Tokens,
+                    n.token_limit,
+                    n.tokens_used.load(Ordering::Relaxed),
+                    tokens,
+                ))
             } else {
                 None
             };
@@ -188,7 +209,10 @@ impl Account {
         let mut left = u64::MAX;
         let mut cur: Option<&Node> = Some(&self.0);
         while let Some(n) = cur {
-            left = left.min(n.cost_limit.saturating_sub(n.cost_used.load(Ordering::Acquire)));
+            left = left.min(
+                n.cost_limit
+                    .saturating_sub(n.cost_used.load(Ordering::Acquire)),
+            );
             cur = n.parent.as_deref();
         }
         NanoUsd(left)
@@ -199,7 +223,10 @@ impl Account {
         let mut left = u64::MAX;
         let mut cur: Option<&Node> = Some(&self.0);
         while let Some(n) = cur {
-            left = left.min(n.token_limit.saturating_sub(n.tokens_used.load(Ordering::Acquire)));
+            left = left.min(
+                n.token_limit
+                    .saturating_sub(n.tokens_used.load(Ordering::Acquire)),
+            );
             cur = n.parent.as_deref();
         }
         left
@@ -381,7 +408,10 @@ impl Node {
     fn check(&self) -> Result<(), String> {
         let children = self.children();
         let own = self.cost_own.load(Ordering::Acquire);
-        let sum: u64 = children.iter().map(|c| c.cost_spent.load(Ordering::Acquire)).sum();
+        let sum: u64 = children
+            .iter()
+            .map(|c| c.cost_spent.load(Ordering::Acquire))
+            .sum();
         let spent = self.cost_spent.load(Ordering::Acquire);
         if spent != own + sum {
             return Err(format!(
@@ -444,7 +474,8 @@ impl Reservation {
         n.cost_own.fetch_add(cost.0, Ordering::AcqRel);
         n.input_own.fetch_add(usage.input, Ordering::Relaxed);
         n.output_own.fetch_add(usage.output, Ordering::Relaxed);
-        n.cached_own.fetch_add(usage.cached_input, Ordering::Relaxed);
+        n.cached_own
+            .fetch_add(usage.cached_input, Ordering::Relaxed);
         n.model_calls.fetch_add(1, Ordering::Relaxed);
         let overrun = cost.0.saturating_sub(self.cost);
         if overrun > 0 {

@@ -34,7 +34,9 @@ pub use budget::{Budget, duration_opt, format_duration, parse_duration};
 pub use envelope::{Envelope, TaskId, TraceId};
 pub use error::Error;
 pub use ledger::{Account, AccountSnapshot, Committed, LimitKind, Refusal, Reservation};
-pub use model::{Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema};
+pub use model::{
+    Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema,
+};
 pub use money::{NanoUsd, Price, Usd};
 pub use outcome::Outcome;
 pub use scripted::ScriptedModel;

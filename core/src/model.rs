@@ -125,7 +125,9 @@ pub enum ModelError {
         message: String,
     },
     /// Occurs when a scripted model has no rule for the request.
-    #[error("{model}: no scripted rule matches agent `{agent}` at step {step} (last message: {last:?})")]
+    #[error(
+        "{model}: no scripted rule matches agent `{agent}` at step {step} (last message: {last:?})"
+    )]
     NoRule {
         /// Model name.
         model: String,
@@ -187,6 +189,11 @@ fn json_len(v: &serde_json::Value) -> usize {
         serde_json::Value::Number(n) => n.to_string().len(),
         serde_json::Value::String(s) => s.len() + 2,
         serde_json::Value::Array(a) => 2 + a.iter().map(|x| json_len(x) + 1).sum::<usize>(),
-        serde_json::Value::Object(o) => 2 + o.iter().map(|(k, x)| k.len() + 4 + json_len(x)).sum::<usize>(),
+        serde_json::Value::Object(o) => {
+            2 + o
+                .iter()
+                .map(|(k, x)| k.len() + 4 + json_len(x))
+                .sum::<usize>()
+        }
     }
 }

@@ -12,7 +12,9 @@ use crate::Error;
 use crate::usage::TokenUsage;
 
 /// An amount of money in integer nano-dollars (10⁻⁹ USD).
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct NanoUsd(pub u64);
 
@@ -96,7 +98,7 @@ impl fmt::Display for NanoUsd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let whole = self.0 / NANOS_PER_USD;
         let frac = self.0 % NANOS_PER_USD;
-        if frac % 1000 == 0 {
+        if frac.is_multiple_of(1000) {
             write!(f, "${whole}.{:06}", frac / 1000)
         } else {
             write!(f, "${whole}.{frac:09}")
@@ -141,7 +143,9 @@ impl<'de> Deserialize<'de> for Usd {
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Usd, E> {
                 if v < 0 {
-                    return Err(E::custom(format!("invalid dollar amount `{v}`: amounts cannot be negative")));
+                    return Err(E::custom(format!(
+                        "invalid dollar amount `{v}`: amounts cannot be negative"
+                    )));
                 }
                 self.visit_u64(v.unsigned_abs())
             }
@@ -150,7 +154,9 @@ impl<'de> Deserialize<'de> for Usd {
                     return Err(E::custom("dollar amount must be finite"));
                 }
                 // `{}` prints the shortest text that round-trips, i.e. what the user wrote.
-                NanoUsd::parse_usd(&format!("{v}")).map(Usd).map_err(E::custom)
+                NanoUsd::parse_usd(&format!("{v}"))
+                    .map(Usd)
+                    .map_err(E::custom)
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Usd, E> {
                 NanoUsd::parse_usd(v).map(Usd).map_err(E::custom)
@@ -215,7 +221,10 @@ mod tests {
     fn parses_decimals_exactly() {
         assert_eq!(NanoUsd::parse_usd("0.15").unwrap(), NanoUsd(150_000_000));
         assert_eq!(NanoUsd::parse_usd("3").unwrap(), NanoUsd(3_000_000_000));
-        assert_eq!(NanoUsd::parse_usd("$1.000000001").unwrap(), NanoUsd(1_000_000_001));
+        assert_eq!(
+            NanoUsd::parse_usd("$1.000000001").unwrap(),
+            NanoUsd(1_000_000_001)
+        );
         assert_eq!(NanoUsd::parse_usd(".5").unwrap(), NanoUsd(500_000_000));
         assert!(NanoUsd::parse_usd("-1").is_err());
         assert!(NanoUsd::parse_usd("0.0000000001").is_err());
@@ -236,14 +245,20 @@ mod tests {
         assert_eq!(p.a.0, NanoUsd(150_000_000));
         assert_eq!(p.b.0, NanoUsd(2_000_000_000));
         assert_eq!(p.c.0, NanoUsd(100_000_000));
-        let err = serde_saphyr::from_str::<P>("a: -1\nb: 2\nc: 1\n").err().unwrap();
+        let err = serde_saphyr::from_str::<P>("a: -1\nb: 2\nc: 1\n")
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("negative"), "{err}");
     }
 
     #[test]
     fn cost_rounds_up_once_per_call() {
         // $3/M input, $15/M output, $0.30/M cached.
-        let p = Price::per_mtok(NanoUsd::from_usd(3), NanoUsd::from_usd(15), NanoUsd(300_000_000));
+        let p = Price::per_mtok(
+            NanoUsd::from_usd(3),
+            NanoUsd::from_usd(15),
+            NanoUsd(300_000_000),
+        );
         let u = TokenUsage {
             input: 1000,
             output: 100,

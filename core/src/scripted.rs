@@ -34,7 +34,9 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::Error;
-use crate::model::{Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema};
+use crate::model::{
+    Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema,
+};
 use crate::usage::TokenUsage;
 
 /// A deterministic model that answers from rules.
@@ -121,18 +123,32 @@ impl ScriptedModel {
         let file: RulesFile = serde_saphyr::from_str(text).map_err(|e| err(e.to_string()))?;
         let mut rules = Vec::with_capacity(file.rules.len());
         for (i, r) in file.rules.into_iter().enumerate() {
-            let re = |p: &str| Regex::new(p).map_err(|e| err(format!("rule {}: bad regex `{p}`: {e}", i + 1)));
+            let re = |p: &str| {
+                Regex::new(p).map_err(|e| err(format!("rule {}: bad regex `{p}`: {e}", i + 1)))
+            };
             if r.reply.text.is_none() && r.reply.tool_calls.is_empty() {
-                return Err(err(format!("rule {}: reply needs `text` or `tool_calls`", i + 1)));
+                return Err(err(format!(
+                    "rule {}: reply needs `text` or `tool_calls`",
+                    i + 1
+                )));
             }
             rules.push(Rule {
                 agent: r.agent,
                 step: r.step,
                 last_contains: r.last_contains,
                 last_matches: r.last_matches.as_deref().map(re).transpose()?,
-                transcript_matches: r.transcript_matches.iter().map(|p| re(p)).collect::<Result<_, _>>()?,
+                transcript_matches: r
+                    .transcript_matches
+                    .iter()
+                    .map(|p| re(p))
+                    .collect::<Result<_, _>>()?,
                 text: r.reply.text,
-                calls: r.reply.tool_calls.into_iter().map(|c| (c.name, c.args)).collect(),
+                calls: r
+                    .reply
+                    .tool_calls
+                    .into_iter()
+                    .map(|c| (c.name, c.args))
+                    .collect(),
                 latency: r.latency,
             });
         }
@@ -188,7 +204,9 @@ impl ScriptedModel {
             .find(|m| m.role == Role::User)
             .map_or("", |m| m.content.as_str());
         let fill = |s: &str| render(s, task, last, &captures);
-        let max_chars = usize::try_from(req.max_tokens).unwrap_or(usize::MAX).saturating_mul(4);
+        let max_chars = usize::try_from(req.max_tokens)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(4);
         let text = rule.text.as_deref().map(|t| {
             let mut t = fill(t);
             if t.chars().count() > max_chars {
@@ -228,19 +246,37 @@ impl ScriptedModel {
 }
 
 impl Rule {
-    fn matches(&self, req: &ModelRequest<'_>, last: &str, caps: &mut Vec<(String, String)>) -> bool {
-        if self.agent.as_deref().is_some_and(|a| a != req.agent && a != "*") {
+    fn matches(
+        &self,
+        req: &ModelRequest<'_>,
+        last: &str,
+        caps: &mut Vec<(String, String)>,
+    ) -> bool {
+        if self
+            .agent
+            .as_deref()
+            .is_some_and(|a| a != req.agent && a != "*")
+        {
             return false;
         }
         if self.step.is_some_and(|s| s != req.step) {
             return false;
         }
-        if self.last_contains.as_deref().is_some_and(|c| !last.contains(c)) {
+        if self
+            .last_contains
+            .as_deref()
+            .is_some_and(|c| !last.contains(c))
+        {
             return false;
         }
         for re in &self.transcript_matches {
             // The most recent message that matches supplies the captures.
-            let Some(c) = req.messages.iter().rev().find_map(|m| re.captures(&m.content)) else {
+            let Some(c) = req
+                .messages
+                .iter()
+                .rev()
+                .find_map(|m| re.captures(&m.content))
+            else {
                 return false;
             };
             push_captures(re, &c, caps);
@@ -299,7 +335,10 @@ fn fill_json(v: &serde_json::Value, fill: &impl Fn(&str) -> String) -> serde_jso
     match v {
         serde_json::Value::String(s) => serde_json::Value::String(fill(s)),
         serde_json::Value::Array(a) => a.iter().map(|x| fill_json(x, fill)).collect(),
-        serde_json::Value::Object(o) => o.iter().map(|(k, x)| (k.clone(), fill_json(x, fill))).collect(),
+        serde_json::Value::Object(o) => o
+            .iter()
+            .map(|(k, x)| (k.clone(), fill_json(x, fill)))
+            .collect(),
         other => other.clone(),
     }
 }
@@ -313,7 +352,12 @@ fn json_tokens(v: &serde_json::Value) -> u64 {
     match v {
         serde_json::Value::String(s) => tokens(s) + 1,
         serde_json::Value::Array(a) => 1 + a.iter().map(json_tokens).sum::<u64>(),
-        serde_json::Value::Object(o) => 1 + o.iter().map(|(k, x)| tokens(k) + 1 + json_tokens(x)).sum::<u64>(),
+        serde_json::Value::Object(o) => {
+            1 + o
+                .iter()
+                .map(|(k, x)| tokens(k) + 1 + json_tokens(x))
+                .sum::<u64>()
+        }
         _ => 1,
     }
 }
@@ -352,7 +396,11 @@ impl Model for ScriptedModel {
 
 /// The path a scripted rules file is read from, resolved against a topology's directory.
 pub fn resolve(base: &Path, file: &Path) -> PathBuf {
-    if file.is_absolute() { file.to_path_buf() } else { base.join(file) }
+    if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        base.join(file)
+    }
 }
 
 #[cfg(test)]
@@ -409,7 +457,12 @@ rules:
 
     #[tokio::test]
     async fn no_rule_is_a_clear_error() {
-        let m = ScriptedModel::from_yaml("small", "rules:\n  - agent: a\n    reply: {text: x}\n", Path::new("r.yaml")).unwrap();
+        let m = ScriptedModel::from_yaml(
+            "small",
+            "rules:\n  - agent: a\n    reply: {text: x}\n",
+            Path::new("r.yaml"),
+        )
+        .unwrap();
         let msgs = vec![Message::new(Role::User, "hi")];
         let e = m.call(req("b", 2, &msgs)).await.err().unwrap().to_string();
         assert!(e.contains("agent `b` at step 2"), "{e}");
@@ -417,15 +470,23 @@ rules:
 
     #[test]
     fn malformed_rules_name_the_problem() {
-        let e = ScriptedModel::from_yaml("m", "rules:\n  - agnt: a\n    reply: {text: x}\n", Path::new("r.yaml"))
-            .err()
-            .unwrap()
-            .to_string();
+        let e = ScriptedModel::from_yaml(
+            "m",
+            "rules:\n  - agnt: a\n    reply: {text: x}\n",
+            Path::new("r.yaml"),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(e.contains("r.yaml") && e.contains("agnt"), "{e}");
-        let e = ScriptedModel::from_yaml("m", "rules:\n  - last_matches: '('\n    reply: {text: x}\n", Path::new("r.yaml"))
-            .err()
-            .unwrap()
-            .to_string();
+        let e = ScriptedModel::from_yaml(
+            "m",
+            "rules:\n  - last_matches: '('\n    reply: {text: x}\n",
+            Path::new("r.yaml"),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(e.contains("bad regex"), "{e}");
         let e = ScriptedModel::from_yaml("m", "rules:\n  - reply: {}\n", Path::new("r.yaml"))
             .err()

@@ -74,10 +74,15 @@ pub fn str_arg<'a>(args: &'a serde_json::Value, name: &str) -> Result<&'a str, T
 ///
 /// # Errors
 /// [`ToolError::InvalidArguments`] when present but not a string.
-pub fn opt_str_arg<'a>(args: &'a serde_json::Value, name: &str) -> Result<Option<&'a str>, ToolError> {
+pub fn opt_str_arg<'a>(
+    args: &'a serde_json::Value,
+    name: &str,
+) -> Result<Option<&'a str>, ToolError> {
     match args.get(name) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ToolError::InvalidArguments(format!("`{name}` must be a string"))),
+        Some(_) => Err(ToolError::InvalidArguments(format!(
+            "`{name}` must be a string"
+        ))),
     }
 }

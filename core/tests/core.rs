@@ -44,20 +44,29 @@ mod ledger {
 
     fn ops() -> impl Strategy<Value = Vec<Op>> {
         proptest::collection::vec(
-            (0usize..64, 0u64..800, 0u64..400, proptest::option::weighted(0.8, 0u64..=100)).prop_map(
-                |(account, cost, tokens, commit_pct)| Op {
+            (
+                0usize..64,
+                0u64..800,
+                0u64..400,
+                proptest::option::weighted(0.8, 0u64..=100),
+            )
+                .prop_map(|(account, cost, tokens, commit_pct)| Op {
                     account,
                     cost,
                     tokens,
                     commit_pct,
-                },
-            ),
+                }),
             0..200,
         )
     }
 
     fn build(shape: &Shape) -> Vec<Account> {
-        let mut accounts = vec![Account::root(0, "a0", shape.limits[0].map(NanoUsd), shape.token_limits[0])];
+        let mut accounts = vec![Account::root(
+            0,
+            "a0",
+            shape.limits[0].map(NanoUsd),
+            shape.token_limits[0],
+        )];
         for (i, &p) in shape.parents.iter().enumerate() {
             let id = i + 1;
             let child = accounts[p].open_child(
@@ -74,14 +83,26 @@ mod ledger {
     fn check_limits(s: &AccountSnapshot, shape: &Shape) {
         let i = s.task as usize;
         if let Some(limit) = shape.limits[i] {
-            assert!(s.spent.0 <= limit, "account {i} spent {} over its limit {limit}", s.spent.0);
+            assert!(
+                s.spent.0 <= limit,
+                "account {i} spent {} over its limit {limit}",
+                s.spent.0
+            );
         }
         if let Some(limit) = shape.token_limits[i] {
-            assert!(s.tokens_spent <= limit, "account {i} used {} tokens over {limit}", s.tokens_spent);
+            assert!(
+                s.tokens_spent <= limit,
+                "account {i} used {} tokens over {limit}",
+                s.tokens_spent
+            );
         }
         let own_plus_children = s.own.cost.0 + s.children.iter().map(|c| c.spent.0).sum::<u64>();
         assert_eq!(s.spent.0, own_plus_children, "conservation at account {i}");
-        assert_eq!(s.reserved, NanoUsd::ZERO, "account {i} leaked a reservation");
+        assert_eq!(
+            s.reserved,
+            NanoUsd::ZERO,
+            "account {i} leaked a reservation"
+        );
         for c in &s.children {
             check_limits(c, shape);
         }
@@ -123,7 +144,9 @@ mod ledger {
     fn racing_for_the_last_dollar() {
         for _ in 0..200 {
             let root = Account::root(0, "root", Some(NanoUsd::from_usd(1)), None);
-            let kids: Vec<Account> = (0..4).map(|i| root.open_child(i + 1, "kid", None, None)).collect();
+            let kids: Vec<Account> = (0..4)
+                .map(|i| root.open_child(i + 1, "kid", None, None))
+                .collect();
             let wins = AtomicU64::new(0);
             std::thread::scope(|s| {
                 for t in 0..16 {

@@ -24,8 +24,8 @@ mod topology;
 pub use builder::TopologyBuilder;
 pub use error::{Diagnostic, TopologyError};
 pub use spec::{
-    AgentSpec, BudgetSpec, DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_STEPS, ModelSpec, PriceSpec, Provider, ToolKind, ToolSpec,
-    TopologySpec,
+    AgentSpec, BudgetSpec, DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_STEPS, ModelSpec, PriceSpec,
+    Provider, ToolKind, ToolSpec, TopologySpec,
 };
 pub use topology::{AgentNode, DELEGATE_TOOL, Edge, ModelDef, ToolDef, Topology};
 

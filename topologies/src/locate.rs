@@ -49,7 +49,9 @@ pub(crate) fn locate(source: &str, path: &[Seg<'_>]) -> Option<(usize, usize)> {
         }
         let body = trimmed.trim_start_matches("- ");
         let key_indent = indent + (trimmed.len() - body.len());
-        let Some((key, value)) = body.split_once(':') else { continue };
+        let Some((key, value)) = body.split_once(':') else {
+            continue;
+        };
         let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
         while stack.last().is_some_and(|(i, _)| *i >= key_indent) {
             stack.pop();
@@ -98,10 +100,46 @@ mod tests {
 
     #[test]
     fn finds_keys_and_items() {
-        assert_eq!(locate(Y, &[Seg::Key("agents"), Seg::Key("rca")]), Some((10, 3)));
-        assert_eq!(locate(Y, &[Seg::Key("agents"), Seg::Key("lead"), Seg::Key("models"), Seg::Item("big")]), Some((6, 21)));
-        assert_eq!(locate(Y, &[Seg::Key("agents"), Seg::Key("lead"), Seg::Key("children"), Seg::Item("paging")]), Some((9, 9)));
-        assert_eq!(locate(Y, &[Seg::Key("agents"), Seg::Key("rca"), Seg::Key("models"), Seg::Item("small")]), Some((11, 14)));
+        assert_eq!(
+            locate(Y, &[Seg::Key("agents"), Seg::Key("rca")]),
+            Some((10, 3))
+        );
+        assert_eq!(
+            locate(
+                Y,
+                &[
+                    Seg::Key("agents"),
+                    Seg::Key("lead"),
+                    Seg::Key("models"),
+                    Seg::Item("big")
+                ]
+            ),
+            Some((6, 21))
+        );
+        assert_eq!(
+            locate(
+                Y,
+                &[
+                    Seg::Key("agents"),
+                    Seg::Key("lead"),
+                    Seg::Key("children"),
+                    Seg::Item("paging")
+                ]
+            ),
+            Some((9, 9))
+        );
+        assert_eq!(
+            locate(
+                Y,
+                &[
+                    Seg::Key("agents"),
+                    Seg::Key("rca"),
+                    Seg::Key("models"),
+                    Seg::Item("small")
+                ]
+            ),
+            Some((11, 14))
+        );
         assert_eq!(locate(Y, &[Seg::Key("agents"), Seg::Key("nobody")]), None);
     }
 }

@@ -54,12 +54,19 @@ pub struct ModelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<PathBuf>,
     /// For `scripted`: overrides the rules file's default latency.
-    #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub latency: Option<Duration>,
     /// Dollars per million tokens.
     pub price: PriceSpec,
     /// Completion-token ceiling per call (also what a call reserves for its output).
-    #[serde(default = "default_max_output", skip_serializing_if = "is_default_max_output")]
+    #[serde(
+        default = "default_max_output",
+        skip_serializing_if = "is_default_max_output"
+    )]
     pub max_output_tokens: u32,
 }
 
@@ -187,7 +194,11 @@ pub struct BudgetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_steps: Option<u32>,
     /// Wall-clock time per task (`30s`, `5m`).
-    #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_wall: Option<Duration>,
 }
 

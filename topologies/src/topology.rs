@@ -12,7 +12,9 @@ use petgraph::visit::EdgeRef;
 
 use crate::error::{Diagnostic, TopologyError};
 use crate::locate::{Seg, locate};
-use crate::spec::{AgentSpec, DEFAULT_MAX_STEPS, ModelSpec, Provider, ToolKind, ToolSpec, TopologySpec};
+use crate::spec::{
+    AgentSpec, DEFAULT_MAX_STEPS, ModelSpec, Provider, ToolKind, ToolSpec, TopologySpec,
+};
 
 /// The name of the built-in tool through which an agent hands a sub-task to a child.
 pub const DELEGATE_TOOL: &str = "delegate";
@@ -100,7 +102,9 @@ impl Topology {
             file: path.to_path_buf(),
             source,
         })?;
-        let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let base = path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         Self::from_yaml_str(&text, path, &base)
     }
 
@@ -108,7 +112,11 @@ impl Topology {
     ///
     /// # Errors
     /// As [`Topology::from_path`], without the I/O.
-    pub fn from_yaml_str(text: &str, file: &Path, base_dir: &Path) -> Result<Topology, TopologyError> {
+    pub fn from_yaml_str(
+        text: &str,
+        file: &Path,
+        base_dir: &Path,
+    ) -> Result<Topology, TopologyError> {
         let spec: TopologySpec = serde_saphyr::from_str(text).map_err(|e| {
             let (line, column) = e
                 .location()
@@ -131,14 +139,20 @@ impl Topology {
         Self::build(spec, Path::new("<builder>"), base_dir, None)
     }
 
-    fn build(spec: TopologySpec, file: &Path, base_dir: &Path, text: Option<&str>) -> Result<Topology, TopologyError> {
+    fn build(
+        spec: TopologySpec,
+        file: &Path,
+        base_dir: &Path,
+        text: Option<&str>,
+    ) -> Result<Topology, TopologyError> {
         let mut v = Validator {
             text,
             diagnostics: Vec::new(),
         };
         let topo = v.check(&spec, base_dir);
         if !v.diagnostics.is_empty() || topo.is_none() {
-            v.diagnostics.sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(0)));
+            v.diagnostics
+                .sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(0)));
             return Err(TopologyError::Invalid {
                 file: file.to_path_buf(),
                 diagnostics: v.diagnostics,
@@ -245,24 +259,28 @@ impl Topology {
 fn parse_message(s: &str) -> String {
     let mut msg = s.lines().next().unwrap_or(s).trim();
     msg = msg.strip_prefix("error:").unwrap_or(msg).trim_start();
-    if let Some(rest) = msg.strip_prefix("line ") {
-        if let Some((_, after)) = rest.split_once(": ") {
-            msg = after;
-        }
+    if let Some(rest) = msg.strip_prefix("line ")
+        && let Some((_, after)) = rest.split_once(": ")
+    {
+        msg = after;
     }
     let mut out = msg.to_string();
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        if let Some((field, tail)) = rest.split_once('`') {
-            let expected: Vec<String> = tail
-                .split_once("expected one of ")
-                .or_else(|| tail.split_once("expected "))
-                .map(|(_, list)| list.split(',').map(|n| n.trim().trim_matches('`').to_string()).collect())
-                .unwrap_or_default();
-            if let Some(hint) = did_you_mean(field, expected.iter()) {
-                out.push_str(" (hint: ");
-                out.push_str(&hint);
-                out.push(')');
-            }
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some((field, tail)) = rest.split_once('`')
+    {
+        let expected: Vec<String> = tail
+            .split_once("expected one of ")
+            .or_else(|| tail.split_once("expected "))
+            .map(|(_, list)| {
+                list.split(',')
+                    .map(|n| n.trim().trim_matches('`').to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(hint) = did_you_mean(field, expected.iter()) {
+            out.push_str(" (hint: ");
+            out.push_str(&hint);
+            out.push(')');
         }
     }
     out
@@ -293,7 +311,11 @@ impl Validator<'_> {
             .join(".")
             .replace(".[", "[");
         let at = self.text.and_then(|t| {
-            locate(t, segs).or_else(|| segs.len().checked_sub(1).and_then(|n| locate(t, &segs[..n])))
+            locate(t, segs).or_else(|| {
+                segs.len()
+                    .checked_sub(1)
+                    .and_then(|n| locate(t, &segs[..n]))
+            })
         });
         self.diagnostics.push(Diagnostic {
             path,
@@ -308,7 +330,11 @@ impl Validator<'_> {
         let models = self.check_models(&spec.models, base);
         let tools = self.check_tools(&spec.tools, base);
         if spec.agents.is_empty() {
-            self.report(&[Seg::Key("agents")], "no agents declared".into(), Some("declare at least one agent under `agents:`".into()));
+            self.report(
+                &[Seg::Key("agents")],
+                "no agents declared".into(),
+                Some("declare at least one agent under `agents:`".into()),
+            );
             return None;
         }
         let mut graph: DiGraph<AgentNode, Edge> = DiGraph::new();
@@ -322,9 +348,18 @@ impl Validator<'_> {
         let mut parent_of: HashMap<&str, &str> = HashMap::new();
         for (name, a) in &spec.agents {
             for child in &a.children {
-                let at = [Seg::Key("agents"), Seg::Key(name), Seg::Key("children"), Seg::Item(child)];
+                let at = [
+                    Seg::Key("agents"),
+                    Seg::Key(name),
+                    Seg::Key("children"),
+                    Seg::Item(child),
+                ];
                 let Some(&c) = index.get(child.as_str()) else {
-                    self.report(&at, format!("child `{child}` is not a declared agent"), did_you_mean(child, spec.agents.keys()));
+                    self.report(
+                        &at,
+                        format!("child `{child}` is not a declared agent"),
+                        did_you_mean(child, spec.agents.keys()),
+                    );
                     continue;
                 };
                 if child == name {
@@ -352,7 +387,11 @@ impl Validator<'_> {
             if std::mem::replace(&mut seen[n.index()], true) {
                 continue;
             }
-            stack.extend(graph.edges_directed(n, Direction::Outgoing).map(|e| e.target()));
+            stack.extend(
+                graph
+                    .edges_directed(n, Direction::Outgoing)
+                    .map(|e| e.target()),
+            );
         }
         for (name, &n) in &index {
             if !seen[n.index()] {
@@ -366,39 +405,72 @@ impl Validator<'_> {
         // A child's money limit cannot exceed its parent's.
         for (child, parent) in &parent_of {
             let (c, p) = (&spec.agents[*child], &spec.agents[*parent]);
-            if let (Some(cm), Some(pm)) = (c.budget.max_usd, p.budget.max_usd) {
-                if cm > pm {
-                    self.report(
-                        &[Seg::Key("agents"), Seg::Key(child), Seg::Key("budget"), Seg::Key("max_usd")],
-                        format!("budget {} is larger than its parent `{parent}`'s {}", cm.0, pm.0),
-                        Some("a child only ever spends out of its parent's budget; lower it".into()),
-                    );
-                }
+            if let (Some(cm), Some(pm)) = (c.budget.max_usd, p.budget.max_usd)
+                && cm > pm
+            {
+                self.report(
+                    &[
+                        Seg::Key("agents"),
+                        Seg::Key(child),
+                        Seg::Key("budget"),
+                        Seg::Key("max_usd"),
+                    ],
+                    format!(
+                        "budget {} is larger than its parent `{parent}`'s {}",
+                        cm.0, pm.0
+                    ),
+                    Some("a child only ever spends out of its parent's budget; lower it".into()),
+                );
             }
         }
         Some((graph, root, index, models, tools))
     }
 
-    fn find_root(&mut self, spec: &TopologySpec, index: &HashMap<Arc<str>, NodeIndex>, parent_of: &HashMap<&str, &str>) -> Option<NodeIndex> {
+    fn find_root(
+        &mut self,
+        spec: &TopologySpec,
+        index: &HashMap<Arc<str>, NodeIndex>,
+        parent_of: &HashMap<&str, &str>,
+    ) -> Option<NodeIndex> {
         if let Some(r) = &spec.root {
             let Some(&n) = index.get(r.as_str()) else {
-                self.report(&[Seg::Key("root")], format!("root `{r}` is not a declared agent"), did_you_mean(r, spec.agents.keys()));
+                self.report(
+                    &[Seg::Key("root")],
+                    format!("root `{r}` is not a declared agent"),
+                    did_you_mean(r, spec.agents.keys()),
+                );
                 return None;
             };
             if let Some(p) = parent_of.get(r.as_str()) {
-                self.report(&[Seg::Key("root")], format!("root `{r}` is a child of `{p}`"), None);
+                self.report(
+                    &[Seg::Key("root")],
+                    format!("root `{r}` is a child of `{p}`"),
+                    None,
+                );
             }
             return Some(n);
         }
-        let roots: Vec<&String> = spec.agents.keys().filter(|a| !parent_of.contains_key(a.as_str())).collect();
+        let roots: Vec<&String> = spec
+            .agents
+            .keys()
+            .filter(|a| !parent_of.contains_key(a.as_str()))
+            .collect();
         match roots.as_slice() {
             [one] => Some(index[one.as_str()]),
             [] => {
-                self.report(&[Seg::Key("agents")], "every agent is someone's child: supervision has a cycle".into(), None);
+                self.report(
+                    &[Seg::Key("agents")],
+                    "every agent is someone's child: supervision has a cycle".into(),
+                    None,
+                );
                 None
             }
             many => {
-                let names = many.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+                let names = many
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 self.report(
                     &[Seg::Key("root")],
                     format!("several agents have no parent ({names}); which one receives tasks?"),
@@ -412,12 +484,21 @@ impl Validator<'_> {
     fn check_agent(&mut self, name: &str, a: &AgentSpec, spec: &TopologySpec) -> AgentNode {
         let at = |k: &'static str| [Seg::Key("agents"), Seg::Key(name), Seg::Key(k)];
         if a.models.is_empty() {
-            self.report(&at("models"), format!("agent `{name}` has no model"), Some("add `models: [<a model name>]`".into()));
+            self.report(
+                &at("models"),
+                format!("agent `{name}` has no model"),
+                Some("add `models: [<a model name>]`".into()),
+            );
         }
         for m in &a.models {
             if !spec.models.contains_key(m) {
                 self.report(
-                    &[Seg::Key("agents"), Seg::Key(name), Seg::Key("models"), Seg::Item(m)],
+                    &[
+                        Seg::Key("agents"),
+                        Seg::Key(name),
+                        Seg::Key("models"),
+                        Seg::Item(m),
+                    ],
                     format!("model `{m}` is not declared under `models:`"),
                     did_you_mean(m, spec.models.keys()),
                 );
@@ -426,31 +507,64 @@ impl Validator<'_> {
         for t in &a.tools {
             if t == DELEGATE_TOOL {
                 self.report(
-                    &[Seg::Key("agents"), Seg::Key(name), Seg::Key("tools"), Seg::Item(t)],
+                    &[
+                        Seg::Key("agents"),
+                        Seg::Key(name),
+                        Seg::Key("tools"),
+                        Seg::Item(t),
+                    ],
                     "`delegate` is built in: every agent with children has it".into(),
                     Some("remove it from `tools:`; list the agents under `children:`".into()),
                 );
             } else if !spec.tools.contains_key(t) {
                 self.report(
-                    &[Seg::Key("agents"), Seg::Key(name), Seg::Key("tools"), Seg::Item(t)],
+                    &[
+                        Seg::Key("agents"),
+                        Seg::Key(name),
+                        Seg::Key("tools"),
+                        Seg::Item(t),
+                    ],
                     format!("tool `{t}` is not declared under `tools:`"),
                     did_you_mean(t, spec.tools.keys()),
                 );
             }
         }
         let b = &a.budget;
-        let budget_at = |k: &'static str| [Seg::Key("agents"), Seg::Key(name), Seg::Key("budget"), Seg::Key(k)];
+        let budget_at = |k: &'static str| {
+            [
+                Seg::Key("agents"),
+                Seg::Key(name),
+                Seg::Key("budget"),
+                Seg::Key(k),
+            ]
+        };
         if b.max_usd.is_some_and(|u| u.0 == NanoUsd::ZERO) {
-            self.report(&budget_at("max_usd"), "a zero budget can never run".into(), Some("remove `max_usd` for no limit of its own".into()));
+            self.report(
+                &budget_at("max_usd"),
+                "a zero budget can never run".into(),
+                Some("remove `max_usd` for no limit of its own".into()),
+            );
         }
         if b.max_tokens == Some(0) {
-            self.report(&budget_at("max_tokens"), "a zero token budget can never run".into(), None);
+            self.report(
+                &budget_at("max_tokens"),
+                "a zero token budget can never run".into(),
+                None,
+            );
         }
         if b.max_steps == Some(0) {
-            self.report(&budget_at("max_steps"), "`max_steps` must be at least 1".into(), None);
+            self.report(
+                &budget_at("max_steps"),
+                "`max_steps` must be at least 1".into(),
+                None,
+            );
         }
         if b.max_wall.is_some_and(|w| w.is_zero()) {
-            self.report(&budget_at("max_wall"), "`max_wall` must be longer than zero".into(), None);
+            self.report(
+                &budget_at("max_wall"),
+                "`max_wall` must be longer than zero".into(),
+                None,
+            );
         }
         AgentNode {
             name: name.into(),
@@ -467,30 +581,50 @@ impl Validator<'_> {
         }
     }
 
-    fn check_models(&mut self, models: &BTreeMap<String, ModelSpec>, base: &Path) -> BTreeMap<Arc<str>, ModelDef> {
+    fn check_models(
+        &mut self,
+        models: &BTreeMap<String, ModelSpec>,
+        base: &Path,
+    ) -> BTreeMap<Arc<str>, ModelDef> {
         let mut out = BTreeMap::new();
         for (name, m) in models {
             let at = |k: &'static str| [Seg::Key("models"), Seg::Key(name), Seg::Key(k)];
             let rules = match (m.provider, &m.rules) {
                 (Provider::Scripted, None) => {
-                    self.report(&at("provider"), format!("scripted model `{name}` needs `rules:`"), Some("point `rules:` at a rules file".into()));
+                    self.report(
+                        &at("provider"),
+                        format!("scripted model `{name}` needs `rules:`"),
+                        Some("point `rules:` at a rules file".into()),
+                    );
                     None
                 }
                 (Provider::Scripted, Some(r)) => {
                     let p = base.join(r);
                     if !p.is_file() {
-                        self.report(&at("rules"), format!("rules file `{}` not found", p.display()), Some("paths are relative to the topology file".into()));
+                        self.report(
+                            &at("rules"),
+                            format!("rules file `{}` not found", p.display()),
+                            Some("paths are relative to the topology file".into()),
+                        );
                     }
                     Some(p)
                 }
                 (Provider::Custom, Some(_)) => {
-                    self.report(&at("rules"), "`rules` applies to scripted models only".into(), None);
+                    self.report(
+                        &at("rules"),
+                        "`rules` applies to scripted models only".into(),
+                        None,
+                    );
                     None
                 }
                 (Provider::Custom, None) => None,
             };
             if m.max_output_tokens == 0 {
-                self.report(&at("max_output_tokens"), "`max_output_tokens` must be at least 1".into(), None);
+                self.report(
+                    &at("max_output_tokens"),
+                    "`max_output_tokens` must be at least 1".into(),
+                    None,
+                );
             }
             let price = Price::per_mtok(
                 m.price.input.0,
@@ -513,25 +647,49 @@ impl Validator<'_> {
         out
     }
 
-    fn check_tools(&mut self, tools: &BTreeMap<String, ToolSpec>, base: &Path) -> BTreeMap<Arc<str>, ToolDef> {
+    fn check_tools(
+        &mut self,
+        tools: &BTreeMap<String, ToolSpec>,
+        base: &Path,
+    ) -> BTreeMap<Arc<str>, ToolDef> {
         let mut out = BTreeMap::new();
         for (name, t) in tools {
             let at = |k: &'static str| [Seg::Key("tools"), Seg::Key(name), Seg::Key(k)];
             if name == DELEGATE_TOOL {
-                self.report(&[Seg::Key("tools"), Seg::Key(name)], "`delegate` is a built-in tool name".into(), Some("choose another name".into()));
+                self.report(
+                    &[Seg::Key("tools"), Seg::Key(name)],
+                    "`delegate` is a built-in tool name".into(),
+                    Some("choose another name".into()),
+                );
             }
             let path = match (t.kind, &t.path) {
                 (ToolKind::Custom, _) => t.path.as_ref().map(|p| base.join(p)),
                 (_, None) => {
-                    self.report(&at("kind"), format!("built-in tool `{name}` needs `path:`"), None);
+                    self.report(
+                        &at("kind"),
+                        format!("built-in tool `{name}` needs `path:`"),
+                        None,
+                    );
                     None
                 }
                 (kind, Some(p)) => {
                     let p = base.join(p);
-                    let ok = if kind == ToolKind::MetricsSeries { p.is_dir() } else { p.is_file() };
+                    let ok = if kind == ToolKind::MetricsSeries {
+                        p.is_dir()
+                    } else {
+                        p.is_file()
+                    };
                     if !ok {
-                        let what = if kind == ToolKind::MetricsSeries { "folder" } else { "file" };
-                        self.report(&at("path"), format!("{what} `{}` not found", p.display()), Some("paths are relative to the topology file".into()));
+                        let what = if kind == ToolKind::MetricsSeries {
+                            "folder"
+                        } else {
+                            "file"
+                        };
+                        self.report(
+                            &at("path"),
+                            format!("{what} `{}` not found", p.display()),
+                            Some("paths are relative to the topology file".into()),
+                        );
                     }
                     Some(p)
                 }
@@ -566,7 +724,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use baton_core::NanoUsd;
 use baton_topologies::{
-    AgentSpec, BudgetSpec, Diagnostic, Edge, ModelSpec, ToolKind, ToolSpec, Topology, TopologyBuilder, TopologyError,
+    AgentSpec, BudgetSpec, Diagnostic, Edge, ModelSpec, ToolKind, ToolSpec, Topology,
+    TopologyBuilder, TopologyError,
 };
 
 fn examples() -> PathBuf {
@@ -40,7 +41,8 @@ mod examples {
             max_steps: Some(steps),
             ..BudgetSpec::default()
         };
-        let mut small = ModelSpec::scripted("ops-triage.rules.yaml", usd("0.15"), usd("0.60")).max_output_tokens(512);
+        let mut small = ModelSpec::scripted("ops-triage.rules.yaml", usd("0.15"), usd("0.60"))
+            .max_output_tokens(512);
         small.latency = Some(std::time::Duration::from_millis(40));
         small.price.cached_input = Some(baton_core::Usd(usd("0.075")));
         let mut frontier = ModelSpec::scripted("ops-triage.rules.yaml", usd("3"), usd("15"));
@@ -57,9 +59,15 @@ mod examples {
             .base_dir(examples())
             .model("small", small)
             .model("frontier", frontier)
-            .tool("query_metrics", ToolSpec::builtin(ToolKind::MetricsSeries, "fixtures/metrics"))
+            .tool(
+                "query_metrics",
+                ToolSpec::builtin(ToolKind::MetricsSeries, "fixtures/metrics"),
+            )
             .tool("read_deploy_log", deploys)
-            .tool("lookup_owners", ToolSpec::builtin(ToolKind::Codeowners, "fixtures/CODEOWNERS"))
+            .tool(
+                "lookup_owners",
+                ToolSpec::builtin(ToolKind::Codeowners, "fixtures/CODEOWNERS"),
+            )
             .tool("oncall_schedule", oncall)
             .agent(
                 "triage",
@@ -92,14 +100,20 @@ mod examples {
             let g = t.graph();
             let mut e: Vec<(String, String, Edge)> = g
                 .edge_indices()
-                .filter_map(|i| g.edge_endpoints(i).map(|(a, b)| (g[a].name.to_string(), g[b].name.to_string(), g[i])))
+                .filter_map(|i| {
+                    g.edge_endpoints(i)
+                        .map(|(a, b)| (g[a].name.to_string(), g[b].name.to_string(), g[i]))
+                })
                 .collect();
             e.sort_by(|a, b| (&a.0, &a.1, a.2 as u8).cmp(&(&b.0, &b.1, b.2 as u8)));
             e
         };
         assert_eq!(edges(&code), edges(&file));
         assert_eq!(code.graph()[code.root()], file.graph()[file.root()]);
-        assert_eq!(code.models().collect::<Vec<_>>(), file.models().collect::<Vec<_>>());
+        assert_eq!(
+            code.models().collect::<Vec<_>>(),
+            file.models().collect::<Vec<_>>()
+        );
     }
 }
 
@@ -119,9 +133,13 @@ mod diagnostics {
 
     fn has(ds: &[Diagnostic], line: usize, needle: &str) {
         assert!(
-            ds.iter().any(|d| d.line == Some(line) && d.to_string().contains(needle)),
+            ds.iter()
+                .any(|d| d.line == Some(line) && d.to_string().contains(needle)),
             "no diagnostic at line {line} containing {needle:?} in:\n{}",
-            ds.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+            ds.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
 
@@ -143,15 +161,30 @@ mod diagnostics {
         let ds = diagnostics(
             "agents:\n  lead:\n    models: [m]\n    children: [a, b]\n  a:\n    models: [m]\n    children: [b]\n  b:\n    models: [m]\n",
         );
-        has(&ds, 8, "agents.lead.children[b]: agent `b` already has the parent `a`");
+        has(
+            &ds,
+            8,
+            "agents.lead.children[b]: agent `b` already has the parent `a`",
+        );
     }
 
     #[test]
     fn cycles_and_several_roots() {
-        let ds = diagnostics("agents:\n  a:\n    models: [m]\n    children: [b]\n  b:\n    models: [m]\n    children: [a]\n");
-        assert!(ds.iter().any(|d| d.message.contains("supervision has a cycle")), "{ds:?}");
+        let ds = diagnostics(
+            "agents:\n  a:\n    models: [m]\n    children: [b]\n  b:\n    models: [m]\n    children: [a]\n",
+        );
+        assert!(
+            ds.iter()
+                .any(|d| d.message.contains("supervision has a cycle")),
+            "{ds:?}"
+        );
         let ds = diagnostics("agents:\n  a:\n    models: [m]\n  b:\n    models: [m]\n");
-        assert!(ds.iter().any(|d| d.message.contains("several agents have no parent (`a`, `b`)")), "{ds:?}");
+        assert!(
+            ds.iter().any(|d| d
+                .message
+                .contains("several agents have no parent (`a`, `b`)")),
+            "{ds:?}"
+        );
     }
 
     #[test]
@@ -159,7 +192,11 @@ mod diagnostics {
         let ds = diagnostics(
             "agents:\n  lead:\n    models: [m]\n    children: [a]\n    budget: { max_usd: 0.5 }\n  a:\n    models: [m]\n    budget:\n      max_usd: 2\n      max_steps: 0\n",
         );
-        has(&ds, 13, "budget $2.000000 is larger than its parent `lead`'s $0.500000");
+        has(
+            &ds,
+            13,
+            "budget $2.000000 is larger than its parent `lead`'s $0.500000",
+        );
         has(&ds, 14, "`max_steps` must be at least 1");
         let ds = diagnostics("agents:\n  lead:\n    models: [m]\n    budget: { max_usd: 0 }\n");
         has(&ds, 8, "a zero budget can never run");
@@ -168,7 +205,9 @@ mod diagnostics {
     #[test]
     fn delegate_is_reserved_and_builtins_need_paths() {
         let text = "models:\n  m:\n    provider: custom\n    price: { input: 1, output: 2 }\ntools:\n  logs:\n    kind: log_search\n    path: nowhere.log\n  delegate:\n    kind: custom\nagents:\n  lead:\n    models: [m]\n    tools: [delegate]\n";
-        let Err(TopologyError::Invalid { diagnostics: ds, .. }) = Topology::from_yaml_str(text, Path::new("t.yaml"), Path::new("."))
+        let Err(TopologyError::Invalid {
+            diagnostics: ds, ..
+        }) = Topology::from_yaml_str(text, Path::new("t.yaml"), Path::new("."))
         else {
             panic!("expected errors")
         };
@@ -180,7 +219,9 @@ mod diagnostics {
     #[test]
     fn scripted_models_need_rules_that_exist() {
         let text = "models:\n  s:\n    provider: scripted\n    price: { input: 1, output: 2 }\n  r:\n    provider: scripted\n    rules: missing.rules.yaml\n    price: { input: 1, output: 2 }\nagents:\n  lead:\n    models: [s, r]\n";
-        let Err(TopologyError::Invalid { diagnostics: ds, .. }) = Topology::from_yaml_str(text, Path::new("t.yaml"), Path::new("."))
+        let Err(TopologyError::Invalid {
+            diagnostics: ds, ..
+        }) = Topology::from_yaml_str(text, Path::new("t.yaml"), Path::new("."))
         else {
             panic!("expected errors")
         };
@@ -191,14 +232,32 @@ mod diagnostics {
     #[test]
     fn parse_errors_have_positions() {
         for (body, line, needle) in [
-            ("agents:\n  lead:\n    models: [m]\n    budget: { max_usd: -1 }\n", 8, "cannot be negative"),
-            ("agents:\n  lead:\n    models: [m]\n    budget: { max_usd: lots }\n", 8, "dollar amount"),
-            ("agents:\n  lead:\n    models: [m]\n    budget: { max_wall: 5 parsecs }\n", 8, "invalid duration"),
-            ("agents:\n  lead:\n    modles: [m]\n", 7, "did you mean `models`?"),
+            (
+                "agents:\n  lead:\n    models: [m]\n    budget: { max_usd: -1 }\n",
+                8,
+                "cannot be negative",
+            ),
+            (
+                "agents:\n  lead:\n    models: [m]\n    budget: { max_usd: lots }\n",
+                8,
+                "dollar amount",
+            ),
+            (
+                "agents:\n  lead:\n    models: [m]\n    budget: { max_wall: 5 parsecs }\n",
+                8,
+                "invalid duration",
+            ),
+            (
+                "agents:\n  lead:\n    modles: [m]\n",
+                7,
+                "did you mean `models`?",
+            ),
         ] {
             let text = format!("{HEAD}{body}");
             match Topology::from_yaml_str(&text, Path::new("t.yaml"), Path::new(".")) {
-                Err(TopologyError::Parse { line: l, message, .. }) => {
+                Err(TopologyError::Parse {
+                    line: l, message, ..
+                }) => {
                     assert_eq!(l, line, "{message}");
                     assert!(message.contains(needle), "{message}");
                 }
@@ -217,6 +276,11 @@ mod diagnostics {
             .err()
             .expect("invalid");
         let s = err.to_string();
-        assert!(s.contains("<builder>") && s.contains("agents.lead.models[mm]") && s.contains("did you mean `m`?"), "{s}");
+        assert!(
+            s.contains("<builder>")
+                && s.contains("agents.lead.models[mm]")
+                && s.contains("did you mean `m`?"),
+            "{s}"
+        );
     }
 }

@@ -69,7 +69,9 @@ impl Tool for Codeowners {
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or("").trim();
             let mut parts = line.split_whitespace();
-            let Some(pattern) = parts.next() else { continue };
+            let Some(pattern) = parts.next() else {
+                continue;
+            };
             if pattern_regex(pattern).is_some_and(|re| re.is_match(path)) {
                 owners = Some(parts.collect());
             }
@@ -91,9 +93,18 @@ mod tests {
         std::fs::write(&p, "* @org/all\n/services/checkout/ @team-checkout\n*.go @gophers # comment\n/services/checkout/pricing/** @alice @payments\n").unwrap();
         let t = Codeowners::new("owners", &p);
         let ask = |path: &str| t.call(json!({"path": path}));
-        assert_eq!(ask("README.md").await.unwrap(), "README.md: owners @org/all");
-        assert_eq!(ask("services/checkout/api.ts").await.unwrap(), "services/checkout/api.ts: owners @team-checkout");
-        assert_eq!(ask("services/checkout/main.go").await.unwrap(), "services/checkout/main.go: owners @gophers");
+        assert_eq!(
+            ask("README.md").await.unwrap(),
+            "README.md: owners @org/all"
+        );
+        assert_eq!(
+            ask("services/checkout/api.ts").await.unwrap(),
+            "services/checkout/api.ts: owners @team-checkout"
+        );
+        assert_eq!(
+            ask("services/checkout/main.go").await.unwrap(),
+            "services/checkout/main.go: owners @gophers"
+        );
         assert_eq!(
             ask("services/checkout/pricing/cache.go").await.unwrap(),
             "services/checkout/pricing/cache.go: owners @alice @payments"

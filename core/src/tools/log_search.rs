@@ -19,7 +19,9 @@ impl LogSearch {
         LogSearch {
             name: name.into(),
             path: path.into(),
-            description: "Search a log: lines containing a text, after/before a timestamp, the last N.".into(),
+            description:
+                "Search a log: lines containing a text, after/before a timestamp, the last N."
+                    .into(),
         }
     }
 
@@ -56,11 +58,9 @@ impl Tool for LogSearch {
         let before = opt_str_arg(&args, "before")?;
         let last = match args.get("last") {
             None | Some(serde_json::Value::Null) => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| ToolError::InvalidArguments("`last` must be a positive integer".into()))?,
-            ),
+            Some(v) => Some(v.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
+                ToolError::InvalidArguments("`last` must be a positive integer".into())
+            })?),
         };
         let text = super::read(&self.path).await?;
         let hits: Vec<&str> = text
@@ -73,7 +73,9 @@ impl Tool for LogSearch {
                     && before.is_none_or(|b| stamp < b)
             })
             .collect();
-        let keep = last.map_or(hits.len(), |n| usize::try_from(n).unwrap_or(usize::MAX).min(hits.len()));
+        let keep = last.map_or(hits.len(), |n| {
+            usize::try_from(n).unwrap_or(usize::MAX).min(hits.len())
+        });
         let hits = &hits[hits.len() - keep..];
         if hits.is_empty() {
             return Ok("no matching lines".into());
@@ -89,11 +91,26 @@ mod tests {
     #[tokio::test]
     async fn filters() {
         let p = std::env::temp_dir().join(format!("baton-log-{}.log", std::process::id()));
-        std::fs::write(&p, "# header\n13:10 deploy a\n13:58 deploy b\n14:20 deploy c\n14:21 note x\n").unwrap();
+        std::fs::write(
+            &p,
+            "# header\n13:10 deploy a\n13:58 deploy b\n14:20 deploy c\n14:21 note x\n",
+        )
+        .unwrap();
         let t = LogSearch::new("log", &p);
-        assert_eq!(t.call(json!({"contains": "deploy", "before": "14:05", "last": 1})).await.unwrap(), "13:58 deploy b");
-        assert_eq!(t.call(json!({"after": "14:21"})).await.unwrap(), "14:21 note x");
-        assert_eq!(t.call(json!({"contains": "zzz"})).await.unwrap(), "no matching lines");
+        assert_eq!(
+            t.call(json!({"contains": "deploy", "before": "14:05", "last": 1}))
+                .await
+                .unwrap(),
+            "13:58 deploy b"
+        );
+        assert_eq!(
+            t.call(json!({"after": "14:21"})).await.unwrap(),
+            "14:21 note x"
+        );
+        assert_eq!(
+            t.call(json!({"contains": "zzz"})).await.unwrap(),
+            "no matching lines"
+        );
         assert!(t.call(json!({"last": 0})).await.is_err());
     }
 }

@@ -46,7 +46,11 @@ impl Tool for MetricsSeries {
     }
     async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
         let series = str_arg(&args, "series")?;
-        if series.is_empty() || !series.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        if series.is_empty()
+            || !series
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
             return Err(ToolError::InvalidArguments(format!(
                 "series `{series}`: use letters, digits, `_` and `-` only"
             )));
@@ -60,7 +64,9 @@ impl Tool for MetricsSeries {
         };
         let mut points: Vec<(&str, f64)> = Vec::new();
         for line in text.lines() {
-            let Some((t, v)) = line.split_once(',') else { continue };
+            let Some((t, v)) = line.split_once(',') else {
+                continue;
+            };
             let (t, v) = (t.trim(), v.trim());
             let Ok(v) = v.parse::<f64>() else { continue }; // header or comment
             if from.is_some_and(|f| t < f) || to.is_some_and(|e| t > e) {
@@ -71,7 +77,10 @@ impl Tool for MetricsSeries {
         if points.is_empty() {
             return Ok(format!("{series}: no points in the window"));
         }
-        let mut head: Vec<f64> = points[..points.len().div_ceil(2)].iter().map(|p| p.1).collect();
+        let mut head: Vec<f64> = points[..points.len().div_ceil(2)]
+            .iter()
+            .map(|p| p.1)
+            .collect();
         head.sort_by(f64::total_cmp);
         let baseline = head[head.len() / 2];
         let (peak_t, peak) = points
@@ -102,13 +111,20 @@ mod tests {
     async fn finds_spike() {
         let dir = std::env::temp_dir().join(format!("baton-ms-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("lat.csv"), "time,ms\n14:00,100\n14:01,110\n14:02,105\n14:03,160\n14:04,200\n").unwrap();
+        std::fs::write(
+            dir.join("lat.csv"),
+            "time,ms\n14:00,100\n14:01,110\n14:02,105\n14:03,160\n14:04,200\n",
+        )
+        .unwrap();
         let t = MetricsSeries::new("q", &dir);
         let out = t.call(json!({"series": "lat"})).await.unwrap();
         assert!(out.contains("baseline 105"), "{out}");
         assert!(out.contains("spike at 14:03: 160"), "{out}");
         assert!(out.contains("peak 200 at 14:04"), "{out}");
-        let out = t.call(json!({"series": "lat", "to": "14:02"})).await.unwrap();
+        let out = t
+            .call(json!({"series": "lat", "to": "14:02"}))
+            .await
+            .unwrap();
         assert!(out.contains("no spike"), "{out}");
         assert!(t.call(json!({"series": "../etc/passwd"})).await.is_err());
         assert!(t.call(json!({})).await.is_err());
