@@ -1,24 +1,31 @@
-//! The sub-agent actor: runs the loop for one task at a time.
+//! The sub-agent actor: runs the loop for one task at a time, and supervises its children.
 //!
 //! route → reserve → call model → commit → run tools (or delegate) → observe → repeat, until the
 //! model answers without tool calls (completed), a reservation is refused (budget_exceeded), the
-//! deadline passes (timed_out), `max_steps` is reached, or every model on the ladder fails (failed).
+//! deadline passes (timed_out), the task is cancelled, `max_steps` is reached, or every model on the
+//! ladder fails (failed).
+//!
+//! Failures the loop expects are handled in it: a provider error, a timeout or a malformed reply
+//! escalates to the next model on the ladder; a tool error or an unknown tool is an observation.
+//! A panic is not expected: it crashes the agent ("let it crash"), and its supervisor restarts it
+//! and retries or fails the task it held, per the topology.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use baton_core::{
-    Account, Budget, Envelope, Message, ModelRequest, ModelResponse, NanoUsd, Outcome, Refusal,
-    Role, ToolCall, Usage, Usd,
+    Account, Budget, BudgetEventKind, Envelope, Message, ModelError, ModelRequest, ModelResponse,
+    NanoUsd, Outcome, Refusal, Role, ToolCall, Usage, Usd,
 };
-use baton_topologies::{DEFAULT_MAX_STEPS, DELEGATE_TOOL};
+use baton_topologies::{BudgetAction, DEFAULT_MAX_STEPS, DELEGATE_TOOL, OnCrash};
 use futures::FutureExt;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::time::Instant;
 
 use crate::observer::Event;
-use crate::plan::{AgentPlan, Plan};
+use crate::plan::{AgentPlan, Plan, Rung};
+use crate::supervisor::{Abort, Children};
 
 /// Delegations deeper than this are refused: a guard against handoff loops.
 pub(crate) const MAX_HOPS: u32 = 64;
@@ -42,7 +49,7 @@ pub struct TaskResult {
 pub(crate) enum ReplyTo {
     /// To a parent agent waiting in a call.
     Parent(RpcReplyPort<Envelope<TaskResult>>),
-    /// To the caller of a run (a root task, admitted by the conductor into its task table).
+    /// To the caller of a run (a root task, recorded in the conductor's task table).
     Caller(RpcReplyPort<Envelope<TaskResult>>),
 }
 
@@ -62,8 +69,7 @@ pub(crate) struct AgentArgs {
 pub(crate) struct AgentState {
     plan: Arc<Plan>,
     me: Arc<AgentPlan>,
-    /// Children are activated on their first task (cheap agents), and forgotten when they stop.
-    children: Vec<Option<ActorRef<AgentMsg>>>,
+    children: Children,
 }
 
 impl Actor for AgentActor {
@@ -78,10 +84,32 @@ impl Actor for AgentActor {
     ) -> Result<AgentState, ActorProcessingErr> {
         let me = Arc::clone(&args.plan.agents[args.me]);
         Ok(AgentState {
-            children: vec![None; me.children.len()],
+            children: Children::new(&args.plan, args.me),
             plan: args.plan,
             me,
         })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        state: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
+        state
+            .children
+            .start_eager(&state.plan, &myself.get_cell())
+            .await?;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<AgentMsg>,
+        state: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Stop children in reverse start order, each within its shutdown time.
+        state.children.stop_all().await;
+        Ok(())
     }
 
     async fn handle(
@@ -90,41 +118,56 @@ impl Actor for AgentActor {
         msg: AgentMsg,
         state: &mut AgentState,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            AgentMsg::Run(assignment, reply) => {
-                let Assignment {
-                    mut envelope,
-                    account,
-                } = *assignment;
-                let task = std::mem::take(&mut envelope.payload);
-                if matches!(reply, ReplyTo::Caller(_)) {
-                    state
-                        .plan
-                        .tasks
-                        .insert(envelope.task, (account.clone(), myself.get_id()));
-                }
-                let result = run_task(&myself, state, &envelope, task, &account).await;
-                account.finish(result.outcome);
-                state.observe(&Event::Finished {
-                    agent: &state.me.name,
-                    task: envelope.task.0,
-                    outcome: result.outcome,
-                    detail: &result.text,
-                });
-                state.me.tasks.count(result.outcome);
-                let usage = Usage {
-                    cost: account.spent(),
-                    ..Usage::default()
-                };
-                let out = envelope.reply(Arc::clone(&state.me.name), usage, result);
-                // A caller that gave up is not an error of ours.
-                match reply {
-                    ReplyTo::Parent(port) => drop(port.send(out)),
-                    ReplyTo::Caller(port) => {
-                        state.plan.tasks.remove(&out.task);
-                        drop(port.send(out));
-                    }
-                }
+        let AgentMsg::Run(assignment, reply) = msg;
+        let Assignment {
+            mut envelope,
+            account,
+        } = *assignment;
+        let task = std::mem::take(&mut envelope.payload);
+        if matches!(reply, ReplyTo::Caller(_)) {
+            state
+                .plan
+                .tasks
+                .insert(envelope.task, (account.clone(), myself.get_id()));
+        }
+        let run = AssertUnwindSafe(run_task(&myself, state, &envelope, task, &account))
+            .catch_unwind()
+            .await;
+        let result = match run {
+            Ok(Ok(result)) => result,
+            // Let it crash: the supervisor decides what happens to the task (retry or fail).
+            Ok(Err(Abort(why))) => {
+                account.record_crash(why.clone());
+                state.children.stop_all().await;
+                return Err(why.into());
+            }
+            Err(panic) => {
+                let why = format!("`{}` crashed: {}", state.me.name, panic_text(&*panic));
+                account.record_crash(why.clone());
+                state.children.stop_all().await;
+                return Err(why.into());
+            }
+        };
+        if account.finish(result.outcome) {
+            state.me.tasks.count(result.outcome);
+        }
+        state.plan.observe(&Event::Finished {
+            agent: &state.me.name,
+            task: envelope.task.0,
+            outcome: result.outcome,
+            detail: &result.text,
+        });
+        let usage = Usage {
+            cost: account.spent(),
+            ..Usage::default()
+        };
+        let out = envelope.reply(Arc::clone(&state.me.name), usage, result);
+        // A caller that gave up is not an error of ours.
+        match reply {
+            ReplyTo::Parent(port) => drop(port.send(out)),
+            ReplyTo::Caller(port) => {
+                state.plan.tasks.remove(&out.task);
+                drop(port.send(out));
             }
         }
         Ok(())
@@ -132,30 +175,33 @@ impl Actor for AgentActor {
 
     async fn handle_supervisor_evt(
         &self,
-        _myself: ActorRef<AgentMsg>,
+        myself: ActorRef<AgentMsg>,
         event: SupervisionEvent,
         state: &mut AgentState,
     ) -> Result<(), ActorProcessingErr> {
-        // The default would stop this agent when a child stops. Instead forget the child; it is
-        // activated again on its next task.
-        if let SupervisionEvent::ActorFailed(cell, _)
-        | SupervisionEvent::ActorTerminated(cell, _, _) = &event
+        // A child that stopped while we were not waiting on it (a crash during a delegation is
+        // handled where the delegation waits, and its actor is no longer in its slot by now).
+        let (cell, crashed, reason) = match &event {
+            SupervisionEvent::ActorFailed(cell, e) => (cell, true, format!("crashed: {e}")),
+            SupervisionEvent::ActorTerminated(cell, _, r) => (
+                cell,
+                false,
+                format!("stopped: {}", r.as_deref().unwrap_or("normal exit")),
+            ),
+            _ => return Ok(()),
+        };
+        let Some(i) = state.children.find(cell) else {
+            return Ok(());
+        };
+        if let Err(Abort(why)) = state
+            .children
+            .exited(i, crashed, &reason, &state.plan, &myself.get_cell())
+            .await
         {
-            for slot in &mut state.children {
-                if slot.as_ref().is_some_and(|c| c.get_id() == cell.get_id()) {
-                    *slot = None;
-                }
-            }
+            state.children.stop_all().await;
+            return Err(why.into());
         }
         Ok(())
-    }
-}
-
-impl AgentState {
-    fn observe(&self, event: &Event<'_>) {
-        if let Some(o) = &self.plan.observer {
-            o.on_event(event);
-        }
     }
 }
 
@@ -172,7 +218,7 @@ async fn run_task(
     env: &Envelope<String>,
     task: String,
     account: &Account,
-) -> TaskResult {
+) -> Result<TaskResult, Abort> {
     let me = Arc::clone(&state.me);
     let max_steps = env.budget.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
     let mut messages: Vec<Message> = Vec::with_capacity(2 + 2 * max_steps.min(16) as usize);
@@ -181,36 +227,42 @@ async fn run_task(
     }
     messages.push(Message::new(Role::User, task));
     for step in 1..=max_steps {
+        if account.is_cancelled() {
+            return Ok(end(Outcome::Cancelled, "cancelled"));
+        }
         if env.deadline.is_some_and(|d| Instant::now() >= d) {
-            return end(Outcome::TimedOut, "deadline passed");
+            return Ok(end(Outcome::TimedOut, "deadline passed"));
         }
         account.record_step();
         me.steps.increment(1);
-        let response = match call_ladder(state, &me, env, account, step, &messages).await {
+        let response = match call_ladder(&state.plan, &me, env, account, step, &messages).await? {
             Ok(r) => r,
-            Err(result) => return result,
+            Err(result) => return Ok(result),
         };
         let ModelResponse {
             text, tool_calls, ..
         } = response;
         if tool_calls.is_empty() {
-            return end(Outcome::Completed, text.unwrap_or_default());
+            return Ok(end(Outcome::Completed, text.unwrap_or_default()));
         }
         let mut observations: Vec<(String, String)> = Vec::with_capacity(tool_calls.len());
         for call in &tool_calls {
             account.record_tool_call();
-            state.observe(&Event::ToolCall {
+            state.plan.observe(&Event::ToolCall {
                 agent: &me.name,
                 task: env.task.0,
                 tool: &call.name,
                 arguments: &call.arguments,
             });
             let observation = if call.name == DELEGATE_TOOL {
-                delegate(myself, state, env, account, call).await
+                delegate(myself, state, env, account, call).await?
             } else {
-                run_tool(&me, env, call).await
+                match run_tool(&me, env, account, call).await? {
+                    Some(o) => o,
+                    None => return Ok(end(Outcome::Cancelled, "cancelled")),
+                }
             };
-            state.observe(&Event::Observation {
+            state.plan.observe(&Event::Observation {
                 agent: &me.name,
                 task: env.task.0,
                 tool: &call.name,
@@ -234,107 +286,165 @@ async fn run_task(
             });
         }
     }
-    end(
+    Ok(end(
         Outcome::MaxSteps,
         format!("no answer after {max_steps} steps"),
-    )
+    ))
 }
 
-/// Routes one step: the cheapest model on the ladder whose worst case fits the budget, escalating to
-/// the next on a provider failure.
+enum Attempt {
+    Answered(ModelResponse),
+    Refused(Refusal),
+    Failed(String),
+    Ended(TaskResult),
+    Crash(String),
+}
+
+/// Routes one step: the cheapest model on the ladder that clears the agent's quality bar and whose
+/// worst case fits the budget, escalating to the next on a failure. With `reroute`, when nothing at
+/// or above the bar fits, a cheaper model below the bar is tried before giving up.
 async fn call_ladder(
-    state: &AgentState,
+    plan: &Plan,
     me: &AgentPlan,
     env: &Envelope<String>,
     account: &Account,
     step: u32,
     messages: &[Message],
-) -> Result<ModelResponse, TaskResult> {
+) -> Result<Result<ModelResponse, TaskResult>, Abort> {
     let mut refusal: Option<Refusal> = None;
     let mut failure: Option<String> = None;
-    for rung in &me.ladder {
-        let request = ModelRequest {
-            agent: &me.name,
-            step,
-            messages,
-            tools: &me.schemas,
-            max_tokens: rung.max_output,
-        };
-        let input = rung.model.estimate_input_tokens(&request);
-        let max_out = u64::from(rung.max_output);
-        let worst = rung.price.worst_case(input, max_out);
-        let reservation = match account.reserve(worst, input + max_out) {
-            Ok(r) => r,
-            Err(r) => {
-                metrics::counter!("baton_budget_refusals_total", "agent" => me.name.to_string())
-                    .increment(1);
-                refusal = Some(r);
-                continue;
-            }
-        };
-        let call = AssertUnwindSafe(rung.model.call(request)).catch_unwind();
-        let result = match env.deadline {
-            Some(d) => match tokio::time::timeout_at(d, call).await {
-                Ok(r) => r,
-                // The reservation is released on drop: an abandoned call books nothing.
-                Err(_) => {
-                    return Err(end(
-                        Outcome::TimedOut,
-                        format!("deadline passed waiting for {}", rung.name),
-                    ));
+    for rung in me.ladder.iter().filter(|r| r.quality >= me.quality_bar) {
+        match attempt(plan, me, rung, env, account, step, messages).await {
+            Attempt::Answered(r) => return Ok(Ok(r)),
+            Attempt::Refused(r) => refusal = Some(r),
+            Attempt::Failed(f) => failure = Some(f),
+            Attempt::Ended(result) => return Ok(Err(result)),
+            Attempt::Crash(why) => return Err(Abort(why)),
+        }
+    }
+    if failure.is_none() && refusal.is_some() && me.on_budget_exceeded == BudgetAction::Reroute {
+        for rung in me.ladder.iter().filter(|r| r.quality < me.quality_bar) {
+            match attempt(plan, me, rung, env, account, step, messages).await {
+                Attempt::Answered(r) => {
+                    let action = format!("rerouted to model {}", rung.name);
+                    account.record_event(
+                        BudgetEventKind::ReroutedModel,
+                        format!("step {step}: {action}"),
+                    );
+                    me.reroutes_model.increment(1);
+                    plan.observe(&Event::BudgetAction {
+                        agent: &me.name,
+                        task: env.task.0,
+                        action: &action,
+                    });
+                    return Ok(Ok(r));
                 }
-            },
-            None => call.await,
-        };
-        match result {
-            Ok(Ok(response)) => {
-                let cost = rung.price.cost(&response.usage);
-                reservation.commit(&response.usage, cost);
-                rung.requests_ok.increment(1);
-                rung.tokens_in.increment(response.usage.input);
-                rung.tokens_out.increment(response.usage.output);
-                rung.tokens_cached.increment(response.usage.cached_input);
-                state.observe(&Event::Step {
-                    agent: &me.name,
-                    task: env.task.0,
-                    step,
-                    model: &rung.name,
-                    usage: &response.usage,
-                    cost,
-                });
-                return Ok(response);
-            }
-            Ok(Err(e)) => {
-                drop(reservation);
-                rung.requests_err.increment(1);
-                let msg = e.to_string();
-                state.observe(&Event::ModelFailed {
-                    agent: &me.name,
-                    task: env.task.0,
-                    model: &rung.name,
-                    error: &msg,
-                });
-                failure = Some(msg);
-            }
-            Err(panic) => {
-                drop(reservation);
-                rung.requests_err.increment(1);
-                let msg = format!("model `{}` panicked: {}", rung.name, panic_text(&*panic));
-                state.observe(&Event::ModelFailed {
-                    agent: &me.name,
-                    task: env.task.0,
-                    model: &rung.name,
-                    error: &msg,
-                });
-                failure = Some(msg);
+                Attempt::Refused(_) => {}
+                Attempt::Failed(f) => failure = Some(f),
+                Attempt::Ended(result) => return Ok(Err(result)),
+                Attempt::Crash(why) => return Err(Abort(why)),
             }
         }
     }
-    Err(match (failure, refusal) {
+    Ok(Err(match (failure, refusal) {
         (Some(f), _) => end(Outcome::Failed, f),
-        (None, Some(r)) => end(Outcome::BudgetExceeded, r.to_string()),
-        (None, None) => end(Outcome::Failed, "the agent has no model"),
-    })
+        (None, Some(r)) => {
+            account.record_event(BudgetEventKind::Refused, r.to_string());
+            end(Outcome::BudgetExceeded, r.to_string())
+        }
+        (None, None) => end(
+            Outcome::Failed,
+            "no model on the ladder clears the agent's quality bar",
+        ),
+    }))
+}
+
+/// One model call, under a reservation of its worst case, its timeout, the task's deadline and the
+/// task's cancellation.
+async fn attempt(
+    plan: &Plan,
+    me: &AgentPlan,
+    rung: &Rung,
+    env: &Envelope<String>,
+    account: &Account,
+    step: u32,
+    messages: &[Message],
+) -> Attempt {
+    let request = ModelRequest {
+        agent: &me.name,
+        step,
+        messages,
+        tools: &me.schemas,
+        max_tokens: rung.max_output,
+    };
+    let input = rung.model.estimate_input_tokens(&request);
+    let max_out = u64::from(rung.max_output);
+    let worst = rung.price.worst_case(input, max_out);
+    let reservation = match account.reserve(worst, input + max_out) {
+        Ok(r) => r,
+        Err(r) => {
+            metrics::counter!("baton_budget_refusals_total", "agent" => me.name.to_string())
+                .increment(1);
+            return Attempt::Refused(r);
+        }
+    };
+    let timeout_at = Instant::now() + rung.timeout;
+    let limit = env.deadline.map_or(timeout_at, |d| d.min(timeout_at));
+    let call = AssertUnwindSafe(rung.model.call(request)).catch_unwind();
+    let result = tokio::select! {
+        r = tokio::time::timeout_at(limit, call) => match r {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(panic)) => {
+                rung.requests_err.increment(1);
+                account.record_model_error();
+                return Attempt::Crash(format!("`{}` crashed: model `{}` panicked: {}", me.name, rung.name, panic_text(&*panic)));
+            }
+            Err(elapsed) => Err(elapsed),
+        },
+        // The reservation is released on drop: an abandoned call books nothing.
+        () = account.cancelled() => return Attempt::Ended(end(Outcome::Cancelled, "cancelled")),
+    };
+    let error = match result {
+        Ok(Ok(response)) => {
+            let cost = rung.price.cost(&response.usage);
+            reservation.commit(&response.usage, cost);
+            rung.requests_ok.increment(1);
+            rung.tokens_in.increment(response.usage.input);
+            rung.tokens_out.increment(response.usage.output);
+            rung.tokens_cached.increment(response.usage.cached_input);
+            plan.observe(&Event::Step {
+                agent: &me.name,
+                task: env.task.0,
+                step,
+                model: &rung.name,
+                usage: &response.usage,
+                cost,
+            });
+            return Attempt::Answered(response);
+        }
+        Ok(Err(e)) => e,
+        Err(_) if env.deadline.is_some_and(|d| d <= timeout_at) => {
+            return Attempt::Ended(end(
+                Outcome::TimedOut,
+                format!("deadline passed waiting for {}", rung.name),
+            ));
+        }
+        Err(_) => ModelError::Timeout {
+            model: rung.name.to_string(),
+            timeout_ms: u64::try_from(rung.timeout.as_millis()).unwrap_or(u64::MAX),
+        },
+    };
+    drop(reservation);
+    rung.requests_err.increment(1);
+    account.record_model_error();
+    let msg = error.to_string();
+    plan.observe(&Event::ModelFailed {
+        agent: &me.name,
+        task: env.task.0,
+        model: &rung.name,
+        error: &msg,
+    });
+    Attempt::Failed(msg)
 }
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
@@ -344,128 +454,238 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-async fn run_tool(me: &AgentPlan, env: &Envelope<String>, call: &ToolCall) -> String {
+/// Runs a tool; `None` when the task was cancelled meanwhile. A panicking tool crashes the agent.
+async fn run_tool(
+    me: &AgentPlan,
+    env: &Envelope<String>,
+    account: &Account,
+    call: &ToolCall,
+) -> Result<Option<String>, Abort> {
     let Some(tool) = me.tools.iter().find(|t| t.name() == call.name) else {
         let names: Vec<&str> = me.schemas.iter().map(|s| s.name.as_str()).collect();
-        return format!(
+        return Ok(Some(format!(
             "error: no tool named `{}`; available: {}",
             call.name,
             names.join(", ")
-        );
+        )));
     };
-    let run = AssertUnwindSafe(tool.call(call.arguments.clone())).catch_unwind();
-    let result = match env.deadline {
-        Some(d) => match tokio::time::timeout_at(d, run).await {
-            Ok(r) => r,
-            Err(_) => {
-                return format!(
-                    "error: tool `{}` did not finish before the deadline",
-                    call.name
-                );
+    let run = async {
+        match AssertUnwindSafe(tool.call(call.arguments.clone()))
+            .catch_unwind()
+            .await
+        {
+            Ok(r) => Ok(r),
+            Err(panic) => Err(Abort(format!(
+                "`{}` crashed: tool `{}` panicked: {}",
+                me.name,
+                call.name,
+                panic_text(&*panic)
+            ))),
+        }
+    };
+    let result = tokio::select! {
+        r = async {
+            match env.deadline {
+                Some(d) => tokio::time::timeout_at(d, run).await.ok(),
+                None => Some(run.await),
             }
-        },
-        None => run.await,
+        } => r,
+        () = account.cancelled() => return Ok(None),
+    };
+    let result = match result {
+        Some(Err(abort)) => {
+            metrics::counter!("baton_tool_calls_total", "agent" => me.name.to_string(), "tool" => call.name.clone(), "outcome" => "panic")
+                .increment(1);
+            return Err(abort);
+        }
+        Some(Ok(r)) => Some(r),
+        None => None,
     };
     let outcome = match &result {
-        Ok(Ok(_)) => "ok",
-        Ok(Err(_)) => "error",
-        Err(_) => "panic",
+        Some(Ok(_)) => "ok",
+        Some(Err(_)) => "error",
+        None => "timeout",
     };
     metrics::counter!("baton_tool_calls_total", "agent" => me.name.to_string(), "tool" => call.name.clone(), "outcome" => outcome)
         .increment(1);
-    match result {
-        Ok(Ok(text)) => text,
-        Ok(Err(e)) => format!("error: {e}"),
-        Err(p) => format!("error: tool `{}` panicked: {}", call.name, panic_text(&*p)),
-    }
+    Ok(Some(match result {
+        Some(Ok(text)) => text,
+        Some(Err(e)) => format!("error: {e}"),
+        None => format!(
+            "error: tool `{}` did not finish before the deadline",
+            call.name
+        ),
+    }))
 }
 
-/// Hands a sub-task to a child: opens its account under ours with its budget (capped by
-/// `budget_usd` when given), activates the child if needed, and waits for exactly one result.
+/// Hands a sub-task to a child and returns what the model will see. Applies the child's
+/// `on_crash` (retry once on the restarted child, or fail) and `on_budget_exceeded` (cut off, or
+/// reroute to its fallback with what is left of its budget).
 async fn delegate(
     myself: &ActorRef<AgentMsg>,
     state: &mut AgentState,
     env: &Envelope<String>,
     account: &Account,
     call: &ToolCall,
-) -> String {
-    let me = Arc::clone(&state.me);
+) -> Result<String, Abort> {
     let (Some(target), Some(task)) = (
         call.arguments.get("agent").and_then(|v| v.as_str()),
         call.arguments.get("task").and_then(|v| v.as_str()),
     ) else {
-        return "error: delegate needs `agent` and `task` (strings)".into();
+        return Ok("error: delegate needs `agent` and `task` (strings)".into());
     };
-    let Some(slot) = me.children.iter().position(|(n, _)| &**n == target) else {
-        let names: Vec<&str> = me.children.iter().map(|(n, _)| &**n).collect();
-        return format!(
+    let Some(slot) = state.children.position(target) else {
+        let names: Vec<&str> = state.me.children.iter().map(|(n, _)| &**n).collect();
+        return Ok(format!(
             "error: `{target}` is not one of your sub-agents ({})",
             names.join(", ")
-        );
+        ));
     };
     if env.hops >= MAX_HOPS {
-        return format!("error: delegation depth limit ({MAX_HOPS}) reached");
+        return Ok(format!(
+            "error: delegation depth limit ({MAX_HOPS}) reached"
+        ));
     }
-    let child_plan = Arc::clone(&state.plan.agents[me.children[slot].1]);
+    let child_plan = Arc::clone(&state.plan.agents[state.children.plan_index(slot)]);
     let mut budget: Budget = child_plan.budget.clone();
     if let Some(v) = call.arguments.get("budget_usd").filter(|v| !v.is_null()) {
         match serde_json::from_value::<Usd>(v.clone()) {
             Ok(cap) if cap.0 > NanoUsd::ZERO => {
                 budget.max_cost = Some(budget.max_cost.map_or(cap.0, |c| c.min(cap.0)));
             }
-            Ok(_) => return "error: `budget_usd` must be more than zero".into(),
-            Err(e) => return format!("error: `budget_usd`: {e}"),
+            Ok(_) => return Ok("error: `budget_usd` must be more than zero".into()),
+            Err(e) => return Ok(format!("error: `budget_usd`: {e}")),
         }
     }
-    let child_env = env.child(Arc::clone(&me.name), budget, task.to_string());
-    let child_account = account.open_child(
-        child_env.task.0,
-        Arc::clone(&child_plan.name),
-        child_env.budget.max_cost,
-        child_env.budget.max_tokens,
-    );
-    let child = match &state.children[slot] {
-        Some(c) => c.clone(),
-        None => {
-            let args = AgentArgs {
-                plan: Arc::clone(&state.plan),
-                me: me.children[slot].1,
-            };
-            match Actor::spawn_linked(None, AgentActor, args, myself.get_cell()).await {
-                Ok((c, _)) => {
-                    state.children[slot] = Some(c.clone());
-                    c
+    let (result, child_account) =
+        run_child(myself, state, env, account, slot, task.to_string(), budget).await?;
+    let name = Arc::clone(state.children.name(slot));
+    Ok(match result.outcome {
+        Outcome::Completed => result.text,
+        Outcome::BudgetExceeded => {
+            match (
+                child_plan.on_budget_exceeded,
+                child_plan
+                    .fallback
+                    .and_then(|f| state.children.position_of_plan(f)),
+            ) {
+                (BudgetAction::Reroute, Some(fb)) => {
+                    let left = child_account.remaining_cost();
+                    let fb_name = Arc::clone(state.children.name(fb));
+                    let action = format!("rerouted to {fb_name}");
+                    child_account.record_event(
+                        BudgetEventKind::ReroutedAgent,
+                        format!("{action} with {left} left"),
+                    );
+                    child_plan.reroutes_agent.increment(1);
+                    state.plan.observe(&Event::BudgetAction {
+                        agent: &name,
+                        task: env.task.0,
+                        action: &action,
+                    });
+                    let mut budget = state.plan.agents[state.children.plan_index(fb)]
+                        .budget
+                        .clone();
+                    budget.max_cost = Some(budget.max_cost.map_or(left, |c| c.min(left)));
+                    let rest = format!(
+                        "{task}\n\n(Taken over from `{name}`, which ran out of budget: {})",
+                        result.text
+                    );
+                    let (fb_result, _) =
+                        run_child(myself, state, env, account, fb, rest, budget).await?;
+                    match fb_result.outcome {
+                        Outcome::Completed => fb_result.text,
+                        o => format!(
+                            "`{name}` ran out of budget; its fallback `{fb_name}` ended {o}: {}",
+                            fb_result.text
+                        ),
+                    }
                 }
-                Err(e) => {
-                    child_account.finish(Outcome::Failed);
-                    return format!("error: could not start `{target}`: {e}");
+                _ => {
+                    // Cut off: the child is stopped (not restarted: this is not a crash); it comes
+                    // back on its next task.
+                    child_account.record_event(BudgetEventKind::CutOff, result.text.clone());
+                    child_plan.cutoffs.increment(1);
+                    state.plan.observe(&Event::BudgetAction {
+                        agent: &name,
+                        task: env.task.0,
+                        action: "cut_off",
+                    });
+                    state.children.stop(slot).await;
+                    format!("`{name}` was cut off: {}", result.text)
                 }
             }
         }
-    };
-    let assignment = Box::new(Assignment {
-        envelope: child_env,
-        account: child_account.clone(),
-    });
-    match child
-        .call(
-            |port| AgentMsg::Run(assignment, ReplyTo::Parent(port)),
-            None,
-        )
-        .await
-    {
-        Ok(CallResult::Success(result)) => match result.payload.outcome {
-            Outcome::Completed => result.payload.text,
-            o => format!("`{target}` ended {o}: {}", result.payload.text),
-        },
-        Ok(_) | Err(_) => {
-            // The child died with our task: it ends failed, exactly once, and its spend stays booked.
-            state.children[slot] = None;
-            child_account.finish(Outcome::Failed);
-            state.plan.agents[me.children[slot].1]
-                .tasks
-                .count(Outcome::Failed);
-            format!("`{target}` ended failed: the agent crashed")
+        o => format!("`{name}` ended {o}: {}", result.text),
+    })
+}
+
+/// Runs one sub-task on the child in `slot` to exactly one result, opening its account under ours.
+/// A crash of the child is handled here, where we wait on it: the strategy restarts it (or we give
+/// up and escalate), and the task is retried once or ends `failed`, per the child's `on_crash`.
+async fn run_child(
+    myself: &ActorRef<AgentMsg>,
+    state: &mut AgentState,
+    env: &Envelope<String>,
+    account: &Account,
+    slot: usize,
+    task: String,
+    budget: Budget,
+) -> Result<(TaskResult, Account), Abort> {
+    let child_plan = Arc::clone(&state.plan.agents[state.children.plan_index(slot)]);
+    let name = Arc::clone(&child_plan.name);
+    let child_env = env.child(Arc::clone(&state.me.name), budget, task);
+    let child_account = account.open_child(
+        child_env.task.0,
+        Arc::clone(&name),
+        child_env.budget.max_cost,
+        child_env.budget.max_tokens,
+    );
+    let cell = myself.get_cell();
+    let mut retried = false;
+    loop {
+        let child = match state.children.get(slot, &state.plan, &cell).await {
+            Ok(c) => c,
+            Err(why) => {
+                if child_account.finish(Outcome::Failed) {
+                    child_plan.tasks.count(Outcome::Failed);
+                }
+                return Ok((end(Outcome::Failed, why), child_account));
+            }
+        };
+        let assignment = Box::new(Assignment {
+            envelope: child_env.clone(),
+            account: child_account.clone(),
+        });
+        if let Ok(CallResult::Success(result)) = child
+            .call(
+                |port| AgentMsg::Run(assignment, ReplyTo::Parent(port)),
+                None,
+            )
+            .await
+        {
+            return Ok((result.payload, child_account));
         }
+        // The child died holding our task. Money it spent stays booked in its account.
+        child_account.record_restart();
+        let reason = child_account
+            .crash_reason()
+            .unwrap_or_else(|| format!("`{name}` crashed"));
+        let restarted = state
+            .children
+            .exited(slot, true, &reason, &state.plan, &cell)
+            .await?;
+        if restarted
+            && child_plan.on_crash == OnCrash::Retry
+            && !retried
+            && !child_account.is_cancelled()
+        {
+            retried = true;
+            continue;
+        }
+        if child_account.finish(Outcome::Failed) {
+            child_plan.tasks.count(Outcome::Failed);
+        }
+        return Ok((end(Outcome::Failed, reason), child_account));
     }
 }

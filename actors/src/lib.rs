@@ -13,9 +13,10 @@ mod observer;
 mod plan;
 mod report;
 mod runtime;
+mod supervisor;
 
 pub use agent::TaskResult;
 pub use error::RuntimeError;
 pub use observer::{Event, Observer};
-pub use report::{AgentReport, RunReport, TaskReport, Totals};
+pub use report::{AgentReport, RunReport, TaskBudgetEvent, TaskReport, Totals};
 pub use runtime::{Runtime, RuntimeBuilder, TaskRun};

@@ -54,6 +54,31 @@ pub enum Event<'a> {
         /// The result text.
         text: &'a str,
     },
+    /// A supervisor restarted a child (or the conductor the root agent).
+    Restarted {
+        /// The restarted agent.
+        agent: &'a str,
+        /// Its supervisor (`conductor` for the root agent).
+        supervisor: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
+    /// A supervisor exceeded its restart intensity, stopped its children and escalated.
+    GaveUp {
+        /// The supervisor.
+        supervisor: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
+    /// A supervisor acted on a child whose task exceeded its budget.
+    BudgetAction {
+        /// The child.
+        agent: &'a str,
+        /// Task id.
+        task: u64,
+        /// `cut_off`, `rerouted to <agent>` or `rerouted to model <model>`.
+        action: &'a str,
+    },
     /// A task ended.
     Finished {
         /// Agent.

@@ -5,8 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use baton_core::tools::{Codeowners, LogSearch, MetricsSeries};
+use std::time::Duration;
+
+use baton_core::tools::{Chaos, Codeowners, LogSearch, MetricsSeries};
 use baton_core::{Account, Budget, Model, Outcome, Price, ScriptedModel, TaskId, Tool, ToolSchema};
+use baton_topologies::{Activation, BudgetAction, ModelDef, OnCrash, RestartType, Supervision};
 use dashmap::DashMap;
 use ractor::{ActorId, ActorRef};
 use std::sync::RwLock;
@@ -25,6 +28,8 @@ pub(crate) struct Rung {
     pub(crate) model: Arc<dyn Model>,
     pub(crate) price: Price,
     pub(crate) max_output: u32,
+    pub(crate) quality: u8,
+    pub(crate) timeout: Duration,
     pub(crate) requests_ok: Counter,
     pub(crate) requests_err: Counter,
     pub(crate) tokens_in: Counter,
@@ -45,6 +50,18 @@ pub(crate) struct AgentPlan {
     pub(crate) system: Option<String>,
     pub(crate) steps: Counter,
     pub(crate) tasks: OutcomeCounters,
+    pub(crate) supervision: Supervision,
+    pub(crate) restart: RestartType,
+    pub(crate) on_crash: OnCrash,
+    pub(crate) on_budget_exceeded: BudgetAction,
+    /// Index into `Plan::agents` of the sibling that takes over on `reroute`.
+    pub(crate) fallback: Option<usize>,
+    pub(crate) activation: Activation,
+    pub(crate) quality_bar: u8,
+    pub(crate) restarts: Counter,
+    pub(crate) cutoffs: Counter,
+    pub(crate) reroutes_model: Counter,
+    pub(crate) reroutes_agent: Counter,
 }
 
 /// `baton_tasks_total{agent, outcome}`, one handle per outcome, registered once.
@@ -73,9 +90,19 @@ pub(crate) struct Plan {
     root_ref: RwLock<Option<ActorRef<AgentMsg>>>,
     pub(crate) root: usize,
     pub(crate) observer: Option<Arc<dyn Observer>>,
+    /// How the conductor supervises the root agent.
+    pub(crate) supervision: Supervision,
+    /// Set when the conductor gives up: why.
+    pub(crate) gave_up: std::sync::OnceLock<String>,
 }
 
 impl Plan {
+    pub(crate) fn observe(&self, event: &crate::observer::Event<'_>) {
+        if let Some(o) = &self.observer {
+            o.on_event(event);
+        }
+    }
+
     pub(crate) fn publish_root(&self, root: Option<ActorRef<AgentMsg>>) {
         *self
             .root_ref
@@ -96,7 +123,7 @@ impl Plan {
         mut custom_tools: HashMap<String, Arc<dyn Tool>>,
         observer: Option<Arc<dyn Observer>>,
     ) -> Result<Plan, RuntimeError> {
-        let mut models: HashMap<Arc<str>, (Arc<dyn Model>, Price, u32)> = HashMap::new();
+        let mut models: HashMap<Arc<str>, (Arc<dyn Model>, &ModelDef)> = HashMap::new();
         for m in topology.models() {
             let model: Arc<dyn Model> = match m.provider {
                 Provider::Scripted => {
@@ -110,6 +137,9 @@ impl Plan {
                     if let Some(l) = m.latency {
                         s = s.with_latency(l);
                     }
+                    if let Some(f) = &m.faults {
+                        s = s.with_faults(f.clone());
+                    }
                     Arc::new(s)
                 }
                 Provider::Custom => custom_models.remove(&*m.name).ok_or_else(|| {
@@ -119,7 +149,7 @@ impl Plan {
                     ))
                 })?,
             };
-            models.insert(Arc::clone(&m.name), (model, m.price, m.max_output_tokens));
+            models.insert(Arc::clone(&m.name), (model, m));
         }
         if let Some(name) = custom_models.keys().next() {
             return Err(RuntimeError::Registration(format!(
@@ -139,6 +169,7 @@ impl Plan {
                     })
                 }
                 ToolKind::Codeowners => Arc::new(Codeowners::new(&*t.name, path)),
+                ToolKind::Chaos => Arc::new(Chaos::new(&*t.name, t.faults.clone().unwrap_or_default())),
                 ToolKind::Custom => custom_tools.remove(&*t.name).ok_or_else(|| {
                     RuntimeError::Registration(format!(
                         "tool `{}` is declared `kind: custom` but no implementation was registered (RuntimeBuilder::tool)",
@@ -175,9 +206,9 @@ impl Plan {
                 .ladder
                 .iter()
                 .map(|m| {
-                    let (model, price, max_output) = models
+                    let (model, def) = models
                         .get(m)
-                        .cloned()
+                        .map(|(model, def)| (Arc::clone(model), *def))
                         .ok_or_else(|| RuntimeError::Registration(format!("model `{m}` is not declared")))?;
                     let labels = [("agent", agent_label.clone()), ("model", m.to_string())];
                     let tok = |kind: &'static str| {
@@ -186,8 +217,10 @@ impl Plan {
                     Ok(Rung {
                         name: Arc::clone(m),
                         model,
-                        price,
-                        max_output,
+                        price: def.price,
+                        max_output: def.max_output_tokens,
+                        quality: def.quality,
+                        timeout: def.timeout,
                         requests_ok: metrics::counter!("baton_model_requests_total", &labels[..]).clone(),
                         requests_err: metrics::counter!(
                             "baton_model_errors_total",
@@ -227,6 +260,17 @@ impl Plan {
                 budget: a.budget.clone(),
                 system: a.system.clone(),
                 tasks: OutcomeCounters::new(&agent_label),
+                supervision: a.supervision.clone(),
+                restart: a.restart,
+                on_crash: a.on_crash,
+                on_budget_exceeded: a.on_budget_exceeded,
+                fallback: topology.fallback(node).map(|f| index_of[&f]),
+                activation: a.activation,
+                quality_bar: a.quality_bar,
+                restarts: metrics::counter!("baton_restarts_total", "agent" => agent_label.clone()),
+                cutoffs: metrics::counter!("baton_budget_cutoffs_total", "agent" => agent_label.clone()),
+                reroutes_model: metrics::counter!("baton_budget_reroutes_total", "agent" => agent_label.clone(), "reason" => "cheaper_model"),
+                reroutes_agent: metrics::counter!("baton_budget_reroutes_total", "agent" => agent_label.clone(), "reason" => "fallback_agent"),
                 steps: metrics::counter!("baton_agent_steps_total", "agent" => agent_label),
             }));
         }
@@ -236,6 +280,8 @@ impl Plan {
             root: index_of[&topology.root()],
             agents,
             observer,
+            supervision: topology.supervision().clone(),
+            gave_up: std::sync::OnceLock::new(),
         })
     }
 }

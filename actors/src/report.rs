@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use baton_core::{AccountSnapshot, NanoUsd, Outcome};
+use baton_core::{AccountSnapshot, BudgetEvent, BudgetEventKind, NanoUsd, Outcome};
 use serde::Serialize;
 
 /// The report `baton run --json` prints.
@@ -40,6 +40,12 @@ pub struct Totals {
     pub model_calls: u64,
     /// Tool calls, delegations included.
     pub tool_calls: u64,
+    /// Failed model calls (provider errors, timeouts, malformed replies, panics).
+    pub model_errors: u64,
+    /// Agent crashes followed by a restart.
+    pub restarts: u64,
+    /// Budget reroutes (to a cheaper model or a fallback agent).
+    pub reroutes: u64,
     /// Wall-clock time of the root task, in milliseconds.
     pub wall_ms: u64,
 }
@@ -63,8 +69,26 @@ pub struct AgentReport {
     pub tool_calls: u64,
     /// Tasks it ran.
     pub tasks: u64,
+    /// Failed model calls.
+    pub model_errors: u64,
+    /// Times it crashed holding a task of this run and was restarted.
+    pub restarts: u64,
+    /// Times its budget was rerouted (to a cheaper model, or its task to its fallback).
+    pub reroutes: u64,
+    /// What happened to its budgets: refusals, cut-offs, reroutes, overruns.
+    pub budget_events: Vec<TaskBudgetEvent>,
     /// The outcome of its last task (the worst, if any failed).
     pub outcome: Option<Outcome>,
+}
+
+/// A budget event and the task it happened to.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct TaskBudgetEvent {
+    /// Task id.
+    pub task: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: BudgetEvent,
 }
 
 /// One task of a run.
@@ -110,6 +134,19 @@ impl RunReport {
             totals.steps += u.steps;
             totals.model_calls += u.model_calls;
             totals.tool_calls += u.tool_calls;
+            totals.model_errors += a.model_errors;
+            totals.restarts += a.restarts;
+            let reroutes = a
+                .events
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e.kind,
+                        BudgetEventKind::ReroutedModel | BudgetEventKind::ReroutedAgent
+                    )
+                })
+                .count() as u64;
+            totals.reroutes += reroutes;
             let i = *by_name.entry(a.agent.as_str()).or_insert_with(|| {
                 agents.push(AgentReport {
                     name: a.agent.clone(),
@@ -120,6 +157,10 @@ impl RunReport {
                     steps: 0,
                     tool_calls: 0,
                     tasks: 0,
+                    model_errors: 0,
+                    restarts: 0,
+                    reroutes: 0,
+                    budget_events: Vec::new(),
                     outcome: None,
                 });
                 agents.len() - 1
@@ -132,6 +173,14 @@ impl RunReport {
             r.steps += u.steps;
             r.tool_calls += u.tool_calls;
             r.tasks += 1;
+            r.model_errors += a.model_errors;
+            r.restarts += a.restarts;
+            r.reroutes += reroutes;
+            r.budget_events
+                .extend(a.events.iter().map(|e| TaskBudgetEvent {
+                    task: a.task,
+                    event: e.clone(),
+                }));
             r.outcome = match (r.outcome, a.outcome) {
                 (Some(prev), Some(Outcome::Completed)) if prev != Outcome::Completed => Some(prev),
                 (_, o) => o,

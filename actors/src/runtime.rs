@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use baton_core::{Account, Budget, Envelope, Model, Outcome, Tool};
+use baton_topologies::OnCrash;
 use baton_topologies::Topology;
 use ractor::{Actor, ActorRef, MessagingErr};
 use tokio::task::JoinHandle;
@@ -94,6 +95,24 @@ pub struct Runtime {
     topology: Topology,
 }
 
+/// Cancels a root task whose caller stopped waiting, so that it still ends with an outcome.
+struct CancelOnDrop(Option<Account>);
+
+impl CancelOnDrop {
+    fn disarm(mut self) -> Option<Account> {
+        self.0.take()
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(a) = self.0.take() {
+            a.cancel();
+            a.finish(Outcome::Cancelled);
+        }
+    }
+}
+
 /// The raw result of a task: its result and its account tree (for callers that want more than the
 /// report, such as conservation checks).
 pub struct TaskRun {
@@ -156,7 +175,26 @@ impl Runtime {
         self.plan.tasks.len()
     }
 
+    /// Root tasks an agent holds right now, with their ids.
+    pub fn tasks_in_flight(&self) -> Vec<u64> {
+        self.plan.tasks.iter().map(|e| e.key().0).collect()
+    }
+
+    /// Cancels a root task (by id) and its whole subtree; it ends `cancelled`. Returns whether the
+    /// task was in flight.
+    pub fn cancel(&self, task: u64) -> bool {
+        match self.plan.tasks.get(&baton_core::TaskId(task)) {
+            Some(e) => {
+                e.value().0.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Runs one task and returns its raw result and account.
+    ///
+    /// Dropping the returned future cancels the task: it ends `cancelled`.
     ///
     /// # Errors
     /// As [`Runtime::run`].
@@ -165,6 +203,9 @@ impl Runtime {
         task: impl Into<String>,
         budget: Budget,
     ) -> Result<TaskRun, RuntimeError> {
+        if let Some(why) = self.plan.gave_up.get() {
+            return Err(RuntimeError::ConductorDown(why.clone()));
+        }
         let root = &self.plan.agents[self.plan.root];
         let envelope = Envelope::root(
             Arc::clone(&self.user),
@@ -177,44 +218,72 @@ impl Runtime {
             envelope.budget.max_cost,
             envelope.budget.max_tokens,
         );
-        let assignment = Box::new(Assignment {
-            envelope,
-            account: account.clone(),
-        });
-        let (tx, rx) = ractor::concurrency::oneshot();
-        let msg = AgentMsg::Run(assignment, ReplyTo::Caller(tx.into()));
-        // Straight to the root agent; through the conductor only when it is not running.
-        let undelivered = match self.plan.root_agent() {
-            Some(agent) => match agent.send_message(msg) {
-                Ok(()) => None,
-                Err(MessagingErr::SendErr(msg)) => Some(msg),
-                Err(e) => return Err(RuntimeError::ConductorDown(e.to_string())),
-            },
-            None => Some(msg),
-        };
-        if let Some(msg) = undelivered {
-            self.conductor
-                .send_message(ConductorMsg::Deliver(msg))
-                .map_err(|e| RuntimeError::ConductorDown(e.to_string()))?;
-        }
-        match rx.await {
-            Ok(result) => Ok(TaskRun {
-                result: result.payload,
-                account,
-            }),
-            // The root agent died holding the task: it ends failed, exactly once (the conductor's
-            // table records the same outcome; whoever is first wins and the other is a no-op).
-            Err(_) => {
-                if account.finish(Outcome::Failed) {
-                    root.tasks.count(Outcome::Failed);
+        let guard = CancelOnDrop(Some(account.clone()));
+        let mut retried = false;
+        loop {
+            let (tx, rx) = ractor::concurrency::oneshot();
+            let assignment = Box::new(Assignment {
+                envelope: envelope.clone(),
+                account: account.clone(),
+            });
+            let msg = AgentMsg::Run(assignment, ReplyTo::Caller(tx.into()));
+            // Straight to the root agent; through the conductor only when it is not running.
+            let undelivered = match self.plan.root_agent() {
+                Some(agent) => match agent.send_message(msg) {
+                    Ok(()) => None,
+                    Err(MessagingErr::SendErr(msg)) => Some(msg),
+                    Err(e) => return Err(RuntimeError::ConductorDown(e.to_string())),
+                },
+                None => Some(msg),
+            };
+            if let Some(msg) = undelivered
+                && self
+                    .conductor
+                    .send_message(ConductorMsg::Deliver(msg))
+                    .is_err()
+            {
+                let why = self
+                    .plan
+                    .gave_up
+                    .get()
+                    .cloned()
+                    .unwrap_or_else(|| "it has stopped".into());
+                return Err(RuntimeError::ConductorDown(why));
+            }
+            match rx.await {
+                Ok(result) => {
+                    drop(guard.disarm());
+                    return Ok(TaskRun {
+                        result: result.payload,
+                        account,
+                    });
                 }
-                Ok(TaskRun {
-                    result: TaskResult {
-                        outcome: account.outcome().unwrap_or(Outcome::Failed),
-                        text: "the root agent crashed while holding the task".into(),
-                    },
-                    account,
-                })
+                // The root agent died holding the task: retried once, or failed, per its on_crash.
+                Err(_) => {
+                    account.record_restart();
+                    let reason = account
+                        .crash_reason()
+                        .unwrap_or_else(|| "the root agent crashed".into());
+                    if root.on_crash == OnCrash::Retry
+                        && !retried
+                        && !account.is_cancelled()
+                        && self.plan.gave_up.get().is_none()
+                    {
+                        retried = true;
+                        continue;
+                    }
+                    drop(guard.disarm());
+                    if account.finish(Outcome::Failed) {
+                        root.tasks.count(Outcome::Failed);
+                    }
+                    return Ok(TaskRun {
+                        result: TaskResult {
+                            outcome: account.outcome().unwrap_or(Outcome::Failed),
+                            text: reason,
+                        },
+                        account,
+                    });
+                }
             }
         }
     }

@@ -241,12 +241,11 @@ mod loop_ {
     }
 
     #[tokio::test]
-    async fn tool_errors_and_panics_are_observations() {
+    async fn tool_errors_are_observations() {
         let model = FnModel(|r: &ModelRequest<'_>| {
             Ok(match r.step {
-                1 => call(r, "echo", json!({"mode": "panic"})),
-                2 => call(r, "echo", json!({"mode": "fail"})),
-                3 => call(r, "nope", json!({})),
+                1 => call(r, "echo", json!({"mode": "fail"})),
+                2 => call(r, "nope", json!({})),
                 _ => {
                     let seen: Vec<&str> = r
                         .messages
@@ -261,12 +260,56 @@ mod loop_ {
         let (_, raw) = run_with(single(AgentSpec::new(["m"]).tools(["echo"])), model, "go").await;
         assert_eq!(raw.result.outcome, Outcome::Completed);
         let t = raw.result.text;
-        assert!(
-            t.contains("tool `echo` panicked: echo was asked to panic"),
-            "{t}"
-        );
         assert!(t.contains("error: echo failed on purpose"), "{t}");
-        assert!(t.contains("no tool named `nope`"), "{t}");
+        assert!(t.contains("no tool named `nope`; available: echo"), "{t}");
+    }
+
+    #[tokio::test]
+    async fn tool_panic_crashes_the_agent_and_the_task_fails_once() {
+        let model = FnModel(|r: &ModelRequest<'_>| {
+            Ok(
+                match (r.messages[r.messages.len() - 1].content.as_str(), r.step) {
+                    ("boom", 1) => call(r, "echo", json!({"mode": "panic"})),
+                    _ => text(r, "fine"),
+                },
+            )
+        });
+        let topology = single(AgentSpec::new(["m"]).tools(["echo"]));
+        let rt = Runtime::builder(topology)
+            .model("m", model)
+            .tool(Echo)
+            .start()
+            .await
+            .expect("starts");
+        let first = rt
+            .submit("boom", Budget::UNLIMITED)
+            .await
+            .expect("answered");
+        assert_eq!(first.result.outcome, Outcome::Failed);
+        assert!(
+            first
+                .result
+                .text
+                .contains("`solo` crashed: tool `echo` panicked: echo was asked to panic"),
+            "{}",
+            first.result.text
+        );
+        assert_eq!(first.account.snapshot().restarts, 1);
+        assert!(
+            first.account.spent().0 > 0,
+            "the step before the crash stays booked"
+        );
+        first.account.check_conservation().expect("conserved");
+        let second = rt
+            .submit("calm", Budget::UNLIMITED)
+            .await
+            .expect("answered");
+        assert_eq!(
+            second.result.outcome,
+            Outcome::Completed,
+            "the agent was restarted"
+        );
+        rt.shutdown().await;
     }
 
     #[tokio::test]
@@ -415,7 +458,7 @@ mod crashes {
         let run = rt.submit("go", Budget::UNLIMITED).await.expect("answered");
         assert_eq!(run.result.outcome, Outcome::Completed);
         assert_eq!(
-            run.result.text, "`w` ended failed: the agent crashed | w answered",
+            run.result.text, "`w` ended failed: `w` crashed: observer bug | w answered",
             "restarted on the next task"
         );
         let snap = run.account.snapshot();

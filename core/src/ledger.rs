@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::money::NanoUsd;
 use crate::outcome::Outcome;
@@ -53,6 +54,12 @@ struct Node {
     steps: AtomicU64,
     overrun: AtomicU64,
     refusals: AtomicU64,
+    model_errors: AtomicU64,
+    restarts: AtomicU64,
+    events: Mutex<Vec<BudgetEvent>>,
+    crash: Mutex<Option<String>>,
+    /// Cancelling an account cancels its whole subtree (child tokens are derived from it).
+    token: CancellationToken,
     started: Instant,
     wall_ns: AtomicU64,
     outcome: OnceLock<Outcome>,
@@ -242,6 +249,64 @@ impl Account {
         self.0.tool_calls.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a failed model call of this task.
+    pub fn record_model_error(&self) {
+        self.0.model_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a crash-and-restart of the agent that held this task.
+    pub fn record_restart(&self) {
+        self.0.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a budget event (cold path: a lock per event).
+    pub fn record_event(&self, kind: BudgetEventKind, detail: impl Into<String>) {
+        self.0
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(BudgetEvent {
+                kind,
+                detail: detail.into(),
+            });
+    }
+
+    /// Records why the agent holding this task crashed (the last crash wins).
+    pub fn record_crash(&self, reason: impl Into<String>) {
+        *self
+            .0
+            .crash
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.into());
+    }
+
+    /// Why the agent holding this task last crashed, if it did.
+    pub fn crash_reason(&self) -> Option<String> {
+        self.0
+            .crash
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Cancels this task and every task under it.
+    pub fn cancel(&self) {
+        self.0.token.cancel();
+    }
+
+    /// Whether this task (or an ancestor) was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.token.is_cancelled()
+    }
+
+    /// Completes when this task (or an ancestor) is cancelled.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping it only stops waiting.
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.0.token.cancelled()
+    }
+
     /// Records the task's terminal outcome. Only the first call wins; it returns whether it did, so
     /// that "exactly one outcome" can be asserted by whoever races to end a task.
     pub fn finish(&self, outcome: Outcome) -> bool {
@@ -334,7 +399,15 @@ impl Node {
         cost_limit: Option<NanoUsd>,
         token_limit: Option<u64>,
     ) -> Node {
+        let token = parent
+            .as_ref()
+            .map_or_else(CancellationToken::new, |p| p.token.child_token());
         Node {
+            model_errors: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            events: Mutex::new(Vec::new()),
+            crash: Mutex::new(None),
+            token,
             task,
             agent,
             parent,
@@ -400,6 +473,13 @@ impl Node {
             },
             overrun: NanoUsd(self.overrun.load(Ordering::Acquire)),
             refusals: self.refusals.load(Ordering::Acquire),
+            model_errors: self.model_errors.load(Ordering::Acquire),
+            restarts: self.restarts.load(Ordering::Acquire),
+            events: self
+                .events
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
             outcome: self.outcome.get().copied(),
             children: self.children().iter().map(|c| c.snapshot()).collect(),
         }
@@ -480,6 +560,14 @@ impl Reservation {
         let overrun = cost.0.saturating_sub(self.cost);
         if overrun > 0 {
             n.overrun.fetch_add(overrun, Ordering::Relaxed);
+            Account(Arc::clone(n)).record_event(
+                BudgetEventKind::Overrun,
+                format!(
+                    "billed {} over the {} reserved",
+                    NanoUsd(overrun),
+                    NanoUsd(self.cost)
+                ),
+            );
         }
         Committed {
             cost,
@@ -509,6 +597,32 @@ impl Drop for Reservation {
     }
 }
 
+/// What happened to a task's budget.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BudgetEventKind {
+    /// A reservation did not fit; the task ended `budget_exceeded`.
+    Refused,
+    /// The supervisor stopped the agent after its task exceeded the budget.
+    CutOff,
+    /// The step was rerouted to a cheaper model on the agent's ladder.
+    ReroutedModel,
+    /// The rest of the task was handed to the agent's fallback agent.
+    ReroutedAgent,
+    /// A provider billed more than the reservation's worst case.
+    Overrun,
+}
+
+/// One budget event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetEvent {
+    /// What happened.
+    pub kind: BudgetEventKind,
+    /// Details for people.
+    pub detail: String,
+}
+
 /// A copy of an account subtree, for reports and tests.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountSnapshot {
@@ -530,6 +644,12 @@ pub struct AccountSnapshot {
     pub overrun: NanoUsd,
     /// Reservations refused at this account.
     pub refusals: u64,
+    /// Model calls of this task that failed (provider errors, timeouts, malformed replies).
+    pub model_errors: u64,
+    /// Times the agent running this task crashed and was restarted.
+    pub restarts: u64,
+    /// Budget events of this task: refusals, cut-offs, reroutes, overruns.
+    pub events: Vec<BudgetEvent>,
     /// The task's terminal outcome, once recorded.
     pub outcome: Option<Outcome>,
     /// Delegated tasks.

@@ -33,13 +33,16 @@ mod usage;
 pub use budget::{Budget, duration_opt, format_duration, parse_duration};
 pub use envelope::{Envelope, TaskId, TraceId};
 pub use error::Error;
-pub use ledger::{Account, AccountSnapshot, Committed, LimitKind, Refusal, Reservation};
+pub use ledger::{
+    Account, AccountSnapshot, BudgetEvent, BudgetEventKind, Committed, LimitKind, Refusal,
+    Reservation,
+};
 pub use model::{
     Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema,
 };
 pub use money::{NanoUsd, Price, Usd};
 pub use outcome::Outcome;
-pub use scripted::ScriptedModel;
+pub use scripted::{Fault, FaultSpec, InjectedFaults, ScriptedModel};
 pub use tool::{Effect, Tool, ToolError, opt_str_arg, str_arg};
 pub use usage::{TokenUsage, Usage};
 

@@ -124,6 +124,14 @@ pub enum ModelError {
         /// What was wrong.
         message: String,
     },
+    /// Occurs when the call takes longer than the model's `timeout`.
+    #[error("{model}: no reply within {timeout_ms} ms")]
+    Timeout {
+        /// Model name.
+        model: String,
+        /// The timeout.
+        timeout_ms: u64,
+    },
     /// Occurs when a scripted model has no rule for the request.
     #[error(
         "{model}: no scripted rule matches agent `{agent}` at step {step} (last message: {last:?})"
@@ -159,6 +167,16 @@ pub trait Model: Send + Sync + 'static {
     /// providers with an exact tokenizer override it.
     fn estimate_input_tokens(&self, request: &ModelRequest<'_>) -> u64 {
         conservative_input_tokens(request)
+    }
+}
+
+#[async_trait]
+impl<M: Model + ?Sized> Model for std::sync::Arc<M> {
+    async fn call(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
+        (**self).call(request).await
+    }
+    fn estimate_input_tokens(&self, request: &ModelRequest<'_>) -> u64 {
+        (**self).estimate_input_tokens(request)
     }
 }
 

@@ -25,13 +25,32 @@
 //!
 //! The first rule that matches wins. Templates: `{{task}}` (the first user message), `{{last}}` (the
 //! last message), and named regex captures; they work in `text` and in every string of `args`.
+//!
+//! ## Rehearsing failure
+//!
+//! A rule can reply with a fault instead of an answer — `reply: { fault: error }` — and a rules file
+//! (or the topology's model entry) can inject faults at random, reproducibly:
+//!
+//! ```yaml
+//! faults: { seed: 7, error: 0.05, timeout: 0.02, malformed: 0.02, panic: 0.01 }
+//! ```
+//!
+//! - `error`: the provider answers with an error (nothing billed); the agent escalates up its ladder.
+//! - `timeout`: no answer; the call is abandoned at the model's `timeout` or the task's deadline.
+//! - `malformed`: a reply that cannot be parsed (nothing billed).
+//! - `panic`: the provider code panics, which crashes the agent: supervision takes over.
+//! - `runaway` (rules only): call the first offered tool, every step, forever.
+//!
+//! [`ScriptedModel::injected`] counts what was injected, so tests can check reports against it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use async_trait::async_trait;
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::model::{
@@ -45,6 +64,102 @@ pub struct ScriptedModel {
     name: String,
     latency: Duration,
     rules: Vec<Rule>,
+    faults: Option<RandomFaults>,
+    injected: [AtomicU64; 4],
+}
+
+/// A fault the scripted model can inject.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// A provider error.
+    Error,
+    /// No answer.
+    Timeout,
+    /// An unparseable reply.
+    Malformed,
+    /// The provider code panics.
+    Panic,
+    /// Call a tool every step, forever (rules only).
+    Runaway,
+}
+
+/// Random faults: a probability per kind, drawn from a seeded generator so runs are reproducible.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// Seed of the generator.
+    #[serde(default)]
+    pub seed: u64,
+    /// Probability of a provider error per call.
+    #[serde(default)]
+    pub error: f64,
+    /// Probability of no answer.
+    #[serde(default)]
+    pub timeout: f64,
+    /// Probability of an unparseable reply.
+    #[serde(default)]
+    pub malformed: f64,
+    /// Probability of a panic.
+    #[serde(default)]
+    pub panic: f64,
+}
+
+#[derive(Debug)]
+struct RandomFaults {
+    spec: FaultSpec,
+    state: AtomicU64,
+}
+
+/// How many faults a scripted model injected, by kind.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct InjectedFaults {
+    /// Provider errors.
+    pub error: u64,
+    /// Timeouts.
+    pub timeout: u64,
+    /// Malformed replies.
+    pub malformed: u64,
+    /// Panics.
+    pub panic: u64,
+}
+
+impl InjectedFaults {
+    /// All faults.
+    pub fn total(&self) -> u64 {
+        self.error + self.timeout + self.malformed + self.panic
+    }
+}
+
+/// The next value of a splitmix64 generator (for reproducible fault injection).
+pub(crate) fn next_random(state: &AtomicU64) -> u64 {
+    let mut z = state
+        .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl RandomFaults {
+    fn draw(&self) -> Option<Fault> {
+        // 53 random bits to a float in [0, 1): probabilities are configuration, not money.
+        let x = (next_random(&self.state) >> 11) as f64 / (1u64 << 53) as f64;
+        let s = &self.spec;
+        let mut edge = 0.0;
+        for (p, f) in [
+            (s.error, Fault::Error),
+            (s.timeout, Fault::Timeout),
+            (s.malformed, Fault::Malformed),
+            (s.panic, Fault::Panic),
+        ] {
+            edge += p;
+            if x < edge {
+                return Some(f);
+            }
+        }
+        None
+    }
 }
 
 #[derive(Debug)]
@@ -56,6 +171,7 @@ struct Rule {
     transcript_matches: Vec<Regex>,
     text: Option<String>,
     calls: Vec<(String, serde_json::Value)>,
+    fault: Option<Fault>,
     latency: Option<Duration>,
 }
 
@@ -64,6 +180,8 @@ struct Rule {
 struct RulesFile {
     #[serde(default, with = "crate::budget::duration_opt")]
     latency: Option<Duration>,
+    #[serde(default)]
+    faults: Option<FaultSpec>,
     rules: Vec<RuleSpec>,
 }
 
@@ -87,6 +205,7 @@ struct ReplySpec {
     text: Option<String>,
     #[serde(default)]
     tool_calls: Vec<CallSpec>,
+    fault: Option<Fault>,
 }
 
 #[derive(Deserialize)]
@@ -126,9 +245,9 @@ impl ScriptedModel {
             let re = |p: &str| {
                 Regex::new(p).map_err(|e| err(format!("rule {}: bad regex `{p}`: {e}", i + 1)))
             };
-            if r.reply.text.is_none() && r.reply.tool_calls.is_empty() {
+            if r.reply.text.is_none() && r.reply.tool_calls.is_empty() && r.reply.fault.is_none() {
                 return Err(err(format!(
-                    "rule {}: reply needs `text` or `tool_calls`",
+                    "rule {}: reply needs `text`, `tool_calls` or `fault`",
                     i + 1
                 )));
             }
@@ -149,14 +268,97 @@ impl ScriptedModel {
                     .into_iter()
                     .map(|c| (c.name, c.args))
                     .collect(),
+                fault: r.reply.fault,
                 latency: r.latency,
             });
         }
-        Ok(ScriptedModel {
+        let model = ScriptedModel {
             name: name.to_string(),
             latency: file.latency.unwrap_or_default(),
             rules,
+            faults: None,
+            injected: Default::default(),
+        };
+        Ok(match file.faults {
+            Some(f) => model.with_faults(f),
+            None => model,
         })
+    }
+
+    /// Injects random faults (replacing the rules file's `faults:`).
+    pub fn with_faults(mut self, spec: FaultSpec) -> ScriptedModel {
+        self.faults = Some(RandomFaults {
+            state: AtomicU64::new(spec.seed),
+            spec,
+        });
+        self
+    }
+
+    /// Faults injected so far.
+    pub fn injected(&self) -> InjectedFaults {
+        let n = |i: usize| self.injected[i].load(Ordering::Relaxed);
+        InjectedFaults {
+            error: n(0),
+            timeout: n(1),
+            malformed: n(2),
+            panic: n(3),
+        }
+    }
+
+    async fn inject(
+        &self,
+        fault: Fault,
+        req: &ModelRequest<'_>,
+    ) -> Result<ModelResponse, ModelError> {
+        let slot = match fault {
+            Fault::Error => 0,
+            Fault::Timeout => 1,
+            Fault::Malformed => 2,
+            Fault::Panic => 3,
+            Fault::Runaway => {
+                let Some(tool) = req.tools.first() else {
+                    return Err(ModelError::Malformed {
+                        model: self.name.clone(),
+                        message: "runaway fault, but no tool is offered".into(),
+                    });
+                };
+                let call = ToolCall {
+                    id: format!("call_{}_1", req.step),
+                    name: tool.name.clone(),
+                    arguments: serde_json::json!({}),
+                };
+                let output = tokens(&call.name) + 5;
+                return Ok(ModelResponse {
+                    text: None,
+                    tool_calls: vec![call],
+                    usage: TokenUsage {
+                        input: input_tokens(req.messages, req.tools),
+                        output: output.min(u64::from(req.max_tokens)),
+                        cached_input: 0,
+                    },
+                });
+            }
+        };
+        self.injected[slot].fetch_add(1, Ordering::Relaxed);
+        match fault {
+            Fault::Error => Err(ModelError::Provider {
+                model: self.name.clone(),
+                message: "injected fault: 503 service unavailable".into(),
+            }),
+            Fault::Malformed => Err(ModelError::Malformed {
+                model: self.name.clone(),
+                message: "injected fault: reply is not valid JSON".into(),
+            }),
+            Fault::Panic => panic!("{}: injected fault: provider panicked", self.name),
+            _ => {
+                // Never answers: the caller's timeout or deadline ends the wait.
+                std::future::pending::<()>().await;
+                Err(ModelError::Provider {
+                    model: self.name.clone(),
+                    message: "unreachable".into(),
+                })
+            }
+        }
     }
 
     /// Replaces the default latency (every rule without its own).
@@ -178,12 +380,18 @@ impl ScriptedModel {
                 transcript_matches: Vec::new(),
                 text: Some(text.to_string()),
                 calls: Vec::new(),
+                fault: None,
                 latency: None,
             }],
+            faults: None,
+            injected: Default::default(),
         }
     }
 
-    fn respond(&self, req: &ModelRequest<'_>) -> Result<(ModelResponse, Duration), ModelError> {
+    fn respond(
+        &self,
+        req: &ModelRequest<'_>,
+    ) -> Result<(Result<ModelResponse, Fault>, Duration), ModelError> {
         let last = req.messages.last().map_or("", |m| m.content.as_str());
         let mut captures: Vec<(String, String)> = Vec::new();
         let rule = self.rules.iter().find(|r| {
@@ -198,6 +406,9 @@ impl ScriptedModel {
                 last: last.chars().take(120).collect(),
             });
         };
+        if let Some(f) = rule.fault {
+            return Ok((Err(f), rule.latency.unwrap_or(self.latency)));
+        }
         let task = req
             .messages
             .iter()
@@ -235,11 +446,11 @@ impl ScriptedModel {
             cached_input: 0,
         };
         Ok((
-            ModelResponse {
+            Ok(ModelResponse {
                 text,
                 tool_calls,
                 usage,
-            },
+            }),
             rule.latency.unwrap_or(self.latency),
         ))
     }
@@ -381,11 +592,17 @@ pub fn input_tokens(messages: &[Message], tools: &[ToolSchema]) -> u64 {
 #[async_trait]
 impl Model for ScriptedModel {
     async fn call(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
+        if let Some(f) = self.faults.as_ref().and_then(RandomFaults::draw) {
+            return self.inject(f, &request).await;
+        }
         let (response, latency) = self.respond(&request)?;
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
-        Ok(response)
+        match response {
+            Ok(r) => Ok(r),
+            Err(fault) => self.inject(fault, &request).await,
+        }
     }
 
     /// Exact: the scripted model's billing is a function of the request alone.
@@ -492,7 +709,63 @@ rules:
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("needs `text` or `tool_calls`"), "{e}");
+        assert!(e.contains("needs `text`, `tool_calls` or `fault`"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn rule_faults_and_counts() {
+        let rules = "rules:\n  - step: 1\n    reply: { fault: error }\n  - step: 2\n    reply: { fault: malformed }\n  - step: 3\n    reply: { fault: runaway }\n";
+        let m = ScriptedModel::from_yaml("m", rules, Path::new("r.yaml")).unwrap();
+        let msgs = vec![Message::new(Role::User, "go")];
+        assert!(matches!(
+            m.call(req("a", 1, &msgs)).await,
+            Err(ModelError::Provider { .. })
+        ));
+        assert!(matches!(
+            m.call(req("a", 2, &msgs)).await,
+            Err(ModelError::Malformed { .. })
+        ));
+        let tools = [ToolSchema {
+            name: "spin".into(),
+            description: String::new(),
+            parameters: serde_json::json!({}),
+        }];
+        let mut r = req("a", 3, &msgs);
+        r.tools = &tools;
+        assert_eq!(m.call(r).await.unwrap().tool_calls[0].name, "spin");
+        assert_eq!(
+            m.injected(),
+            InjectedFaults {
+                error: 1,
+                malformed: 1,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn random_faults_are_reproducible_and_counted() {
+        let spec = FaultSpec {
+            seed: 42,
+            error: 0.2,
+            malformed: 0.1,
+            ..FaultSpec::default()
+        };
+        let msgs = vec![Message::new(Role::User, "go")];
+        let mut outcomes = Vec::new();
+        for _ in 0..2 {
+            let m = ScriptedModel::always("m", "ok").with_faults(spec.clone());
+            let mut seen = Vec::new();
+            for _ in 0..1000 {
+                seen.push(m.call(req("a", 1, &msgs)).await.is_ok());
+            }
+            let inj = m.injected();
+            assert_eq!(seen.iter().filter(|ok| !**ok).count() as u64, inj.total());
+            assert!((150..250).contains(&inj.error), "{inj:?}");
+            assert!((60..140).contains(&inj.malformed), "{inj:?}");
+            outcomes.push(seen);
+        }
+        assert_eq!(outcomes[0], outcomes[1], "same seed, same faults");
     }
 
     #[test]
@@ -502,6 +775,7 @@ rules:
         let mut r = req("a", 1, &msgs);
         r.max_tokens = 10;
         let (resp, _) = m.respond(&r).unwrap();
+        let resp = resp.unwrap();
         assert_eq!(resp.usage.output, 10);
         assert_eq!(resp.text.unwrap().chars().count(), 40);
     }

@@ -60,6 +60,25 @@ pub trait Tool: Send + Sync + 'static {
     }
 }
 
+#[async_trait]
+impl<T: Tool + ?Sized> Tool for std::sync::Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn description(&self) -> &str {
+        (**self).description()
+    }
+    fn parameters(&self) -> serde_json::Value {
+        (**self).parameters()
+    }
+    fn effect(&self) -> Effect {
+        (**self).effect()
+    }
+    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError> {
+        (**self).call(arguments).await
+    }
+}
+
 /// Reads a required string argument.
 ///
 /// # Errors

@@ -24,10 +24,14 @@ mod topology;
 pub use builder::TopologyBuilder;
 pub use error::{Diagnostic, TopologyError};
 pub use spec::{
+    Activation, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MODEL_TIMEOUT, DEFAULT_RESTART_WINDOW,
+    DEFAULT_SHUTDOWN, OnCrash, RestartType, Strategy, SupervisionSpec,
+};
+pub use spec::{
     AgentSpec, BudgetSpec, DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_STEPS, ModelSpec, PriceSpec,
     Provider, ToolKind, ToolSpec, TopologySpec,
 };
-pub use topology::{AgentNode, DELEGATE_TOOL, Edge, ModelDef, ToolDef, Topology};
+pub use topology::{AgentNode, DELEGATE_TOOL, Edge, ModelDef, Supervision, ToolDef, Topology};
 
 /// Re-exported graph types, so users need not depend on petgraph directly.
 pub use petgraph::graph::{DiGraph, NodeIndex};

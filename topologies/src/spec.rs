@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use baton_core::{NanoUsd, Usd, duration_opt};
+use baton_core::{FaultSpec, NanoUsd, Usd, duration_opt};
 use serde::{Deserialize, Serialize};
 
 /// Default completion-token ceiling per call when a model does not set `max_output_tokens`.
@@ -32,7 +32,106 @@ pub struct TopologySpec {
     /// Agents by name.
     #[serde(default)]
     pub agents: BTreeMap<String, AgentSpec>,
+    /// How the conductor supervises the root agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervision: Option<SupervisionSpec>,
 }
+
+/// How a supervisor reacts when one of its children stops (OTP's strategies).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Restart only the child that stopped.
+    #[default]
+    OneForOne,
+    /// Stop every other running child, then restart them all in start order.
+    OneForAll,
+    /// Stop the children started after the one that stopped, then restart it and them in order.
+    RestForOne,
+}
+
+/// When a stopped child is restarted (OTP's restart types).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartType {
+    /// Always.
+    #[default]
+    Permanent,
+    /// Only after a crash, not after a normal stop.
+    Transient,
+    /// Never: once stopped, it stays stopped.
+    Temporary,
+}
+
+/// What happens to the task an agent held when it crashed.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnCrash {
+    /// The task ends `failed`.
+    #[default]
+    Fail,
+    /// The task is retried once on the restarted agent (money already spent stays spent).
+    Retry,
+}
+
+/// What a supervisor does with a child whose task exceeds its budget.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetAction {
+    /// Stop the child; its task ends `budget_exceeded`.
+    #[default]
+    CutOff,
+    /// Hand the rest of the task, with what is left of its budget, to a cheaper model on the
+    /// child's ladder (below its `quality_bar`), else to its `fallback` agent.
+    Reroute,
+}
+
+/// When an agent's actor starts.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// On its first task (a declared agent costs only its spec until then).
+    #[default]
+    Lazy,
+    /// With its supervisor.
+    Eager,
+}
+
+/// Supervision settings of an agent for its children (or, at the top level, of the conductor for
+/// the root agent).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionSpec {
+    /// The restart strategy (default `one_for_one`).
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// At most this many restarts ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u32>,
+    /// ... within this window (`5s`), else the supervisor gives up and escalates.
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub within: Option<Duration>,
+    /// How long a stopping child may take before it is killed.
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub shutdown: Option<Duration>,
+}
+
+/// Default restart intensity: at most 3 restarts ...
+pub const DEFAULT_MAX_RESTARTS: u32 = 3;
+/// ... within 5 seconds.
+pub const DEFAULT_RESTART_WINDOW: Duration = Duration::from_secs(5);
+/// Default time a stopping child gets before it is killed.
+pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
+/// Default time a model call may take before it is abandoned (and the agent escalates).
+pub const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Which implementation answers a model's calls.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +167,20 @@ pub struct ModelSpec {
         skip_serializing_if = "is_default_max_output"
     )]
     pub max_output_tokens: u32,
+    /// How good the model is, 0 to 100 (default 100): the router skips models below an agent's
+    /// `quality_bar`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<u8>,
+    /// How long a call may take before it is abandoned (default 120s).
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+    /// For `scripted`: random faults to inject (replacing the rules file's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<FaultSpec>,
 }
 
 fn default_max_output() -> u32 {
@@ -87,6 +200,9 @@ impl ModelSpec {
             latency: None,
             price: PriceSpec::per_mtok(input, output),
             max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
+            quality: None,
+            timeout: None,
+            faults: None,
         }
     }
 
@@ -98,6 +214,9 @@ impl ModelSpec {
             latency: None,
             price: PriceSpec::per_mtok(input, output),
             max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
+            quality: None,
+            timeout: None,
+            faults: None,
         }
     }
 
@@ -142,6 +261,8 @@ pub enum ToolKind {
     LogSearch,
     /// [`baton_core::tools::Codeowners`]: `path` is a CODEOWNERS file.
     Codeowners,
+    /// [`baton_core::tools::Chaos`]: a tool that fails at the rates of its `faults`.
+    Chaos,
     /// A tool implemented in code and registered with the runtime under this tool's name.
     Custom,
 }
@@ -158,6 +279,9 @@ pub struct ToolSpec {
     /// Replaces the built-in description the model sees.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// For `chaos`: the fault rates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<FaultSpec>,
 }
 
 impl ToolSpec {
@@ -167,6 +291,7 @@ impl ToolSpec {
             kind,
             path: Some(path.into()),
             description: None,
+            faults: None,
         }
     }
 
@@ -176,6 +301,7 @@ impl ToolSpec {
             kind: ToolKind::Custom,
             path: None,
             description: None,
+            faults: None,
         }
     }
 }
@@ -224,6 +350,31 @@ pub struct AgentSpec {
     /// Limits per task.
     #[serde(default, skip_serializing_if = "is_default_budget")]
     pub budget: BudgetSpec,
+    /// How it supervises its children.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervision: Option<SupervisionSpec>,
+    /// When its supervisor restarts it.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub restart: RestartType,
+    /// What happens to its task when it crashes.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub on_crash: OnCrash,
+    /// What its supervisor does when its task exceeds the budget.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub on_budget_exceeded: BudgetAction,
+    /// A sibling that takes over the rest of a task on `reroute`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// When its actor starts.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub activation: Activation,
+    /// The lowest model quality (0 to 100) the router may use for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_bar: Option<u8>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 fn is_default_budget(b: &BudgetSpec) -> bool {
@@ -266,6 +417,43 @@ impl AgentSpec {
     /// Sets the per-task budget.
     pub fn budget(mut self, budget: BudgetSpec) -> AgentSpec {
         self.budget = budget;
+        self
+    }
+
+    /// Sets how it supervises its children.
+    pub fn supervision(mut self, supervision: SupervisionSpec) -> AgentSpec {
+        self.supervision = Some(supervision);
+        self
+    }
+
+    /// Sets its restart type.
+    pub fn restart(mut self, restart: RestartType) -> AgentSpec {
+        self.restart = restart;
+        self
+    }
+
+    /// Sets what happens to its task when it crashes.
+    pub fn on_crash(mut self, on_crash: OnCrash) -> AgentSpec {
+        self.on_crash = on_crash;
+        self
+    }
+
+    /// Sets its budget action, and the fallback agent for `reroute`.
+    pub fn on_budget_exceeded(mut self, action: BudgetAction, fallback: Option<&str>) -> AgentSpec {
+        self.on_budget_exceeded = action;
+        self.fallback = fallback.map(str::to_string);
+        self
+    }
+
+    /// Sets when its actor starts.
+    pub fn activation(mut self, activation: Activation) -> AgentSpec {
+        self.activation = activation;
+        self
+    }
+
+    /// Sets the lowest model quality the router may use for it.
+    pub fn quality_bar(mut self, bar: u8) -> AgentSpec {
+        self.quality_bar = Some(bar);
         self
     }
 }

@@ -13,8 +13,11 @@ use petgraph::visit::EdgeRef;
 use crate::error::{Diagnostic, TopologyError};
 use crate::locate::{Seg, locate};
 use crate::spec::{
-    AgentSpec, DEFAULT_MAX_STEPS, ModelSpec, Provider, ToolKind, ToolSpec, TopologySpec,
+    Activation, AgentSpec, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MAX_STEPS,
+    DEFAULT_MODEL_TIMEOUT, DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, ModelSpec, OnCrash, Provider,
+    RestartType, Strategy, SupervisionSpec, ToolKind, ToolSpec, TopologySpec,
 };
+use baton_core::FaultSpec;
 
 /// The name of the built-in tool through which an agent hands a sub-task to a child.
 pub const DELEGATE_TOOL: &str = "delegate";
@@ -26,6 +29,34 @@ pub enum Edge {
     Supervises,
     /// The source may hand tasks to the target through `delegate`.
     DelegatesTo,
+    /// The target takes over the source's task when the source's budget runs out (`reroute`).
+    FallsBackTo,
+}
+
+/// Supervision settings with defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Supervision {
+    /// The restart strategy.
+    pub strategy: Strategy,
+    /// At most this many restarts ...
+    pub max_restarts: u32,
+    /// ... within this window, else the supervisor gives up and escalates.
+    pub within: Duration,
+    /// How long a stopping child may take before it is killed.
+    pub shutdown: Duration,
+}
+
+impl Supervision {
+    fn from_spec(s: Option<&SupervisionSpec>) -> Supervision {
+        let d = SupervisionSpec::default();
+        let s = s.unwrap_or(&d);
+        Supervision {
+            strategy: s.strategy,
+            max_restarts: s.max_restarts.unwrap_or(DEFAULT_MAX_RESTARTS),
+            within: s.within.unwrap_or(DEFAULT_RESTART_WINDOW),
+            shutdown: s.shutdown.unwrap_or(DEFAULT_SHUTDOWN),
+        }
+    }
 }
 
 /// An agent as the runtime sees it: its spec with defaults applied and names resolved.
@@ -43,6 +74,20 @@ pub struct AgentNode {
     pub system: Option<String>,
     /// What it is for.
     pub description: Option<String>,
+    /// How it supervises its children.
+    pub supervision: Supervision,
+    /// When its supervisor restarts it.
+    pub restart: RestartType,
+    /// What happens to its task when it crashes.
+    pub on_crash: OnCrash,
+    /// What its supervisor does when its task exceeds the budget.
+    pub on_budget_exceeded: BudgetAction,
+    /// The sibling that takes over on `reroute`.
+    pub fallback: Option<Arc<str>>,
+    /// When its actor starts.
+    pub activation: Activation,
+    /// The lowest model quality the router may use for it (0 = any).
+    pub quality_bar: u8,
 }
 
 /// A model as the runtime sees it.
@@ -60,6 +105,12 @@ pub struct ModelDef {
     pub price: Price,
     /// Completion-token ceiling per call.
     pub max_output_tokens: u32,
+    /// How good the model is, 0 to 100.
+    pub quality: u8,
+    /// How long a call may take.
+    pub timeout: Duration,
+    /// For `scripted`: random faults to inject.
+    pub faults: Option<FaultSpec>,
 }
 
 /// A tool as the runtime sees it.
@@ -73,6 +124,8 @@ pub struct ToolDef {
     pub path: Option<PathBuf>,
     /// A description overriding the built-in one.
     pub description: Option<String>,
+    /// For `chaos`: the fault rates.
+    pub faults: Option<FaultSpec>,
 }
 
 /// A validated topology: agents in a petgraph graph with typed edges, and the models and tools they
@@ -88,6 +141,7 @@ pub struct Topology {
     index: HashMap<Arc<str>, NodeIndex>,
     models: BTreeMap<Arc<str>, ModelDef>,
     tools: BTreeMap<Arc<str>, ToolDef>,
+    supervision: Supervision,
 }
 
 impl Topology {
@@ -158,6 +212,7 @@ impl Topology {
                 diagnostics: v.diagnostics,
             });
         }
+        let spec_supervision = spec.supervision.clone();
         let (graph, root, index, models, tools) = topo.ok_or_else(|| TopologyError::Invalid {
             file: file.to_path_buf(),
             diagnostics: Vec::new(),
@@ -174,6 +229,7 @@ impl Topology {
             index,
             models,
             tools,
+            supervision: Supervision::from_spec(spec_supervision.as_ref()),
         })
     }
 
@@ -226,6 +282,16 @@ impl Topology {
             .collect();
         out.sort_unstable();
         out.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// How the conductor supervises the root agent.
+    pub fn supervision(&self) -> &Supervision {
+        &self.supervision
+    }
+
+    /// The agent that takes over `node`'s tasks on `reroute`.
+    pub fn fallback(&self, node: NodeIndex) -> Option<NodeIndex> {
+        self.targets(node, Edge::FallsBackTo).first().copied()
     }
 
     /// A model by name.
@@ -327,6 +393,7 @@ impl Validator<'_> {
     }
 
     fn check(&mut self, spec: &TopologySpec, base: &Path) -> Option<Built> {
+        self.check_supervision(&[Seg::Key("supervision")], spec.supervision.as_ref());
         let models = self.check_models(&spec.models, base);
         let tools = self.check_tools(&spec.tools, base);
         if spec.agents.is_empty() {
@@ -340,6 +407,17 @@ impl Validator<'_> {
         let mut graph: DiGraph<AgentNode, Edge> = DiGraph::new();
         let mut index: HashMap<Arc<str>, NodeIndex> = HashMap::new();
         for (name, a) in &spec.agents {
+            self.check_supervision(
+                &[Seg::Key("agents"), Seg::Key(name), Seg::Key("supervision")],
+                a.supervision.as_ref(),
+            );
+            if a.quality_bar.is_some_and(|q| q > 100) {
+                self.report(
+                    &[Seg::Key("agents"), Seg::Key(name), Seg::Key("quality_bar")],
+                    "`quality_bar` is a score from 0 to 100".into(),
+                    None,
+                );
+            }
             let node = self.check_agent(name, a, spec);
             let name: Arc<str> = Arc::clone(&node.name);
             index.insert(name, graph.add_node(node));
@@ -421,6 +499,75 @@ impl Validator<'_> {
                     ),
                     Some("a child only ever spends out of its parent's budget; lower it".into()),
                 );
+            }
+        }
+        // Fallbacks: declared, a sibling (delegation stays within what supervision allows), no cycles.
+        for (name, a) in &spec.agents {
+            let at = [Seg::Key("agents"), Seg::Key(name), Seg::Key("fallback")];
+            if a.on_budget_exceeded == BudgetAction::Reroute
+                && a.fallback.is_none()
+                && a.quality_bar.unwrap_or(0) == 0
+            {
+                self.report(
+                    &[Seg::Key("agents"), Seg::Key(name), Seg::Key("on_budget_exceeded")],
+                    format!("agent `{name}` reroutes but has nowhere to go"),
+                    Some("set `fallback:` to a sibling agent, or a `quality_bar` with cheaper models below it on the ladder".into()),
+                );
+            }
+            let Some(fb) = &a.fallback else { continue };
+            let Some(&f) = index.get(fb.as_str()) else {
+                self.report(
+                    &at,
+                    format!("fallback `{fb}` is not a declared agent"),
+                    did_you_mean(fb, spec.agents.keys()),
+                );
+                continue;
+            };
+            if fb == name {
+                self.report(&at, format!("agent `{name}` is its own fallback"), None);
+                continue;
+            }
+            match (parent_of.get(name.as_str()), parent_of.get(fb.as_str())) {
+                (Some(p), Some(q)) if p == q => {}
+                (Some(p), _) => {
+                    self.report(
+                        &at,
+                        format!(
+                            "fallback `{fb}` is not a child of `{p}`, which supervises `{name}`"
+                        ),
+                        Some(format!("list `{fb}` under `{p}`'s `children:`")),
+                    );
+                    continue;
+                }
+                (None, _) => {
+                    self.report(
+                        &at,
+                        format!("the root agent `{name}` has no supervisor to reroute through"),
+                        None,
+                    );
+                    continue;
+                }
+            }
+            graph.add_edge(index[name.as_str()], f, Edge::FallsBackTo);
+        }
+        for (name, a) in &spec.agents {
+            // Follow the fallback chain; coming back to the start is a cycle.
+            let mut seen = vec![name.as_str()];
+            let mut cur = a.fallback.as_deref();
+            while let Some(next) = cur {
+                if next == name {
+                    self.report(
+                        &[Seg::Key("agents"), Seg::Key(name), Seg::Key("fallback")],
+                        format!("fallback cycle: {} -> {next}", seen.join(" -> ")),
+                        Some("a fallback chain must end at an agent without `fallback:`".into()),
+                    );
+                    break;
+                }
+                if seen.contains(&next) {
+                    break;
+                }
+                seen.push(next);
+                cur = spec.agents.get(next).and_then(|x| x.fallback.as_deref());
             }
         }
         Some((graph, root, index, models, tools))
@@ -578,6 +725,42 @@ impl Validator<'_> {
             },
             system: a.system.clone(),
             description: a.description.clone(),
+            supervision: Supervision::from_spec(a.supervision.as_ref()),
+            restart: a.restart,
+            on_crash: a.on_crash,
+            on_budget_exceeded: a.on_budget_exceeded,
+            fallback: a.fallback.as_deref().map(Arc::from),
+            activation: a.activation,
+            quality_bar: a.quality_bar.unwrap_or(0),
+        }
+    }
+
+    fn check_supervision(&mut self, at: &[Seg<'_>], s: Option<&SupervisionSpec>) {
+        let Some(s) = s else { return };
+        let mut path = at.to_vec();
+        if s.within.is_some_and(|w| w.is_zero()) {
+            path.push(Seg::Key("within"));
+            self.report(&path, "`within` must be longer than zero".into(), None);
+        }
+    }
+
+    fn check_faults(&mut self, at: &[Seg<'_>], f: Option<&FaultSpec>) {
+        let Some(f) = f else { return };
+        let ps = [f.error, f.timeout, f.malformed, f.panic];
+        let mut path = at.to_vec();
+        path.push(Seg::Key("faults"));
+        if ps.iter().any(|p| !(0.0..=1.0).contains(p)) {
+            self.report(
+                &path,
+                "fault probabilities must be between 0 and 1".into(),
+                None,
+            );
+        } else if ps.iter().sum::<f64>() > 1.0 {
+            self.report(
+                &path,
+                "fault probabilities add up to more than 1".into(),
+                None,
+            );
         }
     }
 
@@ -619,6 +802,28 @@ impl Validator<'_> {
                 }
                 (Provider::Custom, None) => None,
             };
+            if m.faults.is_some() && m.provider != Provider::Scripted {
+                self.report(
+                    &at("faults"),
+                    "`faults` applies to scripted models only".into(),
+                    None,
+                );
+            }
+            self.check_faults(&[Seg::Key("models"), Seg::Key(name)], m.faults.as_ref());
+            if m.quality.is_some_and(|q| q > 100) {
+                self.report(
+                    &at("quality"),
+                    "`quality` is a score from 0 to 100".into(),
+                    None,
+                );
+            }
+            if m.timeout.is_some_and(|t| t.is_zero()) {
+                self.report(
+                    &at("timeout"),
+                    "`timeout` must be longer than zero".into(),
+                    None,
+                );
+            }
             if m.max_output_tokens == 0 {
                 self.report(
                     &at("max_output_tokens"),
@@ -641,6 +846,9 @@ impl Validator<'_> {
                     latency: m.latency,
                     price,
                     max_output_tokens: m.max_output_tokens,
+                    quality: m.quality.unwrap_or(100),
+                    timeout: m.timeout.unwrap_or(DEFAULT_MODEL_TIMEOUT),
+                    faults: m.faults.clone(),
                 },
             );
         }
@@ -662,8 +870,16 @@ impl Validator<'_> {
                     Some("choose another name".into()),
                 );
             }
+            if t.faults.is_some() && t.kind != ToolKind::Chaos {
+                self.report(
+                    &at("faults"),
+                    "`faults` applies to `chaos` tools only".into(),
+                    None,
+                );
+            }
+            self.check_faults(&[Seg::Key("tools"), Seg::Key(name)], t.faults.as_ref());
             let path = match (t.kind, &t.path) {
-                (ToolKind::Custom, _) => t.path.as_ref().map(|p| base.join(p)),
+                (ToolKind::Custom | ToolKind::Chaos, _) => t.path.as_ref().map(|p| base.join(p)),
                 (_, None) => {
                     self.report(
                         &at("kind"),
@@ -702,6 +918,7 @@ impl Validator<'_> {
                     kind: t.kind,
                     path,
                     description: t.description.clone(),
+                    faults: t.faults.clone(),
                 },
             );
         }

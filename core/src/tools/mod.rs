@@ -1,9 +1,11 @@
 //! Built-in tools for operations loops. Each reads only the file or folder it was declared with.
 
+mod chaos;
 mod codeowners;
 mod log_search;
 mod metrics_series;
 
+pub use chaos::Chaos;
 pub use codeowners::Codeowners;
 pub use log_search::LogSearch;
 pub use metrics_series::MetricsSeries;
