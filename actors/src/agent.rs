@@ -124,6 +124,7 @@ impl Actor for AgentActor {
             account,
         } = *assignment;
         let task = std::mem::take(&mut envelope.payload);
+        account.mark_started();
         if matches!(reply, ReplyTo::Caller(_)) {
             state
                 .plan

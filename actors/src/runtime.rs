@@ -258,6 +258,16 @@ impl Runtime {
                         account,
                     });
                 }
+                // The root agent died with the task still queued: deliver it again (the conductor
+                // restarts the agent); this is not a retry.
+                Err(_)
+                    if !account.was_started()
+                        && !account.is_cancelled()
+                        && self.plan.gave_up.get().is_none() =>
+                {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 // The root agent died holding the task: retried once, or failed, per its on_crash.
                 Err(_) => {
                     account.record_restart();

@@ -243,3 +243,106 @@ impl Children {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use baton_core::{Model, NanoUsd, ScriptedModel};
+    use baton_topologies::{AgentSpec, ModelSpec, TopologyBuilder};
+    use ractor::ActorProcessingErr;
+
+    use super::*;
+
+    struct Host;
+
+    impl Actor for Host {
+        type Msg = ();
+        type State = ();
+        type Arguments = ();
+        async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    /// Restart types on a normal exit and on a crash, as OTP defines them.
+    #[tokio::test]
+    async fn restart_types_on_normal_exit_and_crash() {
+        let topology = TopologyBuilder::new("t")
+            .model("m", ModelSpec::custom(NanoUsd(1), NanoUsd(1)))
+            .agent("lead", AgentSpec::new(["m"]).children(["p", "tr", "tmp"]))
+            .agent("p", AgentSpec::new(["m"]).restart(RestartType::Permanent))
+            .agent("tr", AgentSpec::new(["m"]).restart(RestartType::Transient))
+            .agent("tmp", AgentSpec::new(["m"]).restart(RestartType::Temporary))
+            .build()
+            .expect("valid");
+        let mut models: HashMap<String, Arc<dyn Model>> = HashMap::new();
+        models.insert("m".into(), Arc::new(ScriptedModel::always("m", "ok")));
+        let plan = Arc::new(Plan::build(&topology, models, HashMap::new(), None).expect("plan"));
+        let lead = plan
+            .agents
+            .iter()
+            .position(|a| &*a.name == "lead")
+            .expect("lead");
+        let (host, _) = Actor::spawn(None, Host, ()).await.expect("host");
+        let cell = host.get_cell();
+        let mut kids = Children::new(&plan, lead);
+        let (p, tr, tmp) = (
+            kids.position("p").expect("p"),
+            kids.position("tr").expect("tr"),
+            kids.position("tmp").expect("tmp"),
+        );
+
+        // Normal exit: only permanent children come back.
+        assert!(
+            kids.exited(p, false, "stopped", &plan, &cell)
+                .await
+                .expect("within intensity")
+        );
+        assert!(
+            !kids
+                .exited(tr, false, "stopped", &plan, &cell)
+                .await
+                .expect("within intensity")
+        );
+        assert!(
+            kids.get(tr, &plan, &cell).await.is_ok(),
+            "a transient child that stopped normally starts on its next task"
+        );
+        assert!(
+            !kids
+                .exited(tmp, false, "stopped", &plan, &cell)
+                .await
+                .expect("within intensity")
+        );
+        assert!(
+            kids.get(tmp, &plan, &cell).await.is_err(),
+            "a temporary child never comes back"
+        );
+
+        // Crash: permanent and transient children come back.
+        assert!(
+            kids.exited(p, true, "crashed", &plan, &cell)
+                .await
+                .expect("within intensity")
+        );
+        assert!(
+            kids.exited(tr, true, "crashed", &plan, &cell)
+                .await
+                .expect("within intensity")
+        );
+        // Three restarts so far (p twice, tr once); the default intensity is 3 within 5s, so the
+        // fourth gives up.
+        let err = kids
+            .exited(p, true, "crashed", &plan, &cell)
+            .await
+            .expect_err("fourth exceeds");
+        assert!(
+            err.0.contains("more than 3 restarts within 5s"),
+            "{}",
+            err.0
+        );
+        kids.stop_all().await;
+        host.stop(None);
+    }
+}

@@ -58,6 +58,7 @@ struct Node {
     restarts: AtomicU64,
     events: Mutex<Vec<BudgetEvent>>,
     crash: Mutex<Option<String>>,
+    began: std::sync::atomic::AtomicBool,
     /// Cancelling an account cancels its whole subtree (child tokens are derived from it).
     token: CancellationToken,
     started: Instant,
@@ -271,6 +272,17 @@ impl Account {
             });
     }
 
+    /// Marks that an agent began working on this task (a task still queued when its agent died can
+    /// be delivered again without counting as a retry).
+    pub fn mark_started(&self) {
+        self.0.began.store(true, Ordering::Release);
+    }
+
+    /// Whether an agent began working on this task.
+    pub fn was_started(&self) -> bool {
+        self.0.began.load(Ordering::Acquire)
+    }
+
     /// Records why the agent holding this task crashed (the last crash wins).
     pub fn record_crash(&self, reason: impl Into<String>) {
         *self
@@ -407,6 +419,7 @@ impl Node {
             restarts: AtomicU64::new(0),
             events: Mutex::new(Vec::new()),
             crash: Mutex::new(None),
+            began: std::sync::atomic::AtomicBool::new(false),
             token,
             task,
             agent,
