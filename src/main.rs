@@ -55,6 +55,23 @@ fn parse_usd(s: &str) -> Result<NanoUsd, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A panic inside a model or tool crashes its agent, which its supervisor handles and the
+    // report shows; log one line for it, not a backtrace.
+    {
+        std::panic::set_hook(Box::new(|info| {
+            let what = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            tracing::warn!("panic{at}: {what}");
+        }));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -241,6 +258,23 @@ impl Observer for Printer {
                 self.pad(agent),
                 one_line(detail, 110)
             ),
+            Event::Restarted {
+                agent,
+                supervisor,
+                reason,
+            } => format!(
+                "{}[{agent}] ↻ restarted by {supervisor} after: {}",
+                self.pad(agent),
+                one_line(reason, 90)
+            ),
+            Event::GaveUp { supervisor, reason } => format!(
+                "{}[{supervisor}] ✗ gave up: {}",
+                self.pad(supervisor),
+                one_line(reason, 100)
+            ),
+            Event::BudgetAction { agent, action, .. } => {
+                format!("{}[{agent}] $ {action}", self.pad(agent))
+            }
             _ => return,
         };
         println!("{line}");
@@ -256,18 +290,27 @@ fn print_summary(out: &mut impl Write, r: &RunReport) -> std::io::Result<()> {
         _ => {}
     }
     writeln!(out)?;
+    let w = r
+        .agents
+        .iter()
+        .map(|a| a.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     writeln!(
         out,
-        "{:<12} {:>5} {:>6} {:>10} {:>10} {:>6} {:>13}  outcome",
-        "agent", "tasks", "calls", "tokens in", "tokens out", "steps", "cost"
+        "{:<w$} {:>5} {:>5} {:>6} {:>8} {:>9} {:>10} {:>5} {:>11}  outcome",
+        "agent", "tasks", "calls", "errors", "restarts", "tokens in", "tokens out", "steps", "cost"
     )?;
     for a in &r.agents {
         writeln!(
             out,
-            "{:<12} {:>5} {:>6} {:>10} {:>10} {:>6} {:>13}  {}",
+            "{:<w$} {:>5} {:>5} {:>6} {:>8} {:>9} {:>10} {:>5} {:>11}  {}",
             a.name,
             a.tasks,
             a.model_calls,
+            a.model_errors,
+            a.restarts,
             a.tokens_in,
             a.tokens_out,
             a.steps,
@@ -278,10 +321,12 @@ fn print_summary(out: &mut impl Write, r: &RunReport) -> std::io::Result<()> {
     let t = &r.totals;
     writeln!(
         out,
-        "{:<12} {:>5} {:>6} {:>10} {:>10} {:>6} {:>13}  {} ms",
+        "{:<w$} {:>5} {:>5} {:>6} {:>8} {:>9} {:>10} {:>5} {:>11}  {} ms",
         "total",
         r.tasks.len(),
         t.model_calls,
+        t.model_errors,
+        t.restarts,
         t.tokens_in,
         t.tokens_out,
         t.steps,

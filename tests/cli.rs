@@ -150,6 +150,84 @@ mod run {
     }
 
     #[test]
+    fn flaky_providers_recovers_reroutes_and_cuts_off_in_one_run() {
+        let (r, code) = json_report(&[
+            "run",
+            "examples/topologies/flaky-providers.yaml",
+            "--task",
+            "Prepare the weekly incident digest",
+            "--json",
+        ]);
+        assert_eq!(
+            (r["outcome"].as_str(), code),
+            (Some("completed"), 0),
+            "{r:#}"
+        );
+        let agent = |name: &str| {
+            r["agents"]
+                .as_array()
+                .expect("agents")
+                .iter()
+                .find(|a| a["name"] == name)
+                .unwrap_or_else(|| panic!("{name} ran"))
+                .clone()
+        };
+        let kinds = |a: &Value| -> Vec<String> {
+            a["budget_events"]
+                .as_array()
+                .expect("budget_events")
+                .iter()
+                .map(|e| e["kind"].as_str().expect("kind").to_string())
+                .collect()
+        };
+        // Recovery from a provider error: escalated to the next model.
+        assert_eq!(u(&agent("researcher")["model_errors"]), 1);
+        assert_eq!(agent("researcher")["outcome"], "completed");
+        // Recovery from a crash: restarted, task retried.
+        assert_eq!(u(&agent("archivist")["restarts"]), 1);
+        assert_eq!(agent("archivist")["outcome"], "completed");
+        // Reroute to the fallback agent.
+        assert_eq!(u(&agent("summarizer")["reroutes"]), 1);
+        assert_eq!(kinds(&agent("summarizer")), ["refused", "rerouted_agent"]);
+        assert_eq!(agent("summarizer-lite")["outcome"], "completed");
+        // Cut-off.
+        assert_eq!(kinds(&agent("auditor")), ["refused", "cut_off"]);
+        assert_eq!(agent("auditor")["outcome"], "budget_exceeded");
+        assert!(
+            u(&agent("auditor")["cost_nanousd"]) <= 400_000,
+            "the auditor stayed within its budget"
+        );
+        let sum: u64 = r["agents"]
+            .as_array()
+            .expect("agents")
+            .iter()
+            .map(|a| u(&a["cost_nanousd"]))
+            .sum();
+        assert_eq!(sum, u(&r["totals"]["cost_nanousd"]));
+        assert_eq!(
+            (u(&r["totals"]["restarts"]), u(&r["totals"]["reroutes"])),
+            (1, 1)
+        );
+        let outcomes: Vec<&str> = r["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .map(|t| t["outcome"].as_str().expect("outcome"))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                "completed",
+                "completed",
+                "completed",
+                "budget_exceeded",
+                "completed",
+                "budget_exceeded"
+            ]
+        );
+    }
+
+    #[test]
     fn bad_budget_flags_are_refused_clearly() {
         for (flag, needle) in [
             ("-1", "negative"),

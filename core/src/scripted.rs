@@ -9,7 +9,7 @@
 //! ```yaml
 //! latency: 20ms              # default for every rule (optional)
 //! rules:
-//!   - agent: rca             # match on the calling agent (optional)
+//!   - agent: rca             # match on the calling agent (optional; `model:` on the model's name)
 //!     step: 1                # ... on the loop step (optional)
 //!     last_contains: "alert" # ... on text in the last message (optional)
 //!     reply:
@@ -23,7 +23,7 @@
 //!       text: "The spike at {{t}} follows deploy {{sha}}. Task was: {{task}}"
 //! ```
 //!
-//! The first rule that matches wins. Templates: `{{task}}` (the first user message), `{{last}}` (the
+//! The first rule that matches wins; `times: N` makes a rule fire at most N times. Templates: `{{task}}` (the first user message), `{{last}}` (the
 //! last message), and named regex captures; they work in `text` and in every string of `args`.
 //!
 //! ## Rehearsing failure
@@ -164,6 +164,7 @@ impl RandomFaults {
 
 #[derive(Debug)]
 struct Rule {
+    model: Option<String>,
     agent: Option<String>,
     step: Option<u32>,
     last_contains: Option<String>,
@@ -173,6 +174,9 @@ struct Rule {
     calls: Vec<(String, serde_json::Value)>,
     fault: Option<Fault>,
     latency: Option<Duration>,
+    /// Fires at most this many times (then it no longer matches).
+    times: Option<u32>,
+    fired: AtomicU64,
 }
 
 #[derive(Deserialize)]
@@ -188,6 +192,7 @@ struct RulesFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleSpec {
+    model: Option<String>,
     agent: Option<String>,
     step: Option<u32>,
     last_contains: Option<String>,
@@ -197,6 +202,7 @@ struct RuleSpec {
     reply: ReplySpec,
     #[serde(default, with = "crate::budget::duration_opt")]
     latency: Option<Duration>,
+    times: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -252,6 +258,7 @@ impl ScriptedModel {
                 )));
             }
             rules.push(Rule {
+                model: r.model,
                 agent: r.agent,
                 step: r.step,
                 last_contains: r.last_contains,
@@ -270,6 +277,8 @@ impl ScriptedModel {
                     .collect(),
                 fault: r.reply.fault,
                 latency: r.latency,
+                times: r.times,
+                fired: AtomicU64::new(0),
             });
         }
         let model = ScriptedModel {
@@ -373,6 +382,7 @@ impl ScriptedModel {
             name: name.to_string(),
             latency: Duration::ZERO,
             rules: vec![Rule {
+                model: None,
                 agent: None,
                 step: None,
                 last_contains: None,
@@ -382,6 +392,8 @@ impl ScriptedModel {
                 calls: Vec::new(),
                 fault: None,
                 latency: None,
+                times: None,
+                fired: AtomicU64::new(0),
             }],
             faults: None,
             injected: Default::default(),
@@ -396,8 +408,11 @@ impl ScriptedModel {
         let mut captures: Vec<(String, String)> = Vec::new();
         let rule = self.rules.iter().find(|r| {
             captures.clear();
-            r.matches(req, last, &mut captures)
+            r.model.as_deref().is_none_or(|m| m == self.name) && r.matches(req, last, &mut captures)
         });
+        if let Some(r) = rule {
+            r.fired.fetch_add(1, Ordering::Relaxed);
+        }
         let Some(rule) = rule else {
             return Err(ModelError::NoRule {
                 model: self.name.clone(),
@@ -463,6 +478,12 @@ impl Rule {
         last: &str,
         caps: &mut Vec<(String, String)>,
     ) -> bool {
+        if self
+            .times
+            .is_some_and(|t| self.fired.load(Ordering::Relaxed) >= u64::from(t))
+        {
+            return false;
+        }
         if self
             .agent
             .as_deref()
@@ -714,7 +735,7 @@ rules:
 
     #[tokio::test]
     async fn rule_faults_and_counts() {
-        let rules = "rules:\n  - step: 1\n    reply: { fault: error }\n  - step: 2\n    reply: { fault: malformed }\n  - step: 3\n    reply: { fault: runaway }\n";
+        let rules = "rules:\n  - step: 1\n    times: 1\n    reply: { fault: error }\n  - step: 2\n    reply: { fault: malformed }\n  - step: 3\n    reply: { fault: runaway }\n";
         let m = ScriptedModel::from_yaml("m", rules, Path::new("r.yaml")).unwrap();
         let msgs = vec![Message::new(Role::User, "go")];
         assert!(matches!(
