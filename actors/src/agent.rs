@@ -256,9 +256,9 @@ async fn run_task(
                 arguments: &call.arguments,
             });
             let observation = if call.name == DELEGATE_TOOL {
-                delegate(myself, state, env, account, call).await?
+                Box::pin(delegate(myself, state, env, account, call)).await?
             } else {
-                match run_tool(&me, env, account, call).await? {
+                match Box::pin(run_tool(&me, env, account, call)).await? {
                     Some(o) => o,
                     None => return Ok(end(Outcome::Cancelled, "cancelled")),
                 }
@@ -389,21 +389,35 @@ async fn attempt(
             return Attempt::Refused(r);
         }
     };
-    let timeout_at = Instant::now() + rung.timeout;
-    let limit = env.deadline.map_or(timeout_at, |d| d.min(timeout_at));
-    let call = AssertUnwindSafe(rung.model.call(request)).catch_unwind();
-    let result = tokio::select! {
-        r = tokio::time::timeout_at(limit, call) => match r {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(panic)) => {
-                rung.requests_err.increment(1);
-                account.record_model_error();
-                return Attempt::Crash(format!("`{}` crashed: model `{}` panicked: {}", me.name, rung.name, panic_text(&*panic)));
-            }
-            Err(elapsed) => Err(elapsed),
-        },
-        // The reservation is released on drop: an abandoned call books nothing.
-        () = account.cancelled() => return Attempt::Ended(end(Outcome::Cancelled, "cancelled")),
+    let mut call = std::pin::pin!(AssertUnwindSafe(rung.model.call(request)).catch_unwind());
+    // A model that answers at once (a local or scripted one) needs no timer: poll it first.
+    let (timeout_at, polled) = match futures::poll!(&mut call) {
+        std::task::Poll::Ready(r) => (None, Ok(r)),
+        std::task::Poll::Pending => {
+            let timeout_at = Instant::now() + rung.timeout;
+            let limit = env.deadline.map_or(timeout_at, |d| d.min(timeout_at));
+            let r = tokio::select! {
+                biased;
+                r = tokio::time::timeout_at(limit, &mut call) => r,
+                // The reservation is released on drop: an abandoned call books nothing.
+                () = account.cancelled() => return Attempt::Ended(end(Outcome::Cancelled, "cancelled")),
+            };
+            (Some(timeout_at), r)
+        }
+    };
+    let result = match polled {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(panic)) => {
+            rung.requests_err.increment(1);
+            account.record_model_error();
+            return Attempt::Crash(format!(
+                "`{}` crashed: model `{}` panicked: {}",
+                me.name,
+                rung.name,
+                panic_text(&*panic)
+            ));
+        }
+        Err(elapsed) => Err(elapsed),
     };
     let error = match result {
         Ok(Ok(response)) => {
@@ -424,7 +438,11 @@ async fn attempt(
             return Attempt::Answered(response);
         }
         Ok(Err(e)) => e,
-        Err(_) if env.deadline.is_some_and(|d| d <= timeout_at) => {
+        Err(_)
+            if env
+                .deadline
+                .is_some_and(|d| timeout_at.is_none_or(|t| d <= t)) =>
+        {
             return Attempt::Ended(end(
                 Outcome::TimedOut,
                 format!("deadline passed waiting for {}", rung.name),
@@ -485,6 +503,7 @@ async fn run_tool(
         }
     };
     let result = tokio::select! {
+        biased;
         r = async {
             match env.deadline {
                 Some(d) => tokio::time::timeout_at(d, run).await.ok(),

@@ -3,6 +3,7 @@
 //! read it without locks.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -81,11 +82,29 @@ impl OutcomeCounters {
     }
 }
 
+/// Hashes task ids (already unique integers) with one multiplication instead of SipHash.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// The whole resolved topology.
 pub(crate) struct Plan {
     pub(crate) agents: Vec<Arc<AgentPlan>>,
     /// The conductor's task table: every root task an agent holds, with its account and holder.
-    pub(crate) tasks: DashMap<TaskId, (Account, ActorId)>,
+    pub(crate) tasks: DashMap<TaskId, (Account, ActorId), BuildHasherDefault<IdHasher>>,
     /// The running root agent, published by the conductor so callers reach it without a hop.
     root_ref: RwLock<Option<ActorRef<AgentMsg>>>,
     pub(crate) root: usize,
@@ -275,7 +294,7 @@ impl Plan {
             }));
         }
         Ok(Plan {
-            tasks: DashMap::new(),
+            tasks: DashMap::default(),
             root_ref: RwLock::new(None),
             root: index_of[&topology.root()],
             agents,
