@@ -1,5 +1,7 @@
 //! The `baton` command line.
 
+mod serve;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -40,6 +42,13 @@ enum Command {
         /// Override the root agent's money budget, in dollars (e.g. 0.05).
         #[arg(long, value_name = "USD", allow_negative_numbers = true, value_parser = parse_usd)]
         budget_usd: Option<NanoUsd>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
+        /// Keep serving /metrics this long after the work ends (e.g. 30s), so a scraper sees the
+        /// final values.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "metrics_addr")]
+        linger: Option<std::time::Duration>,
     },
     /// Check topology files; exit 0 when all are valid.
     Validate {
@@ -47,6 +56,10 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    baton::core::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn parse_usd(s: &str) -> Result<NanoUsd, String> {
@@ -85,6 +98,8 @@ fn main() -> ExitCode {
             task,
             json,
             budget_usd,
+            metrics_addr,
+            linger,
         } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -96,7 +111,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(run(file, task, json, budget_usd))
+            runtime.block_on(run(file, task, json, budget_usd, metrics_addr, linger))
         }
         Command::Validate { files } => {
             let mut ok = true;
@@ -123,6 +138,8 @@ async fn run(
     task: Option<String>,
     json: bool,
     budget_usd: Option<NanoUsd>,
+    metrics_addr: Option<std::net::SocketAddr>,
+    linger: Option<std::time::Duration>,
 ) -> ExitCode {
     let mut topology = match Topology::from_path(&file) {
         Ok(t) => t,
@@ -142,13 +159,34 @@ async fn run(
         }
         topology.set_root_budget(b);
     }
-    match run_inner(topology, task, json).await {
+    if let Some(addr) = metrics_addr {
+        let served = match serve::install() {
+            Ok(handle) => serve::serve(addr, handle).await,
+            Err(e) => Err(e),
+        };
+        match served {
+            Ok(bound) => eprintln!("metrics: http://{bound}/metrics"),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        }
+    }
+    let code = match run_inner(topology, task, json).await {
         Ok(report) => ExitCode::from(u8::try_from(report.outcome.exit_code()).unwrap_or(1)),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    if let Some(linger) = linger {
+        eprintln!(
+            "metrics: serving for {} more",
+            baton::core::format_duration(linger)
+        );
+        tokio::time::sleep(linger).await;
     }
+    code
 }
 
 async fn run_inner(topology: Topology, task: String, json: bool) -> anyhow::Result<RunReport> {
@@ -167,6 +205,7 @@ async fn run_inner(topology: Topology, task: String, json: bool) -> anyhow::Resu
     } else {
         print_summary(&mut out, &report)?;
     }
+    out.flush()?;
     Ok(report)
 }
 

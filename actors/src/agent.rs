@@ -22,10 +22,12 @@ use futures::FutureExt;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::observer::Event;
 use crate::plan::{AgentPlan, Plan, Rung};
 use crate::supervisor::{Abort, Children};
+use crate::telemetry::CpuTimed;
 
 /// Delegations deeper than this are refused: a guard against handoff loops.
 pub(crate) const MAX_HOPS: u32 = 64;
@@ -72,6 +74,13 @@ pub(crate) struct AgentState {
     children: Children,
 }
 
+impl Drop for AgentState {
+    /// The state lives exactly as long as the actor runs, crash or not.
+    fn drop(&mut self) {
+        self.me.running.decrement(1.0);
+    }
+}
+
 impl Actor for AgentActor {
     type Msg = AgentMsg;
     type State = AgentState;
@@ -83,6 +92,7 @@ impl Actor for AgentActor {
         args: AgentArgs,
     ) -> Result<AgentState, ActorProcessingErr> {
         let me = Arc::clone(&args.plan.agents[args.me]);
+        me.running.increment(1.0);
         Ok(AgentState {
             children: Children::new(&args.plan, args.me),
             plan: args.plan,
@@ -131,9 +141,18 @@ impl Actor for AgentActor {
                 .tasks
                 .insert(envelope.task, (account.clone(), myself.get_id()));
         }
-        let run = AssertUnwindSafe(run_task(&myself, state, &envelope, task, &account))
-            .catch_unwind()
-            .await;
+        let span = tracing::info_span!(
+            "task",
+            task = envelope.task.0,
+            parent = envelope.parent.map(|p| p.0),
+            trace = envelope.trace.0,
+            agent = %state.me.name,
+            hops = envelope.hops,
+        );
+        let run =
+            AssertUnwindSafe(run_task(&myself, state, &envelope, task, &account).instrument(span))
+                .catch_unwind()
+                .await;
         let result = match run {
             Ok(Ok(result)) => result,
             // Let it crash: the supervisor decides what happens to the task (retry or fail).
@@ -236,7 +255,11 @@ async fn run_task(
         }
         account.record_step();
         me.steps.increment(1);
-        let response = match call_ladder(&state.plan, &me, env, account, step, &messages).await? {
+        let step_span = tracing::debug_span!("step", step, task = env.task.0, agent = %me.name);
+        let response = match call_ladder(&state.plan, &me, env, account, step, &messages)
+            .instrument(step_span)
+            .await?
+        {
             Ok(r) => r,
             Err(result) => return Ok(result),
         };
@@ -316,7 +339,15 @@ async fn call_ladder(
     let mut failure: Option<String> = None;
     for rung in me.ladder.iter().filter(|r| r.quality >= me.quality_bar) {
         match attempt(plan, me, rung, env, account, step, messages).await {
-            Attempt::Answered(r) => return Ok(Ok(r)),
+            Attempt::Answered(r) => {
+                let reason = match (&failure, &refusal) {
+                    (Some(_), _) => 1,
+                    (None, Some(_)) => 2,
+                    (None, None) => 0,
+                };
+                rung.decisions[reason].increment(1);
+                return Ok(Ok(r));
+            }
             Attempt::Refused(r) => refusal = Some(r),
             Attempt::Failed(f) => failure = Some(f),
             Attempt::Ended(result) => return Ok(Err(result)),
@@ -327,6 +358,7 @@ async fn call_ladder(
         for rung in me.ladder.iter().filter(|r| r.quality < me.quality_bar) {
             match attempt(plan, me, rung, env, account, step, messages).await {
                 Attempt::Answered(r) => {
+                    rung.decisions[2].increment(1);
                     let action = format!("rerouted to model {}", rung.name);
                     account.record_event(
                         BudgetEventKind::ReroutedModel,
@@ -384,11 +416,11 @@ async fn attempt(
     let reservation = match account.reserve(worst, input + max_out) {
         Ok(r) => r,
         Err(r) => {
-            metrics::counter!("baton_budget_refusals_total", "agent" => me.name.to_string())
-                .increment(1);
+            me.refusals.increment(1);
             return Attempt::Refused(r);
         }
     };
+    let started = std::time::Instant::now();
     let mut call = std::pin::pin!(AssertUnwindSafe(rung.model.call(request)).catch_unwind());
     // A model that answers at once (a local or scripted one) needs no timer: poll it first.
     let (timeout_at, polled) = match futures::poll!(&mut call) {
@@ -405,6 +437,7 @@ async fn attempt(
             (Some(timeout_at), r)
         }
     };
+    rung.latency.record(started.elapsed().as_secs_f64());
     let result = match polled {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(panic)) => {
@@ -424,6 +457,11 @@ async fn attempt(
             let cost = rung.price.cost(&response.usage);
             reservation.commit(&response.usage, cost);
             rung.requests_ok.increment(1);
+            rung.cost.increment(cost.0);
+            let left = account.remaining_cost();
+            if left != NanoUsd::MAX {
+                me.remaining.set(left.as_usd_f64());
+            }
             rung.tokens_in.increment(response.usage.input);
             rung.tokens_out.increment(response.usage.output);
             rung.tokens_cached.increment(response.usage.cached_input);
@@ -480,7 +518,7 @@ async fn run_tool(
     account: &Account,
     call: &ToolCall,
 ) -> Result<Option<String>, Abort> {
-    let Some(tool) = me.tools.iter().find(|t| t.name() == call.name) else {
+    let Some(i) = me.tools.iter().position(|t| t.name() == call.name) else {
         let names: Vec<&str> = me.schemas.iter().map(|s| s.name.as_str()).collect();
         return Ok(Some(format!(
             "error: no tool named `{}`; available: {}",
@@ -488,11 +526,11 @@ async fn run_tool(
             names.join(", ")
         )));
     };
+    let (tool, m) = (&me.tools[i], &me.tool_metrics[i]);
+    let started = std::time::Instant::now();
+    let mut timed = CpuTimed::new(tool.call(call.arguments.clone()));
     let run = async {
-        match AssertUnwindSafe(tool.call(call.arguments.clone()))
-            .catch_unwind()
-            .await
-        {
+        match AssertUnwindSafe(&mut timed).catch_unwind().await {
             Ok(r) => Ok(r),
             Err(panic) => Err(Abort(format!(
                 "`{}` crashed: tool `{}` panicked: {}",
@@ -512,22 +550,20 @@ async fn run_tool(
         } => r,
         () = account.cancelled() => return Ok(None),
     };
+    m.duration.record(started.elapsed().as_secs_f64());
+    m.cpu.record(timed.cpu.as_secs_f64());
+    let outcome = match &result {
+        Some(Ok(Ok(_))) => 0,
+        Some(Ok(Err(_))) => 1,
+        None => 2,
+        Some(Err(_)) => 3,
+    };
+    m.calls[outcome].increment(1);
     let result = match result {
-        Some(Err(abort)) => {
-            metrics::counter!("baton_tool_calls_total", "agent" => me.name.to_string(), "tool" => call.name.clone(), "outcome" => "panic")
-                .increment(1);
-            return Err(abort);
-        }
+        Some(Err(abort)) => return Err(abort),
         Some(Ok(r)) => Some(r),
         None => None,
     };
-    let outcome = match &result {
-        Some(Ok(_)) => "ok",
-        Some(Err(_)) => "error",
-        None => "timeout",
-    };
-    metrics::counter!("baton_tool_calls_total", "agent" => me.name.to_string(), "tool" => call.name.clone(), "outcome" => outcome)
-        .increment(1);
     Ok(Some(match result {
         Some(Ok(text)) => text,
         Some(Err(e)) => format!("error: {e}"),

@@ -82,6 +82,7 @@ impl ConductorState {
                 baton_core::format_duration(sup.within)
             );
             let _ = self.plan.gave_up.set(why.clone());
+            metrics::counter!("baton_escalations_total", "supervisor" => "conductor").increment(1);
             self.plan.observe(&Event::GaveUp {
                 supervisor: "conductor",
                 reason: &why,

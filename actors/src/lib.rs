@@ -14,9 +14,11 @@ mod plan;
 mod report;
 mod runtime;
 mod supervisor;
+mod telemetry;
 
 pub use agent::TaskResult;
 pub use error::RuntimeError;
 pub use observer::{Event, Observer};
 pub use report::{AgentReport, RunReport, TaskBudgetEvent, TaskReport, Totals};
 pub use runtime::{Runtime, RuntimeBuilder, TaskRun};
+pub use telemetry::{METRICS, describe_metrics};

@@ -17,7 +17,7 @@ use std::sync::RwLock;
 
 use crate::agent::AgentMsg;
 use baton_topologies::{DELEGATE_TOOL, NodeIndex, Provider, ToolKind, Topology};
-use metrics::Counter;
+use metrics::{Counter, Gauge, Histogram};
 use serde_json::json;
 
 use crate::error::RuntimeError;
@@ -33,6 +33,10 @@ pub(crate) struct Rung {
     pub(crate) timeout: Duration,
     pub(crate) requests_ok: Counter,
     pub(crate) requests_err: Counter,
+    pub(crate) latency: Histogram,
+    pub(crate) cost: Counter,
+    /// `baton_router_decisions_total` for reasons cheapest, escalated, budget.
+    pub(crate) decisions: [Counter; 3],
     pub(crate) tokens_in: Counter,
     pub(crate) tokens_out: Counter,
     pub(crate) tokens_cached: Counter,
@@ -63,6 +67,18 @@ pub(crate) struct AgentPlan {
     pub(crate) cutoffs: Counter,
     pub(crate) reroutes_model: Counter,
     pub(crate) reroutes_agent: Counter,
+    pub(crate) escalations: Counter,
+    pub(crate) refusals: Counter,
+    pub(crate) remaining: Gauge,
+    pub(crate) running: Gauge,
+    /// Per tool (same order as `tools`): calls by outcome ok, error, timeout, panic; duration; CPU.
+    pub(crate) tool_metrics: Vec<ToolMetrics>,
+}
+
+pub(crate) struct ToolMetrics {
+    pub(crate) calls: [Counter; 4],
+    pub(crate) duration: Histogram,
+    pub(crate) cpu: Histogram,
 }
 
 /// `baton_tasks_total{agent, outcome}`, one handle per outcome, registered once.
@@ -240,12 +256,13 @@ impl Plan {
                         max_output: def.max_output_tokens,
                         quality: def.quality,
                         timeout: def.timeout,
-                        requests_ok: metrics::counter!("baton_model_requests_total", &labels[..]).clone(),
-                        requests_err: metrics::counter!(
-                            "baton_model_errors_total",
-                            "agent" => agent_label.clone(),
-                            "model" => m.to_string()
-                        ),
+                        requests_ok: metrics::counter!("baton_model_requests_total", "agent" => agent_label.clone(), "model" => m.to_string(), "outcome" => "ok"),
+                        requests_err: metrics::counter!("baton_model_requests_total", "agent" => agent_label.clone(), "model" => m.to_string(), "outcome" => "error"),
+                        latency: metrics::histogram!("baton_model_request_duration_seconds", &labels[..]),
+                        cost: metrics::counter!("baton_cost_nanousd_total", &labels[..]),
+                        decisions: ["cheapest", "escalated", "budget"].map(|reason| {
+                            metrics::counter!("baton_router_decisions_total", "agent" => agent_label.clone(), "model" => m.to_string(), "reason" => reason)
+                        }),
                         tokens_in: tok("input"),
                         tokens_out: tok("output"),
                         tokens_cached: tok("cached_input"),
@@ -290,6 +307,24 @@ impl Plan {
                 cutoffs: metrics::counter!("baton_budget_cutoffs_total", "agent" => agent_label.clone()),
                 reroutes_model: metrics::counter!("baton_budget_reroutes_total", "agent" => agent_label.clone(), "reason" => "cheaper_model"),
                 reroutes_agent: metrics::counter!("baton_budget_reroutes_total", "agent" => agent_label.clone(), "reason" => "fallback_agent"),
+                escalations: metrics::counter!("baton_escalations_total", "supervisor" => agent_label.clone()),
+                refusals: metrics::counter!("baton_budget_refusals_total", "agent" => agent_label.clone()),
+                remaining: metrics::gauge!("baton_budget_remaining_usd", "agent" => agent_label.clone()),
+                running: metrics::gauge!("baton_agents_running", "agent" => agent_label.clone()),
+                tool_metrics: a
+                    .tools
+                    .iter()
+                    .map(|t| {
+                        let labels = [("agent", agent_label.clone()), ("tool", t.to_string())];
+                        ToolMetrics {
+                            calls: ["ok", "error", "timeout", "panic"].map(|o| {
+                                metrics::counter!("baton_tool_calls_total", "agent" => agent_label.clone(), "tool" => t.to_string(), "outcome" => o)
+                            }),
+                            duration: metrics::histogram!("baton_tool_duration_seconds", &labels[..]),
+                            cpu: metrics::histogram!("baton_tool_cpu_seconds", &labels[..]),
+                        }
+                    })
+                    .collect(),
                 steps: metrics::counter!("baton_agent_steps_total", "agent" => agent_label),
             }));
         }

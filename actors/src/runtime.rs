@@ -63,6 +63,7 @@ impl RuntimeBuilder {
                 message: e.to_string(),
             })?;
         Ok(Runtime {
+            workflow_cost: metrics::histogram!("baton_workflow_cost_usd", "topology" => self.topology.name().to_string()),
             user: Arc::from("user"),
             conductor,
             handle,
@@ -87,6 +88,7 @@ impl RuntimeBuilder {
 /// # Ok(()) }
 /// ```
 pub struct Runtime {
+    workflow_cost: metrics::Histogram,
     /// The sender of root tasks, allocated once.
     user: Arc<str>,
     conductor: ActorRef<ConductorMsg>,
@@ -253,6 +255,9 @@ impl Runtime {
             match rx.await {
                 Ok(result) => {
                     drop(guard.disarm());
+                    if result.payload.outcome == Outcome::Completed {
+                        self.workflow_cost.record(account.spent().as_usd_f64());
+                    }
                     return Ok(TaskRun {
                         result: result.payload,
                         account,

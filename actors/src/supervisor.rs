@@ -32,6 +32,7 @@ pub(crate) struct Abort(pub(crate) String);
 
 pub(crate) struct Children {
     supervisor: Arc<str>,
+    escalations: metrics::Counter,
     sup: Supervision,
     slots: Vec<Slot>,
     restarts: VecDeque<Instant>,
@@ -42,6 +43,7 @@ impl Children {
         let a = &plan.agents[me];
         Children {
             supervisor: Arc::clone(&a.name),
+            escalations: a.escalations.clone(),
             sup: a.supervision.clone(),
             slots: a
                 .children
@@ -198,6 +200,7 @@ impl Children {
                 supervisor: &self.supervisor,
                 reason: &why,
             });
+            self.escalations.increment(1);
             return Err(Abort(why));
         }
         // Which slots restart, in start order.

@@ -1,0 +1,153 @@
+//! The metrics the runtime emits, described once, and the CPU-time measurement of tools.
+//!
+//! Libraries emit through the `metrics` facade; the binary installs the exporter and calls
+//! [`describe_metrics`] so that every family carries its HELP text. Names follow Prometheus
+//! conventions: `baton_` prefix, base units, `_total` for counters; labels come only from the
+//! topology (agent, model, tool) and from fixed sets (kind, outcome, reason).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Every metric family Baton emits, with its kind and HELP text.
+pub const METRICS: &[(&str, &str, &str)] = &[
+    (
+        "baton_tokens_total",
+        "counter",
+        "Tokens billed by model calls, by kind: input (cached included), output, cached_input.",
+    ),
+    (
+        "baton_cost_nanousd_total",
+        "counter",
+        "Money booked in the ledger for model calls, in nano-dollars (exact integer).",
+    ),
+    (
+        "baton_model_requests_total",
+        "counter",
+        "Model calls, by outcome (ok or error).",
+    ),
+    (
+        "baton_model_request_duration_seconds",
+        "histogram",
+        "Latency of model calls.",
+    ),
+    (
+        "baton_router_decisions_total",
+        "counter",
+        "Which model answered a step and why: cheapest, escalated (after a failure) or budget (after a refusal).",
+    ),
+    (
+        "baton_agent_steps_total",
+        "counter",
+        "Loop iterations of agents.",
+    ),
+    (
+        "baton_tool_calls_total",
+        "counter",
+        "Tool calls, by outcome (ok, error, timeout, panic).",
+    ),
+    (
+        "baton_tool_duration_seconds",
+        "histogram",
+        "Wall-clock duration of tool calls.",
+    ),
+    (
+        "baton_tool_cpu_seconds",
+        "histogram",
+        "CPU time spent inside tool calls (the CPU side of the bill).",
+    ),
+    ("baton_tasks_total", "counter", "Tasks by terminal outcome."),
+    (
+        "baton_workflow_cost_usd",
+        "histogram",
+        "Cost of each completed run (root task and everything it delegated), in dollars.",
+    ),
+    (
+        "baton_budget_refusals_total",
+        "counter",
+        "Reservations refused because they did not fit a budget.",
+    ),
+    (
+        "baton_budget_cutoffs_total",
+        "counter",
+        "Agents cut off by their supervisor after exceeding a budget.",
+    ),
+    (
+        "baton_budget_reroutes_total",
+        "counter",
+        "Budget reroutes, by reason: cheaper_model or fallback_agent.",
+    ),
+    (
+        "baton_budget_remaining_usd",
+        "gauge",
+        "What is left of the budget of the agent's latest task after its latest call, in dollars.",
+    ),
+    (
+        "baton_restarts_total",
+        "counter",
+        "Agent restarts by their supervisor.",
+    ),
+    (
+        "baton_escalations_total",
+        "counter",
+        "Supervisors that gave up (restart intensity exceeded) and escalated.",
+    ),
+    (
+        "baton_agents_running",
+        "gauge",
+        "Agent actors currently running.",
+    ),
+];
+
+/// Registers the HELP text of every metric with the installed recorder. Call it once, after
+/// installing one (the CLI does).
+pub fn describe_metrics() {
+    for (name, kind, help) in METRICS {
+        match *kind {
+            "counter" => metrics::describe_counter!(*name, *help),
+            "gauge" => metrics::describe_gauge!(*name, *help),
+            _ => metrics::describe_histogram!(*name, *help),
+        }
+    }
+}
+
+/// CPU time consumed by the current thread so far.
+#[cfg(unix)]
+fn thread_cpu() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(Duration::ZERO, Duration::from)
+}
+
+#[cfg(not(unix))]
+fn thread_cpu() -> Duration {
+    Duration::ZERO
+}
+
+/// Wraps a future and adds up the thread CPU time spent in each of its polls: the CPU a tool
+/// burns, wherever the runtime polls it.
+pub(crate) struct CpuTimed<F> {
+    inner: F,
+    pub(crate) cpu: Duration,
+}
+
+impl<F> CpuTimed<F> {
+    pub(crate) fn new(inner: F) -> CpuTimed<F> {
+        CpuTimed {
+            inner,
+            cpu: Duration::ZERO,
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for CpuTimed<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let start = thread_cpu();
+        let r = Pin::new(&mut self.inner).poll(cx);
+        let spent = thread_cpu().saturating_sub(start);
+        self.cpu += spent;
+        r
+    }
+}

@@ -1,0 +1,301 @@
+//! End to end with a real Prometheus: `baton run --metrics-addr` is scraped by a Prometheus server
+//! on loopback, and what Prometheus stored must equal the run's JSON report, to the nano-dollar.
+//! `promtool check metrics` must accept the exposition.
+//!
+//! Needs `prometheus` and `promtool` on the PATH (Debian: `apt-get install prometheus`); `.ci/run`
+//! installs them and sets `BATON_REQUIRE_PROMETHEUS=1`, so that in CI a missing server fails the
+//! test instead of skipping it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn installed(bin: &str) -> bool {
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A GET over plain HTTP/1.0; the body.
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.")
+        .then(|| body.to_string())
+        .filter(|_| head.contains(" 200 "))
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The value of a scalar-ish PromQL query (first series), if Prometheus has one yet.
+fn query(port: u16, promql: &str) -> Option<f64> {
+    let body = get(port, &format!("/api/v1/query?query={}", encode(promql)))?;
+    let v: Value = serde_json::from_str(&body).ok()?;
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+#[test]
+fn prometheus_scrapes_totals_equal_to_the_report() {
+    if !installed("prometheus") || !installed("promtool") {
+        assert!(
+            std::env::var_os("BATON_REQUIRE_PROMETHEUS").is_none(),
+            "prometheus and promtool must be installed (apt-get install prometheus)"
+        );
+        eprintln!("skipping: prometheus is not installed (apt-get install prometheus)");
+        return;
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (metrics_port, prom_port) = (free_port(), free_port());
+    let mut baton = Killed(
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args([
+                "run",
+                "examples/topologies/ops-triage.yaml",
+                "--task",
+                "p99 latency of checkout doubled at 14:05",
+                "--json",
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--linger",
+                "2m",
+            ])
+            .current_dir(root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("baton starts"),
+    );
+    // The report is printed when the work ends; the endpoint keeps serving afterwards.
+    let mut json = String::new();
+    let mut lines = BufReader::new(baton.0.stdout.take().expect("stdout"));
+    loop {
+        let mut line = String::new();
+        if lines.read_line(&mut line).expect("read report") == 0 {
+            panic!("baton exited before printing its report: {json}");
+        }
+        json.push_str(&line);
+        if line == "}\n" {
+            break;
+        }
+    }
+    let report: Value = serde_json::from_str(&json).expect("one JSON report");
+    assert_eq!(report["outcome"], "completed");
+
+    // promtool lints the exposition itself.
+    let exposition = get(metrics_port, "/metrics").expect("/metrics answers");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(exposition.as_bytes())
+        .expect("feed promtool");
+    let checked = promtool.wait_with_output().expect("promtool ends");
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // The shipped scrape example is a valid configuration.
+    let shipped = Command::new("promtool")
+        .args(["check", "config", "dashboards/prometheus.yml"])
+        .current_dir(root)
+        .output()
+        .expect("promtool runs");
+    assert!(
+        shipped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shipped.stdout)
+    );
+
+    // A real Prometheus scrapes the endpoint every second.
+    let dir = std::env::temp_dir().join(format!("baton-prom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: baton\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
+        ),
+    )
+    .expect("write config");
+    let _prometheus = Killed(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+
+    let t = &report["totals"];
+    let n = |v: &Value| v.as_u64().expect("integer") as f64;
+    let completed = report["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter(|t| t["outcome"] == "completed")
+        .count() as f64;
+    let expected = [
+        ("sum(baton_cost_nanousd_total)", n(&t["cost_nanousd"])),
+        (
+            "sum(baton_tokens_total{kind=\"input\"})",
+            n(&t["tokens_in"]),
+        ),
+        (
+            "sum(baton_tokens_total{kind=\"output\"})",
+            n(&t["tokens_out"]),
+        ),
+        (
+            "sum(baton_model_requests_total{outcome=\"ok\"})",
+            n(&t["model_calls"]),
+        ),
+        ("sum(baton_agent_steps_total)", n(&t["steps"])),
+        ("sum(baton_tasks_total{outcome=\"completed\"})", completed),
+        ("up{job=\"baton\"}", 1.0),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = expected
+            .iter()
+            .map(|(q, _)| query(prom_port, q))
+            .collect::<Vec<_>>();
+        if expected
+            .iter()
+            .zip(&last)
+            .all(|((_, want), got)| *got == Some(*want))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never agreed with the report: wanted {expected:?}, got {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The dollar counter is the same money, derived exactly.
+    let usd = query(prom_port, "sum(baton_cost_usd_total)").expect("dollars scraped");
+    assert!(
+        (usd - n(&t["cost_nanousd"]) / 1e9).abs() < 1e-12,
+        "{usd} dollars"
+    );
+    let workflows =
+        query(prom_port, "sum(baton_workflow_cost_usd_count)").expect("workflow histogram scraped");
+    assert_eq!(workflows, 1.0, "one completed workflow");
+}
+
+/// Without a Prometheus server: the endpoint's counters equal the run's report exactly.
+#[test]
+fn exposition_totals_equal_the_report() {
+    let port = free_port();
+    let mut baton = Killed(
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args([
+                "run",
+                "examples/topologies/flaky-providers.yaml",
+                "--task",
+                "Prepare the weekly incident digest",
+                "--json",
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+                "--linger",
+                "1m",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("baton starts"),
+    );
+    let mut json = String::new();
+    let mut lines = BufReader::new(baton.0.stdout.take().expect("stdout"));
+    while !json.ends_with("}\n") || json.lines().last() != Some("}") {
+        let mut line = String::new();
+        assert!(
+            lines.read_line(&mut line).expect("read") > 0,
+            "baton exited early: {json}"
+        );
+        json.push_str(&line);
+    }
+    let report: Value = serde_json::from_str(&json).expect("one JSON report");
+    let text = get(port, "/metrics").expect("/metrics answers");
+    let sum = |family: &str, filter: &str| -> f64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with(family) && l[family.len()..].starts_with('{') && l.contains(filter)
+            })
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    };
+    let t = &report["totals"];
+    let n = |v: &Value| v.as_u64().expect("integer") as f64;
+    assert_eq!(
+        sum("baton_cost_nanousd_total", ""),
+        n(&t["cost_nanousd"]),
+        "cost counter = ledger"
+    );
+    assert_eq!(
+        sum("baton_tokens_total", "kind=\"input\""),
+        n(&t["tokens_in"])
+    );
+    assert_eq!(
+        sum("baton_tokens_total", "kind=\"output\""),
+        n(&t["tokens_out"])
+    );
+    assert_eq!(
+        sum("baton_model_requests_total", "outcome=\"ok\""),
+        n(&t["model_calls"])
+    );
+    assert_eq!(
+        sum("baton_model_requests_total", "outcome=\"error\""),
+        n(&t["model_errors"])
+    );
+    assert_eq!(sum("baton_restarts_total", ""), n(&t["restarts"]));
+    assert_eq!(sum("baton_budget_reroutes_total", ""), n(&t["reroutes"]));
+    assert_eq!(sum("baton_budget_cutoffs_total", ""), 1.0);
+    assert_eq!(sum("baton_agent_steps_total", ""), n(&t["steps"]));
+}
