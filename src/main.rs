@@ -50,12 +50,37 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "metrics_addr")]
         linger: Option<std::time::Duration>,
     },
-    /// Check topology files; exit 0 when all are valid.
+    /// Check topology files (YAML or TOML); exit 0 when all are valid, 1 on errors.
     Validate {
         /// The files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// `human` (rustc-style, the default) or `json` (one object per file).
+        #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
+        format: ValidateFormat,
     },
+    /// Print the JSON Schema of topology files (for editors: completion and checking).
+    Schema,
+    /// Draw a topology's graph: supervision, delegation and fallback edges.
+    Graph {
+        /// The topology file.
+        file: PathBuf,
+        /// `dot` (Graphviz, the default) or `mermaid`.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, clap::ValueEnum)]
+enum ValidateFormat {
+    Human,
+    Json,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, clap::ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -113,23 +138,94 @@ fn main() -> ExitCode {
             };
             runtime.block_on(run(file, task, json, budget_usd, metrics_addr, linger))
         }
-        Command::Validate { files } => {
-            let mut ok = true;
-            for f in files {
-                match Topology::from_path(&f) {
-                    Ok(t) => println!("{}: ok ({} agents)", f.display(), t.graph().node_count()),
-                    Err(e) => {
-                        ok = false;
-                        eprintln!("error: {e}");
-                    }
+        Command::Validate { files, format } => validate(&files, format),
+        Command::Schema => {
+            print!("{}", baton::topologies::json_schema());
+            ExitCode::SUCCESS
+        }
+        Command::Graph { file, format } => match Topology::from_path(&file) {
+            Ok(t) => {
+                let drawing = match format {
+                    GraphFormat::Dot => baton::topologies::to_dot(&t),
+                    GraphFormat::Mermaid => baton::topologies::to_mermaid(&t),
+                };
+                print!("{drawing}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{}", e.render());
+                ExitCode::from(EXIT_INVALID)
+            }
+        },
+    }
+}
+
+fn validate(files: &[PathBuf], format: ValidateFormat) -> ExitCode {
+    use baton::topologies::{Diagnostic, Severity, TopologyError};
+    let mut ok = true;
+    let mut reports = Vec::new();
+    for f in files {
+        let (diagnostics, rendered): (Vec<Diagnostic>, String) = match Topology::from_path(f) {
+            Ok(t) => (t.warnings().to_vec(), t.render_warnings()),
+            Err(e) => {
+                ok = false;
+                let rendered = e.render();
+                let diagnostics = match e {
+                    TopologyError::Invalid { diagnostics, .. } => diagnostics,
+                    TopologyError::Parse {
+                        line,
+                        column,
+                        message,
+                        ..
+                    } => vec![Diagnostic {
+                        severity: Severity::Error,
+                        path: String::new(),
+                        line: Some(line),
+                        column: Some(column),
+                        length: None,
+                        message,
+                        hint: None,
+                    }],
+                    other => vec![Diagnostic {
+                        severity: Severity::Error,
+                        path: String::new(),
+                        line: None,
+                        column: None,
+                        length: None,
+                        message: other.to_string(),
+                        hint: None,
+                    }],
+                };
+                (diagnostics, rendered)
+            }
+        };
+        let errors = diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        match format {
+            ValidateFormat::Human => {
+                eprint!("{rendered}");
+                if errors == 0 {
+                    println!("{}: ok ({} warning(s))", f.display(), diagnostics.len());
+                } else {
+                    println!("{}: {errors} error(s)", f.display());
                 }
             }
-            if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            ValidateFormat::Json => reports.push(serde_json::json!({
+                "file": f.display().to_string(),
+                "valid": errors == 0,
+                "diagnostics": diagnostics,
+            })),
         }
+    }
+    if format == ValidateFormat::Json {
+        println!("{}", serde_json::Value::Array(reports));
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -144,10 +240,13 @@ async fn run(
     let mut topology = match Topology::from_path(&file) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprint!("{}", e.render());
             return ExitCode::from(EXIT_INVALID);
         }
     };
+    if !topology.warnings().is_empty() {
+        eprint!("{}", topology.render_warnings());
+    }
     let Some(task) = task else {
         eprintln!("error: --task is required: give the root agent something to do");
         return ExitCode::from(EXIT_INVALID);

@@ -256,6 +256,74 @@ mod validate {
     use super::*;
 
     #[test]
+    fn json_format_lists_diagnostics_per_file() {
+        let p = temp_file(
+            "two-errors.yaml",
+            "models:\n  m: {provider: custom, price: {input: 1, output: 1}}\nagents:\n  lead:\n    models: [x]\n    tools: [y]\n",
+        );
+        let out = baton(&[
+            "validate",
+            "--format",
+            "json",
+            p.to_str().expect("utf-8 path"),
+            TRIAGE,
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(v[0]["valid"], false);
+        let ds = v[0]["diagnostics"].as_array().expect("diagnostics");
+        assert_eq!(ds.len(), 2);
+        assert_eq!(ds[0]["path"], "agents.lead.models[x]");
+        assert_eq!(
+            (ds[0]["line"].as_u64(), ds[0]["column"].as_u64()),
+            (Some(5), Some(14))
+        );
+        assert_eq!(ds[0]["severity"], "error");
+        assert_eq!(v[1]["valid"], true);
+    }
+
+    #[test]
+    fn graph_draws_dot_and_mermaid() {
+        let out = baton(&["graph", "examples/topologies/flaky-providers.yaml"]);
+        assert!(out.status.success());
+        let dot = String::from_utf8_lossy(&out.stdout);
+        assert!(dot.starts_with("digraph \"flaky-providers\""), "{dot}");
+        assert!(
+            dot.contains("\"coordinator\" -> \"researcher\" [style=solid, label=\"supervises\"]"),
+            "{dot}"
+        );
+        assert!(
+            dot.contains("\"summarizer\" -> \"summarizer-lite\" [style=dotted"),
+            "{dot}"
+        );
+        assert!(dot.contains("flaky → steady"), "ladders are shown: {dot}");
+        let out = baton(&[
+            "graph",
+            "examples/topologies/ops-triage.yaml",
+            "--format",
+            "mermaid",
+        ]);
+        let mm = String::from_utf8_lossy(&out.stdout);
+        assert!(mm.starts_with("flowchart TD"), "{mm}");
+        assert!(mm.contains("-.->|delegates|"), "{mm}");
+    }
+
+    #[test]
+    fn schema_command_prints_the_shipped_schema() {
+        let out = baton(&["schema"]);
+        assert!(out.status.success());
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/topology.schema.json"),
+        )
+        .expect("schema/topology.schema.json is shipped");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            shipped,
+            "regenerate with `cargo run -- schema > schema/topology.schema.json`"
+        );
+    }
+
+    #[test]
     fn example_is_valid() {
         let out = baton(&["validate", TRIAGE]);
         assert!(
@@ -278,10 +346,21 @@ mod validate {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("broken.yaml"), "{err}");
         assert!(
-            err.contains("8:14: agents.lead.models[smal]: model `smal` is not declared"),
+            err.contains(
+                "error: agents.lead.models[smal]: model `smal` is not declared under `models:`"
+            ),
             "{err}"
         );
-        assert!(err.contains("did you mean `small`?"), "{err}");
+        assert!(err.contains("broken.yaml:8:14"), "{err}");
+        assert!(
+            err.contains("8 |     models: [smal]"),
+            "the offending line is shown: {err}"
+        );
+        assert!(
+            err.contains("  |              ^^^^"),
+            "under a caret: {err}"
+        );
+        assert!(err.contains("help: did you mean `small`?"), "{err}");
         // `run` refuses it the same way, with the invalid-input exit code.
         let out = baton(&["run", p.to_str().expect("utf-8 path"), "--task", "x"]);
         assert_eq!(out.status.code(), Some(2));

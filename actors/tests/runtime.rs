@@ -734,7 +734,7 @@ mod supervision {
     fn family(strategy: Strategy, b: AgentSpec, sup: Option<SupervisionSpec>) -> Topology {
         let child = || AgentSpec::new(["m"]).activation(Activation::Eager);
         let mut lead_sup = SupervisionSpec {
-            strategy,
+            strategy: Some(strategy),
             max_restarts: Some(10),
             ..SupervisionSpec::default()
         };

@@ -82,6 +82,15 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// The JSON schema of a duration written as `30s`.
+pub fn duration_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "A duration: a number followed by ms, s, m or h (e.g. `250ms`, `30s`, `5m`).",
+        "type": "string",
+        "pattern": "^[0-9]+ *(ms|s|m|min|h)$"
+    })
+}
+
 /// serde helpers for optional durations written as `30s`.
 pub mod duration_opt {
     use std::time::Duration;

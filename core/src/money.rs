@@ -110,6 +110,22 @@ impl fmt::Display for NanoUsd {
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Usd(pub NanoUsd);
 
+impl schemars::JsonSchema for Usd {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Usd".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A dollar amount: a non-negative number, or a decimal string (read exactly, to the nano-dollar).",
+            "anyOf": [
+                { "type": "number", "minimum": 0 },
+                { "type": "string", "pattern": "^\\$?[0-9]*\\.?[0-9]+$" }
+            ]
+        })
+    }
+}
+
 impl Serialize for Usd {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // Written back as a number with the exact decimal digits.

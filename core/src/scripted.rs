@@ -85,7 +85,7 @@ pub enum Fault {
 }
 
 /// Random faults: a probability per kind, drawn from a seeded generator so runs are reproducible.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     /// Seed of the generator.

@@ -3,15 +3,30 @@
 use std::fmt;
 use std::path::PathBuf;
 
+/// How bad a diagnostic is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The topology cannot run.
+    Error,
+    /// Legal, but probably not what was meant.
+    Warning,
+}
+
 /// A problem found in a topology, with where it is and how to mend it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Diagnostic {
-    /// The key path in the file, e.g. `agents.rca.models[0]`.
+    /// Error or warning.
+    pub severity: Severity,
+    /// The key path in the file, e.g. `agents.rca.models[smal]`.
     pub path: String,
     /// 1-based line, when the text could be located.
     pub line: Option<usize>,
-    /// 1-based column, when the text could be located.
+    /// 1-based column (in characters), when the text could be located.
     pub column: Option<usize>,
+    /// Length of the offending text, in characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length: Option<usize>,
     /// What is wrong.
     pub message: String,
     /// How to mend it.
@@ -20,6 +35,9 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
         if let (Some(l), Some(c)) = (self.line, self.column) {
             write!(f, "{l}:{c}: ")?;
         }
@@ -55,15 +73,126 @@ pub enum TopologyError {
         column: usize,
         /// What the parser said.
         message: String,
+        /// The file's text, for rendering the offending line.
+        text: Option<String>,
     },
     /// Occurs when the file parses but breaks the rules (unresolved names, not a tree, bad budgets).
-    #[error("{}: {} error(s):\n{}", file.display(), diagnostics.len(), render(file, diagnostics))]
+    #[error("{}: {} error(s):\n{}", file.display(), diagnostics.iter().filter(|d| d.severity == Severity::Error).count(), render(file, diagnostics))]
     Invalid {
         /// The file (or `<builder>` for a topology built in code).
         file: PathBuf,
-        /// Every problem found, in file order.
+        /// Every problem found (errors and warnings), in file order.
         diagnostics: Vec<Diagnostic>,
+        /// The file's text, for rendering the offending lines.
+        text: Option<String>,
     },
+}
+
+impl TopologyError {
+    /// Renders the error the way rustc does: each diagnostic with the offending line, a caret
+    /// under the offending text, and the hint.
+    pub fn render(&self) -> String {
+        match self {
+            TopologyError::Parse {
+                file,
+                line,
+                column,
+                message,
+                text,
+            } => {
+                let d = Diagnostic {
+                    severity: Severity::Error,
+                    path: String::new(),
+                    line: Some(*line),
+                    column: Some(*column),
+                    length: Some(1),
+                    message: message.clone(),
+                    hint: None,
+                };
+                render_diagnostics(file, text.as_deref(), std::slice::from_ref(&d))
+            }
+            TopologyError::Invalid {
+                file,
+                diagnostics,
+                text,
+            } => render_diagnostics(file, text.as_deref(), diagnostics),
+            other => format!("error: {other}"),
+        }
+    }
+}
+
+/// Renders diagnostics rustc-style (with annotate-snippets, the renderer rustc uses).
+pub fn render_diagnostics(
+    file: &std::path::Path,
+    text: Option<&str>,
+    diagnostics: &[Diagnostic],
+) -> String {
+    use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+    let path = file.display().to_string();
+    let renderer = Renderer::plain();
+    let mut out = String::new();
+    for d in diagnostics {
+        let level = match d.severity {
+            Severity::Error => Level::ERROR,
+            Severity::Warning => Level::WARNING,
+        };
+        let title = if d.path.is_empty() {
+            d.message.clone()
+        } else {
+            format!("{}: {}", d.path, d.message)
+        };
+        let span = match (text, d.line, d.column) {
+            (Some(t), Some(l), Some(c)) => byte_span(t, l, c, d.length.unwrap_or(1)),
+            _ => None,
+        };
+        let mut group = Group::with_title(level.primary_title(title));
+        let rendered = match (text, span) {
+            (Some(t), Some(span)) => {
+                let snippet = Snippet::source(t)
+                    .line_start(1)
+                    .path(path.as_str())
+                    .fold(true)
+                    .annotation(AnnotationKind::Primary.span(span));
+                group = group.element(snippet);
+                if let Some(h) = &d.hint {
+                    group = group.element(Level::HELP.message(h.as_str()));
+                }
+                renderer.render(&[group])
+            }
+            _ => {
+                let mut s = renderer.render(&[group]);
+                s.push_str(&format!("\n  --> {path}"));
+                if let Some(h) = &d.hint {
+                    s.push_str(&format!("\n   = help: {h}"));
+                }
+                s
+            }
+        };
+        out.push_str(&rendered);
+        out.push_str("\n\n");
+    }
+    out
+}
+
+/// Byte range of `len` characters at 1-based `line` and character `col`.
+fn byte_span(text: &str, line: usize, col: usize, len: usize) -> Option<std::ops::Range<usize>> {
+    let mut offset = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            let body = l.trim_end_matches(['\n', '\r']);
+            let start = body
+                .char_indices()
+                .nth(col.saturating_sub(1))
+                .map_or(body.len(), |(b, _)| b);
+            let end = body[start..]
+                .char_indices()
+                .nth(len)
+                .map_or(body.len(), |(b, _)| start + b);
+            return Some(offset + start..offset + end.max(start));
+        }
+        offset += l.len();
+    }
+    None
 }
 
 fn render(file: &std::path::Path, diagnostics: &[Diagnostic]) -> String {

@@ -18,14 +18,16 @@
 mod builder;
 mod error;
 mod locate;
+mod render;
 mod spec;
 mod topology;
 
 pub use builder::TopologyBuilder;
-pub use error::{Diagnostic, TopologyError};
+pub use error::{Diagnostic, Severity, TopologyError, render_diagnostics};
+pub use render::{to_dot, to_mermaid};
 pub use spec::{
     Activation, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MODEL_TIMEOUT, DEFAULT_RESTART_WINDOW,
-    DEFAULT_SHUTDOWN, OnCrash, RestartType, Strategy, SupervisionSpec,
+    DEFAULT_SHUTDOWN, OnCrash, RestartType, Strategy, SupervisionSpec, Tier,
 };
 pub use spec::{
     AgentSpec, BudgetSpec, DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_STEPS, ModelSpec, PriceSpec,
@@ -35,3 +37,12 @@ pub use topology::{AgentNode, DELEGATE_TOOL, Edge, ModelDef, Supervision, ToolDe
 
 /// Re-exported graph types, so users need not depend on petgraph directly.
 pub use petgraph::graph::{DiGraph, NodeIndex};
+
+/// The JSON Schema of the topology format (YAML and TOML share it), generated from the Rust types.
+/// `schema/topology.schema.json` is this text; a test keeps them in sync.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(TopologySpec);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}

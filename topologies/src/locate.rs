@@ -72,6 +72,76 @@ pub(crate) fn locate(source: &str, path: &[Seg<'_>]) -> Option<(usize, usize)> {
     found.map(|(l, c, _)| (l + 1, c + 1))
 }
 
+/// 1-based (line, column) of the last segment of `path` in TOML `source`: keys under `[table]`
+/// headers and `key = value` lines, items found by their quoted text.
+pub(crate) fn locate_toml(source: &str, path: &[Seg<'_>]) -> Option<(usize, usize)> {
+    let keys: Vec<&str> = path
+        .iter()
+        .map_while(|s| match s {
+            Seg::Key(k) => Some(*k),
+            Seg::Item(_) => None,
+        })
+        .collect();
+    let item = path.iter().find_map(|s| match s {
+        Seg::Item(i) => Some(*i),
+        Seg::Key(_) => None,
+    });
+    let unquote = |k: &str| k.trim().trim_matches('"').trim_matches('\'').to_string();
+    let mut table: Vec<String> = Vec::new();
+    let mut in_array_of: Option<(usize, usize)> = None; // the key line of a multi-line array we search for an item
+    for (n, raw) in source.lines().enumerate() {
+        let line = raw.split(" #").next().unwrap_or(raw);
+        let t = line.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if let Some((kl, kc)) = in_array_of {
+            if let Some(i) = item
+                && let Some(pos) = find_word(line, &format!("\"{i}\""))
+            {
+                return Some((n + 1, pos + 2));
+            }
+            if t.starts_with(']') {
+                return Some((kl, kc));
+            }
+            continue;
+        }
+        if let Some(h) = t.strip_prefix('[') {
+            let h = h.trim_start_matches('[').split(']').next().unwrap_or("");
+            table = h.split('.').map(unquote).collect();
+            let indent = line.len() - t.len();
+            if item.is_none()
+                && table.len() == keys.len()
+                && table.iter().zip(&keys).all(|(a, b)| a == b)
+            {
+                return Some((n + 1, indent + 2));
+            }
+            continue;
+        }
+        let Some((key, value)) = t.split_once('=') else {
+            continue;
+        };
+        let mut full = table.clone();
+        full.extend(key.split('.').map(unquote));
+        if full.len() == keys.len() && full.iter().zip(&keys).all(|(a, b)| a == b) {
+            let col = line.len() - t.len() + 1;
+            let Some(i) = item else {
+                return Some((n + 1, col));
+            };
+            let value_start = line.len() - value.len();
+            if let Some(pos) = find_word(value, &format!("\"{i}\"")) {
+                return Some((n + 1, value_start + pos + 2));
+            }
+            if value.trim_start().starts_with('[') && !value.contains(']') {
+                in_array_of = Some((n + 1, col));
+                continue;
+            }
+            return Some((n + 1, col));
+        }
+    }
+    None
+}
+
 fn find_word(hay: &str, word: &str) -> Option<usize> {
     let bytes = hay.as_bytes();
     let mut from = 0;
@@ -97,6 +167,51 @@ mod tests {
     use super::*;
 
     const Y: &str = "models:\n  small:\n    provider: scripted\nagents:\n  lead:\n    models: [small, big]\n    children:\n      - rca\n      - paging\n  rca:\n    models: [small]\n";
+
+    #[test]
+    fn finds_toml_keys_and_items() {
+        let t = "[models.small]\nprovider = \"scripted\"\n\n[agents.lead]\nmodels = [\"small\", \"big\"]\nchildren = [\n  \"rca\",\n  \"paging\",\n]\n[agents.lead.budget]\nmax_usd = 0\n";
+        assert_eq!(
+            locate_toml(t, &[Seg::Key("agents"), Seg::Key("lead")]),
+            Some((4, 2))
+        );
+        assert_eq!(
+            locate_toml(
+                t,
+                &[
+                    Seg::Key("agents"),
+                    Seg::Key("lead"),
+                    Seg::Key("models"),
+                    Seg::Item("big")
+                ]
+            ),
+            Some((5, 21))
+        );
+        assert_eq!(
+            locate_toml(
+                t,
+                &[
+                    Seg::Key("agents"),
+                    Seg::Key("lead"),
+                    Seg::Key("children"),
+                    Seg::Item("paging")
+                ]
+            ),
+            Some((8, 4))
+        );
+        assert_eq!(
+            locate_toml(
+                t,
+                &[
+                    Seg::Key("agents"),
+                    Seg::Key("lead"),
+                    Seg::Key("budget"),
+                    Seg::Key("max_usd")
+                ]
+            ),
+            Some((11, 1))
+        );
+    }
 
     #[test]
     fn finds_keys_and_items() {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use baton_core::{FaultSpec, NanoUsd, Usd, duration_opt};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Default completion-token ceiling per call when a model does not set `max_output_tokens`.
@@ -14,7 +15,7 @@ pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 1024;
 pub const DEFAULT_MAX_STEPS: u32 = 16;
 
 /// A whole topology file.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopologySpec {
     /// A name for reports and metrics.
@@ -29,6 +30,9 @@ pub struct TopologySpec {
     /// Tools by name.
     #[serde(default)]
     pub tools: BTreeMap<String, ToolSpec>,
+    /// Reusable agent settings, named; agents inherit them with `extends:`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub templates: BTreeMap<String, AgentSpec>,
     /// Agents by name.
     #[serde(default)]
     pub agents: BTreeMap<String, AgentSpec>,
@@ -38,7 +42,7 @@ pub struct TopologySpec {
 }
 
 /// How a supervisor reacts when one of its children stops (OTP's strategies).
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Restart only the child that stopped.
@@ -51,7 +55,7 @@ pub enum Strategy {
 }
 
 /// When a stopped child is restarted (OTP's restart types).
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RestartType {
     /// Always.
@@ -64,7 +68,7 @@ pub enum RestartType {
 }
 
 /// What happens to the task an agent held when it crashed.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnCrash {
     /// The task ends `failed`.
@@ -75,7 +79,7 @@ pub enum OnCrash {
 }
 
 /// What a supervisor does with a child whose task exceeds its budget.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BudgetAction {
     /// Stop the child; its task ends `budget_exceeded`.
@@ -87,7 +91,7 @@ pub enum BudgetAction {
 }
 
 /// When an agent's actor starts.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
     /// On its first task (a declared agent costs only its spec until then).
@@ -99,12 +103,12 @@ pub enum Activation {
 
 /// Supervision settings of an agent for its children (or, at the top level, of the conductor for
 /// the root agent).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SupervisionSpec {
     /// The restart strategy (default `one_for_one`).
-    #[serde(default)]
-    pub strategy: Strategy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
     /// At most this many restarts ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_restarts: Option<u32>,
@@ -114,6 +118,7 @@ pub struct SupervisionSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(schema_with = "baton_core::duration_schema")]
     pub within: Option<Duration>,
     /// How long a stopping child may take before it is killed.
     #[serde(
@@ -121,6 +126,7 @@ pub struct SupervisionSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(schema_with = "baton_core::duration_schema")]
     pub shutdown: Option<Duration>,
 }
 
@@ -133,8 +139,18 @@ pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
 /// Default time a model call may take before it is abandoned (and the agent escalates).
 pub const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Where a model runs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// On your own hardware (llama.cpp, vLLM, Ollama): cheap or free per token.
+    Local,
+    /// A hosted top model: used when cheaper ones do not clear the bar.
+    Frontier,
+}
+
 /// Which implementation answers a model's calls.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Provider {
     /// The offline, rule-driven model (needs `rules`).
@@ -144,7 +160,7 @@ pub enum Provider {
 }
 
 /// A model declaration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// Who answers.
@@ -158,6 +174,7 @@ pub struct ModelSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(schema_with = "baton_core::duration_schema")]
     pub latency: Option<Duration>,
     /// Dollars per million tokens.
     pub price: PriceSpec,
@@ -167,6 +184,9 @@ pub struct ModelSpec {
         skip_serializing_if = "is_default_max_output"
     )]
     pub max_output_tokens: u32,
+    /// Where the model runs: `local` (your hardware) or `frontier` (a hosted top model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
     /// How good the model is, 0 to 100 (default 100): the router skips models below an agent's
     /// `quality_bar`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,6 +197,7 @@ pub struct ModelSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(schema_with = "baton_core::duration_schema")]
     pub timeout: Option<Duration>,
     /// For `scripted`: random faults to inject (replacing the rules file's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,6 +221,7 @@ impl ModelSpec {
             latency: None,
             price: PriceSpec::per_mtok(input, output),
             max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
+            tier: None,
             quality: None,
             timeout: None,
             faults: None,
@@ -214,6 +236,7 @@ impl ModelSpec {
             latency: None,
             price: PriceSpec::per_mtok(input, output),
             max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
+            tier: None,
             quality: None,
             timeout: None,
             faults: None,
@@ -228,7 +251,7 @@ impl ModelSpec {
 }
 
 /// Prices in dollars per million tokens.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceSpec {
     /// Uncached input tokens.
@@ -252,7 +275,7 @@ impl PriceSpec {
 }
 
 /// Built-in tool implementations.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolKind {
     /// [`baton_core::tools::MetricsSeries`]: `path` is a folder of `<series>.csv`.
@@ -268,7 +291,7 @@ pub enum ToolKind {
 }
 
 /// A tool declaration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolSpec {
     /// Which implementation.
@@ -307,7 +330,7 @@ impl ToolSpec {
 }
 
 /// Limits on each task an agent runs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetSpec {
     /// Money per task, in dollars.
@@ -325,13 +348,19 @@ pub struct BudgetSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(schema_with = "baton_core::duration_schema")]
     pub max_wall: Option<Duration>,
 }
 
 /// An agent declaration.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
+    /// A template (under `templates:`) whose settings this agent inherits; its own settings win.
+    /// Lists (models, tools) replace the template's when given; `budget` and `supervision` merge
+    /// key by key; `children` and `delegates` are never inherited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
     /// What the agent is for (shown to its parent in the `delegate` tool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -347,6 +376,10 @@ pub struct AgentSpec {
     /// Agents it supervises and may delegate to, in start order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<String>,
+    /// The children it may delegate to (default: all of them). Delegation stays within supervision:
+    /// each must be one of its children.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegates: Option<Vec<String>>,
     /// Limits per task.
     #[serde(default, skip_serializing_if = "is_default_budget")]
     pub budget: BudgetSpec,
@@ -354,27 +387,23 @@ pub struct AgentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supervision: Option<SupervisionSpec>,
     /// When its supervisor restarts it.
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub restart: RestartType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartType>,
     /// What happens to its task when it crashes.
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub on_crash: OnCrash,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_crash: Option<OnCrash>,
     /// What its supervisor does when its task exceeds the budget.
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub on_budget_exceeded: BudgetAction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_budget_exceeded: Option<BudgetAction>,
     /// A sibling that takes over the rest of a task on `reroute`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
     /// When its actor starts.
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub activation: Activation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<Activation>,
     /// The lowest model quality (0 to 100) the router may use for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality_bar: Option<u8>,
-}
-
-fn is_default<T: Default + PartialEq>(v: &T) -> bool {
-    *v == T::default()
 }
 
 fn is_default_budget(b: &BudgetSpec) -> bool {
@@ -428,27 +457,85 @@ impl AgentSpec {
 
     /// Sets its restart type.
     pub fn restart(mut self, restart: RestartType) -> AgentSpec {
-        self.restart = restart;
+        self.restart = Some(restart);
         self
     }
 
     /// Sets what happens to its task when it crashes.
     pub fn on_crash(mut self, on_crash: OnCrash) -> AgentSpec {
-        self.on_crash = on_crash;
+        self.on_crash = Some(on_crash);
         self
     }
 
     /// Sets its budget action, and the fallback agent for `reroute`.
     pub fn on_budget_exceeded(mut self, action: BudgetAction, fallback: Option<&str>) -> AgentSpec {
-        self.on_budget_exceeded = action;
+        self.on_budget_exceeded = Some(action);
         self.fallback = fallback.map(str::to_string);
         self
     }
 
     /// Sets when its actor starts.
     pub fn activation(mut self, activation: Activation) -> AgentSpec {
-        self.activation = activation;
+        self.activation = Some(activation);
         self
+    }
+
+    /// Inherits a template's settings.
+    pub fn extends(mut self, template: impl Into<String>) -> AgentSpec {
+        self.extends = Some(template.into());
+        self
+    }
+
+    /// Restricts delegation to these children.
+    pub fn delegates<S: Into<String>>(mut self, agents: impl IntoIterator<Item = S>) -> AgentSpec {
+        self.delegates = Some(agents.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// This agent's settings over `base`'s (see [`AgentSpec::extends`]).
+    pub fn inherit(&self, base: &AgentSpec) -> AgentSpec {
+        let budget = BudgetSpec {
+            max_usd: self.budget.max_usd.or(base.budget.max_usd),
+            max_tokens: self.budget.max_tokens.or(base.budget.max_tokens),
+            max_steps: self.budget.max_steps.or(base.budget.max_steps),
+            max_wall: self.budget.max_wall.or(base.budget.max_wall),
+        };
+        let supervision = match (&self.supervision, &base.supervision) {
+            (Some(s), Some(b)) => Some(SupervisionSpec {
+                strategy: s.strategy.or(b.strategy),
+                max_restarts: s.max_restarts.or(b.max_restarts),
+                within: s.within.or(b.within),
+                shutdown: s.shutdown.or(b.shutdown),
+            }),
+            (s, b) => s.clone().or_else(|| b.clone()),
+        };
+        let pick = |own: &Vec<String>, theirs: &Vec<String>| {
+            if own.is_empty() {
+                theirs.clone()
+            } else {
+                own.clone()
+            }
+        };
+        AgentSpec {
+            extends: None,
+            description: self
+                .description
+                .clone()
+                .or_else(|| base.description.clone()),
+            system: self.system.clone().or_else(|| base.system.clone()),
+            models: pick(&self.models, &base.models),
+            tools: pick(&self.tools, &base.tools),
+            children: self.children.clone(),
+            delegates: self.delegates.clone(),
+            budget,
+            supervision,
+            restart: self.restart.or(base.restart),
+            on_crash: self.on_crash.or(base.on_crash),
+            on_budget_exceeded: self.on_budget_exceeded.or(base.on_budget_exceeded),
+            fallback: self.fallback.clone().or_else(|| base.fallback.clone()),
+            activation: self.activation.or(base.activation),
+            quality_bar: self.quality_bar.or(base.quality_bar),
+        }
     }
 
     /// Sets the lowest model quality the router may use for it.

@@ -10,8 +10,9 @@ use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
-use crate::error::{Diagnostic, TopologyError};
-use crate::locate::{Seg, locate};
+use crate::error::{Diagnostic, Severity, TopologyError};
+use crate::locate::{Seg, locate, locate_toml};
+use crate::spec::Tier;
 use crate::spec::{
     Activation, AgentSpec, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MAX_STEPS,
     DEFAULT_MODEL_TIMEOUT, DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, ModelSpec, OnCrash, Provider,
@@ -51,7 +52,7 @@ impl Supervision {
         let d = SupervisionSpec::default();
         let s = s.unwrap_or(&d);
         Supervision {
-            strategy: s.strategy,
+            strategy: s.strategy.unwrap_or_default(),
             max_restarts: s.max_restarts.unwrap_or(DEFAULT_MAX_RESTARTS),
             within: s.within.unwrap_or(DEFAULT_RESTART_WINDOW),
             shutdown: s.shutdown.unwrap_or(DEFAULT_SHUTDOWN),
@@ -105,6 +106,8 @@ pub struct ModelDef {
     pub price: Price,
     /// Completion-token ceiling per call.
     pub max_output_tokens: u32,
+    /// Where it runs, if declared.
+    pub tier: Option<Tier>,
     /// How good the model is, 0 to 100.
     pub quality: u8,
     /// How long a call may take.
@@ -142,6 +145,9 @@ pub struct Topology {
     models: BTreeMap<Arc<str>, ModelDef>,
     tools: BTreeMap<Arc<str>, ToolDef>,
     supervision: Supervision,
+    warnings: Vec<Diagnostic>,
+    file: PathBuf,
+    text: Option<String>,
 }
 
 impl Topology {
@@ -159,7 +165,37 @@ impl Topology {
         let base = path
             .parent()
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        Self::from_yaml_str(&text, path, &base)
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+        {
+            Self::from_toml_str(&text, path, &base)
+        } else {
+            Self::from_yaml_str(&text, path, &base)
+        }
+    }
+
+    /// Parses and validates TOML text (the same schema as YAML); `file` names it in errors and
+    /// `base_dir` resolves its paths.
+    ///
+    /// # Errors
+    /// As [`Topology::from_path`], without the I/O.
+    pub fn from_toml_str(
+        text: &str,
+        file: &Path,
+        base_dir: &Path,
+    ) -> Result<Topology, TopologyError> {
+        let spec: TopologySpec = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+            TopologyError::Parse {
+                file: file.to_path_buf(),
+                line,
+                column,
+                message: parse_message(e.message()),
+                text: Some(text.to_string()),
+            }
+        })?;
+        Self::build(spec, file, base_dir, Some(text), Format::Toml)
     }
 
     /// Parses and validates YAML text; `file` names it in errors and `base_dir` resolves its paths.
@@ -180,9 +216,10 @@ impl Topology {
                 line,
                 column,
                 message: parse_message(&e.to_string()),
+                text: Some(text.to_string()),
             }
         })?;
-        Self::build(spec, file, base_dir, Some(text))
+        Self::build(spec, file, base_dir, Some(text), Format::Yaml)
     }
 
     /// Validates a spec built in code.
@@ -190,7 +227,7 @@ impl Topology {
     /// # Errors
     /// [`TopologyError::Invalid`] listing every problem.
     pub fn from_spec(spec: TopologySpec, base_dir: &Path) -> Result<Topology, TopologyError> {
-        Self::build(spec, Path::new("<builder>"), base_dir, None)
+        Self::build(spec, Path::new("<builder>"), base_dir, None, Format::Yaml)
     }
 
     fn build(
@@ -198,24 +235,30 @@ impl Topology {
         file: &Path,
         base_dir: &Path,
         text: Option<&str>,
+        format: Format,
     ) -> Result<Topology, TopologyError> {
         let mut v = Validator {
             text,
+            format,
             diagnostics: Vec::new(),
+            severity: Severity::Error,
         };
         let topo = v.check(&spec, base_dir);
-        if !v.diagnostics.is_empty() || topo.is_none() {
-            v.diagnostics
-                .sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(0)));
+        v.diagnostics
+            .sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(0)));
+        if v.diagnostics.iter().any(|d| d.severity == Severity::Error) || topo.is_none() {
             return Err(TopologyError::Invalid {
                 file: file.to_path_buf(),
                 diagnostics: v.diagnostics,
+                text: text.map(str::to_string),
             });
         }
+        let warnings = v.diagnostics;
         let spec_supervision = spec.supervision.clone();
         let (graph, root, index, models, tools) = topo.ok_or_else(|| TopologyError::Invalid {
             file: file.to_path_buf(),
             diagnostics: Vec::new(),
+            text: None,
         })?;
         Ok(Topology {
             name: spec.name.clone().unwrap_or_else(|| {
@@ -230,7 +273,20 @@ impl Topology {
             models,
             tools,
             supervision: Supervision::from_spec(spec_supervision.as_ref()),
+            warnings,
+            file: file.to_path_buf(),
+            text: text.map(str::to_string),
         })
+    }
+
+    /// Legal but suspicious things found while validating.
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+
+    /// The warnings, rendered like the compiler's.
+    pub fn render_warnings(&self) -> String {
+        crate::error::render_diagnostics(&self.file, self.text.as_deref(), &self.warnings)
     }
 
     /// The topology's name (its `name:` key, else the file stem).
@@ -360,9 +416,25 @@ type Built = (
     BTreeMap<Arc<str>, ToolDef>,
 );
 
+#[derive(Copy, Clone)]
+enum Format {
+    Yaml,
+    Toml,
+}
+
+/// 1-based line and character column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
 struct Validator<'t> {
     text: Option<&'t str>,
+    format: Format,
     diagnostics: Vec<Diagnostic>,
+    severity: Severity,
 }
 
 impl Validator<'_> {
@@ -376,20 +448,32 @@ impl Validator<'_> {
             .collect::<Vec<_>>()
             .join(".")
             .replace(".[", "[");
+        let find = match self.format {
+            Format::Yaml => locate,
+            Format::Toml => locate_toml,
+        };
         let at = self.text.and_then(|t| {
-            locate(t, segs).or_else(|| {
-                segs.len()
-                    .checked_sub(1)
-                    .and_then(|n| locate(t, &segs[..n]))
-            })
+            find(t, segs).or_else(|| segs.len().checked_sub(1).and_then(|n| find(t, &segs[..n])))
         });
+        let length = match segs.last() {
+            Some(Seg::Key(k) | Seg::Item(k)) if at.is_some() => Some(k.len().max(1)),
+            _ => None,
+        };
         self.diagnostics.push(Diagnostic {
+            severity: self.severity,
             path,
             line: at.map(|a| a.0),
             column: at.map(|a| a.1),
+            length,
             message,
             hint,
         });
+    }
+
+    fn warn(&mut self, segs: &[Seg<'_>], message: String, hint: Option<String>) {
+        self.severity = Severity::Warning;
+        self.report(segs, message, hint);
+        self.severity = Severity::Error;
     }
 
     fn check(&mut self, spec: &TopologySpec, base: &Path) -> Option<Built> {
@@ -404,9 +488,25 @@ impl Validator<'_> {
             );
             return None;
         }
+        for (t, tpl) in &spec.templates {
+            self.check_refs("templates", t, tpl, spec);
+        }
+        let agents = self.resolve_extends(spec);
         let mut graph: DiGraph<AgentNode, Edge> = DiGraph::new();
         let mut index: HashMap<Arc<str>, NodeIndex> = HashMap::new();
-        for (name, a) in &spec.agents {
+        for (name, own) in &spec.agents {
+            let a = &agents[name];
+            self.check_refs("agents", name, own, spec);
+            if a.models.is_empty() {
+                self.report(
+                    &[Seg::Key("agents"), Seg::Key(name), Seg::Key("models")],
+                    format!("agent `{name}` has no model"),
+                    Some(
+                        "add `models: [<a model name>]`, or `extends:` a template that has them"
+                            .into(),
+                    ),
+                );
+            }
             self.check_supervision(
                 &[Seg::Key("agents"), Seg::Key(name), Seg::Key("supervision")],
                 a.supervision.as_ref(),
@@ -418,13 +518,14 @@ impl Validator<'_> {
                     None,
                 );
             }
-            let node = self.check_agent(name, a, spec);
+            self.check_ladder(name, a, &models);
+            let node = self.check_agent(name, a);
             let name: Arc<str> = Arc::clone(&node.name);
             index.insert(name, graph.add_node(node));
         }
         // Supervision edges: every child declared once, by one parent.
         let mut parent_of: HashMap<&str, &str> = HashMap::new();
-        for (name, a) in &spec.agents {
+        for (name, a) in &agents {
             for child in &a.children {
                 let at = [
                     Seg::Key("agents"),
@@ -436,7 +537,7 @@ impl Validator<'_> {
                     self.report(
                         &at,
                         format!("child `{child}` is not a declared agent"),
-                        did_you_mean(child, spec.agents.keys()),
+                        did_you_mean(child, agents.keys()),
                     );
                     continue;
                 };
@@ -454,7 +555,31 @@ impl Validator<'_> {
                 }
                 let p = index[name.as_str()];
                 graph.add_edge(p, c, Edge::Supervises);
-                graph.add_edge(p, c, Edge::DelegatesTo);
+                if a.delegates.as_ref().is_none_or(|d| d.contains(child)) {
+                    graph.add_edge(p, c, Edge::DelegatesTo);
+                } else {
+                    self.warn(
+                        &at,
+                        format!("`{name}` supervises `{child}` but never delegates to it: `{child}` can never receive a task"),
+                        Some(format!("add `{child}` to `delegates:`, or remove it")),
+                    );
+                }
+            }
+            for d in a.delegates.iter().flatten() {
+                if !a.children.contains(d) {
+                    self.report(
+                        &[
+                            Seg::Key("agents"),
+                            Seg::Key(name),
+                            Seg::Key("delegates"),
+                            Seg::Item(d),
+                        ],
+                        format!("`{name}` delegates to `{d}`, which it does not supervise"),
+                        Some(format!(
+                            "delegation stays within supervision: list `{d}` under `children:` too"
+                        )),
+                    );
+                }
             }
         }
         let root = self.find_root(spec, &index, &parent_of)?;
@@ -482,7 +607,7 @@ impl Validator<'_> {
         }
         // A child's money limit cannot exceed its parent's.
         for (child, parent) in &parent_of {
-            let (c, p) = (&spec.agents[*child], &spec.agents[*parent]);
+            let (c, p) = (&agents[*child], &agents[*parent]);
             if let (Some(cm), Some(pm)) = (c.budget.max_usd, p.budget.max_usd)
                 && cm > pm
             {
@@ -502,9 +627,9 @@ impl Validator<'_> {
             }
         }
         // Fallbacks: declared, a sibling (delegation stays within what supervision allows), no cycles.
-        for (name, a) in &spec.agents {
+        for (name, a) in &agents {
             let at = [Seg::Key("agents"), Seg::Key(name), Seg::Key("fallback")];
-            if a.on_budget_exceeded == BudgetAction::Reroute
+            if a.on_budget_exceeded == Some(BudgetAction::Reroute)
                 && a.fallback.is_none()
                 && a.quality_bar.unwrap_or(0) == 0
             {
@@ -519,7 +644,7 @@ impl Validator<'_> {
                 self.report(
                     &at,
                     format!("fallback `{fb}` is not a declared agent"),
-                    did_you_mean(fb, spec.agents.keys()),
+                    did_you_mean(fb, agents.keys()),
                 );
                 continue;
             };
@@ -550,7 +675,7 @@ impl Validator<'_> {
             }
             graph.add_edge(index[name.as_str()], f, Edge::FallsBackTo);
         }
-        for (name, a) in &spec.agents {
+        for (name, a) in &agents {
             // Follow the fallback chain; coming back to the start is a cycle.
             let mut seen = vec![name.as_str()];
             let mut cur = a.fallback.as_deref();
@@ -567,7 +692,7 @@ impl Validator<'_> {
                     break;
                 }
                 seen.push(next);
-                cur = spec.agents.get(next).and_then(|x| x.fallback.as_deref());
+                cur = agents.get(next).and_then(|x| x.fallback.as_deref());
             }
         }
         Some((graph, root, index, models, tools))
@@ -628,20 +753,20 @@ impl Validator<'_> {
         }
     }
 
-    fn check_agent(&mut self, name: &str, a: &AgentSpec, spec: &TopologySpec) -> AgentNode {
-        let at = |k: &'static str| [Seg::Key("agents"), Seg::Key(name), Seg::Key(k)];
-        if a.models.is_empty() {
-            self.report(
-                &at("models"),
-                format!("agent `{name}` has no model"),
-                Some("add `models: [<a model name>]`".into()),
-            );
-        }
+    /// Checks the names an agent or template lists itself (inherited lists were checked where
+    /// they were written).
+    fn check_refs(
+        &mut self,
+        section: &'static str,
+        name: &str,
+        a: &AgentSpec,
+        spec: &TopologySpec,
+    ) {
         for m in &a.models {
             if !spec.models.contains_key(m) {
                 self.report(
                     &[
-                        Seg::Key("agents"),
+                        Seg::Key(section),
                         Seg::Key(name),
                         Seg::Key("models"),
                         Seg::Item(m),
@@ -655,7 +780,7 @@ impl Validator<'_> {
             if t == DELEGATE_TOOL {
                 self.report(
                     &[
-                        Seg::Key("agents"),
+                        Seg::Key(section),
                         Seg::Key(name),
                         Seg::Key("tools"),
                         Seg::Item(t),
@@ -666,7 +791,7 @@ impl Validator<'_> {
             } else if !spec.tools.contains_key(t) {
                 self.report(
                     &[
-                        Seg::Key("agents"),
+                        Seg::Key(section),
                         Seg::Key(name),
                         Seg::Key("tools"),
                         Seg::Item(t),
@@ -676,6 +801,114 @@ impl Validator<'_> {
                 );
             }
         }
+        if section == "templates" && (!a.children.is_empty() || a.delegates.is_some()) {
+            self.report(
+                &[
+                    Seg::Key(section),
+                    Seg::Key(name),
+                    Seg::Key(if a.children.is_empty() {
+                        "delegates"
+                    } else {
+                        "children"
+                    }),
+                ],
+                "templates cannot have children or delegates: supervision must stay a tree".into(),
+                Some("declare children on each agent".into()),
+            );
+        }
+    }
+
+    /// Applies `extends:` chains; reports unknown templates and cycles.
+    fn resolve_extends(&mut self, spec: &TopologySpec) -> BTreeMap<String, AgentSpec> {
+        for (t, tpl) in &spec.templates {
+            let mut seen = vec![t.as_str()];
+            let mut next = tpl.extends.as_deref();
+            while let Some(n) = next {
+                let at = [Seg::Key("templates"), Seg::Key(t), Seg::Key("extends")];
+                if n == t {
+                    self.report(
+                        &at,
+                        format!("template cycle: {} -> {n}", seen.join(" -> ")),
+                        None,
+                    );
+                    break;
+                }
+                if seen.contains(&n) {
+                    break;
+                }
+                seen.push(n);
+                match spec.templates.get(n) {
+                    Some(x) => next = x.extends.as_deref(),
+                    None => {
+                        if seen.len() == 2 {
+                            self.report(
+                                &at,
+                                format!("template `{n}` is not declared under `templates:`"),
+                                did_you_mean(n, spec.templates.keys()),
+                            );
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (name, a) in &spec.agents {
+            let mut cur = a.clone();
+            let mut seen: Vec<&str> = Vec::new();
+            let mut next = a.extends.as_deref();
+            while let Some(n) = next {
+                if seen.contains(&n) {
+                    break;
+                }
+                seen.push(n);
+                match spec.templates.get(n) {
+                    Some(tpl) => {
+                        cur = cur.inherit(tpl);
+                        next = tpl.extends.as_deref();
+                    }
+                    None => {
+                        if seen.len() == 1 {
+                            self.report(
+                                &[Seg::Key("agents"), Seg::Key(name), Seg::Key("extends")],
+                                format!("template `{n}` is not declared under `templates:`"),
+                                did_you_mean(n, spec.templates.keys()),
+                            );
+                        }
+                        break;
+                    }
+                }
+            }
+            cur.extends = None;
+            out.insert(name.clone(), cur);
+        }
+        out
+    }
+
+    /// Warns when the ladder puts a frontier or pricier model before a cheaper one: the router
+    /// tries models in ladder order.
+    fn check_ladder(&mut self, name: &str, a: &AgentSpec, models: &BTreeMap<Arc<str>, ModelDef>) {
+        let Some(first) = a.models.first().and_then(|m| models.get(m.as_str())) else {
+            return;
+        };
+        let probe = |m: &ModelDef| m.price.worst_case(1000, 1000);
+        let cheaper = a.models[1..]
+            .iter()
+            .filter_map(|m| models.get(m.as_str()))
+            .find(|m| {
+                (first.tier == Some(Tier::Frontier) && m.tier == Some(Tier::Local))
+                    || probe(m) < probe(first)
+            });
+        if let Some(c) = cheaper {
+            self.warn(
+                &[Seg::Key("agents"), Seg::Key(name), Seg::Key("models"), Seg::Item(&first.name)],
+                format!("`{}` comes first on `{name}`'s ladder but `{}` is cheaper: the router tries models in order", first.name, c.name),
+                Some(format!("put `{}` first (the ladder is cheapest first)", c.name)),
+            );
+        }
+    }
+
+    fn check_agent(&mut self, name: &str, a: &AgentSpec) -> AgentNode {
         let b = &a.budget;
         let budget_at = |k: &'static str| {
             [
@@ -726,11 +959,11 @@ impl Validator<'_> {
             system: a.system.clone(),
             description: a.description.clone(),
             supervision: Supervision::from_spec(a.supervision.as_ref()),
-            restart: a.restart,
-            on_crash: a.on_crash,
-            on_budget_exceeded: a.on_budget_exceeded,
+            restart: a.restart.unwrap_or_default(),
+            on_crash: a.on_crash.unwrap_or_default(),
+            on_budget_exceeded: a.on_budget_exceeded.unwrap_or_default(),
             fallback: a.fallback.as_deref().map(Arc::from),
-            activation: a.activation,
+            activation: a.activation.unwrap_or_default(),
             quality_bar: a.quality_bar.unwrap_or(0),
         }
     }
@@ -846,6 +1079,7 @@ impl Validator<'_> {
                     latency: m.latency,
                     price,
                     max_output_tokens: m.max_output_tokens,
+                    tier: m.tier,
                     quality: m.quality.unwrap_or(100),
                     timeout: m.timeout.unwrap_or(DEFAULT_MODEL_TIMEOUT),
                     faults: m.faults.clone(),
