@@ -100,12 +100,18 @@ impl TopologyError {
                 message,
                 text,
             } => {
+                // Underline the offending word when the message quotes it.
+                let quoted = ["unknown field `", "unknown variant `", "invalid dollar amount `", "invalid duration `"]
+                    .iter()
+                    .find_map(|p| message.strip_prefix(p))
+                    .and_then(|rest| rest.split('`').next())
+                    .map(|w| w.chars().count().max(1));
                 let d = Diagnostic {
                     severity: Severity::Error,
                     path: String::new(),
                     line: Some(*line),
                     column: Some(*column),
-                    length: Some(1),
+                    length: quoted.or(Some(1)),
                     message: message.clone(),
                     hint: None,
                 };

@@ -387,7 +387,9 @@ fn parse_message(s: &str) -> String {
         msg = after;
     }
     let mut out = msg.to_string();
-    if let Some(rest) = msg.strip_prefix("unknown field `")
+    if let Some(rest) = msg
+        .strip_prefix("unknown field `")
+        .or_else(|| msg.strip_prefix("unknown variant `"))
         && let Some((field, tail)) = rest.split_once('`')
     {
         let expected: Vec<String> = tail

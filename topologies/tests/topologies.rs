@@ -2,6 +2,8 @@
 //!
 //! - `examples`: the shipped example files validate, and the builder yields the same graph.
 //! - `diagnostics`: broken topologies report every problem, each with position and hint.
+//! - `corpus`: every file under `tests/broken/` is refused with the diagnostic its snapshot holds
+//!   (`tests/snapshots/`); files under `tests/warnings/` are valid with warnings.
 
 use std::path::{Path, PathBuf};
 
@@ -282,5 +284,55 @@ mod diagnostics {
                 && s.contains("did you mean `m`?"),
             "{s}"
         );
+    }
+}
+
+mod corpus {
+    use super::*;
+
+    fn files(dir: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .expect("corpus folder")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "toml"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn settings() -> insta::Settings {
+        let mut s = insta::Settings::clone_current();
+        s.set_snapshot_path("snapshots");
+        s.set_prepend_module_to_snapshot(false);
+        s.set_omit_expression(true);
+        s
+    }
+
+    #[test]
+    fn every_broken_file_is_refused_with_its_diagnostic() {
+        let files = files("tests/broken");
+        assert!(files.len() >= 40, "the corpus has {} files", files.len());
+        settings().bind(|| {
+            for f in &files {
+                let rendered = match Topology::from_path(f) {
+                    Ok(_) => panic!("{} should be refused", f.display()),
+                    Err(e) => e.render(),
+                };
+                let name = f.file_name().and_then(|n| n.to_str()).expect("utf-8 name").to_string();
+                insta::assert_snapshot!(name, rendered);
+            }
+        });
+    }
+
+    #[test]
+    fn suspicious_files_are_valid_with_warnings() {
+        settings().bind(|| {
+            for f in &files("tests/warnings") {
+                let t = Topology::from_path(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                assert!(!t.warnings().is_empty(), "{} has no warning", f.display());
+                let name = f.file_name().and_then(|n| n.to_str()).expect("utf-8 name").to_string();
+                insta::assert_snapshot!(name, t.render_warnings());
+            }
+        });
     }
 }
