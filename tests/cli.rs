@@ -252,6 +252,85 @@ mod run {
     }
 }
 
+mod examples {
+    use super::*;
+
+    /// Every example topology validates, draws, and runs to completion offline.
+    #[test]
+    fn every_example_topology_validates_renders_and_runs() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/topologies");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("examples") {
+            let p = entry.expect("entry").path();
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if name.ends_with(".rules.yaml")
+                || !(name.ends_with(".yaml") || name.ends_with(".toml"))
+            {
+                continue;
+            }
+            let file = format!("examples/topologies/{name}");
+            let out = baton(&["validate", &file]);
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            for format in ["dot", "mermaid"] {
+                let out = baton(&["graph", &file, "--format", format]);
+                assert!(
+                    out.status.success() && !out.stdout.is_empty(),
+                    "{name} draws as {format}"
+                );
+            }
+            let (r, code) =
+                json_report(&["run", &file, "--task", "a task for the example", "--json"]);
+            assert_eq!(
+                (r["outcome"].as_str(), code),
+                (Some("completed"), 0),
+                "{name}: {r:#}"
+            );
+            n += 1;
+        }
+        assert!(
+            n >= 6,
+            "hierarchy, flaky, pipeline (YAML and TOML), research, router: {n}"
+        );
+    }
+
+    #[test]
+    fn pipeline_in_toml_and_yaml_are_the_same_topology() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/topologies");
+        let y = baton::topologies::Topology::from_path(root.join("pipeline.yaml")).expect("yaml");
+        let t = baton::topologies::Topology::from_path(root.join("pipeline.toml")).expect("toml");
+        assert_eq!(y.spec(), t.spec());
+        assert_eq!(baton::topologies::to_dot(&y), baton::topologies::to_dot(&t));
+    }
+
+    #[test]
+    fn router_escalates_one_step_and_stays_local_for_the_rest() {
+        let (r, _) = json_report(&[
+            "run",
+            "examples/topologies/router.yaml",
+            "--task",
+            "x",
+            "--json",
+        ]);
+        assert_eq!(r["outcome"], "completed");
+        let a = &r["agents"][0];
+        assert_eq!(
+            (u(&a["model_calls"]), u(&a["model_errors"])),
+            (3, 1),
+            "{a:#}"
+        );
+        // Only the escalated step was billed: the local model is free.
+        assert!(u(&a["cost_nanousd"]) > 0);
+    }
+}
+
 mod validate {
     use super::*;
 

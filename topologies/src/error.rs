@@ -101,11 +101,16 @@ impl TopologyError {
                 text,
             } => {
                 // Underline the offending word when the message quotes it.
-                let quoted = ["unknown field `", "unknown variant `", "invalid dollar amount `", "invalid duration `"]
-                    .iter()
-                    .find_map(|p| message.strip_prefix(p))
-                    .and_then(|rest| rest.split('`').next())
-                    .map(|w| w.chars().count().max(1));
+                let quoted = [
+                    "unknown field `",
+                    "unknown variant `",
+                    "invalid dollar amount `",
+                    "invalid duration `",
+                ]
+                .iter()
+                .find_map(|p| message.strip_prefix(p))
+                .and_then(|rest| rest.split('`').next())
+                .map(|w| w.chars().count().max(1));
                 let d = Diagnostic {
                     severity: Severity::Error,
                     path: String::new(),

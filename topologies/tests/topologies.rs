@@ -318,7 +318,11 @@ mod corpus {
                     Ok(_) => panic!("{} should be refused", f.display()),
                     Err(e) => e.render(),
                 };
-                let name = f.file_name().and_then(|n| n.to_str()).expect("utf-8 name").to_string();
+                let name = f
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .expect("utf-8 name")
+                    .to_string();
                 insta::assert_snapshot!(name, rendered);
             }
         });
@@ -330,9 +334,114 @@ mod corpus {
             for f in &files("tests/warnings") {
                 let t = Topology::from_path(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
                 assert!(!t.warnings().is_empty(), "{} has no warning", f.display());
-                let name = f.file_name().and_then(|n| n.to_str()).expect("utf-8 name").to_string();
+                let name = f
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .expect("utf-8 name")
+                    .to_string();
                 insta::assert_snapshot!(name, t.render_warnings());
             }
         });
+    }
+}
+
+mod roundtrip {
+    use std::time::Duration;
+
+    use baton_core::Usd;
+    use baton_topologies::{OnCrash, RestartType, Strategy, SupervisionSpec};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn usd(nanos: u64) -> Usd {
+        Usd(NanoUsd(nanos))
+    }
+
+    prop_compose! {
+        fn topology_spec()(
+            n in 1usize..8,
+            parents in proptest::collection::vec(0usize..8, 8),
+            models in 1usize..4,
+            prices in proptest::collection::vec((0u64..20_000_000_000, 0u64..80_000_000_000), 4),
+            budgets in proptest::collection::vec((proptest::option::of(1u64..2_000_000_000), proptest::option::of(1u32..30), proptest::option::of(1u64..600)), 8),
+            flags in proptest::collection::vec((0u8..4, 0u8..3, 0u8..4), 8),
+        ) -> baton_topologies::TopologySpec {
+            let mut b = TopologyBuilder::new("generated");
+            for m in 0..models {
+                let (i, o) = prices[m];
+                b = b.model(format!("model-{m}"), ModelSpec::custom(NanoUsd(i), NanoUsd(o)).max_output_tokens(256 + m as u32));
+            }
+            let mut children: Vec<Vec<String>> = vec![Vec::new(); n];
+            let mut depth = vec![0u32; n];
+            for i in 1..n {
+                let p = parents[i] % i;
+                children[p].push(format!("agent-{i}"));
+                depth[i] = depth[p] + 1;
+            }
+            let root_cap = budgets[0].0;
+            for i in 0..n {
+                let (own_cap, steps, wall) = budgets[i];
+                // A child's cap never exceeds its parent's: halve it at each level.
+                let cap = own_cap.and(root_cap).map(|c| c >> depth[i]).filter(|c| *c > 0);
+                let (restart, crash, strategy) = flags[i];
+                let mut a = AgentSpec::new([format!("model-{}", i % models)]).children(children[i].clone()).budget(BudgetSpec {
+                    max_usd: cap.map(usd),
+                    max_steps: steps,
+                    max_wall: wall.map(Duration::from_secs),
+                    max_tokens: None,
+                });
+                match restart {
+                    1 => a = a.restart(RestartType::Transient),
+                    2 => a = a.restart(RestartType::Temporary),
+                    _ => {}
+                }
+                if crash == 1 {
+                    a = a.on_crash(OnCrash::Retry);
+                }
+                if !children[i].is_empty() && strategy > 0 {
+                    a = a.supervision(SupervisionSpec {
+                        strategy: Some([Strategy::OneForOne, Strategy::OneForAll, Strategy::RestForOne][strategy as usize - 1]),
+                        max_restarts: Some(u32::from(strategy)),
+                        within: Some(Duration::from_secs(u64::from(strategy) * 7)),
+                        shutdown: None,
+                    });
+                }
+                b = b.agent(format!("agent-{i}"), a);
+            }
+            b.build().expect("generated topologies are valid").spec().clone()
+        }
+    }
+
+    fn edges(t: &Topology) -> Vec<(String, String, u8)> {
+        let g = t.graph();
+        let mut e: Vec<_> = g
+            .edge_indices()
+            .filter_map(|i| {
+                g.edge_endpoints(i)
+                    .map(|(a, b)| (g[a].name.to_string(), g[b].name.to_string(), g[i] as u8))
+            })
+            .collect();
+        e.sort();
+        e
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Random valid topologies survive YAML and TOML and come back as the same graph.
+        #[test]
+        fn yaml_and_toml_round_trip_to_the_same_graph(spec in topology_spec()) {
+            let built = Topology::from_spec(spec.clone(), Path::new(".")).expect("valid");
+            let yaml = serde_saphyr::to_string(&spec).expect("to YAML");
+            let from_yaml = Topology::from_yaml_str(&yaml, Path::new("g.yaml"), Path::new(".")).map_err(|e| TestCaseError::fail(format!("{e}\n{yaml}")))?;
+            let toml = toml::to_string(&spec).expect("to TOML");
+            let from_toml = Topology::from_toml_str(&toml, Path::new("g.toml"), Path::new(".")).map_err(|e| TestCaseError::fail(format!("{e}\n{toml}")))?;
+            prop_assert_eq!(from_yaml.spec(), &spec);
+            prop_assert_eq!(from_toml.spec(), &spec);
+            prop_assert_eq!(edges(&from_yaml), edges(&built));
+            prop_assert_eq!(edges(&from_toml), edges(&built));
+            prop_assert_eq!(from_yaml.graph()[from_yaml.root()].clone(), built.graph()[built.root()].clone());
+        }
     }
 }
