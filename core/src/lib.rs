@@ -25,6 +25,7 @@ pub mod ledger;
 pub mod model;
 pub mod money;
 mod outcome;
+pub mod prices;
 pub mod scripted;
 mod tool;
 pub mod tools;

@@ -124,6 +124,39 @@ pub enum ModelError {
         /// What was wrong.
         message: String,
     },
+    /// Occurs when a provider answers with an HTTP error status (the body's error kind and message
+    /// are kept; credentials never are).
+    #[error("{model}: HTTP {status} {kind}: {message}")]
+    Http {
+        /// Model name.
+        model: String,
+        /// HTTP status.
+        status: u16,
+        /// The provider's error type (`rate_limit_error`, `invalid_request_error`, ...).
+        kind: String,
+        /// The provider's message.
+        message: String,
+        /// What the provider asked us to wait before retrying (`Retry-After`).
+        retry_after: Option<std::time::Duration>,
+    },
+    /// Occurs when the connection fails, is reset, or the reply is cut short.
+    #[error("{model}: transport error: {message}")]
+    Transport {
+        /// Model name.
+        model: String,
+        /// What happened.
+        message: String,
+        /// Usage the provider reported before the failure (billed, so booked).
+        billed: Option<TokenUsage>,
+    },
+    /// Occurs when the model refuses the request (a refusal is escalated, not retried).
+    #[error("{model}: refused: {message}")]
+    Refused {
+        /// Model name.
+        model: String,
+        /// The refusal text.
+        message: String,
+    },
     /// Occurs when the call takes longer than the model's `timeout`.
     #[error("{model}: no reply within {timeout_ms} ms")]
     Timeout {
@@ -146,6 +179,37 @@ pub enum ModelError {
         /// The start of the last message.
         last: String,
     },
+}
+
+impl ModelError {
+    /// Whether the same call may succeed if made again: rate limits, overload, server errors,
+    /// transport failures and timeouts. Client errors (400, 401, 403, 404, 422), refusals and
+    /// malformed replies are not retried (the router escalates instead).
+    pub fn retryable(&self) -> bool {
+        match self {
+            ModelError::Http { status, .. } => {
+                matches!(status, 408 | 409 | 425 | 429) || *status >= 500
+            }
+            ModelError::Transport { .. } | ModelError::Timeout { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// How long the provider asked us to wait before retrying.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ModelError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Usage the provider billed for the failed call, if it reported any.
+    pub fn billed(&self) -> Option<TokenUsage> {
+        match self {
+            ModelError::Transport { billed, .. } => *billed,
+            _ => None,
+        }
+    }
 }
 
 /// A language model: one async call from a request to a response.

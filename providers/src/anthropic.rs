@@ -1,0 +1,314 @@
+//! Anthropic messages: `POST {endpoint}/v1/messages` with `x-api-key` and `anthropic-version`.
+//!
+//! Usage mapping: Baton's `input` counts every prompt token — `input_tokens` plus cache reads and
+//! cache writes — and `cached_input` the cache reads, priced at the cached rate. (Cache writes are
+//! priced at the input rate; Anthropic bills them 25% higher: set the input price accordingly if
+//! you write caches heavily.)
+
+use baton_core::async_trait;
+use baton_core::{
+    Message, Model, ModelError, ModelRequest, ModelResponse, Role, TokenUsage, ToolCall,
+};
+use serde_json::{Value, json};
+
+use crate::ProviderConfig;
+use crate::http::{self, malformed, u64_at};
+
+/// The API version header Baton speaks.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// A model behind the Anthropic messages API.
+pub struct Anthropic {
+    config: ProviderConfig,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for Anthropic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Anthropic")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Anthropic {
+    /// A model with this configuration.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(config: ProviderConfig) -> Result<Anthropic, String> {
+        let client = http::client(config.connect_timeout)?;
+        Ok(Anthropic { config, client })
+    }
+
+    fn body(&self, req: &ModelRequest<'_>) -> Value {
+        let system: Vec<&str> = req
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::System)
+            .map(|m| m.content.as_str())
+            .collect();
+        let mut messages: Vec<Value> = Vec::new();
+        for m in req.messages.iter().filter(|m| m.role != Role::System) {
+            let (role, blocks) = blocks(m);
+            // The API wants user and assistant turns to alternate: merge neighbours of one role.
+            match messages.last_mut() {
+                Some(last) if last["role"] == role => {
+                    if let Some(arr) = last["content"].as_array_mut() {
+                        arr.extend(blocks);
+                    }
+                }
+                _ => messages.push(json!({"role": role, "content": blocks})),
+            }
+        }
+        let mut body = json!({
+            "model": self.config.model,
+            "max_tokens": req.max_tokens,
+            "messages": messages,
+        });
+        if !system.is_empty() {
+            body["system"] = json!(system.join("\n\n"));
+        }
+        if !req.tools.is_empty() {
+            body["tools"] = req
+                .tools
+                .iter()
+                .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
+                .collect();
+        }
+        if self.config.stream {
+            body["stream"] = json!(true);
+        }
+        body
+    }
+}
+
+fn blocks(m: &Message) -> (&'static str, Vec<Value>) {
+    match m.role {
+        Role::Tool => (
+            "user",
+            vec![
+                json!({"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}),
+            ],
+        ),
+        Role::Assistant => {
+            let mut b = Vec::new();
+            if !m.content.is_empty() {
+                b.push(json!({"type": "text", "text": m.content}));
+            }
+            for c in &m.tool_calls {
+                b.push(
+                    json!({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}),
+                );
+            }
+            ("assistant", b)
+        }
+        _ => ("user", vec![json!({"type": "text", "text": m.content})]),
+    }
+}
+
+fn usage(u: &Value) -> TokenUsage {
+    let read = u64_at(u, &["cache_read_input_tokens"]);
+    TokenUsage {
+        input: u64_at(u, &["input_tokens"]) + read + u64_at(u, &["cache_creation_input_tokens"]),
+        output: u64_at(u, &["output_tokens"]),
+        cached_input: read,
+    }
+}
+
+fn refused(model: &str, v: &Value) -> Option<ModelError> {
+    (v.get("stop_reason").and_then(Value::as_str) == Some("refusal")).then(|| ModelError::Refused {
+        model: model.to_string(),
+        message: "the model declined (stop_reason: refusal)".into(),
+    })
+}
+
+/// Parses a non-streaming reply.
+pub(crate) fn parse_reply(model: &str, v: &Value) -> Result<ModelResponse, ModelError> {
+    if let Some(e) = refused(model, v) {
+        return Err(e);
+    }
+    let content = v
+        .get("content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed(model, "the reply has no `content` blocks"))?;
+    let u = v
+        .get("usage")
+        .ok_or_else(|| malformed(model, "the reply has no `usage`: it cannot be billed"))?;
+    let mut text = String::new();
+    let mut tool_calls = Vec::new();
+    for b in content {
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
+            Some("tool_use") => tool_calls.push(ToolCall {
+                id: b
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                name: b
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| malformed(model, "a tool_use block has no name"))?
+                    .to_string(),
+                arguments: b.get("input").cloned().unwrap_or_else(|| json!({})),
+            }),
+            _ => {}
+        }
+    }
+    Ok(ModelResponse {
+        text: (!text.is_empty()).then_some(text),
+        tool_calls,
+        usage: usage(u),
+    })
+}
+
+#[derive(Default)]
+struct Partial {
+    /// (type, text or partial JSON, id, name) per content block index.
+    blocks: Vec<(String, String, String, String)>,
+    usage: Option<TokenUsage>,
+    stop_reason: Option<String>,
+}
+
+impl http::EventSink for Partial {
+    fn billed(&self) -> Option<TokenUsage> {
+        self.usage
+    }
+
+    fn event(&mut self, name: &str, event: crate::sse::Event) -> Result<bool, ModelError> {
+        let v: Value = serde_json::from_str(&event.data)
+            .map_err(|e| malformed(name, format!("a stream event is not JSON ({e})")))?;
+        let kind = event
+            .event
+            .as_deref()
+            .or_else(|| v.get("type").and_then(Value::as_str))
+            .unwrap_or("");
+        match kind {
+            "message_start" => self.usage = v.pointer("/message/usage").map(usage),
+            "content_block_start" => {
+                let i = usize::try_from(v.get("index").and_then(Value::as_u64).unwrap_or(0))
+                    .unwrap_or(0);
+                while self.blocks.len() <= i {
+                    self.blocks.push(Default::default());
+                }
+                let b = v.get("content_block").cloned().unwrap_or_default();
+                let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                self.blocks[i] = (s("type"), s("text"), s("id"), s("name"));
+            }
+            "content_block_delta" => {
+                let i = usize::try_from(v.get("index").and_then(Value::as_u64).unwrap_or(0))
+                    .unwrap_or(0);
+                let d = v.get("delta").cloned().unwrap_or_default();
+                let piece = d
+                    .get("text")
+                    .or_else(|| d.get("partial_json"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if let Some(b) = self.blocks.get_mut(i) {
+                    b.1.push_str(piece);
+                }
+            }
+            "message_delta" => {
+                if let Some(out) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
+                    let mut u = self.usage.unwrap_or_default();
+                    u.output = out;
+                    self.usage = Some(u);
+                }
+                self.stop_reason = v
+                    .pointer("/delta/stop_reason")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+            "message_stop" => return Ok(true),
+            "error" => {
+                let e = v.get("error").cloned().unwrap_or_default();
+                let kind = e
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("error")
+                    .to_string();
+                let status = match kind.as_str() {
+                    "overloaded_error" => 529,
+                    "rate_limit_error" => 429,
+                    "api_error" => 500,
+                    _ => 400,
+                };
+                return Err(ModelError::Http {
+                    model: name.to_string(),
+                    status,
+                    message: e
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    kind,
+                    retry_after: None,
+                });
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+}
+
+#[async_trait]
+impl Model for Anthropic {
+    async fn call(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
+        let name = self.config.name.as_str();
+        let url = format!("{}/v1/messages", self.config.endpoint.trim_end_matches('/'));
+        let mut http = self
+            .client
+            .post(url)
+            .header("anthropic-version", ANTHROPIC_VERSION)
+            .json(&self.body(&request));
+        if let Some(key) = &self.config.api_key {
+            http = http.header("x-api-key", key.expose());
+        }
+        let response = http::send(name, http).await?;
+        if !self.config.stream {
+            return parse_reply(name, &http::json_body(name, response).await?);
+        }
+        let mut p = Partial::default();
+        http::for_each_event(name, response, &mut p).await?;
+        if p.stop_reason.as_deref() == Some("refusal") {
+            return Err(ModelError::Refused {
+                model: name.to_string(),
+                message: "the model declined (stop_reason: refusal)".into(),
+            });
+        }
+        let usage = p
+            .usage
+            .ok_or_else(|| malformed(name, "the stream carried no usage: it cannot be billed"))?;
+        let mut text = String::new();
+        let mut tool_calls = Vec::new();
+        for (kind, body, id, call) in p.blocks {
+            match kind.as_str() {
+                "text" => text.push_str(&body),
+                "tool_use" => {
+                    let arguments = if body.trim().is_empty() {
+                        json!({})
+                    } else {
+                        serde_json::from_str(&body).map_err(|e| {
+                            malformed(
+                                name,
+                                format!("tool call `{call}` has input that is not JSON ({e})"),
+                            )
+                        })?
+                    };
+                    tool_calls.push(ToolCall {
+                        id,
+                        name: call,
+                        arguments,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(ModelResponse {
+            text: (!text.is_empty()).then_some(text),
+            tool_calls,
+            usage,
+        })
+    }
+}

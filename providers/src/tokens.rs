@@ -1,0 +1,61 @@
+//! Token estimates before a call, for the ledger's reservation. They must be upper bounds.
+//!
+//! OpenAI models use their real tokenizer (tiktoken's `o200k_base` or `cl100k_base`, shipped
+//! offline by tiktoken-rs) plus the documented framing (4 tokens per message, 3 to prime the
+//! reply), with a 10% + 16 token margin for tool schemas, whose formatting is not documented.
+//! Other models get [`baton_core::model::conservative_input_tokens`].
+
+use std::sync::OnceLock;
+
+use baton_core::ModelRequest;
+use tiktoken_rs::CoreBPE;
+
+fn o200k() -> Option<&'static CoreBPE> {
+    static BPE: OnceLock<Option<CoreBPE>> = OnceLock::new();
+    BPE.get_or_init(|| tiktoken_rs::o200k_base().ok()).as_ref()
+}
+
+fn cl100k() -> Option<&'static CoreBPE> {
+    static BPE: OnceLock<Option<CoreBPE>> = OnceLock::new();
+    BPE.get_or_init(|| tiktoken_rs::cl100k_base().ok()).as_ref()
+}
+
+/// The tokenizer of an OpenAI model, if we know it.
+pub(crate) fn openai_tokenizer(model: &str) -> Option<&'static CoreBPE> {
+    let m = model.to_ascii_lowercase();
+    if [
+        "gpt-4o",
+        "gpt-4.1",
+        "gpt-4.5",
+        "gpt-5",
+        "o1",
+        "o3",
+        "o4",
+        "chatgpt-4o",
+    ]
+    .iter()
+    .any(|p| m.starts_with(p))
+    {
+        o200k()
+    } else if m.starts_with("gpt-4") || m.starts_with("gpt-3.5") {
+        cl100k()
+    } else {
+        None
+    }
+}
+
+/// An upper bound on the prompt tokens of `request` for a model using `bpe`.
+pub(crate) fn estimate_with(bpe: &CoreBPE, request: &ModelRequest<'_>) -> u64 {
+    let count = |s: &str| bpe.encode_ordinary(s).len() as u64;
+    let mut n: u64 = 3;
+    for m in request.messages {
+        n += 4 + count(&m.content);
+        for c in &m.tool_calls {
+            n += 4 + count(&c.name) + count(&c.arguments.to_string());
+        }
+    }
+    for t in request.tools {
+        n += 8 + count(&t.name) + count(&t.description) + count(&t.parameters.to_string());
+    }
+    n + n / 10 + 16
+}

@@ -1,0 +1,367 @@
+//! The providers against a local server that answers with the providers' documented wire format
+//! (fixtures under `fixtures/`): what is sent, what is parsed, and how failures are classified.
+//!
+//! - `openai`: chat completions, tool calls, streaming, cache tokens, refusals, error bodies.
+//! - `anthropic`: messages, tool_use blocks, streaming events, overload and rate-limit errors.
+//! - `failures`: a body cut short, truncated JSON, a stream ended early.
+
+use std::time::Duration;
+
+use baton_core::{Message, Model, ModelError, ModelRequest, Role, ToolCall, ToolSchema};
+use baton_providers::testing::{FakeServer, Reply};
+use baton_providers::{Anthropic, OpenAi, ProviderConfig};
+use serde_json::json;
+
+fn fixture(path: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture exists")
+}
+
+fn config(server: &FakeServer, stream: bool, model: &str) -> ProviderConfig {
+    ProviderConfig {
+        name: "test-model".into(),
+        model: model.into(),
+        endpoint: server.url(),
+        api_key: None,
+        stream,
+        connect_timeout: Duration::from_secs(2),
+    }
+}
+
+fn transcript() -> Vec<Message> {
+    vec![
+        Message::new(Role::System, "You find root causes."),
+        Message::new(Role::User, "p99 doubled at 14:05"),
+        Message {
+            role: Role::Assistant,
+            content: String::new(),
+            tool_calls: vec![ToolCall {
+                id: "call_1".into(),
+                name: "query_metrics".into(),
+                arguments: json!({"series": "checkout_p99_ms"}),
+            }],
+            tool_call_id: None,
+        },
+        Message {
+            role: Role::Tool,
+            content: "spike at 14:05".into(),
+            tool_calls: Vec::new(),
+            tool_call_id: Some("call_1".into()),
+        },
+    ]
+}
+
+fn tools() -> Vec<ToolSchema> {
+    vec![ToolSchema {
+        name: "lookup_owners".into(),
+        description: "Owners of a path".into(),
+        parameters: json!({"type": "object", "properties": {"path": {"type": "string"}}}),
+    }]
+}
+
+async fn call(model: &impl Model) -> Result<baton_core::ModelResponse, ModelError> {
+    let messages = transcript();
+    let tools = tools();
+    model
+        .call(ModelRequest {
+            agent: "rca",
+            step: 2,
+            messages: &messages,
+            tools: &tools,
+            max_tokens: 256,
+        })
+        .await
+}
+
+mod openai {
+    use super::*;
+
+    #[tokio::test]
+    async fn text_reply_with_cached_tokens_and_the_request_it_sent() {
+        let server = FakeServer::start([Reply::json(200, fixture("openai/chat_text.json"))]).await;
+        let m = OpenAi::new(config(&server, false, "gpt-4o-mini")).expect("client");
+        let r = call(&m).await.expect("reply");
+        assert_eq!(
+            r.text.as_deref(),
+            Some("The p99 spike follows deploy 4f2a9c1.")
+        );
+        assert_eq!(
+            (r.usage.input, r.usage.output, r.usage.cached_input),
+            (1117, 12, 1024)
+        );
+        let sent = &server.received()[0];
+        assert_eq!(sent.request_line, "POST /chat/completions HTTP/1.1");
+        let b = sent.json();
+        assert_eq!(b["model"], "gpt-4o-mini");
+        assert_eq!(b["max_tokens"], 256);
+        assert_eq!(b["messages"][0]["role"], "system");
+        assert_eq!(
+            b["messages"][2]["tool_calls"][0]["function"]["arguments"],
+            "{\"series\":\"checkout_p99_ms\"}"
+        );
+        assert_eq!(b["messages"][3]["role"], "tool");
+        assert_eq!(b["messages"][3]["tool_call_id"], "call_1");
+        assert_eq!(b["tools"][0]["type"], "function");
+        assert_eq!(b["tools"][0]["function"]["name"], "lookup_owners");
+        assert!(b.get("stream").is_none());
+    }
+
+    #[tokio::test]
+    async fn tool_call_arguments_are_parsed() {
+        let server =
+            FakeServer::start([Reply::json(200, fixture("openai/chat_tool_call.json"))]).await;
+        let m = OpenAi::new(config(&server, false, "gpt-4o-mini")).expect("client");
+        let r = call(&m).await.expect("reply");
+        assert_eq!(r.tool_calls.len(), 1);
+        assert_eq!(r.tool_calls[0].name, "query_metrics");
+        assert_eq!(
+            r.tool_calls[0].arguments,
+            json!({"series": "checkout_p99_ms"})
+        );
+        assert_eq!(r.usage.input, 82);
+    }
+
+    #[tokio::test]
+    async fn streaming_text_and_tool_calls_with_usage_in_the_last_chunk() {
+        let server = FakeServer::start([
+            Reply::sse(fixture("openai/chat_stream.sse")),
+            Reply::sse(fixture("openai/chat_stream_tool_call.sse")),
+        ])
+        .await;
+        let m = OpenAi::new(config(&server, true, "gpt-4o-mini")).expect("client");
+        let r = call(&m).await.expect("reply");
+        assert_eq!(r.text.as_deref(), Some("Deploy 4f2a9c1."));
+        assert_eq!((r.usage.input, r.usage.output), (40, 4));
+        let b = server.received()[0].json();
+        assert_eq!(b["stream"], true);
+        assert_eq!(b["stream_options"]["include_usage"], true);
+        let r = call(&m).await.expect("reply");
+        assert_eq!(r.tool_calls[0].name, "lookup_owners");
+        assert_eq!(
+            r.tool_calls[0].arguments,
+            json!({"path": "services/checkout/pricing/cache.go"})
+        );
+        assert_eq!(r.usage.cached_input, 64);
+    }
+
+    #[tokio::test]
+    async fn refusal_is_its_own_error() {
+        let server = FakeServer::start([Reply::json(200, fixture("openai/refusal.json"))]).await;
+        let m = OpenAi::new(config(&server, false, "gpt-4o-mini")).expect("client");
+        let e = call(&m).await.expect_err("refused");
+        assert!(matches!(e, ModelError::Refused { .. }), "{e}");
+        assert!(!e.retryable());
+    }
+
+    #[tokio::test]
+    async fn error_bodies_are_classified() {
+        let server = FakeServer::start([
+            Reply::json(400, fixture("openai/error_400.json")),
+            Reply::json(401, fixture("openai/error_401.json")),
+            Reply::json(429, fixture("openai/error_429.json")).header("retry-after", "20"),
+            Reply::json(500, fixture("openai/error_500.json")),
+        ])
+        .await;
+        let m = OpenAi::new(config(&server, false, "gpt-4o-mini")).expect("client");
+        let e = call(&m).await.expect_err("400");
+        assert!(!e.retryable());
+        assert!(
+            e.to_string()
+                .contains("HTTP 400 invalid_request_error: Invalid value for 'max_tokens'"),
+            "{e}"
+        );
+        let e = call(&m).await.expect_err("401");
+        assert!(!e.retryable() && e.to_string().contains("HTTP 401"), "{e}");
+        let e = call(&m).await.expect_err("429");
+        assert!(e.retryable());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(20)));
+        let e = call(&m).await.expect_err("500");
+        assert!(
+            e.retryable() && e.to_string().contains("server_error"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tokenizer_estimates_bound_the_billed_prompt() {
+        let server = FakeServer::start([]).await;
+        let m = OpenAi::new(config(&server, false, "gpt-4o-mini")).expect("client");
+        let messages = transcript();
+        let tools = tools();
+        let req = ModelRequest {
+            agent: "rca",
+            step: 2,
+            messages: &messages,
+            tools: &tools,
+            max_tokens: 256,
+        };
+        let est = m.estimate_input_tokens(&req);
+        // A real tokenizer: far tighter than a bytes-based bound, and still an upper bound of the
+        // ~70 tokens OpenAI bills for this prompt.
+        assert!((70..140).contains(&est), "{est}");
+        assert!(est < baton_core::model::conservative_input_tokens(&req));
+    }
+}
+
+mod anthropic {
+    use super::*;
+
+    #[tokio::test]
+    async fn tool_use_with_cache_usage_and_the_request_it_sent() {
+        let server =
+            FakeServer::start([Reply::json(200, fixture("anthropic/message_tool_use.json"))]).await;
+        let cfg = config(&server, false, "claude-sonnet-4-20250514");
+        let m = Anthropic::new(cfg).expect("client");
+        let r = call(&m).await.expect("reply");
+        assert_eq!(
+            r.text.as_deref(),
+            Some("I'll look up the owners of that path.")
+        );
+        assert_eq!(r.tool_calls[0].name, "lookup_owners");
+        assert_eq!(r.tool_calls[0].id, "toolu_01A09q90qw90lq917835lq9");
+        // input counts every prompt token: 472 + 2048 read + 100 written; 2048 of them cached.
+        assert_eq!(
+            (r.usage.input, r.usage.output, r.usage.cached_input),
+            (2620, 91, 2048)
+        );
+        let sent = &server.received()[0];
+        assert_eq!(sent.request_line, "POST /v1/messages HTTP/1.1");
+        assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+        let b = sent.json();
+        assert_eq!(b["system"], "You find root causes.");
+        assert_eq!(b["messages"][0]["role"], "user");
+        assert_eq!(b["messages"][1]["role"], "assistant");
+        assert_eq!(b["messages"][1]["content"][0]["type"], "tool_use");
+        assert_eq!(b["messages"][2]["role"], "user");
+        assert_eq!(b["messages"][2]["content"][0]["type"], "tool_result");
+        assert_eq!(b["messages"][2]["content"][0]["tool_use_id"], "call_1");
+        assert_eq!(b["tools"][0]["input_schema"]["type"], "object");
+    }
+
+    #[tokio::test]
+    async fn streaming_events() {
+        let server = FakeServer::start([Reply::sse(fixture("anthropic/message_stream.sse"))]).await;
+        let m = Anthropic::new(config(&server, true, "claude-sonnet-4-20250514")).expect("client");
+        let r = call(&m).await.expect("reply");
+        assert_eq!(r.text.as_deref(), Some("Checking the owners."));
+        assert_eq!(
+            r.tool_calls[0].arguments,
+            json!({"path": "services/checkout/pricing/cache.go"})
+        );
+        assert_eq!(
+            (r.usage.input, r.usage.output, r.usage.cached_input),
+            (600, 89, 128)
+        );
+    }
+
+    #[tokio::test]
+    async fn overloaded_and_rate_limited_are_retryable_auth_is_not() {
+        let server = FakeServer::start([
+            Reply::json(529, fixture("anthropic/error_529.json")),
+            Reply::json(429, fixture("anthropic/error_429.json")).header("retry-after", "3"),
+            Reply::json(401, fixture("anthropic/error_401.json")),
+            Reply::sse(fixture("anthropic/stream_overloaded.sse")),
+        ])
+        .await;
+        let m = Anthropic::new(config(&server, false, "claude-sonnet-4-20250514")).expect("client");
+        let e = call(&m).await.expect_err("529");
+        assert!(
+            e.retryable()
+                && e.to_string()
+                    .contains("HTTP 529 overloaded_error: Overloaded"),
+            "{e}"
+        );
+        let e = call(&m).await.expect_err("429");
+        assert!(
+            e.retryable() && e.to_string().contains("rate_limit_error"),
+            "{e}"
+        );
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+        let e = call(&m).await.expect_err("401");
+        assert!(
+            !e.retryable() && e.to_string().contains("authentication_error"),
+            "{e}"
+        );
+        let m = Anthropic::new(config(&server, true, "claude-sonnet-4-20250514")).expect("client");
+        let e = call(&m).await.expect_err("overloaded mid-stream");
+        assert!(
+            e.retryable() && e.to_string().contains("overloaded_error"),
+            "{e}"
+        );
+    }
+}
+
+mod failures {
+    use super::*;
+
+    #[tokio::test]
+    async fn truncated_json_body_names_the_provider_and_the_problem() {
+        let full = fixture("openai/chat_text.json");
+        let server = FakeServer::start([Reply::json(200, &full[..full.len() / 2])]).await;
+        let m = OpenAi::new(config(&server, false, "gpt-4o-mini")).expect("client");
+        let e = call(&m).await.expect_err("truncated");
+        assert!(matches!(e, ModelError::Malformed { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("test-model: malformed reply: the reply is truncated JSON"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn body_cut_short_is_a_retryable_transport_error() {
+        let full = fixture("openai/chat_text.json");
+        let server = FakeServer::start([Reply::CutShort {
+            content_type: "application/json".into(),
+            sent: full.len() / 3,
+            body: full,
+        }])
+        .await;
+        let m = OpenAi::new(config(&server, false, "gpt-4o-mini")).expect("client");
+        let e = call(&m).await.expect_err("cut short");
+        assert!(
+            matches!(e, ModelError::Transport { .. }) && e.retryable(),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn stream_reset_after_usage_bills_what_was_reported() {
+        let sse = fixture("anthropic/message_stream.sse");
+        let cut = sse.find("event: content_block_delta").expect("has deltas");
+        let server = FakeServer::start([Reply::CutShort {
+            content_type: "text/event-stream".into(),
+            sent: cut,
+            body: sse,
+        }])
+        .await;
+        let m = Anthropic::new(config(&server, true, "claude-sonnet-4-20250514")).expect("client");
+        let e = call(&m).await.expect_err("reset mid-stream");
+        assert!(e.retryable(), "{e}");
+        let billed = e.billed().expect("message_start reported usage");
+        assert_eq!(billed.input, 600);
+    }
+
+    #[tokio::test]
+    async fn nobody_listening_is_a_transport_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let m = OpenAi::new(ProviderConfig {
+            name: "test-model".into(),
+            model: "gpt-4o-mini".into(),
+            endpoint: format!("http://127.0.0.1:{port}"),
+            api_key: None,
+            stream: false,
+            connect_timeout: Duration::from_secs(1),
+        })
+        .expect("client");
+        let e = call(&m).await.expect_err("refused");
+        assert!(e.to_string().contains("cannot connect"), "{e}");
+        assert!(e.retryable());
+    }
+}
