@@ -185,6 +185,7 @@ fn validate(files: &[PathBuf], format: ValidateFormat) -> ExitCode {
                         length: None,
                         message,
                         hint: None,
+                        redacted: false,
                     }],
                     other => vec![Diagnostic {
                         severity: Severity::Error,
@@ -194,6 +195,7 @@ fn validate(files: &[PathBuf], format: ValidateFormat) -> ExitCode {
                         length: None,
                         message: other.to_string(),
                         hint: None,
+                        redacted: false,
                     }],
                 };
                 (diagnostics, rendered)
@@ -413,6 +415,17 @@ impl Observer for Printer {
             Event::BudgetAction { agent, action, .. } => {
                 format!("{}[{agent}] $ {action}", self.pad(agent))
             }
+            Event::Retrying {
+                agent,
+                model,
+                attempt,
+                delay,
+                ..
+            } => format!(
+                "{}[{agent}] ↺ {model}: attempt {attempt} in {} ms",
+                self.pad(agent),
+                delay.as_millis()
+            ),
             _ => return,
         };
         println!("{line}");

@@ -17,6 +17,7 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 const CPU_BUCKETS: &[f64] = &[0.000_01, 0.000_1, 0.001, 0.01, 0.1, 1.0, 10.0];
+const RATIO_BUCKETS: &[f64] = &[0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0];
 const COST_BUCKETS: &[f64] = &[
     0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
 ];
@@ -33,6 +34,10 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
             LATENCY_BUCKETS,
         )?
         .set_buckets_for_metric(Matcher::Full("baton_tool_cpu_seconds".into()), CPU_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full("baton_token_estimate_ratio".into()),
+            RATIO_BUCKETS,
+        )?
         .set_buckets_for_metric(
             Matcher::Full("baton_workflow_cost_usd".into()),
             COST_BUCKETS,

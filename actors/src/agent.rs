@@ -392,8 +392,9 @@ async fn call_ladder(
     }))
 }
 
-/// One model call, under a reservation of its worst case, its timeout, the task's deadline and the
-/// task's cancellation.
+/// One step's call to one model, with retries: each attempt reserves its worst case anew (a retry
+/// the budget cannot pay for is not made), waits what the provider asked or a jittered backoff
+/// (never past the deadline), and books what failed attempts were billed.
 async fn attempt(
     plan: &Plan,
     me: &AgentPlan,
@@ -403,6 +404,56 @@ async fn attempt(
     step: u32,
     messages: &[Message],
 ) -> Attempt {
+    let mut tries = 1;
+    loop {
+        let error = match call_once(plan, me, rung, env, account, step, messages).await {
+            Once::Done(a) => return a,
+            Once::Failed(e) => e,
+        };
+        let msg = error.to_string();
+        if !error.retryable() || tries >= rung.retry.max_attempts {
+            return Attempt::Failed(msg);
+        }
+        let seed = env.task.0 ^ (u64::from(step) << 32) ^ u64::from(tries);
+        let delay = crate::retry::backoff(&rung.retry, tries + 1, error.retry_after(), seed);
+        if env.deadline.is_some_and(|d| Instant::now() + delay >= d) {
+            return Attempt::Failed(format!(
+                "{msg} (not retried: the task's deadline comes first)"
+            ));
+        }
+        tries += 1;
+        rung.retries.increment(1);
+        plan.observe(&Event::Retrying {
+            agent: &me.name,
+            task: env.task.0,
+            model: &rung.name,
+            attempt: tries,
+            delay,
+        });
+        tokio::select! {
+            biased;
+            () = account.cancelled() => return Attempt::Ended(end(Outcome::Cancelled, "cancelled")),
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+enum Once {
+    Done(Attempt),
+    Failed(ModelError),
+}
+
+/// One model call, under a reservation of its worst case, its timeout, the task's deadline and the
+/// task's cancellation.
+async fn call_once(
+    plan: &Plan,
+    me: &AgentPlan,
+    rung: &Rung,
+    env: &Envelope<String>,
+    account: &Account,
+    step: u32,
+    messages: &[Message],
+) -> Once {
     let request = ModelRequest {
         agent: &me.name,
         step,
@@ -417,7 +468,7 @@ async fn attempt(
         Ok(r) => r,
         Err(r) => {
             me.refusals.increment(1);
-            return Attempt::Refused(r);
+            return Once::Done(Attempt::Refused(r));
         }
     };
     let started = std::time::Instant::now();
@@ -432,7 +483,7 @@ async fn attempt(
                 biased;
                 r = tokio::time::timeout_at(limit, &mut call) => r,
                 // The reservation is released on drop: an abandoned call books nothing.
-                () = account.cancelled() => return Attempt::Ended(end(Outcome::Cancelled, "cancelled")),
+                () = account.cancelled() => return Once::Done(Attempt::Ended(end(Outcome::Cancelled, "cancelled"))),
             };
             (Some(timeout_at), r)
         }
@@ -443,12 +494,12 @@ async fn attempt(
         Ok(Err(panic)) => {
             rung.requests_err.increment(1);
             account.record_model_error();
-            return Attempt::Crash(format!(
+            return Once::Done(Attempt::Crash(format!(
                 "`{}` crashed: model `{}` panicked: {}",
                 me.name,
                 rung.name,
                 panic_text(&*panic)
-            ));
+            )));
         }
         Err(elapsed) => Err(elapsed),
     };
@@ -458,6 +509,10 @@ async fn attempt(
             reservation.commit(&response.usage, cost);
             rung.requests_ok.increment(1);
             rung.cost.increment(cost.0);
+            if input > 0 {
+                rung.estimate_ratio
+                    .record(response.usage.input as f64 / input as f64);
+            }
             let left = account.remaining_cost();
             if left != NanoUsd::MAX {
                 me.remaining.set(left.as_usd_f64());
@@ -473,7 +528,7 @@ async fn attempt(
                 usage: &response.usage,
                 cost,
             });
-            return Attempt::Answered(response);
+            return Once::Done(Attempt::Answered(response));
         }
         Ok(Err(e)) => e,
         Err(_)
@@ -481,17 +536,28 @@ async fn attempt(
                 .deadline
                 .is_some_and(|d| timeout_at.is_none_or(|t| d <= t)) =>
         {
-            return Attempt::Ended(end(
+            return Once::Done(Attempt::Ended(end(
                 Outcome::TimedOut,
                 format!("deadline passed waiting for {}", rung.name),
-            ));
+            )));
         }
         Err(_) => ModelError::Timeout {
             model: rung.name.to_string(),
             timeout_ms: u64::try_from(rung.timeout.as_millis()).unwrap_or(u64::MAX),
         },
     };
-    drop(reservation);
+    // A failed call the provider billed still costs: book it; otherwise release the reservation.
+    match error.billed() {
+        Some(usage) => {
+            let cost = rung.price.cost(&usage);
+            reservation.commit(&usage, cost);
+            rung.cost.increment(cost.0);
+            rung.tokens_in.increment(usage.input);
+            rung.tokens_out.increment(usage.output);
+            rung.tokens_cached.increment(usage.cached_input);
+        }
+        None => drop(reservation),
+    }
     rung.requests_err.increment(1);
     account.record_model_error();
     let msg = error.to_string();
@@ -501,7 +567,7 @@ async fn attempt(
         model: &rung.name,
         error: &msg,
     });
-    Attempt::Failed(msg)
+    Once::Failed(error)
 }
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {

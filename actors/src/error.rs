@@ -18,6 +18,15 @@ pub enum RuntimeError {
     /// code registers one the topology does not declare.
     #[error("{0}")]
     Registration(String),
+    /// Occurs when an HTTP provider cannot be set up: its API key variable is unset, or the HTTP
+    /// client cannot be built. The message names the variable, never a secret.
+    #[error("model `{model}`: {message}")]
+    Provider {
+        /// The model's name.
+        model: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Occurs when an actor cannot be spawned.
     #[error("cannot start the {what}: {message}")]
     Spawn {

@@ -12,6 +12,7 @@ mod error;
 mod observer;
 mod plan;
 mod report;
+mod retry;
 mod runtime;
 mod supervisor;
 mod telemetry;

@@ -32,6 +32,19 @@ pub enum Event<'a> {
         /// Why.
         error: &'a str,
     },
+    /// A failed model call will be retried after `delay`.
+    Retrying {
+        /// Agent.
+        agent: &'a str,
+        /// Task id.
+        task: u64,
+        /// Model.
+        model: &'a str,
+        /// The attempt about to be made (2 for the first retry).
+        attempt: u32,
+        /// How long it waits first.
+        delay: std::time::Duration,
+    },
     /// The model asked for a tool.
     ToolCall {
         /// Agent.

@@ -31,6 +31,10 @@ pub(crate) struct Rung {
     pub(crate) max_output: u32,
     pub(crate) quality: u8,
     pub(crate) timeout: Duration,
+    pub(crate) retry: baton_topologies::RetryPolicy,
+    pub(crate) retries: Counter,
+    /// Billed prompt tokens over the estimate that was reserved.
+    pub(crate) estimate_ratio: Histogram,
     pub(crate) requests_ok: Counter,
     pub(crate) requests_err: Counter,
     pub(crate) latency: Histogram,
@@ -177,6 +181,7 @@ impl Plan {
                     }
                     Arc::new(s)
                 }
+                Provider::Openai | Provider::Anthropic => http_model(m)?,
                 Provider::Custom => custom_models.remove(&*m.name).ok_or_else(|| {
                     RuntimeError::Registration(format!(
                         "model `{}` is declared `provider: custom` but no implementation was registered (RuntimeBuilder::model)",
@@ -256,6 +261,9 @@ impl Plan {
                         max_output: def.max_output_tokens,
                         quality: def.quality,
                         timeout: def.timeout,
+                        retry: def.retry.clone(),
+                        retries: metrics::counter!("baton_model_retries_total", &labels[..]),
+                        estimate_ratio: metrics::histogram!("baton_token_estimate_ratio", "model" => m.to_string()),
                         requests_ok: metrics::counter!("baton_model_requests_total", "agent" => agent_label.clone(), "model" => m.to_string(), "outcome" => "ok"),
                         requests_err: metrics::counter!("baton_model_requests_total", "agent" => agent_label.clone(), "model" => m.to_string(), "outcome" => "error"),
                         latency: metrics::histogram!("baton_model_request_duration_seconds", &labels[..]),
@@ -338,6 +346,36 @@ impl Plan {
             gave_up: std::sync::OnceLock::new(),
         })
     }
+}
+
+/// Builds an HTTP provider, reading its API key from the environment.
+fn http_model(m: &ModelDef) -> Result<Arc<dyn Model>, RuntimeError> {
+    let err = |message: String| RuntimeError::Provider {
+        model: m.name.to_string(),
+        message,
+    };
+    let api_key = m
+        .api_key
+        .as_deref()
+        .map(baton_providers::Secret::from_reference)
+        .transpose()
+        .map_err(err)?;
+    let default = match m.provider {
+        Provider::Anthropic => baton_providers::ANTHROPIC_ENDPOINT,
+        _ => baton_providers::OPENAI_ENDPOINT,
+    };
+    let config = baton_providers::ProviderConfig {
+        name: m.name.to_string(),
+        model: m.wire_model.clone(),
+        endpoint: m.endpoint.clone().unwrap_or_else(|| default.to_string()),
+        api_key,
+        stream: m.stream,
+        connect_timeout: m.connect_timeout,
+    };
+    Ok(match m.provider {
+        Provider::Anthropic => Arc::new(baton_providers::Anthropic::new(config).map_err(err)?),
+        _ => Arc::new(baton_providers::OpenAi::new(config).map_err(err)?),
+    })
 }
 
 fn delegate_schema(topology: &Topology, children: &[(Arc<str>, usize)]) -> ToolSchema {

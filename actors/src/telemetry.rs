@@ -33,6 +33,16 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Latency of model calls.",
     ),
     (
+        "baton_model_retries_total",
+        "counter",
+        "Model calls retried after a retryable failure (rate limit, overload, server or transport error).",
+    ),
+    (
+        "baton_token_estimate_ratio",
+        "histogram",
+        "Billed prompt tokens divided by the estimate reserved before the call (above 1: the estimate was short).",
+    ),
+    (
         "baton_router_decisions_total",
         "counter",
         "Which model answered a step and why: cheapest, escalated (after a failure) or budget (after a refusal).",

@@ -31,6 +31,9 @@ pub struct Diagnostic {
     pub message: String,
     /// How to mend it.
     pub hint: Option<String>,
+    /// The offending text may be a secret: never show it (the position is still given).
+    #[serde(skip)]
+    pub redacted: bool,
 }
 
 impl fmt::Display for Diagnostic {
@@ -119,6 +122,7 @@ impl TopologyError {
                     length: quoted.or(Some(1)),
                     message: message.clone(),
                     hint: None,
+                    redacted: false,
                 };
                 render_diagnostics(file, text.as_deref(), std::slice::from_ref(&d))
             }
@@ -153,7 +157,7 @@ pub fn render_diagnostics(
             format!("{}: {}", d.path, d.message)
         };
         let span = match (text, d.line, d.column) {
-            (Some(t), Some(l), Some(c)) => byte_span(t, l, c, d.length.unwrap_or(1)),
+            (Some(t), Some(l), Some(c)) if !d.redacted => byte_span(t, l, c, d.length.unwrap_or(1)),
             _ => None,
         };
         let mut group = Group::with_title(level.primary_title(title));
@@ -172,7 +176,10 @@ pub fn render_diagnostics(
             }
             _ => {
                 let mut s = renderer.render(&[group]);
-                s.push_str(&format!("\n  --> {path}"));
+                match (d.line, d.column) {
+                    (Some(l), Some(c)) => s.push_str(&format!("\n  --> {path}:{l}:{c}")),
+                    _ => s.push_str(&format!("\n  --> {path}")),
+                }
                 if let Some(h) = &d.hint {
                     s.push_str(&format!("\n   = help: {h}"));
                 }

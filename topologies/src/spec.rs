@@ -157,6 +157,45 @@ pub enum Provider {
     Scripted,
     /// A model implemented in code and registered with the runtime under the model's name.
     Custom,
+    /// An OpenAI-compatible chat completions endpoint: OpenAI, vLLM, llama.cpp's server, Ollama,
+    /// LiteLLM, most gateways.
+    Openai,
+    /// The Anthropic messages API.
+    Anthropic,
+}
+
+impl Provider {
+    /// Whether the provider is reached over HTTP.
+    pub fn is_http(self) -> bool {
+        matches!(self, Provider::Openai | Provider::Anthropic)
+    }
+}
+
+/// Retries of a failed model call (rate limits, overload, server and transport errors), with
+/// jittered exponential backoff that honours `Retry-After`; never past the task's deadline, and
+/// never one the budget cannot pay for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Attempts in all, the first included (default 3 for HTTP providers, 1 otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// The first backoff (default `500ms`), doubled at each attempt.
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "baton_core::duration_schema")]
+    pub base_delay: Option<Duration>,
+    /// The longest backoff (default `30s`).
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "baton_core::duration_schema")]
+    pub max_delay: Option<Duration>,
 }
 
 /// A model declaration.
@@ -165,6 +204,29 @@ pub enum Provider {
 pub struct ModelSpec {
     /// Who answers.
     pub provider: Provider,
+    /// For HTTP providers: the provider's name for the model (default: this model's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// For HTTP providers: the base URL (default: the provider's public API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// For HTTP providers: the API key, by reference only (`${OPENAI_API_KEY}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// For HTTP providers: stream replies over server-sent events (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// For HTTP providers: time to establish a connection (default `10s`).
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "baton_core::duration_schema")]
+    pub connect_timeout: Option<Duration>,
+    /// Retries of failed calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
     /// For `scripted`: the rules file, relative to the topology file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<PathBuf>,
@@ -176,8 +238,9 @@ pub struct ModelSpec {
     )]
     #[schemars(schema_with = "baton_core::duration_schema")]
     pub latency: Option<Duration>,
-    /// Dollars per million tokens.
-    pub price: PriceSpec,
+    /// Dollars per million tokens; may be left out for models the built-in price table knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<PriceSpec>,
     /// Completion-token ceiling per call (also what a call reserves for its output).
     #[serde(
         default = "default_max_output",
@@ -219,7 +282,13 @@ impl ModelSpec {
             provider: Provider::Scripted,
             rules: Some(rules.into()),
             latency: None,
-            price: PriceSpec::per_mtok(input, output),
+            model: None,
+            endpoint: None,
+            api_key: None,
+            stream: None,
+            connect_timeout: None,
+            retry: None,
+            price: Some(PriceSpec::per_mtok(input, output)),
             max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
             tier: None,
             quality: None,
@@ -228,13 +297,47 @@ impl ModelSpec {
         }
     }
 
+    /// A model behind an HTTP provider (`openai` or `anthropic`) with the provider's name for it;
+    /// the price comes from the built-in table unless set with [`ModelSpec::price`].
+    pub fn http(provider: Provider, model: impl Into<String>) -> ModelSpec {
+        ModelSpec {
+            provider,
+            model: Some(model.into()),
+            endpoint: None,
+            api_key: None,
+            stream: None,
+            connect_timeout: None,
+            retry: None,
+            rules: None,
+            latency: None,
+            faults: None,
+            price: None,
+            max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
+            tier: None,
+            quality: None,
+            timeout: None,
+        }
+    }
+
+    /// Sets the price per million input and output tokens.
+    pub fn price(mut self, input: NanoUsd, output: NanoUsd) -> ModelSpec {
+        self.price = Some(PriceSpec::per_mtok(input, output));
+        self
+    }
+
     /// A model implemented in code, registered with the runtime under this model's name.
     pub fn custom(input: NanoUsd, output: NanoUsd) -> ModelSpec {
         ModelSpec {
             provider: Provider::Custom,
             rules: None,
             latency: None,
-            price: PriceSpec::per_mtok(input, output),
+            model: None,
+            endpoint: None,
+            api_key: None,
+            stream: None,
+            connect_timeout: None,
+            retry: None,
+            price: Some(PriceSpec::per_mtok(input, output)),
             max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
             tier: None,
             quality: None,

@@ -114,6 +114,40 @@ pub struct ModelDef {
     pub timeout: Duration,
     /// For `scripted`: random faults to inject.
     pub faults: Option<FaultSpec>,
+    /// The provider's name for the model.
+    pub wire_model: String,
+    /// For HTTP providers: the base URL, if not the provider's default.
+    pub endpoint: Option<String>,
+    /// For HTTP providers: the API key reference (`${VAR}`), resolved when the runtime starts.
+    pub api_key: Option<String>,
+    /// For HTTP providers: stream replies.
+    pub stream: bool,
+    /// For HTTP providers: time to connect.
+    pub connect_timeout: Duration,
+    /// Retries of failed calls.
+    pub retry: RetryPolicy,
+    /// Where the price came from.
+    pub price_source: PriceSource,
+}
+
+/// Retries with defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 = no retry).
+    pub max_attempts: u32,
+    /// First backoff.
+    pub base_delay: Duration,
+    /// Longest backoff.
+    pub max_delay: Duration,
+}
+
+/// Where a model's price came from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PriceSource {
+    /// The topology's `price:`.
+    Topology,
+    /// The built-in table ([`baton_core::prices`]).
+    BuiltIn,
 }
 
 /// A tool as the runtime sees it.
@@ -469,7 +503,16 @@ impl Validator<'_> {
             length,
             message,
             hint,
+            redacted: false,
         });
+    }
+
+    /// Reports without showing the offending line (it may hold a secret).
+    fn report_redacted(&mut self, segs: &[Seg<'_>], message: String, hint: Option<String>) {
+        self.report(segs, message, hint);
+        if let Some(d) = self.diagnostics.last_mut() {
+            d.redacted = true;
+        }
     }
 
     fn warn(&mut self, segs: &[Seg<'_>], message: String, hint: Option<String>) {
@@ -1027,7 +1070,7 @@ impl Validator<'_> {
                     }
                     Some(p)
                 }
-                (Provider::Custom, Some(_)) => {
+                (_, Some(_)) => {
                     self.report(
                         &at("rules"),
                         "`rules` applies to scripted models only".into(),
@@ -1035,8 +1078,9 @@ impl Validator<'_> {
                     );
                     None
                 }
-                (Provider::Custom, None) => None,
+                (_, None) => None,
             };
+            self.check_http(name, m);
             if m.faults.is_some() && m.provider != Provider::Scripted {
                 self.report(
                     &at("faults"),
@@ -1066,11 +1110,53 @@ impl Validator<'_> {
                     None,
                 );
             }
-            let price = Price::per_mtok(
-                m.price.input.0,
-                m.price.output.0,
-                m.price.cached_input.map_or(m.price.input.0, |c| c.0),
-            );
+            let wire = m.model.clone().unwrap_or_else(|| name.clone());
+            let (price, price_source) = match &m.price {
+                Some(p) => (
+                    Price::per_mtok(
+                        p.input.0,
+                        p.output.0,
+                        p.cached_input.map_or(p.input.0, |c| c.0),
+                    ),
+                    PriceSource::Topology,
+                ),
+                None => match baton_core::prices::builtin_price(&wire) {
+                    Some(p) if m.provider.is_http() => (p, PriceSource::BuiltIn),
+                    _ => {
+                        let hint = if m.provider.is_http() {
+                            format!(
+                                "the built-in price table (as of {}) does not know `{wire}`: add `price: {{ input: …, output: … }}` (dollars per million tokens)",
+                                baton_core::prices::PRICES_AS_OF
+                            )
+                        } else {
+                            "add `price: { input: …, output: … }` (dollars per million tokens)"
+                                .into()
+                        };
+                        self.report(
+                            &[Seg::Key("models"), Seg::Key(name)],
+                            format!("model `{name}` has no price"),
+                            Some(hint),
+                        );
+                        (Price::default(), PriceSource::Topology)
+                    }
+                },
+            };
+            let retry = m.retry.clone().unwrap_or_default();
+            if retry.max_attempts == Some(0) {
+                self.report(
+                    &at("retry"),
+                    "`retry.max_attempts` must be at least 1 (1 means no retry)".into(),
+                    None,
+                );
+            }
+            let retry = RetryPolicy {
+                max_attempts: retry
+                    .max_attempts
+                    .unwrap_or(if m.provider.is_http() { 3 } else { 1 })
+                    .max(1),
+                base_delay: retry.base_delay.unwrap_or(Duration::from_millis(500)),
+                max_delay: retry.max_delay.unwrap_or(Duration::from_secs(30)),
+            };
             let name: Arc<str> = name.as_str().into();
             out.insert(
                 Arc::clone(&name),
@@ -1085,10 +1171,65 @@ impl Validator<'_> {
                     quality: m.quality.unwrap_or(100),
                     timeout: m.timeout.unwrap_or(DEFAULT_MODEL_TIMEOUT),
                     faults: m.faults.clone(),
+                    wire_model: wire,
+                    endpoint: m.endpoint.clone(),
+                    api_key: m.api_key.clone(),
+                    stream: m.stream.unwrap_or(false),
+                    connect_timeout: m.connect_timeout.unwrap_or(Duration::from_secs(10)),
+                    retry,
+                    price_source,
                 },
             );
         }
         out
+    }
+
+    /// Keys that only make sense for HTTP providers, and their shape.
+    fn check_http(&mut self, name: &str, m: &ModelSpec) {
+        let at = |k: &'static str| [Seg::Key("models"), Seg::Key(name), Seg::Key(k)];
+        if !m.provider.is_http() {
+            for (set, key) in [
+                (m.endpoint.is_some(), "endpoint"),
+                (m.api_key.is_some(), "api_key"),
+                (m.stream.is_some(), "stream"),
+                (m.model.is_some(), "model"),
+                (m.connect_timeout.is_some(), "connect_timeout"),
+            ] {
+                if set {
+                    self.report(
+                        &at(key),
+                        format!("`{key}` applies to `openai` and `anthropic` models only"),
+                        None,
+                    );
+                }
+            }
+            return;
+        }
+        if let Some(e) = &m.endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            self.report(
+                &at("endpoint"),
+                format!("endpoint `{e}` is not an http:// or https:// URL"),
+                None,
+            );
+        }
+        if let Some(k) = &m.api_key {
+            let ok = k
+                .strip_prefix("${")
+                .and_then(|r| r.strip_suffix('}'))
+                .is_some_and(|v| {
+                    !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                });
+            if !ok {
+                // Never echo the value: it may be a key pasted by mistake.
+                self.report_redacted(
+                    &at("api_key"),
+                    "secrets are given by reference, never inline".into(),
+                    Some("write `api_key: ${OPENAI_API_KEY}` and set the variable in the environment".into()),
+                );
+            }
+        }
     }
 
     fn check_tools(

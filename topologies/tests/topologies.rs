@@ -46,10 +46,10 @@ mod examples {
         let mut small = ModelSpec::scripted("ops-triage.rules.yaml", usd("0.15"), usd("0.60"))
             .max_output_tokens(512);
         small.latency = Some(std::time::Duration::from_millis(40));
-        small.price.cached_input = Some(baton_core::Usd(usd("0.075")));
+        small.price.as_mut().expect("priced").cached_input = Some(baton_core::Usd(usd("0.075")));
         let mut frontier = ModelSpec::scripted("ops-triage.rules.yaml", usd("3"), usd("15"));
         frontier.latency = Some(std::time::Duration::from_millis(150));
-        frontier.price.cached_input = Some(baton_core::Usd(usd("0.30")));
+        frontier.price.as_mut().expect("priced").cached_input = Some(baton_core::Usd(usd("0.30")));
         let mut deploys = ToolSpec::builtin(ToolKind::LogSearch, "fixtures/deploys.log");
         deploys.description = file.spec().tools["read_deploy_log"].description.clone();
         let mut oncall = ToolSpec::builtin(ToolKind::LogSearch, "fixtures/oncall.txt");
