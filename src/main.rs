@@ -483,7 +483,28 @@ fn print_summary(out: &mut impl Write, r: &RunReport) -> std::io::Result<()> {
         t.steps,
         usd(NanoUsd(t.cost_nanousd)),
         t.wall_ms
-    )
+    )?;
+    if r.models.len() > 1 || t.saved_vs_top_rung_nanousd > 0 {
+        let by_model: Vec<String> = r
+            .models
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {} call(s) {}",
+                    m.name,
+                    m.calls,
+                    usd(NanoUsd(m.cost_nanousd))
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "\nrouting: {}; saved {} against the top model of each ladder",
+            by_model.join(", "),
+            usd(NanoUsd(t.saved_vs_top_rung_nanousd))
+        )?;
+    }
+    Ok(())
 }
 
 /// Dollars for people: six decimals (exact nano-dollars are in `--json`).

@@ -295,3 +295,50 @@ async fn api_key_is_sent_and_never_shown() {
             .contains("environment variable `BATON_TEST_OPENAI_KEY` is not set")
     );
 }
+
+/// The router example with its frontier model served over HTTP: the step the local model cannot
+/// do goes to the frontier, the rest stays local, and the report says where each went and what
+/// routing saved against using the frontier model for every step.
+#[tokio::test]
+async fn router_sends_one_step_to_the_http_frontier() {
+    let server = FakeServer::start([Reply::json(200, fixture("openai/chat_tool_call.json"))]).await;
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/topologies");
+    let yaml = format!(
+        "models:\n  local:\n    provider: scripted\n    rules: {rules}\n    tier: local\n    quality: 60\n    price: {{ input: 0, output: 0 }}\n  frontier:\n    provider: openai\n    model: gpt-4o\n    endpoint: {url}\n    tier: frontier\ntools:\n  query_metrics: {{ kind: metrics_series, path: {ex}/fixtures/metrics }}\n  deploys: {{ kind: log_search, path: {ex}/fixtures/deploys.log }}\nagents:\n  assistant:\n    models: [local, frontier]\n    tools: [query_metrics, deploys]\n    budget: {{ max_usd: 0.05, max_steps: 6 }}\n",
+        rules = ex.join("router.rules.yaml").display(),
+        url = server.url(),
+        ex = ex.display(),
+    );
+    let t = Topology::from_yaml_str(&yaml, Path::new("router.yaml"), Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (r, _) = run(t).await;
+    assert_eq!(r.outcome.as_str(), "completed", "{:?}", r.answer);
+    assert_eq!(
+        r.answer.as_deref(),
+        Some("Deploy 4f2a9c1 of checkout-api at 13:58 preceded the spike.")
+    );
+    let calls: Vec<(&str, u64)> = r
+        .models
+        .iter()
+        .map(|m| (m.name.as_str(), m.calls))
+        .collect();
+    assert!(
+        calls.contains(&("frontier", 1)) && calls.contains(&("local", 2)),
+        "{calls:?}"
+    );
+    // gpt-4o from the built-in table: 82 in, 17 out at $2.50 / $10 per million.
+    let frontier = r
+        .models
+        .iter()
+        .find(|m| m.name == "frontier")
+        .expect("frontier");
+    assert_eq!(frontier.cost_nanousd, 82 * 2500 + 17 * 10_000);
+    assert_eq!(
+        r.totals.cost_nanousd, frontier.cost_nanousd,
+        "local steps are free"
+    );
+    assert!(
+        r.totals.saved_vs_top_rung_nanousd > 0,
+        "the local steps would have cost money on the frontier"
+    );
+}

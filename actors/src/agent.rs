@@ -14,8 +14,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use baton_core::{
-    Account, Budget, BudgetEventKind, Envelope, Message, ModelError, ModelRequest, ModelResponse,
-    NanoUsd, Outcome, Refusal, Role, ToolCall, Usage, Usd,
+    Account, Budget, BudgetEventKind, CallRecord, Envelope, Message, ModelError, ModelRequest,
+    ModelResponse, NanoUsd, Outcome, Refusal, Role, ToolCall, Usage, Usd,
 };
 use baton_topologies::{BudgetAction, DEFAULT_MAX_STEPS, DELEGATE_TOOL, OnCrash};
 use futures::FutureExt;
@@ -520,6 +520,13 @@ async fn call_once(
             rung.tokens_in.increment(response.usage.input);
             rung.tokens_out.increment(response.usage.output);
             rung.tokens_cached.increment(response.usage.cached_input);
+            account.record_call(CallRecord {
+                step,
+                model: Arc::clone(&rung.name),
+                tokens: response.usage,
+                cost,
+                top_rung_cost: me.top_price.cost(&response.usage),
+            });
             plan.observe(&Event::Step {
                 agent: &me.name,
                 task: env.task.0,
@@ -555,6 +562,13 @@ async fn call_once(
             rung.tokens_in.increment(usage.input);
             rung.tokens_out.increment(usage.output);
             rung.tokens_cached.increment(usage.cached_input);
+            account.record_call(CallRecord {
+                step,
+                model: Arc::clone(&rung.name),
+                tokens: usage,
+                cost,
+                top_rung_cost: me.top_price.cost(&usage),
+            });
         }
         None => drop(reservation),
     }

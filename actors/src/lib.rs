@@ -20,6 +20,6 @@ mod telemetry;
 pub use agent::TaskResult;
 pub use error::RuntimeError;
 pub use observer::{Event, Observer};
-pub use report::{AgentReport, RunReport, TaskBudgetEvent, TaskReport, Totals};
+pub use report::{AgentReport, ModelReport, RunReport, TaskBudgetEvent, TaskReport, Totals};
 pub use runtime::{Runtime, RuntimeBuilder, TaskRun};
 pub use telemetry::{METRICS, describe_metrics};

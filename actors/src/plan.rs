@@ -59,6 +59,9 @@ pub(crate) struct AgentPlan {
     pub(crate) system: Option<String>,
     pub(crate) steps: Counter,
     pub(crate) tasks: OutcomeCounters,
+    /// The price of the priciest model on the ladder: the baseline routing savings are measured
+    /// against.
+    pub(crate) top_price: Price,
     pub(crate) supervision: Supervision,
     pub(crate) restart: RestartType,
     pub(crate) on_crash: OnCrash,
@@ -295,7 +298,13 @@ impl Plan {
             if !children.is_empty() {
                 schemas.push(delegate_schema(topology, &children));
             }
+            let top_price = ladder
+                .iter()
+                .map(|r| r.price)
+                .max_by_key(|p| p.worst_case(1000, 1000))
+                .unwrap_or_default();
             agents.push(Arc::new(AgentPlan {
+                top_price,
                 name: Arc::clone(&a.name),
                 ladder,
                 tools: agent_tools,

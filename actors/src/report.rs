@@ -21,6 +21,23 @@ pub struct RunReport {
     pub agents: Vec<AgentReport>,
     /// Every task of the run (the root and each delegation) with its terminal outcome.
     pub tasks: Vec<TaskReport>,
+    /// Per model: where the steps went, and what they cost.
+    pub models: Vec<ModelReport>,
+}
+
+/// What one model did in a run.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ModelReport {
+    /// Model name (as in the topology).
+    pub name: String,
+    /// Calls booked (answered, or failed and billed).
+    pub calls: u64,
+    /// Prompt tokens.
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+    /// Money, in nano-dollars.
+    pub cost_nanousd: u64,
 }
 
 /// Sums over a run.
@@ -46,6 +63,9 @@ pub struct Totals {
     pub restarts: u64,
     /// Budget reroutes (to a cheaper model or a fallback agent).
     pub reroutes: u64,
+    /// What routing saved: the same tokens on the priciest model of each agent's ladder, minus
+    /// what was booked (nano-dollars).
+    pub saved_vs_top_rung_nanousd: u64,
     /// Wall-clock time of the root task, in milliseconds.
     pub wall_ms: u64,
 }
@@ -124,6 +144,7 @@ impl RunReport {
         let mut agents: Vec<AgentReport> = Vec::new();
         let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
         let mut tasks = Vec::new();
+        let mut models: Vec<ModelReport> = Vec::new();
         let mut stack: Vec<(&AccountSnapshot, Option<u64>)> = vec![(root, None)];
         while let Some((a, parent)) = stack.pop() {
             let u = &a.own;
@@ -147,6 +168,27 @@ impl RunReport {
                 })
                 .count() as u64;
             totals.reroutes += reroutes;
+            for c in &a.calls {
+                totals.saved_vs_top_rung_nanousd += c.top_rung_cost.0.saturating_sub(c.cost.0);
+                let m = match models.iter_mut().position(|m| m.name == *c.model) {
+                    Some(i) => &mut models[i],
+                    None => {
+                        models.push(ModelReport {
+                            name: c.model.to_string(),
+                            calls: 0,
+                            tokens_in: 0,
+                            tokens_out: 0,
+                            cost_nanousd: 0,
+                        });
+                        let last = models.len() - 1;
+                        &mut models[last]
+                    }
+                };
+                m.calls += 1;
+                m.tokens_in += c.tokens.input;
+                m.tokens_out += c.tokens.output;
+                m.cost_nanousd += c.cost.0;
+            }
             let i = *by_name.entry(a.agent.as_str()).or_insert_with(|| {
                 agents.push(AgentReport {
                     name: a.agent.clone(),
@@ -206,6 +248,7 @@ impl RunReport {
             totals,
             agents,
             tasks,
+            models,
         }
     }
 }

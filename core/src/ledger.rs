@@ -57,6 +57,7 @@ struct Node {
     model_errors: AtomicU64,
     restarts: AtomicU64,
     events: Mutex<Vec<BudgetEvent>>,
+    calls: Mutex<Vec<CallRecord>>,
     crash: Mutex<Option<String>>,
     began: std::sync::atomic::AtomicBool,
     /// Cancelling an account cancels its whole subtree (child tokens are derived from it).
@@ -260,6 +261,16 @@ impl Account {
         self.0.restarts.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records which model answered a step of this task, and what it cost (one uncontended lock
+    /// per call: only this task's agent writes here).
+    pub fn record_call(&self, call: CallRecord) {
+        self.0
+            .calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(call);
+    }
+
     /// Records a budget event (cold path: a lock per event).
     pub fn record_event(&self, kind: BudgetEventKind, detail: impl Into<String>) {
         self.0
@@ -418,6 +429,7 @@ impl Node {
             model_errors: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             events: Mutex::new(Vec::new()),
+            calls: Mutex::new(Vec::new()),
             crash: Mutex::new(None),
             began: std::sync::atomic::AtomicBool::new(false),
             token,
@@ -490,6 +502,11 @@ impl Node {
             restarts: self.restarts.load(Ordering::Acquire),
             events: self
                 .events
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+            calls: self
+                .calls
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone(),
@@ -610,6 +627,22 @@ impl Drop for Reservation {
     }
 }
 
+/// One booked model call of a task: where the step went and what it cost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// The loop step.
+    pub step: u32,
+    /// The model that answered (or failed and was billed).
+    pub model: Arc<str>,
+    /// Tokens billed.
+    pub tokens: TokenUsage,
+    /// Cost booked.
+    pub cost: NanoUsd,
+    /// What the same tokens would have cost on the priciest model of the agent's ladder: the
+    /// baseline routing is measured against.
+    pub top_rung_cost: NanoUsd,
+}
+
 /// What happened to a task's budget.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -663,6 +696,8 @@ pub struct AccountSnapshot {
     pub restarts: u64,
     /// Budget events of this task: refusals, cut-offs, reroutes, overruns.
     pub events: Vec<BudgetEvent>,
+    /// Its booked model calls, in order.
+    pub calls: Vec<CallRecord>,
     /// The task's terminal outcome, once recorded.
     pub outcome: Option<Outcome>,
     /// Delegated tasks.

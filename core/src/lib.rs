@@ -35,8 +35,8 @@ pub use budget::{Budget, duration_opt, duration_schema, format_duration, parse_d
 pub use envelope::{Envelope, TaskId, TraceId};
 pub use error::Error;
 pub use ledger::{
-    Account, AccountSnapshot, BudgetEvent, BudgetEventKind, Committed, LimitKind, Refusal,
-    Reservation,
+    Account, AccountSnapshot, BudgetEvent, BudgetEventKind, CallRecord, Committed, LimitKind,
+    Refusal, Reservation,
 };
 pub use model::{
     Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema,
