@@ -135,24 +135,31 @@ impl Actor for AgentActor {
         } = *assignment;
         let task = std::mem::take(&mut envelope.payload);
         account.mark_started();
+        if let Some(m) = &state.me.sole_model {
+            account.set_sole_model(Arc::clone(m));
+        }
         if matches!(reply, ReplyTo::Caller(_)) {
             state
                 .plan
                 .tasks
                 .insert(envelope.task, (account.clone(), myself.get_id()));
         }
-        let span = tracing::info_span!(
-            "task",
-            task = envelope.task.0,
-            parent = envelope.parent.map(|p| p.0),
-            trace = envelope.trace.0,
-            agent = %state.me.name,
-            hops = envelope.hops,
-        );
-        let run =
-            AssertUnwindSafe(run_task(&myself, state, &envelope, task, &account).instrument(span))
-                .catch_unwind()
-                .await;
+        let span = if tracing::enabled!(tracing::Level::INFO) {
+            tracing::info_span!(
+                "task",
+                task = envelope.task.0,
+                parent = envelope.parent.map(|p| p.0),
+                trace = envelope.trace.0,
+                agent = %state.me.name,
+                hops = envelope.hops,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        let run = AssertUnwindSafe(run_task(&myself, state, &envelope, task, &account))
+            .catch_unwind()
+            .instrument(span)
+            .await;
         let result = match run {
             Ok(Ok(result)) => result,
             // Let it crash: the supervisor decides what happens to the task (retry or fail).
@@ -255,11 +262,16 @@ async fn run_task(
         }
         account.record_step();
         me.steps.increment(1);
-        let step_span = tracing::debug_span!("step", step, task = env.task.0, agent = %me.name);
-        let response = match call_ladder(&state.plan, &me, env, account, step, &messages)
-            .instrument(step_span)
-            .await?
-        {
+        // Spans cost a poll-time enter and exit even when nobody listens: only when enabled.
+        let ladder = call_ladder(&state.plan, &me, env, account, step, &messages);
+        let routed = if tracing::enabled!(tracing::Level::DEBUG) {
+            ladder
+                .instrument(tracing::debug_span!("step", step, task = env.task.0, agent = %me.name))
+                .await
+        } else {
+            ladder.await
+        };
+        let response = match routed? {
             Ok(r) => r,
             Err(result) => return Ok(result),
         };
@@ -471,12 +483,14 @@ async fn call_once(
             return Once::Done(Attempt::Refused(r));
         }
     };
-    let started = std::time::Instant::now();
     let mut call = std::pin::pin!(AssertUnwindSafe(rung.model.call(request)).catch_unwind());
-    // A model that answers at once (a local or scripted one) needs no timer: poll it first.
+    // A model that answers at once (a local or scripted one) needs no timer and no clock: poll
+    // it first. (Its latency is that one poll: recorded as zero.)
+    let mut started = None;
     let (timeout_at, polled) = match futures::poll!(&mut call) {
         std::task::Poll::Ready(r) => (None, Ok(r)),
         std::task::Poll::Pending => {
+            started = Some(std::time::Instant::now());
             let timeout_at = Instant::now() + rung.timeout;
             let limit = env.deadline.map_or(timeout_at, |d| d.min(timeout_at));
             let r = tokio::select! {
@@ -488,7 +502,8 @@ async fn call_once(
             (Some(timeout_at), r)
         }
     };
-    rung.latency.record(started.elapsed().as_secs_f64());
+    rung.latency
+        .record(started.map_or(0.0, |t| t.elapsed().as_secs_f64()));
     let result = match polled {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(panic)) => {
@@ -520,13 +535,15 @@ async fn call_once(
             rung.tokens_in.increment(response.usage.input);
             rung.tokens_out.increment(response.usage.output);
             rung.tokens_cached.increment(response.usage.cached_input);
-            account.record_call(CallRecord {
-                step,
-                model: Arc::clone(&rung.name),
-                tokens: response.usage,
-                cost,
-                top_rung_cost: me.top_price.cost(&response.usage),
-            });
+            if me.sole_model.is_none() {
+                account.record_call(CallRecord {
+                    step,
+                    model: Arc::clone(&rung.name),
+                    tokens: response.usage,
+                    cost,
+                    top_rung_cost: me.top_price.cost(&response.usage),
+                });
+            }
             plan.observe(&Event::Step {
                 agent: &me.name,
                 task: env.task.0,
@@ -562,13 +579,15 @@ async fn call_once(
             rung.tokens_in.increment(usage.input);
             rung.tokens_out.increment(usage.output);
             rung.tokens_cached.increment(usage.cached_input);
-            account.record_call(CallRecord {
-                step,
-                model: Arc::clone(&rung.name),
-                tokens: usage,
-                cost,
-                top_rung_cost: me.top_price.cost(&usage),
-            });
+            if me.sole_model.is_none() {
+                account.record_call(CallRecord {
+                    step,
+                    model: Arc::clone(&rung.name),
+                    tokens: usage,
+                    cost,
+                    top_rung_cost: me.top_price.cost(&usage),
+                });
+            }
         }
         None => drop(reservation),
     }

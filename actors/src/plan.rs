@@ -62,6 +62,8 @@ pub(crate) struct AgentPlan {
     /// The price of the priciest model on the ladder: the baseline routing savings are measured
     /// against.
     pub(crate) top_price: Price,
+    /// The model of a one-model ladder: its calls are attributed without per-call records.
+    pub(crate) sole_model: Option<Arc<str>>,
     pub(crate) supervision: Supervision,
     pub(crate) restart: RestartType,
     pub(crate) on_crash: OnCrash,
@@ -303,8 +305,13 @@ impl Plan {
                 .map(|r| r.price)
                 .max_by_key(|p| p.worst_case(1000, 1000))
                 .unwrap_or_default();
+            let sole_model = match ladder.as_slice() {
+                [only] => Some(Arc::clone(&only.name)),
+                _ => None,
+            };
             agents.push(Arc::new(AgentPlan {
                 top_price,
+                sole_model,
                 name: Arc::clone(&a.name),
                 ladder,
                 tools: agent_tools,

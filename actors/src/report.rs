@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use baton_core::{AccountSnapshot, BudgetEvent, BudgetEventKind, NanoUsd, Outcome};
+use baton_core::{AccountSnapshot, BudgetEvent, BudgetEventKind, CallRecord, NanoUsd, Outcome};
 use serde::Serialize;
 
 /// The report `baton run --json` prints.
@@ -168,7 +168,24 @@ impl RunReport {
                 })
                 .count() as u64;
             totals.reroutes += reroutes;
-            for c in &a.calls {
+            // A one-model ladder: all the task's own usage went to that model.
+            let sole = a
+                .sole_model
+                .as_ref()
+                .filter(|_| a.calls.is_empty() && u.model_calls > 0)
+                .map(|m| CallRecord {
+                    step: 0,
+                    model: std::sync::Arc::from(m.as_str()),
+                    tokens: u.tokens,
+                    cost: u.cost,
+                    top_rung_cost: u.cost,
+                });
+            for (c, n) in a
+                .calls
+                .iter()
+                .map(|c| (c, 1))
+                .chain(sole.as_ref().map(|c| (c, u.model_calls)))
+            {
                 totals.saved_vs_top_rung_nanousd += c.top_rung_cost.0.saturating_sub(c.cost.0);
                 let m = match models.iter_mut().position(|m| m.name == *c.model) {
                     Some(i) => &mut models[i],
@@ -184,7 +201,7 @@ impl RunReport {
                         &mut models[last]
                     }
                 };
-                m.calls += 1;
+                m.calls += n;
                 m.tokens_in += c.tokens.input;
                 m.tokens_out += c.tokens.output;
                 m.cost_nanousd += c.cost.0;

@@ -58,6 +58,7 @@ struct Node {
     restarts: AtomicU64,
     events: Mutex<Vec<BudgetEvent>>,
     calls: Mutex<Vec<CallRecord>>,
+    sole_model: OnceLock<Arc<str>>,
     crash: Mutex<Option<String>>,
     began: std::sync::atomic::AtomicBool,
     /// Cancelling an account cancels its whole subtree (child tokens are derived from it).
@@ -271,6 +272,12 @@ impl Account {
             .push(call);
     }
 
+    /// Says that every call of this task goes to `model` (its agent has a one-model ladder), so
+    /// that calls need no per-call record to be attributed.
+    pub fn set_sole_model(&self, model: Arc<str>) {
+        let _ = self.0.sole_model.set(model);
+    }
+
     /// Records a budget event (cold path: a lock per event).
     pub fn record_event(&self, kind: BudgetEventKind, detail: impl Into<String>) {
         self.0
@@ -430,6 +437,7 @@ impl Node {
             restarts: AtomicU64::new(0),
             events: Mutex::new(Vec::new()),
             calls: Mutex::new(Vec::new()),
+            sole_model: OnceLock::new(),
             crash: Mutex::new(None),
             began: std::sync::atomic::AtomicBool::new(false),
             token,
@@ -510,6 +518,7 @@ impl Node {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone(),
+            sole_model: self.sole_model.get().map(|m| m.to_string()),
             outcome: self.outcome.get().copied(),
             children: self.children().iter().map(|c| c.snapshot()).collect(),
         }
@@ -696,8 +705,11 @@ pub struct AccountSnapshot {
     pub restarts: u64,
     /// Budget events of this task: refusals, cut-offs, reroutes, overruns.
     pub events: Vec<BudgetEvent>,
-    /// Its booked model calls, in order.
+    /// Its booked model calls, in order (empty when `sole_model` says where they all went).
     pub calls: Vec<CallRecord>,
+    /// The one model all its calls went to, when its agent's ladder has one model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sole_model: Option<String>,
     /// The task's terminal outcome, once recorded.
     pub outcome: Option<Outcome>,
     /// Delegated tasks.

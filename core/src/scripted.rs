@@ -577,7 +577,12 @@ fn fill_json(v: &serde_json::Value, fill: &impl Fn(&str) -> String) -> serde_jso
 
 /// The scripted tokenizer: one token per four characters, rounded up.
 pub fn tokens(text: &str) -> u64 {
-    (text.chars().count() as u64).div_ceil(4)
+    let chars = if text.is_ascii() {
+        text.len()
+    } else {
+        text.chars().count()
+    };
+    (chars as u64).div_ceil(4)
 }
 
 fn json_tokens(v: &serde_json::Value) -> u64 {
