@@ -45,6 +45,9 @@ enum Command {
         /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<std::net::SocketAddr>,
+        /// Append the hash-chained audit trail of the run to this file (continuing its chain).
+        #[arg(long, value_name = "FILE")]
+        audit: Option<PathBuf>,
         /// Keep serving /metrics this long after the work ends (e.g. 30s), so a scraper sees the
         /// final values.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "metrics_addr")]
@@ -61,6 +64,11 @@ enum Command {
     },
     /// Print the JSON Schema of topology files (for editors: completion and checking).
     Schema,
+    /// Audit trails.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Draw a topology's graph: supervision, delegation and fallback edges.
     Graph {
         /// The topology file.
@@ -68,6 +76,16 @@ enum Command {
         /// `dot` (Graphviz, the default) or `mermaid`.
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check a trail's hash chain; exit 0 when intact, 1 naming the first broken record. Uses
+    /// BATON_AUDIT_KEY when the trail was written with one.
+    Verify {
+        /// The trail.
+        file: PathBuf,
     },
 }
 
@@ -125,6 +143,7 @@ fn main() -> ExitCode {
             budget_usd,
             metrics_addr,
             linger,
+            audit,
         } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -136,9 +155,28 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(run(file, task, json, budget_usd, metrics_addr, linger))
+            runtime.block_on(run(file, task, json, budget_usd, metrics_addr, linger, audit))
         }
         Command::Validate { files, format } => validate(&files, format),
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => {
+            let key = std::env::var("BATON_AUDIT_KEY").ok().filter(|k| !k.is_empty());
+            match baton::core::audit::verify(&file, key.as_deref().map(str::as_bytes)) {
+                Ok(Ok(n)) => {
+                    println!("{}: intact ({n} records)", file.display());
+                    ExitCode::SUCCESS
+                }
+                Ok(Err(broken)) => {
+                    eprintln!("{}:{}: broken: {}", file.display(), broken.line, broken.reason);
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_INVALID)
+                }
+            }
+        }
         Command::Schema => {
             print!("{}", baton::topologies::json_schema());
             ExitCode::SUCCESS
@@ -238,6 +276,7 @@ async fn run(
     budget_usd: Option<NanoUsd>,
     metrics_addr: Option<std::net::SocketAddr>,
     linger: Option<std::time::Duration>,
+    audit: Option<PathBuf>,
 ) -> ExitCode {
     let mut topology = match Topology::from_path(&file) {
         Ok(t) => t,
@@ -273,7 +312,14 @@ async fn run(
             }
         }
     }
-    let code = match run_inner(topology, task, json).await {
+    let audit = match audit.map(|p| baton::core::audit::AuditLog::open(&p)).transpose() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: audit trail: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let code = match run_inner(topology, task, json, audit).await {
         Ok(report) => ExitCode::from(u8::try_from(report.outcome.exit_code()).unwrap_or(1)),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -290,8 +336,16 @@ async fn run(
     code
 }
 
-async fn run_inner(topology: Topology, task: String, json: bool) -> anyhow::Result<RunReport> {
+async fn run_inner(
+    topology: Topology,
+    task: String,
+    json: bool,
+    audit: Option<baton::core::audit::AuditLog>,
+) -> anyhow::Result<RunReport> {
     let mut builder = Runtime::builder(topology.clone());
+    if let Some(log) = audit {
+        builder = builder.observer(baton::actors::AuditObserver::new(log));
+    }
     if !json {
         builder = builder.observer(Printer::new(&topology));
         println!("▶ {} ← {task}", topology.graph()[topology.root()].name);

@@ -7,6 +7,7 @@
 //! through the built-in `delegate` tool, each child's account opened under its parent's.
 
 mod agent;
+mod audit;
 mod conductor;
 mod error;
 mod observer;
@@ -18,6 +19,7 @@ mod supervisor;
 mod telemetry;
 
 pub use agent::TaskResult;
+pub use audit::AuditObserver;
 pub use error::RuntimeError;
 pub use observer::{Event, Observer};
 pub use report::{AgentReport, ModelReport, RunReport, TaskBudgetEvent, TaskReport, Totals};

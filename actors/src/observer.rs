@@ -67,6 +67,21 @@ pub enum Event<'a> {
         /// The result text.
         text: &'a str,
     },
+    /// The harness decided on a tool call (before it ran): `allowed`, `denied` or `approved`.
+    Policy {
+        /// Agent.
+        agent: &'a str,
+        /// Task id.
+        task: u64,
+        /// Tool.
+        tool: &'a str,
+        /// `allowed`, `approved` or `denied`.
+        decision: &'a str,
+        /// The rule that decided: `role`, `freeze`, `dry_run_first`, `approval`.
+        rule: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
     /// A supervisor restarted a child (or the conductor the root agent).
     Restarted {
         /// The restarted agent.

@@ -21,7 +21,7 @@ pub struct RuntimeBuilder {
     topology: Topology,
     models: HashMap<String, Arc<dyn Model>>,
     tools: HashMap<String, Arc<dyn Tool>>,
-    observer: Option<Arc<dyn Observer>>,
+    observers: Vec<Box<dyn Observer>>,
 }
 
 impl RuntimeBuilder {
@@ -37,9 +37,10 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Receives every step, tool call, delegation and outcome as it happens.
+    /// Receives every step, tool call, delegation and outcome as it happens. Several observers
+    /// may be added; each sees every event, in the order they were added.
     pub fn observer(mut self, observer: impl Observer) -> RuntimeBuilder {
-        self.observer = Some(Arc::new(observer));
+        self.observers.push(Box::new(observer));
         self
     }
 
@@ -50,12 +51,11 @@ impl RuntimeBuilder {
     /// [`RuntimeError`] when a model's rules cannot be loaded, a custom model or tool is missing, or
     /// the conductor cannot start.
     pub async fn start(self) -> Result<Runtime, RuntimeError> {
-        let plan = Arc::new(Plan::build(
-            &self.topology,
-            self.models,
-            self.tools,
-            self.observer,
-        )?);
+        let observer: Option<Arc<dyn Observer>> = match self.observers.len() {
+            0 => None,
+            _ => Some(Arc::new(crate::audit::Many(self.observers))),
+        };
+        let plan = Arc::new(Plan::build(&self.topology, self.models, self.tools, observer)?);
         let (conductor, handle) = Actor::spawn(None, Conductor, Arc::clone(&plan))
             .await
             .map_err(|e| RuntimeError::Spawn {
@@ -131,7 +131,7 @@ impl Runtime {
             topology,
             models: HashMap::new(),
             tools: HashMap::new(),
-            observer: None,
+            observers: Vec::new(),
         }
     }
 

@@ -18,6 +18,7 @@
 //! # Ok::<(), baton_core::Error>(())
 //! ```
 
+pub mod audit;
 mod budget;
 mod envelope;
 mod error;
