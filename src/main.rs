@@ -155,20 +155,35 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(run(file, task, json, budget_usd, metrics_addr, linger, audit))
+            runtime.block_on(run(
+                file,
+                task,
+                json,
+                budget_usd,
+                metrics_addr,
+                linger,
+                audit,
+            ))
         }
         Command::Validate { files, format } => validate(&files, format),
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => {
-            let key = std::env::var("BATON_AUDIT_KEY").ok().filter(|k| !k.is_empty());
+            let key = std::env::var("BATON_AUDIT_KEY")
+                .ok()
+                .filter(|k| !k.is_empty());
             match baton::core::audit::verify(&file, key.as_deref().map(str::as_bytes)) {
                 Ok(Ok(n)) => {
                     println!("{}: intact ({n} records)", file.display());
                     ExitCode::SUCCESS
                 }
                 Ok(Err(broken)) => {
-                    eprintln!("{}:{}: broken: {}", file.display(), broken.line, broken.reason);
+                    eprintln!(
+                        "{}:{}: broken: {}",
+                        file.display(),
+                        broken.line,
+                        broken.reason
+                    );
                     ExitCode::from(1)
                 }
                 Err(e) => {
@@ -312,7 +327,10 @@ async fn run(
             }
         }
     }
-    let audit = match audit.map(|p| baton::core::audit::AuditLog::open(&p)).transpose() {
+    let audit = match audit
+        .map(|p| baton::core::audit::AuditLog::open(&p))
+        .transpose()
+    {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: audit trail: {e}");
@@ -346,6 +364,9 @@ async fn run_inner(
     if let Some(log) = audit {
         builder = builder.observer(baton::actors::AuditObserver::new(log));
     }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        builder = builder.approver(TerminalApprover);
+    }
     if !json {
         builder = builder.observer(Printer::new(&topology));
         println!("▶ {} ← {task}", topology.graph()[topology.root()].name);
@@ -362,6 +383,31 @@ async fn run_inner(
     }
     out.flush()?;
     Ok(report)
+}
+
+/// Asks the person at the terminal to approve a destructive call.
+struct TerminalApprover;
+
+#[baton::core::async_trait]
+impl baton::actors::Approver for TerminalApprover {
+    async fn decide(&self, r: &baton::actors::ApprovalRequest) -> baton::actors::ApprovalDecision {
+        let prompt = format!(
+            "\n[approval] `{}` wants to call `{}` with {}. Approve? [y/N] ",
+            r.agent, r.tool, r.arguments
+        );
+        let answer = tokio::task::spawn_blocking(move || {
+            eprint!("{prompt}");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map(|_| line)
+        })
+        .await;
+        match answer {
+            Ok(Ok(line)) if matches!(line.trim(), "y" | "Y" | "yes") => {
+                baton::actors::ApprovalDecision::Approved
+            }
+            _ => baton::actors::ApprovalDecision::Denied("denied at the terminal".into()),
+        }
+    }
 }
 
 /// Prints the run step by step, indented by each agent's depth in the tree.
@@ -469,6 +515,18 @@ impl Observer for Printer {
             Event::BudgetAction { agent, action, .. } => {
                 format!("{}[{agent}] $ {action}", self.pad(agent))
             }
+            Event::Policy {
+                agent,
+                tool,
+                decision,
+                rule,
+                reason,
+                ..
+            } => format!(
+                "{}[{agent}] ⚖ {tool}: {decision} ({rule}): {}",
+                self.pad(agent),
+                one_line(reason, 100)
+            ),
             Event::Retrying {
                 agent,
                 model,

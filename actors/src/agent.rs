@@ -249,6 +249,8 @@ async fn run_task(
     let me = Arc::clone(&state.me);
     let max_steps = env.budget.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
     let mut messages: Vec<Message> = Vec::with_capacity(2 + 2 * max_steps.min(16) as usize);
+    // Destructive calls already made as dry runs in this task, for the dry-run-first rule.
+    let mut dry_runs: Vec<(String, serde_json::Value)> = Vec::new();
     if let Some(system) = &me.system {
         messages.push(Message::new(Role::System, system.as_str()));
     }
@@ -293,7 +295,16 @@ async fn run_task(
             let observation = if call.name == DELEGATE_TOOL {
                 Box::pin(delegate(myself, state, env, account, call)).await?
             } else {
-                match Box::pin(run_tool(&me, env, account, call)).await? {
+                match Box::pin(run_tool(
+                    &state.plan,
+                    &me,
+                    env,
+                    account,
+                    call,
+                    &mut dry_runs,
+                ))
+                .await?
+                {
                     Some(o) => o,
                     None => return Ok(end(Outcome::Cancelled, "cancelled")),
                 }
@@ -612,10 +623,12 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs a tool; `None` when the task was cancelled meanwhile. A panicking tool crashes the agent.
 async fn run_tool(
+    plan: &Plan,
     me: &AgentPlan,
     env: &Envelope<String>,
     account: &Account,
     call: &ToolCall,
+    dry_runs: &mut Vec<(String, serde_json::Value)>,
 ) -> Result<Option<String>, Abort> {
     let Some(i) = me.tools.iter().position(|t| t.name() == call.name) else {
         let names: Vec<&str> = me.schemas.iter().map(|s| s.name.as_str()).collect();
@@ -625,7 +638,13 @@ async fn run_tool(
             names.join(", ")
         )));
     };
-    let (tool, m) = (&me.tools[i], &me.tool_metrics[i]);
+    let (tool, m, effect) = (&me.tools[i], &me.tool_metrics[i], me.tool_effects[i]);
+    // The harness decides, never the model: whatever the transcript says.
+    match judge(plan, me, env, account, call, effect, dry_runs).await {
+        Judged::Go => {}
+        Judged::Denied(text) => return Ok(Some(text)),
+        Judged::Cancelled => return Ok(None),
+    }
     let started = std::time::Instant::now();
     let mut timed = CpuTimed::new(tool.call(call.arguments.clone()));
     let run = async {
@@ -663,6 +682,15 @@ async fn run_tool(
         Some(Ok(r)) => Some(r),
         None => None,
     };
+    if effect == baton_core::Effect::Destructive
+        && baton_core::policy::is_dry_run(&call.arguments)
+        && matches!(result, Some(Ok(_)))
+    {
+        dry_runs.push((
+            call.name.clone(),
+            baton_core::policy::without_dry_run(&call.arguments),
+        ));
+    }
     Ok(Some(match result {
         Some(Ok(text)) => text,
         Some(Err(e)) => format!("error: {e}"),
@@ -671,6 +699,94 @@ async fn run_tool(
             call.name
         ),
     }))
+}
+
+enum Judged {
+    Go,
+    Denied(String),
+    Cancelled,
+}
+
+/// Applies the policy to a tool call: role, freeze, dry-run-first, approval. Every decision on a
+/// destructive call, and every denial, is an event (audited) and denials are counted.
+async fn judge(
+    plan: &Plan,
+    me: &AgentPlan,
+    env: &Envelope<String>,
+    account: &Account,
+    call: &ToolCall,
+    effect: baton_core::Effect,
+    dry_runs: &[(String, serde_json::Value)],
+) -> Judged {
+    use baton_core::policy::Verdict;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let decided = |decision: &str, rule: &str, reason: &str| {
+        plan.observe(&Event::Policy {
+            agent: &me.name,
+            task: env.task.0,
+            tool: &call.name,
+            decision,
+            rule,
+            reason,
+        });
+    };
+    let deny = |rule: &str, reason: String| {
+        me.denials.increment(1);
+        decided("denied", rule, &reason);
+        Judged::Denied(format!("denied by policy ({rule}): {reason}"))
+    };
+    match plan.policy.check(
+        me.role.as_deref(),
+        &call.name,
+        effect,
+        &call.arguments,
+        dry_runs,
+        now,
+    ) {
+        Verdict::Deny { rule, reason } => deny(rule, reason),
+        Verdict::Allow => {
+            if effect == baton_core::Effect::Destructive {
+                let rule = if baton_core::policy::is_dry_run(&call.arguments) {
+                    "dry_run"
+                } else {
+                    "none"
+                };
+                decided("allowed", rule, "allowed");
+            }
+            Judged::Go
+        }
+        Verdict::NeedsApproval => {
+            let request = crate::approval::ApprovalRequest {
+                agent: me.name.to_string(),
+                task: env.task.0,
+                tool: call.name.clone(),
+                arguments: call.arguments.clone(),
+            };
+            decided("requested", "approval", "waiting for a human's approval");
+            let timeout = plan.policy.approval_timeout;
+            let answer = tokio::select! {
+                biased;
+                () = account.cancelled() => return Judged::Cancelled,
+                r = tokio::time::timeout(timeout, plan.approver.decide(&request)) => r,
+            };
+            match answer {
+                Ok(crate::approval::ApprovalDecision::Approved) => {
+                    decided("approved", "approval", "approved by a human");
+                    Judged::Go
+                }
+                Ok(crate::approval::ApprovalDecision::Denied(why)) => deny("approval", why),
+                Err(_) => deny(
+                    "approval",
+                    format!(
+                        "no answer within {}: denied",
+                        baton_core::format_duration(timeout)
+                    ),
+                ),
+            }
+        }
+    }
 }
 
 /// Hands a sub-task to a child and returns what the model will see. Applies the child's

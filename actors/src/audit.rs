@@ -43,9 +43,15 @@ impl Observer for AuditObserver {
                 json!({"agent": agent, "task": task, "step": step, "model": model, "tokens_in": usage.input,
                        "tokens_out": usage.output, "tokens_cached": usage.cached_input, "cost_nanousd": cost.0}),
             ),
-            Event::ModelFailed { agent, task, model, error } => {
-                ("model_error", json!({"agent": agent, "task": task, "model": model, "error": error}))
-            }
+            Event::ModelFailed {
+                agent,
+                task,
+                model,
+                error,
+            } => (
+                "model_error",
+                json!({"agent": agent, "task": task, "model": model, "error": error}),
+            ),
             Event::Retrying {
                 agent,
                 task,
@@ -61,8 +67,16 @@ impl Observer for AuditObserver {
                 task,
                 tool,
                 arguments,
-            } => ("tool_call", json!({"agent": agent, "task": task, "tool": tool, "arguments": arguments})),
-            Event::Observation { agent, task, tool, text } => {
+            } => (
+                "tool_call",
+                json!({"agent": agent, "task": task, "tool": tool, "arguments": arguments}),
+            ),
+            Event::Observation {
+                agent,
+                task,
+                tool,
+                text,
+            } => {
                 let outcome = if text.starts_with("denied by policy") {
                     "denied"
                 } else if text.starts_with("error") {
@@ -70,7 +84,10 @@ impl Observer for AuditObserver {
                 } else {
                     "ok"
                 };
-                ("tool_result", json!({"agent": agent, "task": task, "tool": tool, "outcome": outcome, "result": cap(text)}))
+                (
+                    "tool_result",
+                    json!({"agent": agent, "task": task, "tool": tool, "outcome": outcome, "result": cap(text)}),
+                )
             }
             Event::Policy {
                 agent,
@@ -83,19 +100,39 @@ impl Observer for AuditObserver {
                 "policy",
                 json!({"agent": agent, "task": task, "tool": tool, "decision": decision, "rule": rule, "reason": reason}),
             ),
-            Event::Restarted { agent, supervisor, reason } => {
-                ("restart", json!({"agent": agent, "supervisor": supervisor, "reason": reason}))
-            }
-            Event::GaveUp { supervisor, reason } => ("escalation", json!({"supervisor": supervisor, "reason": reason})),
-            Event::BudgetAction { agent, task, action } => ("budget", json!({"agent": agent, "task": task, "action": action})),
+            Event::Restarted {
+                agent,
+                supervisor,
+                reason,
+            } => (
+                "restart",
+                json!({"agent": agent, "supervisor": supervisor, "reason": reason}),
+            ),
+            Event::GaveUp { supervisor, reason } => (
+                "escalation",
+                json!({"supervisor": supervisor, "reason": reason}),
+            ),
+            Event::BudgetAction {
+                agent,
+                task,
+                action,
+            } => (
+                "budget",
+                json!({"agent": agent, "task": task, "action": action}),
+            ),
             Event::Finished {
                 agent,
                 task,
                 outcome,
                 detail,
-            } => ("task_end", json!({"agent": agent, "task": task, "outcome": outcome, "detail": cap(detail)})),
+            } => (
+                "task_end",
+                json!({"agent": agent, "task": task, "outcome": outcome, "detail": cap(detail)}),
+            ),
         };
-        let Value::Object(fields) = fields else { return };
+        let Value::Object(fields) = fields else {
+            return;
+        };
         if let Err(e) = self.log.append(kind, fields) {
             tracing::error!("audit trail: {e}");
         }

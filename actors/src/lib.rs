@@ -7,6 +7,7 @@
 //! through the built-in `delegate` tool, each child's account opened under its parent's.
 
 mod agent;
+mod approval;
 mod audit;
 mod conductor;
 mod error;
@@ -19,6 +20,7 @@ mod supervisor;
 mod telemetry;
 
 pub use agent::TaskResult;
+pub use approval::{ApprovalDecision, ApprovalRequest, Approver};
 pub use audit::AuditObserver;
 pub use error::RuntimeError;
 pub use observer::{Event, Observer};

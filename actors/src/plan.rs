@@ -51,6 +51,11 @@ pub(crate) struct AgentPlan {
     pub(crate) name: Arc<str>,
     pub(crate) ladder: Vec<Rung>,
     pub(crate) tools: Vec<Arc<dyn Tool>>,
+    /// The effect of each tool (same order as `tools`), as the topology or the tool says.
+    pub(crate) tool_effects: Vec<baton_core::Effect>,
+    /// Its role under the policy.
+    pub(crate) role: Option<Arc<str>>,
+    pub(crate) denials: Counter,
     /// What the model sees: the tools, then `delegate` when the agent has children.
     pub(crate) schemas: Vec<ToolSchema>,
     /// (name, index into `Plan::agents`) of the agents it may delegate to.
@@ -138,6 +143,9 @@ pub(crate) struct Plan {
     pub(crate) supervision: Supervision,
     /// Set when the conductor gives up: why.
     pub(crate) gave_up: std::sync::OnceLock<String>,
+    /// The harness's policy, and who approves destructive calls.
+    pub(crate) policy: baton_core::policy::Policy,
+    pub(crate) approver: Arc<dyn crate::approval::Approver>,
 }
 
 impl Plan {
@@ -166,6 +174,7 @@ impl Plan {
         mut custom_models: HashMap<String, Arc<dyn Model>>,
         mut custom_tools: HashMap<String, Arc<dyn Tool>>,
         observer: Option<Arc<dyn Observer>>,
+        approver: Option<Arc<dyn crate::approval::Approver>>,
     ) -> Result<Plan, RuntimeError> {
         let mut models: HashMap<Arc<str>, (Arc<dyn Model>, &ModelDef)> = HashMap::new();
         for m in topology.models() {
@@ -201,7 +210,7 @@ impl Plan {
                 "model `{name}` was registered in code but the topology declares no custom model of that name"
             )));
         }
-        let mut tools: HashMap<Arc<str>, Arc<dyn Tool>> = HashMap::new();
+        let mut tools: HashMap<Arc<str>, (Arc<dyn Tool>, baton_core::Effect)> = HashMap::new();
         for t in topology.tools() {
             let path = t.path.clone().unwrap_or_default();
             let tool: Arc<dyn Tool> = match t.kind {
@@ -214,6 +223,7 @@ impl Plan {
                     })
                 }
                 ToolKind::Codeowners => Arc::new(Codeowners::new(&*t.name, path)),
+                ToolKind::RestartService => Arc::new(baton_core::tools::RestartService::new(&*t.name)),
                 ToolKind::Chaos => Arc::new(Chaos::new(&*t.name, t.faults.clone().unwrap_or_default())),
                 ToolKind::Custom => custom_tools.remove(&*t.name).ok_or_else(|| {
                     RuntimeError::Registration(format!(
@@ -229,7 +239,8 @@ impl Plan {
                     tool.name()
                 )));
             }
-            tools.insert(Arc::clone(&t.name), tool);
+            let effect = t.effect.unwrap_or_else(|| tool.effect());
+            tools.insert(Arc::clone(&t.name), (tool, effect));
         }
         if let Some(name) = custom_tools.keys().next() {
             return Err(RuntimeError::Registration(format!(
@@ -282,7 +293,7 @@ impl Plan {
                     })
                 })
                 .collect::<Result<Vec<_>, RuntimeError>>()?;
-            let agent_tools: Vec<Arc<dyn Tool>> = a
+            let (agent_tools, tool_effects): (Vec<Arc<dyn Tool>>, Vec<baton_core::Effect>) = a
                 .tools
                 .iter()
                 .map(|t| {
@@ -290,7 +301,9 @@ impl Plan {
                         RuntimeError::Registration(format!("tool `{t}` is not declared"))
                     })
                 })
-                .collect::<Result<_, _>>()?;
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .unzip();
             let children: Vec<(Arc<str>, usize)> = topology
                 .delegates(node)
                 .into_iter()
@@ -310,6 +323,9 @@ impl Plan {
                 _ => None,
             };
             agents.push(Arc::new(AgentPlan {
+                tool_effects,
+                role: a.role.clone(),
+                denials: metrics::counter!("baton_policy_denials_total", "agent" => agent_label.clone()),
                 top_price,
                 sole_model,
                 name: Arc::clone(&a.name),
@@ -360,6 +376,8 @@ impl Plan {
             observer,
             supervision: topology.supervision().clone(),
             gave_up: std::sync::OnceLock::new(),
+            policy: topology.policy().clone(),
+            approver: approver.unwrap_or_else(|| Arc::new(crate::approval::Unattended)),
         })
     }
 }

@@ -22,9 +22,17 @@ pub struct RuntimeBuilder {
     models: HashMap<String, Arc<dyn Model>>,
     tools: HashMap<String, Arc<dyn Tool>>,
     observers: Vec<Box<dyn Observer>>,
+    approver: Option<Arc<dyn crate::approval::Approver>>,
 }
 
 impl RuntimeBuilder {
+    /// Who approves destructive tool calls when the policy asks for approval. Without one, such
+    /// calls are denied at once (an unattended run never waits).
+    pub fn approver(mut self, approver: impl crate::approval::Approver) -> RuntimeBuilder {
+        self.approver = Some(Arc::new(approver));
+        self
+    }
+
     /// Registers the implementation of a model the topology declares with `provider: custom`.
     pub fn model(mut self, name: impl Into<String>, model: impl Model) -> RuntimeBuilder {
         self.models.insert(name.into(), Arc::new(model));
@@ -55,7 +63,13 @@ impl RuntimeBuilder {
             0 => None,
             _ => Some(Arc::new(crate::audit::Many(self.observers))),
         };
-        let plan = Arc::new(Plan::build(&self.topology, self.models, self.tools, observer)?);
+        let plan = Arc::new(Plan::build(
+            &self.topology,
+            self.models,
+            self.tools,
+            observer,
+            self.approver,
+        )?);
         let (conductor, handle) = Actor::spawn(None, Conductor, Arc::clone(&plan))
             .await
             .map_err(|e| RuntimeError::Spawn {
@@ -132,6 +146,7 @@ impl Runtime {
             models: HashMap::new(),
             tools: HashMap::new(),
             observers: Vec::new(),
+            approver: None,
         }
     }
 

@@ -281,7 +281,8 @@ mod tests {
             .expect("valid");
         let mut models: HashMap<String, Arc<dyn Model>> = HashMap::new();
         models.insert("m".into(), Arc::new(ScriptedModel::always("m", "ok")));
-        let plan = Arc::new(Plan::build(&topology, models, HashMap::new(), None).expect("plan"));
+        let plan =
+            Arc::new(Plan::build(&topology, models, HashMap::new(), None, None).expect("plan"));
         let lead = plan
             .agents
             .iter()

@@ -67,6 +67,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "histogram",
         "CPU time spent inside tool calls (the CPU side of the bill).",
     ),
+    (
+        "baton_policy_denials_total",
+        "counter",
+        "Tool calls the harness's policy denied (role, freeze, dry-run-first, approval).",
+    ),
     ("baton_tasks_total", "counter", "Tasks by terminal outcome."),
     (
         "baton_workflow_cost_usd",

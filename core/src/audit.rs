@@ -30,7 +30,10 @@ pub struct AuditLog {
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("path", &self.path).field("keyed", &self.key.is_some()).finish()
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .field("keyed", &self.key.is_some())
+            .finish()
     }
 }
 
@@ -46,7 +49,8 @@ fn digest(key: Option<&[u8]>, prev: &str, body: &str) -> String {
         Some(k) => {
             let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(k).unwrap_or_else(|_| {
                 // HMAC accepts keys of any length; this cannot fail.
-                <Hmac<Sha256> as Mac>::new_from_slice(b"baton").expect("invariant: HMAC takes any key length")
+                <Hmac<Sha256> as Mac>::new_from_slice(b"baton")
+                    .expect("invariant: HMAC takes any key length")
             });
             mac.update(prev.as_bytes());
             mac.update(body.as_bytes());
@@ -70,7 +74,10 @@ impl AuditLog {
     /// [`Error::Io`] when the file cannot be read or opened for appending; [`Error::Rules`] (with
     /// the line) when an existing trail's last record is unreadable.
     pub fn open(path: &Path) -> Result<AuditLog, Error> {
-        let key = std::env::var("BATON_AUDIT_KEY").ok().filter(|k| !k.is_empty()).map(String::into_bytes);
+        let key = std::env::var("BATON_AUDIT_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+            .map(String::into_bytes);
         Self::open_with_key(path, key)
     }
 
@@ -95,10 +102,18 @@ impl AuditLog {
                     message: format!("line {n}: the last audit record is not JSON ({e}); run `baton audit verify`"),
                 })?;
                 seq = v.get("seq").and_then(Value::as_u64).unwrap_or(0);
-                prev = v.get("hash").and_then(Value::as_str).unwrap_or(GENESIS).to_string();
+                prev = v
+                    .get("hash")
+                    .and_then(Value::as_str)
+                    .unwrap_or(GENESIS)
+                    .to_string();
             }
         }
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| io(path, e))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| io(path, e))?;
         Ok(AuditLog {
             path: path.to_path_buf(),
             key,
@@ -111,7 +126,10 @@ impl AuditLog {
     /// # Errors
     /// [`Error::Io`] when the write fails.
     pub fn append(&self, kind: &str, fields: Map<String, Value>) -> Result<(), Error> {
-        let mut st = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut st = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (file, seq, prev) = &mut *st;
         let mut rec = Map::new();
         rec.insert("seq".into(), Value::from(*seq + 1));
@@ -126,7 +144,8 @@ impl AuditLog {
         rec.insert("hash".into(), Value::from(hash.clone()));
         let mut line = Value::Object(rec).to_string();
         line.push('\n');
-        file.write_all(line.as_bytes()).map_err(|e| io(&self.path, e))?;
+        file.write_all(line.as_bytes())
+            .map_err(|e| io(&self.path, e))?;
         file.flush().map_err(|e| io(&self.path, e))?;
         *seq += 1;
         *prev = hash;
@@ -183,7 +202,12 @@ pub fn verify(path: &Path, key: Option<&[u8]>) -> Result<Result<u64, Broken>, Er
         if line.trim().is_empty() {
             continue;
         }
-        let broken = |reason: String| Ok(Err(Broken { line: n + 1, reason }));
+        let broken = |reason: String| {
+            Ok(Err(Broken {
+                line: n + 1,
+                reason,
+            }))
+        };
         let Ok(Value::Object(mut rec)) = serde_json::from_str::<Value>(&line) else {
             return broken("not a JSON object".into());
         };
@@ -197,14 +221,20 @@ pub fn verify(path: &Path, key: Option<&[u8]>) -> Result<Result<u64, Broken>, Er
         if let Some(want) = expected_seq
             && seq != want
         {
-            return broken(format!("seq {seq} where {want} was expected: a record was deleted, inserted or moved"));
+            return broken(format!(
+                "seq {seq} where {want} was expected: a record was deleted, inserted or moved"
+            ));
         }
         if rec.get("prev").and_then(Value::as_str) != Some(prev.as_str()) {
-            return broken(format!("seq {seq}: `prev` does not match the previous record's hash: the chain is broken here"));
+            return broken(format!(
+                "seq {seq}: `prev` does not match the previous record's hash: the chain is broken here"
+            ));
         }
         let body = Value::Object(rec).to_string();
         if digest(key, &prev, &body) != hash {
-            return broken(format!("seq {seq}: the hash does not match the record: it was edited (or forged)"));
+            return broken(format!(
+                "seq {seq}: the hash does not match the record: it was edited (or forged)"
+            ));
         }
         prev = hash;
         expected_seq = Some(seq + 1);
@@ -219,7 +249,8 @@ mod tests {
     use serde_json::json;
 
     fn temp(name: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(format!("baton-audit-{}-{name}.jsonl", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("baton-audit-{}-{name}.jsonl", std::process::id()));
         let _ = std::fs::remove_file(&p);
         p
     }
@@ -234,12 +265,20 @@ mod tests {
     fn write(path: &Path, n: u64, key: Option<Vec<u8>>) {
         let log = AuditLog::open_with_key(path, key).expect("open");
         for i in 0..n {
-            log.append("tool_call", fields(json!({"agent": "rca", "tool": "query", "i": i}))).expect("append");
+            log.append(
+                "tool_call",
+                fields(json!({"agent": "rca", "tool": "query", "i": i})),
+            )
+            .expect("append");
         }
     }
 
     fn lines(path: &Path) -> Vec<String> {
-        std::fs::read_to_string(path).expect("read").lines().map(str::to_string).collect()
+        std::fs::read_to_string(path)
+            .expect("read")
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     fn rewrite(path: &Path, lines: &[String]) {
@@ -277,7 +316,10 @@ mod tests {
         let mut reordered = orig.clone();
         reordered.swap(2, 3);
         rewrite(&p, &reordered);
-        assert_eq!(verify(&p, None).expect("read").expect_err("reordered").line, 3);
+        assert_eq!(
+            verify(&p, None).expect("read").expect_err("reordered").line,
+            3
+        );
 
         // A forged record appended by copying the last one (seq and prev do not fit).
         let mut forged = orig.clone();
@@ -293,7 +335,9 @@ mod tests {
         assert_eq!(verify(&p, Some(b"secret")).expect("read"), Ok(2));
         // The forger appends a well-formed record, chained with plain SHA-256 (no key).
         let last: Value = serde_json::from_str(&lines(&p)[1]).expect("json");
-        let mut rec = fields(json!({"seq": 3, "ts": "2026-11-24T00:00:00.000Z", "kind": "tool_call", "tool": "restart_service"}));
+        let mut rec = fields(
+            json!({"seq": 3, "ts": "2026-11-24T00:00:00.000Z", "kind": "tool_call", "tool": "restart_service"}),
+        );
         rec.insert("prev".into(), last["hash"].clone());
         let prev = last["hash"].as_str().expect("hash").to_string();
         let hash = digest(None, &prev, &Value::Object(rec.clone()).to_string());
@@ -301,9 +345,14 @@ mod tests {
         let mut all = lines(&p);
         all.push(Value::Object(rec).to_string());
         rewrite(&p, &all);
-        let b = verify(&p, Some(b"secret")).expect("read").expect_err("forged");
+        let b = verify(&p, Some(b"secret"))
+            .expect("read")
+            .expect_err("forged");
         assert_eq!(b.line, 3);
         // Without the key the same forgery would pass: that is what the key is for.
-        assert!(verify(&p, None).expect("read").is_err(), "keyed records do not verify without the key");
+        assert!(
+            verify(&p, None).expect("read").is_err(),
+            "keyed records do not verify without the key"
+        );
     }
 }

@@ -26,6 +26,7 @@ pub mod ledger;
 pub mod model;
 pub mod money;
 mod outcome;
+pub mod policy;
 pub mod prices;
 pub mod scripted;
 mod tool;

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::ToolSchema;
 
 /// What a tool's call can change, which decides the policy it must pass.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
     /// Reads only.

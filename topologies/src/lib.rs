@@ -27,7 +27,8 @@ pub use error::{Diagnostic, Severity, TopologyError, render_diagnostics};
 pub use render::{to_dot, to_mermaid};
 pub use spec::{
     Activation, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MODEL_TIMEOUT, DEFAULT_RESTART_WINDOW,
-    DEFAULT_SHUTDOWN, OnCrash, RestartType, RetrySpec, Strategy, SupervisionSpec, Tier,
+    DEFAULT_SHUTDOWN, FreezeSpec, OnCrash, PolicySpec, RestartType, RetrySpec, Strategy,
+    SupervisionSpec, Tier,
 };
 pub use spec::{
     AgentSpec, BudgetSpec, DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_STEPS, ModelSpec, PriceSpec,

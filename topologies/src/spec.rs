@@ -39,6 +39,48 @@ pub struct TopologySpec {
     /// How the conductor supervises the root agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supervision: Option<SupervisionSpec>,
+    /// What agents may do with tools, checked by the harness before every call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicySpec>,
+}
+
+/// The harness's policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    /// Role name → the tools an agent with that role may call.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Windows during which destructive calls are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<FreezeSpec>,
+    /// Destructive calls must first run with `dry_run: true` and the same arguments (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run_first: Option<bool>,
+    /// Destructive calls need a human's approval (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<bool>,
+    /// How long an approval may take before it counts as denied (default `5m`).
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "baton_core::duration_schema")]
+    pub approval_timeout: Option<Duration>,
+}
+
+/// A change-freeze window (UTC).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeSpec {
+    /// Start, like `2026-12-20T00:00:00Z`.
+    pub from: String,
+    /// End (exclusive).
+    pub to: String,
+    /// Why, shown with a denial.
+    #[serde(default)]
+    pub reason: String,
 }
 
 /// How a supervisor reacts when one of its children stops (OTP's strategies).
@@ -389,6 +431,9 @@ pub enum ToolKind {
     Codeowners,
     /// [`baton_core::tools::Chaos`]: a tool that fails at the rates of its `faults`.
     Chaos,
+    /// [`baton_core::tools::RestartService`]: a simulated, destructive service restart that
+    /// honours `dry_run` (for examples and rehearsals of the policy).
+    RestartService,
     /// A tool implemented in code and registered with the runtime under this tool's name.
     Custom,
 }
@@ -408,6 +453,9 @@ pub struct ToolSpec {
     /// For `chaos`: the fault rates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faults: Option<FaultSpec>,
+    /// What a call can change (`read`, `write`, `destructive`); overrides the tool's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<baton_core::Effect>,
 }
 
 impl ToolSpec {
@@ -418,6 +466,7 @@ impl ToolSpec {
             path: Some(path.into()),
             description: None,
             faults: None,
+            effect: None,
         }
     }
 
@@ -428,6 +477,7 @@ impl ToolSpec {
             path: None,
             description: None,
             faults: None,
+            effect: None,
         }
     }
 }
@@ -507,6 +557,9 @@ pub struct AgentSpec {
     /// The lowest model quality (0 to 100) the router may use for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality_bar: Option<u8>,
+    /// Its role under `policy.roles`: then it may call only that role's tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 fn is_default_budget(b: &BudgetSpec) -> bool {
@@ -638,6 +691,7 @@ impl AgentSpec {
             fallback: self.fallback.clone().or_else(|| base.fallback.clone()),
             activation: self.activation.or(base.activation),
             quality_bar: self.quality_bar.or(base.quality_bar),
+            role: self.role.clone().or_else(|| base.role.clone()),
         }
     }
 

@@ -19,6 +19,7 @@ use crate::spec::{
     RestartType, Strategy, SupervisionSpec, ToolKind, ToolSpec, TopologySpec,
 };
 use baton_core::FaultSpec;
+use baton_core::policy::Policy;
 
 /// The name of the built-in tool through which an agent hands a sub-task to a child.
 pub const DELEGATE_TOOL: &str = "delegate";
@@ -89,6 +90,8 @@ pub struct AgentNode {
     pub activation: Activation,
     /// The lowest model quality the router may use for it (0 = any).
     pub quality_bar: u8,
+    /// Its role under the policy, if any.
+    pub role: Option<Arc<str>>,
 }
 
 /// A model as the runtime sees it.
@@ -163,6 +166,8 @@ pub struct ToolDef {
     pub description: Option<String>,
     /// For `chaos`: the fault rates.
     pub faults: Option<FaultSpec>,
+    /// An effect overriding the tool's own.
+    pub effect: Option<baton_core::Effect>,
 }
 
 /// A validated topology: agents in a petgraph graph with typed edges, and the models and tools they
@@ -182,6 +187,7 @@ pub struct Topology {
     warnings: Vec<Diagnostic>,
     file: PathBuf,
     text: Option<String>,
+    policy: Policy,
 }
 
 impl Topology {
@@ -278,6 +284,7 @@ impl Topology {
             severity: Severity::Error,
         };
         let topo = v.check(&spec, base_dir);
+        let policy = v.check_policy(&spec);
         v.diagnostics
             .sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(0)));
         if v.diagnostics.iter().any(|d| d.severity == Severity::Error) || topo.is_none() {
@@ -310,7 +317,13 @@ impl Topology {
             warnings,
             file: file.to_path_buf(),
             text: text.map(str::to_string),
+            policy,
         })
+    }
+
+    /// The harness's policy (empty when the topology declares none).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// Legal but suspicious things found while validating.
@@ -1010,6 +1023,7 @@ impl Validator<'_> {
             fallback: a.fallback.as_deref().map(Arc::from),
             activation: a.activation.unwrap_or_default(),
             quality_bar: a.quality_bar.unwrap_or(0),
+            role: a.role.as_deref().map(Arc::from),
         }
     }
 
@@ -1184,6 +1198,89 @@ impl Validator<'_> {
         out
     }
 
+    /// Resolves `policy:`: roles name declared tools, agents name declared roles, freeze windows
+    /// parse.
+    fn check_policy(&mut self, spec: &TopologySpec) -> Policy {
+        let mut out = Policy {
+            approval_timeout: Duration::from_secs(300),
+            ..Policy::default()
+        };
+        for (name, a) in &spec.agents {
+            if let Some(r) = &a.role
+                && !spec
+                    .policy
+                    .as_ref()
+                    .is_some_and(|p| p.roles.contains_key(r))
+            {
+                self.report(
+                    &[Seg::Key("agents"), Seg::Key(name), Seg::Key("role")],
+                    format!("role `{r}` is not declared under `policy.roles`"),
+                    spec.policy
+                        .as_ref()
+                        .and_then(|p| did_you_mean(r, p.roles.keys())),
+                );
+            }
+        }
+        let Some(p) = &spec.policy else { return out };
+        for (role, tools) in &p.roles {
+            for t in tools {
+                if t != DELEGATE_TOOL && !spec.tools.contains_key(t) {
+                    self.report(
+                        &[
+                            Seg::Key("policy"),
+                            Seg::Key("roles"),
+                            Seg::Key(role),
+                            Seg::Item(t),
+                        ],
+                        format!("role `{role}` allows `{t}`, which is not declared under `tools:`"),
+                        did_you_mean(t, spec.tools.keys()),
+                    );
+                }
+            }
+            out.roles
+                .insert(role.clone(), tools.iter().cloned().collect());
+        }
+        for (i, f) in p.freeze.iter().enumerate() {
+            match (
+                baton_core::policy::parse_utc(&f.from),
+                baton_core::policy::parse_utc(&f.to),
+            ) {
+                (Ok(from), Ok(to)) if from < to => out.freeze.push(baton_core::policy::Freeze {
+                    from,
+                    to,
+                    reason: if f.reason.is_empty() {
+                        format!("freeze window {}", i + 1)
+                    } else {
+                        f.reason.clone()
+                    },
+                }),
+                (Ok(_), Ok(_)) => self.report(
+                    &[Seg::Key("policy"), Seg::Key("freeze")],
+                    format!("freeze window {}: `to` is not after `from`", i + 1),
+                    None,
+                ),
+                (Err(e), _) | (_, Err(e)) => self.report(
+                    &[Seg::Key("policy"), Seg::Key("freeze")],
+                    format!("freeze window {}: {e}", i + 1),
+                    None,
+                ),
+            }
+        }
+        out.dry_run_first = p.dry_run_first.unwrap_or(false);
+        out.approval = p.approval.unwrap_or(false);
+        if let Some(t) = p.approval_timeout {
+            if t.is_zero() {
+                self.report(
+                    &[Seg::Key("policy"), Seg::Key("approval_timeout")],
+                    "`approval_timeout` must be longer than zero".into(),
+                    None,
+                );
+            }
+            out.approval_timeout = t;
+        }
+        out
+    }
+
     /// Keys that only make sense for HTTP providers, and their shape.
     fn check_http(&mut self, name: &str, m: &ModelSpec) {
         let at = |k: &'static str| [Seg::Key("models"), Seg::Key(name), Seg::Key(k)];
@@ -1256,7 +1353,9 @@ impl Validator<'_> {
             }
             self.check_faults(&[Seg::Key("tools"), Seg::Key(name)], t.faults.as_ref());
             let path = match (t.kind, &t.path) {
-                (ToolKind::Custom | ToolKind::Chaos, _) => t.path.as_ref().map(|p| base.join(p)),
+                (ToolKind::Custom | ToolKind::Chaos | ToolKind::RestartService, _) => {
+                    t.path.as_ref().map(|p| base.join(p))
+                }
                 (_, None) => {
                     self.report(
                         &at("kind"),
@@ -1296,6 +1395,7 @@ impl Validator<'_> {
                     path,
                     description: t.description.clone(),
                     faults: t.faults.clone(),
+                    effect: t.effect,
                 },
             );
         }

@@ -4,11 +4,13 @@ mod chaos;
 mod codeowners;
 mod log_search;
 mod metrics_series;
+mod restart_service;
 
 pub use chaos::Chaos;
 pub use codeowners::Codeowners;
 pub use log_search::LogSearch;
 pub use metrics_series::MetricsSeries;
+pub use restart_service::RestartService;
 
 use std::path::Path;
 
