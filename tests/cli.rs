@@ -227,6 +227,95 @@ mod run {
         );
     }
 
+    /// The guarded restart: the dry run, the approval request and the decision are in the output
+    /// and in the audit trail, which verifies, and stops verifying once edited.
+    #[test]
+    fn guarded_restart_is_shown_and_audited() {
+        let trail =
+            std::env::temp_dir().join(format!("baton-audit-cli-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&trail);
+        let out = baton(&[
+            "run",
+            TRIAGE,
+            "--task",
+            ALERT,
+            "--audit",
+            trail.to_str().expect("utf-8"),
+        ]);
+        assert!(out.status.success());
+        let s = String::from_utf8_lossy(&out.stdout);
+        for needle in [
+            "[triage] → restart_service {\"dry_run\":true,\"service\":\"checkout-api\"}",
+            "[triage] ⚖ restart_service: requested (approval)",
+            "[triage] ⚖ restart_service: denied (approval): no terminal and no approval endpoint",
+            "Restart of checkout-api: denied by policy (approval)",
+        ] {
+            assert!(s.contains(needle), "output lacks {needle:?}:\n{s}");
+        }
+        let records: Vec<Value> = std::fs::read_to_string(&trail)
+            .expect("trail written")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        let policy: Vec<&str> = records
+            .iter()
+            .filter(|r| r["kind"] == "policy")
+            .map(|r| r["decision"].as_str().expect("decision"))
+            .collect();
+        assert_eq!(policy, ["allowed", "requested", "denied"]);
+        assert!(
+            records
+                .iter()
+                .any(|r| r["kind"] == "model_call" && r["agent"] == "rca")
+        );
+        assert!(records.iter().any(|r| r["kind"] == "task_end"
+            && r["agent"] == "triage"
+            && r["outcome"] == "completed"));
+        let out = baton(&["audit", "verify", trail.to_str().expect("utf-8")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A second run continues the chain.
+        assert!(
+            baton(&[
+                "run",
+                TRIAGE,
+                "--task",
+                ALERT,
+                "--audit",
+                trail.to_str().expect("utf-8")
+            ])
+            .status
+            .success()
+        );
+        assert!(
+            baton(&["audit", "verify", trail.to_str().expect("utf-8")])
+                .status
+                .success()
+        );
+        // Quietly turn the denial into an approval: caught, and the record named.
+        let text = std::fs::read_to_string(&trail).expect("trail");
+        let n = text
+            .lines()
+            .position(|l| l.contains("\"decision\":\"denied\""))
+            .expect("a denial")
+            + 1;
+        std::fs::write(
+            &trail,
+            text.replacen("\"decision\":\"denied\"", "\"decision\":\"approved\"", 1),
+        )
+        .expect("edit");
+        let out = baton(&["audit", "verify", trail.to_str().expect("utf-8")]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(":{n}: broken:")) && err.contains("edited"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn bad_budget_flags_are_refused_clearly() {
         for (flag, needle) in [

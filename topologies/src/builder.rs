@@ -51,6 +51,12 @@ impl TopologyBuilder {
         self
     }
 
+    /// Sets the policy the harness applies to tool calls.
+    pub fn policy(mut self, policy: crate::spec::PolicySpec) -> TopologyBuilder {
+        self.spec.policy = Some(policy);
+        self
+    }
+
     /// Names the root agent (by default, the one agent without a parent).
     pub fn root(mut self, name: impl Into<String>) -> TopologyBuilder {
         self.spec.root = Some(name.into());

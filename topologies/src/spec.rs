@@ -636,6 +636,12 @@ impl AgentSpec {
         self
     }
 
+    /// Sets its role under the policy.
+    pub fn role(mut self, role: impl Into<String>) -> AgentSpec {
+        self.role = Some(role.into());
+        self
+    }
+
     /// Inherits a template's settings.
     pub fn extends(mut self, template: impl Into<String>) -> AgentSpec {
         self.extends = Some(template.into());

@@ -56,7 +56,26 @@ mod examples {
         oncall.description = file.spec().tools["oncall_schedule"].description.clone();
         let spec_of = |a: &str| file.spec().agents[a].clone();
         let mut triage_budget = budget("0.10", 8);
-        triage_budget.max_wall = Some(std::time::Duration::from_secs(120));
+        triage_budget.max_wall = Some(std::time::Duration::from_secs(300));
+        let mut restart = ToolSpec::builtin(ToolKind::RestartService, "x");
+        restart.path = None;
+        let policy = baton_topologies::PolicySpec {
+            roles: [
+                ("commander", vec!["restart_service"]),
+                (
+                    "investigator",
+                    vec!["query_metrics", "read_deploy_log", "lookup_owners"],
+                ),
+                ("dispatcher", vec!["oncall_schedule"]),
+            ]
+            .into_iter()
+            .map(|(r, t)| (r.to_string(), t.into_iter().map(str::to_string).collect()))
+            .collect(),
+            dry_run_first: Some(true),
+            approval: Some(true),
+            approval_timeout: Some(std::time::Duration::from_secs(120)),
+            ..baton_topologies::PolicySpec::default()
+        };
         let code = TopologyBuilder::new("ops-triage")
             .base_dir(examples())
             .model("small", small)
@@ -71,9 +90,13 @@ mod examples {
                 ToolSpec::builtin(ToolKind::Codeowners, "fixtures/CODEOWNERS"),
             )
             .tool("oncall_schedule", oncall)
+            .tool("restart_service", restart)
+            .policy(policy)
             .agent(
                 "triage",
                 AgentSpec::new(["frontier"])
+                    .role("commander")
+                    .tools(["restart_service"])
                     .children(["rca", "paging"])
                     .budget(triage_budget)
                     .system(spec_of("triage").system.expect("prompt"))
@@ -82,6 +105,7 @@ mod examples {
             .agent(
                 "rca",
                 AgentSpec::new(["small", "frontier"])
+                    .role("investigator")
                     .tools(["query_metrics", "read_deploy_log", "lookup_owners"])
                     .budget(budget("0.03", 8))
                     .system(spec_of("rca").system.expect("prompt"))
@@ -90,6 +114,7 @@ mod examples {
             .agent(
                 "paging",
                 AgentSpec::new(["small"])
+                    .role("dispatcher")
                     .tools(["oncall_schedule"])
                     .budget(budget("0.01", 4))
                     .system(spec_of("paging").system.expect("prompt"))
