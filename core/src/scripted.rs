@@ -65,7 +65,7 @@ pub struct ScriptedModel {
     latency: Duration,
     rules: Vec<Rule>,
     faults: Option<RandomFaults>,
-    injected: [AtomicU64; 4],
+    injected: FaultCounts,
 }
 
 /// A fault the scripted model can inject.
@@ -105,10 +105,39 @@ pub struct FaultSpec {
     pub panic: f64,
 }
 
+/// Draws faults at a spec's rates from a seeded generator (shared by the scripted model and the
+/// chaos tool).
 #[derive(Debug)]
-struct RandomFaults {
+pub(crate) struct RandomFaults {
     spec: FaultSpec,
     state: AtomicU64,
+}
+
+/// Counts of injected faults, by kind.
+#[derive(Debug, Default)]
+pub(crate) struct FaultCounts([AtomicU64; 4]);
+
+impl FaultCounts {
+    pub(crate) fn count(&self, fault: Fault) {
+        let i = match fault {
+            Fault::Error => 0,
+            Fault::Timeout => 1,
+            Fault::Malformed => 2,
+            Fault::Panic => 3,
+            Fault::Runaway => return,
+        };
+        self.0[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> InjectedFaults {
+        let n = |i: usize| self.0[i].load(Ordering::Relaxed);
+        InjectedFaults {
+            error: n(0),
+            timeout: n(1),
+            malformed: n(2),
+            panic: n(3),
+        }
+    }
 }
 
 /// How many faults a scripted model injected, by kind.
@@ -142,7 +171,15 @@ pub(crate) fn next_random(state: &AtomicU64) -> u64 {
 }
 
 impl RandomFaults {
-    fn draw(&self) -> Option<Fault> {
+    /// A generator for `spec`, its seed mixed with `salt` (so two users of one spec differ).
+    pub(crate) fn new(spec: FaultSpec, salt: u64) -> RandomFaults {
+        RandomFaults {
+            state: AtomicU64::new(spec.seed ^ salt),
+            spec,
+        }
+    }
+
+    pub(crate) fn draw(&self) -> Option<Fault> {
         // 53 random bits to a float in [0, 1): probabilities are configuration, not money.
         let x = (next_random(&self.state) >> 11) as f64 / (1u64 << 53) as f64;
         let s = &self.spec;
@@ -296,22 +333,13 @@ impl ScriptedModel {
 
     /// Injects random faults (replacing the rules file's `faults:`).
     pub fn with_faults(mut self, spec: FaultSpec) -> ScriptedModel {
-        self.faults = Some(RandomFaults {
-            state: AtomicU64::new(spec.seed),
-            spec,
-        });
+        self.faults = Some(RandomFaults::new(spec, 0));
         self
     }
 
     /// Faults injected so far.
     pub fn injected(&self) -> InjectedFaults {
-        let n = |i: usize| self.injected[i].load(Ordering::Relaxed);
-        InjectedFaults {
-            error: n(0),
-            timeout: n(1),
-            malformed: n(2),
-            panic: n(3),
-        }
+        self.injected.snapshot()
     }
 
     async fn inject(
@@ -319,36 +347,31 @@ impl ScriptedModel {
         fault: Fault,
         req: &ModelRequest<'_>,
     ) -> Result<ModelResponse, ModelError> {
-        let slot = match fault {
-            Fault::Error => 0,
-            Fault::Timeout => 1,
-            Fault::Malformed => 2,
-            Fault::Panic => 3,
-            Fault::Runaway => {
-                let Some(tool) = req.tools.first() else {
-                    return Err(ModelError::Malformed {
-                        model: self.name.clone(),
-                        message: "runaway fault, but no tool is offered".into(),
-                    });
-                };
-                let call = ToolCall {
-                    id: format!("call_{}_1", req.step),
-                    name: tool.name.clone(),
-                    arguments: serde_json::json!({}),
-                };
-                let output = tokens(&call.name) + 5;
-                return Ok(ModelResponse {
-                    text: None,
-                    tool_calls: vec![call],
-                    usage: TokenUsage {
-                        input: input_tokens(req.messages, req.tools),
-                        output: output.min(u64::from(req.max_tokens)),
-                        cached_input: 0,
-                    },
+        if fault == Fault::Runaway {
+            let Some(tool) = req.tools.first() else {
+                return Err(ModelError::Malformed {
+                    model: self.name.clone(),
+                    message: "runaway fault, but no tool is offered".into(),
                 });
-            }
-        };
-        self.injected[slot].fetch_add(1, Ordering::Relaxed);
+            };
+            let call = ToolCall {
+                id: format!("call_{}_1", req.step),
+                name: tool.name.clone(),
+                arguments: serde_json::json!({}),
+            };
+            let output = tokens(&call.name) + 5;
+            return Ok(ModelResponse {
+                text: None,
+                tool_calls: vec![call],
+                usage: TokenUsage {
+                    input: input_tokens(req.messages, req.tools),
+                    output: output.min(u64::from(req.max_tokens)),
+                    cached_input: 0,
+                },
+            });
+        }
+
+        self.injected.count(fault);
         match fault {
             Fault::Error => Err(ModelError::Provider {
                 model: self.name.clone(),

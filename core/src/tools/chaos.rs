@@ -1,9 +1,7 @@
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use async_trait::async_trait;
 use serde_json::json;
 
-use crate::scripted::{FaultSpec, InjectedFaults};
+use crate::scripted::{Fault, FaultCounts, FaultSpec, InjectedFaults, RandomFaults};
 use crate::tool::{Tool, ToolError};
 
 /// A tool for rehearsing failure: it answers `ok`, or, at the configured probabilities, fails
@@ -12,9 +10,8 @@ use crate::tool::{Tool, ToolError};
 #[derive(Debug)]
 pub struct Chaos {
     name: String,
-    spec: FaultSpec,
-    state: AtomicU64,
-    injected: [AtomicU64; 4],
+    dice: RandomFaults,
+    injected: FaultCounts,
 }
 
 impl Chaos {
@@ -22,21 +19,14 @@ impl Chaos {
     pub fn new(name: impl Into<String>, spec: FaultSpec) -> Chaos {
         Chaos {
             name: name.into(),
-            state: AtomicU64::new(spec.seed ^ 0x5EED),
-            spec,
-            injected: Default::default(),
+            dice: RandomFaults::new(spec, 0x5EED),
+            injected: FaultCounts::default(),
         }
     }
 
     /// Faults injected so far.
     pub fn injected(&self) -> InjectedFaults {
-        let n = |i: usize| self.injected[i].load(Ordering::Relaxed);
-        InjectedFaults {
-            error: n(0),
-            timeout: n(1),
-            malformed: n(2),
-            panic: n(3),
-        }
+        self.injected.snapshot()
     }
 }
 
@@ -52,29 +42,20 @@ impl Tool for Chaos {
         json!({"type": "object"})
     }
     async fn call(&self, _args: serde_json::Value) -> Result<String, ToolError> {
-        let x = (crate::scripted::next_random(&self.state) >> 11) as f64 / (1u64 << 53) as f64;
-        let s = &self.spec;
-        let mut edge = 0.0;
-        for (i, p) in [s.error, s.timeout, s.malformed, s.panic]
-            .into_iter()
-            .enumerate()
-        {
-            edge += p;
-            if x < edge {
-                self.injected[i].fetch_add(1, Ordering::Relaxed);
-                return match i {
-                    0 => Err(ToolError::Failed(
-                        "injected fault: backend unavailable".into(),
-                    )),
-                    1 => {
-                        std::future::pending::<()>().await;
-                        Ok(String::new())
-                    }
-                    2 => Ok("\u{fffd}\u{0}{{{not json".into()),
-                    _ => panic!("{}: injected fault: tool panicked", self.name),
-                };
+        let Some(fault) = self.dice.draw() else {
+            return Ok("ok".into());
+        };
+        self.injected.count(fault);
+        match fault {
+            Fault::Error => Err(ToolError::Failed(
+                "injected fault: backend unavailable".into(),
+            )),
+            Fault::Timeout => {
+                std::future::pending::<()>().await;
+                Ok(String::new())
             }
+            Fault::Malformed => Ok("\u{fffd}\u{0}{{{not json".into()),
+            Fault::Panic | Fault::Runaway => panic!("{}: injected fault: tool panicked", self.name),
         }
-        Ok("ok".into())
     }
 }
