@@ -29,6 +29,41 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Starts `baton run FILE --task TASK --json --metrics-addr 127.0.0.1:PORT --linger 2m` and
+/// returns it with the JSON report it printed when the work ended (it keeps serving afterwards).
+fn serving_run(file: &str, task: &str, port: u16) -> (Killed, Value) {
+    let mut baton = Killed(
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args([
+                "run",
+                file,
+                "--task",
+                task,
+                "--json",
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+                "--linger",
+                "2m",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("baton starts"),
+    );
+    let mut json = String::new();
+    let mut lines = BufReader::new(baton.0.stdout.take().expect("stdout"));
+    while json.lines().last() != Some("}") {
+        let mut line = String::new();
+        assert!(
+            lines.read_line(&mut line).expect("read report") > 0,
+            "baton exited before its report: {json}"
+        );
+        json.push_str(&line);
+    }
+    (baton, serde_json::from_str(&json).expect("one JSON report"))
+}
+
 fn installed(bin: &str) -> bool {
     Command::new(bin)
         .arg("--version")
@@ -77,39 +112,12 @@ fn prometheus_scrapes_totals_equal_to_the_report() {
     }
     let root = env!("CARGO_MANIFEST_DIR");
     let (metrics_port, prom_port) = (free_port(), free_port());
-    let mut baton = Killed(
-        Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args([
-                "run",
-                "examples/topologies/ops-triage.yaml",
-                "--task",
-                "p99 latency of checkout doubled at 14:05",
-                "--json",
-                "--metrics-addr",
-                &format!("127.0.0.1:{metrics_port}"),
-                "--linger",
-                "2m",
-            ])
-            .current_dir(root)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("baton starts"),
+    let (_baton, report) = serving_run(
+        "examples/topologies/ops-triage.yaml",
+        "p99 latency of checkout doubled at 14:05",
+        metrics_port,
     );
-    // The report is printed when the work ends; the endpoint keeps serving afterwards.
-    let mut json = String::new();
-    let mut lines = BufReader::new(baton.0.stdout.take().expect("stdout"));
-    loop {
-        let mut line = String::new();
-        if lines.read_line(&mut line).expect("read report") == 0 {
-            panic!("baton exited before printing its report: {json}");
-        }
-        json.push_str(&line);
-        if line == "}\n" {
-            break;
-        }
-    }
-    let report: Value = serde_json::from_str(&json).expect("one JSON report");
+
     assert_eq!(report["outcome"], "completed");
 
     // promtool lints the exposition itself.
@@ -232,36 +240,12 @@ fn prometheus_scrapes_totals_equal_to_the_report() {
 #[test]
 fn exposition_totals_equal_the_report() {
     let port = free_port();
-    let mut baton = Killed(
-        Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args([
-                "run",
-                "examples/topologies/flaky-providers.yaml",
-                "--task",
-                "Prepare the weekly incident digest",
-                "--json",
-                "--metrics-addr",
-                &format!("127.0.0.1:{port}"),
-                "--linger",
-                "1m",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("baton starts"),
+    let (_baton, report) = serving_run(
+        "examples/topologies/flaky-providers.yaml",
+        "Prepare the weekly incident digest",
+        port,
     );
-    let mut json = String::new();
-    let mut lines = BufReader::new(baton.0.stdout.take().expect("stdout"));
-    while !json.ends_with("}\n") || json.lines().last() != Some("}") {
-        let mut line = String::new();
-        assert!(
-            lines.read_line(&mut line).expect("read") > 0,
-            "baton exited early: {json}"
-        );
-        json.push_str(&line);
-    }
-    let report: Value = serde_json::from_str(&json).expect("one JSON report");
+
     let text = get(port, "/metrics").expect("/metrics answers");
     let sum = |family: &str, filter: &str| -> f64 {
         text.lines()
