@@ -45,6 +45,9 @@ enum Command {
         /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<std::net::SocketAddr>,
+        /// With schedules and no --task: run the standing loops this long (default: until Ctrl-C).
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        run_for: Option<std::time::Duration>,
         /// Append the hash-chained audit trail of the run to this file (continuing its chain).
         #[arg(long, value_name = "FILE")]
         audit: Option<PathBuf>,
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
             metrics_addr,
             linger,
             audit,
+            run_for,
         } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -163,6 +167,7 @@ fn main() -> ExitCode {
                 metrics_addr,
                 linger,
                 audit,
+                run_for,
             ))
         }
         Command::Validate { files, format } => validate(&files, format),
@@ -292,6 +297,7 @@ async fn run(
     metrics_addr: Option<std::net::SocketAddr>,
     linger: Option<std::time::Duration>,
     audit: Option<PathBuf>,
+    run_for: Option<std::time::Duration>,
 ) -> ExitCode {
     let mut topology = match Topology::from_path(&file) {
         Ok(t) => t,
@@ -303,10 +309,12 @@ async fn run(
     if !topology.warnings().is_empty() {
         eprint!("{}", topology.render_warnings());
     }
-    let Some(task) = task else {
-        eprintln!("error: --task is required: give the root agent something to do");
+    if task.is_none() && topology.schedules().is_empty() {
+        eprintln!(
+            "error: --task is required: give the root agent something to do (this topology has no schedules)"
+        );
         return ExitCode::from(EXIT_INVALID);
-    };
+    }
     if let Some(b) = budget_usd {
         if b == NanoUsd::ZERO {
             eprintln!("error: --budget-usd must be more than zero");
@@ -337,7 +345,11 @@ async fn run(
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    let code = match run_inner(topology, task, json, audit).await {
+    let code = match task {
+        Some(task) => run_inner(topology, task, json, audit).await,
+        None => run_loops(topology, json, audit, run_for).await,
+    };
+    let code = match code {
         Ok(report) => ExitCode::from(u8::try_from(report.outcome.exit_code()).unwrap_or(1)),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -352,6 +364,112 @@ async fn run(
         tokio::time::sleep(linger).await;
     }
     code
+}
+
+/// Runs the topology's standing loops until `--for` elapses or Ctrl-C / SIGTERM, printing each run.
+async fn run_loops(
+    topology: Topology,
+    json: bool,
+    audit: Option<baton::core::audit::AuditLog>,
+    run_for: Option<std::time::Duration>,
+) -> anyhow::Result<RunReport> {
+    use baton::actors::LoopEvent;
+    let mut builder = Runtime::builder(topology.clone());
+    if let Some(log) = audit {
+        builder = builder.observer(baton::actors::AuditObserver::new(log));
+    }
+    let runtime = std::sync::Arc::new(builder.start().await.context("starting the runtime")?);
+    let names: Vec<String> = topology
+        .schedules()
+        .iter()
+        .map(|s| format!("{} every {}", s.name, baton::core::format_duration(s.every)))
+        .collect();
+    if !json {
+        println!("▶ standing loops: {}", names.join(", "));
+    }
+    let stop = async move {
+        let interrupt = async {
+            #[cfg(unix)]
+            {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        };
+        match run_for {
+            Some(d) => {
+                tokio::select! { () = tokio::time::sleep(d) => {}, () = interrupt => {} }
+            }
+            None => interrupt.await,
+        }
+    };
+    let summaries = runtime
+        .run_schedules(stop, std::time::Duration::from_secs(30), move |e| match e {
+            LoopEvent::Ran {
+                schedule,
+                run,
+                report,
+                period_spent,
+                period_limit,
+            } => {
+                if json {
+                    let line = serde_json::json!({"schedule": schedule.to_string(), "run": run, "report": report,
+                        "period_spent_nanousd": period_spent.0, "period_limit_nanousd": period_limit.map(|l| l.0)});
+                    println!("{line}");
+                } else {
+                    let limit = period_limit.map_or(String::new(), |l| format!(" of {}", usd(l)));
+                    println!(
+                        "[{schedule}] run {run}: {} · {} · today {}{limit} · {}",
+                        report.outcome,
+                        usd(NanoUsd(report.totals.cost_nanousd)),
+                        usd(*period_spent),
+                        one_line(report.answer.as_deref().or(report.error.as_deref()).unwrap_or(""), 90)
+                    );
+                }
+            }
+            LoopEvent::Skipped { schedule } => {
+                if !json {
+                    println!("[{schedule}] tick skipped: the previous run is still going");
+                }
+            }
+            LoopEvent::NewPeriod { schedule } => {
+                if !json {
+                    println!("[{schedule}] new budget period");
+                }
+            }
+            _ => {}
+        })
+        .await;
+    if json {
+        println!("{}", serde_json::json!({ "loops": summaries }));
+    } else {
+        for s in &summaries {
+            println!(
+                "■ {}: {} run(s), {} skipped, {}",
+                s.schedule,
+                s.runs,
+                s.skipped,
+                usd(NanoUsd(s.cost_nanousd))
+            );
+        }
+    }
+    if let Ok(rt) = std::sync::Arc::try_unwrap(runtime) {
+        rt.shutdown().await;
+    }
+    // A loop's exit code is 0: its runs' outcomes are in what it printed.
+    Ok(RunReport::from_ledger(
+        &baton::core::Account::root(0, "loops", None, None).snapshot(),
+        baton::core::Outcome::Completed,
+        None,
+        None,
+    ))
 }
 
 async fn run_inner(

@@ -316,6 +316,52 @@ mod run {
         );
     }
 
+    /// A standing loop for a bounded time: one JSON line per run, then the loops' summary.
+    #[test]
+    fn standing_loop_runs_for_a_bounded_time() {
+        let out = baton(&[
+            "run",
+            "examples/topologies/latency-watch.yaml",
+            "--for",
+            "3s",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        let (runs, summary) = lines.split_at(lines.len() - 1);
+        assert_eq!(runs.len(), 2, "runs at 0 s and 2 s: {lines:?}");
+        let mut spent = 0;
+        for (i, r) in runs.iter().enumerate() {
+            assert_eq!(u(&r["run"]), i as u64 + 1);
+            assert_eq!(r["report"]["outcome"], "completed");
+            assert!(
+                r["report"]["answer"]
+                    .as_str()
+                    .expect("answer")
+                    .starts_with("quiet: search p99 steady")
+            );
+            spent += u(&r["report"]["totals"]["cost_nanousd"]);
+            assert_eq!(
+                u(&r["period_spent_nanousd"]),
+                spent,
+                "the period's spend is the runs' spend"
+            );
+            assert_eq!(u(&r["period_limit_nanousd"]), 500_000_000);
+        }
+        let l = &summary[0]["loops"][0];
+        assert_eq!(
+            (l["schedule"].as_str(), u(&l["runs"]), u(&l["cost_nanousd"])),
+            (Some("search-latency"), 2, spent)
+        );
+    }
+
     #[test]
     fn bad_budget_flags_are_refused_clearly() {
         for (flag, needle) in [

@@ -220,21 +220,48 @@ impl Runtime {
         task: impl Into<String>,
         budget: Budget,
     ) -> Result<TaskRun, RuntimeError> {
+        let (envelope, account) = self.prepare(task.into(), budget, None);
+        self.submit_prepared(envelope, account).await
+    }
+
+    /// The root envelope and account of a task; the account opened under `parent` when given
+    /// (a standing loop's period account), so that the parent's limits apply too.
+    pub(crate) fn prepare(
+        &self,
+        task: String,
+        budget: Budget,
+        parent: Option<&Account>,
+    ) -> (Envelope<String>, Account) {
+        let root = &self.plan.agents[self.plan.root];
+        let envelope = Envelope::root(Arc::clone(&self.user), budget.tightest(&root.budget), task);
+        let account = match parent {
+            Some(p) => p.open_child(
+                envelope.task.0,
+                Arc::clone(&root.name),
+                envelope.budget.max_cost,
+                envelope.budget.max_tokens,
+            ),
+            None => Account::root(
+                envelope.task.0,
+                Arc::clone(&root.name),
+                envelope.budget.max_cost,
+                envelope.budget.max_tokens,
+            ),
+        };
+        (envelope, account)
+    }
+
+    /// Runs a prepared task to its result.
+    pub(crate) async fn submit_prepared(
+        &self,
+        envelope: Envelope<String>,
+        account: Account,
+    ) -> Result<TaskRun, RuntimeError> {
         if let Some(why) = self.plan.gave_up.get() {
+            account.finish(Outcome::Failed);
             return Err(RuntimeError::ConductorDown(why.clone()));
         }
         let root = &self.plan.agents[self.plan.root];
-        let envelope = Envelope::root(
-            Arc::clone(&self.user),
-            budget.tightest(&root.budget),
-            task.into(),
-        );
-        let account = Account::root(
-            envelope.task.0,
-            Arc::clone(&root.name),
-            envelope.budget.max_cost,
-            envelope.budget.max_tokens,
-        );
         let guard = CancelOnDrop(Some(account.clone()));
         let mut retried = false;
         loop {

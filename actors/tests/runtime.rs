@@ -1634,3 +1634,188 @@ mod policy {
         );
     }
 }
+
+mod loops {
+    use super::*;
+    use baton_actors::LoopEvent;
+    use baton_topologies::{Overlap, ScheduleSpec};
+    use std::sync::Mutex;
+
+    fn looped(
+        every: u64,
+        overlap: Overlap,
+        per_day: Option<&str>,
+        run_budget: Option<&str>,
+    ) -> Topology {
+        let mut spec = TopologyBuilder::new("t")
+            .model("m", dollar_per_mtok())
+            .agent("watch", AgentSpec::new(["m"]))
+            .build()
+            .expect("valid")
+            .spec()
+            .clone();
+        spec.schedules.insert(
+            "latency".into(),
+            ScheduleSpec {
+                every: Duration::from_secs(every),
+                task: "check the latency".into(),
+                budget: BudgetSpec {
+                    max_usd: run_budget.and_then(usd),
+                    ..BudgetSpec::default()
+                },
+                per_day_usd: per_day.and_then(usd),
+                overlap: Some(overlap),
+                jitter: None,
+            },
+        );
+        Topology::from_spec(spec, std::path::Path::new(".")).expect("valid schedule")
+    }
+
+    type Seen = Arc<Mutex<Vec<(u64, String, u64, u64)>>>;
+
+    async fn run(
+        t: Topology,
+        latency: Duration,
+        until: Duration,
+        grace: Duration,
+    ) -> (Vec<baton_actors::LoopSummary>, Seen) {
+        let rt = Arc::new(
+            Runtime::builder(t)
+                .model(
+                    "m",
+                    ScriptedModel::always("m", "all quiet").with_latency(latency),
+                )
+                .start()
+                .await
+                .expect("starts"),
+        );
+        let seen: Seen = Arc::default();
+        let s = Arc::clone(&seen);
+        let summary = rt
+            .run_schedules(tokio::time::sleep(until), grace, move |e| {
+                if let LoopEvent::Ran {
+                    run,
+                    report,
+                    period_spent,
+                    period_limit,
+                    ..
+                } = e
+                {
+                    s.lock().expect("lock").push((
+                        *run,
+                        report.outcome.to_string(),
+                        period_spent.0,
+                        period_limit.map_or(0, |l| l.0),
+                    ));
+                }
+            })
+            .await;
+        (summary, seen)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_every_period_until_stopped() {
+        let (s, seen) = run(
+            looped(60, Overlap::Skip, None, None),
+            Duration::ZERO,
+            Duration::from_secs(270),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(
+            (s[0].runs, s[0].skipped),
+            (5, 0),
+            "t = 0, 1, 2, 3, 4 minutes"
+        );
+        let seen = seen.lock().expect("lock");
+        assert_eq!(seen.len(), 5);
+        assert!(seen.iter().all(|(_, o, _, _)| o == "completed"));
+        assert!(s[0].cost_nanousd > 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overlapping_ticks_are_skipped_or_queued() {
+        // Each run takes 90 s; ticks every 60 s; stop after 270 s.
+        let (s, _) = run(
+            looped(60, Overlap::Skip, None, None),
+            Duration::from_secs(90),
+            Duration::from_secs(270),
+            Duration::from_secs(120),
+        )
+        .await;
+        assert_eq!(
+            (s[0].runs, s[0].skipped),
+            (3, 2),
+            "runs at 0, 120, 240 s; 60 and 180 skipped"
+        );
+        let (s, seen) = run(
+            looped(60, Overlap::Queue, None, None),
+            Duration::from_secs(90),
+            Duration::from_secs(270),
+            Duration::from_secs(120),
+        )
+        .await;
+        assert_eq!(s[0].skipped, 0);
+        assert_eq!(s[0].runs, 3, "back to back: 0-90, 90-180, 180-270");
+        assert_eq!(
+            seen.lock().expect("lock").len(),
+            3,
+            "the run in flight at the stop finished within the grace"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancel_previous_and_grace_end_runs_cancelled() {
+        let (s, seen) = run(
+            looped(60, Overlap::CancelPrevious, None, None),
+            Duration::from_secs(90),
+            Duration::from_secs(150),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(s[0].runs, 3);
+        let outcomes: Vec<String> = seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, o, _, _)| o.clone())
+            .collect();
+        assert_eq!(
+            outcomes,
+            ["cancelled", "cancelled", "cancelled"],
+            "two superseded, the last cut at the end of the grace"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_period_budget_holds_and_rolls_over() {
+        // A run books $0.000015 but must first reserve its worst case (~$0.00012); a period of
+        // $0.00015 affords three runs, then refuses until the next 24-hour period.
+        let (s, seen) = run(
+            looped(6 * 3600, Overlap::Skip, Some("0.00015"), None),
+            Duration::ZERO,
+            Duration::from_secs(31 * 3600),
+            Duration::from_secs(5),
+        )
+        .await;
+        let seen = seen.lock().expect("lock");
+        let outcomes: Vec<&str> = seen.iter().map(|(_, o, _, _)| o.as_str()).collect();
+        assert_eq!(
+            outcomes,
+            [
+                "completed",
+                "completed",
+                "completed",
+                "budget_exceeded",
+                "completed",
+                "completed"
+            ],
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter().all(|(_, _, spent, limit)| spent <= limit),
+            "never past the period's limit: {seen:?}"
+        );
+        assert_eq!(s[0].runs, 6);
+    }
+}

@@ -33,7 +33,9 @@ mod tool;
 pub mod tools;
 mod usage;
 
-pub use budget::{Budget, duration_opt, duration_schema, format_duration, parse_duration};
+pub use budget::{
+    Budget, duration_opt, duration_req, duration_schema, format_duration, parse_duration,
+};
 pub use envelope::{Envelope, TaskId, TraceId};
 pub use error::Error;
 pub use ledger::{

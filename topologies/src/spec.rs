@@ -42,6 +42,52 @@ pub struct TopologySpec {
     /// What agents may do with tools, checked by the harness before every call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicySpec>,
+    /// Standing loops: tasks given to the root agent on a schedule.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub schedules: BTreeMap<String, ScheduleSpec>,
+}
+
+/// What a loop does when its next tick comes while a run is still going.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Skip the tick.
+    #[default]
+    Skip,
+    /// Run it when the current run ends (at most one waits).
+    Queue,
+    /// Cancel the current run and start the new one.
+    CancelPrevious,
+}
+
+/// A standing loop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    /// How often (`1m`, `5m`); the first run starts at once.
+    #[serde(with = "baton_core::duration_req")]
+    #[schemars(schema_with = "baton_core::duration_schema")]
+    pub every: Duration,
+    /// The task each run gives the root agent.
+    pub task: String,
+    /// Limits per run (tightened by the root agent's own).
+    #[serde(default, skip_serializing_if = "is_default_budget")]
+    pub budget: BudgetSpec,
+    /// Money per 24-hour period (counted from the loop's start); runs that would exceed it are
+    /// refused by the ledger like any other budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_day_usd: Option<Usd>,
+    /// What to do when a tick finds the previous run still going.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<Overlap>,
+    /// Delay each run by a random amount up to this, so that many loops do not fire together.
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "baton_core::duration_schema")]
+    pub jitter: Option<Duration>,
 }
 
 /// The harness's policy.

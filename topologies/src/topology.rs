@@ -12,12 +12,12 @@ use petgraph::visit::EdgeRef;
 
 use crate::error::{Diagnostic, Severity, TopologyError};
 use crate::locate::{Seg, locate, locate_toml};
-use crate::spec::Tier;
 use crate::spec::{
     Activation, AgentSpec, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MAX_STEPS,
     DEFAULT_MODEL_TIMEOUT, DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, ModelSpec, OnCrash, Provider,
     RestartType, Strategy, SupervisionSpec, ToolKind, ToolSpec, TopologySpec,
 };
+use crate::spec::{Overlap, Tier};
 use baton_core::FaultSpec;
 use baton_core::policy::Policy;
 
@@ -133,6 +133,25 @@ pub struct ModelDef {
     pub price_source: PriceSource,
 }
 
+/// A standing loop, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleDef {
+    /// Its name.
+    pub name: Arc<str>,
+    /// How often.
+    pub every: Duration,
+    /// The task of each run.
+    pub task: String,
+    /// Limits per run.
+    pub budget: Budget,
+    /// Money per 24-hour period.
+    pub per_day: Option<NanoUsd>,
+    /// What a tick does while a run is going.
+    pub overlap: Overlap,
+    /// Random delay bound per run.
+    pub jitter: Duration,
+}
+
 /// Retries with defaults applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -188,6 +207,7 @@ pub struct Topology {
     file: PathBuf,
     text: Option<String>,
     policy: Policy,
+    schedules: Vec<ScheduleDef>,
 }
 
 impl Topology {
@@ -285,6 +305,7 @@ impl Topology {
         };
         let topo = v.check(&spec, base_dir);
         let policy = v.check_policy(&spec);
+        let schedules = v.check_schedules(&spec);
         v.diagnostics
             .sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(0)));
         if v.diagnostics.iter().any(|d| d.severity == Severity::Error) || topo.is_none() {
@@ -318,7 +339,13 @@ impl Topology {
             file: file.to_path_buf(),
             text: text.map(str::to_string),
             policy,
+            schedules,
         })
+    }
+
+    /// The standing loops, in name order.
+    pub fn schedules(&self) -> &[ScheduleDef] {
+        &self.schedules
     }
 
     /// The harness's policy (empty when the topology declares none).
@@ -1277,6 +1304,59 @@ impl Validator<'_> {
                 );
             }
             out.approval_timeout = t;
+        }
+        out
+    }
+
+    fn check_schedules(&mut self, spec: &TopologySpec) -> Vec<ScheduleDef> {
+        let mut out = Vec::new();
+        for (name, s) in &spec.schedules {
+            let at = |k: &'static str| [Seg::Key("schedules"), Seg::Key(name), Seg::Key(k)];
+            if s.every.is_zero() {
+                self.report(
+                    &at("every"),
+                    "`every` must be longer than zero".into(),
+                    None,
+                );
+            }
+            if s.jitter.is_some_and(|j| j >= s.every) {
+                self.report(
+                    &at("jitter"),
+                    "`jitter` must be shorter than `every`".into(),
+                    Some("a jitter as long as the period would let runs pile up".into()),
+                );
+            }
+            if s.task.trim().is_empty() {
+                self.report(&at("task"), "a schedule needs a task".into(), None);
+            }
+            if s.per_day_usd.is_some_and(|u| u.0 == NanoUsd::ZERO) {
+                self.report(
+                    &at("per_day_usd"),
+                    "a zero daily budget can never run".into(),
+                    None,
+                );
+            }
+            let b = &s.budget;
+            if b.max_usd.is_some_and(|u| u.0 == NanoUsd::ZERO)
+                || b.max_steps == Some(0)
+                || b.max_tokens == Some(0)
+            {
+                self.report(&at("budget"), "limits must be more than zero".into(), None);
+            }
+            out.push(ScheduleDef {
+                name: name.as_str().into(),
+                every: s.every,
+                task: s.task.clone(),
+                budget: Budget {
+                    max_cost: b.max_usd.map(|u| u.0),
+                    max_tokens: b.max_tokens,
+                    max_steps: b.max_steps,
+                    max_wall: b.max_wall,
+                },
+                per_day: s.per_day_usd.map(|u| u.0),
+                overlap: s.overlap.unwrap_or_default(),
+                jitter: s.jitter.unwrap_or_default(),
+            });
         }
         out
     }
