@@ -159,7 +159,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(run(
+            runtime.block_on(run(RunOptions {
                 file,
                 task,
                 json,
@@ -168,7 +168,7 @@ fn main() -> ExitCode {
                 linger,
                 audit,
                 run_for,
-            ))
+            }))
         }
         Command::Validate { files, format } => validate(&files, format),
         Command::Audit {
@@ -289,7 +289,8 @@ fn validate(files: &[PathBuf], format: ValidateFormat) -> ExitCode {
     }
 }
 
-async fn run(
+/// `baton run`'s flags.
+struct RunOptions {
     file: PathBuf,
     task: Option<String>,
     json: bool,
@@ -298,7 +299,19 @@ async fn run(
     linger: Option<std::time::Duration>,
     audit: Option<PathBuf>,
     run_for: Option<std::time::Duration>,
-) -> ExitCode {
+}
+
+async fn run(o: RunOptions) -> ExitCode {
+    let RunOptions {
+        file,
+        task,
+        json,
+        budget_usd,
+        metrics_addr,
+        linger,
+        audit,
+        run_for,
+    } = o;
     let mut topology = match Topology::from_path(&file) {
         Ok(t) => t,
         Err(e) => {
@@ -434,15 +447,11 @@ async fn run_loops(
                     );
                 }
             }
-            LoopEvent::Skipped { schedule } => {
-                if !json {
-                    println!("[{schedule}] tick skipped: the previous run is still going");
-                }
+            LoopEvent::Skipped { schedule } if !json => {
+                println!("[{schedule}] tick skipped: the previous run is still going");
             }
-            LoopEvent::NewPeriod { schedule } => {
-                if !json {
-                    println!("[{schedule}] new budget period");
-                }
+            LoopEvent::NewPeriod { schedule } if !json => {
+                println!("[{schedule}] new budget period");
             }
             _ => {}
         })
