@@ -27,5 +27,5 @@ pub use error::RuntimeError;
 pub use observer::{Event, Observer};
 pub use report::{AgentReport, ModelReport, RunReport, TaskBudgetEvent, TaskReport, Totals};
 pub use runtime::{Runtime, RuntimeBuilder, TaskRun};
-pub use scheduler::{LoopEvent, LoopSummary, PERIOD};
+pub use scheduler::{HOUR, LoopEvent, LoopSummary, PERIOD};
 pub use telemetry::{METRICS, describe_metrics};

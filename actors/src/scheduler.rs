@@ -1,7 +1,7 @@
 //! Standing loops: each schedule of the topology gives the root agent its task every `every`,
-//! with a per-run budget and a per-period (24 h) budget enforced by the ledger: every run's
-//! account is opened under the period's account, so a run that would take the period past its
-//! limit is refused before it spends, like any other budget.
+//! with a per-run budget and per-period (24 h, and 1 h inside it) budgets enforced by the ledger:
+//! every run's account is opened under the hour's account, itself under the day's, so a run that
+//! would take either past its limit is refused before it spends, like any other budget.
 //!
 //! Ticks that find the previous run still going follow the schedule's `overlap` (skip, queue one,
 //! or cancel the previous run). Stopping (the caller's `stop` future: `--for`, Ctrl-C) ends the
@@ -22,6 +22,8 @@ use crate::runtime::Runtime;
 
 /// The length of a budget period.
 pub const PERIOD: Duration = Duration::from_secs(24 * 3600);
+/// The length of the hourly budget period inside it.
+pub const HOUR: Duration = Duration::from_secs(3600);
 
 /// Something a standing loop did.
 #[derive(Clone, Debug)]
@@ -131,6 +133,11 @@ async fn run_loop(
     let new_period = || Account::root(TaskId::fresh().0, Arc::clone(&label), def.per_day, None);
     let mut period = new_period();
     let mut period_start = Instant::now();
+    // Every run's account is opened under the hour's, itself under the day's: both limits hold.
+    let new_hour =
+        |day: &Account| day.open_child(TaskId::fresh().0, Arc::clone(&label), def.per_hour, None);
+    let mut hour = new_hour(&period);
+    let mut hour_start = period_start;
     let mut summary = LoopSummary {
         schedule: def.name.to_string(),
         ..LoopSummary::default()
@@ -156,9 +163,17 @@ async fn run_loop(
                 period_start += PERIOD;
             }
             period = new_period();
+            hour = new_hour(&period);
+            hour_start = period_start;
             on_event(&LoopEvent::NewPeriod {
                 schedule: Arc::clone(&def.name),
             });
+        }
+        if Instant::now().duration_since(hour_start) >= HOUR {
+            while Instant::now().duration_since(hour_start) >= HOUR {
+                hour_start += HOUR;
+            }
+            hour = new_hour(&period);
         }
         if let Some(f) = &inflight
             && !f.handle.is_finished()
@@ -185,7 +200,7 @@ async fn run_loop(
             }
         }
         summary.runs += 1;
-        let (envelope, account) = rt.prepare(def.task.clone(), def.budget.clone(), Some(&period));
+        let (envelope, account) = rt.prepare(def.task.clone(), def.budget.clone(), Some(&hour));
         let (rt2, events, name, run, per) = (
             Arc::clone(&rt),
             Arc::clone(&on_event),

@@ -1664,6 +1664,7 @@ mod loops {
                     ..BudgetSpec::default()
                 },
                 per_day_usd: per_day.and_then(usd),
+                per_hour_usd: None,
                 overlap: Some(overlap),
                 jitter: None,
             },
@@ -1817,5 +1818,44 @@ mod loops {
             "never past the period's limit: {seen:?}"
         );
         assert_eq!(s[0].runs, 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_hourly_budget_holds_inside_the_day() {
+        // Every 10 minutes; an hour of $0.00015 affords three runs (as above), the day has plenty.
+        let mut spec = looped(600, Overlap::Skip, Some("1"), None).spec().clone();
+        if let Some(s) = spec.schedules.get_mut("latency") {
+            s.per_hour_usd = usd("0.00015");
+        }
+        let t = Topology::from_spec(spec, std::path::Path::new(".")).expect("valid schedule");
+        let (s, seen) = run(
+            t,
+            Duration::ZERO,
+            Duration::from_secs(65 * 60),
+            Duration::from_secs(5),
+        )
+        .await;
+        let seen = seen.lock().expect("lock");
+        let outcomes: Vec<&str> = seen.iter().map(|(_, o, _, _)| o.as_str()).collect();
+        assert_eq!(
+            outcomes,
+            [
+                "completed",
+                "completed",
+                "completed",
+                "budget_exceeded",
+                "budget_exceeded",
+                "budget_exceeded",
+                "completed"
+            ],
+            "the fourth to sixth runs of the first hour are refused, the next hour runs: {seen:?}"
+        );
+        // Refused runs spend nothing; the day's spend is the four completed runs, all of it
+        // in the summary.
+        let day: Vec<u64> = seen.iter().map(|(_, _, spent, _)| *spent).collect();
+        assert_eq!(day[3], day[2], "{seen:?}");
+        assert_eq!(day[5], day[2], "{seen:?}");
+        assert_eq!(s[0].cost_nanousd, day[6]);
+        assert_eq!(day[6], 4 * day[0]);
     }
 }

@@ -77,6 +77,10 @@ pub struct ScheduleSpec {
     /// refused by the ledger like any other budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_day_usd: Option<Usd>,
+    /// Money per hour (counted from the loop's start), inside the day's: a burst of runs in one
+    /// hour cannot spend the whole day's budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_hour_usd: Option<Usd>,
     /// What to do when a tick finds the previous run still going.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap: Option<Overlap>,

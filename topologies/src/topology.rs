@@ -146,6 +146,8 @@ pub struct ScheduleDef {
     pub budget: Budget,
     /// Money per 24-hour period.
     pub per_day: Option<NanoUsd>,
+    /// Money per hour, inside the day's.
+    pub per_hour: Option<NanoUsd>,
     /// What a tick does while a run is going.
     pub overlap: Overlap,
     /// Random delay bound per run.
@@ -1336,6 +1338,25 @@ impl Validator<'_> {
                     None,
                 );
             }
+            if s.per_hour_usd.is_some_and(|u| u.0 == NanoUsd::ZERO) {
+                self.report(
+                    &at("per_hour_usd"),
+                    "a zero hourly budget can never run".into(),
+                    None,
+                );
+            }
+            if let (Some(h), Some(d)) = (s.per_hour_usd, s.per_day_usd)
+                && h.0 > d.0
+            {
+                self.report(
+                    &at("per_hour_usd"),
+                    "`per_hour_usd` is more than `per_day_usd`".into(),
+                    Some(
+                        "the hourly limit could never bind: lower it, or raise the daily one"
+                            .into(),
+                    ),
+                );
+            }
             let b = &s.budget;
             if b.max_usd.is_some_and(|u| u.0 == NanoUsd::ZERO)
                 || b.max_steps == Some(0)
@@ -1354,6 +1375,7 @@ impl Validator<'_> {
                     max_wall: b.max_wall,
                 },
                 per_day: s.per_day_usd.map(|u| u.0),
+                per_hour: s.per_hour_usd.map(|u| u.0),
                 overlap: s.overlap.unwrap_or_default(),
                 jitter: s.jitter.unwrap_or_default(),
             });
