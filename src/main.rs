@@ -450,6 +450,23 @@ async fn run_loops(
             LoopEvent::Skipped { schedule } if !json => {
                 println!("[{schedule}] tick skipped: the previous run is still going");
             }
+            LoopEvent::Breaker {
+                schedule,
+                state,
+                reason,
+            } => {
+                if json {
+                    let line = serde_json::json!({"schedule": schedule.to_string(), "breaker": state, "reason": reason});
+                    println!("{line}");
+                } else {
+                    let what = match state {
+                        baton::actors::BreakerState::Open => "⏸ spend breaker open, loop paused",
+                        baton::actors::BreakerState::HalfOpen => "◐ spend breaker half-open",
+                        _ => "▶ spend breaker closed, loop resumed",
+                    };
+                    println!("[{schedule}] {what}: {reason}");
+                }
+            }
             LoopEvent::NewPeriod { schedule } if !json => {
                 println!("[{schedule}] new budget period");
             }
@@ -460,8 +477,16 @@ async fn run_loops(
         println!("{}", serde_json::json!({ "loops": summaries }));
     } else {
         for s in &summaries {
+            let breaker = if s.paused + s.breaker_trips > 0 {
+                format!(
+                    ", {} paused by the breaker ({} trip(s))",
+                    s.paused, s.breaker_trips
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "■ {}: {} run(s), {} skipped, {}",
+                "■ {}: {} run(s), {} skipped{breaker}, {}",
                 s.schedule,
                 s.runs,
                 s.skipped,

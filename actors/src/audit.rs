@@ -108,6 +108,14 @@ impl Observer for AuditObserver {
                 "restart",
                 json!({"agent": agent, "supervisor": supervisor, "reason": reason}),
             ),
+            Event::Breaker {
+                schedule,
+                state,
+                reason,
+            } => (
+                "breaker",
+                json!({"schedule": schedule, "state": state, "reason": reason}),
+            ),
             Event::GaveUp { supervisor, reason } => (
                 "escalation",
                 json!({"supervisor": supervisor, "reason": reason}),

@@ -9,6 +9,7 @@
 mod agent;
 mod approval;
 mod audit;
+mod breaker;
 mod conductor;
 mod error;
 mod observer;
@@ -23,6 +24,7 @@ mod telemetry;
 pub use agent::TaskResult;
 pub use approval::{ApprovalDecision, ApprovalRequest, Approver};
 pub use audit::AuditObserver;
+pub use breaker::BreakerState;
 pub use error::RuntimeError;
 pub use observer::{Event, Observer};
 pub use report::{AgentReport, ModelReport, RunReport, TaskBudgetEvent, TaskReport, Totals};

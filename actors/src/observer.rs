@@ -91,6 +91,15 @@ pub enum Event<'a> {
         /// Why.
         reason: &'a str,
     },
+    /// A standing loop's spend circuit breaker changed state.
+    Breaker {
+        /// The schedule.
+        schedule: &'a str,
+        /// The new state: `open`, `half_open` or `closed`.
+        state: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
     /// A supervisor exceeded its restart intensity, stopped its children and escalated.
     GaveUp {
         /// The supervisor.

@@ -226,6 +226,11 @@ impl Runtime {
 
     /// The root envelope and account of a task; the account opened under `parent` when given
     /// (a standing loop's period account), so that the parent's limits apply too.
+    /// Passes an event to the runtime's observers (the audit trail among them).
+    pub(crate) fn observe(&self, event: &crate::observer::Event<'_>) {
+        self.plan.observe(event);
+    }
+
     pub(crate) fn prepare(
         &self,
         task: String,

@@ -17,6 +17,8 @@ use baton_topologies::{Overlap, ScheduleDef};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::breaker::{Admit, Breaker, BreakerState, Transition};
+use crate::observer::Event;
 use crate::report::RunReport;
 use crate::runtime::Runtime;
 
@@ -47,6 +49,15 @@ pub enum LoopEvent {
         /// The schedule.
         schedule: Arc<str>,
     },
+    /// The loop's spend circuit breaker changed state (it is logged, audited and counted too).
+    Breaker {
+        /// The schedule.
+        schedule: Arc<str>,
+        /// The new state.
+        state: BreakerState,
+        /// Why.
+        reason: String,
+    },
     /// A new budget period began.
     NewPeriod {
         /// The schedule.
@@ -61,8 +72,12 @@ pub struct LoopSummary {
     pub schedule: String,
     /// Runs started.
     pub runs: u64,
-    /// Ticks skipped.
+    /// Ticks skipped because the previous run was still going.
     pub skipped: u64,
+    /// Ticks skipped because the spend circuit breaker was open (or a trial run was going).
+    pub paused: u64,
+    /// Times the spend circuit breaker opened.
+    pub breaker_trips: u64,
     /// Money spent by its runs, in nano-dollars.
     pub cost_nanousd: u64,
 }
@@ -145,6 +160,14 @@ async fn run_loop(
     let mut next = Instant::now();
     let mut inflight: Option<InFlight> = None;
     let mut spent_before_period = 0u64;
+    let breaker = def
+        .breaker
+        .clone()
+        .map(|b| Arc::new(std::sync::Mutex::new(Breaker::new(b))));
+    let trips = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    if breaker.is_some() {
+        metrics::gauge!("baton_loop_breaker_state", "schedule" => def.name.to_string()).set(0.0);
+    }
     loop {
         let at = next
             + jittered(
@@ -181,6 +204,7 @@ async fn run_loop(
             match def.overlap {
                 Overlap::Skip => {
                     summary.skipped += 1;
+                    metrics::counter!("baton_loop_skipped_total", "schedule" => def.name.to_string(), "reason" => "overlap").increment(1);
                     on_event(&LoopEvent::Skipped {
                         schedule: Arc::clone(&def.name),
                     });
@@ -198,6 +222,28 @@ async fn run_loop(
                 _ = stop.changed() => break,
                 _ = &mut f.handle => {}
             }
+            // Ended: never poll its handle again (a breaker skip may come before the next run).
+            inflight = None;
+        }
+        if let Some(b) = &breaker {
+            let admit = b.lock().map_or(Admit::Run, |mut b| b.admit(Instant::now()));
+            match admit {
+                Admit::Run => {}
+                Admit::Trial => announce(
+                    &rt,
+                    &on_event,
+                    &def.name,
+                    &Transition {
+                        to: BreakerState::HalfOpen,
+                        reason: "the cool-down has passed: one trial run".into(),
+                    },
+                ),
+                Admit::Skip => {
+                    summary.paused += 1;
+                    metrics::counter!("baton_loop_skipped_total", "schedule" => def.name.to_string(), "reason" => "breaker").increment(1);
+                    continue;
+                }
+            }
         }
         summary.runs += 1;
         let (envelope, account) = rt.prepare(def.task.clone(), def.budget.clone(), Some(&hour));
@@ -209,21 +255,39 @@ async fn run_loop(
             period.clone(),
         );
         let acct = account.clone();
+        let (breaker2, trips2) = (breaker.clone(), Arc::clone(&trips));
         let handle = tokio::spawn(async move {
             if let Ok(done) = rt2.submit_prepared(envelope, acct).await {
                 let snap = done.account.snapshot();
+                let outcome = done.result.outcome;
+                metrics::counter!("baton_loop_runs_total", "schedule" => name.to_string(), "outcome" => outcome.to_string()).increment(1);
                 let (answer, error) = match done.result.outcome {
                     baton_core::Outcome::Completed => (Some(done.result.text), None),
                     _ => (None, Some(done.result.text)),
                 };
                 let report = RunReport::from_ledger(&snap, done.result.outcome, answer, error);
                 events(&LoopEvent::Ran {
-                    schedule: name,
+                    schedule: Arc::clone(&name),
                     run,
                     report: Box::new(report),
                     period_spent: per.spent(),
                     period_limit: per.cost_limit(),
                 });
+                if let Some(b) = &breaker2 {
+                    let change = b.lock().ok().and_then(|mut b| {
+                        b.record(
+                            Instant::now(),
+                            done.account.spent().0,
+                            outcome == baton_core::Outcome::Completed,
+                        )
+                    });
+                    if let Some(t) = change {
+                        if t.to == BreakerState::Open {
+                            trips2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        announce(&rt2, &events, &name, &t);
+                    }
+                }
             }
         });
         inflight = Some(InFlight { handle, account });
@@ -236,5 +300,35 @@ async fn run_loop(
         let _ = f.handle.await;
     }
     summary.cost_nanousd = spent_before_period + period.spent().0;
+    summary.breaker_trips = trips.load(std::sync::atomic::Ordering::Relaxed);
     summary
+}
+
+/// A breaker's change of state: logged, audited (through the observers), counted, and passed on.
+fn announce(
+    rt: &Runtime,
+    on_event: &Arc<dyn Fn(&LoopEvent) + Send + Sync>,
+    schedule: &Arc<str>,
+    t: &Transition,
+) {
+    let state = t.to.as_str();
+    if t.to == BreakerState::Open {
+        tracing::warn!(schedule = %schedule, reason = %t.reason, "spend circuit breaker opened");
+        metrics::counter!("baton_loop_breaker_trips_total", "schedule" => schedule.to_string())
+            .increment(1);
+    } else {
+        tracing::info!(schedule = %schedule, state, reason = %t.reason, "spend circuit breaker");
+    }
+    metrics::gauge!("baton_loop_breaker_state", "schedule" => schedule.to_string())
+        .set(t.to.gauge());
+    rt.observe(&Event::Breaker {
+        schedule,
+        state,
+        reason: &t.reason,
+    });
+    on_event(&LoopEvent::Breaker {
+        schedule: Arc::clone(schedule),
+        state: t.to,
+        reason: t.reason.clone(),
+    });
 }

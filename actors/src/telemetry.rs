@@ -13,6 +13,26 @@ use std::time::Duration;
 /// Every metric family Baton emits, with its kind and HELP text.
 pub const METRICS: &[(&str, &str, &str)] = &[
     (
+        "baton_loop_runs_total",
+        "counter",
+        "Runs of standing loops, by schedule and outcome.",
+    ),
+    (
+        "baton_loop_skipped_total",
+        "counter",
+        "Ticks of standing loops that started no run, by schedule and reason (overlap, breaker).",
+    ),
+    (
+        "baton_loop_breaker_state",
+        "gauge",
+        "A standing loop's spend circuit breaker: 0 closed, 1 half-open, 2 open.",
+    ),
+    (
+        "baton_loop_breaker_trips_total",
+        "counter",
+        "Times a standing loop's spend circuit breaker opened.",
+    ),
+    (
         "baton_tokens_total",
         "counter",
         "Tokens billed by model calls, by kind: input (cached included), output, cached_input.",

@@ -1637,7 +1637,7 @@ mod policy {
 
 mod loops {
     use super::*;
-    use baton_actors::LoopEvent;
+    use baton_actors::{Event, LoopEvent, Observer};
     use baton_topologies::{Overlap, ScheduleSpec};
     use std::sync::Mutex;
 
@@ -1667,6 +1667,7 @@ mod loops {
                 per_hour_usd: None,
                 overlap: Some(overlap),
                 jitter: None,
+                breaker: None,
             },
         );
         Topology::from_spec(spec, std::path::Path::new(".")).expect("valid schedule")
@@ -1818,6 +1819,100 @@ mod loops {
             "never past the period's limit: {seen:?}"
         );
         assert_eq!(s[0].runs, 6);
+    }
+
+    /// Records the breaker's changes as the observers (the audit trail) see them.
+    struct BreakerLog(Arc<Mutex<Vec<String>>>);
+    impl Observer for BreakerLog {
+        fn on_event(&self, e: &Event<'_>) {
+            if let Event::Breaker {
+                schedule, state, ..
+            } = e
+            {
+                self.0
+                    .lock()
+                    .expect("lock")
+                    .push(format!("{schedule} {state}"));
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_spend_breaker_opens_half_opens_and_closes() {
+        // A run books $0.000015. Every minute; the breaker opens when more than $0.00004 was
+        // spent within 10 minutes (the third run), pauses 30 minutes, then lets one trial through.
+        let mut spec = looped(60, Overlap::Skip, None, None).spec().clone();
+        if let Some(s) = spec.schedules.get_mut("latency") {
+            s.breaker = Some(baton_topologies::BreakerSpec {
+                window: Duration::from_secs(600),
+                max_usd: usd("0.00004"),
+                spike: None,
+                cool_down: Duration::from_secs(1800),
+            });
+        }
+        let t = Topology::from_spec(spec, std::path::Path::new(".")).expect("valid breaker");
+        let audited = Arc::new(Mutex::new(Vec::new()));
+        let rt = Arc::new(
+            Runtime::builder(t)
+                .model("m", ScriptedModel::always("m", "all quiet"))
+                .observer(BreakerLog(Arc::clone(&audited)))
+                .start()
+                .await
+                .expect("starts"),
+        );
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let ev = Arc::clone(&events);
+        let start = tokio::time::Instant::now();
+        // Runs at 0, 1 and 2 min (the third opens it); ticks at 3..=31 min are paused; the tick at
+        // 32 min is the trial (it closes it); runs at 33 and 34 min; stop at 34.5 min — the run at
+        // 34 min brings the window to $0.000045 and opens it again.
+        let summary = rt
+            .run_schedules(
+                tokio::time::sleep(Duration::from_secs(34 * 60 + 30)),
+                Duration::from_secs(5),
+                move |e| {
+                    let at = start.elapsed().as_secs() / 60;
+                    let line = match e {
+                        LoopEvent::Ran { run, report, .. } => {
+                            format!("{at}m run {run} {}", report.outcome)
+                        }
+                        LoopEvent::Breaker { state, .. } => format!("{at}m breaker {state}"),
+                        _ => return,
+                    };
+                    ev.lock().expect("lock").push(line);
+                },
+            )
+            .await;
+        let events = events.lock().expect("lock").clone();
+        assert_eq!(
+            events,
+            [
+                "0m run 1 completed",
+                "1m run 2 completed",
+                "2m run 3 completed",
+                "2m breaker open",
+                "32m breaker half_open",
+                "32m run 4 completed",
+                "32m breaker closed",
+                "33m run 5 completed",
+                "34m run 6 completed",
+                "34m breaker open",
+            ]
+        );
+        assert_eq!(
+            (summary[0].runs, summary[0].paused, summary[0].breaker_trips),
+            (6, 29, 2)
+        );
+        assert_eq!(
+            *audited.lock().expect("lock"),
+            [
+                "latency open",
+                "latency half_open",
+                "latency closed",
+                "latency open"
+            ],
+            "every change reaches the observers (the audit trail)"
+        );
     }
 
     #[tokio::test(start_paused = true)]

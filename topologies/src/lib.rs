@@ -26,17 +26,17 @@ pub use builder::TopologyBuilder;
 pub use error::{Diagnostic, Severity, TopologyError, render_diagnostics};
 pub use render::{to_dot, to_mermaid};
 pub use spec::{
-    Activation, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MODEL_TIMEOUT, DEFAULT_RESTART_WINDOW,
-    DEFAULT_SHUTDOWN, FreezeSpec, OnCrash, Overlap, PolicySpec, RestartType, RetrySpec,
-    ScheduleSpec, Strategy, SupervisionSpec, Tier,
+    Activation, BreakerSpec, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MODEL_TIMEOUT,
+    DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, FreezeSpec, OnCrash, Overlap, PolicySpec,
+    RestartType, RetrySpec, ScheduleSpec, Strategy, SupervisionSpec, Tier,
 };
 pub use spec::{
     AgentSpec, BudgetSpec, DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_STEPS, ModelSpec, PriceSpec,
     Provider, ToolKind, ToolSpec, TopologySpec,
 };
 pub use topology::{
-    AgentNode, DELEGATE_TOOL, Edge, ModelDef, PriceSource, RetryPolicy, ScheduleDef, Supervision,
-    ToolDef, Topology,
+    AgentNode, BreakerDef, DELEGATE_TOOL, Edge, ModelDef, PriceSource, RetryPolicy, ScheduleDef,
+    Supervision, ToolDef, Topology,
 };
 
 /// Re-exported graph types, so users need not depend on petgraph directly.

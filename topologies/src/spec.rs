@@ -92,6 +92,33 @@ pub struct ScheduleSpec {
     )]
     #[schemars(schema_with = "baton_core::duration_schema")]
     pub jitter: Option<Duration>,
+    /// A spend circuit breaker: pauses the loop when its spend runs away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerSpec>,
+}
+
+/// A loop's spend circuit breaker. It opens (the loop pauses) when the runs that ended within
+/// `window` spent more than `max_usd`, or when a completed run cost more than `spike` times the
+/// median of the recent completed runs; after `cool_down` it half-opens and lets one run
+/// through, which closes it again or re-opens it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSpec {
+    /// The sliding window over which spend is summed (`1h`).
+    #[serde(with = "baton_core::duration_req")]
+    #[schemars(schema_with = "baton_core::duration_schema")]
+    pub window: Duration,
+    /// Spend within the window that opens the breaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_usd: Option<Usd>,
+    /// A completed run costing more than this multiple of the median of the last completed runs
+    /// (at least 3 of them) opens the breaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spike: Option<u32>,
+    /// How long the breaker stays open before letting one run through.
+    #[serde(with = "baton_core::duration_req")]
+    #[schemars(schema_with = "baton_core::duration_schema")]
+    pub cool_down: Duration,
 }
 
 /// The harness's policy.

@@ -152,6 +152,21 @@ pub struct ScheduleDef {
     pub overlap: Overlap,
     /// Random delay bound per run.
     pub jitter: Duration,
+    /// The spend circuit breaker, if any.
+    pub breaker: Option<BreakerDef>,
+}
+
+/// A loop's spend circuit breaker, resolved (see [`crate::BreakerSpec`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BreakerDef {
+    /// The sliding window over which spend is summed.
+    pub window: Duration,
+    /// Spend within the window that opens the breaker.
+    pub max_cost: Option<NanoUsd>,
+    /// A completed run costing more than this multiple of the recent median opens it.
+    pub spike: Option<u32>,
+    /// How long it stays open before a trial run.
+    pub cool_down: Duration,
 }
 
 /// Retries with defaults applied.
@@ -1378,9 +1393,62 @@ impl Validator<'_> {
                 per_hour: s.per_hour_usd.map(|u| u.0),
                 overlap: s.overlap.unwrap_or_default(),
                 jitter: s.jitter.unwrap_or_default(),
+                breaker: s.breaker.as_ref().map(|b| self.check_breaker(name, b)),
             });
         }
         out
+    }
+
+    fn check_breaker(&mut self, name: &str, b: &crate::spec::BreakerSpec) -> BreakerDef {
+        let at = |k: &'static str| {
+            [
+                Seg::Key("schedules"),
+                Seg::Key(name),
+                Seg::Key("breaker"),
+                Seg::Key(k),
+            ]
+        };
+        if b.window.is_zero() {
+            self.report(
+                &at("window"),
+                "`window` must be longer than zero".into(),
+                None,
+            );
+        }
+        if b.cool_down.is_zero() {
+            self.report(
+                &at("cool_down"),
+                "`cool_down` must be longer than zero".into(),
+                None,
+            );
+        }
+        if b.max_usd.is_some_and(|u| u.0 == NanoUsd::ZERO) {
+            self.report(
+                &at("max_usd"),
+                "a zero limit would open the breaker after any spend".into(),
+                None,
+            );
+        }
+        if b.spike.is_some_and(|s| s < 2) {
+            self.report(
+                &at("spike"),
+                "`spike` must be at least 2".into(),
+                Some("it is a multiple of the median run's cost: 2 means twice as much".into()),
+            );
+        }
+        if b.max_usd.is_none() && b.spike.is_none() {
+            self.report(
+                &[Seg::Key("schedules"), Seg::Key(name), Seg::Key("breaker")],
+                "a breaker needs `max_usd`, `spike` or both".into(),
+                Some("e.g. `max_usd: 1` to pause when the window's spend passes $1".into()),
+            );
+        }
+        BreakerDef {
+            window: b.window,
+            max_cost: b.max_usd.map(|u| u.0),
+            spike: b.spike,
+            cool_down: b.cool_down,
+        }
     }
 
     /// Keys that only make sense for HTTP providers, and their shape.
