@@ -362,6 +362,82 @@ mod run {
         );
     }
 
+    /// The spend breaker through the CLI: it opens after the run that passes its limit, the loop
+    /// pauses, and the change is printed as a JSON line and written to the audit trail.
+    #[test]
+    fn standing_loop_breaker_pauses_and_is_audited() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/topologies");
+        let d = dir.to_str().expect("utf-8");
+        let body = std::fs::read_to_string(dir.join("latency-watch.yaml"))
+            .expect("example")
+            .replace(
+                "rules: latency-watch.rules.yaml",
+                &format!("rules: {d}/latency-watch.rules.yaml"),
+            )
+            .replace(
+                "path: fixtures/metrics",
+                &format!("path: {d}/fixtures/metrics"),
+            )
+            .replace("every: 2s", "every: 400ms")
+            .replace(
+                "breaker: { window: 1h, max_usd: 0.01, spike: 5, cool_down: 15m }",
+                "breaker: { window: 1h, max_usd: 0.00001, cool_down: 1h }",
+            );
+        assert!(
+            body.contains("max_usd: 0.00001"),
+            "the example still has its breaker"
+        );
+        let topo = temp_file("breaker.yaml", &body);
+        let trail = temp_file("breaker-audit.jsonl", "");
+        std::fs::remove_file(&trail).expect("no trail yet");
+        let out = baton(&[
+            "run",
+            topo.to_str().expect("utf-8"),
+            "--for",
+            "1500ms",
+            "--json",
+            "--audit",
+            trail.to_str().expect("utf-8"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        let runs = lines.iter().filter(|l| l.get("run").is_some()).count();
+        // $0.00000755 a run: the second passes $0.00001 and opens the breaker.
+        assert_eq!(runs, 2, "{lines:?}");
+        let opened: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l.get("breaker").is_some())
+            .collect();
+        assert_eq!(opened.len(), 1, "{lines:?}");
+        assert_eq!(opened[0]["breaker"], "open");
+        assert!(
+            opened[0]["reason"]
+                .as_str()
+                .expect("reason")
+                .contains("over the $0.000010 limit"),
+            "{lines:?}"
+        );
+        let l = &lines.last().expect("summary")["loops"][0];
+        assert_eq!(u(&l["breaker_trips"]), 1);
+        assert!(u(&l["paused"]) >= 1, "ticks after opening are paused: {l}");
+        let audit = std::fs::read_to_string(&trail).expect("audit trail");
+        assert!(
+            audit
+                .lines()
+                .any(|r| r.contains(r#""kind":"breaker""#) && r.contains(r#""state":"open""#)),
+            "{audit}"
+        );
+        let verify = baton(&["audit", "verify", trail.to_str().expect("utf-8")]);
+        assert!(verify.status.success(), "the trail verifies");
+    }
+
     #[test]
     fn bad_budget_flags_are_refused_clearly() {
         for (flag, needle) in [
