@@ -48,6 +48,10 @@ enum Command {
         /// With schedules and no --task: run the standing loops this long (default: until Ctrl-C).
         #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
         run_for: Option<std::time::Duration>,
+        /// With schedules: keep the loops' state (period spend, breaker, every run's outcome) in
+        /// this file, so that a restart continues where the last process stopped or died.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
         /// Append the hash-chained audit trail of the run to this file (continuing its chain).
         #[arg(long, value_name = "FILE")]
         audit: Option<PathBuf>,
@@ -67,6 +71,12 @@ enum Command {
     },
     /// Print the JSON Schema of topology files (for editors: completion and checking).
     Schema,
+    /// Show a standing loops' state file (`baton run --state FILE`): per loop its period's
+    /// spend, breaker and every run's recorded outcome, as JSON.
+    State {
+        /// The state file.
+        file: PathBuf,
+    },
     /// Audit trails.
     Audit {
         #[command(subcommand)]
@@ -148,6 +158,7 @@ fn main() -> ExitCode {
             linger,
             audit,
             run_for,
+            state,
         } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -168,9 +179,11 @@ fn main() -> ExitCode {
                 linger,
                 audit,
                 run_for,
+                state,
             }))
         }
         Command::Validate { files, format } => validate(&files, format),
+        Command::State { file } => show_state(&file),
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => {
@@ -289,6 +302,43 @@ fn validate(files: &[PathBuf], format: ValidateFormat) -> ExitCode {
     }
 }
 
+/// `baton state FILE`: the state file as JSON.
+fn show_state(file: &std::path::Path) -> ExitCode {
+    if !file.is_file() {
+        eprintln!("error: {}: no such state file", file.display());
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let shown = (|| -> Result<serde_json::Value, baton::actors::StoreError> {
+        let store = baton::actors::LoopStore::open(file)?;
+        let mut loops = Vec::new();
+        for name in store.schedules()? {
+            let runs: Vec<serde_json::Value> = store
+                .runs(&name)?
+                .into_iter()
+                .map(|(n, r)| {
+                    let mut v = serde_json::json!(r);
+                    v["run"] = n.into();
+                    v
+                })
+                .collect();
+            loops.push(
+                serde_json::json!({"schedule": name, "state": store.load(&name)?, "runs": runs}),
+            );
+        }
+        Ok(serde_json::json!({ "loops": loops }))
+    })();
+    match shown {
+        Ok(v) => {
+            println!("{v:#}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `baton run`'s flags.
 struct RunOptions {
     file: PathBuf,
@@ -299,6 +349,7 @@ struct RunOptions {
     linger: Option<std::time::Duration>,
     audit: Option<PathBuf>,
     run_for: Option<std::time::Duration>,
+    state: Option<PathBuf>,
 }
 
 async fn run(o: RunOptions) -> ExitCode {
@@ -311,6 +362,7 @@ async fn run(o: RunOptions) -> ExitCode {
         linger,
         audit,
         run_for,
+        state,
     } = o;
     let mut topology = match Topology::from_path(&file) {
         Ok(t) => t,
@@ -359,8 +411,12 @@ async fn run(o: RunOptions) -> ExitCode {
         }
     };
     let code = match task {
+        Some(_) if state.is_some() => {
+            eprintln!("error: --state applies to standing loops (a run without --task)");
+            return ExitCode::from(EXIT_INVALID);
+        }
         Some(task) => run_inner(topology, task, json, audit).await,
-        None => run_loops(topology, json, audit, run_for).await,
+        None => run_loops(topology, json, audit, run_for, state).await,
     };
     let code = match code {
         Ok(report) => ExitCode::from(u8::try_from(report.outcome.exit_code()).unwrap_or(1)),
@@ -385,8 +441,13 @@ async fn run_loops(
     json: bool,
     audit: Option<baton::core::audit::AuditLog>,
     run_for: Option<std::time::Duration>,
+    state: Option<PathBuf>,
 ) -> anyhow::Result<RunReport> {
     use baton::actors::LoopEvent;
+    let store = match &state {
+        Some(path) => Some(std::sync::Arc::new(baton::actors::LoopStore::open(path)?)),
+        None => None,
+    };
     let mut builder = Runtime::builder(topology.clone());
     if let Some(log) = audit {
         builder = builder.observer(baton::actors::AuditObserver::new(log));
@@ -423,56 +484,95 @@ async fn run_loops(
             None => interrupt.await,
         }
     };
-    let summaries = runtime
-        .run_schedules(stop, std::time::Duration::from_secs(30), move |e| match e {
-            LoopEvent::Ran {
-                schedule,
-                run,
-                report,
-                period_spent,
-                period_limit,
-            } => {
-                if json {
-                    let line = serde_json::json!({"schedule": schedule.to_string(), "run": run, "report": report,
+    let grace = std::time::Duration::from_secs(30);
+    let on_event = move |e: &LoopEvent| match e {
+        LoopEvent::Ran {
+            schedule,
+            run,
+            report,
+            period_spent,
+            period_limit,
+        } => {
+            if json {
+                let line = serde_json::json!({"schedule": schedule.to_string(), "run": run, "report": report,
                         "period_spent_nanousd": period_spent.0, "period_limit_nanousd": period_limit.map(|l| l.0)});
-                    println!("{line}");
+                println!("{line}");
+            } else {
+                let limit = period_limit.map_or(String::new(), |l| format!(" of {}", usd(l)));
+                println!(
+                    "[{schedule}] run {run}: {} · {} · today {}{limit} · {}",
+                    report.outcome,
+                    usd(NanoUsd(report.totals.cost_nanousd)),
+                    usd(*period_spent),
+                    one_line(
+                        report
+                            .answer
+                            .as_deref()
+                            .or(report.error.as_deref())
+                            .unwrap_or(""),
+                        90
+                    )
+                );
+            }
+        }
+        LoopEvent::Skipped { schedule } if !json => {
+            println!("[{schedule}] tick skipped: the previous run is still going");
+        }
+        LoopEvent::Breaker {
+            schedule,
+            state,
+            reason,
+        } => {
+            if json {
+                let line = serde_json::json!({"schedule": schedule.to_string(), "breaker": state, "reason": reason});
+                println!("{line}");
+            } else {
+                let what = match state {
+                    baton::actors::BreakerState::Open => "⏸ spend breaker open, loop paused",
+                    baton::actors::BreakerState::HalfOpen => "◐ spend breaker half-open",
+                    _ => "▶ spend breaker closed, loop resumed",
+                };
+                println!("[{schedule}] {what}: {reason}");
+            }
+        }
+        LoopEvent::Resumed {
+            schedule,
+            runs_before,
+            period_spent,
+            interrupted,
+        } => {
+            if json {
+                let line = serde_json::json!({"schedule": schedule.to_string(), "resumed": {
+                        "runs_before": runs_before, "period_spent_nanousd": period_spent.0,
+                        "interrupted": interrupted}});
+                println!("{line}");
+            } else {
+                let lost = if interrupted.is_empty() {
+                    String::new()
                 } else {
-                    let limit = period_limit.map_or(String::new(), |l| format!(" of {}", usd(l)));
-                    println!(
-                        "[{schedule}] run {run}: {} · {} · today {}{limit} · {}",
-                        report.outcome,
-                        usd(NanoUsd(report.totals.cost_nanousd)),
-                        usd(*period_spent),
-                        one_line(report.answer.as_deref().or(report.error.as_deref()).unwrap_or(""), 90)
-                    );
-                }
+                    format!(
+                        "; interrupted run(s) {:?} charged their worst case",
+                        interrupted
+                    )
+                };
+                println!(
+                    "[{schedule}] resumed after run {runs_before}: today {} so far{lost}",
+                    usd(*period_spent)
+                );
             }
-            LoopEvent::Skipped { schedule } if !json => {
-                println!("[{schedule}] tick skipped: the previous run is still going");
-            }
-            LoopEvent::Breaker {
-                schedule,
-                state,
-                reason,
-            } => {
-                if json {
-                    let line = serde_json::json!({"schedule": schedule.to_string(), "breaker": state, "reason": reason});
-                    println!("{line}");
-                } else {
-                    let what = match state {
-                        baton::actors::BreakerState::Open => "⏸ spend breaker open, loop paused",
-                        baton::actors::BreakerState::HalfOpen => "◐ spend breaker half-open",
-                        _ => "▶ spend breaker closed, loop resumed",
-                    };
-                    println!("[{schedule}] {what}: {reason}");
-                }
-            }
-            LoopEvent::NewPeriod { schedule } if !json => {
-                println!("[{schedule}] new budget period");
-            }
-            _ => {}
-        })
-        .await;
+        }
+        LoopEvent::NewPeriod { schedule } if !json => {
+            println!("[{schedule}] new budget period");
+        }
+        _ => {}
+    };
+    let summaries = match store {
+        Some(store) => runtime
+            .run_schedules_durable(store, stop, grace, on_event)
+            .await
+            .context("standing loops")?,
+        None => runtime.run_schedules(stop, grace, on_event).await,
+    };
     if json {
         println!("{}", serde_json::json!({ "loops": summaries }));
     } else {

@@ -438,6 +438,113 @@ mod run {
         assert!(verify.status.success(), "the trail verifies");
     }
 
+    /// The latency-watch example with absolute paths, so that it runs from a temp file.
+    fn watch_example(replacements: &[(&str, &str)]) -> String {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/topologies");
+        let d = dir.to_str().expect("utf-8");
+        let mut body = std::fs::read_to_string(dir.join("latency-watch.yaml"))
+            .expect("example")
+            .replace(
+                "rules: latency-watch.rules.yaml",
+                &format!("rules: {d}/latency-watch.rules.yaml"),
+            )
+            .replace(
+                "path: fixtures/metrics",
+                &format!("path: {d}/fixtures/metrics"),
+            );
+        for (from, to) in replacements {
+            assert!(body.contains(from), "the example has `{from}`");
+            body = body.replace(from, to);
+        }
+        body
+    }
+
+    /// SIGKILL in the middle of a run, then a restart on the same state file: the day's spend
+    /// continues (the interrupted run charged its worst case), run numbers continue, and the
+    /// interrupted run is recorded as such.
+    #[test]
+    fn standing_loop_state_survives_sigkill() {
+        use std::io::BufRead;
+        let body = watch_example(&[
+            ("every: 2s", "every: 500ms"),
+            (
+                "max_output_tokens: 128",
+                "max_output_tokens: 128\n    latency: 1s",
+            ),
+        ]);
+        let topo = temp_file("durable.yaml", &body);
+        let state = temp_file("durable.redb", "");
+        std::fs::remove_file(&state).expect("no state yet");
+        let (topo, state) = (
+            topo.to_str().expect("utf-8").to_string(),
+            state.to_str().expect("utf-8").to_string(),
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["run", &topo, "--json", "--state", &state])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starts");
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        // Run 1 takes 2 s (two calls of 1 s); run 2 starts at the next tick and is cut by the kill.
+        let first: Value = loop {
+            let l = lines.next().expect("a line").expect("utf-8");
+            let v: Value = serde_json::from_str(&l).expect("JSON line");
+            if v.get("run").is_some() {
+                break v;
+            }
+        };
+        assert_eq!(u(&first["run"]), 1);
+        let cost1 = u(&first["report"]["totals"]["cost_nanousd"]);
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+
+        let out = baton(&["run", &topo, "--json", "--state", &state, "--for", "200ms"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        let resumed = &lines[0]["resumed"];
+        assert_eq!(u(&resumed["runs_before"]), 2, "{lines:?}");
+        assert_eq!(resumed["interrupted"], serde_json::json!([2]), "{lines:?}");
+        // Run 2 is charged its worst case: the per-run limit of $0.001.
+        let carried = u(&resumed["period_spent_nanousd"]);
+        assert_eq!(carried, cost1 + 1_000_000, "{lines:?}");
+        let run3 = &lines[1];
+        assert_eq!(u(&run3["run"]), 3, "{lines:?}");
+        assert_eq!(
+            u(&run3["period_spent_nanousd"]),
+            carried + u(&run3["report"]["totals"]["cost_nanousd"]),
+            "the day's spend continued from where it was"
+        );
+        // Every run has exactly one recorded outcome.
+        let out = baton(&["state", &state]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let runs = &shown["loops"][0]["runs"];
+        let outcomes: Vec<(u64, &str)> = runs
+            .as_array()
+            .expect("runs")
+            .iter()
+            .map(|r| (u(&r["run"]), r["outcome"].as_str().expect("outcome")))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [(1, "completed"), (2, "interrupted"), (3, "completed")],
+            "{shown:#}"
+        );
+    }
+
     #[test]
     fn bad_budget_flags_are_refused_clearly() {
         for (flag, needle) in [

@@ -18,7 +18,7 @@ const RECENT: usize = 10;
 const MIN_RECENT: usize = 3;
 
 /// Where a breaker stands.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     /// Runs go.
@@ -100,7 +100,22 @@ impl Breaker {
         }
     }
 
-    #[cfg(test)]
+    /// A breaker restored from the state file: open since `opened_at` (a trial that was going
+    /// when the process died counts as open: its cool-down has passed, so the next tick tries
+    /// again).
+    pub(crate) fn restored(def: BreakerDef, opened_at: Instant) -> Breaker {
+        Breaker {
+            state: BreakerState::Open,
+            opened_at,
+            ..Breaker::new(def)
+        }
+    }
+
+    /// When it last opened.
+    pub(crate) fn opened_at(&self) -> Instant {
+        self.opened_at
+    }
+
     pub(crate) fn state(&self) -> BreakerState {
         self.state
     }

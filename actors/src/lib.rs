@@ -18,6 +18,7 @@ mod report;
 mod retry;
 mod runtime;
 mod scheduler;
+mod store;
 mod supervisor;
 mod telemetry;
 
@@ -30,4 +31,5 @@ pub use observer::{Event, Observer};
 pub use report::{AgentReport, ModelReport, RunReport, TaskBudgetEvent, TaskReport, Totals};
 pub use runtime::{Runtime, RuntimeBuilder, TaskRun};
 pub use scheduler::{HOUR, LoopEvent, LoopSummary, PERIOD};
+pub use store::{LoopState, LoopStore, RunRecord, StoreError};
 pub use telemetry::{METRICS, describe_metrics};

@@ -21,6 +21,7 @@ use crate::breaker::{Admit, Breaker, BreakerState, Transition};
 use crate::observer::Event;
 use crate::report::RunReport;
 use crate::runtime::Runtime;
+use crate::store::{LoopState, LoopStore, RunRecord, StoreError, now_ms};
 
 /// The length of a budget period.
 pub const PERIOD: Duration = Duration::from_secs(24 * 3600);
@@ -58,6 +59,18 @@ pub enum LoopEvent {
         /// Why.
         reason: String,
     },
+    /// The loop took up its state from the state file after a restart.
+    Resumed {
+        /// The schedule.
+        schedule: Arc<str>,
+        /// Runs recorded before (the next run's number is one more).
+        runs_before: u64,
+        /// The current period's spend carried over, interrupted runs' charges included.
+        period_spent: NanoUsd,
+        /// Runs that were going when the process died: recorded `interrupted`, charged their
+        /// worst case.
+        interrupted: Vec<u64>,
+    },
     /// A new budget period began.
     NewPeriod {
         /// The schedule.
@@ -78,8 +91,10 @@ pub struct LoopSummary {
     pub paused: u64,
     /// Times the spend circuit breaker opened.
     pub breaker_trips: u64,
-    /// Money spent by its runs, in nano-dollars.
+    /// Money spent by its runs in this process, in nano-dollars.
     pub cost_nanousd: u64,
+    /// Runs found interrupted in the state file at start.
+    pub interrupted: u64,
 }
 
 fn jittered(jitter: Duration, seed: u64) -> Duration {
@@ -103,7 +118,38 @@ impl Runtime {
         grace: Duration,
         on_event: impl Fn(&LoopEvent) + Send + Sync + 'static,
     ) -> Vec<LoopSummary> {
-        let on_event: Arc<dyn Fn(&LoopEvent) + Send + Sync> = Arc::new(on_event);
+        self.run_schedules_inner(None, stop, grace, Arc::new(on_event))
+            .await
+    }
+
+    /// [`Runtime::run_schedules`], keeping the loops' state in `store`: the day's and hour's
+    /// spend, the run counter, the breaker and every run's outcome survive the process. Runs the
+    /// store shows `running` (the process died during them) are first recorded `interrupted` and
+    /// charged their per-run cost limit, and reported with [`LoopEvent::Resumed`].
+    pub async fn run_schedules_durable(
+        self: &Arc<Self>,
+        store: Arc<LoopStore>,
+        stop: impl Future<Output = ()>,
+        grace: Duration,
+        on_event: impl Fn(&LoopEvent) + Send + Sync + 'static,
+    ) -> Result<Vec<LoopSummary>, StoreError> {
+        // Read everything first, so that a broken state file stops us before any run.
+        for def in self.topology().schedules() {
+            store.load(&def.name)?;
+            store.runs(&def.name)?;
+        }
+        Ok(self
+            .run_schedules_inner(Some(store), stop, grace, Arc::new(on_event))
+            .await)
+    }
+
+    async fn run_schedules_inner(
+        self: &Arc<Self>,
+        store: Option<Arc<LoopStore>>,
+        stop: impl Future<Output = ()>,
+        grace: Duration,
+        on_event: Arc<dyn Fn(&LoopEvent) + Send + Sync>,
+    ) -> Vec<LoopSummary> {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let loops: Vec<JoinHandle<LoopSummary>> = self
             .topology()
@@ -114,6 +160,7 @@ impl Runtime {
                 tokio::spawn(run_loop(
                     Arc::clone(self),
                     def,
+                    store.clone(),
                     Arc::clone(&on_event),
                     rx.clone(),
                     grace,
@@ -132,14 +179,97 @@ impl Runtime {
     }
 }
 
+/// A loop's state file, and the state it keeps there.
+struct Durable {
+    store: Arc<LoopStore>,
+    name: Arc<str>,
+    state: std::sync::Mutex<LoopState>,
+}
+
+impl Durable {
+    /// Updates the state and writes it, with a run's record if given (one transaction).
+    fn save(&self, update: impl FnOnce(&mut LoopState), run: Option<(u64, &RunRecord)>) {
+        let Ok(mut s) = self.state.lock() else {
+            return;
+        };
+        update(&mut s);
+        if let Err(e) = self.store.save(&self.name, &s, run) {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+/// The wall-clock time (Unix ms) of a past `Instant`.
+fn wall_ms(at: Instant) -> u64 {
+    let ago = u64::try_from(Instant::now().duration_since(at).as_millis()).unwrap_or(u64::MAX);
+    now_ms().saturating_sub(ago)
+}
+
+fn breaker_field(b: &Breaker) -> Option<(BreakerState, u64)> {
+    match b.state() {
+        BreakerState::Closed => None,
+        s => Some((s, wall_ms(b.opened_at()))),
+    }
+}
+
 struct InFlight {
     handle: JoinHandle<()>,
     account: Account,
 }
 
+/// Books `amount` (spend carried over from before a restart) into `account`'s own child, up to
+/// what its limits leave.
+fn carry(account: &Account, amount: u64) {
+    if amount == 0 {
+        return;
+    }
+    let amount = NanoUsd(amount).min(account.remaining_cost());
+    let carried = account.open_child(TaskId::fresh().0, "carried over", None, None);
+    if let Ok(r) = carried.reserve(amount, 0) {
+        r.commit(&baton_core::TokenUsage::default(), amount);
+    }
+}
+
+/// An `Instant` as long ago as `then_ms` is before `now_ms` (now, if the clock cannot go back).
+fn ago(now_ms: u64, then_ms: u64) -> Instant {
+    let now = Instant::now();
+    now.checked_sub(Duration::from_millis(now_ms.saturating_sub(then_ms)))
+        .unwrap_or(now)
+}
+
+/// Recovers a loop's state: runs left `running` become `interrupted`, charged their limit.
+fn recover(store: &LoopStore, name: &str) -> (LoopState, Vec<u64>) {
+    let mut state = match store.load(name) {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => {
+            tracing::error!("{e}");
+            LoopState::default()
+        }
+    };
+    let mut interrupted = Vec::new();
+    for (n, mut rec) in store.runs(name).unwrap_or_default() {
+        if rec.outcome == "running" {
+            rec.outcome = "interrupted".into();
+            rec.cost_nanousd = rec.limit_nanousd.unwrap_or(0);
+            if rec.started_ms >= state.day_started_ms {
+                state.day_spent = state.day_spent.saturating_add(rec.cost_nanousd);
+            }
+            if rec.started_ms >= state.hour_started_ms {
+                state.hour_spent = state.hour_spent.saturating_add(rec.cost_nanousd);
+            }
+            if let Err(e) = store.save(name, &state, Some((n, &rec))) {
+                tracing::error!("{e}");
+            }
+            interrupted.push(n);
+        }
+    }
+    (state, interrupted)
+}
+
 async fn run_loop(
     rt: Arc<Runtime>,
     def: ScheduleDef,
+    store: Option<Arc<LoopStore>>,
     on_event: Arc<dyn Fn(&LoopEvent) + Send + Sync>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     grace: Duration,
@@ -160,13 +290,65 @@ async fn run_loop(
     let mut next = Instant::now();
     let mut inflight: Option<InFlight> = None;
     let mut spent_before_period = 0u64;
-    let breaker = def
-        .breaker
-        .clone()
-        .map(|b| Arc::new(std::sync::Mutex::new(Breaker::new(b))));
+    let mut breaker = def.breaker.clone().map(Breaker::new);
+    // With a state file: take up the period, the run counter and the breaker where they were.
+    let mut run_base = 0u64;
+    // The period and hour starts as stored (what a run's end compares against).
+    let (mut day_mark, mut hour_mark) = (0u64, 0u64);
+    let mut carried = 0u64;
+    let durable = store.map(|store| {
+        let (mut st, interrupted) = recover(&store, &def.name);
+        let now = now_ms();
+        let day_ms = u64::try_from(PERIOD.as_millis()).unwrap_or(u64::MAX);
+        let hour_ms = u64::try_from(HOUR.as_millis()).unwrap_or(u64::MAX);
+        run_base = st.runs;
+        summary.interrupted = interrupted.len() as u64;
+        if st.day_started_ms > 0 && now.saturating_sub(st.day_started_ms) < day_ms {
+            period_start = ago(now, st.day_started_ms);
+            let mut day_rest = st.day_spent;
+            if st.hour_started_ms >= st.day_started_ms
+                && now.saturating_sub(st.hour_started_ms) < hour_ms
+            {
+                hour_start = ago(now, st.hour_started_ms);
+                carry(&hour, st.hour_spent);
+                day_rest = day_rest.saturating_sub(st.hour_spent);
+            } else {
+                st.hour_started_ms = wall_ms(period_start);
+                st.hour_spent = 0;
+            }
+            carry(&period, day_rest);
+            carried = period.spent().0;
+        } else {
+            st.day_started_ms = now;
+            st.day_spent = 0;
+            st.hour_started_ms = now;
+            st.hour_spent = 0;
+        }
+        if let (Some(def), Some((_, opened))) = (def.breaker.clone(), st.breaker) {
+            breaker = Some(Breaker::restored(def, ago(now, opened)));
+        }
+        if st.runs > 0 || !interrupted.is_empty() {
+            on_event(&LoopEvent::Resumed {
+                schedule: Arc::clone(&def.name),
+                runs_before: st.runs,
+                period_spent: period.spent(),
+                interrupted,
+            });
+        }
+        (day_mark, hour_mark) = (st.day_started_ms, st.hour_started_ms);
+        let d = Durable {
+            store,
+            name: Arc::clone(&def.name),
+            state: std::sync::Mutex::new(st),
+        };
+        d.save(|_| {}, None);
+        Arc::new(d)
+    });
+    let breaker = breaker.map(|b| Arc::new(std::sync::Mutex::new(b)));
     let trips = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    if breaker.is_some() {
-        metrics::gauge!("baton_loop_breaker_state", "schedule" => def.name.to_string()).set(0.0);
+    if let Some(b) = &breaker {
+        let g = b.lock().map_or(0.0, |b| b.state().gauge());
+        metrics::gauge!("baton_loop_breaker_state", "schedule" => def.name.to_string()).set(g);
     }
     loop {
         let at = next
@@ -188,6 +370,17 @@ async fn run_loop(
             period = new_period();
             hour = new_hour(&period);
             hour_start = period_start;
+            if let Some(d) = &durable {
+                let started = wall_ms(period_start);
+                (day_mark, hour_mark) = (started, started);
+                d.save(
+                    |s| {
+                        (s.day_started_ms, s.day_spent) = (started, 0);
+                        (s.hour_started_ms, s.hour_spent) = (started, 0);
+                    },
+                    None,
+                );
+            }
             on_event(&LoopEvent::NewPeriod {
                 schedule: Arc::clone(&def.name),
             });
@@ -197,6 +390,11 @@ async fn run_loop(
                 hour_start += HOUR;
             }
             hour = new_hour(&period);
+            if let Some(d) = &durable {
+                let started = wall_ms(hour_start);
+                hour_mark = started;
+                d.save(|s| (s.hour_started_ms, s.hour_spent) = (started, 0), None);
+            }
         }
         if let Some(f) = &inflight
             && !f.handle.is_finished()
@@ -229,15 +427,21 @@ async fn run_loop(
             let admit = b.lock().map_or(Admit::Run, |mut b| b.admit(Instant::now()));
             match admit {
                 Admit::Run => {}
-                Admit::Trial => announce(
-                    &rt,
-                    &on_event,
-                    &def.name,
-                    &Transition {
-                        to: BreakerState::HalfOpen,
-                        reason: "the cool-down has passed: one trial run".into(),
-                    },
-                ),
+                Admit::Trial => {
+                    if let (Some(d), Ok(b)) = (&durable, b.lock()) {
+                        let field = breaker_field(&b);
+                        d.save(|s| s.breaker = field, None);
+                    }
+                    announce(
+                        &rt,
+                        &on_event,
+                        &def.name,
+                        &Transition {
+                            to: BreakerState::HalfOpen,
+                            reason: "the cool-down has passed: one trial run".into(),
+                        },
+                    );
+                }
                 Admit::Skip => {
                     summary.paused += 1;
                     metrics::counter!("baton_loop_skipped_total", "schedule" => def.name.to_string(), "reason" => "breaker").increment(1);
@@ -246,14 +450,28 @@ async fn run_loop(
             }
         }
         summary.runs += 1;
+        let run = run_base + summary.runs;
         let (envelope, account) = rt.prepare(def.task.clone(), def.budget.clone(), Some(&hour));
-        let (rt2, events, name, run, per) = (
+        // The most this run can spend: what an interrupted run is charged.
+        let worst = account.remaining_cost();
+        let mut record = RunRecord {
+            outcome: "running".into(),
+            cost_nanousd: 0,
+            limit_nanousd: (worst.0 < u64::MAX).then_some(worst.0),
+            started_ms: now_ms(),
+        };
+        if let Some(d) = &durable {
+            d.save(|s| s.runs = run, Some((run, &record)));
+        }
+        let (rt2, events, name, per, hour2, durable2) = (
             Arc::clone(&rt),
             Arc::clone(&on_event),
             Arc::clone(&def.name),
-            summary.runs,
             period.clone(),
+            hour.clone(),
+            durable.clone(),
         );
+        let (day_started, hour_started) = (day_mark, hour_mark);
         let acct = account.clone();
         let (breaker2, trips2) = (breaker.clone(), Arc::clone(&trips));
         let handle = tokio::spawn(async move {
@@ -266,6 +484,37 @@ async fn run_loop(
                     _ => (None, Some(done.result.text)),
                 };
                 let report = RunReport::from_ledger(&snap, done.result.outcome, answer, error);
+                let mut field = None;
+                let change = breaker2.as_ref().and_then(|b| {
+                    let mut b = b.lock().ok()?;
+                    let t = b.record(
+                        Instant::now(),
+                        done.account.spent().0,
+                        outcome == baton_core::Outcome::Completed,
+                    );
+                    field = Some(breaker_field(&b));
+                    t
+                });
+                // Recorded before it is reported: what was printed is never lost.
+                if let Some(d) = &durable2 {
+                    record.outcome = outcome.to_string();
+                    record.cost_nanousd = done.account.spent().0;
+                    d.save(
+                        |s| {
+                            // Unless a new day or hour began meanwhile (its spend is its own).
+                            if s.day_started_ms == day_started {
+                                s.day_spent = per.spent().0;
+                            }
+                            if s.hour_started_ms == hour_started {
+                                s.hour_spent = hour2.spent().0;
+                            }
+                            if let Some(f) = field {
+                                s.breaker = f;
+                            }
+                        },
+                        Some((run, &record)),
+                    );
+                }
                 events(&LoopEvent::Ran {
                     schedule: Arc::clone(&name),
                     run,
@@ -273,20 +522,11 @@ async fn run_loop(
                     period_spent: per.spent(),
                     period_limit: per.cost_limit(),
                 });
-                if let Some(b) = &breaker2 {
-                    let change = b.lock().ok().and_then(|mut b| {
-                        b.record(
-                            Instant::now(),
-                            done.account.spent().0,
-                            outcome == baton_core::Outcome::Completed,
-                        )
-                    });
-                    if let Some(t) = change {
-                        if t.to == BreakerState::Open {
-                            trips2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        announce(&rt2, &events, &name, &t);
+                if let Some(t) = change {
+                    if t.to == BreakerState::Open {
+                        trips2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
+                    announce(&rt2, &events, &name, &t);
                 }
             }
         });
@@ -299,7 +539,7 @@ async fn run_loop(
         f.account.cancel();
         let _ = f.handle.await;
     }
-    summary.cost_nanousd = spent_before_period + period.spent().0;
+    summary.cost_nanousd = (spent_before_period + period.spent().0).saturating_sub(carried);
     summary.breaker_trips = trips.load(std::sync::atomic::Ordering::Relaxed);
     summary
 }

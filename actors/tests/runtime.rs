@@ -1915,6 +1915,83 @@ mod loops {
         );
     }
 
+    /// An open breaker and the day's spend are in the state file: a new runtime on the same
+    /// file stays paused and reports the spend carried over.
+    #[tokio::test(start_paused = true)]
+    async fn the_breaker_and_the_spend_hold_across_a_restart() {
+        let path = std::env::temp_dir().join(format!("baton-loop-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let store = Arc::new(baton_actors::LoopStore::open(&path).expect("opens"));
+        let mut spec = looped(60, Overlap::Skip, Some("1"), None).spec().clone();
+        if let Some(s) = spec.schedules.get_mut("latency") {
+            s.breaker = Some(baton_topologies::BreakerSpec {
+                window: Duration::from_secs(600),
+                max_usd: usd("0.00002"),
+                spike: None,
+                cool_down: Duration::from_secs(3600),
+            });
+        }
+        let t = Topology::from_spec(spec, std::path::Path::new(".")).expect("valid");
+        let start = |t: Topology| async move {
+            Arc::new(
+                Runtime::builder(t)
+                    .model("m", ScriptedModel::always("m", "all quiet"))
+                    .start()
+                    .await
+                    .expect("starts"),
+            )
+        };
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = |seen: &Arc<Mutex<Vec<String>>>| {
+            let s = Arc::clone(seen);
+            move |e: &LoopEvent| {
+                let line = match e {
+                    LoopEvent::Ran { run, .. } => format!("run {run}"),
+                    LoopEvent::Breaker { state, .. } => format!("breaker {state}"),
+                    LoopEvent::Resumed {
+                        runs_before,
+                        period_spent,
+                        interrupted,
+                        ..
+                    } => format!("resumed {runs_before} {} {interrupted:?}", period_spent.0),
+                    _ => return,
+                };
+                s.lock().expect("lock").push(line);
+            }
+        };
+        let rt = start(t.clone()).await;
+        let first = rt
+            .run_schedules_durable(
+                Arc::clone(&store),
+                tokio::time::sleep(Duration::from_secs(5 * 60)),
+                Duration::from_secs(5),
+                record(&seen),
+            )
+            .await
+            .expect("runs");
+        assert_eq!((first[0].runs, first[0].paused), (2, 3));
+        if let Ok(rt) = Arc::try_unwrap(rt) {
+            rt.shutdown().await;
+        }
+        let rt = start(t).await;
+        let second = rt
+            .run_schedules_durable(
+                store,
+                tokio::time::sleep(Duration::from_secs(5 * 60)),
+                Duration::from_secs(5),
+                record(&seen),
+            )
+            .await
+            .expect("runs");
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            ["run 1", "run 2", "breaker open", "resumed 2 30000 []"],
+            "two runs of $0.000015 open the breaker; after the restart it is still open"
+        );
+        assert_eq!((second[0].runs, second[0].paused), (0, 5));
+        let _ = std::fs::remove_file(&path);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_hourly_budget_holds_inside_the_day() {
         // Every 10 minutes; an hour of $0.00015 affords three runs (as above), the day has plenty.

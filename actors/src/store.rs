@@ -1,0 +1,206 @@
+//! Durable state of standing loops, in one redb file: per loop the current day's and hour's spend,
+//! the run counter and the breaker; per run its recorded outcome. A run is written as `running`
+//! when it starts and rewritten with its outcome when it ends, in the same transaction as the
+//! loop's spend, so a process killed at any point loses neither a recorded outcome nor the
+//! period's spend: at the next start, runs still `running` are recorded `interrupted` and charged
+//! their per-run cost limit (the most they could have spent), and the loop continues its period.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::breaker::BreakerState;
+
+const LOOPS: TableDefinition<&str, &[u8]> = TableDefinition::new("loops");
+const RUNS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("runs");
+
+/// A failure of the state store, with the file it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("state store {path}: {source}")]
+pub struct StoreError {
+    path: PathBuf,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// What a loop keeps across restarts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopState {
+    /// When the current 24-hour period began (Unix milliseconds).
+    pub day_started_ms: u64,
+    /// Spent in it, in nano-dollars.
+    pub day_spent: u64,
+    /// When the current hour began (Unix milliseconds).
+    pub hour_started_ms: u64,
+    /// Spent in it, in nano-dollars.
+    pub hour_spent: u64,
+    /// Runs started so far (the last run's number).
+    pub runs: u64,
+    /// The breaker, when it is not closed: its state and when it opened (Unix milliseconds).
+    pub breaker: Option<(BreakerState, u64)>,
+}
+
+/// One run's record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// `running` until it ends; then its outcome, or `interrupted` when the process died first.
+    pub outcome: String,
+    /// What it spent (for an interrupted run: what it is charged, its cost limit), nano-dollars.
+    pub cost_nanousd: u64,
+    /// Its per-run cost limit, if any.
+    pub limit_nanousd: Option<u64>,
+    /// When it started (Unix milliseconds).
+    pub started_ms: u64,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The state file of standing loops.
+#[derive(Debug)]
+pub struct LoopStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl LoopStore {
+    /// Opens (or creates) the state file.
+    pub fn open(path: impl AsRef<Path>) -> Result<LoopStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let db = Database::create(&path).map_err(|e| StoreError {
+            path: path.clone(),
+            source: Box::new(e),
+        })?;
+        Ok(LoopStore { db, path })
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        StoreError {
+            path: self.path.clone(),
+            source: Box::new(e.into()),
+        }
+    }
+
+    fn json_err(&self, e: serde_json::Error) -> StoreError {
+        StoreError {
+            path: self.path.clone(),
+            source: Box::new(e),
+        }
+    }
+
+    /// The loop's saved state, if any.
+    pub fn load(&self, schedule: &str) -> Result<Option<LoopState>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match tx.open_table(LOOPS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        match table.get(schedule).map_err(|e| self.err(e))? {
+            Some(v) => serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(|e| self.json_err(e)),
+            None => Ok(None),
+        }
+    }
+
+    /// The loops the file holds state for.
+    pub fn schedules(&self) -> Result<Vec<String>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match tx.open_table(LOOPS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| self.err(e))? {
+            let (k, _) = row.map_err(|e| self.err(e))?;
+            out.push(k.value().to_string());
+        }
+        Ok(out)
+    }
+
+    /// Every recorded run of the loop, by number.
+    pub fn runs(&self, schedule: &str) -> Result<Vec<(u64, RunRecord)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match tx.open_table(RUNS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = Vec::new();
+        for row in table
+            .range((schedule, 0)..=(schedule, u64::MAX))
+            .map_err(|e| self.err(e))?
+        {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            let rec: RunRecord = serde_json::from_slice(v.value()).map_err(|e| self.json_err(e))?;
+            out.push((k.value().1, rec));
+        }
+        Ok(out)
+    }
+
+    /// Writes the loop's state and, if given, one run's record, in one transaction.
+    pub fn save(
+        &self,
+        schedule: &str,
+        state: &LoopState,
+        run: Option<(u64, &RunRecord)>,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut loops = tx.open_table(LOOPS).map_err(|e| self.err(e))?;
+            let bytes = serde_json::to_vec(state).map_err(|e| self.json_err(e))?;
+            loops
+                .insert(schedule, bytes.as_slice())
+                .map_err(|e| self.err(e))?;
+            if let Some((n, rec)) = run {
+                let mut runs = tx.open_table(RUNS).map_err(|e| self.err(e))?;
+                let bytes = serde_json::to_vec(rec).map_err(|e| self.json_err(e))?;
+                runs.insert((schedule, n), bytes.as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_and_runs_survive_reopening() {
+        let path = std::env::temp_dir().join(format!("baton-store-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let state = LoopState {
+            day_started_ms: 1,
+            day_spent: 42,
+            runs: 2,
+            breaker: Some((BreakerState::Open, 7)),
+            ..LoopState::default()
+        };
+        let rec = RunRecord {
+            outcome: "completed".into(),
+            cost_nanousd: 21,
+            limit_nanousd: None,
+            started_ms: 5,
+        };
+        {
+            let store = LoopStore::open(&path).expect("opens");
+            assert_eq!(store.load("a").expect("reads"), None);
+            store.save("a", &state, Some((2, &rec))).expect("writes");
+        }
+        let store = LoopStore::open(&path).expect("reopens");
+        assert_eq!(store.load("a").expect("reads"), Some(state));
+        assert_eq!(store.runs("a").expect("reads"), [(2, rec)]);
+        assert!(store.runs("b").expect("reads").is_empty());
+        let _ = std::fs::remove_file(&path);
+    }
+}
