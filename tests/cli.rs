@@ -438,6 +438,74 @@ mod run {
         assert!(verify.status.success(), "the trail verifies");
     }
 
+    /// The ops example as a standing loop: a quiet tick costs one cheap call; a spike runs the
+    /// whole triage hierarchy, which finds the change and pages its owner. Costs add up per run.
+    #[test]
+    fn ops_loop_quiet_ticks_are_cheap_and_spikes_run_the_hierarchy() {
+        let out = baton(&[
+            "run",
+            "examples/topologies/ops-loop.yaml",
+            "--for",
+            "500ms",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        let run = |schedule: &str| {
+            lines
+                .iter()
+                .find(|l| l["schedule"] == schedule && l.get("run").is_some())
+                .unwrap_or_else(|| panic!("a {schedule} run: {lines:?}"))
+                .clone()
+        };
+        let (quiet, incident) = (run("search-latency"), run("checkout-latency"));
+        assert!(
+            quiet["report"]["answer"]
+                .as_str()
+                .expect("answer")
+                .starts_with("quiet:")
+        );
+        let verdict = incident["report"]["answer"].as_str().expect("answer");
+        assert!(
+            verdict.starts_with("INCIDENT: Suspected change: 4f2a9c1")
+                && verdict.contains("Paged @"),
+            "{verdict}"
+        );
+        let cost = |r: &Value| u(&r["report"]["totals"]["cost_nanousd"]);
+        assert!(
+            cost(&quiet) * 100 < cost(&incident),
+            "a quiet tick costs under 1% of an incident: {} vs {}",
+            cost(&quiet),
+            cost(&incident)
+        );
+        for r in [&quiet, &incident] {
+            let agents: u64 = r["report"]["agents"]
+                .as_array()
+                .expect("agents")
+                .iter()
+                .map(|a| u(&a["cost_nanousd"]))
+                .sum();
+            assert_eq!(agents, cost(r), "per-agent costs add up to the run's");
+        }
+        let names: Vec<&str> = incident["report"]["agents"]
+            .as_array()
+            .expect("agents")
+            .iter()
+            .filter(|a| u(&a["model_calls"]) > 0)
+            .map(|a| a["name"].as_str().expect("name"))
+            .collect();
+        for a in ["watcher", "triage", "rca", "paging"] {
+            assert!(names.contains(&a), "{a} worked on the incident: {names:?}");
+        }
+    }
+
     /// The latency-watch example with absolute paths, so that it runs from a temp file.
     fn watch_example(replacements: &[(&str, &str)]) -> String {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/topologies");
