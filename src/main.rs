@@ -1,5 +1,18 @@
 //! The `baton` command line.
 
+/// `std::println!`, except that a closed stdout (`baton ... | head`) ends the process quietly with
+/// the shell's code for SIGPIPE (141) instead of panicking.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(141);
+            }
+        }
+    }};
+}
+
 mod serve;
 
 use std::collections::HashMap;
