@@ -1993,6 +1993,52 @@ mod loops {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn jitter_delays_each_run_within_its_bound() {
+        let mut spec = looped(60, Overlap::Skip, None, None).spec().clone();
+        if let Some(s) = spec.schedules.get_mut("latency") {
+            s.jitter = Some(Duration::from_secs(20));
+        }
+        let t = Topology::from_spec(spec, std::path::Path::new(".")).expect("valid");
+        let rt = Arc::new(
+            Runtime::builder(t)
+                .model("m", ScriptedModel::always("m", "all quiet"))
+                .start()
+                .await
+                .expect("starts"),
+        );
+        let start = tokio::time::Instant::now();
+        let at = Arc::new(Mutex::new(Vec::new()));
+        let a = Arc::clone(&at);
+        rt.run_schedules(
+            tokio::time::sleep(Duration::from_secs(20 * 60)),
+            Duration::from_secs(5),
+            move |e| {
+                if let LoopEvent::Ran { run, .. } = e {
+                    a.lock()
+                        .expect("lock")
+                        .push((*run, start.elapsed().as_millis()));
+                }
+            },
+        )
+        .await;
+        let at = at.lock().expect("lock").clone();
+        assert!(at.len() >= 19, "{at:?}");
+        let offsets: Vec<u128> = at
+            .iter()
+            .map(|&(run, ms)| {
+                let tick = u128::from(run - 1) * 60_000;
+                assert!(
+                    ms >= tick && ms < tick + 20_000,
+                    "run {run} at {ms} ms: within 20 s after its tick"
+                );
+                ms - tick
+            })
+            .collect();
+        let distinct: std::collections::BTreeSet<_> = offsets.iter().collect();
+        assert!(distinct.len() > 10, "the delays vary: {offsets:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_hourly_budget_holds_inside_the_day() {
         // Every 10 minutes; an hour of $0.00015 affords three runs (as above), the day has plenty.
         let mut spec = looped(600, Overlap::Skip, Some("1"), None).spec().clone();
