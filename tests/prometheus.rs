@@ -100,14 +100,72 @@ fn query(port: u16, promql: &str) -> Option<f64> {
     v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
 }
 
+/// Starts a Prometheus on `prom_port` that scrapes `127.0.0.1:metrics_port` every second.
+fn start_prometheus(metrics_port: u16, prom_port: u16) -> Killed {
+    let dir = std::env::temp_dir().join(format!("baton-prom-{}-{prom_port}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: baton\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
+        ),
+    )
+    .expect("write config");
+    Killed(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    )
+}
+
+/// Waits until every query answers its wanted value, for up to a minute.
+fn await_agreement(prom_port: u16, expected: &[(&str, f64)]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = expected
+            .iter()
+            .map(|(q, _)| query(prom_port, q))
+            .collect::<Vec<_>>();
+        if expected
+            .iter()
+            .zip(&last)
+            .all(|((_, want), got)| *got == Some(*want))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never agreed with the report: wanted {expected:?}, got {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Skips (or, in CI, fails) when Prometheus is not installed.
+fn prometheus_available() -> bool {
+    if installed("prometheus") && installed("promtool") {
+        return true;
+    }
+    assert!(
+        std::env::var_os("BATON_REQUIRE_PROMETHEUS").is_none(),
+        "prometheus and promtool must be installed (apt-get install prometheus)"
+    );
+    eprintln!("skipping: prometheus is not installed (apt-get install prometheus)");
+    false
+}
+
 #[test]
 fn prometheus_scrapes_totals_equal_to_the_report() {
-    if !installed("prometheus") || !installed("promtool") {
-        assert!(
-            std::env::var_os("BATON_REQUIRE_PROMETHEUS").is_none(),
-            "prometheus and promtool must be installed (apt-get install prometheus)"
-        );
-        eprintln!("skipping: prometheus is not installed (apt-get install prometheus)");
+    if !prometheus_available() {
         return;
     }
     let root = env!("CARGO_MANIFEST_DIR");
@@ -156,29 +214,7 @@ fn prometheus_scrapes_totals_equal_to_the_report() {
     );
 
     // A real Prometheus scrapes the endpoint every second.
-    let dir = std::env::temp_dir().join(format!("baton-prom-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: baton\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
-        ),
-    )
-    .expect("write config");
-    let _prometheus = Killed(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts"),
-    );
+    let _prometheus = start_prometheus(metrics_port, prom_port);
 
     let t = &report["totals"];
     let n = |v: &Value| v.as_u64().expect("integer") as f64;
@@ -206,25 +242,7 @@ fn prometheus_scrapes_totals_equal_to_the_report() {
         ("sum(baton_tasks_total{outcome=\"completed\"})", completed),
         ("up{job=\"baton\"}", 1.0),
     ];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let last = expected
-            .iter()
-            .map(|(q, _)| query(prom_port, q))
-            .collect::<Vec<_>>();
-        if expected
-            .iter()
-            .zip(&last)
-            .all(|((_, want), got)| *got == Some(*want))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus never agreed with the report: wanted {expected:?}, got {last:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    await_agreement(prom_port, &expected);
     // The dollar counter is the same money, derived exactly.
     let usd = query(prom_port, "sum(baton_cost_usd_total)").expect("dollars scraped");
     assert!(
@@ -234,6 +252,74 @@ fn prometheus_scrapes_totals_equal_to_the_report() {
     let workflows =
         query(prom_port, "sum(baton_workflow_cost_usd_count)").expect("workflow histogram scraped");
     assert_eq!(workflows, 1.0, "one completed workflow");
+}
+
+/// A standing loop scraped while it runs: what Prometheus stored equals the runs it printed.
+#[test]
+fn prometheus_scrapes_a_standing_loop() {
+    if !prometheus_available() {
+        return;
+    }
+    let (metrics_port, prom_port) = (free_port(), free_port());
+    let mut baton = Killed(
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args([
+                "run",
+                "examples/topologies/ops-loop.yaml",
+                "--for",
+                "5s",
+                "--json",
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--linger",
+                "2m",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("baton starts"),
+    );
+    let _prometheus = start_prometheus(metrics_port, prom_port);
+    let mut runs: Vec<Value> = Vec::new();
+    let lines = BufReader::new(baton.0.stdout.take().expect("stdout")).lines();
+    for line in lines {
+        let v: Value = serde_json::from_str(&line.expect("a line")).expect("JSON line");
+        if v.get("loops").is_some() {
+            break;
+        }
+        if v.get("run").is_some() {
+            runs.push(v);
+        }
+    }
+    let count = |schedule: &str| runs.iter().filter(|r| r["schedule"] == schedule).count() as f64;
+    let cost: u64 = runs
+        .iter()
+        .map(|r| {
+            r["report"]["totals"]["cost_nanousd"]
+                .as_u64()
+                .expect("cost")
+        })
+        .sum();
+    assert!(
+        count("search-latency") >= 2.0 && count("checkout-latency") >= 1.0,
+        "{runs:?}"
+    );
+    await_agreement(
+        prom_port,
+        &[
+            (
+                "sum(baton_loop_runs_total{schedule=\"search-latency\",outcome=\"completed\"})",
+                count("search-latency"),
+            ),
+            (
+                "sum(baton_loop_runs_total{schedule=\"checkout-latency\",outcome=\"completed\"})",
+                count("checkout-latency"),
+            ),
+            ("sum(baton_cost_nanousd_total)", cost as f64),
+            ("max(baton_loop_breaker_state)", 0.0),
+        ],
+    );
 }
 
 /// Without a Prometheus server: the endpoint's counters equal the run's report exactly.
