@@ -31,6 +31,20 @@ fn json_report(args: &[&str]) -> (Value, i32) {
     (report, out.status.code().expect("exited"))
 }
 
+/// Runs baton, which must succeed, and parses its stdout as JSON lines.
+fn json_lines(args: &[&str]) -> Vec<Value> {
+    let out = baton(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
 fn u(v: &Value) -> u64 {
     v.as_u64()
         .unwrap_or_else(|| panic!("expected an unsigned integer, got {v}"))
@@ -319,22 +333,13 @@ mod run {
     /// A standing loop for a bounded time: one JSON line per run, then the loops' summary.
     #[test]
     fn standing_loop_runs_for_a_bounded_time() {
-        let out = baton(&[
+        let lines = json_lines(&[
             "run",
             "examples/topologies/latency-watch.yaml",
             "--for",
             "3s",
             "--json",
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("JSON line"))
-            .collect();
         let (runs, summary) = lines.split_at(lines.len() - 1);
         assert_eq!(runs.len(), 2, "runs at 0 s and 2 s: {lines:?}");
         let mut spent = 0;
@@ -366,31 +371,17 @@ mod run {
     /// pauses, and the change is printed as a JSON line and written to the audit trail.
     #[test]
     fn standing_loop_breaker_pauses_and_is_audited() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/topologies");
-        let d = dir.to_str().expect("utf-8");
-        let body = std::fs::read_to_string(dir.join("latency-watch.yaml"))
-            .expect("example")
-            .replace(
-                "rules: latency-watch.rules.yaml",
-                &format!("rules: {d}/latency-watch.rules.yaml"),
-            )
-            .replace(
-                "path: fixtures/metrics",
-                &format!("path: {d}/fixtures/metrics"),
-            )
-            .replace("every: 2s", "every: 400ms")
-            .replace(
+        let body = watch_example(&[
+            ("every: 2s", "every: 400ms"),
+            (
                 "breaker: { window: 1h, max_usd: 0.01, spike: 5, cool_down: 15m }",
                 "breaker: { window: 1h, max_usd: 0.00001, cool_down: 1h }",
-            );
-        assert!(
-            body.contains("max_usd: 0.00001"),
-            "the example still has its breaker"
-        );
+            ),
+        ]);
         let topo = temp_file("breaker.yaml", &body);
         let trail = temp_file("breaker-audit.jsonl", "");
         std::fs::remove_file(&trail).expect("no trail yet");
-        let out = baton(&[
+        let lines = json_lines(&[
             "run",
             topo.to_str().expect("utf-8"),
             "--for",
@@ -399,15 +390,6 @@ mod run {
             "--audit",
             trail.to_str().expect("utf-8"),
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("JSON line"))
-            .collect();
         let runs = lines.iter().filter(|l| l.get("run").is_some()).count();
         // $0.00000755 a run: the second passes $0.00001 and opens the breaker.
         assert_eq!(runs, 2, "{lines:?}");
@@ -442,22 +424,13 @@ mod run {
     /// whole triage hierarchy, which finds the change and pages its owner. Costs add up per run.
     #[test]
     fn ops_loop_quiet_ticks_are_cheap_and_spikes_run_the_hierarchy() {
-        let out = baton(&[
+        let lines = json_lines(&[
             "run",
             "examples/topologies/ops-loop.yaml",
             "--for",
             "500ms",
             "--json",
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("JSON line"))
-            .collect();
         let run = |schedule: &str| {
             lines
                 .iter()
@@ -568,16 +541,7 @@ mod run {
         child.kill().expect("SIGKILL");
         let _ = child.wait();
 
-        let out = baton(&["run", &topo, "--json", "--state", &state, "--for", "200ms"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("JSON line"))
-            .collect();
+        let lines = json_lines(&["run", &topo, "--json", "--state", &state, "--for", "200ms"]);
         let resumed = &lines[0]["resumed"];
         assert_eq!(u(&resumed["runs_before"]), 2, "{lines:?}");
         assert_eq!(resumed["interrupted"], serde_json::json!([2]), "{lines:?}");
