@@ -42,37 +42,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a topology on one task.
-    Run {
-        /// The topology file (YAML).
-        file: PathBuf,
-        /// The task for the root agent.
-        #[arg(long)]
-        task: Option<String>,
-        /// Print one JSON report instead of the step-by-step log.
-        #[arg(long)]
-        json: bool,
-        /// Override the root agent's money budget, in dollars (e.g. 0.05).
-        #[arg(long, value_name = "USD", allow_negative_numbers = true, value_parser = parse_usd)]
-        budget_usd: Option<NanoUsd>,
-        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
-        #[arg(long, value_name = "ADDR")]
-        metrics_addr: Option<std::net::SocketAddr>,
-        /// With schedules and no --task: run the standing loops this long (default: until Ctrl-C).
-        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
-        run_for: Option<std::time::Duration>,
-        /// With schedules: keep the loops' state (period spend, breaker, every run's outcome) in
-        /// this file, so that a restart continues where the last process stopped or died.
-        #[arg(long, value_name = "FILE")]
-        state: Option<PathBuf>,
-        /// Append the hash-chained audit trail of the run to this file (continuing its chain).
-        #[arg(long, value_name = "FILE")]
-        audit: Option<PathBuf>,
-        /// Keep serving /metrics this long after the work ends (e.g. 30s), so a scraper sees the
-        /// final values.
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "metrics_addr")]
-        linger: Option<std::time::Duration>,
-    },
+    /// Run a topology: on one task (`--task`), or its standing loops (`schedules:`).
+    Run(RunOptions),
     /// Check topology files (YAML or TOML); exit 0 when all are valid, 1 on errors.
     Validate {
         /// The files.
@@ -162,17 +133,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Run {
-            file,
-            task,
-            json,
-            budget_usd,
-            metrics_addr,
-            linger,
-            audit,
-            run_for,
-            state,
-        } => {
+        Command::Run(options) => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -183,17 +144,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(run(RunOptions {
-                file,
-                task,
-                json,
-                budget_usd,
-                metrics_addr,
-                linger,
-                audit,
-                run_for,
-                state,
-            }))
+            runtime.block_on(run(options))
         }
         Command::Validate { files, format } => validate(&files, format),
         Command::State { file } => show_state(&file),
@@ -353,16 +304,36 @@ fn show_state(file: &std::path::Path) -> ExitCode {
 }
 
 /// `baton run`'s flags.
+#[derive(clap::Args)]
 struct RunOptions {
+    /// The topology file (YAML or TOML).
     file: PathBuf,
+    /// The task for the root agent.
+    #[arg(long)]
     task: Option<String>,
+    /// Print one JSON report instead of the step-by-step log.
+    #[arg(long)]
     json: bool,
+    /// Override the root agent's money budget, in dollars (e.g. 0.05).
+    #[arg(long, value_name = "USD", allow_negative_numbers = true, value_parser = parse_usd)]
     budget_usd: Option<NanoUsd>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
-    linger: Option<std::time::Duration>,
-    audit: Option<PathBuf>,
+    /// With schedules and no --task: run the standing loops this long (default: until Ctrl-C).
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
     run_for: Option<std::time::Duration>,
+    /// With schedules: keep the loops' state (period spend, breaker, every run's outcome) in
+    /// this file, so that a restart continues where the last process stopped or died.
+    #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    /// Append the hash-chained audit trail of the run to this file (continuing its chain).
+    #[arg(long, value_name = "FILE")]
+    audit: Option<PathBuf>,
+    /// Keep serving /metrics this long after the work ends (e.g. 30s), so a scraper sees the
+    /// final values.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "metrics_addr")]
+    linger: Option<std::time::Duration>,
 }
 
 async fn run(o: RunOptions) -> ExitCode {

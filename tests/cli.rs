@@ -50,10 +50,17 @@ fn u(v: &Value) -> u64 {
         .unwrap_or_else(|| panic!("expected an unsigned integer, got {v}"))
 }
 
-fn temp_file(name: &str, body: &str) -> PathBuf {
+/// A path in this test process's temp dir, with nothing at it yet.
+fn temp_path(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("baton-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let p = dir.join(name);
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+fn temp_file(name: &str, body: &str) -> PathBuf {
+    let p = temp_path(name);
     std::fs::write(&p, body).expect("write temp file");
     p
 }
@@ -379,8 +386,7 @@ mod run {
             ),
         ]);
         let topo = temp_file("breaker.yaml", &body);
-        let trail = temp_file("breaker-audit.jsonl", "");
-        std::fs::remove_file(&trail).expect("no trail yet");
+        let trail = temp_path("breaker-audit.jsonl");
         let lines = json_lines(&[
             "run",
             topo.to_str().expect("utf-8"),
@@ -514,8 +520,7 @@ mod run {
             ),
         ]);
         let topo = temp_file("durable.yaml", &body);
-        let state = temp_file("durable.redb", "");
-        std::fs::remove_file(&state).expect("no state yet");
+        let state = temp_path("durable.redb");
         let (topo, state) = (
             topo.to_str().expect("utf-8").to_string(),
             state.to_str().expect("utf-8").to_string(),

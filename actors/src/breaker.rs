@@ -83,6 +83,8 @@ pub(crate) struct Breaker {
     window: VecDeque<(Instant, u64)>,
     /// Costs of the last completed runs.
     recent: VecDeque<u64>,
+    /// Times it opened.
+    trips: u64,
 }
 
 fn usd(n: u64) -> String {
@@ -97,6 +99,7 @@ impl Breaker {
             opened_at: Instant::now(),
             window: VecDeque::new(),
             recent: VecDeque::new(),
+            trips: 0,
         }
     }
 
@@ -159,7 +162,13 @@ impl Breaker {
         }
     }
 
+    /// Times it opened (in this process).
+    pub(crate) fn trips(&self) -> u64 {
+        self.trips
+    }
+
     fn open(&mut self, now: Instant, reason: String) -> Transition {
+        self.trips += 1;
         self.state = BreakerState::Open;
         self.opened_at = now;
         self.window.clear();

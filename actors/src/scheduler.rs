@@ -345,7 +345,6 @@ async fn run_loop(
         Arc::new(d)
     });
     let breaker = breaker.map(|b| Arc::new(std::sync::Mutex::new(b)));
-    let trips = Arc::new(std::sync::atomic::AtomicU64::new(0));
     if let Some(b) = &breaker {
         let g = b.lock().map_or(0.0, |b| b.state().gauge());
         metrics::gauge!("baton_loop_breaker_state", "schedule" => def.name.to_string()).set(g);
@@ -473,7 +472,7 @@ async fn run_loop(
         );
         let (day_started, hour_started) = (day_mark, hour_mark);
         let acct = account.clone();
-        let (breaker2, trips2) = (breaker.clone(), Arc::clone(&trips));
+        let breaker2 = breaker.clone();
         let handle = tokio::spawn(async move {
             if let Ok(done) = rt2.submit_prepared(envelope, acct).await {
                 let snap = done.account.snapshot();
@@ -523,9 +522,6 @@ async fn run_loop(
                     period_limit: per.cost_limit(),
                 });
                 if let Some(t) = change {
-                    if t.to == BreakerState::Open {
-                        trips2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
                     announce(&rt2, &events, &name, &t);
                 }
             }
@@ -540,7 +536,10 @@ async fn run_loop(
         let _ = f.handle.await;
     }
     summary.cost_nanousd = (spent_before_period + period.spent().0).saturating_sub(carried);
-    summary.breaker_trips = trips.load(std::sync::atomic::Ordering::Relaxed);
+    summary.breaker_trips = breaker
+        .as_ref()
+        .and_then(|b| b.lock().ok().map(|b| b.trips()))
+        .unwrap_or(0);
     summary
 }
 
