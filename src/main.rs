@@ -440,7 +440,7 @@ async fn run_loops(
     let names: Vec<String> = topology
         .schedules()
         .iter()
-        .map(|s| format!("{} every {}", s.name, baton::core::format_duration(s.every)))
+        .map(|s| format!("{} {}", s.name, s.cadence))
         .collect();
     if !json {
         println!("▶ standing loops: {}", names.join(", "));
@@ -476,15 +476,24 @@ async fn run_loops(
             report,
             period_spent,
             period_limit,
+            tick_ms,
+            resumes,
+            ..
         } => {
+            let tick = i64::try_from(*tick_ms)
+                .ok()
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                .map(|t| format!("{t:.0}"));
             if json {
                 let line = serde_json::json!({"schedule": schedule.to_string(), "run": run, "report": report,
-                        "period_spent_nanousd": period_spent.0, "period_limit_nanousd": period_limit.map(|l| l.0)});
+                        "period_spent_nanousd": period_spent.0, "period_limit_nanousd": period_limit.map(|l| l.0),
+                        "tick": tick, "resumes": resumes});
                 println!("{line}");
             } else {
                 let limit = period_limit.map_or(String::new(), |l| format!(" of {}", usd(l)));
+                let resumed = resumes.map_or(String::new(), |n| format!(" (resumes run {n})"));
                 println!(
-                    "[{schedule}] run {run}: {} · {} · today {}{limit} · {}",
+                    "[{schedule}] run {run}{resumed}: {} · {} · today {}{limit} · {}",
                     report.outcome,
                     usd(NanoUsd(report.totals.cost_nanousd)),
                     usd(*period_spent),

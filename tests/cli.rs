@@ -3,10 +3,13 @@
 //! - `run`: the ops-triage example completes, its costs add up, budgets hold, bad flags are refused.
 //! - `validate`: valid and broken topology files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
+
+mod common;
+use common::{example, fast_ops_loop, temp_file, temp_path};
 
 const TRIAGE: &str = "examples/topologies/ops-triage.yaml";
 const ALERT: &str = "p99 latency of checkout doubled at 14:05";
@@ -51,20 +54,6 @@ fn u(v: &Value) -> u64 {
 }
 
 /// A path in this test process's temp dir, with nothing at it yet.
-fn temp_path(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("baton-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let p = dir.join(name);
-    let _ = std::fs::remove_file(&p);
-    p
-}
-
-fn temp_file(name: &str, body: &str) -> PathBuf {
-    let p = temp_path(name);
-    std::fs::write(&p, body).expect("write temp file");
-    p
-}
-
 mod run {
     use super::*;
 
@@ -378,13 +367,16 @@ mod run {
     /// pauses, and the change is printed as a JSON line and written to the audit trail.
     #[test]
     fn standing_loop_breaker_pauses_and_is_audited() {
-        let body = watch_example(&[
-            ("every: 2s", "every: 400ms"),
-            (
-                "breaker: { window: 1h, max_usd: 0.01, spike: 5, cool_down: 15m }",
-                "breaker: { window: 1h, max_usd: 0.00001, cool_down: 1h }",
-            ),
-        ]);
+        let body = example(
+            "latency-watch.yaml",
+            &[
+                ("every: 2s", "every: 400ms"),
+                (
+                    "breaker: { window: 1h, max_usd: 0.01, spike: 5, cool_down: 15m }",
+                    "breaker: { window: 1h, max_usd: 0.00001, cool_down: 1h }",
+                ),
+            ],
+        );
         let topo = temp_file("breaker.yaml", &body);
         let trail = temp_path("breaker-audit.jsonl");
         let lines = json_lines(&[
@@ -430,11 +422,12 @@ mod run {
     /// whole triage hierarchy, which finds the change and pages its owner. Costs add up per run.
     #[test]
     fn ops_loop_quiet_ticks_are_cheap_and_spikes_run_the_hierarchy() {
+        let topo = fast_ops_loop();
         let lines = json_lines(&[
             "run",
-            "examples/topologies/ops-loop.yaml",
+            topo.to_str().expect("utf-8"),
             "--for",
-            "500ms",
+            "1500ms",
             "--json",
         ]);
         let run = |schedule: &str| {
@@ -445,6 +438,12 @@ mod run {
                 .clone()
         };
         let (quiet, incident) = (run("search-latency"), run("checkout-latency"));
+        // The cron schedule ran on a whole second (its tick is when it was due, in UTC).
+        let tick = incident["tick"].as_str().expect("a tick");
+        assert!(
+            tick.len() == 20 && tick.ends_with('Z') && tick.as_bytes()[10] == b'T',
+            "{tick}"
+        );
         assert!(
             quiet["report"]["answer"]
                 .as_str()
@@ -485,40 +484,22 @@ mod run {
         }
     }
 
-    /// The latency-watch example with absolute paths, so that it runs from a temp file.
-    fn watch_example(replacements: &[(&str, &str)]) -> String {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/topologies");
-        let d = dir.to_str().expect("utf-8");
-        let mut body = std::fs::read_to_string(dir.join("latency-watch.yaml"))
-            .expect("example")
-            .replace(
-                "rules: latency-watch.rules.yaml",
-                &format!("rules: {d}/latency-watch.rules.yaml"),
-            )
-            .replace(
-                "path: fixtures/metrics",
-                &format!("path: {d}/fixtures/metrics"),
-            );
-        for (from, to) in replacements {
-            assert!(body.contains(from), "the example has `{from}`");
-            body = body.replace(from, to);
-        }
-        body
-    }
-
     /// SIGKILL in the middle of a run, then a restart on the same state file: the day's spend
     /// continues (the interrupted run charged its worst case), run numbers continue, and the
     /// interrupted run is recorded as such.
     #[test]
     fn standing_loop_state_survives_sigkill() {
         use std::io::BufRead;
-        let body = watch_example(&[
-            ("every: 2s", "every: 500ms"),
-            (
-                "max_output_tokens: 128",
-                "max_output_tokens: 128\n    latency: 1s",
-            ),
-        ]);
+        let body = example(
+            "latency-watch.yaml",
+            &[
+                ("every: 2s", "every: 500ms"),
+                (
+                    "max_output_tokens: 128",
+                    "max_output_tokens: 128\n    latency: 1s",
+                ),
+            ],
+        );
         let topo = temp_file("durable.yaml", &body);
         let state = temp_path("durable.redb");
         let (topo, state) = (

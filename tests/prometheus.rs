@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -265,7 +267,7 @@ fn prometheus_scrapes_a_standing_loop() {
         Command::new(env!("CARGO_BIN_EXE_baton"))
             .args([
                 "run",
-                "examples/topologies/ops-loop.yaml",
+                common::fast_ops_loop().to_str().expect("utf-8"),
                 "--for",
                 "5s",
                 "--json",

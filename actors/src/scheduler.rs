@@ -1,4 +1,5 @@
-//! Standing loops: each schedule of the topology gives the root agent its task every `every`,
+//! Standing loops: each schedule of the topology gives the root agent its task every `every`
+//! (or at the times of its `cron` expression, in its time zone),
 //! with a per-run budget and per-period (24 h, and 1 h inside it) budgets enforced by the ledger:
 //! every run's account is opened under the hour's account, itself under the day's, so a run that
 //! would take either past its limit is refused before it spends, like any other budget.
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{Account, NanoUsd, TaskId};
-use baton_topologies::{Overlap, ScheduleDef};
+use baton_topologies::{Cadence, OnInterrupted, Overlap, ScheduleDef};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -44,6 +45,11 @@ pub enum LoopEvent {
         period_spent: NanoUsd,
         /// The period's limit, if any.
         period_limit: Option<NanoUsd>,
+        /// When the run was due (Unix milliseconds): the tick of `every` or the cron time,
+        /// before jitter.
+        tick_ms: u64,
+        /// The interrupted run this one takes up again (`on_interrupted: resume`), if any.
+        resumes: Option<u64>,
     },
     /// A tick was skipped: the previous run was still going.
     Skipped {
@@ -199,6 +205,47 @@ impl Durable {
     }
 }
 
+/// A loop's wall clock, read off tokio's clock from one fixed point: cron times become
+/// `Instant`s the loop sleeps until (and tests with paused time see them move together).
+struct LoopClock {
+    origin: Instant,
+    origin_ms: u64,
+}
+
+impl LoopClock {
+    fn start() -> Self {
+        Self {
+            origin: Instant::now(),
+            origin_ms: now_ms(),
+        }
+    }
+
+    /// The wall-clock time (Unix ms) of `at`.
+    fn wall(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.origin).as_millis();
+        self.origin_ms
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+    }
+
+    /// When the run after one due at `after` is due; `None` when a cron expression has no
+    /// later time.
+    fn after(&self, cadence: &Cadence, after: Instant) -> Option<Instant> {
+        match cadence {
+            Cadence::Every(d) => after.checked_add(*d),
+            Cadence::Cron(c) => {
+                let from = jiff::Timestamp::from_millisecond(
+                    i64::try_from(self.wall(after)).unwrap_or(i64::MAX),
+                )
+                .ok()?;
+                let next = c.next_after(from)?;
+                let ms = u64::try_from(next.as_millisecond()).ok()?;
+                self.origin
+                    .checked_add(Duration::from_millis(ms.saturating_sub(self.origin_ms)))
+            }
+        }
+    }
+}
+
 /// The wall-clock time (Unix ms) of a past `Instant`.
 fn wall_ms(at: Instant) -> u64 {
     let ago = u64::try_from(Instant::now().duration_since(at).as_millis()).unwrap_or(u64::MAX);
@@ -287,7 +334,14 @@ async fn run_loop(
         schedule: def.name.to_string(),
         ..LoopSummary::default()
     };
-    let mut next = Instant::now();
+    let clock = LoopClock::start();
+    // `every` runs at once, then every period; cron at its next time.
+    let mut next = match &def.cadence {
+        Cadence::Every(_) => Some(Instant::now()),
+        Cadence::Cron(_) => clock.after(&def.cadence, Instant::now()),
+    };
+    // An interrupted run to take up again at once (`on_interrupted: resume`).
+    let mut resume: Option<u64> = None;
     let mut inflight: Option<InFlight> = None;
     let mut spent_before_period = 0u64;
     let mut breaker = def.breaker.clone().map(Breaker::new);
@@ -303,6 +357,9 @@ async fn run_loop(
         let hour_ms = u64::try_from(HOUR.as_millis()).unwrap_or(u64::MAX);
         run_base = st.runs;
         summary.interrupted = interrupted.len() as u64;
+        if def.on_interrupted == OnInterrupted::Resume {
+            resume = interrupted.iter().max().copied();
+        }
         if st.day_started_ms > 0 && now.saturating_sub(st.day_started_ms) < day_ms {
             period_start = ago(now, st.day_started_ms);
             let mut day_rest = st.day_spent;
@@ -350,17 +407,33 @@ async fn run_loop(
         metrics::gauge!("baton_loop_breaker_state", "schedule" => def.name.to_string()).set(g);
     }
     loop {
-        let at = next
-            + jittered(
+        // A run to resume goes first, at once; then the schedule's own times (with jitter).
+        let due = match (resume, next) {
+            (Some(_), _) => Instant::now(),
+            (None, Some(due)) => due,
+            // A cron expression with no time left: wait to be stopped.
+            (None, None) => {
+                let _ = stop.changed().await;
+                break;
+            }
+        };
+        let at = if resume.is_some() {
+            due
+        } else {
+            due + jittered(
                 def.jitter,
-                summary.runs ^ u64::from(next.elapsed().subsec_nanos()),
-            );
+                summary.runs ^ u64::from(due.elapsed().subsec_nanos()),
+            )
+        };
         tokio::select! {
             biased;
             _ = stop.changed() => break,
             () = tokio::time::sleep_until(at) => {}
         }
-        next += def.every;
+        let tick_ms = clock.wall(due);
+        if resume.is_none() {
+            next = next.and_then(|n| clock.after(&def.cadence, n));
+        }
         if Instant::now().duration_since(period_start) >= PERIOD {
             spent_before_period += period.spent().0;
             while Instant::now().duration_since(period_start) >= PERIOD {
@@ -442,6 +515,9 @@ async fn run_loop(
                     );
                 }
                 Admit::Skip => {
+                    if let Some(n) = resume.take() {
+                        tracing::warn!(schedule = %def.name, run = n, "the spend circuit breaker is open: the interrupted run is not resumed");
+                    }
                     summary.paused += 1;
                     metrics::counter!("baton_loop_skipped_total", "schedule" => def.name.to_string(), "reason" => "breaker").increment(1);
                     continue;
@@ -458,7 +534,9 @@ async fn run_loop(
             cost_nanousd: 0,
             limit_nanousd: (worst.0 < u64::MAX).then_some(worst.0),
             started_ms: now_ms(),
+            resumes: resume.take(),
         };
+        let resumes = record.resumes;
         if let Some(d) = &durable {
             d.save(|s| s.runs = run, Some((run, &record)));
         }
@@ -520,6 +598,8 @@ async fn run_loop(
                     report: Box::new(report),
                     period_spent: per.spent(),
                     period_limit: per.cost_limit(),
+                    tick_ms,
+                    resumes,
                 });
                 if let Some(t) = change {
                     announce(&rt2, &events, &name, &t);

@@ -53,6 +53,9 @@ pub struct RunRecord {
     pub limit_nanousd: Option<u64>,
     /// When it started (Unix milliseconds).
     pub started_ms: u64,
+    /// The interrupted run this one takes up again (`on_interrupted: resume`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumes: Option<u64>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -191,6 +194,7 @@ mod tests {
             cost_nanousd: 21,
             limit_nanousd: None,
             started_ms: 5,
+            resumes: Some(1),
         };
         {
             let store = LoopStore::open(&path).expect("opens");

@@ -1657,7 +1657,10 @@ mod loops {
         spec.schedules.insert(
             "latency".into(),
             ScheduleSpec {
-                every: Duration::from_secs(every),
+                every: Some(Duration::from_secs(every)),
+                cron: None,
+                timezone: None,
+                on_interrupted: None,
                 task: "check the latency".into(),
                 budget: BudgetSpec {
                     max_usd: run_budget.and_then(usd),
@@ -1990,6 +1993,156 @@ mod loops {
         );
         assert_eq!((second[0].runs, second[0].paused), (0, 5));
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// The test loop's schedule, edited and validated again.
+    fn edited(t: &Topology, edit: impl FnOnce(&mut ScheduleSpec)) -> Topology {
+        let mut spec = t.spec().clone();
+        if let Some(s) = spec.schedules.get_mut("latency") {
+            edit(s);
+        }
+        Topology::from_spec(spec, std::path::Path::new(".")).expect("valid")
+    }
+
+    /// Each run's tick (Unix ms), in order.
+    async fn run_ticks(t: Topology, until: Duration) -> Vec<u64> {
+        let rt = Arc::new(
+            Runtime::builder(t)
+                .model("m", ScriptedModel::always("m", "all quiet"))
+                .start()
+                .await
+                .expect("starts"),
+        );
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        let started = wall_now_ms();
+        rt.run_schedules(
+            tokio::time::sleep(until),
+            Duration::from_secs(5),
+            move |e| {
+                if let LoopEvent::Ran { tick_ms, .. } = e {
+                    s.lock().expect("lock").push(*tick_ms);
+                }
+            },
+        )
+        .await;
+        let ticks = seen.lock().expect("lock").clone();
+        assert!(
+            ticks.first().is_some_and(|&t| t >= started),
+            "{ticks:?} before {started}"
+        );
+        ticks
+    }
+
+    fn wall_now_ms() -> u64 {
+        u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis(),
+        )
+        .expect("fits")
+    }
+
+    /// A cron schedule runs at its times, on the wall clock: `*/5 * * * *` at :00, :05, :10…
+    /// of every hour (not five minutes from the start), and six fields count seconds.
+    #[tokio::test(start_paused = true)]
+    async fn cron_runs_at_its_times() {
+        let t = edited(&looped(60, Overlap::Skip, None, None), |s| {
+            s.every = None;
+            s.cron = Some("*/5 * * * *".into());
+        });
+        let ticks = run_ticks(t, Duration::from_secs(31 * 60)).await;
+        assert!((6..=7).contains(&ticks.len()), "{ticks:?}");
+        for (i, t) in ticks.iter().enumerate() {
+            assert_eq!(
+                t % 300_000,
+                0,
+                "run {i} at {t} is not on a five-minute mark"
+            );
+            if i > 0 {
+                assert_eq!(t - ticks[i - 1], 300_000, "{ticks:?}");
+            }
+        }
+        let t = edited(&looped(60, Overlap::Skip, None, None), |s| {
+            s.every = None;
+            s.cron = Some("15,45 * * * * *".into());
+        });
+        let ticks = run_ticks(t, Duration::from_secs(120)).await;
+        assert!((3..=4).contains(&ticks.len()), "{ticks:?}");
+        for t in &ticks {
+            assert!([15_000, 45_000].contains(&(t % 60_000)), "{ticks:?}");
+        }
+    }
+
+    /// `on_interrupted: resume`: a run the process died in is recorded `interrupted`, charged
+    /// its worst case, and its task is given again at once, as the next run (even on a cron
+    /// schedule whose next time is later); `end` (the default) leaves it at that.
+    #[tokio::test(start_paused = true)]
+    async fn an_interrupted_run_is_resumed_or_ended_as_the_loop_says() {
+        for (resume, expect) in [
+            (true, vec!["run 4 resumes Some(3)".to_string()]),
+            (false, vec![]),
+        ] {
+            let path = std::env::temp_dir()
+                .join(format!("baton-resume-{}-{resume}.redb", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let store = Arc::new(baton_actors::LoopStore::open(&path).expect("opens"));
+            let state = baton_actors::LoopState {
+                runs: 3,
+                ..Default::default()
+            };
+            let running = baton_actors::RunRecord {
+                outcome: "running".into(),
+                cost_nanousd: 0,
+                limit_nanousd: Some(1_000),
+                started_ms: wall_now_ms(),
+                resumes: None,
+            };
+            store
+                .save("latency", &state, Some((3, &running)))
+                .expect("saves");
+            let t = edited(&looped(60, Overlap::Skip, None, Some("0.01")), |s| {
+                s.every = None;
+                s.cron = Some("0 0 1 1 *".into()); // once a year: nothing else runs
+                s.on_interrupted = resume.then_some(baton_topologies::OnInterrupted::Resume);
+            });
+            let rt = Arc::new(
+                Runtime::builder(t)
+                    .model("m", ScriptedModel::always("m", "all quiet"))
+                    .start()
+                    .await
+                    .expect("starts"),
+            );
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let s = Arc::clone(&seen);
+            rt.run_schedules_durable(
+                Arc::clone(&store),
+                tokio::time::sleep(Duration::from_secs(60)),
+                Duration::from_secs(5),
+                move |e| {
+                    if let LoopEvent::Ran { run, resumes, .. } = e {
+                        s.lock()
+                            .expect("lock")
+                            .push(format!("run {run} resumes {resumes:?}"));
+                    }
+                },
+            )
+            .await
+            .expect("runs");
+            assert_eq!(*seen.lock().expect("lock"), expect, "resume: {resume}");
+            let runs = store.runs("latency").expect("reads");
+            assert_eq!(runs[0].1.outcome, "interrupted");
+            assert_eq!(runs[0].1.cost_nanousd, 1_000, "charged its worst case");
+            if resume {
+                assert_eq!(runs[1].0, 4);
+                assert_eq!(runs[1].1.outcome, "completed");
+                assert_eq!(runs[1].1.resumes, Some(3));
+            } else {
+                assert_eq!(runs.len(), 1);
+            }
+            let _ = std::fs::remove_file(&path);
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -60,14 +60,41 @@ pub enum Overlap {
     CancelPrevious,
 }
 
+/// What becomes of a loop's run that was cut by the death of the process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInterrupted {
+    /// Record it `interrupted` (charged its worst case) and go on with the schedule.
+    #[default]
+    End,
+    /// Record it `interrupted`, then give its task again at once, as a new run.
+    Resume,
+}
+
 /// A standing loop.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
-    /// How often (`1m`, `5m`); the first run starts at once.
-    #[serde(with = "baton_core::duration_req")]
+    /// How often (`1m`, `5m`); the first run starts at once. Give this or `cron`.
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(schema_with = "baton_core::duration_schema")]
-    pub every: Duration,
+    pub every: Option<Duration>,
+    /// A cron expression (`*/5 * * * *`; five fields, or six with seconds first; `@hourly`,
+    /// `L`, `W` and `#` are understood): runs start at its times. Give this or `every`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// The time zone `cron` is read in (an IANA name such as `Europe/Paris`); UTC by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// What becomes of a run the process died in (found `interrupted` in the state file at the
+    /// next start): `end` (recorded, charged its worst case; the default) or `resume` (also
+    /// recorded and charged, then given its task again at once, as a new run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_interrupted: Option<OnInterrupted>,
     /// The task each run gives the root agent.
     pub task: String,
     /// Limits per run (tightened by the root agent's own).

@@ -10,6 +10,7 @@ use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
+use crate::cadence::{Cadence, CadenceError, CronSchedule};
 use crate::error::{Diagnostic, Severity, TopologyError};
 use crate::locate::{Seg, locate, locate_toml};
 use crate::spec::{
@@ -17,7 +18,7 @@ use crate::spec::{
     DEFAULT_MODEL_TIMEOUT, DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, ModelSpec, OnCrash, Provider,
     RestartType, Strategy, SupervisionSpec, ToolKind, ToolSpec, TopologySpec,
 };
-use crate::spec::{Overlap, Tier};
+use crate::spec::{OnInterrupted, Overlap, Tier};
 use baton_core::FaultSpec;
 use baton_core::policy::Policy;
 
@@ -138,8 +139,8 @@ pub struct ModelDef {
 pub struct ScheduleDef {
     /// Its name.
     pub name: Arc<str>,
-    /// How often.
-    pub every: Duration,
+    /// When its runs start.
+    pub cadence: Cadence,
     /// The task of each run.
     pub task: String,
     /// Limits per run.
@@ -154,6 +155,8 @@ pub struct ScheduleDef {
     pub jitter: Duration,
     /// The spend circuit breaker, if any.
     pub breaker: Option<BreakerDef>,
+    /// What becomes of a run the process died in.
+    pub on_interrupted: OnInterrupted,
 }
 
 /// A loop's spend circuit breaker, resolved (see [`crate::BreakerSpec`]).
@@ -1329,17 +1332,84 @@ impl Validator<'_> {
         let mut out = Vec::new();
         for (name, s) in &spec.schedules {
             let at = |k: &'static str| [Seg::Key("schedules"), Seg::Key(name), Seg::Key(k)];
-            if s.every.is_zero() {
-                self.report(
-                    &at("every"),
-                    "`every` must be longer than zero".into(),
-                    None,
-                );
-            }
-            if s.jitter.is_some_and(|j| j >= s.every) {
+            let cadence = match (s.every, &s.cron) {
+                (Some(_), Some(_)) => {
+                    self.report(
+                        &at("cron"),
+                        "a schedule has `every` or `cron`, not both".into(),
+                        Some("keep the one that says when it should run".into()),
+                    );
+                    None
+                }
+                (None, None) => {
+                    self.report(
+                        &[Seg::Key("schedules"), Seg::Key(name)],
+                        "a schedule needs `every` or `cron`".into(),
+                        Some("e.g. `every: 5m`, or `cron: \"*/5 * * * *\"`".into()),
+                    );
+                    None
+                }
+                (Some(every), None) => {
+                    if every.is_zero() {
+                        self.report(
+                            &at("every"),
+                            "`every` must be longer than zero".into(),
+                            None,
+                        );
+                    }
+                    if s.timezone.is_some() {
+                        self.report(
+                            &at("timezone"),
+                            "`timezone` only applies to `cron`".into(),
+                            Some("`every` counts from the loop's start".into()),
+                        );
+                    }
+                    Some(Cadence::Every(every))
+                }
+                (None, Some(expr)) => match CronSchedule::parse(expr, s.timezone.as_deref()) {
+                    Ok(c) => Some(Cadence::Cron(c)),
+                    Err(e @ CadenceError::Zone { .. }) => {
+                        self.report(
+                            &at("timezone"),
+                            e.to_string(),
+                            Some("an IANA name such as `Europe/Paris` or `UTC`".into()),
+                        );
+                        None
+                    }
+                    Err(e @ CadenceError::Never(_)) => {
+                        self.report(
+                            &at("cron"),
+                            e.to_string(),
+                            Some(
+                                "no date has all its fields: check the day against the month"
+                                    .into(),
+                            ),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        self.report(
+                            &at("cron"),
+                            e.to_string(),
+                            Some(
+                                "five fields (minute hour day-of-month month day-of-week), \
+                                     or six with seconds first; e.g. `*/5 * * * *`"
+                                    .into(),
+                            ),
+                        );
+                        None
+                    }
+                },
+            };
+            if let (Some(j), Some(c)) = (s.jitter, &cadence)
+                && j >= c.min_gap()
+            {
                 self.report(
                     &at("jitter"),
-                    "`jitter` must be shorter than `every`".into(),
+                    format!(
+                        "`jitter` must be shorter than the time between runs ({})",
+                        baton_core::format_duration(c.min_gap())
+                    ),
                     Some("a jitter as long as the period would let runs pile up".into()),
                 );
             }
@@ -1381,7 +1451,7 @@ impl Validator<'_> {
             }
             out.push(ScheduleDef {
                 name: name.as_str().into(),
-                every: s.every,
+                cadence: cadence.unwrap_or(Cadence::Every(Duration::MAX)),
                 task: s.task.clone(),
                 budget: Budget {
                     max_cost: b.max_usd.map(|u| u.0),
@@ -1394,6 +1464,7 @@ impl Validator<'_> {
                 overlap: s.overlap.unwrap_or_default(),
                 jitter: s.jitter.unwrap_or_default(),
                 breaker: s.breaker.as_ref().map(|b| self.check_breaker(name, b)),
+                on_interrupted: s.on_interrupted.unwrap_or_default(),
             });
         }
         out

@@ -1,0 +1,52 @@
+//! Helpers shared by the facade's integration tests.
+// Each test crate uses its own subset.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// A fresh path in this test process's temp directory (removed if it was there).
+pub(crate) fn temp_path(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("baton-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let p = dir.join(name);
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// A temp file holding `body`.
+pub(crate) fn temp_file(name: &str, body: &str) -> PathBuf {
+    let p = temp_path(name);
+    std::fs::write(&p, body).expect("write temp file");
+    p
+}
+
+/// An example topology with absolute paths (its rules and fixtures), edited, to run from a temp
+/// file. Each replacement must be found.
+pub(crate) fn example(name: &str, replacements: &[(&str, &str)]) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/topologies");
+    let d = dir.to_str().expect("utf-8");
+    let mut body = std::fs::read_to_string(dir.join(name))
+        .expect("example")
+        .replace("rules: ", &format!("rules: {d}/"))
+        .replace("path: fixtures/", &format!("path: {d}/fixtures/"));
+    for (from, to) in replacements {
+        assert!(body.contains(from), "{name} has `{from}`");
+        body = body.replace(from, to);
+    }
+    body
+}
+
+/// The ops-loop example ticking in seconds instead of minutes (`every: 1m` → 1 s, the cron
+/// `* * * * *` → every second), as a temp file.
+pub(crate) fn fast_ops_loop() -> PathBuf {
+    temp_file(
+        "ops-loop.yaml",
+        &example(
+            "ops-loop.yaml",
+            &[
+                ("every: 1m", "every: 1s"),
+                ("cron: \"* * * * *\"", "cron: \"* * * * * *\""),
+            ],
+        ),
+    )
+}
