@@ -492,8 +492,10 @@ async fn run_loops(
             } else {
                 let limit = period_limit.map_or(String::new(), |l| format!(" of {}", usd(l)));
                 let resumed = resumes.map_or(String::new(), |n| format!(" (resumes run {n})"));
+                // The time it was due, UTC, to the second.
+                let at = tick.as_deref().and_then(|t| t.get(11..19)).unwrap_or("");
                 println!(
-                    "[{schedule}] run {run}{resumed}: {} · {} · today {}{limit} · {}",
+                    "{at} [{schedule}] run {run}{resumed}: {} · {} · today {}{limit} · {}",
                     report.outcome,
                     usd(NanoUsd(report.totals.cost_nanousd)),
                     usd(*period_spent),

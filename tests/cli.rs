@@ -591,6 +591,64 @@ mod run {
 mod examples {
     use super::*;
 
+    /// The MCP example: the agent reads the runbook through the real filesystem MCP server
+    /// (npm), and the server's `write_file` — destructive, since MCP does not mark it otherwise —
+    /// is denied by the policy in an unattended run: nothing is written, the denial is counted
+    /// and audited, and the model is told why.
+    #[test]
+    fn mcp_example_reads_through_a_real_server_and_the_policy_stops_its_write() {
+        if !common::mcp_servers_installed() {
+            return;
+        }
+        let trail = temp_path("mcp.audit.jsonl");
+        let trail_s = trail.to_str().expect("utf-8");
+        let (r, code) = json_report(&[
+            "run",
+            "examples/topologies/mcp.yaml",
+            "--task",
+            "checkout p99 doubled: what first?",
+            "--json",
+            "--audit",
+            trail_s,
+        ]);
+        assert_eq!(
+            (r["outcome"].as_str(), code),
+            (Some("completed"), 0),
+            "{r:#}"
+        );
+        let answer = r["answer"].as_str().expect("answer");
+        assert!(
+            answer.starts_with("First step from the runbook: Check the price cache hit rate")
+                && answer.ends_with("denied by policy, approval)."),
+            "{answer}"
+        );
+        assert!(
+            !Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/topologies/fixtures/incident.md")
+                .exists(),
+            "the denied write did not happen"
+        );
+        let audit = std::fs::read_to_string(&trail).expect("the trail");
+        let records: Vec<Value> = audit
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+        let text = audit.as_str();
+        assert!(
+            text.contains("files__read_text_file"),
+            "the read is audited"
+        );
+        assert!(
+            records
+                .iter()
+                .any(|r| r.to_string().contains("files__write_file")
+                    && r.to_string().contains("denied")),
+            "the denial is audited: {text}"
+        );
+        let verify = baton(&["audit", "verify", trail_s]);
+        assert!(verify.status.success(), "the trail verifies");
+    }
+
     /// Every example topology validates, draws, and runs to completion offline.
     #[test]
     fn every_example_topology_validates_renders_and_runs() {
@@ -621,6 +679,9 @@ mod examples {
                     out.status.success() && !out.stdout.is_empty(),
                     "{name} draws as {format}"
                 );
+            }
+            if name == "mcp.yaml" && !common::mcp_servers_installed() {
+                continue;
             }
             let (r, code) =
                 json_report(&["run", &file, "--task", "a task for the example", "--json"]);

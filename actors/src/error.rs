@@ -35,6 +35,10 @@ pub enum RuntimeError {
         /// ractor's error.
         message: String,
     },
+    /// Occurs when an MCP server of the topology cannot be started or reached, or lacks a tool
+    /// the topology names.
+    #[error(transparent)]
+    Mcp(#[from] baton_mcp::McpError),
     /// Occurs when the conductor has stopped and cannot take a task.
     #[error("the conductor is not running: {0}")]
     ConductorDown(String),

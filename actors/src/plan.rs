@@ -130,6 +130,49 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
+/// The tools of each MCP server of a topology, by server name.
+pub(crate) type McpTools = HashMap<Arc<str>, Vec<Arc<dyn Tool>>>;
+
+/// Starts (or reaches) every MCP server of the topology at once and lists their tools; a server
+/// that fails stops the start, naming it.
+pub(crate) async fn connect_mcp(topology: &Topology) -> Result<McpTools, RuntimeError> {
+    use baton_topologies::McpTransportDef;
+    let connecting = topology.mcp_servers().map(|s| {
+        let transport = match &s.transport {
+            McpTransportDef::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => baton_mcp::Transport::Stdio {
+                command: command.clone(),
+                args: args.clone(),
+                env: env.clone(),
+                cwd: cwd.clone(),
+            },
+            McpTransportDef::Http { url, headers } => baton_mcp::Transport::Http {
+                url: url.clone(),
+                headers: headers.clone(),
+            },
+        };
+        let mut config = baton_mcp::ServerConfig::new(&*s.name, transport);
+        config.allow = s.allow.clone();
+        config.effects = s.effects.clone();
+        config.effect = s.effect;
+        config.startup_timeout = s.startup_timeout;
+        config.max_restarts = s.max_restarts;
+        config.restart_window = s.restart_window;
+        let name = Arc::clone(&s.name);
+        async move {
+            let server = baton_mcp::McpServer::connect(config).await?;
+            Ok::<_, RuntimeError>((name, server.tools()))
+        }
+    });
+    futures::future::try_join_all(connecting)
+        .await
+        .map(|v| v.into_iter().collect())
+}
+
 /// The whole resolved topology.
 pub(crate) struct Plan {
     pub(crate) agents: Vec<Arc<AgentPlan>>,
@@ -173,6 +216,7 @@ impl Plan {
         topology: &Topology,
         mut custom_models: HashMap<String, Arc<dyn Model>>,
         mut custom_tools: HashMap<String, Arc<dyn Tool>>,
+        mcp: McpTools,
         observer: Option<Arc<dyn Observer>>,
         approver: Option<Arc<dyn crate::approval::Approver>>,
     ) -> Result<Plan, RuntimeError> {
@@ -247,6 +291,29 @@ impl Plan {
                 "tool `{name}` was registered in code but the topology declares no custom tool of that name"
             )));
         }
+        for server_tools in mcp.values() {
+            for t in server_tools {
+                tools.insert(Arc::from(t.name()), (Arc::clone(t), t.effect()));
+            }
+        }
+        // An agent's (or a role's) `tools:` entry naming an MCP server means all its tools.
+        let expand = |names: &mut dyn Iterator<Item = &str>| -> Vec<Arc<str>> {
+            let mut out = Vec::new();
+            for n in names {
+                match mcp.get(n) {
+                    Some(server_tools) => {
+                        out.extend(server_tools.iter().map(|t| Arc::from(t.name())));
+                    }
+                    None => out.push(Arc::from(n)),
+                }
+            }
+            out
+        };
+        let mut policy = topology.policy().clone();
+        for allowed in policy.roles.values_mut() {
+            let expanded = expand(&mut allowed.iter().map(String::as_str));
+            *allowed = expanded.iter().map(|t| t.to_string()).collect();
+        }
 
         let graph = topology.graph();
         let index_of: HashMap<NodeIndex, usize> = graph
@@ -293,17 +360,17 @@ impl Plan {
                     })
                 })
                 .collect::<Result<Vec<_>, RuntimeError>>()?;
-            let (agent_tools, tool_effects): (Vec<Arc<dyn Tool>>, Vec<baton_core::Effect>) = a
-                .tools
-                .iter()
-                .map(|t| {
-                    tools.get(t).cloned().ok_or_else(|| {
-                        RuntimeError::Registration(format!("tool `{t}` is not declared"))
+            let (agent_tools, tool_effects): (Vec<Arc<dyn Tool>>, Vec<baton_core::Effect>) =
+                expand(&mut a.tools.iter().map(|t| &**t))
+                    .iter()
+                    .map(|t| {
+                        tools.get(t).cloned().ok_or_else(|| {
+                            RuntimeError::Registration(format!("tool `{t}` is not declared"))
+                        })
                     })
-                })
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .unzip();
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .unzip();
             let children: Vec<(Arc<str>, usize)> = topology
                 .delegates(node)
                 .into_iter()
@@ -322,6 +389,20 @@ impl Plan {
                 [only] => Some(Arc::clone(&only.name)),
                 _ => None,
             };
+            let tool_metrics: Vec<ToolMetrics> = agent_tools
+                .iter()
+                .map(|t| t.name())
+                .map(|t| {
+                    let labels = [("agent", agent_label.clone()), ("tool", t.to_string())];
+                    ToolMetrics {
+                        calls: ["ok", "error", "timeout", "panic"].map(|o| {
+                            metrics::counter!("baton_tool_calls_total", "agent" => agent_label.clone(), "tool" => t.to_string(), "outcome" => o)
+                        }),
+                        duration: metrics::histogram!("baton_tool_duration_seconds", &labels[..]),
+                        cpu: metrics::histogram!("baton_tool_cpu_seconds", &labels[..]),
+                    }
+                })
+                .collect();
             agents.push(Arc::new(AgentPlan {
                 tool_effects,
                 role: a.role.clone(),
@@ -351,20 +432,7 @@ impl Plan {
                 refusals: metrics::counter!("baton_budget_refusals_total", "agent" => agent_label.clone()),
                 remaining: metrics::gauge!("baton_budget_remaining_usd", "agent" => agent_label.clone()),
                 running: metrics::gauge!("baton_agents_running", "agent" => agent_label.clone()),
-                tool_metrics: a
-                    .tools
-                    .iter()
-                    .map(|t| {
-                        let labels = [("agent", agent_label.clone()), ("tool", t.to_string())];
-                        ToolMetrics {
-                            calls: ["ok", "error", "timeout", "panic"].map(|o| {
-                                metrics::counter!("baton_tool_calls_total", "agent" => agent_label.clone(), "tool" => t.to_string(), "outcome" => o)
-                            }),
-                            duration: metrics::histogram!("baton_tool_duration_seconds", &labels[..]),
-                            cpu: metrics::histogram!("baton_tool_cpu_seconds", &labels[..]),
-                        }
-                    })
-                    .collect(),
+                tool_metrics,
                 steps: metrics::counter!("baton_agent_steps_total", "agent" => agent_label),
             }));
         }
@@ -376,7 +444,7 @@ impl Plan {
             observer,
             supervision: topology.supervision().clone(),
             gave_up: std::sync::OnceLock::new(),
-            policy: topology.policy().clone(),
+            policy,
             approver: approver.unwrap_or_else(|| Arc::new(crate::approval::Unattended)),
         })
     }

@@ -63,10 +63,12 @@ impl RuntimeBuilder {
             0 => None,
             _ => Some(Arc::new(crate::audit::Many(self.observers))),
         };
+        let mcp = crate::plan::connect_mcp(&self.topology).await?;
         let plan = Arc::new(Plan::build(
             &self.topology,
             self.models,
             self.tools,
+            mcp,
             observer,
             self.approver,
         )?);

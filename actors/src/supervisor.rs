@@ -281,8 +281,17 @@ mod tests {
             .expect("valid");
         let mut models: HashMap<String, Arc<dyn Model>> = HashMap::new();
         models.insert("m".into(), Arc::new(ScriptedModel::always("m", "ok")));
-        let plan =
-            Arc::new(Plan::build(&topology, models, HashMap::new(), None, None).expect("plan"));
+        let plan = Arc::new(
+            Plan::build(
+                &topology,
+                models,
+                HashMap::new(),
+                HashMap::new(),
+                None,
+                None,
+            )
+            .expect("plan"),
+        );
         let lead = plan
             .agents
             .iter()

@@ -13,6 +13,11 @@ use std::time::Duration;
 /// Every metric family Baton emits, with its kind and HELP text.
 pub const METRICS: &[(&str, &str, &str)] = &[
     (
+        "baton_mcp_restarts_total",
+        "counter",
+        "Restarts of MCP servers (stdio) whose session closed, by server.",
+    ),
+    (
         "baton_loop_runs_total",
         "counter",
         "Runs of standing loops, by schedule and outcome.",

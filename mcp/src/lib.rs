@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use baton_core::{Effect, Tool, ToolError};
+use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ContentBlock};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::ServiceExt;
 
 /// How a server is reached.
 #[derive(Clone, Debug)]
@@ -92,7 +92,7 @@ impl ServerConfig {
 #[non_exhaustive]
 pub enum McpError {
     /// The process could not be started.
-    #[error("MCP server `{server}`: cannot start `{command}`: {source}")]
+    #[error("MCP server `{server}`: cannot start `{command}`")]
     Spawn {
         /// The server.
         server: String,
@@ -262,12 +262,15 @@ impl McpServer {
                             source,
                         })?;
                     let pid = child.id();
-                    let session = ().serve(child).await.map_err(|e| {
-                        session_err(format!("the session did not initialise: {e}"))
-                    })?;
+                    let session = ()
+                        .serve(child)
+                        .await
+                        .map_err(|e| session_err(format!("the session did not initialise: {e}")))?;
                     Ok((session, pid))
                 }
                 Transport::Http { url, headers } => {
+                    // reqwest is built with rustls and no provider of its own: ring's, once.
+                    let _ = rustls::crypto::ring::default_provider().install_default();
                     let mut map = std::collections::HashMap::new();
                     for (k, v) in headers {
                         let value = expand(name, v)?;
@@ -290,10 +293,7 @@ impl McpServer {
         tokio::time::timeout(config.startup_timeout, started)
             .await
             .map_err(|_| {
-                session_err(format!(
-                    "did not start within {:?}",
-                    config.startup_timeout
-                ))
+                session_err(format!("did not start within {:?}", config.startup_timeout))
             })?
     }
 

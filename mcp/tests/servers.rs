@@ -74,7 +74,10 @@ async fn allow_list_effects_and_a_missing_tool() {
     let tools = server.tools();
     let names: Vec<&str> = tools.iter().map(|t| t.name()).collect();
     assert_eq!(names.len(), 2, "{names:?}");
-    let sum = tools.iter().find(|t| t.name() == "ev__get-sum").expect("sum");
+    let sum = tools
+        .iter()
+        .find(|t| t.name() == "ev__get-sum")
+        .expect("sum");
     assert_eq!(sum.effect(), Effect::Write, "the topology's effect wins");
     let out = sum.call(json!({"a": 2, "b": 40})).await.expect("adds");
     assert!(out.contains("42"), "{out}");
@@ -149,15 +152,24 @@ async fn a_killed_stdio_server_is_restarted_then_given_up() {
     kill(first);
     // Wait for the session to notice the closed pipe.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let out = echo.call(json!({"message": "again"})).await.expect("restarted");
+    let out = echo
+        .call(json!({"message": "again"}))
+        .await
+        .expect("restarted");
     assert!(out.contains("again"), "{out}");
     assert_eq!(server.restarts(), 1);
     let second = server.pid().await.expect("pid");
     assert_ne!(first, second, "a new process");
     kill(second);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let e = echo.call(json!({"message": "x"})).await.expect_err("given up");
-    assert!(e.to_string().contains("is down: it died more than 1 times"), "{e}");
+    let e = echo
+        .call(json!({"message": "x"}))
+        .await
+        .expect_err("given up");
+    assert!(
+        e.to_string().contains("is down: it died more than 1 times"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -195,7 +207,10 @@ async fn everything_over_streamable_http() {
         .iter()
         .find(|t| t.name() == "remote__echo")
         .expect("echo");
-    let out = echo.call(json!({"message": "over http"})).await.expect("echo");
+    let out = echo
+        .call(json!({"message": "over http"}))
+        .await
+        .expect("echo");
     assert!(out.contains("over http"), "{out}");
     let _ = child.kill().await;
 }

@@ -50,3 +50,19 @@ pub(crate) fn fast_ops_loop() -> PathBuf {
         ),
     )
 }
+
+/// Whether the reference MCP servers are installed (`npm ci --prefix tests/mcp`). When
+/// `BATON_REQUIRE_MCP` is set (CI), they must be.
+pub(crate) fn mcp_servers_installed() -> bool {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/node_modules/.bin");
+    let ok =
+        bin.join("mcp-server-filesystem").exists() && bin.join("mcp-server-everything").exists();
+    assert!(
+        ok || std::env::var_os("BATON_REQUIRE_MCP").is_none(),
+        "the MCP servers are not installed: run `npm ci --prefix tests/mcp`"
+    );
+    if !ok {
+        eprintln!("skipped: the MCP servers are not installed (npm ci --prefix tests/mcp)");
+    }
+    ok
+}

@@ -19,6 +19,7 @@ mod builder;
 mod cadence;
 mod error;
 mod locate;
+mod mcp;
 mod render;
 mod spec;
 mod topology;
@@ -26,11 +27,12 @@ mod topology;
 pub use builder::TopologyBuilder;
 pub use cadence::{Cadence, CadenceError, CronSchedule};
 pub use error::{Diagnostic, Severity, TopologyError, render_diagnostics};
+pub use mcp::{MCP_SEPARATOR, McpServerDef, McpTransportDef};
 pub use render::{to_dot, to_mermaid};
 pub use spec::{
     Activation, BreakerSpec, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MODEL_TIMEOUT,
-    DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, FreezeSpec, OnCrash, OnInterrupted, Overlap,
-    PolicySpec, RestartType, RetrySpec, ScheduleSpec, Strategy, SupervisionSpec, Tier,
+    DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, FreezeSpec, McpServerSpec, OnCrash, OnInterrupted,
+    Overlap, PolicySpec, RestartType, RetrySpec, ScheduleSpec, Strategy, SupervisionSpec, Tier,
 };
 pub use spec::{
     AgentSpec, BudgetSpec, DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_STEPS, ModelSpec, PriceSpec,

@@ -30,6 +30,10 @@ pub struct TopologySpec {
     /// Tools by name.
     #[serde(default)]
     pub tools: BTreeMap<String, ToolSpec>,
+    /// MCP servers by name: their tools are offered to the agents that list the server (all its
+    /// tools) or one of them (`<server>__<tool>`) under `tools:`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mcp_servers: BTreeMap<String, McpServerSpec>,
     /// Reusable agent settings, named; agents inherit them with `extends:`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub templates: BTreeMap<String, AgentSpec>,
@@ -540,6 +544,60 @@ pub enum ToolKind {
     RestartService,
     /// A tool implemented in code and registered with the runtime under this tool's name.
     Custom,
+}
+
+/// An MCP server: a program speaking MCP on stdio (`command`) or a streamable HTTP endpoint
+/// (`url`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerSpec {
+    /// The program to start (looked up on `PATH`, or a path relative to the topology file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Its arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Extra environment variables for it; secrets by reference (`${GITHUB_TOKEN}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Its working directory, relative to the topology file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    /// A streamable HTTP endpoint (`http://127.0.0.1:3001/mcp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Extra HTTP headers; credentials by reference (`Authorization: Bearer ${MCP_TOKEN}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// The server's tools to offer (default: all it lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// The effect of its tools (default: from each tool's MCP annotations; a tool that does not
+    /// say it is read-only or harmless counts as destructive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<baton_core::Effect>,
+    /// Effects of single tools, by the server's tool name (override `effect`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub effects: BTreeMap<String, baton_core::Effect>,
+    /// How long starting it and listing its tools may take (default `30s`).
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "baton_core::duration_schema")]
+    pub startup_timeout: Option<Duration>,
+    /// Restarts of a stdio server that died allowed within `restart_window` (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u32>,
+    /// The window of `max_restarts` (default `1m`).
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "baton_core::duration_schema")]
+    pub restart_window: Option<Duration>,
 }
 
 /// A tool declaration.

@@ -13,6 +13,7 @@ use petgraph::visit::EdgeRef;
 use crate::cadence::{Cadence, CadenceError, CronSchedule};
 use crate::error::{Diagnostic, Severity, TopologyError};
 use crate::locate::{Seg, locate, locate_toml};
+use crate::mcp::McpServerDef;
 use crate::spec::{
     Activation, AgentSpec, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MAX_STEPS,
     DEFAULT_MODEL_TIMEOUT, DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, ModelSpec, OnCrash, Provider,
@@ -228,6 +229,7 @@ pub struct Topology {
     text: Option<String>,
     policy: Policy,
     schedules: Vec<ScheduleDef>,
+    mcp_servers: BTreeMap<Arc<str>, McpServerDef>,
 }
 
 impl Topology {
@@ -326,6 +328,7 @@ impl Topology {
         let topo = v.check(&spec, base_dir);
         let policy = v.check_policy(&spec);
         let schedules = v.check_schedules(&spec);
+        let mcp_servers = v.check_mcp(&spec, base_dir);
         v.diagnostics
             .sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(0)));
         if v.diagnostics.iter().any(|d| d.severity == Severity::Error) || topo.is_none() {
@@ -360,7 +363,13 @@ impl Topology {
             text: text.map(str::to_string),
             policy,
             schedules,
+            mcp_servers,
         })
+    }
+
+    /// The MCP servers, by name.
+    pub fn mcp_servers(&self) -> impl Iterator<Item = &McpServerDef> {
+        self.mcp_servers.values()
     }
 
     /// The standing loops, in name order.
@@ -526,7 +535,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-struct Validator<'t> {
+pub(crate) struct Validator<'t> {
     text: Option<&'t str>,
     format: Format,
     diagnostics: Vec<Diagnostic>,
@@ -534,7 +543,7 @@ struct Validator<'t> {
 }
 
 impl Validator<'_> {
-    fn report(&mut self, segs: &[Seg<'_>], message: String, hint: Option<String>) {
+    pub(crate) fn report(&mut self, segs: &[Seg<'_>], message: String, hint: Option<String>) {
         let path = segs
             .iter()
             .map(|s| match s {
@@ -893,17 +902,25 @@ impl Validator<'_> {
                     "`delegate` is built in: every agent with children has it".into(),
                     Some("remove it from `tools:`; list the agents under `children:`".into()),
                 );
-            } else if !spec.tools.contains_key(t) {
-                self.report(
-                    &[
-                        Seg::Key(section),
-                        Seg::Key(name),
-                        Seg::Key("tools"),
-                        Seg::Item(t),
-                    ],
-                    format!("tool `{t}` is not declared under `tools:`"),
-                    did_you_mean(t, spec.tools.keys()),
-                );
+            } else if !spec.tools.contains_key(t) && !crate::mcp::resolves(spec, t) {
+                let at = [
+                    Seg::Key(section),
+                    Seg::Key(name),
+                    Seg::Key("tools"),
+                    Seg::Item(t),
+                ];
+                match crate::mcp::offered(spec, t) {
+                    Some((server, tool, offered)) => self.report(
+                        &at,
+                        format!("MCP server `{server}` does not offer `{tool}`"),
+                        Some(format!("its `tools:` offers: {}", offered.join(", "))),
+                    ),
+                    None => self.report(
+                        &at,
+                        format!("tool `{t}` is not declared under `tools:` or `mcp_servers:`"),
+                        did_you_mean(t, spec.tools.keys().chain(spec.mcp_servers.keys())),
+                    ),
+                }
             }
         }
         if section == "templates" && (!a.children.is_empty() || a.delegates.is_some()) {
@@ -1271,7 +1288,10 @@ impl Validator<'_> {
         let Some(p) = &spec.policy else { return out };
         for (role, tools) in &p.roles {
             for t in tools {
-                if t != DELEGATE_TOOL && !spec.tools.contains_key(t) {
+                if t != DELEGATE_TOOL
+                    && !spec.tools.contains_key(t)
+                    && !crate::mcp::resolves(spec, t)
+                {
                     self.report(
                         &[
                             Seg::Key("policy"),
@@ -1279,8 +1299,8 @@ impl Validator<'_> {
                             Seg::Key(role),
                             Seg::Item(t),
                         ],
-                        format!("role `{role}` allows `{t}`, which is not declared under `tools:`"),
-                        did_you_mean(t, spec.tools.keys()),
+                        format!("role `{role}` allows `{t}`, which is not declared under `tools:` or `mcp_servers:`"),
+                        did_you_mean(t, spec.tools.keys().chain(spec.mcp_servers.keys())),
                     );
                 }
             }
@@ -1645,7 +1665,10 @@ impl Validator<'_> {
 }
 
 /// `did you mean `x`?` for the closest name within two edits.
-fn did_you_mean<'a>(wrong: &str, names: impl Iterator<Item = &'a String>) -> Option<String> {
+pub(crate) fn did_you_mean<'a>(
+    wrong: &str,
+    names: impl Iterator<Item = &'a String>,
+) -> Option<String> {
     names
         .map(|n| (edit_distance(wrong, n), n))
         .filter(|(d, _)| *d <= 2)
