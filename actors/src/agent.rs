@@ -638,7 +638,39 @@ async fn run_tool(
             names.join(", ")
         )));
     };
-    let (tool, m, effect) = (&me.tools[i], &me.tool_metrics[i], me.tool_effects[i]);
+    let (tool, m, gate) = (&me.tools[i], &me.tool_metrics[i], &me.tool_gates[i]);
+    let effect = gate.effect;
+    // Arguments that do not fit the tool's schema never reach it (nor a human approver): the
+    // model is told what is wrong and can correct itself.
+    if let Some(v) = &gate.validator {
+        let empty = serde_json::json!({});
+        let args = if call.arguments.is_null() {
+            &empty
+        } else {
+            &call.arguments
+        };
+        let problems: Vec<String> = v
+            .iter_errors(args)
+            .take(5)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{at}: {e}")
+                }
+            })
+            .collect();
+        if !problems.is_empty() {
+            m.calls[4].increment(1);
+            return Ok(Some(format!(
+                "error: invalid arguments for `{}`: {}. Its parameters: {}",
+                call.name,
+                problems.join("; "),
+                tool.parameters()
+            )));
+        }
+    }
     // The harness decides, never the model: whatever the transcript says.
     match judge(plan, me, env, account, call, effect, dry_runs).await {
         Judged::Go => {}
@@ -692,13 +724,42 @@ async fn run_tool(
         ));
     }
     Ok(Some(match result {
-        Some(Ok(text)) => text,
+        Some(Ok(text)) => {
+            let (text, saved) = cap_output(text, gate.max_output_tokens);
+            if saved > 0 {
+                m.saved.increment(saved);
+            }
+            text
+        }
         Some(Err(e)) => format!("error: {e}"),
         None => format!(
             "error: tool `{}` did not finish before the deadline",
             call.name
         ),
     }))
+}
+
+/// Cuts a tool's output longer than `max_tokens` (about four characters a token): keeps the
+/// first three quarters of the allowance and the last quarter, with a marker saying what was cut.
+/// Returns the text and the tokens saved.
+pub(crate) fn cap_output(text: String, max_tokens: u32) -> (String, u64) {
+    let max_chars = (max_tokens as usize).saturating_mul(4);
+    let total = text.chars().count();
+    if total <= max_chars {
+        return (text, 0);
+    }
+    let head = max_chars * 3 / 4;
+    let tail = max_chars - head;
+    let cut = total - head - tail;
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(total - tail).collect();
+    let saved = (cut as u64).div_ceil(4);
+    (
+        format!(
+            "{start}\n[… {cut} characters (about {saved} tokens) cut by Baton: the output was longer than {max_tokens} tokens …]\n{end}"
+        ),
+        saved,
+    )
 }
 
 enum Judged {

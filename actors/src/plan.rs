@@ -51,8 +51,8 @@ pub(crate) struct AgentPlan {
     pub(crate) name: Arc<str>,
     pub(crate) ladder: Vec<Rung>,
     pub(crate) tools: Vec<Arc<dyn Tool>>,
-    /// The effect of each tool (same order as `tools`), as the topology or the tool says.
-    pub(crate) tool_effects: Vec<baton_core::Effect>,
+    /// What the harness checks around each tool (same order as `tools`).
+    pub(crate) tool_gates: Vec<Arc<ToolGate>>,
     /// Its role under the policy.
     pub(crate) role: Option<Arc<str>>,
     pub(crate) denials: Counter,
@@ -89,8 +89,45 @@ pub(crate) struct AgentPlan {
     pub(crate) tool_metrics: Vec<ToolMetrics>,
 }
 
+/// A tool with what the harness checks around it.
+type GatedTool = (Arc<dyn Tool>, Arc<ToolGate>);
+
+/// What the harness checks around a tool's calls, shared by the agents that have it.
+pub(crate) struct ToolGate {
+    /// Its effect, as the topology or the tool says.
+    pub(crate) effect: baton_core::Effect,
+    /// Its parameters' JSON schema, compiled: a model's arguments are checked before the call.
+    /// `None` when the tool's schema does not compile (then its arguments are not checked).
+    pub(crate) validator: Option<jsonschema::Validator>,
+    /// Output longer than this many tokens is cut before it re-enters the context.
+    pub(crate) max_output_tokens: u32,
+}
+
+impl ToolGate {
+    fn new(tool: &dyn Tool, effect: baton_core::Effect, max_output_tokens: u32) -> Arc<ToolGate> {
+        let validator = match jsonschema::validator_for(&tool.parameters()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(
+                    tool = tool.name(),
+                    "the tool's parameter schema does not compile ({e}): its arguments are not checked"
+                );
+                None
+            }
+        };
+        Arc::new(ToolGate {
+            effect,
+            validator,
+            max_output_tokens,
+        })
+    }
+}
+
 pub(crate) struct ToolMetrics {
-    pub(crate) calls: [Counter; 4],
+    /// By outcome: ok, error, timeout, panic, invalid (arguments refused before the call).
+    pub(crate) calls: [Counter; 5],
+    /// Tokens cut from long outputs.
+    pub(crate) saved: Counter,
     pub(crate) duration: Histogram,
     pub(crate) cpu: Histogram,
 }
@@ -254,7 +291,7 @@ impl Plan {
                 "model `{name}` was registered in code but the topology declares no custom model of that name"
             )));
         }
-        let mut tools: HashMap<Arc<str>, (Arc<dyn Tool>, baton_core::Effect)> = HashMap::new();
+        let mut tools: HashMap<Arc<str>, GatedTool> = HashMap::new();
         for t in topology.tools() {
             let path = t.path.clone().unwrap_or_default();
             let tool: Arc<dyn Tool> = match t.kind {
@@ -269,6 +306,12 @@ impl Plan {
                 ToolKind::Codeowners => Arc::new(Codeowners::new(&*t.name, path)),
                 ToolKind::RestartService => Arc::new(baton_core::tools::RestartService::new(&*t.name)),
                 ToolKind::Chaos => Arc::new(Chaos::new(&*t.name, t.faults.clone().unwrap_or_default())),
+                ToolKind::ReadFile => Arc::new(baton_core::tools::ReadFile::new(&*t.name, path)),
+                ToolKind::Shell => Arc::new(baton_core::tools::Shell::new(&*t.name, t.allow.clone(), t.timeout)),
+                ToolKind::HttpGet => Arc::new(
+                    baton_providers::tools::HttpGet::new(&*t.name, t.allow.clone(), t.timeout)
+                        .map_err(|e| RuntimeError::Registration(format!("tool `{}`: {e}", t.name)))?,
+                ),
                 ToolKind::Custom => custom_tools.remove(&*t.name).ok_or_else(|| {
                     RuntimeError::Registration(format!(
                         "tool `{}` is declared `kind: custom` but no implementation was registered (RuntimeBuilder::tool)",
@@ -284,16 +327,18 @@ impl Plan {
                 )));
             }
             let effect = t.effect.unwrap_or_else(|| tool.effect());
-            tools.insert(Arc::clone(&t.name), (tool, effect));
+            let gate = ToolGate::new(&*tool, effect, t.max_output_tokens);
+            tools.insert(Arc::clone(&t.name), (tool, gate));
         }
         if let Some(name) = custom_tools.keys().next() {
             return Err(RuntimeError::Registration(format!(
                 "tool `{name}` was registered in code but the topology declares no custom tool of that name"
             )));
         }
-        for server_tools in mcp.values() {
-            for t in server_tools {
-                tools.insert(Arc::from(t.name()), (Arc::clone(t), t.effect()));
+        for server in topology.mcp_servers() {
+            for t in mcp.get(&server.name).into_iter().flatten() {
+                let gate = ToolGate::new(&**t, t.effect(), server.max_output_tokens);
+                tools.insert(Arc::from(t.name()), (Arc::clone(t), gate));
             }
         }
         // An agent's (or a role's) `tools:` entry naming an MCP server means all its tools.
@@ -360,7 +405,7 @@ impl Plan {
                     })
                 })
                 .collect::<Result<Vec<_>, RuntimeError>>()?;
-            let (agent_tools, tool_effects): (Vec<Arc<dyn Tool>>, Vec<baton_core::Effect>) =
+            let (agent_tools, tool_gates): (Vec<Arc<dyn Tool>>, Vec<Arc<ToolGate>>) =
                 expand(&mut a.tools.iter().map(|t| &**t))
                     .iter()
                     .map(|t| {
@@ -395,7 +440,8 @@ impl Plan {
                 .map(|t| {
                     let labels = [("agent", agent_label.clone()), ("tool", t.to_string())];
                     ToolMetrics {
-                        calls: ["ok", "error", "timeout", "panic"].map(|o| {
+                        saved: metrics::counter!("baton_tool_output_tokens_saved_total", "agent" => agent_label.clone(), "tool" => t.to_string()),
+                        calls: ["ok", "error", "timeout", "panic", "invalid"].map(|o| {
                             metrics::counter!("baton_tool_calls_total", "agent" => agent_label.clone(), "tool" => t.to_string(), "outcome" => o)
                         }),
                         duration: metrics::histogram!("baton_tool_duration_seconds", &labels[..]),
@@ -404,7 +450,7 @@ impl Plan {
                 })
                 .collect();
             agents.push(Arc::new(AgentPlan {
-                tool_effects,
+                tool_gates,
                 role: a.role.clone(),
                 denials: metrics::counter!("baton_policy_denials_total", "agent" => agent_label.clone()),
                 top_price,

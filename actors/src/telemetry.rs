@@ -13,6 +13,11 @@ use std::time::Duration;
 /// Every metric family Baton emits, with its kind and HELP text.
 pub const METRICS: &[(&str, &str, &str)] = &[
     (
+        "baton_tool_output_tokens_saved_total",
+        "counter",
+        "Tokens of long tool output cut before it re-entered a model's context, by agent and tool.",
+    ),
+    (
         "baton_mcp_restarts_total",
         "counter",
         "Restarts of MCP servers (stdio) whose session closed, by server.",
@@ -80,7 +85,7 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     (
         "baton_tool_calls_total",
         "counter",
-        "Tool calls, by outcome (ok, error, timeout, panic).",
+        "Tool calls, by outcome (ok, error, timeout, panic, invalid: arguments refused by the schema).",
     ),
     (
         "baton_tool_duration_seconds",

@@ -1635,6 +1635,210 @@ mod policy {
     }
 }
 
+mod harness {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A tool that takes `{service: string, lines?: integer}` and prints that many long lines.
+    struct Logs(Arc<AtomicU32>);
+
+    #[async_trait]
+    impl Tool for Logs {
+        fn name(&self) -> &str {
+            "logs"
+        }
+        fn description(&self) -> &str {
+            "a service's recent log lines"
+        }
+        fn parameters(&self) -> serde_json::Value {
+            json!({
+                "type": "object",
+                "properties": {
+                    "service": {"type": "string"},
+                    "lines": {"type": "integer", "minimum": 1}
+                },
+                "required": ["service"],
+                "additionalProperties": false
+            })
+        }
+        async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let n = args["lines"].as_u64().unwrap_or(1);
+            Ok((0..n)
+                .map(|i| format!("line {i:05} {}", "x".repeat(90)))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+    }
+
+    /// Calls `logs` with the arguments of its step, then answers with what it last saw.
+    fn model(steps: Vec<serde_json::Value>) -> impl Model {
+        FnModel(move |r: &ModelRequest<'_>| {
+            let last = r
+                .messages
+                .last()
+                .map_or(String::new(), |m| m.content.clone());
+            Ok(match steps.get(r.step as usize - 1) {
+                Some(args) => call(r, "logs", args.clone()),
+                None => text(r, &last),
+            })
+        })
+    }
+
+    async fn run(steps: Vec<serde_json::Value>, cap: Option<u32>) -> (String, u32) {
+        let mut logs = ToolSpec::custom();
+        logs.max_output_tokens = cap;
+        let t = TopologyBuilder::new("t")
+            .model("m", dollar_per_mtok())
+            .tool("logs", logs)
+            .agent("ops", AgentSpec::new(["m"]).tools(["logs"]))
+            .build()
+            .expect("valid");
+        let calls = Arc::new(AtomicU32::new(0));
+        let rt = Runtime::builder(t)
+            .model("m", model(steps))
+            .tool(Logs(Arc::clone(&calls)))
+            .start()
+            .await
+            .expect("starts");
+        let run = rt
+            .submit("read the logs", Budget::UNLIMITED)
+            .await
+            .expect("answered");
+        rt.shutdown().await;
+        (run.result.text, calls.load(Ordering::SeqCst))
+    }
+
+    /// Arguments that do not fit the schema never reach the tool: the model is told what is
+    /// wrong, with the schema, and its corrected call runs.
+    #[tokio::test]
+    async fn invalid_arguments_are_an_observation_the_model_can_correct() {
+        let (seen, calls) = run(
+            vec![json!({"svc": "checkout", "lines": 0}), json!({})],
+            None,
+        )
+        .await;
+        assert_eq!(calls, 0, "the tool never ran");
+        assert!(
+            seen.starts_with("error: invalid arguments for `logs`: "),
+            "{seen}"
+        );
+        assert!(
+            seen.contains("\"service\" is a required property"),
+            "{seen}"
+        );
+        assert!(seen.contains("Its parameters: {"), "{seen}");
+        let (seen, calls) = run(
+            vec![
+                json!({"service": 7}),
+                json!({"service": "checkout", "lines": 2}),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(calls, 1, "only the corrected call ran");
+        assert!(seen.starts_with("line 00000"), "{seen}");
+    }
+
+    /// Long output is cut to the tool's allowance (head and tail kept) before the model sees
+    /// it, saying how much was cut.
+    #[tokio::test]
+    async fn long_output_is_cut_before_it_reenters_the_context() {
+        // 200 lines of 101 characters: about 5,050 tokens; the allowance is 100 tokens.
+        let (seen, _) = run(
+            vec![json!({"service": "checkout", "lines": 200})],
+            Some(100),
+        )
+        .await;
+        assert!(seen.starts_with("line 00000"), "the head is kept");
+        assert!(seen.ends_with(&"x".repeat(90)), "the tail is kept");
+        assert!(seen.contains(" 00199 "), "the end of the last line is kept");
+        assert!(
+            seen.contains("characters (about ") && seen.contains("cut by Baton"),
+            "{seen}"
+        );
+        assert!(seen.chars().count() < 400 + 200, "{}", seen.len());
+        let (short, _) = run(vec![json!({"service": "checkout", "lines": 2})], Some(100)).await;
+        assert!(!short.contains("cut by Baton"), "short output is untouched");
+    }
+}
+
+mod builtins {
+    use super::*;
+    use baton_topologies::{PolicySpec, ToolKind};
+
+    /// The built-in `read_file` and `shell` from a topology, under the policy: the model reads a
+    /// note inside the root, then echoes it — a destructive `shell` call that must first run as
+    /// a dry run with the same arguments.
+    #[tokio::test]
+    async fn read_file_and_shell_under_dry_run_first() {
+        let root = std::env::temp_dir().join(format!("baton-builtins-{}", std::process::id()));
+        std::fs::create_dir_all(&root).expect("root");
+        std::fs::write(root.join("note.txt"), "cache flushed").expect("note");
+        let mut read = ToolSpec::builtin(ToolKind::ReadFile, &root);
+        read.description = None;
+        let mut shell = ToolSpec::builtin(ToolKind::Shell, &root);
+        shell.path = None;
+        shell.allow = Some(vec!["echo".into()]);
+        let mut spec = TopologyBuilder::new("t")
+            .model("m", dollar_per_mtok())
+            .tool("read_file", read)
+            .tool("shell", shell)
+            .agent("ops", AgentSpec::new(["m"]).tools(["read_file", "shell"]))
+            .build()
+            .expect("valid")
+            .spec()
+            .clone();
+        spec.policy = Some(PolicySpec {
+            dry_run_first: Some(true),
+            ..PolicySpec::default()
+        });
+        let t = Topology::from_spec(spec, std::path::Path::new(".")).expect("valid");
+        let model = |dry_first: bool| {
+            FnModel(move |r: &ModelRequest<'_>| {
+                let last = r
+                    .messages
+                    .last()
+                    .map_or(String::new(), |m| m.content.clone());
+                let note = r
+                    .messages
+                    .iter()
+                    .find(|m| m.content == "cache flushed")
+                    .map(|m| m.content.clone())
+                    .unwrap_or_default();
+                let echo = |dry: bool| json!({"command": "echo", "args": [note], "dry_run": dry});
+                Ok(match (r.step, dry_first) {
+                    (1, _) => call(r, "read_file", json!({"path": "note.txt"})),
+                    (2, true) => call(r, "shell", echo(true)),
+                    (2, false) | (3, true) => call(r, "shell", echo(false)),
+                    _ => text(r, &last),
+                })
+            })
+        };
+        for (dry_first, expect) in [
+            (true, "cache flushed\n"),
+            (false, "denied by policy (dry_run_first)"),
+        ] {
+            let rt = Runtime::builder(t.clone())
+                .model("m", model(dry_first))
+                .start()
+                .await
+                .expect("starts");
+            let run = rt
+                .submit("flush and say so", Budget::UNLIMITED)
+                .await
+                .expect("answered");
+            rt.shutdown().await;
+            assert!(
+                run.result.text.starts_with(expect),
+                "dry run first: {dry_first}: {}",
+                run.result.text
+            );
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
+
 mod loops {
     use super::*;
     use baton_actors::{Event, LoopEvent, Observer};

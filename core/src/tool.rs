@@ -81,6 +81,31 @@ impl<T: Tool + ?Sized> Tool for std::sync::Arc<T> {
     }
 }
 
+/// The JSON schema of an arguments type, for [`Tool::parameters`]: generated from the Rust type
+/// (schemars), without the `$schema` and `title` keys models do not need.
+pub fn schema_for<T: schemars::JsonSchema>() -> serde_json::Value {
+    let mut v = serde_json::to_value(schemars::schema_for!(T))
+        .unwrap_or_else(|_| serde_json::json!({"type": "object"}));
+    if let Some(o) = v.as_object_mut() {
+        o.remove("$schema");
+        o.remove("title");
+    }
+    v
+}
+
+/// Reads a call's arguments into their Rust type.
+///
+/// # Errors
+/// [`ToolError::InvalidArguments`] saying what does not fit.
+pub fn parse_args<T: serde::de::DeserializeOwned>(args: serde_json::Value) -> Result<T, ToolError> {
+    let args = if args.is_null() {
+        serde_json::json!({})
+    } else {
+        args
+    };
+    serde_json::from_value(args).map_err(|e| ToolError::InvalidArguments(e.to_string()))
+}
+
 /// Reads a required string argument.
 ///
 /// # Errors

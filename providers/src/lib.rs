@@ -16,6 +16,7 @@ mod openai;
 mod secret;
 mod sse;
 mod tokens;
+pub mod tools;
 
 use std::time::Duration;
 

@@ -48,6 +48,8 @@ pub struct McpServerDef {
     pub effect: Option<baton_core::Effect>,
     /// Effects of single tools.
     pub effects: BTreeMap<String, baton_core::Effect>,
+    /// Output of its tools longer than this many tokens is cut.
+    pub max_output_tokens: u32,
     /// How long starting it may take.
     pub startup_timeout: Duration,
     /// Restarts allowed within `restart_window`.
@@ -118,6 +120,13 @@ impl Validator<'_> {
                     }
                 }
             }
+            if s.max_output_tokens == Some(0) {
+                self.report(
+                    &at("max_output_tokens"),
+                    "`max_output_tokens` must be more than zero".into(),
+                    None,
+                );
+            }
             if s.startup_timeout.is_some_and(|d| d.is_zero())
                 || s.restart_window.is_some_and(|d| d.is_zero())
             {
@@ -132,6 +141,9 @@ impl Validator<'_> {
                         allow: s.tools.clone(),
                         effect: s.effect,
                         effects: s.effects.clone(),
+                        max_output_tokens: s
+                            .max_output_tokens
+                            .unwrap_or(crate::spec::DEFAULT_TOOL_OUTPUT_TOKENS),
                         startup_timeout: s.startup_timeout.unwrap_or(Duration::from_secs(30)),
                         max_restarts: s.max_restarts.unwrap_or(3),
                         restart_window: s.restart_window.unwrap_or(Duration::from_secs(60)),

@@ -542,6 +542,14 @@ pub enum ToolKind {
     /// [`baton_core::tools::RestartService`]: a simulated, destructive service restart that
     /// honours `dry_run` (for examples and rehearsals of the policy).
     RestartService,
+    /// [`baton_core::tools::ReadFile`]: reads text files inside the folder `path`, nothing
+    /// outside it.
+    ReadFile,
+    /// [`baton_core::tools::Shell`]: runs the programs in `allow`, without a shell, with a
+    /// `timeout`; `dry_run` runs nothing. Destructive unless `effect` says otherwise.
+    Shell,
+    /// `baton_providers::tools::HttpGet`: GET from the hosts in `allow` only (redirects included).
+    HttpGet,
     /// A tool implemented in code and registered with the runtime under this tool's name.
     Custom,
 }
@@ -579,6 +587,9 @@ pub struct McpServerSpec {
     /// Effects of single tools, by the server's tool name (override `effect`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub effects: BTreeMap<String, baton_core::Effect>,
+    /// Output of its tools longer than this many tokens is cut (default 4000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u32>,
     /// How long starting it and listing its tools may take (default `30s`).
     #[serde(
         default,
@@ -600,6 +611,9 @@ pub struct McpServerSpec {
     pub restart_window: Option<Duration>,
 }
 
+/// What a tool's output may take of the context, in tokens, unless the topology says otherwise.
+pub const DEFAULT_TOOL_OUTPUT_TOKENS: u32 = 4000;
+
 /// A tool declaration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -618,6 +632,22 @@ pub struct ToolSpec {
     /// What a call can change (`read`, `write`, `destructive`); overrides the tool's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effect: Option<baton_core::Effect>,
+    /// Output longer than this many tokens (about four characters each) is cut before it
+    /// re-enters the context (default 4000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u32>,
+    /// For `shell`: the programs it may run; for `http_get`: the hosts it may fetch from
+    /// (`api.example.com`, `127.0.0.1:8080`, `*.internal.example`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<String>>,
+    /// For `shell` and `http_get`: how long one call may take (default `30s`).
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "baton_core::duration_schema")]
+    pub timeout: Option<Duration>,
 }
 
 impl ToolSpec {
@@ -629,6 +659,9 @@ impl ToolSpec {
             description: None,
             faults: None,
             effect: None,
+            max_output_tokens: None,
+            allow: None,
+            timeout: None,
         }
     }
 
@@ -640,6 +673,9 @@ impl ToolSpec {
             description: None,
             faults: None,
             effect: None,
+            max_output_tokens: None,
+            allow: None,
+            timeout: None,
         }
     }
 }

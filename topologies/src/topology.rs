@@ -208,6 +208,12 @@ pub struct ToolDef {
     pub faults: Option<FaultSpec>,
     /// An effect overriding the tool's own.
     pub effect: Option<baton_core::Effect>,
+    /// Output longer than this many tokens is cut.
+    pub max_output_tokens: u32,
+    /// For `shell`: the programs it may run; for `http_get`: the hosts.
+    pub allow: Vec<String>,
+    /// For `shell` and `http_get`: how long one call may take.
+    pub timeout: Duration,
 }
 
 /// A validated topology: agents in a petgraph graph with typed edges, and the models and tools they
@@ -1605,6 +1611,13 @@ impl Validator<'_> {
                     Some("choose another name".into()),
                 );
             }
+            if t.max_output_tokens == Some(0) {
+                self.report(
+                    &at("max_output_tokens"),
+                    "`max_output_tokens` must be more than zero".into(),
+                    None,
+                );
+            }
             if t.faults.is_some() && t.kind != ToolKind::Chaos {
                 self.report(
                     &at("faults"),
@@ -1613,10 +1626,57 @@ impl Validator<'_> {
                 );
             }
             self.check_faults(&[Seg::Key("tools"), Seg::Key(name)], t.faults.as_ref());
-            let path = match (t.kind, &t.path) {
-                (ToolKind::Custom | ToolKind::Chaos | ToolKind::RestartService, _) => {
-                    t.path.as_ref().map(|p| base.join(p))
+            let allows = matches!(t.kind, ToolKind::Shell | ToolKind::HttpGet);
+            match (&t.allow, allows) {
+                (Some(_), false) => self.report(
+                    &at("allow"),
+                    "`allow` applies to `shell` and `http_get` tools only".into(),
+                    None,
+                ),
+                (Some(a), true) if a.is_empty() || a.iter().any(|x| x.trim().is_empty()) => {
+                    self.report(
+                        &at("allow"),
+                        "`allow` must list at least one entry, none blank".into(),
+                        None,
+                    );
                 }
+                (None, true) => self.report(
+                    &[Seg::Key("tools"), Seg::Key(name)],
+                    format!(
+                        "`{name}` needs `allow:`, the {} it may use",
+                        if t.kind == ToolKind::Shell {
+                            "programs"
+                        } else {
+                            "hosts"
+                        }
+                    ),
+                    Some(
+                        if t.kind == ToolKind::Shell {
+                            "e.g. `allow: [uptime, df]`"
+                        } else {
+                            "e.g. `allow: [status.example.com]`"
+                        }
+                        .into(),
+                    ),
+                ),
+                _ => {}
+            }
+            if t.timeout.is_some_and(|d| d.is_zero()) {
+                self.report(
+                    &at("timeout"),
+                    "`timeout` must be longer than zero".into(),
+                    None,
+                );
+            }
+            let path = match (t.kind, &t.path) {
+                (
+                    ToolKind::Custom
+                    | ToolKind::Chaos
+                    | ToolKind::RestartService
+                    | ToolKind::Shell
+                    | ToolKind::HttpGet,
+                    _,
+                ) => t.path.as_ref().map(|p| base.join(p)),
                 (_, None) => {
                     self.report(
                         &at("kind"),
@@ -1627,17 +1687,10 @@ impl Validator<'_> {
                 }
                 (kind, Some(p)) => {
                     let p = base.join(p);
-                    let ok = if kind == ToolKind::MetricsSeries {
-                        p.is_dir()
-                    } else {
-                        p.is_file()
-                    };
+                    let folder = matches!(kind, ToolKind::MetricsSeries | ToolKind::ReadFile);
+                    let ok = if folder { p.is_dir() } else { p.is_file() };
                     if !ok {
-                        let what = if kind == ToolKind::MetricsSeries {
-                            "folder"
-                        } else {
-                            "file"
-                        };
+                        let what = if folder { "folder" } else { "file" };
                         self.report(
                             &at("path"),
                             format!("{what} `{}` not found", p.display()),
@@ -1657,6 +1710,11 @@ impl Validator<'_> {
                     description: t.description.clone(),
                     faults: t.faults.clone(),
                     effect: t.effect,
+                    max_output_tokens: t
+                        .max_output_tokens
+                        .unwrap_or(crate::spec::DEFAULT_TOOL_OUTPUT_TOKENS),
+                    allow: t.allow.clone().unwrap_or_default(),
+                    timeout: t.timeout.unwrap_or(Duration::from_secs(30)),
                 },
             );
         }

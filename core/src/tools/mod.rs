@@ -1,16 +1,22 @@
-//! Built-in tools for operations loops. Each reads only the file or folder it was declared with.
+//! Built-in tools for operations loops, each safe by default: the file tools read only the file or
+//! folder they were declared with; `shell` runs only allow-listed programs, without a shell.
+//! (`http_get`, which needs an HTTP client, is in baton-providers.)
 
 mod chaos;
 mod codeowners;
 mod log_search;
 mod metrics_series;
+mod read_file;
 mod restart_service;
+mod shell;
 
 pub use chaos::Chaos;
 pub use codeowners::Codeowners;
 pub use log_search::LogSearch;
 pub use metrics_series::MetricsSeries;
+pub use read_file::{ReadFile, ReadFileArgs};
 pub use restart_service::RestartService;
+pub use shell::{Shell, ShellArgs};
 
 use std::path::Path;
 
