@@ -13,6 +13,7 @@ macro_rules! println {
     }};
 }
 
+mod approvals;
 mod serve;
 
 use std::collections::HashMap;
@@ -61,6 +62,11 @@ enum Command {
         /// The state file.
         file: PathBuf,
     },
+    /// Answer the approval requests of a running `baton run --approvals-addr ADDR`.
+    Approvals {
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
     /// Audit trails.
     Audit {
         #[command(subcommand)]
@@ -73,6 +79,44 @@ enum Command {
         /// `dot` (Graphviz, the default) or `mermaid`.
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// List the requests (pending, answered, timed out).
+    List {
+        /// The endpoint (`baton run --approvals-addr`).
+        #[arg(long, env = "BATON_APPROVALS_ADDR")]
+        addr: std::net::SocketAddr,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve request ID.
+    Approve {
+        /// The request's id.
+        id: u64,
+        /// The endpoint (`baton run --approvals-addr`).
+        #[arg(long, env = "BATON_APPROVALS_ADDR")]
+        addr: std::net::SocketAddr,
+        /// Who approves (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Deny request ID.
+    Deny {
+        /// The request's id.
+        id: u64,
+        /// The endpoint (`baton run --approvals-addr`).
+        #[arg(long, env = "BATON_APPROVALS_ADDR")]
+        addr: std::net::SocketAddr,
+        /// Who denies (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// Why (the model is told).
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -148,6 +192,18 @@ fn main() -> ExitCode {
         }
         Command::Validate { files, format } => validate(&files, format),
         Command::State { file } => show_state(&file),
+        Command::Approvals { command } => match command {
+            ApprovalsCommand::List { addr, json } => approvals::list(addr, json),
+            ApprovalsCommand::Approve { id, addr, by } => {
+                approvals::answer(addr, id, true, by, None)
+            }
+            ApprovalsCommand::Deny {
+                id,
+                addr,
+                by,
+                reason,
+            } => approvals::answer(addr, id, false, by, reason),
+        },
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => {
@@ -289,7 +345,7 @@ fn show_state(file: &std::path::Path) -> ExitCode {
                 serde_json::json!({"schedule": name, "state": store.load(&name)?, "runs": runs}),
             );
         }
-        Ok(serde_json::json!({ "loops": loops }))
+        Ok(serde_json::json!({ "loops": loops, "approvals": store.approvals()? }))
     })();
     match shown {
         Ok(v) => {
@@ -330,6 +386,11 @@ struct RunOptions {
     /// Append the hash-chained audit trail of the run to this file (continuing its chain).
     #[arg(long, value_name = "FILE")]
     audit: Option<PathBuf>,
+    /// Queue destructive calls that need approval and serve the queue at http://ADDR/approvals
+    /// (answer with `baton approvals approve|deny ID --addr ADDR`); with --state, requests
+    /// survive a crash. Set BATON_APPROVALS_TOKEN to require a bearer token.
+    #[arg(long, value_name = "ADDR")]
+    approvals_addr: Option<std::net::SocketAddr>,
     /// Keep serving /metrics this long after the work ends (e.g. 30s), so a scraper sees the
     /// final values.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "metrics_addr")]
@@ -347,6 +408,7 @@ async fn run(o: RunOptions) -> ExitCode {
         audit,
         run_for,
         state,
+        approvals_addr,
     } = o;
     let mut topology = match Topology::from_path(&file) {
         Ok(t) => t,
@@ -394,13 +456,48 @@ async fn run(o: RunOptions) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    let code = match task {
-        Some(_) if state.is_some() => {
-            eprintln!("error: --state applies to standing loops (a run without --task)");
-            return ExitCode::from(EXIT_INVALID);
+    if task.is_some() && state.is_some() {
+        eprintln!("error: --state applies to standing loops (a run without --task)");
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let store = match state
+        .as_ref()
+        .map(baton::actors::LoopStore::open)
+        .transpose()
+    {
+        Ok(s) => s.map(std::sync::Arc::new),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
         }
-        Some(task) => run_inner(topology, task, json, audit).await,
-        None => run_loops(topology, json, audit, run_for, state).await,
+    };
+    let approvals = match approvals_addr {
+        None => None,
+        Some(addr) => {
+            let queue = match &store {
+                Some(s) => baton::actors::ApprovalQueue::durable(std::sync::Arc::clone(s)),
+                None => Ok(baton::actors::ApprovalQueue::new()),
+            };
+            let queue = match queue {
+                Ok(q) => std::sync::Arc::new(q),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match serve::serve_approvals(addr, std::sync::Arc::clone(&queue)).await {
+                Ok(bound) => eprintln!("approvals: http://{bound}/approvals"),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            }
+            Some(queue)
+        }
+    };
+    let code = match task {
+        Some(task) => run_inner(topology, task, json, audit, approvals).await,
+        None => run_loops(topology, json, audit, run_for, store, approvals).await,
     };
     let code = match code {
         Ok(report) => ExitCode::from(u8::try_from(report.outcome.exit_code()).unwrap_or(1)),
@@ -425,14 +522,14 @@ async fn run_loops(
     json: bool,
     audit: Option<baton::core::audit::AuditLog>,
     run_for: Option<std::time::Duration>,
-    state: Option<PathBuf>,
+    store: Option<std::sync::Arc<baton::actors::LoopStore>>,
+    approvals: Option<std::sync::Arc<baton::actors::ApprovalQueue>>,
 ) -> anyhow::Result<RunReport> {
     use baton::actors::LoopEvent;
-    let store = match &state {
-        Some(path) => Some(std::sync::Arc::new(baton::actors::LoopStore::open(path)?)),
-        None => None,
-    };
     let mut builder = Runtime::builder(topology.clone());
+    if let Some(q) = approvals {
+        builder = builder.approver(q);
+    }
     if let Some(log) = audit {
         builder = builder.observer(baton::actors::AuditObserver::new(log));
     }
@@ -606,12 +703,15 @@ async fn run_inner(
     task: String,
     json: bool,
     audit: Option<baton::core::audit::AuditLog>,
+    approvals: Option<std::sync::Arc<baton::actors::ApprovalQueue>>,
 ) -> anyhow::Result<RunReport> {
     let mut builder = Runtime::builder(topology.clone());
     if let Some(log) = audit {
         builder = builder.observer(baton::actors::AuditObserver::new(log));
     }
-    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+    if let Some(q) = approvals {
+        builder = builder.approver(q);
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         builder = builder.approver(TerminalApprover);
     }
     if !json {

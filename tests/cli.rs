@@ -484,6 +484,188 @@ mod run {
         }
     }
 
+    /// Starts `baton run ARGS` with its stdout as JSON lines.
+    fn spawn_json(args: &[&str]) -> (std::process::Child, impl Iterator<Item = Value> + use<>) {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starts");
+        let lines = std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .lines()
+            .map(|l| serde_json::from_str(&l.expect("utf-8")).expect("JSON line"));
+        (child, lines)
+    }
+
+    /// The approval requests a running `baton` lists (`baton approvals list --json`), polled
+    /// until `until` holds.
+    fn approvals_until(addr: &str, until: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let out = baton(&["approvals", "list", "--addr", addr, "--json"]);
+            let list: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("JSON"))
+                .collect();
+            if out.status.success() && until(&list) {
+                return list;
+            }
+            assert!(std::time::Instant::now() < deadline, "{list:?}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    fn free_addr() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    }
+
+    /// An approval request waiting when the process is killed is not forgotten: it is in the
+    /// state file; the restarted loop resumes the interrupted run (`on_interrupted: resume`),
+    /// whose identical call takes up the same request rather than asking again; approved over
+    /// the CLI, the call runs.
+    #[test]
+    fn a_pending_approval_survives_sigkill_and_is_taken_up_by_the_resumed_run() {
+        let rules = temp_file(
+            "approve.rules.yaml",
+            "rules:\n  - { agent: ops, step: 1, reply: { tool_calls: [ { name: restart, args: { service: checkout-api } } ] } }\n  - { agent: ops, reply: { text: \"done: {{last}}\" } }\n",
+        );
+        let topo = temp_file(
+            "approve.yaml",
+            &format!(
+                "models:\n  m: {{ provider: scripted, rules: {}, price: {{ input: 1, output: 2 }} }}\n\
+                 tools:\n  restart: {{ kind: restart_service }}\n\
+                 policy: {{ approval: true, approval_timeout: 10m }}\n\
+                 agents:\n  ops: {{ models: [m], tools: [restart] }}\n\
+                 schedules:\n  fix:\n    every: 1h\n    task: restart checkout\n    on_interrupted: resume\n",
+                rules.display()
+            ),
+        );
+        let state = temp_path("approve.redb");
+        let (topo, state) = (
+            topo.to_str().expect("utf-8"),
+            state.to_str().expect("utf-8"),
+        );
+        let addr = free_addr();
+        let args = [
+            "run",
+            topo,
+            "--json",
+            "--state",
+            state,
+            "--approvals-addr",
+            &addr,
+        ];
+        let (mut child, _) = spawn_json(&args);
+        let before = approvals_until(&addr, |l| l.len() == 1);
+        assert_eq!(before[0]["state"], "pending");
+        assert_eq!(before[0]["tool"], "restart");
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+
+        let shown: Value =
+            serde_json::from_slice(&baton(&["state", state]).stdout).expect("state JSON");
+        assert_eq!(shown["approvals"][0]["state"], "pending", "{shown:#}");
+
+        let addr = free_addr();
+        let args = [
+            "run",
+            topo,
+            "--json",
+            "--state",
+            state,
+            "--approvals-addr",
+            &addr,
+        ];
+        let (mut child, mut lines) = spawn_json(&args);
+        let resumed = lines.next().expect("a line");
+        assert_eq!(resumed["resumed"]["interrupted"], serde_json::json!([1]));
+        let during = approvals_until(&addr, |l| l.first().is_some_and(|r| r["orphaned"] == true));
+        assert_eq!(during.len(), 1, "taken up, not asked again: {during:?}");
+        let out = baton(&[
+            "approvals",
+            "approve",
+            "1",
+            "--addr",
+            &addr,
+            "--by",
+            "alice",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (id, says) in [("99", "404"), ("1", "409")] {
+            let out = baton(&["approvals", "deny", id, "--addr", &addr]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success() && err.contains(says), "{id}: {err}");
+        }
+        let run = lines.next().expect("the resumed run");
+        assert_eq!((u(&run["run"]), u(&run["resumes"])), (2, 1), "{run}");
+        assert_eq!(run["report"]["outcome"], "completed", "{run}");
+        let answer = run["report"]["answer"].as_str().expect("answer");
+        assert!(answer.contains("restarted checkout-api"), "{answer}");
+        child.kill().expect("stop");
+        let _ = child.wait();
+        let shown: Value =
+            serde_json::from_slice(&baton(&["state", state]).stdout).expect("state JSON");
+        let a = &shown["approvals"][0];
+        assert_eq!(
+            (&a["state"], &a["by"], &a["used"]),
+            (
+                &Value::from("approved"),
+                &Value::from("alice"),
+                &Value::from(true)
+            ),
+            "{shown:#}"
+        );
+        assert_eq!(shown["approvals"].as_array().map(Vec::len), Some(1));
+    }
+
+    /// An open spend breaker survives SIGKILL: the restarted loop stays paused.
+    #[test]
+    fn an_open_breaker_survives_sigkill() {
+        let body = example(
+            "latency-watch.yaml",
+            &[
+                ("every: 2s", "every: 300ms"),
+                (
+                    "breaker: { window: 1h, max_usd: 0.01, spike: 5, cool_down: 15m }",
+                    "breaker: { window: 1h, max_usd: 0.000001, cool_down: 15m }",
+                ),
+            ],
+        );
+        let topo = temp_file("breaker-kill.yaml", &body);
+        let state = temp_path("breaker-kill.redb");
+        let (topo, state) = (
+            topo.to_str().expect("utf-8"),
+            state.to_str().expect("utf-8"),
+        );
+        let (mut child, mut lines) = spawn_json(&["run", topo, "--json", "--state", state]);
+        let opened = lines
+            .find(|l| l.get("breaker").is_some())
+            .expect("the breaker opens after the first run");
+        assert_eq!(opened["breaker"], "open");
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        let lines = json_lines(&["run", topo, "--json", "--state", state, "--for", "1s"]);
+        assert!(
+            lines.iter().all(|l| l.get("run").is_none()),
+            "no run while the breaker is open: {lines:?}"
+        );
+        let summary = lines.last().expect("the summary");
+        let paused = u(&summary["loops"][0]["paused"]);
+        assert!(paused >= 2, "ticks were paused, not run: {summary}");
+        let shown: Value = serde_json::from_slice(&baton(&["state", state]).stdout).expect("JSON");
+        assert_eq!(
+            shown["loops"][0]["state"]["breaker"][0], "open",
+            "{shown:#}"
+        );
+    }
+
     /// SIGKILL in the middle of a run, then a restart on the same state file: the day's spend
     /// continues (the interrupted run charged its worst case), run numbers continue, and the
     /// interrupted run is recorded as such.

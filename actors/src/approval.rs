@@ -34,6 +34,13 @@ pub trait Approver: Send + Sync + 'static {
     async fn decide(&self, request: &ApprovalRequest) -> ApprovalDecision;
 }
 
+#[async_trait]
+impl<T: Approver + ?Sized> Approver for std::sync::Arc<T> {
+    async fn decide(&self, request: &ApprovalRequest) -> ApprovalDecision {
+        (**self).decide(request).await
+    }
+}
+
 /// The approver of a runtime nobody attends.
 pub(crate) struct Unattended;
 
@@ -44,5 +51,316 @@ impl Approver for Unattended {
             "no terminal and no approval endpoint: denied at once (unattended runs never wait)"
                 .into(),
         )
+    }
+}
+
+/// Where an approval request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    /// Waiting for a human.
+    Pending,
+    /// Approved.
+    Approved,
+    /// Denied.
+    Denied,
+    /// Not answered within the policy's `approval_timeout` (a denial).
+    TimedOut,
+}
+
+/// An approval request as the queue (and the state file) keeps it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ApprovalRecord {
+    /// Its id, from 1, unique in the state file.
+    pub id: u64,
+    /// The agent that wants to call the tool.
+    pub agent: String,
+    /// Its task.
+    pub task: u64,
+    /// The tool.
+    pub tool: String,
+    /// The arguments.
+    pub arguments: serde_json::Value,
+    /// When it was asked (Unix milliseconds).
+    pub requested_ms: u64,
+    /// Where it stands.
+    pub state: ApprovalState,
+    /// Who answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Why (for a denial).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When it was answered (Unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_ms: Option<u64>,
+    /// The process that asked died while it waited: its task is gone. An answer still counts:
+    /// it is given to the same agent's next call of the same tool with the same arguments.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub orphaned: bool,
+    /// The decision was given to a call (an orphaned request's, to a later one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub used: bool,
+}
+
+/// Why an answer was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AnswerError {
+    /// No request has that id.
+    #[error("no approval request #{0}")]
+    NotFound(u64),
+    /// It was answered already (or timed out).
+    #[error("approval request #{id} is already {state:?}")]
+    AlreadyDecided {
+        /// The request.
+        id: u64,
+        /// Where it stands.
+        state: ApprovalState,
+    },
+}
+
+/// A headless approver: requests wait in a queue, are listed and answered by id (over HTTP, see
+/// the CLI's `--approvals-addr`, or in code), and — with a state file — are written down before
+/// anyone sees them, so a crash forgets none: at the next start, a request whose asker died is
+/// kept `orphaned`; answered, its decision goes to the same agent's next identical call (a
+/// resumed run asks again), and a still-pending one is taken up by that call instead of a new one.
+pub struct ApprovalQueue {
+    state: std::sync::Mutex<QueueState>,
+    store: Option<std::sync::Arc<crate::store::LoopStore>>,
+}
+
+struct QueueState {
+    records: std::collections::BTreeMap<u64, ApprovalRecord>,
+    waiters: std::collections::HashMap<u64, tokio::sync::oneshot::Sender<ApprovalDecision>>,
+    next: u64,
+}
+
+impl std::fmt::Debug for ApprovalQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApprovalQueue").finish_non_exhaustive()
+    }
+}
+
+impl ApprovalQueue {
+    /// A queue in memory only.
+    pub fn new() -> ApprovalQueue {
+        ApprovalQueue {
+            state: std::sync::Mutex::new(QueueState {
+                records: std::collections::BTreeMap::new(),
+                waiters: std::collections::HashMap::new(),
+                next: 1,
+            }),
+            store: None,
+        }
+    }
+
+    /// A queue kept in `store`: the requests found there are taken up, those still pending
+    /// marked orphaned (their asker died with the process).
+    ///
+    /// # Errors
+    /// When the state file cannot be read or written.
+    pub fn durable(
+        store: std::sync::Arc<crate::store::LoopStore>,
+    ) -> Result<ApprovalQueue, crate::store::StoreError> {
+        let mut records = std::collections::BTreeMap::new();
+        for mut r in store.approvals()? {
+            if r.state == ApprovalState::Pending && !r.orphaned {
+                r.orphaned = true;
+                store.save_approval(&r)?;
+            }
+            records.insert(r.id, r);
+        }
+        let next = records.keys().next_back().map_or(1, |k| k + 1);
+        Ok(ApprovalQueue {
+            state: std::sync::Mutex::new(QueueState {
+                records,
+                waiters: std::collections::HashMap::new(),
+                next,
+            }),
+            store: Some(store),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn persist(&self, r: &ApprovalRecord) {
+        if let Some(s) = &self.store
+            && let Err(e) = s.save_approval(r)
+        {
+            tracing::error!("{e}");
+        }
+    }
+
+    /// Every request, oldest first.
+    pub fn list(&self) -> Vec<ApprovalRecord> {
+        self.lock().records.values().cloned().collect()
+    }
+
+    /// Answers request `id`: approves it, or denies it with `reason`.
+    ///
+    /// # Errors
+    /// [`AnswerError`] when there is no such request or it was answered already.
+    pub fn answer(
+        &self,
+        id: u64,
+        approve: bool,
+        by: Option<String>,
+        reason: Option<String>,
+    ) -> Result<ApprovalRecord, AnswerError> {
+        let mut st = self.lock();
+        let r = st.records.get_mut(&id).ok_or(AnswerError::NotFound(id))?;
+        if r.state != ApprovalState::Pending {
+            return Err(AnswerError::AlreadyDecided { id, state: r.state });
+        }
+        r.state = if approve {
+            ApprovalState::Approved
+        } else {
+            ApprovalState::Denied
+        };
+        r.by = by;
+        r.reason = reason;
+        r.decided_ms = Some(crate::store::now_ms());
+        let decision = decision_of(r);
+        let mut record = r.clone();
+        if let Some(tx) = st.waiters.remove(&id)
+            && tx.send(decision).is_ok()
+        {
+            record.used = true;
+            if let Some(r) = st.records.get_mut(&id) {
+                r.used = true;
+            }
+        }
+        drop(st);
+        self.persist(&record);
+        Ok(record)
+    }
+
+    /// Marks request `id` timed out, unless it was answered meanwhile.
+    fn expire(&self, id: u64) {
+        let mut st = self.lock();
+        st.waiters.remove(&id);
+        let Some(r) = st.records.get_mut(&id) else {
+            return;
+        };
+        if r.state == ApprovalState::Pending {
+            r.state = ApprovalState::TimedOut;
+            r.decided_ms = Some(crate::store::now_ms());
+            let record = r.clone();
+            drop(st);
+            self.persist(&record);
+        }
+    }
+}
+
+impl Default for ApprovalQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn decision_of(r: &ApprovalRecord) -> ApprovalDecision {
+    match r.state {
+        ApprovalState::Approved => ApprovalDecision::Approved,
+        _ => ApprovalDecision::Denied(match (&r.by, &r.reason) {
+            (Some(by), Some(why)) => format!("denied by {by} (request #{}): {why}", r.id),
+            (Some(by), None) => format!("denied by {by} (request #{})", r.id),
+            (None, Some(why)) => format!("denied (request #{}): {why}", r.id),
+            (None, None) => format!("denied (request #{})", r.id),
+        }),
+    }
+}
+
+/// Marks a request timed out when the call stops waiting for it (the policy's timeout, or the
+/// task's cancellation), unless it was answered.
+struct Expire<'q>(&'q ApprovalQueue, u64);
+
+impl Drop for Expire<'_> {
+    fn drop(&mut self) {
+        self.0.expire(self.1);
+    }
+}
+
+#[async_trait]
+impl Approver for ApprovalQueue {
+    async fn decide(&self, request: &ApprovalRequest) -> ApprovalDecision {
+        let same = |r: &ApprovalRecord| {
+            r.orphaned
+                && !r.used
+                && r.agent == request.agent
+                && r.tool == request.tool
+                && r.arguments == request.arguments
+        };
+        let (id, rx, fresh) = {
+            let mut st = self.lock();
+            // An answer given to an orphaned request goes to this call.
+            if let Some(r) = st.records.values_mut().find(|r| {
+                same(r) && matches!(r.state, ApprovalState::Approved | ApprovalState::Denied)
+            }) {
+                r.used = true;
+                let (record, decision) = (r.clone(), decision_of(r));
+                drop(st);
+                self.persist(&record);
+                tracing::info!(
+                    id = record.id,
+                    "an answer given after a restart decides this call"
+                );
+                return decision;
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            // A pending orphaned request is taken up rather than asked again.
+            let taken = st
+                .records
+                .values_mut()
+                .find(|r| same(r) && r.state == ApprovalState::Pending)
+                .map(|r| {
+                    r.task = request.task;
+                    r.id
+                });
+            let (id, fresh) = match taken {
+                Some(id) => (id, None),
+                None => {
+                    let id = st.next;
+                    st.next += 1;
+                    let record = ApprovalRecord {
+                        id,
+                        agent: request.agent.clone(),
+                        task: request.task,
+                        tool: request.tool.clone(),
+                        arguments: request.arguments.clone(),
+                        requested_ms: crate::store::now_ms(),
+                        state: ApprovalState::Pending,
+                        by: None,
+                        reason: None,
+                        decided_ms: None,
+                        orphaned: false,
+                        used: false,
+                    };
+                    st.records.insert(id, record.clone());
+                    (id, Some(record))
+                }
+            };
+            st.waiters.insert(id, tx);
+            (id, rx, fresh)
+        };
+        if let Some(r) = &fresh {
+            self.persist(r);
+        }
+        tracing::warn!(
+            id,
+            agent = %request.agent,
+            tool = %request.tool,
+            arguments = %request.arguments,
+            "approval request #{id} is waiting (answer it: baton approvals approve|deny {id} --addr ADDR)"
+        );
+        let expire = Expire(self, id);
+        let decision = rx.await.unwrap_or_else(|_| {
+            ApprovalDecision::Denied(format!("approval request #{id} was dropped"))
+        });
+        drop(expire);
+        decision
     }
 }

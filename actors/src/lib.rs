@@ -23,7 +23,10 @@ mod supervisor;
 mod telemetry;
 
 pub use agent::TaskResult;
-pub use approval::{ApprovalDecision, ApprovalRequest, Approver};
+pub use approval::{
+    AnswerError, ApprovalDecision, ApprovalQueue, ApprovalRecord, ApprovalRequest, ApprovalState,
+    Approver,
+};
 pub use audit::AuditObserver;
 pub use breaker::BreakerState;
 pub use error::RuntimeError;

@@ -4,6 +4,7 @@
 //! loop's spend, so a process killed at any point loses neither a recorded outcome nor the
 //! period's spend: at the next start, runs still `running` are recorded `interrupted` and charged
 //! their per-run cost limit (the most they could have spent), and the loop continues its period.
+//! The same file keeps approval requests ([`ApprovalRecord`]), so that none is forgotten in a crash.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,10 +12,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::approval::ApprovalRecord;
 use crate::breaker::BreakerState;
 
 const LOOPS: TableDefinition<&str, &[u8]> = TableDefinition::new("loops");
 const RUNS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("runs");
+const APPROVALS: TableDefinition<u64, &[u8]> = TableDefinition::new("approvals");
 
 /// A failure of the state store, with the file it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +150,34 @@ impl LoopStore {
             out.push((k.value().1, rec));
         }
         Ok(out)
+    }
+
+    /// Every approval request recorded, by id.
+    pub fn approvals(&self) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match tx.open_table(APPROVALS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| self.err(e))? {
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            out.push(serde_json::from_slice(v.value()).map_err(|e| self.json_err(e))?);
+        }
+        Ok(out)
+    }
+
+    /// Writes one approval request's record (committed before the request is shown to anyone).
+    pub fn save_approval(&self, record: &ApprovalRecord) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(APPROVALS).map_err(|e| self.err(e))?;
+            let bytes = serde_json::to_vec(record).map_err(|e| self.json_err(e))?;
+            t.insert(record.id, bytes.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
     }
 
     /// Writes the loop's state and, if given, one run's record, in one transaction.

@@ -1526,6 +1526,59 @@ mod policy {
         (run.result.text, lines)
     }
 
+    /// The approval queue: a request waits until it is answered by id; a denial's reason and
+    /// who gave it reach the model; an unanswered one times out and is recorded so.
+    #[tokio::test]
+    async fn the_approval_queue_is_answered_by_id_or_times_out() {
+        use baton_actors::{ApprovalQueue, ApprovalState};
+        for (answer, expect) in [
+            (Some(true), "restarted checkout-api"),
+            (
+                Some(false),
+                "denied by policy (approval): denied by bob (request #1): not now",
+            ),
+            (None, "denied by policy (approval): no answer within"),
+        ] {
+            let queue = Arc::new(ApprovalQueue::new());
+            let q = Arc::clone(&queue);
+            let answering = tokio::spawn(async move {
+                let Some(approve) = answer else { return };
+                while q.list().is_empty() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let r = q
+                    .answer(1, approve, Some("bob".into()), Some("not now".into()))
+                    .expect("answered");
+                assert!(r.used, "delivered to the waiting call");
+                let again = q.answer(1, true, None, None).expect_err("twice");
+                assert!(again.to_string().contains("already"), "{again}");
+            });
+            let rt = Runtime::builder(topology(guarded(), None))
+                .model("m", model(false))
+                .tool(Read)
+                .approver(Arc::clone(&queue))
+                .start()
+                .await
+                .expect("starts");
+            let run = rt
+                .submit("restart checkout", Budget::UNLIMITED)
+                .await
+                .expect("answered");
+            rt.shutdown().await;
+            answering.await.expect("answerer");
+            assert!(run.result.text.starts_with(expect), "{}", run.result.text);
+            let records = queue.list();
+            assert_eq!(records.len(), 1);
+            let state = match answer {
+                Some(true) => ApprovalState::Approved,
+                Some(false) => ApprovalState::Denied,
+                None => ApprovalState::TimedOut,
+            };
+            assert_eq!(records[0].state, state);
+            assert_eq!(records[0].tool, "restart");
+        }
+    }
+
     fn guarded() -> PolicySpec {
         PolicySpec {
             dry_run_first: Some(true),
