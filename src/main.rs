@@ -386,6 +386,10 @@ struct RunOptions {
     /// Append the hash-chained audit trail of the run to this file (continuing its chain).
     #[arg(long, value_name = "FILE")]
     audit: Option<PathBuf>,
+    /// On stop (--for, Ctrl-C, SIGTERM), how long runs in flight may go on before they are
+    /// cancelled (default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    grace: Option<std::time::Duration>,
     /// Queue destructive calls that need approval and serve the queue at http://ADDR/approvals
     /// (answer with `baton approvals approve|deny ID --addr ADDR`); with --state, requests
     /// survive a crash. Set BATON_APPROVALS_TOKEN to require a bearer token.
@@ -409,6 +413,7 @@ async fn run(o: RunOptions) -> ExitCode {
         run_for,
         state,
         approvals_addr,
+        grace,
     } = o;
     let mut topology = match Topology::from_path(&file) {
         Ok(t) => t,
@@ -497,7 +502,10 @@ async fn run(o: RunOptions) -> ExitCode {
     };
     let code = match task {
         Some(task) => run_inner(topology, task, json, audit, approvals).await,
-        None => run_loops(topology, json, audit, run_for, store, approvals).await,
+        None => {
+            let grace = grace.unwrap_or(std::time::Duration::from_secs(30));
+            run_loops(topology, json, audit, (run_for, grace), store, approvals).await
+        }
     };
     let code = match code {
         Ok(report) => ExitCode::from(u8::try_from(report.outcome.exit_code()).unwrap_or(1)),
@@ -521,7 +529,7 @@ async fn run_loops(
     topology: Topology,
     json: bool,
     audit: Option<baton::core::audit::AuditLog>,
-    run_for: Option<std::time::Duration>,
+    (run_for, grace): (Option<std::time::Duration>, std::time::Duration),
     store: Option<std::sync::Arc<baton::actors::LoopStore>>,
     approvals: Option<std::sync::Arc<baton::actors::ApprovalQueue>>,
 ) -> anyhow::Result<RunReport> {
@@ -565,7 +573,6 @@ async fn run_loops(
             None => interrupt.await,
         }
     };
-    let grace = std::time::Duration::from_secs(30);
     let on_event = move |e: &LoopEvent| match e {
         LoopEvent::Ran {
             schedule,

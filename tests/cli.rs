@@ -625,6 +625,38 @@ mod run {
         assert_eq!(shown["approvals"].as_array().map(Vec::len), Some(1));
     }
 
+    /// `--grace`: on stop, a run in flight gets that long, then is cancelled — and still ends
+    /// with one recorded outcome.
+    #[test]
+    fn grace_bounds_how_long_a_stopping_loop_waits() {
+        let body = example(
+            "latency-watch.yaml",
+            &[(
+                "max_output_tokens: 128",
+                "max_output_tokens: 128\n    latency: 10s",
+            )],
+        );
+        let topo = temp_file("grace.yaml", &body);
+        let started = std::time::Instant::now();
+        let lines = json_lines(&[
+            "run",
+            topo.to_str().expect("utf-8"),
+            "--json",
+            "--for",
+            "200ms",
+            "--grace",
+            "300ms",
+        ]);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(8),
+            "it did not wait for the 10 s call: {:?}",
+            started.elapsed()
+        );
+        let runs: Vec<&Value> = lines.iter().filter(|l| l.get("run").is_some()).collect();
+        assert_eq!(runs.len(), 1, "{lines:?}");
+        assert_eq!(runs[0]["report"]["outcome"], "cancelled", "{lines:?}");
+    }
+
     /// An open spend breaker survives SIGKILL: the restarted loop stays paused.
     #[test]
     fn an_open_breaker_survives_sigkill() {

@@ -693,10 +693,10 @@ async fn run_tool(
     let result = tokio::select! {
         biased;
         r = async {
-            match env.deadline {
-                Some(d) => tokio::time::timeout_at(d, run).await.ok(),
-                None => Some(run.await),
-            }
+            // The tool's own timeout, or the task's deadline if that comes first.
+            let own = tokio::time::Instant::now() + gate.timeout;
+            let limit = env.deadline.map_or(own, |d| d.min(own));
+            tokio::time::timeout_at(limit, run).await.ok()
         } => r,
         () = account.cancelled() => return Ok(None),
     };
@@ -733,8 +733,9 @@ async fn run_tool(
         }
         Some(Err(e)) => format!("error: {e}"),
         None => format!(
-            "error: tool `{}` did not finish before the deadline",
-            call.name
+            "error: tool `{}` did not finish in time (its timeout is {}, and the task has its deadline)",
+            call.name,
+            baton_core::format_duration(gate.timeout)
         ),
     }))
 }

@@ -101,10 +101,17 @@ pub(crate) struct ToolGate {
     pub(crate) validator: Option<jsonschema::Validator>,
     /// Output longer than this many tokens is cut before it re-enters the context.
     pub(crate) max_output_tokens: u32,
+    /// How long one call may take.
+    pub(crate) timeout: std::time::Duration,
 }
 
 impl ToolGate {
-    fn new(tool: &dyn Tool, effect: baton_core::Effect, max_output_tokens: u32) -> Arc<ToolGate> {
+    fn new(
+        tool: &dyn Tool,
+        effect: baton_core::Effect,
+        max_output_tokens: u32,
+        timeout: std::time::Duration,
+    ) -> Arc<ToolGate> {
         let validator = match jsonschema::validator_for(&tool.parameters()) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -119,6 +126,7 @@ impl ToolGate {
             effect,
             validator,
             max_output_tokens,
+            timeout,
         })
     }
 }
@@ -327,7 +335,7 @@ impl Plan {
                 )));
             }
             let effect = t.effect.unwrap_or_else(|| tool.effect());
-            let gate = ToolGate::new(&*tool, effect, t.max_output_tokens);
+            let gate = ToolGate::new(&*tool, effect, t.max_output_tokens, t.timeout);
             tools.insert(Arc::clone(&t.name), (tool, gate));
         }
         if let Some(name) = custom_tools.keys().next() {
@@ -337,7 +345,8 @@ impl Plan {
         }
         for server in topology.mcp_servers() {
             for t in mcp.get(&server.name).into_iter().flatten() {
-                let gate = ToolGate::new(&**t, t.effect(), server.max_output_tokens);
+                let gate =
+                    ToolGate::new(&**t, t.effect(), server.max_output_tokens, server.timeout);
                 tools.insert(Arc::from(t.name()), (Arc::clone(t), gate));
             }
         }

@@ -1793,6 +1793,55 @@ mod harness {
         assert!(seen.starts_with("line 00000"), "{seen}");
     }
 
+    /// A tool that does not answer within its `timeout` is abandoned; the model is told, and
+    /// the task goes on (no task deadline is needed).
+    #[tokio::test]
+    async fn a_tool_past_its_timeout_is_abandoned() {
+        struct Hangs;
+        #[async_trait]
+        impl Tool for Hangs {
+            fn name(&self) -> &str {
+                "logs"
+            }
+            fn description(&self) -> &str {
+                "never answers"
+            }
+            fn parameters(&self) -> serde_json::Value {
+                json!({"type": "object"})
+            }
+            async fn call(&self, _: serde_json::Value) -> Result<String, ToolError> {
+                std::future::pending().await
+            }
+        }
+        let mut logs = ToolSpec::custom();
+        logs.timeout = Some(Duration::from_millis(50));
+        let t = TopologyBuilder::new("t")
+            .model("m", dollar_per_mtok())
+            .tool("logs", logs)
+            .agent("ops", AgentSpec::new(["m"]).tools(["logs"]))
+            .build()
+            .expect("valid");
+        let rt = Runtime::builder(t)
+            .model("m", model(vec![json!({})]))
+            .tool(Hangs)
+            .start()
+            .await
+            .expect("starts");
+        let run = rt
+            .submit("read the logs", Budget::UNLIMITED)
+            .await
+            .expect("answered");
+        rt.shutdown().await;
+        assert_eq!(run.result.outcome, baton_core::Outcome::Completed);
+        assert!(
+            run.result
+                .text
+                .starts_with("error: tool `logs` did not finish in time (its timeout is 50ms"),
+            "{}",
+            run.result.text
+        );
+    }
+
     /// Long output is cut to the tool's allowance (head and tail kept) before the model sees
     /// it, saying how much was cut.
     #[tokio::test]

@@ -50,6 +50,8 @@ pub struct McpServerDef {
     pub effects: BTreeMap<String, baton_core::Effect>,
     /// Output of its tools longer than this many tokens is cut.
     pub max_output_tokens: u32,
+    /// How long one call of its tools may take.
+    pub timeout: Duration,
     /// How long starting it may take.
     pub startup_timeout: Duration,
     /// Restarts allowed within `restart_window`.
@@ -127,7 +129,8 @@ impl Validator<'_> {
                     None,
                 );
             }
-            if s.startup_timeout.is_some_and(|d| d.is_zero())
+            if s.timeout.is_some_and(|d| d.is_zero())
+                || s.startup_timeout.is_some_and(|d| d.is_zero())
                 || s.restart_window.is_some_and(|d| d.is_zero())
             {
                 self.report(&here, "durations must be longer than zero".into(), None);
@@ -144,6 +147,7 @@ impl Validator<'_> {
                         max_output_tokens: s
                             .max_output_tokens
                             .unwrap_or(crate::spec::DEFAULT_TOOL_OUTPUT_TOKENS),
+                        timeout: s.timeout.unwrap_or(Duration::from_secs(60)),
                         startup_timeout: s.startup_timeout.unwrap_or(Duration::from_secs(30)),
                         max_restarts: s.max_restarts.unwrap_or(3),
                         restart_window: s.restart_window.unwrap_or(Duration::from_secs(60)),

@@ -590,6 +590,14 @@ pub struct McpServerSpec {
     /// Output of its tools longer than this many tokens is cut (default 4000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u32>,
+    /// How long one call of its tools may take (default `1m`).
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "baton_core::duration_schema")]
+    pub timeout: Option<Duration>,
     /// How long starting it and listing its tools may take (default `30s`).
     #[serde(
         default,
@@ -640,7 +648,7 @@ pub struct ToolSpec {
     /// (`api.example.com`, `127.0.0.1:8080`, `*.internal.example`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow: Option<Vec<String>>,
-    /// For `shell` and `http_get`: how long one call may take (default `30s`).
+    /// How long one call may take (default `30s`); the harness abandons it then.
     #[serde(
         default,
         with = "duration_opt",

@@ -212,7 +212,7 @@ pub struct ToolDef {
     pub max_output_tokens: u32,
     /// For `shell`: the programs it may run; for `http_get`: the hosts.
     pub allow: Vec<String>,
-    /// For `shell` and `http_get`: how long one call may take.
+    /// How long one call may take.
     pub timeout: Duration,
 }
 

@@ -2,9 +2,18 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use regex::Regex;
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::Deserialize;
 
-use crate::tool::{Tool, ToolError, str_arg};
+use crate::tool::{Tool, ToolError, parse_args, schema_for};
+
+/// The arguments of [`Codeowners`].
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeownersArgs {
+    /// Repository-relative file path.
+    pub path: String,
+}
 
 /// Looks up the owners of a path in a GitHub-style `CODEOWNERS` file (the last matching pattern wins).
 #[derive(Debug, Clone)]
@@ -55,15 +64,11 @@ impl Tool for Codeowners {
         "Look up the owners of a file path in CODEOWNERS."
     }
     fn parameters(&self) -> serde_json::Value {
-        json!({
-            "type": "object",
-            "properties": {"path": {"type": "string", "description": "repository-relative file path"}},
-            "required": ["path"],
-            "additionalProperties": false
-        })
+        schema_for::<CodeownersArgs>()
     }
     async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
-        let path = str_arg(&args, "path")?.trim_start_matches('/');
+        let args: CodeownersArgs = parse_args(args)?;
+        let path = args.path.trim_start_matches('/');
         let text = super::read(&self.path).await?;
         let mut owners: Option<Vec<&str>> = None;
         for line in text.lines() {
@@ -86,6 +91,7 @@ impl Tool for Codeowners {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[tokio::test]
     async fn last_match_wins() {

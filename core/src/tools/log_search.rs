@@ -1,9 +1,29 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::Deserialize;
 
-use crate::tool::{Tool, ToolError, opt_str_arg};
+use crate::tool::{Tool, ToolError, parse_args, schema_for};
+
+/// The arguments of [`LogSearch`].
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogSearchArgs {
+    /// Only lines containing this text.
+    #[serde(default)]
+    pub contains: Option<String>,
+    /// Only lines stamped at or after this time.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Only lines stamped strictly before this time.
+    #[serde(default)]
+    pub before: Option<String>,
+    /// Keep only the last N matches.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub last: Option<u64>,
+}
 
 /// Searches a log file whose lines start with a sortable timestamp (`14:05`, `2026-11-24T14:05Z`).
 #[derive(Debug, Clone)]
@@ -41,26 +61,22 @@ impl Tool for LogSearch {
         &self.description
     }
     fn parameters(&self) -> serde_json::Value {
-        json!({
-            "type": "object",
-            "properties": {
-                "contains": {"type": "string"},
-                "after": {"type": "string", "description": "only lines stamped at or after this time"},
-                "before": {"type": "string", "description": "only lines stamped strictly before this time"},
-                "last": {"type": "integer", "minimum": 1, "description": "keep only the last N matches"}
-            },
-            "additionalProperties": false
-        })
+        schema_for::<LogSearchArgs>()
     }
     async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
-        let contains = opt_str_arg(&args, "contains")?;
-        let after = opt_str_arg(&args, "after")?;
-        let before = opt_str_arg(&args, "before")?;
-        let last = match args.get("last") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(v) => Some(v.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
-                ToolError::InvalidArguments("`last` must be a positive integer".into())
-            })?),
+        let args: LogSearchArgs = parse_args(args)?;
+        let (contains, after, before) = (
+            args.contains.as_deref(),
+            args.after.as_deref(),
+            args.before.as_deref(),
+        );
+        let last = match args.last {
+            Some(0) => {
+                return Err(ToolError::InvalidArguments(
+                    "`last` must be a positive integer".into(),
+                ));
+            }
+            n => n,
         };
         let text = super::read(&self.path).await?;
         let hits: Vec<&str> = text
@@ -87,6 +103,7 @@ impl Tool for LogSearch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[tokio::test]
     async fn filters() {

@@ -1,9 +1,24 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::Deserialize;
 
-use crate::tool::{Tool, ToolError, opt_str_arg, str_arg};
+use crate::tool::{Tool, ToolError, parse_args, schema_for};
+
+/// The arguments of [`MetricsSeries`].
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSeriesArgs {
+    /// Series name, e.g. checkout_p99_ms.
+    pub series: String,
+    /// Start time HH:MM (inclusive).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// End time HH:MM (inclusive).
+    #[serde(default)]
+    pub to: Option<String>,
+}
 
 /// Queries a metrics series stored as CSV lines `HH:MM,value` in `<dir>/<series>.csv`, and reports its
 /// baseline and the first spike (a point at least 1.5× the baseline, the median of the window's
@@ -33,19 +48,11 @@ impl Tool for MetricsSeries {
         "Query a metrics time series: baseline, first spike and peak within an optional time window."
     }
     fn parameters(&self) -> serde_json::Value {
-        json!({
-            "type": "object",
-            "properties": {
-                "series": {"type": "string", "description": "series name, e.g. checkout_p99_ms"},
-                "from": {"type": "string", "description": "start time HH:MM (inclusive)"},
-                "to": {"type": "string", "description": "end time HH:MM (inclusive)"}
-            },
-            "required": ["series"],
-            "additionalProperties": false
-        })
+        schema_for::<MetricsSeriesArgs>()
     }
     async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
-        let series = str_arg(&args, "series")?;
+        let args: MetricsSeriesArgs = parse_args(args)?;
+        let series = args.series.as_str();
         if series.is_empty()
             || !series
                 .bytes()
@@ -55,8 +62,7 @@ impl Tool for MetricsSeries {
                 "series `{series}`: use letters, digits, `_` and `-` only"
             )));
         }
-        let from = opt_str_arg(&args, "from")?;
-        let to = opt_str_arg(&args, "to")?;
+        let (from, to) = (args.from.as_deref(), args.to.as_deref());
         let path = self.dir.join(format!("{series}.csv"));
         let text = match super::read(&path).await {
             Ok(t) => t,
@@ -106,6 +112,7 @@ impl Tool for MetricsSeries {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[tokio::test]
     async fn finds_spike() {

@@ -11,11 +11,11 @@ mod restart_service;
 mod shell;
 
 pub use chaos::Chaos;
-pub use codeowners::Codeowners;
-pub use log_search::LogSearch;
-pub use metrics_series::MetricsSeries;
+pub use codeowners::{Codeowners, CodeownersArgs};
+pub use log_search::{LogSearch, LogSearchArgs};
+pub use metrics_series::{MetricsSeries, MetricsSeriesArgs};
 pub use read_file::{ReadFile, ReadFileArgs};
-pub use restart_service::RestartService;
+pub use restart_service::{RestartService, RestartServiceArgs};
 pub use shell::{Shell, ShellArgs};
 
 use std::path::Path;

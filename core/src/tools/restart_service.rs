@@ -1,7 +1,19 @@
 use async_trait::async_trait;
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::Deserialize;
 
-use crate::tool::{Effect, Tool, ToolError, str_arg};
+use crate::tool::{Effect, Tool, ToolError, parse_args, schema_for};
+
+/// The arguments of [`RestartService`].
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestartServiceArgs {
+    /// The service to restart.
+    pub service: String,
+    /// Describe the restart without doing it.
+    #[serde(default)]
+    pub dry_run: bool,
+}
 
 /// A simulated service restart, for examples and policy rehearsals: destructive, and honours
 /// `dry_run: true` by saying what it would do. It changes nothing real.
@@ -26,21 +38,15 @@ impl Tool for RestartService {
         "Restart a service (destructive). Call with dry_run: true first to see what would happen."
     }
     fn parameters(&self) -> serde_json::Value {
-        json!({
-            "type": "object",
-            "properties": {
-                "service": {"type": "string"},
-                "dry_run": {"type": "boolean", "description": "describe the restart without doing it"}
-            },
-            "required": ["service"]
-        })
+        schema_for::<RestartServiceArgs>()
     }
     fn effect(&self) -> Effect {
         Effect::Destructive
     }
     async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
-        let service = str_arg(&args, "service")?;
-        if crate::policy::is_dry_run(&args) {
+        let args: RestartServiceArgs = parse_args(args)?;
+        let service = &args.service;
+        if args.dry_run {
             Ok(format!(
                 "dry run: would restart {service} (rolling, 3 pods, ~40s)"
             ))
