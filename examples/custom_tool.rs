@@ -55,6 +55,7 @@ impl Model for House {
             text,
             tool_calls: tool_calls.collect(),
             usage,
+            ..Default::default()
         })
     }
 }

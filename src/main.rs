@@ -14,6 +14,8 @@ macro_rules! println {
 }
 
 mod approvals;
+#[cfg(feature = "otel")]
+mod otel;
 mod serve;
 
 use std::collections::HashMap;
@@ -150,6 +152,28 @@ fn parse_usd(s: &str) -> Result<NanoUsd, String> {
     NanoUsd::parse_usd(s).map_err(|e| e.to_string())
 }
 
+/// Logs to stderr (`RUST_LOG`, default `warn`); with `--features otel` and an OTLP endpoint in
+/// the environment, spans are also exported (the returned handle flushes them at exit).
+fn init_tracing() -> Option<Box<dyn FnOnce()>> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        );
+    let registry = tracing_subscriber::registry().with(fmt);
+    #[cfg(feature = "otel")]
+    if let Some((otel, layer)) = otel::Otel::from_env() {
+        registry.with(layer).init();
+        return Some(Box::new(move || otel.shutdown()));
+    }
+    registry.init();
+    None
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A panic inside a model or tool crashes its agent, which its supervisor handles and the
@@ -169,13 +193,7 @@ fn main() -> ExitCode {
             tracing::warn!("panic{at}: {what}");
         }));
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let otel = init_tracing();
     match cli.command {
         Command::Run(options) => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -188,7 +206,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(run(options))
+            let code = runtime.block_on(run(options));
+            if let Some(flush) = otel {
+                flush();
+            }
+            code
         }
         Command::Validate { files, format } => validate(&files, format),
         Command::State { file } => show_state(&file),
@@ -811,6 +833,12 @@ impl Observer for Printer {
                 usage.output,
                 usd(*cost)
             ),
+            Event::Escalated {
+                agent,
+                model,
+                reason,
+                ..
+            } => format!("{}[{agent}] ↑ {model}: {reason}", self.pad(agent)),
             Event::ModelFailed {
                 agent,
                 model,

@@ -922,7 +922,7 @@ mod examples {
     }
 
     #[test]
-    fn router_escalates_one_step_and_stays_local_for_the_rest() {
+    fn router_escalates_on_failure_and_on_low_confidence_and_stays_local_otherwise() {
         let (r, _) = json_report(&[
             "run",
             "examples/topologies/router.yaml",
@@ -932,11 +932,20 @@ mod examples {
         ]);
         assert_eq!(r["outcome"], "completed");
         let a = &r["agents"][0];
+        // Step 1 local fails (malformed) → frontier; step 2 local; step 3 local is unsure
+        // (55 % < 70 %) → frontier.
         assert_eq!(
             (u(&a["model_calls"]), u(&a["model_errors"])),
-            (3, 1),
+            (4, 1),
             "{a:#}"
         );
+        let calls: Vec<(&str, u64)> = r["models"]
+            .as_array()
+            .expect("models")
+            .iter()
+            .map(|m| (m["name"].as_str().expect("name"), u(&m["calls"])))
+            .collect();
+        assert_eq!(calls, [("frontier", 2), ("local", 2)], "{r:#}");
         // Only the escalated step was billed: the local model is free.
         assert!(u(&a["cost_nanousd"]) > 0);
     }

@@ -152,13 +152,18 @@ impl Actor for AgentActor {
                 trace = envelope.trace.0,
                 agent = %state.me.name,
                 hops = envelope.hops,
+                otel.name = %format_args!("invoke_agent {}", state.me.name),
+                gen_ai.operation.name = "invoke_agent",
+                gen_ai.agent.name = %state.me.name,
+                baton.outcome = tracing::field::Empty,
+                baton.cost_nanousd = tracing::field::Empty,
             )
         } else {
             tracing::Span::none()
         };
         let run = AssertUnwindSafe(run_task(&myself, state, &envelope, task, &account))
             .catch_unwind()
-            .instrument(span)
+            .instrument(span.clone())
             .await;
         let result = match run {
             Ok(Ok(result)) => result,
@@ -177,6 +182,10 @@ impl Actor for AgentActor {
         };
         if account.finish(result.outcome) {
             state.me.tasks.count(result.outcome);
+        }
+        if !span.is_none() {
+            span.record("baton.outcome", result.outcome.as_str());
+            span.record("baton.cost_nanousd", otel_int(account.spent().0));
         }
         state.plan.observe(&Event::Finished {
             agent: &state.me.name,
@@ -255,6 +264,8 @@ async fn run_task(
         messages.push(Message::new(Role::System, system.as_str()));
     }
     messages.push(Message::new(Role::User, task));
+    // The step's quality bar: the agent's, raised for the step after a bad answer.
+    let mut bar = me.quality_bar;
     for step in 1..=max_steps {
         if account.is_cancelled() {
             return Ok(end(Outcome::Cancelled, "cancelled"));
@@ -265,7 +276,7 @@ async fn run_task(
         account.record_step();
         me.steps.increment(1);
         // Spans cost a poll-time enter and exit even when nobody listens: only when enabled.
-        let ladder = call_ladder(&state.plan, &me, env, account, step, &messages);
+        let ladder = call_ladder(&state.plan, &me, env, account, (step, bar), &messages);
         let routed = if tracing::enabled!(tracing::Level::DEBUG) {
             ladder
                 .instrument(tracing::debug_span!("step", step, task = env.task.0, agent = %me.name))
@@ -273,7 +284,7 @@ async fn run_task(
         } else {
             ladder.await
         };
-        let response = match routed? {
+        let (response, answered) = match routed? {
             Ok(r) => r,
             Err(result) => return Ok(result),
         };
@@ -284,6 +295,7 @@ async fn run_task(
             return Ok(end(Outcome::Completed, text.unwrap_or_default()));
         }
         let mut observations: Vec<(String, String)> = Vec::with_capacity(tool_calls.len());
+        let mut bad_call = false;
         for call in &tool_calls {
             account.record_tool_call();
             state.plan.observe(&Event::ToolCall {
@@ -292,8 +304,24 @@ async fn run_task(
                 tool: &call.name,
                 arguments: &call.arguments,
             });
+            let span = if tracing::enabled!(tracing::Level::INFO) {
+                tracing::info_span!(
+                    "execute_tool",
+                    otel.name = %format_args!("execute_tool {}", call.name),
+                    gen_ai.operation.name = "execute_tool",
+                    gen_ai.tool.name = %call.name,
+                    gen_ai.tool.call.id = %call.id,
+                    gen_ai.tool.type = "function",
+                    gen_ai.agent.name = %me.name,
+                    baton.task = otel_int(env.task.0),
+                )
+            } else {
+                tracing::Span::none()
+            };
             let observation = if call.name == DELEGATE_TOOL {
-                Box::pin(delegate(myself, state, env, account, call)).await?
+                Box::pin(delegate(myself, state, env, account, call))
+                    .instrument(span)
+                    .await?
             } else {
                 match Box::pin(run_tool(
                     &state.plan,
@@ -301,8 +329,9 @@ async fn run_task(
                     env,
                     account,
                     call,
-                    &mut dry_runs,
+                    (&mut dry_runs, &mut bad_call),
                 ))
+                .instrument(span)
                 .await?
                 {
                     Some(o) => o,
@@ -316,6 +345,26 @@ async fn run_task(
                 text: &observation,
             });
             observations.push((call.id.clone(), observation));
+        }
+        // A bad answer (a call of no tool, or arguments that do not fit) raises the next step's
+        // bar above the model that gave it, if the ladder has a better one; a good one resets it.
+        bar = me.quality_bar;
+        if bad_call
+            && let Some(better) = me
+                .ladder
+                .iter()
+                .map(|r| r.quality)
+                .filter(|q| *q > answered.1)
+                .min()
+        {
+            bar = better.max(me.quality_bar);
+            let reason = format!("invalid tool call: the next step needs quality {better} or more");
+            state.plan.observe(&Event::Escalated {
+                agent: &me.name,
+                task: env.task.0,
+                model: &answered.0,
+                reason: &reason,
+            });
         }
         // The model sees its own turn, then each result in call order.
         messages.push(Message {
@@ -355,21 +404,42 @@ async fn call_ladder(
     me: &AgentPlan,
     env: &Envelope<String>,
     account: &Account,
-    step: u32,
+    (step, bar): (u32, u8),
     messages: &[Message],
-) -> Result<Result<ModelResponse, TaskResult>, Abort> {
+) -> Result<Result<(ModelResponse, (Arc<str>, u8)), TaskResult>, Abort> {
     let mut refusal: Option<Refusal> = None;
     let mut failure: Option<String> = None;
-    for rung in me.ladder.iter().filter(|r| r.quality >= me.quality_bar) {
+    let mut doubted = false;
+    let eligible: Vec<&Rung> = me.ladder.iter().filter(|r| r.quality >= bar).collect();
+    for (i, rung) in eligible.iter().enumerate() {
         match attempt(plan, me, rung, env, account, step, messages).await {
             Attempt::Answered(r) => {
+                // A local model unsure of its answer: paid for, set aside, one rung up.
+                if let (true, Some(min), Some(c), true) = (
+                    rung.local,
+                    me.min_confidence,
+                    r.confidence,
+                    i + 1 < eligible.len(),
+                ) && c * 100.0 < f32::from(min)
+                {
+                    let reason = format!("low confidence {:.0}% < {min}%", c * 100.0);
+                    plan.observe(&Event::Escalated {
+                        agent: &me.name,
+                        task: env.task.0,
+                        model: &rung.name,
+                        reason: &reason,
+                    });
+                    doubted = true;
+                    continue;
+                }
                 let reason = match (&failure, &refusal) {
                     (Some(_), _) => 1,
                     (None, Some(_)) => 2,
+                    (None, None) if doubted || bar > me.quality_bar => 1,
                     (None, None) => 0,
                 };
                 rung.decisions[reason].increment(1);
-                return Ok(Ok(r));
+                return Ok(Ok((r, (Arc::clone(&rung.name), rung.quality))));
             }
             Attempt::Refused(r) => refusal = Some(r),
             Attempt::Failed(f) => failure = Some(f),
@@ -378,7 +448,7 @@ async fn call_ladder(
         }
     }
     if failure.is_none() && refusal.is_some() && me.on_budget_exceeded == BudgetAction::Reroute {
-        for rung in me.ladder.iter().filter(|r| r.quality < me.quality_bar) {
+        for rung in me.ladder.iter().filter(|r| r.quality < bar) {
             match attempt(plan, me, rung, env, account, step, messages).await {
                 Attempt::Answered(r) => {
                     rung.decisions[2].increment(1);
@@ -393,7 +463,7 @@ async fn call_ladder(
                         task: env.task.0,
                         action: &action,
                     });
-                    return Ok(Ok(r));
+                    return Ok(Ok((r, (Arc::clone(&rung.name), rung.quality))));
                 }
                 Attempt::Refused(_) => {}
                 Attempt::Failed(f) => failure = Some(f),
@@ -429,7 +499,43 @@ async fn attempt(
 ) -> Attempt {
     let mut tries = 1;
     loop {
-        let error = match call_once(plan, me, rung, env, account, step, messages).await {
+        // A span per model call, named as OpenTelemetry's GenAI conventions say (exported with
+        // `--features otel`); nothing is built when nobody listens.
+        let once = if tracing::enabled!(tracing::Level::INFO) {
+            let span = tracing::info_span!(
+                "chat",
+                otel.name = %format_args!("chat {}", rung.name),
+                otel.kind = "client",
+                gen_ai.operation.name = "chat",
+                gen_ai.request.model = %rung.name,
+                gen_ai.request.max_tokens = i64::from(rung.max_output),
+                gen_ai.agent.name = %me.name,
+                gen_ai.usage.input_tokens = tracing::field::Empty,
+                gen_ai.usage.output_tokens = tracing::field::Empty,
+                baton.cost_nanousd = tracing::field::Empty,
+                baton.task = otel_int(env.task.0),
+                baton.step = i64::from(step),
+                error.type = tracing::field::Empty,
+            );
+            let once = call_once(plan, me, rung, env, account, step, messages)
+                .instrument(span.clone())
+                .await;
+            match &once {
+                Once::Done(Attempt::Answered(r)) => {
+                    span.record("gen_ai.usage.input_tokens", otel_int(r.usage.input));
+                    span.record("gen_ai.usage.output_tokens", otel_int(r.usage.output));
+                    span.record("baton.cost_nanousd", otel_int(rung.price.cost(&r.usage).0));
+                }
+                Once::Failed(e) => {
+                    span.record("error.type", e.to_string());
+                }
+                Once::Done(_) => {}
+            }
+            once
+        } else {
+            call_once(plan, me, rung, env, account, step, messages).await
+        };
+        let error = match once {
             Once::Done(a) => return a,
             Once::Failed(e) => e,
         };
@@ -461,6 +567,12 @@ async fn attempt(
     }
 }
 
+/// A count as a span attribute: OpenTelemetry's integers are signed (a `u64` would be exported
+/// as a string).
+fn otel_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 enum Once {
     Done(Attempt),
     Failed(ModelError),
@@ -483,6 +595,7 @@ async fn call_once(
         messages,
         tools: &me.schemas,
         max_tokens: rung.max_output,
+        confidence: rung.local && me.min_confidence.is_some(),
     };
     let input = rung.model.estimate_input_tokens(&request);
     let max_out = u64::from(rung.max_output);
@@ -628,9 +741,10 @@ async fn run_tool(
     env: &Envelope<String>,
     account: &Account,
     call: &ToolCall,
-    dry_runs: &mut Vec<(String, serde_json::Value)>,
+    (dry_runs, bad_call): (&mut Vec<(String, serde_json::Value)>, &mut bool),
 ) -> Result<Option<String>, Abort> {
     let Some(i) = me.tools.iter().position(|t| t.name() == call.name) else {
+        *bad_call = true;
         let names: Vec<&str> = me.schemas.iter().map(|s| s.name.as_str()).collect();
         return Ok(Some(format!(
             "error: no tool named `{}`; available: {}",
@@ -662,6 +776,7 @@ async fn run_tool(
             })
             .collect();
         if !problems.is_empty() {
+            *bad_call = true;
             m.calls[4].increment(1);
             return Ok(Some(format!(
                 "error: invalid arguments for `{}`: {}. Its parameters: {}",

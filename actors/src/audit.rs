@@ -43,6 +43,15 @@ impl Observer for AuditObserver {
                 json!({"agent": agent, "task": task, "step": step, "model": model, "tokens_in": usage.input,
                        "tokens_out": usage.output, "tokens_cached": usage.cached_input, "cost_nanousd": cost.0}),
             ),
+            Event::Escalated {
+                agent,
+                task,
+                model,
+                reason,
+            } => (
+                "escalation",
+                json!({"agent": agent, "task": task, "model": model, "reason": reason}),
+            ),
             Event::ModelFailed {
                 agent,
                 task,

@@ -21,6 +21,18 @@ pub enum Event<'a> {
         /// Cost booked.
         cost: NanoUsd,
     },
+    /// The router set a model's answer aside, or raised the step's quality bar: the next call
+    /// goes up the ladder.
+    Escalated {
+        /// Agent.
+        agent: &'a str,
+        /// Task id.
+        task: u64,
+        /// The model whose answer was not good enough.
+        model: &'a str,
+        /// Why (`low confidence 42% < 70%`, `invalid tool call: ...`).
+        reason: &'a str,
+    },
     /// A model call failed; the agent escalates to the next model on its ladder, if any.
     ModelFailed {
         /// Agent.

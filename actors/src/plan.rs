@@ -30,6 +30,8 @@ pub(crate) struct Rung {
     pub(crate) price: Price,
     pub(crate) max_output: u32,
     pub(crate) quality: u8,
+    /// On the agent's own hardware (`tier: local`): its low confidence escalates.
+    pub(crate) local: bool,
     pub(crate) timeout: Duration,
     pub(crate) retry: baton_topologies::RetryPolicy,
     pub(crate) retries: Counter,
@@ -77,6 +79,8 @@ pub(crate) struct AgentPlan {
     pub(crate) fallback: Option<usize>,
     pub(crate) activation: Activation,
     pub(crate) quality_bar: u8,
+    /// The least confidence (percent) accepted from a local-tier model.
+    pub(crate) min_confidence: Option<u8>,
     pub(crate) restarts: Counter,
     pub(crate) cutoffs: Counter,
     pub(crate) reroutes_model: Counter,
@@ -397,6 +401,7 @@ impl Plan {
                         price: def.price,
                         max_output: def.max_output_tokens,
                         quality: def.quality,
+                        local: def.tier == Some(baton_topologies::Tier::Local),
                         timeout: def.timeout,
                         retry: def.retry.clone(),
                         retries: metrics::counter!("baton_model_retries_total", &labels[..]),
@@ -479,6 +484,7 @@ impl Plan {
                 fallback: topology.fallback(node).map(|f| index_of[&f]),
                 activation: a.activation,
                 quality_bar: a.quality_bar,
+                min_confidence: a.min_confidence,
                 restarts: metrics::counter!("baton_restarts_total", "agent" => agent_label.clone()),
                 cutoffs: metrics::counter!("baton_budget_cutoffs_total", "agent" => agent_label.clone()),
                 reroutes_model: metrics::counter!("baton_budget_reroutes_total", "agent" => agent_label.clone(), "reason" => "cheaper_model"),

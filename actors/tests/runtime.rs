@@ -57,6 +57,7 @@ fn text(req: &ModelRequest<'_>, t: &str) -> ModelResponse {
         text: Some(t.to_string()),
         tool_calls: vec![],
         usage: usage(req, 5),
+        confidence: None,
     }
 }
 
@@ -69,6 +70,7 @@ fn call(req: &ModelRequest<'_>, name: &str, args: serde_json::Value) -> ModelRes
             arguments: args,
         }],
         usage: usage(req, 10),
+        confidence: None,
     }
 }
 
@@ -385,10 +387,11 @@ mod crashes {
 
     impl Observer for Bomb {
         fn on_event(&self, event: &Event<'_>) {
-            if let Event::Step { agent, .. } = event {
-                if *agent == self.agent && self.armed.swap(0, Ordering::SeqCst) == 1 {
-                    panic!("observer bug");
-                }
+            if let Event::Step { agent, .. } = event
+                && *agent == self.agent
+                && self.armed.swap(0, Ordering::SeqCst) == 1
+            {
+                panic!("observer bug");
             }
         }
     }
@@ -1862,6 +1865,160 @@ mod harness {
         assert!(seen.chars().count() < 400 + 200, "{}", seen.len());
         let (short, _) = run(vec![json!({"service": "checkout", "lines": 2})], Some(100)).await;
         assert!(!short.contains("cut by Baton"), "short output is untouched");
+    }
+}
+
+mod router {
+    use super::*;
+    use baton_actors::{Event, Observer};
+    use baton_topologies::Tier;
+    use std::sync::Mutex;
+
+    /// Which model answered each step, and the escalations, in order.
+    #[derive(Clone, Default)]
+    struct Steps(Arc<Mutex<Vec<String>>>);
+
+    impl Observer for Steps {
+        fn on_event(&self, e: &Event<'_>) {
+            let line = match e {
+                Event::Step { step, model, .. } => format!("{step} {model}"),
+                Event::Escalated { model, reason, .. } => format!("↑ {model}: {reason}"),
+                _ => return,
+            };
+            self.0.lock().expect("lock").push(line);
+        }
+    }
+
+    struct Probe;
+
+    #[async_trait]
+    impl Tool for Probe {
+        fn name(&self) -> &str {
+            "probe"
+        }
+        fn description(&self) -> &str {
+            "checks a service"
+        }
+        fn parameters(&self) -> serde_json::Value {
+            json!({"type": "object", "properties": {"service": {"type": "string"}},
+                   "required": ["service"], "additionalProperties": false})
+        }
+        async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+            Ok(format!(
+                "{} is healthy",
+                args["service"].as_str().unwrap_or("?")
+            ))
+        }
+    }
+
+    async fn run(
+        min_confidence: Option<u8>,
+        local: impl Model,
+        frontier: impl Model,
+    ) -> (String, Vec<String>, baton_actors::RunReport) {
+        let mut agent = AgentSpec::new(["local", "frontier"]).tools(["probe"]);
+        if let Some(m) = min_confidence {
+            agent = agent.min_confidence(m);
+        }
+        let t = TopologyBuilder::new("t")
+            .model("local", dollar_per_mtok().tier(Tier::Local, 50))
+            .model(
+                "frontier",
+                ModelSpec::custom(NanoUsd::from_usd(10), NanoUsd::from_usd(10))
+                    .max_output_tokens(100)
+                    .tier(Tier::Frontier, 90),
+            )
+            .tool("probe", ToolSpec::custom())
+            .agent("ops", agent)
+            .build()
+            .expect("valid");
+        let steps = Steps::default();
+        let rt = Runtime::builder(t)
+            .model("local", local)
+            .model("frontier", frontier)
+            .tool(Probe)
+            .observer(steps.clone())
+            .start()
+            .await
+            .expect("starts");
+        let report = rt.run("is checkout healthy?").await.expect("runs");
+        rt.shutdown().await;
+        let seen = steps.0.lock().expect("lock").clone();
+        (report.answer.clone().unwrap_or_default(), seen, report)
+    }
+
+    fn unsure(confidence: f32) -> impl Model {
+        FnModel(move |r: &ModelRequest<'_>| {
+            assert!(r.confidence, "a local model is asked for its confidence");
+            let mut reply = text(r, "probably fine");
+            reply.confidence = Some(confidence);
+            Ok(reply)
+        })
+    }
+
+    fn sure() -> impl Model {
+        FnModel(|r: &ModelRequest<'_>| Ok(text(r, "checkout is healthy")))
+    }
+
+    /// A local model's reply below `min_confidence` is set aside (and still paid for); the step
+    /// goes to the next model up. Above it, or without `min_confidence`, the local reply stands.
+    #[tokio::test]
+    async fn low_confidence_from_a_local_model_escalates_the_step() {
+        let (answer, seen, report) = run(Some(70), unsure(0.42), sure()).await;
+        assert_eq!(answer, "checkout is healthy");
+        assert_eq!(
+            seen,
+            ["1 local", "↑ local: low confidence 42% < 70%", "1 frontier"]
+        );
+        let local = report
+            .models
+            .iter()
+            .find(|m| m.name == "local")
+            .expect("local");
+        assert_eq!(local.calls, 1, "the set-aside reply was paid for");
+        assert!(local.cost_nanousd > 0);
+        let total: u64 = report.models.iter().map(|m| m.cost_nanousd).sum();
+        assert_eq!(total, report.totals.cost_nanousd, "conservation");
+
+        let (answer, seen, _) = run(Some(70), unsure(0.9), sure()).await;
+        assert_eq!((answer.as_str(), seen.len()), ("probably fine", 1));
+        let (answer, _, _) = run(
+            None,
+            FnModel(|r: &ModelRequest<'_>| {
+                assert!(!r.confidence, "nobody asked for it");
+                let mut reply = text(r, "probably fine");
+                reply.confidence = Some(0.1);
+                Ok(reply)
+            }),
+            sure(),
+        )
+        .await;
+        assert_eq!(answer, "probably fine");
+    }
+
+    /// After a bad answer (a tool call whose arguments do not fit), the next step's bar is
+    /// raised above the model that gave it; once a step goes well, the bar is the agent's again.
+    #[tokio::test]
+    async fn a_bad_answer_raises_the_bar_for_the_retry() {
+        let local = FnModel(|r: &ModelRequest<'_>| {
+            Ok(match r.step {
+                1 => call(r, "probe", json!({"svc": "checkout"})),
+                _ => text(r, "checkout is healthy (local)"),
+            })
+        });
+        let frontier =
+            FnModel(|r: &ModelRequest<'_>| Ok(call(r, "probe", json!({"service": "checkout"}))));
+        let (answer, seen, _) = run(None, local, frontier).await;
+        assert_eq!(answer, "checkout is healthy (local)");
+        assert_eq!(
+            seen,
+            [
+                "1 local",
+                "↑ local: invalid tool call: the next step needs quality 90 or more",
+                "2 frontier",
+                "3 local"
+            ]
+        );
     }
 }
 

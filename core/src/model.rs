@@ -91,6 +91,10 @@ pub struct ModelRequest<'a> {
     pub tools: &'a [ToolSchema],
     /// Maximum completion tokens.
     pub max_tokens: u32,
+    /// Ask the model to report its confidence (for OpenAI-compatible servers: token
+    /// log-probabilities, whose mean probability becomes [`ModelResponse::confidence`]). Set when
+    /// the router would escalate on low confidence.
+    pub confidence: bool,
 }
 
 /// A model's answer.
@@ -102,6 +106,10 @@ pub struct ModelResponse {
     pub tool_calls: Vec<ToolCall>,
     /// Tokens as the provider reports them.
     pub usage: TokenUsage,
+    /// How sure the model is of this reply, from 0 to 1, when it says: the geometric mean of
+    /// its tokens' probabilities (from log-probabilities), or a scripted rule's `confidence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
 }
 
 /// Why a model call failed.

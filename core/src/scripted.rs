@@ -23,6 +23,9 @@
 //!       text: "The spike at {{t}} follows deploy {{sha}}. Task was: {{task}}"
 //! ```
 //!
+//! A reply may carry `confidence: 0.4` (0 to 1), as a local model reporting how sure it is:
+//! agents with `min_confidence` escalate a local-tier model's reply below it.
+//!
 //! The first rule that matches wins; `times: N` makes a rule fire at most N times. Templates: `{{task}}` (the first user message), `{{last}}` (the
 //! last message), and named regex captures; they work in `text` and in every string of `args`.
 //!
@@ -210,6 +213,7 @@ struct Rule {
     text: Option<String>,
     calls: Vec<(String, serde_json::Value)>,
     fault: Option<Fault>,
+    confidence: Option<f32>,
     latency: Option<Duration>,
     /// Fires at most this many times (then it no longer matches).
     times: Option<u32>,
@@ -249,6 +253,7 @@ struct ReplySpec {
     #[serde(default)]
     tool_calls: Vec<CallSpec>,
     fault: Option<Fault>,
+    confidence: Option<f32>,
 }
 
 #[derive(Deserialize)]
@@ -288,6 +293,15 @@ impl ScriptedModel {
             let re = |p: &str| {
                 Regex::new(p).map_err(|e| err(format!("rule {}: bad regex `{p}`: {e}", i + 1)))
             };
+            if r.reply
+                .confidence
+                .is_some_and(|c| !(0.0..=1.0).contains(&c))
+            {
+                return Err(err(format!(
+                    "rule {}: `confidence` must be between 0 and 1",
+                    i + 1
+                )));
+            }
             if r.reply.text.is_none() && r.reply.tool_calls.is_empty() && r.reply.fault.is_none() {
                 return Err(err(format!(
                     "rule {}: reply needs `text`, `tool_calls` or `fault`",
@@ -313,6 +327,7 @@ impl ScriptedModel {
                     .map(|c| (c.name, c.args))
                     .collect(),
                 fault: r.reply.fault,
+                confidence: r.reply.confidence,
                 latency: r.latency,
                 times: r.times,
                 fired: AtomicU64::new(0),
@@ -368,6 +383,7 @@ impl ScriptedModel {
                     output: output.min(u64::from(req.max_tokens)),
                     cached_input: 0,
                 },
+                confidence: None,
             });
         }
 
@@ -414,6 +430,7 @@ impl ScriptedModel {
                 text: Some(text.to_string()),
                 calls: Vec::new(),
                 fault: None,
+                confidence: None,
                 latency: None,
                 times: None,
                 fired: AtomicU64::new(0),
@@ -488,6 +505,7 @@ impl ScriptedModel {
                 text,
                 tool_calls,
                 usage,
+                confidence: rule.confidence,
             }),
             rule.latency.unwrap_or(self.latency),
         ))
@@ -696,6 +714,7 @@ rules:
             messages,
             tools: &[],
             max_tokens: 256,
+            confidence: false,
         }
     }
 

@@ -123,12 +123,12 @@ mod ledger {
                     s.spawn(move || {
                         for op in ops {
                             let acct = &accounts[op.account % n];
-                            if let Ok(r) = acct.reserve(NanoUsd(op.cost), op.tokens) {
-                                if let Some(pct) = op.commit_pct {
-                                    let cost = NanoUsd(op.cost * pct / 100);
-                                    let t = op.tokens * pct / 100;
-                                    r.commit(&TokenUsage { input: t / 2, output: t - t / 2, cached_input: 0 }, cost);
-                                }
+                            if let Ok(r) = acct.reserve(NanoUsd(op.cost), op.tokens)
+                                && let Some(pct) = op.commit_pct
+                            {
+                                let cost = NanoUsd(op.cost * pct / 100);
+                                let t = op.tokens * pct / 100;
+                                r.commit(&TokenUsage { input: t / 2, output: t - t / 2, cached_input: 0 }, cost);
                             }
                         }
                     });
@@ -162,7 +162,7 @@ mod ledger {
             });
             assert_eq!(wins.load(Ordering::Relaxed), 3);
             assert_eq!(root.spent(), NanoUsd(900_000_000));
-            root.check_conservation().unwrap();
+            root.check_conservation().expect("conserved");
         }
     }
 }

@@ -160,6 +160,8 @@ pub(crate) fn parse_reply(model: &str, v: &Value) -> Result<ModelResponse, Model
         text: (!text.is_empty()).then_some(text),
         tool_calls,
         usage: usage(u),
+        // The messages API reports no token probabilities.
+        confidence: None,
     })
 }
 
@@ -309,6 +311,7 @@ impl Model for Anthropic {
             text: (!text.is_empty()).then_some(text),
             tool_calls,
             usage,
+            confidence: None,
         })
     }
 }

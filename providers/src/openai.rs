@@ -48,6 +48,9 @@ impl OpenAi {
                 .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
                 .collect();
         }
+        if req.confidence {
+            body["logprobs"] = json!(true);
+        }
         if self.config.stream {
             body["stream"] = json!(true);
             body["stream_options"] = json!({"include_usage": true});
@@ -93,6 +96,23 @@ fn arguments(model: &str, name: &str, raw: &str) -> Result<Value, ModelError> {
             format!("tool call `{name}` has arguments that are not JSON ({e})"),
         )
     })
+}
+
+/// The geometric mean of the tokens' probabilities, from `logprobs.content[].logprob` (what
+/// OpenAI, vLLM and llama.cpp's server return with `logprobs: true`).
+fn confidence(sum: f64, n: u64) -> Option<f32> {
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+    (n > 0).then(|| (sum / n as f64).exp() as f32)
+}
+
+fn logprobs(choice: &Value) -> (f64, u64) {
+    choice
+        .pointer("/logprobs/content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get("logprob").and_then(Value::as_f64))
+        .fold((0.0, 0), |(s, n), lp| (s + lp, n + 1))
 }
 
 /// Parses a non-streaming reply.
@@ -141,6 +161,10 @@ pub(crate) fn parse_reply(model: &str, v: &Value) -> Result<ModelResponse, Model
             .map(str::to_string),
         tool_calls,
         usage: usage(u),
+        confidence: v
+            .pointer("/choices/0")
+            .map(logprobs)
+            .and_then(|(s, n)| confidence(s, n)),
     })
 }
 
@@ -150,6 +174,8 @@ struct Partial {
     refusal: String,
     calls: Vec<(String, String, String)>,
     usage: Option<TokenUsage>,
+    logprob_sum: f64,
+    logprob_n: u64,
 }
 
 impl http::EventSink for Partial {
@@ -177,6 +203,11 @@ impl http::EventSink for Partial {
         }
         if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
             self.usage = Some(usage(u));
+        }
+        if let Some(c) = v.pointer("/choices/0") {
+            let (s, n) = logprobs(c);
+            self.logprob_sum += s;
+            self.logprob_n += n;
         }
         if let Some(d) = v.pointer("/choices/0/delta") {
             if let Some(t) = d.get("content").and_then(Value::as_str) {
@@ -254,6 +285,7 @@ impl Model for OpenAi {
             text: (!p.text.is_empty()).then_some(p.text),
             tool_calls,
             usage,
+            confidence: confidence(p.logprob_sum, p.logprob_n),
         })
     }
 

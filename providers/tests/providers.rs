@@ -72,6 +72,7 @@ async fn call(model: &impl Model) -> Result<baton_core::ModelResponse, ModelErro
             messages: &messages,
             tools: &tools,
             max_tokens: 256,
+            confidence: false,
         })
         .await
 }
@@ -107,6 +108,36 @@ mod openai {
         assert_eq!(b["tools"][0]["type"], "function");
         assert_eq!(b["tools"][0]["function"]["name"], "lookup_owners");
         assert!(b.get("stream").is_none());
+    }
+
+    /// Asked for its confidence, the request carries `logprobs: true`, and the reply's token
+    /// log-probabilities become the geometric mean probability (exp of the mean: here -0.5).
+    #[tokio::test]
+    async fn logprobs_become_the_replys_confidence() {
+        let server =
+            FakeServer::start([Reply::json(200, fixture("openai/chat_logprobs.json"))]).await;
+        let m = OpenAi::new(config(&server, false, "llama-3.1-8b-instruct")).expect("client");
+        let (messages, tools) = (transcript(), tools());
+        let r = m
+            .call(ModelRequest {
+                agent: "rca",
+                step: 2,
+                messages: &messages,
+                tools: &tools,
+                max_tokens: 256,
+                confidence: true,
+            })
+            .await
+            .expect("reply");
+        let c = r.confidence.expect("a confidence");
+        assert!((c - (-0.5f32).exp()).abs() < 1e-4, "{c}");
+        assert_eq!(server.received()[0].json()["logprobs"], true);
+        // Not asked: not sent, and a reply without logprobs has no confidence.
+        let server = FakeServer::start([Reply::json(200, fixture("openai/chat_text.json"))]).await;
+        let m = OpenAi::new(config(&server, false, "gpt-4o-mini")).expect("client");
+        let r = call(&m).await.expect("reply");
+        assert_eq!(r.confidence, None);
+        assert!(server.received()[0].json().get("logprobs").is_none());
     }
 
     #[tokio::test]
@@ -197,6 +228,7 @@ mod openai {
             messages: &messages,
             tools: &tools,
             max_tokens: 256,
+            confidence: false,
         };
         let est = m.estimate_input_tokens(&req);
         // A real tokenizer: far tighter than a bytes-based bound, and still an upper bound of the

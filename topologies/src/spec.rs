@@ -501,6 +501,13 @@ impl ModelSpec {
         self.max_output_tokens = n;
         self
     }
+
+    /// Sets where it runs and its quality score (0 to 100).
+    pub fn tier(mut self, tier: Tier, quality: u8) -> ModelSpec {
+        self.tier = Some(tier);
+        self.quality = Some(quality);
+        self
+    }
 }
 
 /// Prices in dollars per million tokens.
@@ -763,6 +770,10 @@ pub struct AgentSpec {
     /// The lowest model quality (0 to 100) the router may use for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality_bar: Option<u8>,
+    /// The least confidence (percent, 0 to 100) it accepts from a local-tier model: a reply the
+    /// model is less sure of is set aside (still paid for) and the step goes up the ladder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_confidence: Option<u8>,
     /// Its role under `policy.roles`: then it may call only that role's tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -903,6 +914,7 @@ impl AgentSpec {
             fallback: self.fallback.clone().or_else(|| base.fallback.clone()),
             activation: self.activation.or(base.activation),
             quality_bar: self.quality_bar.or(base.quality_bar),
+            min_confidence: self.min_confidence.or(base.min_confidence),
             role: self.role.clone().or_else(|| base.role.clone()),
         }
     }
@@ -910,6 +922,12 @@ impl AgentSpec {
     /// Sets the lowest model quality the router may use for it.
     pub fn quality_bar(mut self, bar: u8) -> AgentSpec {
         self.quality_bar = Some(bar);
+        self
+    }
+
+    /// Sets the least confidence (percent) it accepts from a local-tier model.
+    pub fn min_confidence(mut self, percent: u8) -> AgentSpec {
+        self.min_confidence = Some(percent);
         self
     }
 }

@@ -92,6 +92,8 @@ pub struct AgentNode {
     pub activation: Activation,
     /// The lowest model quality the router may use for it (0 = any).
     pub quality_bar: u8,
+    /// The least confidence (percent) it accepts from a local-tier model.
+    pub min_confidence: Option<u8>,
     /// Its role under the policy, if any.
     pub role: Option<Arc<str>>,
 }
@@ -631,6 +633,17 @@ impl Validator<'_> {
                 &[Seg::Key("agents"), Seg::Key(name), Seg::Key("supervision")],
                 a.supervision.as_ref(),
             );
+            if a.min_confidence.is_some_and(|q| q > 100) {
+                self.report(
+                    &[
+                        Seg::Key("agents"),
+                        Seg::Key(name),
+                        Seg::Key("min_confidence"),
+                    ],
+                    "`min_confidence` is a percentage from 0 to 100".into(),
+                    None,
+                );
+            }
             if a.quality_bar.is_some_and(|q| q > 100) {
                 self.report(
                     &[Seg::Key("agents"), Seg::Key(name), Seg::Key("quality_bar")],
@@ -1093,6 +1106,7 @@ impl Validator<'_> {
             fallback: a.fallback.as_deref().map(Arc::from),
             activation: a.activation.unwrap_or_default(),
             quality_bar: a.quality_bar.unwrap_or(0),
+            min_confidence: a.min_confidence,
             role: a.role.as_deref().map(Arc::from),
         }
     }

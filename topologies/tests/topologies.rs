@@ -300,8 +300,7 @@ mod diagnostics {
             .model("m", ModelSpec::custom(NanoUsd(1), NanoUsd(1)))
             .agent("lead", AgentSpec::new(["mm"]))
             .build()
-            .err()
-            .expect("invalid");
+            .expect_err("invalid");
         let s = err.to_string();
         assert!(
             s.contains("<builder>")
@@ -393,8 +392,7 @@ mod roundtrip {
             flags in proptest::collection::vec((0u8..4, 0u8..3, 0u8..4), 8),
         ) -> baton_topologies::TopologySpec {
             let mut b = TopologyBuilder::new("generated");
-            for m in 0..models {
-                let (i, o) = prices[m];
+            for (m, &(i, o)) in prices.iter().enumerate().take(models) {
                 b = b.model(format!("model-{m}"), ModelSpec::custom(NanoUsd(i), NanoUsd(o)).max_output_tokens(256 + m as u32));
             }
             let mut children: Vec<Vec<String>> = vec![Vec::new(); n];
