@@ -599,6 +599,21 @@ async fn call_once(
     };
     let input = rung.model.estimate_input_tokens(&request);
     let max_out = u64::from(rung.max_output);
+    // A conversation the model cannot hold goes up the ladder without a call.
+    if let Some(window) = rung.context_window
+        && input + max_out > window
+    {
+        let reason = format!(
+            "the call needs {input} + {max_out} tokens, more than its context window of {window}"
+        );
+        plan.observe(&Event::Escalated {
+            agent: &me.name,
+            task: env.task.0,
+            model: &rung.name,
+            reason: &reason,
+        });
+        return Once::Done(Attempt::Failed(format!("{}: {reason}", rung.name)));
+    }
     let worst = rung.price.worst_case(input, max_out);
     let reservation = match account.reserve(worst, input + max_out) {
         Ok(r) => r,

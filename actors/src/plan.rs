@@ -32,6 +32,8 @@ pub(crate) struct Rung {
     pub(crate) quality: u8,
     /// On the agent's own hardware (`tier: local`): its low confidence escalates.
     pub(crate) local: bool,
+    /// The most tokens one call can hold, if known.
+    pub(crate) context_window: Option<u64>,
     pub(crate) timeout: Duration,
     pub(crate) retry: baton_topologies::RetryPolicy,
     pub(crate) retries: Counter,
@@ -402,6 +404,7 @@ impl Plan {
                         max_output: def.max_output_tokens,
                         quality: def.quality,
                         local: def.tier == Some(baton_topologies::Tier::Local),
+                        context_window: def.context_window.map(u64::from),
                         timeout: def.timeout,
                         retry: def.retry.clone(),
                         retries: metrics::counter!("baton_model_retries_total", &labels[..]),

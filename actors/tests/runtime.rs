@@ -1996,6 +1996,51 @@ mod router {
         assert_eq!(answer, "probably fine");
     }
 
+    /// A conversation that does not fit a model's context window goes up the ladder without a
+    /// call to it (nothing is reserved or spent on it).
+    #[tokio::test]
+    async fn a_model_whose_context_window_is_too_small_is_passed_over() {
+        let mut small = dollar_per_mtok().tier(Tier::Local, 50);
+        small.context_window = Some(150);
+        let t = TopologyBuilder::new("t")
+            .model("local", small)
+            .model("frontier", dollar_per_mtok().tier(Tier::Frontier, 90))
+            .agent("ops", AgentSpec::new(["local", "frontier"]))
+            .build()
+            .expect("valid");
+        let steps = Steps::default();
+        let rt = Runtime::builder(t)
+            .model("local", sure())
+            .model("frontier", sure())
+            .observer(steps.clone())
+            .start()
+            .await
+            .expect("starts");
+        let short = rt.run("is checkout healthy?").await.expect("runs");
+        let long = rt
+            .run(format!("is checkout healthy? {}", "context ".repeat(100)))
+            .await
+            .expect("runs");
+        rt.shutdown().await;
+        assert_eq!(short.models.len(), 1);
+        assert_eq!(
+            short.models[0].name, "local",
+            "a short task fits the local model"
+        );
+        let used: Vec<&str> = long.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            used,
+            ["frontier"],
+            "the long one does not: nothing spent on local"
+        );
+        let seen = steps.0.lock().expect("lock").clone();
+        assert!(
+            seen.iter().any(|l| l.starts_with("↑ local: the call needs")
+                && l.ends_with("context window of 150")),
+            "{seen:?}"
+        );
+    }
+
     /// After a bad answer (a tool call whose arguments do not fit), the next step's bar is
     /// raised above the model that gave it; once a step goes well, the bar is the agent's again.
     #[tokio::test]

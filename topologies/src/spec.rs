@@ -397,6 +397,10 @@ pub struct ModelSpec {
         skip_serializing_if = "is_default_max_output"
     )]
     pub max_output_tokens: u32,
+    /// The most tokens (prompt and completion) one call can hold; the router passes over the
+    /// model for a step that would not fit (default: no limit checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u32>,
     /// Where the model runs: `local` (your hardware) or `frontier` (a hosted top model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<Tier>,
@@ -440,6 +444,7 @@ impl ModelSpec {
             retry: None,
             price: Some(PriceSpec::per_mtok(input, output)),
             max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
+            context_window: None,
             tier: None,
             quality: None,
             timeout: None,
@@ -463,6 +468,7 @@ impl ModelSpec {
             faults: None,
             price: None,
             max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
+            context_window: None,
             tier: None,
             quality: None,
             timeout: None,
@@ -489,6 +495,7 @@ impl ModelSpec {
             retry: None,
             price: Some(PriceSpec::per_mtok(input, output)),
             max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
+            context_window: None,
             tier: None,
             quality: None,
             timeout: None,

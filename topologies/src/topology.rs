@@ -113,6 +113,8 @@ pub struct ModelDef {
     pub price: Price,
     /// Completion-token ceiling per call.
     pub max_output_tokens: u32,
+    /// The most tokens one call can hold, if known.
+    pub context_window: Option<u32>,
     /// Where it runs, if declared.
     pub tier: Option<Tier>,
     /// How good the model is, 0 to 100.
@@ -1201,6 +1203,18 @@ impl Validator<'_> {
                     None,
                 );
             }
+            if let Some(w) = m.context_window
+                && w <= m.max_output_tokens
+            {
+                self.report(
+                    &at("context_window"),
+                    format!(
+                        "a context window of {w} tokens leaves no room for a prompt next to `max_output_tokens: {}`",
+                        m.max_output_tokens
+                    ),
+                    Some("the window holds the prompt and the completion: make it larger than max_output_tokens".into()),
+                );
+            }
             if m.max_output_tokens == 0 {
                 self.report(
                     &at("max_output_tokens"),
@@ -1265,6 +1279,7 @@ impl Validator<'_> {
                     latency: m.latency,
                     price,
                     max_output_tokens: m.max_output_tokens,
+                    context_window: m.context_window,
                     tier: m.tier,
                     quality: m.quality.unwrap_or(100),
                     timeout: m.timeout.unwrap_or(DEFAULT_MODEL_TIMEOUT),
