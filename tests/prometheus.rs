@@ -371,3 +371,36 @@ fn exposition_totals_equal_the_report() {
     assert_eq!(sum("baton_budget_cutoffs_total", ""), 1.0);
     assert_eq!(sum("baton_agent_steps_total", ""), n(&t["steps"]));
 }
+
+/// Every routing decision is counted with its reason: in `router.yaml`, step 1's local call fails
+/// and step 3's local answer is set aside (low confidence), so the frontier model takes both as
+/// `escalated`; step 2 stays local, the `cheapest`.
+#[test]
+fn router_decisions_are_counted_by_reason() {
+    let port = free_port();
+    let (_baton, report) = serving_run(
+        "examples/topologies/router.yaml",
+        "Which deploy preceded the spike?",
+        port,
+    );
+    assert_eq!(report["outcome"], "completed");
+    let text = get(port, "/metrics").expect("/metrics answers");
+    let value = |labels: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with("baton_router_decisions_total{") && l.contains(labels))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse().ok())
+    };
+    assert_eq!(
+        value(r#"model="frontier",reason="escalated""#),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(value(r#"model="local",reason="cheapest""#), Some(1.0));
+    for zero in [
+        r#"model="frontier",reason="cheapest""#,
+        r#"model="local",reason="escalated""#,
+    ] {
+        assert!(value(zero).is_none_or(|v| v == 0.0), "{zero}: {text}");
+    }
+}

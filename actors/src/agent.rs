@@ -434,11 +434,12 @@ async fn call_ladder(
                 }
                 let reason = match (&failure, &refusal) {
                     (Some(_), _) => 1,
-                    (None, Some(_)) => 2,
+                    (None, Some(_)) => 3,
                     (None, None) if doubted || bar > me.quality_bar => 1,
                     (None, None) => 0,
                 };
                 rung.decisions[reason].increment(1);
+                tracing::debug!(agent = %me.name, task = env.task.0, step, model = %rung.name, reason = crate::plan::ROUTE_REASONS[reason], "routed");
                 return Ok(Ok((r, (Arc::clone(&rung.name), rung.quality))));
             }
             Attempt::Refused(r) => refusal = Some(r),
@@ -452,6 +453,7 @@ async fn call_ladder(
             match attempt(plan, me, rung, env, account, step, messages).await {
                 Attempt::Answered(r) => {
                     rung.decisions[2].increment(1);
+                    tracing::debug!(agent = %me.name, task = env.task.0, step, model = %rung.name, reason = "fallback", "routed");
                     let action = format!("rerouted to model {}", rung.name);
                     account.record_event(
                         BudgetEventKind::ReroutedModel,

@@ -43,8 +43,9 @@ pub(crate) struct Rung {
     pub(crate) requests_err: Counter,
     pub(crate) latency: Histogram,
     pub(crate) cost: Counter,
-    /// `baton_router_decisions_total` for reasons cheapest, escalated, budget.
-    pub(crate) decisions: [Counter; 3],
+    /// `baton_router_decisions_total` for reasons cheapest, escalated, fallback, budget
+    /// (indices of [`ROUTE_REASONS`]).
+    pub(crate) decisions: [Counter; 4],
     pub(crate) tokens_in: Counter,
     pub(crate) tokens_out: Counter,
     pub(crate) tokens_cached: Counter,
@@ -94,6 +95,11 @@ pub(crate) struct AgentPlan {
     /// Per tool (same order as `tools`): calls by outcome ok, error, timeout, panic; duration; CPU.
     pub(crate) tool_metrics: Vec<ToolMetrics>,
 }
+
+/// Why the router gave a step to a model: the first that clears the bar; one up the ladder after
+/// a failure, a low confidence, a context window or a raised bar; below the bar when the budget
+/// is short (`reroute`); past models whose worst case the budget could not cover.
+pub(crate) const ROUTE_REASONS: [&str; 4] = ["cheapest", "escalated", "fallback", "budget"];
 
 /// A tool with what the harness checks around it.
 type GatedTool = (Arc<dyn Tool>, Arc<ToolGate>);
@@ -413,7 +419,7 @@ impl Plan {
                         requests_err: metrics::counter!("baton_model_requests_total", "agent" => agent_label.clone(), "model" => m.to_string(), "outcome" => "error"),
                         latency: metrics::histogram!("baton_model_request_duration_seconds", &labels[..]),
                         cost: metrics::counter!("baton_cost_nanousd_total", &labels[..]),
-                        decisions: ["cheapest", "escalated", "budget"].map(|reason| {
+                        decisions: ROUTE_REASONS.map(|reason| {
                             metrics::counter!("baton_router_decisions_total", "agent" => agent_label.clone(), "model" => m.to_string(), "reason" => reason)
                         }),
                         tokens_in: tok("input"),
