@@ -354,7 +354,7 @@ async fn run_task(
                 .ladder
                 .iter()
                 .map(|r| r.quality)
-                .filter(|q| *q > answered.1)
+                .filter(|q| *q > me.ladder[answered].quality)
                 .min()
         {
             bar = better.max(me.quality_bar);
@@ -362,7 +362,7 @@ async fn run_task(
             state.plan.observe(&Event::Escalated {
                 agent: &me.name,
                 task: env.task.0,
-                model: &answered.0,
+                model: &me.ladder[answered].name,
                 reason: &reason,
             });
         }
@@ -406,21 +406,24 @@ async fn call_ladder(
     account: &Account,
     (step, bar): (u32, u8),
     messages: &[Message],
-) -> Result<Result<(ModelResponse, (Arc<str>, u8)), TaskResult>, Abort> {
+) -> Result<Result<(ModelResponse, usize), TaskResult>, Abort> {
     let mut refusal: Option<Refusal> = None;
     let mut failure: Option<String> = None;
     let mut doubted = false;
-    let eligible: Vec<&Rung> = me.ladder.iter().filter(|r| r.quality >= bar).collect();
-    for (i, rung) in eligible.iter().enumerate() {
+    // The last model at or above the bar: a reply from any other may be set aside.
+    let last = me.ladder.iter().rposition(|r| r.quality >= bar);
+    for (i, rung) in me
+        .ladder
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.quality >= bar)
+    {
         match attempt(plan, me, rung, env, account, step, messages).await {
             Attempt::Answered(r) => {
                 // A local model unsure of its answer: paid for, set aside, one rung up.
-                if let (true, Some(min), Some(c), true) = (
-                    rung.local,
-                    me.min_confidence,
-                    r.confidence,
-                    i + 1 < eligible.len(),
-                ) && c * 100.0 < f32::from(min)
+                if let (true, Some(min), Some(c), true) =
+                    (rung.local, me.min_confidence, r.confidence, Some(i) != last)
+                    && c * 100.0 < f32::from(min)
                 {
                     let reason = format!("low confidence {:.0}% < {min}%", c * 100.0);
                     plan.observe(&Event::Escalated {
@@ -440,7 +443,7 @@ async fn call_ladder(
                 };
                 rung.decisions[reason].increment(1);
                 tracing::debug!(agent = %me.name, task = env.task.0, step, model = %rung.name, reason = crate::plan::ROUTE_REASONS[reason], "routed");
-                return Ok(Ok((r, (Arc::clone(&rung.name), rung.quality))));
+                return Ok(Ok((r, i)));
             }
             Attempt::Refused(r) => refusal = Some(r),
             Attempt::Failed(f) => failure = Some(f),
@@ -449,7 +452,12 @@ async fn call_ladder(
         }
     }
     if failure.is_none() && refusal.is_some() && me.on_budget_exceeded == BudgetAction::Reroute {
-        for rung in me.ladder.iter().filter(|r| r.quality < bar) {
+        for (i, rung) in me
+            .ladder
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.quality < bar)
+        {
             match attempt(plan, me, rung, env, account, step, messages).await {
                 Attempt::Answered(r) => {
                     rung.decisions[2].increment(1);
@@ -465,7 +473,7 @@ async fn call_ladder(
                         task: env.task.0,
                         action: &action,
                     });
-                    return Ok(Ok((r, (Arc::clone(&rung.name), rung.quality))));
+                    return Ok(Ok((r, i)));
                 }
                 Attempt::Refused(_) => {}
                 Attempt::Failed(f) => failure = Some(f),
@@ -774,24 +782,28 @@ async fn run_tool(
     // Arguments that do not fit the tool's schema never reach it (nor a human approver): the
     // model is told what is wrong and can correct itself.
     if let Some(v) = &gate.validator {
-        let empty = serde_json::json!({});
+        let empty = serde_json::Value::Object(serde_json::Map::new());
         let args = if call.arguments.is_null() {
             &empty
         } else {
             &call.arguments
         };
-        let problems: Vec<String> = v
-            .iter_errors(args)
-            .take(5)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                if at.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{at}: {e}")
-                }
-            })
-            .collect();
+        // The common case, valid arguments, allocates nothing.
+        let problems: Vec<String> = if v.is_valid(args) {
+            Vec::new()
+        } else {
+            v.iter_errors(args)
+                .take(5)
+                .map(|e| {
+                    let at = e.instance_path().to_string();
+                    if at.is_empty() {
+                        e.to_string()
+                    } else {
+                        format!("{at}: {e}")
+                    }
+                })
+                .collect()
+        };
         if !problems.is_empty() {
             *bad_call = true;
             m.calls[4].increment(1);
@@ -822,15 +834,20 @@ async fn run_tool(
             ))),
         }
     };
-    let result = tokio::select! {
-        biased;
-        r = async {
-            // The tool's own timeout, or the task's deadline if that comes first.
-            let own = tokio::time::Instant::now() + gate.timeout;
-            let limit = env.deadline.map_or(own, |d| d.min(own));
-            tokio::time::timeout_at(limit, run).await.ok()
-        } => r,
-        () = account.cancelled() => return Ok(None),
+    let mut run = std::pin::pin!(run);
+    // A tool that answers at once needs no timer: poll it first (as model calls are).
+    let result = match futures::poll!(&mut run) {
+        std::task::Poll::Ready(r) => Some(r),
+        std::task::Poll::Pending => tokio::select! {
+            biased;
+            r = async {
+                // The tool's own timeout, or the task's deadline if that comes first.
+                let own = tokio::time::Instant::now() + gate.timeout;
+                let limit = env.deadline.map_or(own, |d| d.min(own));
+                tokio::time::timeout_at(limit, &mut run).await.ok()
+            } => r,
+            () = account.cancelled() => return Ok(None),
+        },
     };
     m.duration.record(started.elapsed().as_secs_f64());
     m.cpu.record(timed.cpu.as_secs_f64());
