@@ -877,6 +877,7 @@ async fn run_tool(
             let (text, saved) = cap_output(text, gate.max_output_tokens);
             if saved > 0 {
                 m.saved.increment(saved);
+                account.record_tool_tokens_saved(saved);
             }
             text
         }

@@ -59,6 +59,9 @@ pub struct Totals {
     pub tool_calls: u64,
     /// Failed model calls (provider errors, timeouts, malformed replies, panics).
     pub model_errors: u64,
+    /// Tokens of long tool output cut before they re-entered a model's context (about four
+    /// characters a token).
+    pub tool_tokens_saved: u64,
     /// Agent crashes followed by a restart.
     pub restarts: u64,
     /// Budget reroutes (to a cheaper model or a fallback agent).
@@ -156,6 +159,7 @@ impl RunReport {
             totals.model_calls += u.model_calls;
             totals.tool_calls += u.tool_calls;
             totals.model_errors += a.model_errors;
+            totals.tool_tokens_saved += a.tool_tokens_saved;
             totals.restarts += a.restarts;
             let reroutes = a
                 .events

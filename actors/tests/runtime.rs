@@ -1742,6 +1742,12 @@ mod harness {
     }
 
     async fn run(steps: Vec<serde_json::Value>, cap: Option<u32>) -> (String, u32) {
+        let (text, calls, _) = run_saving(steps, cap).await;
+        (text, calls)
+    }
+
+    /// [`run`], also returning the tokens of tool output the task had cut.
+    async fn run_saving(steps: Vec<serde_json::Value>, cap: Option<u32>) -> (String, u32, u64) {
         let mut logs = ToolSpec::custom();
         logs.max_output_tokens = cap;
         let t = TopologyBuilder::new("t")
@@ -1762,7 +1768,8 @@ mod harness {
             .await
             .expect("answered");
         rt.shutdown().await;
-        (run.result.text, calls.load(Ordering::SeqCst))
+        let saved = run.account.snapshot().tool_tokens_saved;
+        (run.result.text, calls.load(Ordering::SeqCst), saved)
     }
 
     /// Arguments that do not fit the schema never reach the tool: the model is told what is
@@ -1850,11 +1857,15 @@ mod harness {
     #[tokio::test]
     async fn long_output_is_cut_before_it_reenters_the_context() {
         // 200 lines of 101 characters: about 5,050 tokens; the allowance is 100 tokens.
-        let (seen, _) = run(
+        let (seen, _, saved) = run_saving(
             vec![json!({"service": "checkout", "lines": 200})],
             Some(100),
         )
         .await;
+        // 200 × 101 characters and 199 newlines, 400 kept: the rest cut, four characters a
+        // token, booked on the task's account.
+        let cut: u64 = 200 * 101 + 199 - 400;
+        assert_eq!(saved, cut.div_ceil(4), "{seen}");
         assert!(seen.starts_with("line 00000"), "the head is kept");
         assert!(seen.ends_with(&"x".repeat(90)), "the tail is kept");
         assert!(seen.contains(" 00199 "), "the end of the last line is kept");

@@ -55,6 +55,7 @@ struct Node {
     overrun: AtomicU64,
     refusals: AtomicU64,
     model_errors: AtomicU64,
+    tool_tokens_saved: AtomicU64,
     restarts: AtomicU64,
     events: Mutex<Vec<BudgetEvent>>,
     calls: Mutex<Vec<CallRecord>>,
@@ -257,6 +258,13 @@ impl Account {
         self.0.model_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts tokens of tool output cut before it re-entered this task's context.
+    pub fn record_tool_tokens_saved(&self, tokens: u64) {
+        self.0
+            .tool_tokens_saved
+            .fetch_add(tokens, Ordering::Relaxed);
+    }
+
     /// Counts a crash-and-restart of the agent that held this task.
     pub fn record_restart(&self) {
         self.0.restarts.fetch_add(1, Ordering::Relaxed);
@@ -434,6 +442,7 @@ impl Node {
             .map_or_else(CancellationToken::new, |p| p.token.child_token());
         Node {
             model_errors: AtomicU64::new(0),
+            tool_tokens_saved: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             events: Mutex::new(Vec::new()),
             calls: Mutex::new(Vec::new()),
@@ -507,6 +516,7 @@ impl Node {
             overrun: NanoUsd(self.overrun.load(Ordering::Acquire)),
             refusals: self.refusals.load(Ordering::Acquire),
             model_errors: self.model_errors.load(Ordering::Acquire),
+            tool_tokens_saved: self.tool_tokens_saved.load(Ordering::Acquire),
             restarts: self.restarts.load(Ordering::Acquire),
             events: self
                 .events
@@ -701,6 +711,8 @@ pub struct AccountSnapshot {
     pub refusals: u64,
     /// Model calls of this task that failed (provider errors, timeouts, malformed replies).
     pub model_errors: u64,
+    /// Tokens of tool output cut before they re-entered this task's context.
+    pub tool_tokens_saved: u64,
     /// Times the agent running this task crashed and was restarted.
     pub restarts: u64,
     /// Budget events of this task: refusals, cut-offs, reroutes, overruns.
