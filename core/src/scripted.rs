@@ -208,8 +208,8 @@ struct Rule {
     agent: Option<String>,
     step: Option<u32>,
     last_contains: Option<String>,
-    last_matches: Option<Regex>,
-    transcript_matches: Vec<Regex>,
+    last_matches: Option<Pattern>,
+    transcript_matches: Vec<Pattern>,
     text: Option<String>,
     calls: Vec<(String, serde_json::Value)>,
     fault: Option<Fault>,
@@ -291,7 +291,7 @@ impl ScriptedModel {
         let mut rules = Vec::with_capacity(file.rules.len());
         for (i, r) in file.rules.into_iter().enumerate() {
             let re = |p: &str| {
-                Regex::new(p).map_err(|e| err(format!("rule {}: bad regex `{p}`: {e}", i + 1)))
+                Pattern::new(p).map_err(|e| err(format!("rule {}: bad regex `{p}`: {e}", i + 1)))
             };
             if r.reply
                 .confidence
@@ -543,6 +543,9 @@ impl Rule {
             return false;
         }
         for re in &self.transcript_matches {
+            let Some(re) = re.get() else {
+                return false;
+            };
             // The most recent message that matches supplies the captures.
             let Some(c) = req
                 .messages
@@ -555,12 +558,50 @@ impl Rule {
             push_captures(re, &c, caps);
         }
         if let Some(re) = &self.last_matches {
+            let Some(re) = re.get() else {
+                return false;
+            };
             let Some(c) = re.captures(last) else {
                 return false;
             };
             push_captures(re, &c, caps);
         }
         true
+    }
+}
+
+/// A rule's regex: its syntax is checked when the rules load, and it is compiled on first use.
+/// Compiling Unicode classes (`\w`, `\d`) costs up to a millisecond per pattern, which a runtime's
+/// start-up should not pay for rules it may never reach.
+#[derive(Debug)]
+struct Pattern {
+    src: String,
+    re: std::sync::OnceLock<Option<Regex>>,
+}
+
+impl Pattern {
+    fn new(src: &str) -> Result<Pattern, String> {
+        regex_syntax::Parser::new()
+            .parse(src)
+            .map_err(|e| e.to_string())?;
+        Ok(Pattern {
+            src: src.to_string(),
+            re: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The compiled regex; `None` (never matches, logged once) if it parses but cannot compile
+    /// (past the size limit).
+    fn get(&self) -> Option<&Regex> {
+        self.re
+            .get_or_init(|| match Regex::new(&self.src) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!("scripted rule regex `{}`: {e}", self.src);
+                    None
+                }
+            })
+            .as_ref()
     }
 }
 

@@ -1,0 +1,126 @@
+//! Start-up and scale: how long a runtime takes to start, and what a large declared fleet costs.
+//!
+//! Run with `cargo bench --bench scale`. Results live in BENCHMARKS.md.
+//!
+//! - `ractor_spawn_and_stop` (baseline): spawn one bare ractor actor and stop it.
+//! - `start_ops_triage`: load, validate and start the main job's topology file (parse, graph,
+//!   plan with models and tools, conductor, root agent), then shut it down.
+//! - `start_100k_agents`: validate and start a declared fleet of 100,000 agents (a root over 100
+//!   leads over 999 workers each; agents are lazy, so only the root's actor starts).
+//! - The resident memory the started 100k-agent runtime holds is printed once (`/proc/self/statm`),
+//!   since criterion measures time only.
+
+use std::time::Duration;
+
+use baton::actors::Runtime;
+use baton::core::{NanoUsd, ScriptedModel};
+use baton::topologies::{AgentSpec, ModelSpec, Topology, TopologyBuilder};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+struct Idle;
+
+impl ractor::Actor for Idle {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+    async fn pre_start(
+        &self,
+        _: ractor::ActorRef<()>,
+        _: (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        Ok(())
+    }
+}
+
+const LEADS: usize = 100;
+const WORKERS: usize = 999;
+
+fn fleet() -> Topology {
+    let mut b = TopologyBuilder::new("fleet").model(
+        "m",
+        ModelSpec::custom(NanoUsd::from_usd(1), NanoUsd::from_usd(2)).max_output_tokens(256),
+    );
+    let leads: Vec<String> = (0..LEADS).map(|l| format!("lead-{l}")).collect();
+    b = b.agent(
+        "root",
+        AgentSpec::new(["m"]).children(leads.iter().cloned()),
+    );
+    for (l, lead) in leads.iter().enumerate() {
+        let workers: Vec<String> = (0..WORKERS).map(|w| format!("worker-{l}-{w}")).collect();
+        for w in &workers {
+            b = b.agent(w.clone(), AgentSpec::new(["m"]));
+        }
+        b = b.agent(lead.clone(), AgentSpec::new(["m"]).children(workers));
+    }
+    b.build().expect("a valid fleet")
+}
+
+/// Resident memory of this process, in bytes.
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn start(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/topologies/ops-triage.yaml"
+    );
+    let mut g = c.benchmark_group("start");
+    // Baseline: spawning one bare ractor actor and stopping it (what a runtime start is made of).
+    g.bench_function("ractor_spawn_and_stop", |b| {
+        b.to_async(&rt).iter(|| async {
+            let (actor, handle) = ractor::Actor::spawn(None, Idle, ()).await.expect("spawns");
+            actor.stop(None);
+            handle.await.expect("stops");
+        })
+    });
+    g.bench_function("start_ops_triage", |b| {
+        b.to_async(&rt).iter(|| async {
+            let t = Topology::from_path(file).expect("valid");
+            let runtime = Runtime::builder(t).start().await.expect("starts");
+            runtime.shutdown().await;
+        })
+    });
+
+    let before = rss();
+    let t = fleet();
+    assert_eq!(t.graph().node_count(), 1 + LEADS + LEADS * WORKERS);
+    let runtime = rt
+        .block_on(
+            Runtime::builder(t.clone())
+                .model("m", ScriptedModel::always("m", "done"))
+                .start(),
+        )
+        .expect("starts");
+    let held = rss().saturating_sub(before);
+    println!(
+        "start/100k_agents: resident memory of the validated topology and started runtime: {} MB",
+        held / 1_000_000
+    );
+    rt.block_on(runtime.shutdown());
+    drop(t);
+
+    g.sample_size(10).measurement_time(Duration::from_secs(30));
+    g.bench_function("start_100k_agents", |b| {
+        b.to_async(&rt).iter(|| async {
+            let runtime = Runtime::builder(fleet())
+                .model("m", ScriptedModel::always("m", "done"))
+                .start()
+                .await
+                .expect("starts");
+            runtime.shutdown().await;
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, start);
+criterion_main!(benches);
