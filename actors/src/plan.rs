@@ -193,26 +193,8 @@ pub(crate) type McpTools = HashMap<Arc<str>, Vec<Arc<dyn Tool>>>;
 /// Starts (or reaches) every MCP server of the topology at once and lists their tools; a server
 /// that fails stops the start, naming it.
 pub(crate) async fn connect_mcp(topology: &Topology) -> Result<McpTools, RuntimeError> {
-    use baton_topologies::McpTransportDef;
     let connecting = topology.mcp_servers().map(|s| {
-        let transport = match &s.transport {
-            McpTransportDef::Stdio {
-                command,
-                args,
-                env,
-                cwd,
-            } => baton_mcp::Transport::Stdio {
-                command: command.clone(),
-                args: args.clone(),
-                env: env.clone(),
-                cwd: cwd.clone(),
-            },
-            McpTransportDef::Http { url, headers } => baton_mcp::Transport::Http {
-                url: url.clone(),
-                headers: headers.clone(),
-            },
-        };
-        let mut config = baton_mcp::ServerConfig::new(&*s.name, transport);
+        let mut config = baton_mcp::ServerConfig::new(&*s.name, s.transport.clone());
         config.allow = s.allow.clone();
         config.effects = s.effects.clone();
         config.effect = s.effect;

@@ -23,6 +23,7 @@ mod budget;
 mod envelope;
 mod error;
 pub mod ledger;
+mod mcp;
 pub mod model;
 pub mod money;
 mod outcome;
@@ -42,6 +43,7 @@ pub use ledger::{
     Account, AccountSnapshot, BudgetEvent, BudgetEventKind, CallRecord, Committed, LimitKind,
     Refusal, Reservation,
 };
+pub use mcp::McpTransport;
 pub use model::{
     Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema,
 };

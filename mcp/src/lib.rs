@@ -15,7 +15,6 @@
 //! retried, since it may have had an effect.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,28 +25,8 @@ use rmcp::model::{CallToolRequestParams, ContentBlock};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
 
-/// How a server is reached.
-#[derive(Clone, Debug)]
-pub enum Transport {
-    /// A child process speaking MCP on its stdin and stdout.
-    Stdio {
-        /// The program.
-        command: String,
-        /// Its arguments.
-        args: Vec<String>,
-        /// Extra environment variables; values may hold `${VAR}` references, read at start.
-        env: BTreeMap<String, String>,
-        /// Its working directory.
-        cwd: Option<PathBuf>,
-    },
-    /// A streamable HTTP endpoint (`http://127.0.0.1:3001/mcp`).
-    Http {
-        /// The endpoint's URL.
-        url: String,
-        /// Extra headers; values may hold `${VAR}` references, read at start.
-        headers: BTreeMap<String, String>,
-    },
-}
+/// How a server is reached (the type the topology resolves, from baton-core).
+pub use baton_core::McpTransport as Transport;
 
 /// A server's settings.
 #[derive(Clone, Debug)]

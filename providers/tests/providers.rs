@@ -63,6 +63,14 @@ fn tools() -> Vec<ToolSchema> {
 }
 
 async fn call(model: &impl Model) -> Result<baton_core::ModelResponse, ModelError> {
+    call_asking(model, false).await
+}
+
+/// [`call`], asking the model for its confidence or not.
+async fn call_asking(
+    model: &impl Model,
+    confidence: bool,
+) -> Result<baton_core::ModelResponse, ModelError> {
     let messages = transcript();
     let tools = tools();
     model
@@ -72,7 +80,7 @@ async fn call(model: &impl Model) -> Result<baton_core::ModelResponse, ModelErro
             messages: &messages,
             tools: &tools,
             max_tokens: 256,
-            confidence: false,
+            confidence,
         })
         .await
 }
@@ -117,18 +125,7 @@ mod openai {
         let server =
             FakeServer::start([Reply::json(200, fixture("openai/chat_logprobs.json"))]).await;
         let m = OpenAi::new(config(&server, false, "llama-3.1-8b-instruct")).expect("client");
-        let (messages, tools) = (transcript(), tools());
-        let r = m
-            .call(ModelRequest {
-                agent: "rca",
-                step: 2,
-                messages: &messages,
-                tools: &tools,
-                max_tokens: 256,
-                confidence: true,
-            })
-            .await
-            .expect("reply");
+        let r = call_asking(&m, true).await.expect("reply");
         let c = r.confidence.expect("a confidence");
         assert!((c - (-0.5f32).exp()).abs() < 1e-4, "{c}");
         assert_eq!(server.received()[0].json()["logprobs"], true);

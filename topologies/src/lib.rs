@@ -27,7 +27,7 @@ mod topology;
 pub use builder::TopologyBuilder;
 pub use cadence::{Cadence, CadenceError, CronSchedule};
 pub use error::{Diagnostic, Severity, TopologyError, render_diagnostics};
-pub use mcp::{MCP_SEPARATOR, McpServerDef, McpTransportDef};
+pub use mcp::{MCP_SEPARATOR, McpServerDef};
 pub use render::{to_dot, to_mermaid};
 pub use spec::{
     Activation, BreakerSpec, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MODEL_TIMEOUT,

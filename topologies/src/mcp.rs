@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use baton_core::McpTransport;
+
 use crate::locate::Seg;
 use crate::spec::{McpServerSpec, TopologySpec};
 use crate::topology::{Validator, did_you_mean};
@@ -12,36 +14,13 @@ use crate::topology::{Validator, did_you_mean};
 /// The separator between a server's name and its tool's in the name agents and models use.
 pub const MCP_SEPARATOR: &str = "__";
 
-/// How an MCP server is reached, resolved.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum McpTransportDef {
-    /// A child process on stdio.
-    Stdio {
-        /// The program (a path resolved against the topology's folder when it has a `/`).
-        command: String,
-        /// Its arguments.
-        args: Vec<String>,
-        /// Extra environment (values may hold `${VAR}` references, read at start).
-        env: BTreeMap<String, String>,
-        /// Its working directory.
-        cwd: Option<PathBuf>,
-    },
-    /// A streamable HTTP endpoint.
-    Http {
-        /// Its URL.
-        url: String,
-        /// Extra headers (values may hold `${VAR}` references, read at start).
-        headers: BTreeMap<String, String>,
-    },
-}
-
 /// An MCP server, resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct McpServerDef {
     /// Its name (the prefix of its tools' names).
     pub name: Arc<str>,
     /// How it is reached.
-    pub transport: McpTransportDef,
+    pub transport: McpTransport,
     /// The tools to offer (all when `None`).
     pub allow: Option<Vec<String>>,
     /// The effect of its tools, unless `effects` names one.
@@ -163,7 +142,7 @@ impl Validator<'_> {
         name: &str,
         s: &McpServerSpec,
         base: &Path,
-    ) -> Option<McpTransportDef> {
+    ) -> Option<McpTransport> {
         let at = |k: &'static str| [Seg::Key("mcp_servers"), Seg::Key(name), Seg::Key(k)];
         match (&s.command, &s.url) {
             (Some(_), Some(_)) => {
@@ -219,7 +198,7 @@ impl Validator<'_> {
                 } else {
                     command.clone()
                 };
-                Some(McpTransportDef::Stdio {
+                Some(McpTransport::Stdio {
                     command,
                     args: s.args.clone(),
                     env: s.env.clone(),
@@ -255,7 +234,7 @@ impl Validator<'_> {
                         );
                     }
                 }
-                Some(McpTransportDef::Http {
+                Some(McpTransport::Http {
                     url: url.clone(),
                     headers: s.headers.clone(),
                 })
