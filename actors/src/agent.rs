@@ -895,6 +895,10 @@ async fn run_tool(
 /// Returns the text and the tokens saved.
 pub(crate) fn cap_output(text: String, max_tokens: u32) -> (String, u64) {
     let max_chars = (max_tokens as usize).saturating_mul(4);
+    // No more bytes than the allowance means no more characters either: nothing to count.
+    if text.len() <= max_chars {
+        return (text, 0);
+    }
     let total = text.chars().count();
     if total <= max_chars {
         return (text, 0);
