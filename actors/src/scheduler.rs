@@ -431,7 +431,9 @@ async fn run_loop(
             () = tokio::time::sleep_until(at) => {}
         }
         let tick_ms = clock.wall(due);
-        if resume.is_none() {
+        // A resumed run stands for the first tick of `every` (due at once anyway), not for a
+        // cron time, which is still to come.
+        if resume.is_none() || matches!(def.cadence, Cadence::Every(_)) {
             next = next.and_then(|n| clock.after(&def.cadence, n));
         }
         if Instant::now().duration_since(period_start) >= PERIOD {

@@ -2595,16 +2595,21 @@ mod loops {
     }
 
     /// `on_interrupted: resume`: a run the process died in is recorded `interrupted`, charged
-    /// its worst case, and its task is given again at once, as the next run (even on a cron
-    /// schedule whose next time is later); `end` (the default) leaves it at that.
+    /// its worst case, and its task is given again at once, as the next run (standing for the
+    /// first tick of `every`); `end` (the default) leaves it at that.
     #[tokio::test(start_paused = true)]
     async fn an_interrupted_run_is_resumed_or_ended_as_the_loop_says() {
-        for (resume, expect) in [
-            (true, vec!["run 4 resumes Some(3)".to_string()]),
-            (false, vec![]),
+        // (cron once a year, resume, what runs in the first minute)
+        for (cron, resume, expect) in [
+            (false, true, vec!["run 4 resumes Some(3)"]),
+            (false, false, vec!["run 4 resumes None"]),
+            (true, true, vec!["run 4 resumes Some(3)"]),
+            (true, false, vec![]),
         ] {
-            let path = std::env::temp_dir()
-                .join(format!("baton-resume-{}-{resume}.redb", std::process::id()));
+            let path = std::env::temp_dir().join(format!(
+                "baton-resume-{}-{cron}-{resume}.redb",
+                std::process::id()
+            ));
             let _ = std::fs::remove_file(&path);
             let store = Arc::new(baton_actors::LoopStore::open(&path).expect("opens"));
             let state = baton_actors::LoopState {
@@ -2621,10 +2626,14 @@ mod loops {
             store
                 .save("latency", &state, Some((3, &running)))
                 .expect("saves");
-            let t = edited(&looped(60, Overlap::Skip, None, Some("0.01")), |s| {
-                s.every = None;
-                s.cron = Some("0 0 1 1 *".into()); // once a year: nothing else runs
+            // Hourly: the first tick is due at once, and a resumed run stands for it (one run,
+            // not two). Once a year: only a resumed run runs now.
+            let t = edited(&looped(3600, Overlap::Skip, None, Some("0.01")), |s| {
                 s.on_interrupted = resume.then_some(baton_topologies::OnInterrupted::Resume);
+                if cron {
+                    s.every = None;
+                    s.cron = Some("0 0 1 1 *".into());
+                }
             });
             let rt = Arc::new(
                 Runtime::builder(t)
@@ -2649,16 +2658,18 @@ mod loops {
             )
             .await
             .expect("runs");
-            assert_eq!(*seen.lock().expect("lock"), expect, "resume: {resume}");
+            assert_eq!(
+                *seen.lock().expect("lock"),
+                expect,
+                "cron: {cron}, resume: {resume}"
+            );
             let runs = store.runs("latency").expect("reads");
             assert_eq!(runs[0].1.outcome, "interrupted");
             assert_eq!(runs[0].1.cost_nanousd, 1_000, "charged its worst case");
-            if resume {
-                assert_eq!(runs[1].0, 4);
-                assert_eq!(runs[1].1.outcome, "completed");
-                assert_eq!(runs[1].1.resumes, Some(3));
-            } else {
-                assert_eq!(runs.len(), 1);
+            assert_eq!(runs.len(), 1 + expect.len(), "{runs:?}");
+            if let Some((n, r)) = runs.get(1) {
+                assert_eq!((*n, r.outcome.as_str()), (4, "completed"));
+                assert_eq!(r.resumes, resume.then_some(3));
             }
             let _ = std::fs::remove_file(&path);
         }
