@@ -35,41 +35,47 @@ fn request(
     Ok((status, body.to_string()))
 }
 
-/// `baton approvals list`: every request, as JSON lines; pending ones first in a human list.
-pub(crate) fn list(addr: SocketAddr, json: bool) -> ExitCode {
-    match request(addr, "GET", "/approvals", "") {
-        Ok((200, body)) => {
-            let records: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap_or_default();
-            for r in &records {
-                if json {
-                    println!("{r}");
-                } else {
-                    println!(
-                        "#{} {} · {} wants {} {}{}",
-                        r["id"],
-                        r["state"].as_str().unwrap_or("?"),
-                        r["agent"].as_str().unwrap_or("?"),
-                        r["tool"].as_str().unwrap_or("?"),
-                        r["arguments"],
-                        if r["orphaned"] == true {
-                            " (asked before a restart)"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-            }
-            ExitCode::SUCCESS
-        }
+/// The body of a 200 answer; anything else is reported on stderr (`None`).
+fn ok_body(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<String> {
+    match request(addr, method, path, body) {
+        Ok((200, body)) => Some(body),
         Ok((status, body)) => {
             eprintln!("error: {addr} answered {status}: {body}");
-            ExitCode::FAILURE
+            None
         }
         Err(e) => {
             eprintln!("error: cannot reach the approvals endpoint at {addr}: {e}");
-            ExitCode::FAILURE
+            None
         }
     }
+}
+
+/// `baton approvals list`: every request, as JSON lines; pending ones first in a human list.
+pub(crate) fn list(addr: SocketAddr, json: bool) -> ExitCode {
+    let Some(body) = ok_body(addr, "GET", "/approvals", "") else {
+        return ExitCode::FAILURE;
+    };
+    let records: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap_or_default();
+    for r in &records {
+        if json {
+            println!("{r}");
+        } else {
+            println!(
+                "#{} {} · {} wants {} {}{}",
+                r["id"],
+                r["state"].as_str().unwrap_or("?"),
+                r["agent"].as_str().unwrap_or("?"),
+                r["tool"].as_str().unwrap_or("?"),
+                r["arguments"],
+                if r["orphaned"] == true {
+                    " (asked before a restart)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// `baton approvals approve|deny ID`.
@@ -83,18 +89,11 @@ pub(crate) fn answer(
     let verb = if approve { "approve" } else { "deny" };
     let by = by.or_else(|| std::env::var("USER").ok());
     let body = serde_json::json!({"by": by, "reason": reason}).to_string();
-    match request(addr, "POST", &format!("/approvals/{id}/{verb}"), &body) {
-        Ok((200, body)) => {
+    match ok_body(addr, "POST", &format!("/approvals/{id}/{verb}"), &body) {
+        Some(body) => {
             println!("{body}");
             ExitCode::SUCCESS
         }
-        Ok((status, body)) => {
-            eprintln!("error: {addr} answered {status}: {body}");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("error: cannot reach the approvals endpoint at {addr}: {e}");
-            ExitCode::FAILURE
-        }
+        None => ExitCode::FAILURE,
     }
 }

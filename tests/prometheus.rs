@@ -33,14 +33,13 @@ fn free_port() -> u16 {
 
 /// Starts `baton run FILE --task TASK --json --metrics-addr 127.0.0.1:PORT --linger 2m` and
 /// returns it with the JSON report it printed when the work ended (it keeps serving afterwards).
-fn serving_run(file: &str, task: &str, port: u16) -> (Killed, Value) {
-    let mut baton = Killed(
+/// `baton run FILE ARGS... --json --metrics-addr 127.0.0.1:PORT --linger 2m`, its stdout piped.
+fn spawn_serving(file: &str, args: &[&str], port: u16) -> Killed {
+    Killed(
         Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["run", file])
+            .args(args)
             .args([
-                "run",
-                file,
-                "--task",
-                task,
                 "--json",
                 "--metrics-addr",
                 &format!("127.0.0.1:{port}"),
@@ -52,7 +51,11 @@ fn serving_run(file: &str, task: &str, port: u16) -> (Killed, Value) {
             .stderr(Stdio::null())
             .spawn()
             .expect("baton starts"),
-    );
+    )
+}
+
+fn serving_run(file: &str, task: &str, port: u16) -> (Killed, Value) {
+    let mut baton = spawn_serving(file, &["--task", task], port);
     let mut json = String::new();
     let mut lines = BufReader::new(baton.0.stdout.take().expect("stdout"));
     while json.lines().last() != Some("}") {
@@ -263,24 +266,11 @@ fn prometheus_scrapes_a_standing_loop() {
         return;
     }
     let (metrics_port, prom_port) = (free_port(), free_port());
-    let mut baton = Killed(
-        Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args([
-                "run",
-                common::fast_ops_loop().to_str().expect("utf-8"),
-                "--for",
-                "5s",
-                "--json",
-                "--metrics-addr",
-                &format!("127.0.0.1:{metrics_port}"),
-                "--linger",
-                "2m",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("baton starts"),
+    let topology = common::fast_ops_loop();
+    let mut baton = spawn_serving(
+        topology.to_str().expect("utf-8"),
+        &["--for", "5s"],
+        metrics_port,
     );
     let _prometheus = start_prometheus(metrics_port, prom_port);
     let mut runs: Vec<Value> = Vec::new();
