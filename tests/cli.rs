@@ -703,7 +703,6 @@ mod run {
     /// interrupted run is recorded as such.
     #[test]
     fn standing_loop_state_survives_sigkill() {
-        use std::io::BufRead;
         let body = example(
             "latency-watch.yaml",
             &[
@@ -720,21 +719,9 @@ mod run {
             topo.to_str().expect("utf-8").to_string(),
             state.to_str().expect("utf-8").to_string(),
         );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["run", &topo, "--json", "--state", &state])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starts");
-        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (mut child, mut lines) = spawn_json(&["run", &topo, "--json", "--state", &state]);
         // Run 1 takes 2 s (two calls of 1 s); run 2 starts at the next tick and is cut by the kill.
-        let first: Value = loop {
-            let l = lines.next().expect("a line").expect("utf-8");
-            let v: Value = serde_json::from_str(&l).expect("JSON line");
-            if v.get("run").is_some() {
-                break v;
-            }
-        };
+        let first = lines.find(|v| v.get("run").is_some()).expect("a run line");
         assert_eq!(u(&first["run"]), 1);
         let cost1 = u(&first["report"]["totals"]["cost_nanousd"]);
         std::thread::sleep(std::time::Duration::from_millis(1000));

@@ -359,12 +359,7 @@ async fn run_task(
         {
             bar = better.max(me.quality_bar);
             let reason = format!("invalid tool call: the next step needs quality {better} or more");
-            state.plan.observe(&Event::Escalated {
-                agent: &me.name,
-                task: env.task.0,
-                model: &me.ladder[answered].name,
-                reason: &reason,
-            });
+            escalated(&state.plan, &me, env, &me.ladder[answered].name, &reason);
         }
         // The model sees its own turn, then each result in call order.
         messages.push(Message {
@@ -426,12 +421,7 @@ async fn call_ladder(
                     && c * 100.0 < f32::from(min)
                 {
                     let reason = format!("low confidence {:.0}% < {min}%", c * 100.0);
-                    plan.observe(&Event::Escalated {
-                        agent: &me.name,
-                        task: env.task.0,
-                        model: &rung.name,
-                        reason: &reason,
-                    });
+                    escalated(plan, me, env, &rung.name, &reason);
                     doubted = true;
                     continue;
                 }
@@ -493,6 +483,16 @@ async fn call_ladder(
             "no model on the ladder clears the agent's quality bar",
         ),
     }))
+}
+
+/// Tells the observers that `model`'s answer was not good enough, or a step goes above it.
+fn escalated(plan: &Plan, me: &AgentPlan, env: &Envelope<String>, model: &str, reason: &str) {
+    plan.observe(&Event::Escalated {
+        agent: &me.name,
+        task: env.task.0,
+        model,
+        reason,
+    });
 }
 
 /// One step's call to one model, with retries: each attempt reserves its worst case anew (a retry
@@ -616,12 +616,7 @@ async fn call_once(
         let reason = format!(
             "the call needs {input} + {max_out} tokens, more than its context window of {window}"
         );
-        plan.observe(&Event::Escalated {
-            agent: &me.name,
-            task: env.task.0,
-            model: &rung.name,
-            reason: &reason,
-        });
+        escalated(plan, me, env, &rung.name, &reason);
         return Once::Done(Attempt::Failed(format!("{}: {reason}", rung.name)));
     }
     let worst = rung.price.worst_case(input, max_out);

@@ -190,6 +190,22 @@ impl std::hash::Hasher for IdHasher {
 /// The tools of each MCP server of a topology, by server name.
 pub(crate) type McpTools = HashMap<Arc<str>, Vec<Arc<dyn Tool>>>;
 
+/// An agent's (or a role's) `tools:` entries, each one naming an MCP server replaced by that
+/// server's tools (no allocation: names are borrowed).
+fn expand_tools<'a>(
+    mcp: &'a McpTools,
+    names: impl Iterator<Item = &'a str>,
+) -> impl Iterator<Item = &'a str> {
+    names.flat_map(move |n| {
+        let server = mcp.get(n);
+        server
+            .into_iter()
+            .flatten()
+            .map(|t| t.name())
+            .chain(server.is_none().then_some(n))
+    })
+}
+
 /// Starts (or reaches) every MCP server of the topology at once and lists their tools; a server
 /// that fails stops the start, naming it.
 pub(crate) async fn connect_mcp(topology: &Topology) -> Result<McpTools, RuntimeError> {
@@ -345,22 +361,11 @@ impl Plan {
             }
         }
         // An agent's (or a role's) `tools:` entry naming an MCP server means all its tools.
-        let expand = |names: &mut dyn Iterator<Item = &str>| -> Vec<Arc<str>> {
-            let mut out = Vec::new();
-            for n in names {
-                match mcp.get(n) {
-                    Some(server_tools) => {
-                        out.extend(server_tools.iter().map(|t| Arc::from(t.name())));
-                    }
-                    None => out.push(Arc::from(n)),
-                }
-            }
-            out
-        };
         let mut policy = topology.policy().clone();
         for allowed in policy.roles.values_mut() {
-            let expanded = expand(&mut allowed.iter().map(String::as_str));
-            *allowed = expanded.iter().map(|t| t.to_string()).collect();
+            *allowed = expand_tools(&mcp, allowed.iter().map(String::as_str))
+                .map(str::to_string)
+                .collect();
         }
 
         let graph = topology.graph();
@@ -411,8 +416,7 @@ impl Plan {
                 })
                 .collect::<Result<Vec<_>, RuntimeError>>()?;
             let (agent_tools, tool_gates): (Vec<Arc<dyn Tool>>, Vec<Arc<ToolGate>>) =
-                expand(&mut a.tools.iter().map(|t| &**t))
-                    .iter()
+                expand_tools(&mcp, a.tools.iter().map(|t| &**t))
                     .map(|t| {
                         tools.get(t).cloned().ok_or_else(|| {
                             RuntimeError::Registration(format!("tool `{t}` is not declared"))
