@@ -206,7 +206,9 @@ impl Durable {
 }
 
 /// A loop's wall clock, read off tokio's clock from one fixed point: cron times become
-/// `Instant`s the loop sleeps until (and tests with paused time see them move together).
+/// `Instant`s the loop sleeps until, stored times (Unix ms) become `Instant`s and back, and tests
+/// with paused time see them all move together.
+#[derive(Clone, Copy)]
 struct LoopClock {
     origin: Instant,
     origin_ms: u64,
@@ -220,11 +222,22 @@ impl LoopClock {
         }
     }
 
-    /// The wall-clock time (Unix ms) of `at`.
+    /// The wall-clock time (Unix ms) of `at`, before or after the origin.
     fn wall(&self, at: Instant) -> u64 {
-        let since = at.saturating_duration_since(self.origin).as_millis();
-        self.origin_ms
-            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        if at >= self.origin {
+            self.origin_ms.saturating_add(ms(at - self.origin))
+        } else {
+            self.origin_ms.saturating_sub(ms(self.origin - at))
+        }
+    }
+
+    /// The `Instant` of a wall-clock time (Unix ms) not after the origin (the origin itself if
+    /// the clock cannot go back that far).
+    fn instant(&self, ms: u64) -> Instant {
+        self.origin
+            .checked_sub(Duration::from_millis(self.origin_ms.saturating_sub(ms)))
+            .unwrap_or(self.origin)
     }
 
     /// When the run after one due at `after` is due; `None` when a cron expression has no
@@ -246,16 +259,10 @@ impl LoopClock {
     }
 }
 
-/// The wall-clock time (Unix ms) of a past `Instant`.
-fn wall_ms(at: Instant) -> u64 {
-    let ago = u64::try_from(Instant::now().duration_since(at).as_millis()).unwrap_or(u64::MAX);
-    now_ms().saturating_sub(ago)
-}
-
-fn breaker_field(b: &Breaker) -> Option<(BreakerState, u64)> {
+fn breaker_field(b: &Breaker, clock: &LoopClock) -> Option<(BreakerState, u64)> {
     match b.state() {
         BreakerState::Closed => None,
-        s => Some((s, wall_ms(b.opened_at()))),
+        s => Some((s, clock.wall(b.opened_at()))),
     }
 }
 
@@ -275,13 +282,6 @@ fn carry(account: &Account, amount: u64) {
     if let Ok(r) = carried.reserve(amount, 0) {
         r.commit(&baton_core::TokenUsage::default(), amount);
     }
-}
-
-/// An `Instant` as long ago as `then_ms` is before `now_ms` (now, if the clock cannot go back).
-fn ago(now_ms: u64, then_ms: u64) -> Instant {
-    let now = Instant::now();
-    now.checked_sub(Duration::from_millis(now_ms.saturating_sub(then_ms)))
-        .unwrap_or(now)
 }
 
 /// Recovers a loop's state: runs left `running` become `interrupted`, charged their limit.
@@ -361,16 +361,16 @@ async fn run_loop(
             resume = interrupted.iter().max().copied();
         }
         if st.day_started_ms > 0 && now.saturating_sub(st.day_started_ms) < day_ms {
-            period_start = ago(now, st.day_started_ms);
+            period_start = clock.instant(st.day_started_ms);
             let mut day_rest = st.day_spent;
             if st.hour_started_ms >= st.day_started_ms
                 && now.saturating_sub(st.hour_started_ms) < hour_ms
             {
-                hour_start = ago(now, st.hour_started_ms);
+                hour_start = clock.instant(st.hour_started_ms);
                 carry(&hour, st.hour_spent);
                 day_rest = day_rest.saturating_sub(st.hour_spent);
             } else {
-                st.hour_started_ms = wall_ms(period_start);
+                st.hour_started_ms = clock.wall(period_start);
                 st.hour_spent = 0;
             }
             carry(&period, day_rest);
@@ -382,7 +382,7 @@ async fn run_loop(
             st.hour_spent = 0;
         }
         if let (Some(def), Some((_, opened))) = (def.breaker.clone(), st.breaker) {
-            breaker = Some(Breaker::restored(def, ago(now, opened)));
+            breaker = Some(Breaker::restored(def, clock.instant(opened)));
         }
         if st.runs > 0 || !interrupted.is_empty() {
             on_event(&LoopEvent::Resumed {
@@ -445,7 +445,7 @@ async fn run_loop(
             hour = new_hour(&period);
             hour_start = period_start;
             if let Some(d) = &durable {
-                let started = wall_ms(period_start);
+                let started = clock.wall(period_start);
                 (day_mark, hour_mark) = (started, started);
                 d.save(
                     |s| {
@@ -465,7 +465,7 @@ async fn run_loop(
             }
             hour = new_hour(&period);
             if let Some(d) = &durable {
-                let started = wall_ms(hour_start);
+                let started = clock.wall(hour_start);
                 hour_mark = started;
                 d.save(|s| (s.hour_started_ms, s.hour_spent) = (started, 0), None);
             }
@@ -503,7 +503,7 @@ async fn run_loop(
                 Admit::Run => {}
                 Admit::Trial => {
                     if let (Some(d), Ok(b)) = (&durable, b.lock()) {
-                        let field = breaker_field(&b);
+                        let field = breaker_field(&b, &clock);
                         d.save(|s| s.breaker = field, None);
                     }
                     announce(
@@ -571,7 +571,7 @@ async fn run_loop(
                         done.account.spent().0,
                         outcome == baton_core::Outcome::Completed,
                     );
-                    field = Some(breaker_field(&b));
+                    field = Some(breaker_field(&b, &clock));
                     t
                 });
                 // Recorded before it is reported: what was printed is never lost.
