@@ -14,6 +14,7 @@ macro_rules! println {
 }
 
 mod approvals;
+mod batch;
 #[cfg(feature = "otel")]
 mod otel;
 mod serve;
@@ -387,8 +388,15 @@ struct RunOptions {
     /// The topology file (YAML or TOML).
     file: PathBuf,
     /// The task for the root agent.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tasks")]
     task: Option<String>,
+    /// A batch of tasks, one a line (plain text, or {"task": ..., "budget_usd": ...}), run at
+    /// once on one runtime; --budget-usd is then the whole batch's budget.
+    #[arg(long, value_name = "FILE.jsonl")]
+    tasks: Option<PathBuf>,
+    /// With --tasks: how many tasks run at once (default 64).
+    #[arg(long, value_name = "N", requires = "tasks", value_parser = clap::value_parser!(u32).range(1..))]
+    concurrency: Option<u32>,
     /// Print one JSON report instead of the step-by-step log.
     #[arg(long)]
     json: bool,
@@ -427,6 +435,8 @@ async fn run(o: RunOptions) -> ExitCode {
     let RunOptions {
         file,
         task,
+        tasks,
+        concurrency,
         json,
         budget_usd,
         metrics_addr,
@@ -447,7 +457,14 @@ async fn run(o: RunOptions) -> ExitCode {
     if !topology.warnings().is_empty() {
         eprint!("{}", topology.render_warnings());
     }
-    if task.is_none() && topology.schedules().is_empty() {
+    let batch = match tasks.as_deref().map(batch::read_tasks).transpose() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    if task.is_none() && batch.is_none() && topology.schedules().is_empty() {
         eprintln!(
             "error: --task is required: give the root agent something to do (this topology has no schedules)"
         );
@@ -458,7 +475,10 @@ async fn run(o: RunOptions) -> ExitCode {
             eprintln!("error: --budget-usd must be more than zero");
             return ExitCode::from(EXIT_INVALID);
         }
-        topology.set_root_budget(b);
+        // A batch's budget is the batch's, not each task's.
+        if batch.is_none() {
+            topology.set_root_budget(b);
+        }
     }
     if let Some(addr) = metrics_addr {
         let served = match serve::install() {
@@ -483,7 +503,7 @@ async fn run(o: RunOptions) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    if task.is_some() && state.is_some() {
+    if (task.is_some() || batch.is_some()) && state.is_some() {
         eprintln!("error: --state applies to standing loops (a run without --task)");
         return ExitCode::from(EXIT_INVALID);
     }
@@ -522,15 +542,30 @@ async fn run(o: RunOptions) -> ExitCode {
             Some(queue)
         }
     };
-    let code = match task {
-        Some(task) => run_inner(topology, task, json, audit, approvals).await,
-        None => {
+    let code = match (task, batch) {
+        (_, Some(tasks)) => {
+            let concurrency = concurrency.unwrap_or(64) as usize;
+            run_batch(
+                topology,
+                tasks,
+                (concurrency, budget_usd, json),
+                audit,
+                approvals,
+            )
+            .await
+        }
+        (Some(task), None) => run_inner(topology, task, json, audit, approvals)
+            .await
+            .map(|r| r.outcome),
+        (None, None) => {
             let grace = grace.unwrap_or(std::time::Duration::from_secs(30));
-            run_loops(topology, json, audit, (run_for, grace), store, approvals).await
+            run_loops(topology, json, audit, (run_for, grace), store, approvals)
+                .await
+                .map(|r| r.outcome)
         }
     };
     let code = match code {
-        Ok(report) => ExitCode::from(u8::try_from(report.outcome.exit_code()).unwrap_or(1)),
+        Ok(outcome) => ExitCode::from(u8::try_from(outcome.exit_code()).unwrap_or(1)),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -759,6 +794,25 @@ async fn run_inner(
     }
     out.flush()?;
     Ok(report)
+}
+
+/// Runs a batch of tasks (`--tasks`) on one runtime.
+async fn run_batch(
+    topology: Topology,
+    tasks: Vec<batch::BatchTask>,
+    options: (usize, Option<NanoUsd>, bool),
+    audit: Option<baton::core::audit::AuditLog>,
+    approvals: Option<std::sync::Arc<baton::actors::ApprovalQueue>>,
+) -> anyhow::Result<baton::core::Outcome> {
+    let mut builder = Runtime::builder(topology.clone());
+    if let Some(log) = audit {
+        builder = builder.observer(baton::actors::AuditObserver::new(log));
+    }
+    if let Some(q) = approvals {
+        builder = builder.approver(q);
+    }
+    let runtime = builder.start().await.context("starting the runtime")?;
+    batch::run_batch(runtime, &topology, tasks, options).await
 }
 
 /// Asks the person at the terminal to approve a destructive call.

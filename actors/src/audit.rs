@@ -75,15 +75,17 @@ impl Observer for AuditObserver {
                 agent,
                 task,
                 tool,
+                call,
                 arguments,
             } => (
                 "tool_call",
-                json!({"agent": agent, "task": task, "tool": tool, "arguments": arguments}),
+                json!({"agent": agent, "task": task, "tool": tool, "call": call, "arguments": arguments}),
             ),
             Event::Observation {
                 agent,
                 task,
                 tool,
+                call,
                 text,
             } => {
                 let outcome = if text.starts_with("denied by policy") {
@@ -95,7 +97,7 @@ impl Observer for AuditObserver {
                 };
                 (
                     "tool_result",
-                    json!({"agent": agent, "task": task, "tool": tool, "outcome": outcome, "result": cap(text)}),
+                    json!({"agent": agent, "task": task, "tool": tool, "call": call, "outcome": outcome, "result": cap(text)}),
                 )
             }
             Event::Policy {

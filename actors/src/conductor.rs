@@ -2,32 +2,39 @@
 //!
 //! Like an OTP supervisor it is not on the message path: callers hand tasks straight to the root
 //! agent (whose address the conductor publishes), and the conductor steps in only to start the root
-//! agent when it is not running, and to restart it when it dies — at most `max_restarts` times
-//! within `within` (the topology's top-level `supervision:`), after which it gives up and the
-//! runtime stops taking tasks. The task table records every root task an agent holds; when the root
-//! agent dies, its entries are dropped (their callers record `failed`, or retry once per the root
-//! agent's `on_crash`).
+//! agent when it is not running, to judge a crash of one of the root agent's tasks, and to restart
+//! the root agent when its actor fails — at most `max_restarts` times within `within` (the
+//! topology's top-level `supervision:`), after which it gives up and the runtime stops taking
+//! tasks, naming why.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use baton_core::Outcome;
+use baton_topologies::RestartType;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::agent::{AgentActor, AgentArgs, AgentMsg};
+use crate::agent::{AgentActor, AgentArgs, AgentMsg, AgentShared, Supervisor, Verdict};
 use crate::observer::Event;
 use crate::plan::Plan;
 
 pub(crate) enum ConductorMsg {
     /// Start the root agent if needed and deliver this task to it.
     Deliver(AgentMsg),
+    /// A task of the root agent crashed: decide.
+    RootCrashed {
+        reason: String,
+        reply: oneshot::Sender<Verdict>,
+    },
 }
 
 pub(crate) struct Conductor;
 
 pub(crate) struct ConductorState {
     plan: Arc<Plan>,
-    root: Option<ActorRef<AgentMsg>>,
+    root: Option<(ActorRef<AgentMsg>, Arc<AgentShared>)>,
     restarts: VecDeque<Instant>,
 }
 
@@ -36,33 +43,38 @@ impl ConductorState {
         &mut self,
         myself: &ActorRef<ConductorMsg>,
     ) -> Result<ActorRef<AgentMsg>, ActorProcessingErr> {
-        if let Some(r) = &self.root {
-            if r.get_status() == ActorStatus::Running {
+        if let Some((r, _)) = &self.root {
+            // A root agent still starting is alive: only a stopping or stopped one is dead.
+            if !matches!(r.get_status(), ActorStatus::Stopping | ActorStatus::Stopped) {
                 return Ok(r.clone());
             }
             // It died and its supervision event has not reached us yet.
             let id = r.get_id();
             self.root_died(id, "stopped")?;
         }
+        self.spawn_root(myself).await
+    }
+
+    async fn spawn_root(
+        &mut self,
+        myself: &ActorRef<ConductorMsg>,
+    ) -> Result<ActorRef<AgentMsg>, ActorProcessingErr> {
+        let shared = AgentShared::new(
+            Arc::clone(&self.plan),
+            self.plan.root,
+            Supervisor::Conductor(myself.clone()),
+        );
         let args = AgentArgs {
-            plan: Arc::clone(&self.plan),
-            me: self.plan.root,
+            shared: Arc::clone(&shared),
         };
         let (r, _) = Actor::spawn_linked(None, AgentActor, args, myself.get_cell()).await?;
-        self.root = Some(r.clone());
+        self.root = Some((r.clone(), shared));
         self.plan.publish_root(Some(r.clone()));
         Ok(r)
     }
 
-    /// Handles the death of actor `id` once: forgets it if it was the root agent, counts the
-    /// restart against the intensity, and drops its task table entries.
-    fn root_died(&mut self, id: ActorId, reason: &str) -> Result<(), ActorProcessingErr> {
-        self.plan.tasks.retain(|_, (_, holder)| *holder != id);
-        if self.root.as_ref().is_none_or(|r| r.get_id() != id) {
-            return Ok(());
-        }
-        self.root = None;
-        self.plan.publish_root(None);
+    /// Counts a restart of the root agent against the conductor's intensity; gives up past it.
+    fn count(&mut self, reason: &str) -> Result<(), String> {
         let sup = &self.plan.supervision;
         let now = Instant::now();
         self.restarts.push_back(now);
@@ -75,26 +87,59 @@ impl ConductorState {
         }
         let root = &self.plan.agents[self.plan.root];
         if self.restarts.len() > sup.max_restarts as usize {
-            let why = format!(
-                "the conductor gave up: the root agent `{}` stopped more than {} times within {} (last: {reason})",
+            return Err(format!(
+                "the conductor gave up: the root agent `{}` crashed more than {} times within {} (last: {reason})",
                 root.name,
                 sup.max_restarts,
                 baton_core::format_duration(sup.within)
-            );
-            let _ = self.plan.gave_up.set(why.clone());
-            metrics::counter!("baton_escalations_total", "supervisor" => "conductor").increment(1);
-            self.plan.observe(&Event::GaveUp {
-                supervisor: "conductor",
-                reason: &why,
-            });
-            return Err(why.into());
+            ));
         }
+        Ok(())
+    }
+
+    /// Stops taking tasks: records why, ends the root agent's tasks `failed` and stops it.
+    async fn give_up(&mut self, why: &str) {
+        let _ = self.plan.gave_up.set(why.to_string());
+        metrics::counter!("baton_escalations_total", "supervisor" => "conductor").increment(1);
+        self.plan.observe(&Event::GaveUp {
+            supervisor: "conductor",
+            reason: why,
+        });
+        self.stop_root(Outcome::Failed, why).await;
+    }
+
+    async fn stop_root(&mut self, outcome: Outcome, why: &str) {
+        self.plan.publish_root(None);
+        if let Some((r, shared)) = self.root.take() {
+            shared.halt(outcome, why);
+            let shutdown = self.plan.supervision.shutdown;
+            if r.stop_and_wait(None, Some(shutdown)).await.is_err() {
+                r.kill();
+            }
+        }
+    }
+
+    fn restarted(&self, reason: &str) {
+        let root = &self.plan.agents[self.plan.root];
         root.restarts.increment(1);
         self.plan.observe(&Event::Restarted {
             agent: &root.name,
             supervisor: "conductor",
             reason,
         });
+    }
+
+    /// Handles the death of actor `id` once: forgets it if it was the root agent and counts the
+    /// restart against the intensity.
+    fn root_died(&mut self, id: ActorId, reason: &str) -> Result<(), ActorProcessingErr> {
+        if self.root.as_ref().is_none_or(|(r, _)| r.get_id() != id) {
+            return Ok(());
+        }
+        if let Some((_, shared)) = self.root.take() {
+            shared.halt(Outcome::Failed, reason);
+        }
+        self.plan.publish_root(None);
+        self.count(reason)?;
         Ok(())
     }
 }
@@ -126,10 +171,39 @@ impl Actor for Conductor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ConductorMsg::Deliver(task) => {
-                let agent = state.root_agent(&myself).await?;
-                // If the agent died in between, the task (and its caller's reply port) is dropped:
-                // the caller records the outcome.
+                let agent = match state.root_agent(&myself).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let why = e.to_string();
+                        state.give_up(&why).await;
+                        return Err(why.into());
+                    }
+                };
+                // If the agent died in between, the task (and its caller's reply) is dropped: the
+                // caller delivers it again or records the outcome.
                 drop(agent.send_message(task));
+            }
+            ConductorMsg::RootCrashed { reason, reply } => {
+                let root = &state.plan.agents[state.plan.root];
+                let verdict = if root.restart == RestartType::Temporary {
+                    Err(format!(
+                        "the conductor gave up: the root agent `{}` is temporary and crashed ({reason}); it is not restarted",
+                        root.name
+                    ))
+                } else {
+                    state.count(&reason)
+                };
+                match verdict {
+                    Ok(()) => {
+                        state.restarted(&reason);
+                        drop(reply.send(Verdict::Restarted));
+                    }
+                    Err(why) => {
+                        drop(reply.send(Verdict::GaveUp(why.clone())));
+                        state.give_up(&why).await;
+                        return Err(why.into());
+                    }
+                }
             }
         }
         Ok(())
@@ -140,13 +214,9 @@ impl Actor for Conductor {
         _myself: ActorRef<ConductorMsg>,
         state: &mut ConductorState,
     ) -> Result<(), ActorProcessingErr> {
-        state.plan.publish_root(None);
-        if let Some(r) = state.root.take() {
-            let shutdown = state.plan.agents[state.plan.root].supervision.shutdown;
-            if r.stop_and_wait(None, Some(shutdown)).await.is_err() {
-                r.kill();
-            }
-        }
+        state
+            .stop_root(Outcome::Cancelled, "the runtime shut down")
+            .await;
         Ok(())
     }
 
@@ -156,10 +226,11 @@ impl Actor for Conductor {
         event: SupervisionEvent,
         state: &mut ConductorState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, reason) = match &event {
-            SupervisionEvent::ActorFailed(cell, e) => (cell, format!("crashed: {e}")),
+        let (cell, crashed, reason) = match &event {
+            SupervisionEvent::ActorFailed(cell, e) => (cell, true, e.to_string()),
             SupervisionEvent::ActorTerminated(cell, _, r) => (
                 cell,
+                false,
                 format!("stopped: {}", r.as_deref().unwrap_or("normal exit")),
             ),
             _ => return Ok(()),
@@ -167,12 +238,34 @@ impl Actor for Conductor {
         let was_root = state
             .root
             .as_ref()
-            .is_some_and(|r| r.get_id() == cell.get_id());
-        state.root_died(cell.get_id(), &reason)?;
-        if was_root {
-            // Restart now, so the next task finds it running (and a retry has somewhere to go).
-            state.root_agent(&myself).await?;
+            .is_some_and(|(r, _)| r.get_id() == cell.get_id());
+        if !was_root {
+            return Ok(());
         }
+        let kind = state.plan.agents[state.plan.root].restart;
+        let restart = match kind {
+            RestartType::Permanent => true,
+            RestartType::Transient => crashed,
+            RestartType::Temporary => false,
+        };
+        if let Err(e) = state.root_died(cell.get_id(), &reason) {
+            let why = e.to_string();
+            state.give_up(&why).await;
+            return Err(why.into());
+        }
+        if !restart {
+            if kind == RestartType::Temporary && crashed {
+                let why = format!(
+                    "the conductor gave up: the root agent is temporary and stopped ({reason}); it is not restarted"
+                );
+                state.give_up(&why).await;
+                return Err(why.into());
+            }
+            return Ok(());
+        }
+        // Restart now, so the next task finds it running.
+        state.spawn_root(&myself).await?;
+        state.restarted(&reason);
         Ok(())
     }
 }

@@ -65,6 +65,9 @@ pub enum Event<'a> {
         task: u64,
         /// Tool name.
         tool: &'a str,
+        /// The call's id (as the model gave it): pairs it with its observation when the calls
+        /// of one reply run concurrently.
+        call: &'a str,
         /// Arguments.
         arguments: &'a serde_json::Value,
     },
@@ -76,6 +79,8 @@ pub enum Event<'a> {
         task: u64,
         /// Tool name.
         tool: &'a str,
+        /// The id of the call this answers.
+        call: &'a str,
         /// The result text.
         text: &'a str,
     },

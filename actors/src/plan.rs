@@ -12,7 +12,7 @@ use baton_core::tools::{Chaos, Codeowners, LogSearch, MetricsSeries};
 use baton_core::{Account, Budget, Model, Outcome, Price, ScriptedModel, TaskId, Tool, ToolSchema};
 use baton_topologies::{Activation, BudgetAction, ModelDef, OnCrash, RestartType, Supervision};
 use dashmap::DashMap;
-use ractor::{ActorId, ActorRef};
+use ractor::ActorRef;
 use std::sync::RwLock;
 
 use crate::agent::AgentMsg;
@@ -35,6 +35,9 @@ pub(crate) struct Rung {
     /// The most tokens one call can hold, if known.
     pub(crate) context_window: Option<u64>,
     pub(crate) timeout: Duration,
+    /// The prompt tokens the agent's tool schemas add for this model, counted once at start
+    /// (a `delegate` schema listing thousands of children is not walked at every step).
+    pub(crate) tool_tokens: u64,
     pub(crate) retry: baton_topologies::RetryPolicy,
     pub(crate) retries: Counter,
     /// Billed prompt tokens over the estimate that was reserved.
@@ -94,6 +97,11 @@ pub(crate) struct AgentPlan {
     pub(crate) running: Gauge,
     /// Per tool (same order as `tools`): calls by outcome ok, error, timeout, panic; duration; CPU.
     pub(crate) tool_metrics: Vec<ToolMetrics>,
+    /// Tasks it runs at once, and tasks that may wait beyond that before one is refused `busy`.
+    pub(crate) max_concurrency: u32,
+    pub(crate) queue: u32,
+    /// The most tool calls of one reply that run at once.
+    pub(crate) max_parallel_tools: u32,
 }
 
 /// Why the router gave a step to a model: the first that clears the bar; one up the ladder after
@@ -115,6 +123,9 @@ pub(crate) struct ToolGate {
     pub(crate) max_output_tokens: u32,
     /// How long one call may take.
     pub(crate) timeout: std::time::Duration,
+    /// Whether `dry_run: true` really is a dry run for this tool (its own word, or the
+    /// topology's): otherwise such a call is judged and run as the real call.
+    pub(crate) dry_run: bool,
 }
 
 impl ToolGate {
@@ -123,6 +134,7 @@ impl ToolGate {
         effect: baton_core::Effect,
         max_output_tokens: u32,
         timeout: std::time::Duration,
+        dry_run: Option<baton_topologies::DryRunSupport>,
     ) -> Arc<ToolGate> {
         let validator = match jsonschema::validator_for(&tool.parameters()) {
             Ok(v) => Some(v),
@@ -139,6 +151,10 @@ impl ToolGate {
             validator,
             max_output_tokens,
             timeout,
+            dry_run: match dry_run {
+                Some(d) => d == baton_topologies::DryRunSupport::Supported,
+                None => tool.supports_dry_run(),
+            },
         })
     }
 }
@@ -231,8 +247,8 @@ pub(crate) async fn connect_mcp(topology: &Topology) -> Result<McpTools, Runtime
 /// The whole resolved topology.
 pub(crate) struct Plan {
     pub(crate) agents: Vec<Arc<AgentPlan>>,
-    /// The conductor's task table: every root task an agent holds, with its account and holder.
-    pub(crate) tasks: DashMap<TaskId, (Account, ActorId), BuildHasherDefault<IdHasher>>,
+    /// Root tasks submitted and not yet ended, with their accounts (for `in_flight` and `cancel`).
+    pub(crate) tasks: DashMap<TaskId, Account, BuildHasherDefault<IdHasher>>,
     /// The running root agent, published by the conductor so callers reach it without a hop.
     root_ref: RwLock<Option<ActorRef<AgentMsg>>>,
     pub(crate) root: usize,
@@ -345,7 +361,7 @@ impl Plan {
                 )));
             }
             let effect = t.effect.unwrap_or_else(|| tool.effect());
-            let gate = ToolGate::new(&*tool, effect, t.max_output_tokens, t.timeout);
+            let gate = ToolGate::new(&*tool, effect, t.max_output_tokens, t.timeout, t.dry_run);
             tools.insert(Arc::clone(&t.name), (tool, gate));
         }
         if let Some(name) = custom_tools.keys().next() {
@@ -355,8 +371,13 @@ impl Plan {
         }
         for server in topology.mcp_servers() {
             for t in mcp.get(&server.name).into_iter().flatten() {
-                let gate =
-                    ToolGate::new(&**t, t.effect(), server.max_output_tokens, server.timeout);
+                let gate = ToolGate::new(
+                    &**t,
+                    t.effect(),
+                    server.max_output_tokens,
+                    server.timeout,
+                    None,
+                );
                 tools.insert(Arc::from(t.name()), (Arc::clone(t), gate));
             }
         }
@@ -399,6 +420,7 @@ impl Plan {
                         local: def.tier == Some(baton_topologies::Tier::Local),
                         context_window: def.context_window.map(u64::from),
                         timeout: def.timeout,
+                        tool_tokens: 0,
                         retry: def.retry.clone(),
                         retries: metrics::counter!("baton_model_retries_total", &labels[..]),
                         estimate_ratio: metrics::histogram!("baton_token_estimate_ratio", "model" => m.to_string()),
@@ -433,6 +455,10 @@ impl Plan {
             let mut schemas: Vec<ToolSchema> = agent_tools.iter().map(|t| t.schema()).collect();
             if !children.is_empty() {
                 schemas.push(delegate_schema(topology, &children));
+            }
+            let mut ladder = ladder;
+            for rung in &mut ladder {
+                rung.tool_tokens = baton_core::tool_tokens(&*rung.model, &schemas);
             }
             let top_price = ladder
                 .iter()
@@ -489,6 +515,9 @@ impl Plan {
                 remaining: metrics::gauge!("baton_budget_remaining_usd", "agent" => agent_label.clone()),
                 running: metrics::gauge!("baton_agents_running", "agent" => agent_label.clone()),
                 tool_metrics,
+                max_concurrency: a.max_concurrency.max(1),
+                queue: a.queue,
+                max_parallel_tools: a.max_parallel_tools.max(1),
                 steps: metrics::counter!("baton_agent_steps_total", "agent" => agent_label),
             }));
         }

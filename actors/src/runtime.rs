@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use baton_core::{Account, Budget, Envelope, Model, Outcome, Tool};
-use baton_topologies::OnCrash;
 use baton_topologies::Topology;
 use ractor::{Actor, ActorRef, MessagingErr};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::agent::{AgentMsg, Assignment, ReplyTo, TaskResult};
+use crate::agent::{AgentMsg, Assignment, TaskResult};
 use crate::conductor::{Conductor, ConductorMsg};
 use crate::error::RuntimeError;
 use crate::observer::Observer;
@@ -113,6 +113,15 @@ pub struct Runtime {
     topology: Topology,
 }
 
+/// Takes a root task off the table of tasks in flight when its caller is done with it.
+struct Unlist<'a>(&'a Plan, baton_core::TaskId);
+
+impl Drop for Unlist<'_> {
+    fn drop(&mut self) {
+        self.0.tasks.remove(&self.1);
+    }
+}
+
 /// Cancels a root task whose caller stopped waiting, so that it still ends with an outcome.
 struct CancelOnDrop(Option<Account>);
 
@@ -125,8 +134,8 @@ impl CancelOnDrop {
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         if let Some(a) = self.0.take() {
+            a.end(Outcome::Cancelled, "its caller stopped waiting");
             a.cancel();
-            a.finish(Outcome::Cancelled);
         }
     }
 }
@@ -189,7 +198,7 @@ impl Runtime {
         ))
     }
 
-    /// Root tasks an agent holds right now (the conductor's task table).
+    /// Root tasks submitted and not yet ended: running, or waiting for a running slot.
     pub fn in_flight(&self) -> usize {
         self.plan.tasks.len()
     }
@@ -204,7 +213,7 @@ impl Runtime {
     pub fn cancel(&self, task: u64) -> bool {
         match self.plan.tasks.get(&baton_core::TaskId(task)) {
             Some(e) => {
-                e.value().0.cancel();
+                e.value().cancel();
                 true
             }
             None => false,
@@ -226,13 +235,30 @@ impl Runtime {
         self.submit_prepared(envelope, account).await
     }
 
-    /// The root envelope and account of a task; the account opened under `parent` when given
-    /// (a standing loop's period account), so that the parent's limits apply too.
+    /// Runs one task whose account is opened under `parent` (say, a batch's account): the
+    /// parent's limits apply too, and its spend includes the task's.
+    ///
+    /// Dropping the returned future cancels the task: it ends `cancelled`.
+    ///
+    /// # Errors
+    /// As [`Runtime::run`].
+    pub async fn submit_under(
+        &self,
+        task: impl Into<String>,
+        budget: Budget,
+        parent: &Account,
+    ) -> Result<TaskRun, RuntimeError> {
+        let (envelope, account) = self.prepare(task.into(), budget, Some(parent));
+        self.submit_prepared(envelope, account).await
+    }
+
     /// Passes an event to the runtime's observers (the audit trail among them).
     pub(crate) fn observe(&self, event: &crate::observer::Event<'_>) {
         self.plan.observe(event);
     }
 
+    /// The root envelope and account of a task; the account opened under `parent` when given
+    /// (a standing loop's period account), so that the parent's limits apply too.
     pub(crate) fn prepare(
         &self,
         task: String,
@@ -265,19 +291,21 @@ impl Runtime {
         account: Account,
     ) -> Result<TaskRun, RuntimeError> {
         if let Some(why) = self.plan.gave_up.get() {
-            account.finish(Outcome::Failed);
+            account.end(Outcome::Failed, why.clone());
             return Err(RuntimeError::ConductorDown(why.clone()));
         }
         let root = &self.plan.agents[self.plan.root];
+        let id = envelope.task;
+        self.plan.tasks.insert(id, account.clone());
+        let _listed = Unlist(&self.plan, id);
         let guard = CancelOnDrop(Some(account.clone()));
-        let mut retried = false;
         loop {
-            let (tx, rx) = ractor::concurrency::oneshot();
+            let (tx, rx) = oneshot::channel();
             let assignment = Box::new(Assignment {
                 envelope: envelope.clone(),
                 account: account.clone(),
             });
-            let msg = AgentMsg::Run(assignment, ReplyTo::Caller(tx.into()));
+            let msg = AgentMsg::Run(assignment, tx);
             // Straight to the root agent; through the conductor only when it is not running.
             let undelivered = match self.plan.root_agent() {
                 Some(agent) => match agent.send_message(msg) {
@@ -299,51 +327,42 @@ impl Runtime {
                     .get()
                     .cloned()
                     .unwrap_or_else(|| "it has stopped".into());
+                drop(guard.disarm());
+                account.end(Outcome::Failed, why.clone());
                 return Err(RuntimeError::ConductorDown(why));
             }
             match rx.await {
                 Ok(result) => {
                     drop(guard.disarm());
-                    if result.payload.outcome == Outcome::Completed {
+                    if result.outcome == Outcome::Completed {
                         self.workflow_cost.record(account.spent().as_usd_f64());
                     }
-                    return Ok(TaskRun {
-                        result: result.payload,
-                        account,
-                    });
+                    return Ok(TaskRun { result, account });
                 }
-                // The root agent died with the task still queued: deliver it again (the conductor
-                // restarts the agent); this is not a retry.
+                // The root agent stopped with the task still waiting: deliver it again (the
+                // conductor starts its successor); this is neither a retry nor a restart.
                 Err(_)
                     if !account.was_started()
                         && !account.is_cancelled()
                         && self.plan.gave_up.get().is_none() =>
                 {
                     tokio::task::yield_now().await;
-                    continue;
                 }
-                // The root agent died holding the task: retried once, or failed, per its on_crash.
                 Err(_) => {
-                    account.record_restart();
-                    let reason = account
-                        .crash_reason()
-                        .unwrap_or_else(|| "the root agent crashed".into());
-                    if root.on_crash == OnCrash::Retry
-                        && !retried
-                        && !account.is_cancelled()
-                        && self.plan.gave_up.get().is_none()
-                    {
-                        retried = true;
-                        continue;
-                    }
                     drop(guard.disarm());
-                    if account.finish(Outcome::Failed) {
+                    let why = account
+                        .end_reason()
+                        .map(str::to_string)
+                        .or_else(|| self.plan.gave_up.get().cloned())
+                        .or_else(|| account.crash_reason())
+                        .unwrap_or_else(|| "the root agent stopped while it held the task".into());
+                    if account.end(Outcome::Failed, why.clone()) {
                         root.tasks.count(Outcome::Failed);
                     }
                     return Ok(TaskRun {
                         result: TaskResult {
                             outcome: account.outcome().unwrap_or(Outcome::Failed),
-                            text: reason,
+                            text: why,
                         },
                         account,
                     });

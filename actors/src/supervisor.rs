@@ -3,24 +3,30 @@
 //! intensity (more than `max_restarts` within `within` and the supervisor gives up: it stops its
 //! children and fails, escalating to its own supervisor).
 //!
+//! A child "crashes" when one of its tasks panics (the task ends; the child's other tasks go on)
+//! or when its actor fails (it gave up on its own children). Either counts against this
+//! supervisor's intensity, and the strategy restarts the siblings it names: a sibling's actor is
+//! stopped — its in-flight tasks end `cancelled`, naming why — and started again.
+//!
 //! Children are kept in declaration order, which is their start order. A lazy child that never ran
 //! is "not started": strategies restart only children that were running.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use baton_core::Outcome;
 use baton_topologies::{RestartType, Strategy, Supervision};
 use ractor::{Actor, ActorCell, ActorRef};
 use tokio::time::Instant;
 
-use crate::agent::{AgentActor, AgentArgs, AgentMsg};
+use crate::agent::{AgentActor, AgentArgs, AgentMsg, AgentShared, Supervisor, Verdict};
 use crate::observer::Event;
-use crate::plan::Plan;
 
 struct Slot {
     name: Arc<str>,
     plan: usize,
     actor: Option<ActorRef<AgentMsg>>,
+    shared: Option<Arc<AgentShared>>,
     /// A temporary child that stopped: it is never started again.
     gone: bool,
 }
@@ -31,19 +37,16 @@ struct Slot {
 pub(crate) struct Abort(pub(crate) String);
 
 pub(crate) struct Children {
-    supervisor: Arc<str>,
-    escalations: metrics::Counter,
+    own: Arc<AgentShared>,
     sup: Supervision,
     slots: Vec<Slot>,
     restarts: VecDeque<Instant>,
 }
 
 impl Children {
-    pub(crate) fn new(plan: &Plan, me: usize) -> Children {
-        let a = &plan.agents[me];
+    pub(crate) fn new(own: Arc<AgentShared>) -> Children {
+        let a = Arc::clone(&own.me);
         Children {
-            supervisor: Arc::clone(&a.name),
-            escalations: a.escalations.clone(),
             sup: a.supervision.clone(),
             slots: a
                 .children
@@ -52,30 +55,16 @@ impl Children {
                     name: Arc::clone(name),
                     plan: *idx,
                     actor: None,
+                    shared: None,
                     gone: false,
                 })
                 .collect(),
             restarts: VecDeque::new(),
+            own,
         }
     }
 
-    pub(crate) fn position(&self, name: &str) -> Option<usize> {
-        self.slots.iter().position(|s| &*s.name == name)
-    }
-
-    pub(crate) fn position_of_plan(&self, plan: usize) -> Option<usize> {
-        self.slots.iter().position(|s| s.plan == plan)
-    }
-
-    pub(crate) fn name(&self, i: usize) -> &Arc<str> {
-        &self.slots[i].name
-    }
-
-    pub(crate) fn plan_index(&self, i: usize) -> usize {
-        self.slots[i].plan
-    }
-
-    /// The slot holding the actor `id`, if it is one of ours.
+    /// The slot holding the actor `cell`, if it is one of ours.
     pub(crate) fn find(&self, cell: &ActorCell) -> Option<usize> {
         let id = cell.get_id();
         self.slots
@@ -83,32 +72,32 @@ impl Children {
             .position(|s| s.actor.as_ref().is_some_and(|a| a.get_id() == id))
     }
 
-    async fn spawn(
-        &mut self,
-        i: usize,
-        plan: &Arc<Plan>,
-        myself: &ActorCell,
-    ) -> Result<ActorRef<AgentMsg>, String> {
+    async fn spawn(&mut self, i: usize, myself: &ActorCell) -> Result<ActorRef<AgentMsg>, String> {
+        let me: ActorRef<AgentMsg> = myself.clone().into();
+        let shared = AgentShared::new(
+            Arc::clone(&self.own.plan),
+            self.slots[i].plan,
+            Supervisor::Agent(me, i),
+        );
         let args = AgentArgs {
-            plan: Arc::clone(plan),
-            me: self.slots[i].plan,
+            shared: Arc::clone(&shared),
         };
         let (actor, _) = Actor::spawn_linked(None, AgentActor, args, myself.clone())
             .await
             .map_err(|e| format!("could not start `{}`: {e}", self.slots[i].name))?;
         self.slots[i].actor = Some(actor.clone());
+        self.slots[i].shared = Some(shared);
+        self.own.set_child(i, Some(actor.clone()));
         Ok(actor)
     }
 
     /// Starts the children declared `activation: eager`, in order.
-    pub(crate) async fn start_eager(
-        &mut self,
-        plan: &Arc<Plan>,
-        myself: &ActorCell,
-    ) -> Result<(), String> {
+    pub(crate) async fn start_eager(&mut self, myself: &ActorCell) -> Result<(), String> {
         for i in 0..self.slots.len() {
-            if plan.agents[self.slots[i].plan].activation == baton_topologies::Activation::Eager {
-                self.spawn(i, plan, myself).await?;
+            if self.own.plan.agents[self.slots[i].plan].activation
+                == baton_topologies::Activation::Eager
+            {
+                self.spawn(i, myself).await?;
             }
         }
         Ok(())
@@ -121,24 +110,30 @@ impl Children {
     pub(crate) async fn get(
         &mut self,
         i: usize,
-        plan: &Arc<Plan>,
         myself: &ActorCell,
     ) -> Result<ActorRef<AgentMsg>, String> {
-        if self.slots[i].gone {
+        let Some(slot) = self.slots.get(i) else {
+            return Err(format!("no child in slot {i}"));
+        };
+        if slot.gone {
             return Err(format!(
                 "`{}` has stopped and is temporary: it is not restarted",
-                self.slots[i].name
+                slot.name
             ));
         }
-        match &self.slots[i].actor {
+        match &slot.actor {
             Some(a) => Ok(a.clone()),
-            None => self.spawn(i, plan, myself).await,
+            None => self.spawn(i, myself).await,
         }
     }
 
-    /// Stops the child in slot `i` (a deliberate stop: no restart), killing it after the shutdown
-    /// timeout.
-    pub(crate) async fn stop(&mut self, i: usize) {
+    /// Stops the child in slot `i` (a deliberate stop: no restart): its in-flight tasks end with
+    /// `outcome` and why; its actor is killed after the shutdown timeout.
+    pub(crate) async fn stop(&mut self, i: usize, outcome: Outcome, why: &str) {
+        if let Some(shared) = self.slots[i].shared.take() {
+            shared.halt(outcome, why);
+        }
+        self.own.set_child(i, None);
         if let Some(a) = self.slots[i].actor.take()
             && a.stop_and_wait(None, Some(self.sup.shutdown))
                 .await
@@ -149,14 +144,42 @@ impl Children {
     }
 
     /// Stops every child, last started first.
-    pub(crate) async fn stop_all(&mut self) {
+    pub(crate) async fn stop_all(&mut self, outcome: Outcome, why: &str) {
         for i in (0..self.slots.len()).rev() {
-            self.stop(i).await;
+            self.stop(i, outcome, why).await;
         }
     }
 
-    /// Applies the strategy after the child in slot `i` exited (`crashed` tells a crash from a
-    /// normal stop). Returns whether slot `i` runs again.
+    /// A task of the child in slot `i` crashed (the child's actor runs on): counts it against the
+    /// intensity and applies the restart type and the strategy.
+    ///
+    /// # Errors
+    /// [`Abort`] when the restart intensity is exceeded; the caller must stop all children and fail.
+    pub(crate) async fn crashed(
+        &mut self,
+        i: usize,
+        reason: &str,
+        myself: &ActorCell,
+    ) -> Result<Verdict, Abort> {
+        if i >= self.slots.len() {
+            return Ok(Verdict::NotRestarted(format!("no child in slot {i}")));
+        }
+        if self.own.plan.agents[self.slots[i].plan].restart == RestartType::Temporary {
+            let why = format!(
+                "`{}` is temporary: it crashed ({reason}) and is not restarted",
+                self.slots[i].name
+            );
+            self.stop(i, Outcome::Cancelled, &why).await;
+            self.slots[i].gone = true;
+            return Ok(Verdict::NotRestarted(why));
+        }
+        self.count(i, reason)?;
+        self.restart(i, reason, myself, false).await;
+        Ok(Verdict::Restarted)
+    }
+
+    /// The actor of the child in slot `i` exited (`crashed` tells a failure from a normal stop):
+    /// applies its restart type, the intensity and the strategy. Returns whether it runs again.
     ///
     /// # Errors
     /// [`Abort`] when the restart intensity is exceeded; the caller must stop all children and fail.
@@ -165,11 +188,14 @@ impl Children {
         i: usize,
         crashed: bool,
         reason: &str,
-        plan: &Arc<Plan>,
         myself: &ActorCell,
     ) -> Result<bool, Abort> {
         self.slots[i].actor = None;
-        let kind = plan.agents[self.slots[i].plan].restart;
+        if let Some(shared) = self.slots[i].shared.take() {
+            shared.halt(Outcome::Failed, reason);
+        }
+        self.own.set_child(i, None);
+        let kind = self.own.plan.agents[self.slots[i].plan].restart;
         let restart = match kind {
             RestartType::Permanent => true,
             RestartType::Transient => crashed,
@@ -179,6 +205,13 @@ impl Children {
             self.slots[i].gone = kind == RestartType::Temporary;
             return Ok(false);
         }
+        self.count(i, reason)?;
+        self.restart(i, reason, myself, true).await;
+        Ok(true)
+    }
+
+    /// Counts a restart of slot `i` against the intensity.
+    fn count(&mut self, i: usize, reason: &str) -> Result<(), Abort> {
         let now = Instant::now();
         self.restarts.push_back(now);
         while self
@@ -189,21 +222,28 @@ impl Children {
             self.restarts.pop_front();
         }
         if self.restarts.len() > self.sup.max_restarts as usize {
+            let me = &self.own.me;
             let why = format!(
                 "supervisor `{}` gave up: more than {} restarts within {} (last: `{}` {reason})",
-                self.supervisor,
+                me.name,
                 self.sup.max_restarts,
                 baton_core::format_duration(self.sup.within),
                 self.slots[i].name
             );
-            plan.observe(&Event::GaveUp {
-                supervisor: &self.supervisor,
+            self.own.plan.observe(&Event::GaveUp {
+                supervisor: &me.name,
                 reason: &why,
             });
-            self.escalations.increment(1);
+            me.escalations.increment(1);
             return Err(Abort(why));
         }
-        // Which slots restart, in start order.
+        Ok(())
+    }
+
+    /// Applies the strategy after slot `i` crashed: the siblings it names are stopped (last started
+    /// first) and started again (in start order); slot `i` itself is started again when its actor
+    /// is gone (`respawn`). Every restart is an event and a count.
+    async fn restart(&mut self, i: usize, reason: &str, myself: &ActorCell, respawn: bool) {
         let others: Vec<usize> = match self.sup.strategy {
             Strategy::OneForOne => Vec::new(),
             Strategy::OneForAll => (0..self.slots.len())
@@ -213,37 +253,38 @@ impl Children {
                 .filter(|&j| self.slots[j].actor.is_some())
                 .collect(),
         };
+        let strategy = match self.sup.strategy {
+            Strategy::OneForOne => "one_for_one",
+            Strategy::OneForAll => "one_for_all",
+            Strategy::RestForOne => "rest_for_one",
+        };
+        let sibling = format!(
+            "restarted by `{}` ({strategy}): sibling `{}` {reason}",
+            self.own.me.name, self.slots[i].name
+        );
         for &j in others.iter().rev() {
-            self.stop(j).await;
+            self.stop(j, Outcome::Cancelled, &sibling).await;
         }
         let mut order = others;
         order.push(i);
         order.sort_unstable();
+        let plan = Arc::clone(&self.own.plan);
         for j in order {
             if j != i && plan.agents[self.slots[j].plan].restart == RestartType::Temporary {
                 self.slots[j].gone = true;
                 continue;
             }
-            let why = if j == i {
-                reason.to_string()
-            } else {
-                format!(
-                    "{:?}: sibling `{}` {reason}",
-                    self.sup.strategy, self.slots[i].name
-                )
-            };
-            if self.spawn(j, plan, myself).await.is_err() {
+            if (j != i || respawn) && self.spawn(j, myself).await.is_err() {
                 continue;
             }
             let agent = &plan.agents[self.slots[j].plan];
             agent.restarts.increment(1);
             plan.observe(&Event::Restarted {
                 agent: &agent.name,
-                supervisor: &self.supervisor,
-                reason: &why,
+                supervisor: &self.own.me.name,
+                reason: if j == i { reason } else { &sibling },
             });
         }
-        Ok(true)
     }
 }
 
@@ -256,15 +297,23 @@ mod tests {
     use ractor::ActorProcessingErr;
 
     use super::*;
+    use crate::plan::Plan;
 
+    /// Stands in for the supervising agent's actor.
     struct Host;
 
     impl Actor for Host {
-        type Msg = ();
+        type Msg = AgentMsg;
         type State = ();
         type Arguments = ();
-        async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
+        async fn pre_start(&self, _: ActorRef<AgentMsg>, _: ()) -> Result<(), ActorProcessingErr> {
             Ok(())
+        }
+    }
+
+    impl Children {
+        fn position(&self, name: &str) -> Option<usize> {
+            self.slots.iter().position(|s| &*s.name == name)
         }
     }
 
@@ -299,7 +348,9 @@ mod tests {
             .expect("lead");
         let (host, _) = Actor::spawn(None, Host, ()).await.expect("host");
         let cell = host.get_cell();
-        let mut kids = Children::new(&plan, lead);
+        let own = AgentShared::new(Arc::clone(&plan), lead, Supervisor::Agent(host.clone(), 0));
+        own.set_myself(host.clone());
+        let mut kids = Children::new(own);
         let (p, tr, tmp) = (
             kids.position("p").expect("p"),
             kids.position("tr").expect("tr"),
@@ -308,46 +359,46 @@ mod tests {
 
         // Normal exit: only permanent children come back.
         assert!(
-            kids.exited(p, false, "stopped", &plan, &cell)
+            kids.exited(p, false, "stopped", &cell)
                 .await
                 .expect("within intensity")
         );
         assert!(
             !kids
-                .exited(tr, false, "stopped", &plan, &cell)
+                .exited(tr, false, "stopped", &cell)
                 .await
                 .expect("within intensity")
         );
         assert!(
-            kids.get(tr, &plan, &cell).await.is_ok(),
+            kids.get(tr, &cell).await.is_ok(),
             "a transient child that stopped normally starts on its next task"
         );
         assert!(
             !kids
-                .exited(tmp, false, "stopped", &plan, &cell)
+                .exited(tmp, false, "stopped", &cell)
                 .await
                 .expect("within intensity")
         );
         assert!(
-            kids.get(tmp, &plan, &cell).await.is_err(),
+            kids.get(tmp, &cell).await.is_err(),
             "a temporary child never comes back"
         );
 
         // Crash: permanent and transient children come back.
         assert!(
-            kids.exited(p, true, "crashed", &plan, &cell)
+            kids.exited(p, true, "crashed", &cell)
                 .await
                 .expect("within intensity")
         );
         assert!(
-            kids.exited(tr, true, "crashed", &plan, &cell)
+            kids.exited(tr, true, "crashed", &cell)
                 .await
                 .expect("within intensity")
         );
         // Three restarts so far (p twice, tr once); the default intensity is 3 within 5s, so the
         // fourth gives up.
         let err = kids
-            .exited(p, true, "crashed", &plan, &cell)
+            .exited(p, true, "crashed", &cell)
             .await
             .expect_err("fourth exceeds");
         assert!(
@@ -355,7 +406,7 @@ mod tests {
             "{}",
             err.0
         );
-        kids.stop_all().await;
+        kids.stop_all(Outcome::Cancelled, "test over").await;
         host.stop(None);
     }
 }

@@ -930,7 +930,7 @@ mod supervision {
         let refused = refused.expect("the runtime stops taking tasks");
         assert!(
             refused
-                .contains("the conductor gave up: the root agent `solo` stopped more than 1 times"),
+                .contains("the conductor gave up: the root agent `solo` crashed more than 1 times within 1m (last: `solo` crashed: model `m` panicked: always)"),
             "{refused}"
         );
     }

@@ -30,12 +30,35 @@ use crate::usage::{TokenUsage, Usage};
 
 /// One account: a task's money and tokens, with links up to its ancestors.
 #[derive(Clone)]
-pub struct Account(Arc<Node>);
+pub struct Account(Arc<Chain>);
+
+/// The upward links of an account: its node and its parent's chain. Nodes link down only (a
+/// parent keeps its children for the report), chains link up only (a commit walks to the root), so
+/// the tree has no reference cycle and is freed when its last handle goes.
+struct Chain {
+    node: Arc<Node>,
+    parent: Option<Arc<Chain>>,
+}
+
+/// Accounts alive in the process (nodes not yet freed): what a leak test watches.
+static LIVE: AtomicU64 = AtomicU64::new(0);
+
+/// How many accounts are alive in this process: every account of every task still referenced
+/// (by a handle, a reservation, or an ancestor kept for its report). Returns to its baseline when
+/// the tasks and their reports are dropped.
+pub fn live_accounts() -> u64 {
+    LIVE.load(Ordering::Relaxed)
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 struct Node {
     task: u64,
     agent: Arc<str>,
-    parent: Option<Arc<Node>>,
     cost_limit: u64,
     token_limit: u64,
     /// committed + reserved, whole subtree: the figure limits are checked against.
@@ -61,6 +84,8 @@ struct Node {
     calls: Mutex<Vec<CallRecord>>,
     sole_model: OnceLock<Arc<str>>,
     crash: Mutex<Option<String>>,
+    /// Why the task ended, when something other than its own loop ended it (first wins).
+    reason: OnceLock<String>,
     began: std::sync::atomic::AtomicBool,
     /// Cancelling an account cancels its whole subtree (child tokens are derived from it).
     token: CancellationToken,
@@ -126,13 +151,10 @@ impl Account {
         cost_limit: Option<NanoUsd>,
         token_limit: Option<u64>,
     ) -> Account {
-        Account(Arc::new(Node::new(
-            task,
-            agent.into(),
-            None,
-            cost_limit,
-            token_limit,
-        )))
+        Account(Arc::new(Chain {
+            node: Arc::new(Node::new(task, agent.into(), None, cost_limit, token_limit)),
+            parent: None,
+        }))
     }
 
     /// Opens a child account (a delegated task's) under this one. The child's limits apply on top of
@@ -147,16 +169,20 @@ impl Account {
         let node = Arc::new(Node::new(
             task,
             agent.into(),
-            Some(Arc::clone(&self.0)),
+            Some(&self.0.node.token),
             cost_limit,
             token_limit,
         ));
         self.0
+            .node
             .children
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(Arc::clone(&node));
-        Account(node)
+        Account(Arc::new(Chain {
+            node,
+            parent: Some(Arc::clone(&self.0)),
+        }))
     }
 
     /// Reserves `cost` and `tokens` against this account and all its ancestors, or nothing at all.
@@ -164,8 +190,9 @@ impl Account {
     /// # Errors
     /// A [`Refusal`] naming the first account up the chain whose limit the reservation would exceed.
     pub fn reserve(&self, cost: NanoUsd, tokens: u64) -> Result<Reservation, Refusal> {
-        let mut cur: Option<&Node> = Some(&self.0);
-        while let Some(n) = cur {
+        let mut cur: Option<&Chain> = Some(&self.0);
+        while let Some(c) = cur {
+            let n = &*c.node;
             let refused = if !try_add(&n.cost_used, cost.0, n.cost_limit) {
                 Some((
                     LimitKind::Cost,
@@ -186,16 +213,16 @@ impl Account {
             };
             if let Some((kind, limit, used, requested)) = refused {
                 // Undo the levels below the one that refused.
-                let mut undo: Option<&Node> = Some(&self.0);
+                let mut undo: Option<&Chain> = Some(&self.0);
                 while let Some(u) = undo {
-                    if std::ptr::eq(u, n) {
+                    if std::ptr::eq(&*u.node, n) {
                         break;
                     }
-                    u.cost_used.fetch_sub(cost.0, Ordering::AcqRel);
-                    u.tokens_used.fetch_sub(tokens, Ordering::AcqRel);
+                    u.node.cost_used.fetch_sub(cost.0, Ordering::AcqRel);
+                    u.node.tokens_used.fetch_sub(tokens, Ordering::AcqRel);
                     undo = u.parent.as_deref();
                 }
-                self.0.refusals.fetch_add(1, Ordering::Relaxed);
+                self.0.node.refusals.fetch_add(1, Ordering::Relaxed);
                 return Err(Refusal {
                     agent: Arc::clone(&n.agent),
                     task: n.task,
@@ -205,10 +232,10 @@ impl Account {
                     requested,
                 });
             }
-            cur = n.parent.as_deref();
+            cur = c.parent.as_deref();
         }
         Ok(Reservation {
-            node: Arc::clone(&self.0),
+            chain: Arc::clone(&self.0),
             cost: cost.0,
             tokens,
             live: true,
@@ -218,13 +245,14 @@ impl Account {
     /// The money still available to this account: the smallest headroom up the chain.
     pub fn remaining_cost(&self) -> NanoUsd {
         let mut left = u64::MAX;
-        let mut cur: Option<&Node> = Some(&self.0);
-        while let Some(n) = cur {
+        let mut cur: Option<&Chain> = Some(&self.0);
+        while let Some(c) = cur {
+            let n = &*c.node;
             left = left.min(
                 n.cost_limit
                     .saturating_sub(n.cost_used.load(Ordering::Acquire)),
             );
-            cur = n.parent.as_deref();
+            cur = c.parent.as_deref();
         }
         NanoUsd(left)
     }
@@ -232,48 +260,51 @@ impl Account {
     /// The tokens still available to this account: the smallest headroom up the chain.
     pub fn remaining_tokens(&self) -> u64 {
         let mut left = u64::MAX;
-        let mut cur: Option<&Node> = Some(&self.0);
-        while let Some(n) = cur {
+        let mut cur: Option<&Chain> = Some(&self.0);
+        while let Some(c) = cur {
+            let n = &*c.node;
             left = left.min(
                 n.token_limit
                     .saturating_sub(n.tokens_used.load(Ordering::Acquire)),
             );
-            cur = n.parent.as_deref();
+            cur = c.parent.as_deref();
         }
         left
     }
 
     /// Counts one loop iteration of this account's task.
     pub fn record_step(&self) {
-        self.0.steps.fetch_add(1, Ordering::Relaxed);
+        self.0.node.steps.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one tool call (delegations included) of this account's task.
     pub fn record_tool_call(&self) {
-        self.0.tool_calls.fetch_add(1, Ordering::Relaxed);
+        self.0.node.tool_calls.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a failed model call of this task.
     pub fn record_model_error(&self) {
-        self.0.model_errors.fetch_add(1, Ordering::Relaxed);
+        self.0.node.model_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts tokens of tool output cut before it re-entered this task's context.
     pub fn record_tool_tokens_saved(&self, tokens: u64) {
         self.0
+            .node
             .tool_tokens_saved
             .fetch_add(tokens, Ordering::Relaxed);
     }
 
     /// Counts a crash-and-restart of the agent that held this task.
     pub fn record_restart(&self) {
-        self.0.restarts.fetch_add(1, Ordering::Relaxed);
+        self.0.node.restarts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records which model answered a step of this task, and what it cost (one uncontended lock
     /// per call: only this task's agent writes here).
     pub fn record_call(&self, call: CallRecord) {
         self.0
+            .node
             .calls
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -283,12 +314,13 @@ impl Account {
     /// Says that every call of this task goes to `model` (its agent has a one-model ladder), so
     /// that calls need no per-call record to be attributed.
     pub fn set_sole_model(&self, model: Arc<str>) {
-        let _ = self.0.sole_model.set(model);
+        let _ = self.0.node.sole_model.set(model);
     }
 
     /// Records a budget event (cold path: a lock per event).
     pub fn record_event(&self, kind: BudgetEventKind, detail: impl Into<String>) {
         self.0
+            .node
             .events
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -301,18 +333,19 @@ impl Account {
     /// Marks that an agent began working on this task (a task still queued when its agent died can
     /// be delivered again without counting as a retry).
     pub fn mark_started(&self) {
-        self.0.began.store(true, Ordering::Release);
+        self.0.node.began.store(true, Ordering::Release);
     }
 
     /// Whether an agent began working on this task.
     pub fn was_started(&self) -> bool {
-        self.0.began.load(Ordering::Acquire)
+        self.0.node.began.load(Ordering::Acquire)
     }
 
     /// Records why the agent holding this task crashed (the last crash wins).
     pub fn record_crash(&self, reason: impl Into<String>) {
         *self
             .0
+            .node
             .crash
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.into());
@@ -321,6 +354,7 @@ impl Account {
     /// Why the agent holding this task last crashed, if it did.
     pub fn crash_reason(&self) -> Option<String> {
         self.0
+            .node
             .crash
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -329,12 +363,12 @@ impl Account {
 
     /// Cancels this task and every task under it.
     pub fn cancel(&self) {
-        self.0.token.cancel();
+        self.0.node.token.cancel();
     }
 
     /// Whether this task (or an ancestor) was cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.0.token.is_cancelled()
+        self.0.node.token.is_cancelled()
     }
 
     /// Completes when this task (or an ancestor) is cancelled.
@@ -342,63 +376,80 @@ impl Account {
     /// # Cancel safety
     /// Cancel safe: dropping it only stops waiting.
     pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
-        self.0.token.cancelled()
+        self.0.node.token.cancelled()
     }
 
     /// Records the task's terminal outcome. Only the first call wins; it returns whether it did, so
     /// that "exactly one outcome" can be asserted by whoever races to end a task.
     pub fn finish(&self, outcome: Outcome) -> bool {
-        let won = self.0.outcome.set(outcome).is_ok();
+        let won = self.0.node.outcome.set(outcome).is_ok();
         if won {
-            let ns = u64::try_from(self.0.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.0.wall_ns.store(ns, Ordering::Release);
+            let ns = u64::try_from(self.0.node.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.0.node.wall_ns.store(ns, Ordering::Release);
         }
         won
     }
 
+    /// Ends the task from outside its loop (a supervisor stopping its agent, a give-up, a
+    /// refusal): records `outcome` and why, unless an outcome was already recorded. Returns whether
+    /// this call decided the outcome.
+    pub fn end(&self, outcome: Outcome, reason: impl Into<String>) -> bool {
+        let won = self.finish(outcome);
+        if won {
+            let _ = self.0.node.reason.set(reason.into());
+        }
+        won
+    }
+
+    /// Why the task ended, when [`end`](Self::end) ended it.
+    pub fn end_reason(&self) -> Option<&str> {
+        self.0.node.reason.get().map(String::as_str)
+    }
+
     /// The terminal outcome, once recorded.
     pub fn outcome(&self) -> Option<Outcome> {
-        self.0.outcome.get().copied()
+        self.0.node.outcome.get().copied()
     }
 
     /// The task id of this account.
     pub fn task(&self) -> u64 {
-        self.0.task
+        self.0.node.task
     }
 
     /// The agent that owns this account.
     pub fn agent(&self) -> &Arc<str> {
-        &self.0.agent
+        &self.0.node.agent
     }
 
     /// Money committed by this account and all its descendants.
     pub fn spent(&self) -> NanoUsd {
-        NanoUsd(self.0.cost_spent.load(Ordering::Acquire))
+        NanoUsd(self.0.node.cost_spent.load(Ordering::Acquire))
     }
 
     /// Money committed by this account's own model calls.
     pub fn own_spent(&self) -> NanoUsd {
-        NanoUsd(self.0.cost_own.load(Ordering::Acquire))
+        NanoUsd(self.0.node.cost_own.load(Ordering::Acquire))
     }
 
     /// Money currently reserved and not yet committed, subtree-wide.
     pub fn reserved(&self) -> NanoUsd {
         NanoUsd(
             self.0
+                .node
                 .cost_used
                 .load(Ordering::Acquire)
-                .saturating_sub(self.0.cost_spent.load(Ordering::Acquire)),
+                .saturating_sub(self.0.node.cost_spent.load(Ordering::Acquire)),
         )
     }
 
     /// The money limit set on this account itself (not its ancestors').
     pub fn cost_limit(&self) -> Option<NanoUsd> {
-        (self.0.cost_limit != u64::MAX).then_some(NanoUsd(self.0.cost_limit))
+        (self.0.node.cost_limit != u64::MAX).then_some(NanoUsd(self.0.node.cost_limit))
     }
 
     /// A consistent-at-quiescence copy of this account and its subtree.
     pub fn snapshot(&self) -> AccountSnapshot {
-        self.0.snapshot()
+        self.0.node.snapshot()
     }
 
     /// Checks conservation over the subtree: each account's spend equals its own plus its children's,
@@ -407,15 +458,15 @@ impl Account {
     /// # Errors
     /// A description of the first account that breaks it.
     pub fn check_conservation(&self) -> Result<(), String> {
-        self.0.check()
+        self.0.node.check()
     }
 }
 
 impl std::fmt::Debug for Account {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Account")
-            .field("task", &self.0.task)
-            .field("agent", &self.0.agent)
+            .field("task", &self.0.node.task)
+            .field("agent", &self.0.node.agent)
             .field("spent", &self.spent())
             .field("limit", &self.cost_limit())
             .finish()
@@ -433,13 +484,12 @@ impl Node {
     fn new(
         task: u64,
         agent: Arc<str>,
-        parent: Option<Arc<Node>>,
+        parent: Option<&CancellationToken>,
         cost_limit: Option<NanoUsd>,
         token_limit: Option<u64>,
     ) -> Node {
-        let token = parent
-            .as_ref()
-            .map_or_else(CancellationToken::new, |p| p.token.child_token());
+        let token = parent.map_or_else(CancellationToken::new, CancellationToken::child_token);
+        LIVE.fetch_add(1, Ordering::Relaxed);
         Node {
             model_errors: AtomicU64::new(0),
             tool_tokens_saved: AtomicU64::new(0),
@@ -448,11 +498,11 @@ impl Node {
             calls: Mutex::new(Vec::new()),
             sole_model: OnceLock::new(),
             crash: Mutex::new(None),
+            reason: OnceLock::new(),
             began: std::sync::atomic::AtomicBool::new(false),
             token,
             task,
             agent,
-            parent,
             cost_limit: cost_limit.map_or(u64::MAX, |c| c.0),
             token_limit: token_limit.unwrap_or(u64::MAX),
             cost_used: AtomicU64::new(0),
@@ -565,7 +615,7 @@ impl Node {
 /// releases it (so a call that errors, or a task that crashes, gives the reservation back).
 #[must_use = "a reservation is released when dropped; commit it after the call"]
 pub struct Reservation {
-    node: Arc<Node>,
+    chain: Arc<Chain>,
     cost: u64,
     tokens: u64,
     live: bool,
@@ -591,15 +641,16 @@ impl Reservation {
     pub fn commit(mut self, usage: &TokenUsage, cost: NanoUsd) -> Committed {
         self.live = false;
         let tokens = usage.total();
-        let mut cur: Option<&Node> = Some(&self.node);
-        while let Some(n) = cur {
+        let mut cur: Option<&Chain> = Some(&self.chain);
+        while let Some(c) = cur {
+            let n = &*c.node;
             swap_reserved(&n.cost_used, self.cost, cost.0);
             swap_reserved(&n.tokens_used, self.tokens, tokens);
             n.cost_spent.fetch_add(cost.0, Ordering::AcqRel);
             n.tokens_spent.fetch_add(tokens, Ordering::AcqRel);
-            cur = n.parent.as_deref();
+            cur = c.parent.as_deref();
         }
-        let n = &self.node;
+        let n = &self.chain.node;
         n.cost_own.fetch_add(cost.0, Ordering::AcqRel);
         n.input_own.fetch_add(usage.input, Ordering::Relaxed);
         n.output_own.fetch_add(usage.output, Ordering::Relaxed);
@@ -609,7 +660,7 @@ impl Reservation {
         let overrun = cost.0.saturating_sub(self.cost);
         if overrun > 0 {
             n.overrun.fetch_add(overrun, Ordering::Relaxed);
-            Account(Arc::clone(n)).record_event(
+            Account(Arc::clone(&self.chain)).record_event(
                 BudgetEventKind::Overrun,
                 format!(
                     "billed {} over the {} reserved",
@@ -637,11 +688,11 @@ impl Drop for Reservation {
         if !self.live {
             return;
         }
-        let mut cur: Option<&Node> = Some(&self.node);
-        while let Some(n) = cur {
-            n.cost_used.fetch_sub(self.cost, Ordering::AcqRel);
-            n.tokens_used.fetch_sub(self.tokens, Ordering::AcqRel);
-            cur = n.parent.as_deref();
+        let mut cur: Option<&Chain> = Some(&self.chain);
+        while let Some(c) = cur {
+            c.node.cost_used.fetch_sub(self.cost, Ordering::AcqRel);
+            c.node.tokens_used.fetch_sub(self.tokens, Ordering::AcqRel);
+            cur = c.parent.as_deref();
         }
     }
 }

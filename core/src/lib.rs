@@ -41,11 +41,12 @@ pub use envelope::{Envelope, TaskId, TraceId};
 pub use error::Error;
 pub use ledger::{
     Account, AccountSnapshot, BudgetEvent, BudgetEventKind, CallRecord, Committed, LimitKind,
-    Refusal, Reservation,
+    Refusal, Reservation, live_accounts,
 };
 pub use mcp::McpTransport;
 pub use model::{
     Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema,
+    tool_tokens,
 };
 pub use money::{NanoUsd, Price, Usd};
 pub use outcome::Outcome;

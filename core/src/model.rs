@@ -89,6 +89,10 @@ pub struct ModelRequest<'a> {
     pub messages: &'a [Message],
     /// The tools the model may call.
     pub tools: &'a [ToolSchema],
+    /// The prompt tokens `tools` add, when the caller counted them once with [`tool_tokens`] for
+    /// this model (the runtime does, at start); `None` to count them from `tools`. Estimators and
+    /// token counters that walk the schemas use it instead.
+    pub tool_tokens: Option<u64>,
     /// Maximum completion tokens.
     pub max_tokens: u32,
     /// Ask the model to report its confidence (for OpenAI-compatible servers: token
@@ -265,11 +269,38 @@ pub fn conservative_input_tokens(request: &ModelRequest<'_>) -> u64 {
         }
         items += 1;
     }
-    for t in request.tools {
+    let tools = request
+        .tool_tokens
+        .unwrap_or_else(|| conservative_tool_tokens(request.tools));
+    (bytes as u64).div_ceil(3) + 8 * items + 8 + tools
+}
+
+/// The share of [`conservative_input_tokens`] that tool schemas take (counted apart, rounded up
+/// apart: the sum stays an upper bound).
+fn conservative_tool_tokens(tools: &[ToolSchema]) -> u64 {
+    let mut bytes = 0usize;
+    for t in tools {
         bytes += t.name.len() + t.description.len() + json_len(&t.parameters);
-        items += 1;
     }
-    (bytes as u64).div_ceil(3) + 8 * items + 8
+    (bytes as u64).div_ceil(3) + 8 * tools.len() as u64
+}
+
+/// The prompt tokens that `tools` add to a request to `model`, by `model`'s own estimate: the
+/// estimate of a request with the tools less that of the same request without them. Counted once
+/// per agent and model, and passed in [`ModelRequest::tool_tokens`].
+pub fn tool_tokens(model: &dyn Model, tools: &[ToolSchema]) -> u64 {
+    let request = |tools| ModelRequest {
+        agent: "",
+        step: 1,
+        messages: &[],
+        tools,
+        tool_tokens: None,
+        max_tokens: 0,
+        confidence: false,
+    };
+    model
+        .estimate_input_tokens(&request(tools))
+        .saturating_sub(model.estimate_input_tokens(&request(&[])))
 }
 
 fn json_len(v: &serde_json::Value) -> usize {

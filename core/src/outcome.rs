@@ -23,11 +23,14 @@ pub enum Outcome {
     TimedOut,
     /// The loop reached `max_steps` without a final answer.
     MaxSteps,
+    /// The agent was at its concurrency limit with a full queue: the task was refused at once,
+    /// before any work or spend (backpressure).
+    Busy,
 }
 
 impl Outcome {
     /// Every outcome, in a stable order (for metrics and tables).
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Completed,
         Outcome::Failed,
         Outcome::BudgetExceeded,
@@ -35,6 +38,7 @@ impl Outcome {
         Outcome::Cancelled,
         Outcome::TimedOut,
         Outcome::MaxSteps,
+        Outcome::Busy,
     ];
 
     /// The snake_case name used in JSON, metrics labels and the CLI.
@@ -47,6 +51,7 @@ impl Outcome {
             Outcome::Cancelled => "cancelled",
             Outcome::TimedOut => "timed_out",
             Outcome::MaxSteps => "max_steps",
+            Outcome::Busy => "busy",
         }
     }
 
@@ -60,6 +65,7 @@ impl Outcome {
             Outcome::Cancelled => 6,
             Outcome::TimedOut => 7,
             Outcome::MaxSteps => 8,
+            Outcome::Busy => 9,
         }
     }
 }

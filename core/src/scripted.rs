@@ -379,7 +379,7 @@ impl ScriptedModel {
                 text: None,
                 tool_calls: vec![call],
                 usage: TokenUsage {
-                    input: input_tokens(req.messages, req.tools),
+                    input: request_tokens(req),
                     output: output.min(u64::from(req.max_tokens)),
                     cached_input: 0,
                 },
@@ -496,7 +496,7 @@ impl ScriptedModel {
             output += tokens(&c.name) + json_tokens(&c.arguments) + 4;
         }
         let usage = TokenUsage {
-            input: input_tokens(req.messages, req.tools),
+            input: request_tokens(req),
             output: output.min(u64::from(req.max_tokens)),
             cached_input: 0,
         };
@@ -681,6 +681,15 @@ fn json_tokens(v: &serde_json::Value) -> u64 {
     }
 }
 
+/// The prompt tokens of a request: its messages, and its tools as counted once by the caller
+/// ([`ModelRequest::tool_tokens`]) or walked here.
+fn request_tokens(req: &ModelRequest<'_>) -> u64 {
+    match req.tool_tokens {
+        Some(t) => input_tokens(req.messages, &[]) + t,
+        None => input_tokens(req.messages, req.tools),
+    }
+}
+
 /// Prompt tokens the scripted model bills for a conversation and tool list: text at four characters
 /// a token, plus four tokens of framing per message and per tool, plus three to prime the reply.
 pub fn input_tokens(messages: &[Message], tools: &[ToolSchema]) -> u64 {
@@ -715,7 +724,7 @@ impl Model for ScriptedModel {
 
     /// Exact: the scripted model's billing is a function of the request alone.
     fn estimate_input_tokens(&self, request: &ModelRequest<'_>) -> u64 {
-        input_tokens(request.messages, request.tools)
+        request_tokens(request)
     }
 }
 
@@ -754,6 +763,7 @@ rules:
             step,
             messages,
             tools: &[],
+            tool_tokens: None,
             max_tokens: 256,
             confidence: false,
         }

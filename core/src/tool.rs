@@ -46,6 +46,13 @@ pub trait Tool: Send + Sync + 'static {
     fn effect(&self) -> Effect {
         Effect::Read
     }
+    /// Whether the tool honours `dry_run: true` in its arguments (changes nothing, says what it
+    /// would do). Only then does such a call count as a dry run for the policy's
+    /// `dry_run_first`; for any other tool it is judged, and runs, as the real call. Default
+    /// `false`: a tool that forwards arguments (an MCP tool) may ignore the flag and act.
+    fn supports_dry_run(&self) -> bool {
+        false
+    }
     /// Runs the tool.
     ///
     /// # Errors

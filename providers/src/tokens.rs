@@ -54,8 +54,17 @@ pub(crate) fn estimate_with(bpe: &CoreBPE, request: &ModelRequest<'_>) -> u64 {
             n += 4 + count(&c.name) + count(&c.arguments.to_string());
         }
     }
-    for t in request.tools {
-        n += 8 + count(&t.name) + count(&t.description) + count(&t.parameters.to_string());
-    }
-    n + n / 10 + 16
+    let tools = match request.tool_tokens {
+        // Counted once by the caller with this estimator (its share of `n + n / 10`, plus one
+        // for the rounding the split may lose).
+        Some(t) => t + 1,
+        None => {
+            let mut t = 0;
+            for s in request.tools {
+                t += 8 + count(&s.name) + count(&s.description) + count(&s.parameters.to_string());
+            }
+            t + t / 10
+        }
+    };
+    n + n / 10 + tools + 16
 }

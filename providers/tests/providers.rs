@@ -79,6 +79,7 @@ async fn call_asking(
             step: 2,
             messages: &messages,
             tools: &tools,
+            tool_tokens: None,
             max_tokens: 256,
             confidence,
         })
@@ -224,6 +225,7 @@ mod openai {
             step: 2,
             messages: &messages,
             tools: &tools,
+            tool_tokens: None,
             max_tokens: 256,
             confidence: false,
         };

@@ -36,8 +36,9 @@ pub use spec::{
     ScheduleSpec, Strategy, SupervisionSpec, Tier,
 };
 pub use spec::{
-    AgentSpec, BudgetSpec, DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_STEPS, ModelSpec, PriceSpec,
-    Provider, ToolKind, ToolSpec, TopologySpec,
+    AgentSpec, BudgetSpec, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_OUTPUT_TOKENS,
+    DEFAULT_MAX_PARALLEL_TOOLS, DEFAULT_MAX_STEPS, DEFAULT_QUEUE, DryRunSupport, ModelSpec,
+    PriceSpec, Provider, ToolKind, ToolSpec, TopologySpec,
 };
 pub use topology::{
     AgentNode, BreakerDef, DELEGATE_TOOL, Edge, ModelDef, PriceSource, RetryPolicy, ScheduleDef,

@@ -14,6 +14,17 @@ pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 1024;
 /// always stops.
 pub const DEFAULT_MAX_STEPS: u32 = 16;
 
+/// Default number of tasks one declared agent runs at once (`max_concurrency`): enough for a
+/// server's worth of tasks in flight; each waiting task costs a few KiB, not a thread.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 1024;
+
+/// Default number of tasks that may wait for an agent beyond its `max_concurrency` (`queue`);
+/// past that, a task is refused at once with outcome `busy`.
+pub const DEFAULT_QUEUE: u32 = 8192;
+
+/// Default number of one reply's tool calls that run at once (`max_parallel_tools`).
+pub const DEFAULT_MAX_PARALLEL_TOOLS: u32 = 16;
+
 /// A whole topology file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -670,6 +681,21 @@ pub struct ToolSpec {
     )]
     #[schemars(schema_with = "baton_core::duration_schema")]
     pub timeout: Option<Duration>,
+    /// `supported` when the tool honours `dry_run: true` (changes nothing): only then does such
+    /// a call count as a dry run. Built-ins that do say so themselves; a custom tool's own
+    /// `Tool::supports_dry_run` also counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRunSupport>,
+}
+
+/// Whether a tool honours `dry_run: true`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DryRunSupport {
+    /// It changes nothing on a dry run and says what it would do.
+    Supported,
+    /// It may act on a dry run: such calls are judged as real ones.
+    Unsupported,
 }
 
 impl ToolSpec {
@@ -684,6 +710,7 @@ impl ToolSpec {
             max_output_tokens: None,
             allow: None,
             timeout: None,
+            dry_run: None,
         }
     }
 
@@ -698,6 +725,7 @@ impl ToolSpec {
             max_output_tokens: None,
             allow: None,
             timeout: None,
+            dry_run: None,
         }
     }
 }
@@ -784,6 +812,20 @@ pub struct AgentSpec {
     /// Its role under `policy.roles`: then it may call only that role's tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// How many tasks it runs at once (default 1024); `1` runs its tasks one after another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// How many tasks may wait beyond `max_concurrency` (default 8192); a task that finds the
+    /// queue full ends `busy` at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<u32>,
+    /// Whether the tool calls of one reply run concurrently (default true): reads and delegations
+    /// together, then writes and destructive calls one at a time in the model's order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// The most tool calls of one reply that run at once (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel_tools: Option<u32>,
 }
 
 fn is_default_budget(b: &BudgetSpec) -> bool {
@@ -923,6 +965,10 @@ impl AgentSpec {
             quality_bar: self.quality_bar.or(base.quality_bar),
             min_confidence: self.min_confidence.or(base.min_confidence),
             role: self.role.clone().or_else(|| base.role.clone()),
+            max_concurrency: self.max_concurrency.or(base.max_concurrency),
+            queue: self.queue.or(base.queue),
+            parallel_tool_calls: self.parallel_tool_calls.or(base.parallel_tool_calls),
+            max_parallel_tools: self.max_parallel_tools.or(base.max_parallel_tools),
         }
     }
 
@@ -935,6 +981,20 @@ impl AgentSpec {
     /// Sets the least confidence (percent) it accepts from a local-tier model.
     pub fn min_confidence(mut self, percent: u8) -> AgentSpec {
         self.min_confidence = Some(percent);
+        self
+    }
+
+    /// Sets how many tasks it runs at once and how many may wait beyond that.
+    pub fn concurrency(mut self, max_concurrency: u32, queue: u32) -> AgentSpec {
+        self.max_concurrency = Some(max_concurrency);
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Sets whether one reply's tool calls run concurrently, and how many at once.
+    pub fn parallel_tools(mut self, parallel: bool, max: u32) -> AgentSpec {
+        self.parallel_tool_calls = Some(parallel);
+        self.max_parallel_tools = Some(max);
         self
     }
 }

@@ -15,9 +15,10 @@ use crate::error::{Diagnostic, Severity, TopologyError};
 use crate::locate::{Seg, locate, locate_toml};
 use crate::mcp::McpServerDef;
 use crate::spec::{
-    Activation, AgentSpec, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MAX_STEPS,
-    DEFAULT_MODEL_TIMEOUT, DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, ModelSpec, OnCrash, Provider,
-    RestartType, Strategy, SupervisionSpec, ToolKind, ToolSpec, TopologySpec,
+    Activation, AgentSpec, BudgetAction, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PARALLEL_TOOLS,
+    DEFAULT_MAX_RESTARTS, DEFAULT_MAX_STEPS, DEFAULT_MODEL_TIMEOUT, DEFAULT_QUEUE,
+    DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, ModelSpec, OnCrash, Provider, RestartType, Strategy,
+    SupervisionSpec, ToolKind, ToolSpec, TopologySpec,
 };
 use crate::spec::{OnInterrupted, Overlap, Tier};
 use baton_core::FaultSpec;
@@ -96,6 +97,12 @@ pub struct AgentNode {
     pub min_confidence: Option<u8>,
     /// Its role under the policy, if any.
     pub role: Option<Arc<str>>,
+    /// How many tasks it runs at once.
+    pub max_concurrency: u32,
+    /// How many tasks may wait beyond `max_concurrency` before one is refused `busy`.
+    pub queue: u32,
+    /// The most tool calls of one reply that run at once (1 when `parallel_tool_calls: false`).
+    pub max_parallel_tools: u32,
 }
 
 /// A model as the runtime sees it.
@@ -218,6 +225,8 @@ pub struct ToolDef {
     pub allow: Vec<String>,
     /// How long one call may take.
     pub timeout: Duration,
+    /// What the topology says of its dry runs (`None`: what the tool says).
+    pub dry_run: Option<crate::spec::DryRunSupport>,
 }
 
 /// A validated topology: agents in a petgraph graph with typed edges, and the models and tools they
@@ -645,6 +654,18 @@ impl Validator<'_> {
                     "`min_confidence` is a percentage from 0 to 100".into(),
                     None,
                 );
+            }
+            for (key, value) in [
+                ("max_concurrency", a.max_concurrency),
+                ("max_parallel_tools", a.max_parallel_tools),
+            ] {
+                if value == Some(0) {
+                    self.report(
+                        &[Seg::Key("agents"), Seg::Key(name), Seg::Key(key)],
+                        format!("`{key}` must be at least 1"),
+                        Some(format!("`{key}: 1` runs one at a time")),
+                    );
+                }
             }
             if a.quality_bar.is_some_and(|q| q > 100) {
                 self.report(
@@ -1110,6 +1131,12 @@ impl Validator<'_> {
             quality_bar: a.quality_bar.unwrap_or(0),
             min_confidence: a.min_confidence,
             role: a.role.as_deref().map(Arc::from),
+            max_concurrency: a.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
+            queue: a.queue.unwrap_or(DEFAULT_QUEUE),
+            max_parallel_tools: match a.parallel_tool_calls {
+                Some(false) => 1,
+                _ => a.max_parallel_tools.unwrap_or(DEFAULT_MAX_PARALLEL_TOOLS),
+            },
         }
     }
 
@@ -1744,6 +1771,7 @@ impl Validator<'_> {
                         .unwrap_or(crate::spec::DEFAULT_TOOL_OUTPUT_TOKENS),
                     allow: t.allow.clone().unwrap_or_default(),
                     timeout: t.timeout.unwrap_or(Duration::from_secs(30)),
+                    dry_run: t.dry_run,
                 },
             );
         }

@@ -43,6 +43,9 @@ impl Tool for RestartService {
     fn effect(&self) -> Effect {
         Effect::Destructive
     }
+    fn supports_dry_run(&self) -> bool {
+        true
+    }
     async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
         let args: RestartServiceArgs = parse_args(args)?;
         let service = &args.service;

@@ -61,6 +61,9 @@ impl Tool for Shell {
     fn effect(&self) -> Effect {
         Effect::Destructive
     }
+    fn supports_dry_run(&self) -> bool {
+        true
+    }
     async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
         let args: ShellArgs = parse_args(args)?;
         if !self.allow.contains(&args.command) {

@@ -1,0 +1,369 @@
+//! One step's model call: routing along the ladder, retries, and the call itself.
+//!
+//! The order in which a model call's concerns see it is written here, outermost first:
+//! `call_ladder` (routing: the cheapest rung that clears the bar, escalation on failure, low
+//! confidence or a context window, the budget reroute) → `attempt` (trace span, retry with
+//! backoff bounded by the deadline and the budget) → `call_once` (context window, budget
+//! reservation, timeout + deadline + cancellation, latency meter, panic catching, the call) →
+//! `book` (the one path by which a billed call — answered or failed — reaches the ledger, the
+//! metrics and the call records).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use baton_core::{
+    BudgetEventKind, CallRecord, Message, ModelError, ModelRequest, ModelResponse, NanoUsd,
+    Outcome, Refusal, Reservation, TokenUsage,
+};
+use baton_topologies::BudgetAction;
+use futures::FutureExt;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::{TaskCx, TaskResult, end, otel_int};
+use crate::observer::Event;
+use crate::plan::Rung;
+use crate::supervisor::Abort;
+
+enum Attempt {
+    Answered(ModelResponse),
+    Refused(Refusal),
+    Failed(String),
+    Ended(TaskResult),
+    Crash(String),
+}
+
+/// Routes one step: the cheapest model on the ladder that clears the agent's quality bar and whose
+/// worst case fits the budget, escalating to the next on a failure. With `reroute`, when nothing at
+/// or above the bar fits, a cheaper model below the bar is tried before giving up.
+pub(crate) async fn call_ladder(
+    cx: &TaskCx<'_>,
+    (step, bar): (u32, u8),
+    messages: &[Message],
+) -> Result<Result<(ModelResponse, usize), TaskResult>, Abort> {
+    let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
+    let mut refusal: Option<Refusal> = None;
+    let mut failure: Option<String> = None;
+    let mut doubted = false;
+    // The last model at or above the bar: a reply from any other may be set aside.
+    let last = me.ladder.iter().rposition(|r| r.quality >= bar);
+    for (i, rung) in me
+        .ladder
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.quality >= bar)
+    {
+        match attempt(cx, rung, step, messages).await {
+            Attempt::Answered(r) => {
+                // A local model unsure of its answer: paid for, set aside, one rung up.
+                if let (true, Some(min), Some(c), true) =
+                    (rung.local, me.min_confidence, r.confidence, Some(i) != last)
+                    && c * 100.0 < f32::from(min)
+                {
+                    let reason = format!("low confidence {:.0}% < {min}%", c * 100.0);
+                    escalated(cx, &rung.name, &reason);
+                    doubted = true;
+                    continue;
+                }
+                let reason = match (&failure, &refusal) {
+                    (Some(_), _) => 1,
+                    (None, Some(_)) => 3,
+                    (None, None) if doubted || bar > me.quality_bar => 1,
+                    (None, None) => 0,
+                };
+                rung.decisions[reason].increment(1);
+                tracing::debug!(agent = %me.name, task = env.task.0, step, model = %rung.name, reason = crate::plan::ROUTE_REASONS[reason], "routed");
+                return Ok(Ok((r, i)));
+            }
+            Attempt::Refused(r) => refusal = Some(r),
+            Attempt::Failed(f) => failure = Some(f),
+            Attempt::Ended(result) => return Ok(Err(result)),
+            Attempt::Crash(why) => return Err(Abort(why)),
+        }
+    }
+    if failure.is_none() && refusal.is_some() && me.on_budget_exceeded == BudgetAction::Reroute {
+        for (i, rung) in me
+            .ladder
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.quality < bar)
+        {
+            match attempt(cx, rung, step, messages).await {
+                Attempt::Answered(r) => {
+                    rung.decisions[2].increment(1);
+                    tracing::debug!(agent = %me.name, task = env.task.0, step, model = %rung.name, reason = "fallback", "routed");
+                    let action = format!("rerouted to model {}", rung.name);
+                    account.record_event(
+                        BudgetEventKind::ReroutedModel,
+                        format!("step {step}: {action}"),
+                    );
+                    me.reroutes_model.increment(1);
+                    plan.observe(&Event::BudgetAction {
+                        agent: &me.name,
+                        task: env.task.0,
+                        action: &action,
+                    });
+                    return Ok(Ok((r, i)));
+                }
+                Attempt::Refused(_) => {}
+                Attempt::Failed(f) => failure = Some(f),
+                Attempt::Ended(result) => return Ok(Err(result)),
+                Attempt::Crash(why) => return Err(Abort(why)),
+            }
+        }
+    }
+    Ok(Err(match (failure, refusal) {
+        (Some(f), _) => end(Outcome::Failed, f),
+        (None, Some(r)) => {
+            account.record_event(BudgetEventKind::Refused, r.to_string());
+            end(Outcome::BudgetExceeded, r.to_string())
+        }
+        (None, None) => end(
+            Outcome::Failed,
+            "no model on the ladder clears the agent's quality bar",
+        ),
+    }))
+}
+
+/// Tells the observers that `model`'s answer was not good enough, or a step goes above it.
+pub(crate) fn escalated(cx: &TaskCx<'_>, model: &str, reason: &str) {
+    cx.observe(&Event::Escalated {
+        agent: &cx.me().name,
+        task: cx.task(),
+        model,
+        reason,
+    });
+}
+
+/// One step's call to one model, with retries: each attempt reserves its worst case anew (a retry
+/// the budget cannot pay for is not made), waits what the provider asked or a jittered backoff
+/// (never past the deadline), and books what failed attempts were billed.
+async fn attempt(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]) -> Attempt {
+    let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
+    let mut tries = 1;
+    loop {
+        // A span per model call, named as OpenTelemetry's GenAI conventions say (exported with
+        // `--features otel`); nothing is built when nobody listens.
+        let once = if tracing::enabled!(tracing::Level::INFO) {
+            let span = tracing::info_span!(
+                "chat",
+                otel.name = %format_args!("chat {}", rung.name),
+                otel.kind = "client",
+                gen_ai.operation.name = "chat",
+                gen_ai.request.model = %rung.name,
+                gen_ai.request.max_tokens = i64::from(rung.max_output),
+                gen_ai.agent.name = %me.name,
+                gen_ai.usage.input_tokens = tracing::field::Empty,
+                gen_ai.usage.output_tokens = tracing::field::Empty,
+                baton.cost_nanousd = tracing::field::Empty,
+                baton.task = otel_int(env.task.0),
+                baton.step = i64::from(step),
+                error.type = tracing::field::Empty,
+            );
+            let once = call_once(cx, rung, step, messages)
+                .instrument(span.clone())
+                .await;
+            match &once {
+                Once::Done(Attempt::Answered(r)) => {
+                    span.record("gen_ai.usage.input_tokens", otel_int(r.usage.input));
+                    span.record("gen_ai.usage.output_tokens", otel_int(r.usage.output));
+                    span.record("baton.cost_nanousd", otel_int(rung.price.cost(&r.usage).0));
+                }
+                Once::Failed(e) => {
+                    span.record("error.type", e.to_string());
+                }
+                Once::Done(_) => {}
+            }
+            once
+        } else {
+            call_once(cx, rung, step, messages).await
+        };
+        let error = match once {
+            Once::Done(a) => return a,
+            Once::Failed(e) => e,
+        };
+        let msg = error.to_string();
+        if !error.retryable() || tries >= rung.retry.max_attempts {
+            return Attempt::Failed(msg);
+        }
+        let seed = env.task.0 ^ (u64::from(step) << 32) ^ u64::from(tries);
+        let delay = crate::retry::backoff(&rung.retry, tries + 1, error.retry_after(), seed);
+        if env.deadline.is_some_and(|d| Instant::now() + delay >= d) {
+            return Attempt::Failed(format!(
+                "{msg} (not retried: the task's deadline comes first)"
+            ));
+        }
+        tries += 1;
+        rung.retries.increment(1);
+        plan.observe(&Event::Retrying {
+            agent: &me.name,
+            task: env.task.0,
+            model: &rung.name,
+            attempt: tries,
+            delay,
+        });
+        tokio::select! {
+            biased;
+            () = account.cancelled() => return Attempt::Ended(end(Outcome::Cancelled, "cancelled")),
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+enum Once {
+    Done(Attempt),
+    Failed(ModelError),
+}
+
+/// One model call, under a reservation of its worst case, its timeout, the task's deadline and the
+/// task's cancellation.
+async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]) -> Once {
+    let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
+    let request = ModelRequest {
+        agent: &me.name,
+        step,
+        messages,
+        tools: &me.schemas,
+        tool_tokens: Some(rung.tool_tokens),
+        max_tokens: rung.max_output,
+        confidence: rung.local && me.min_confidence.is_some(),
+    };
+    let input = rung.model.estimate_input_tokens(&request);
+    let max_out = u64::from(rung.max_output);
+    // A conversation the model cannot hold goes up the ladder without a call.
+    if let Some(window) = rung.context_window
+        && input + max_out > window
+    {
+        let reason = format!(
+            "the call needs {input} + {max_out} tokens, more than its context window of {window}"
+        );
+        escalated(cx, &rung.name, &reason);
+        return Once::Done(Attempt::Failed(format!("{}: {reason}", rung.name)));
+    }
+    let worst = rung.price.worst_case(input, max_out);
+    let reservation = match account.reserve(worst, input + max_out) {
+        Ok(r) => r,
+        Err(r) => {
+            me.refusals.increment(1);
+            return Once::Done(Attempt::Refused(r));
+        }
+    };
+    let mut call = std::pin::pin!(AssertUnwindSafe(rung.model.call(request)).catch_unwind());
+    // A model that answers at once (a local or scripted one) needs no timer and no clock: poll
+    // it first. (Its latency is that one poll: recorded as zero.)
+    let mut started = None;
+    let (timeout_at, polled) = match futures::poll!(&mut call) {
+        std::task::Poll::Ready(r) => (None, Ok(r)),
+        std::task::Poll::Pending => {
+            started = Some(std::time::Instant::now());
+            let timeout_at = Instant::now() + rung.timeout;
+            let limit = env.deadline.map_or(timeout_at, |d| d.min(timeout_at));
+            let r = tokio::select! {
+                biased;
+                r = tokio::time::timeout_at(limit, &mut call) => r,
+                // The reservation is released on drop: an abandoned call books nothing.
+                () = account.cancelled() => return Once::Done(Attempt::Ended(end(Outcome::Cancelled, "cancelled"))),
+            };
+            (Some(timeout_at), r)
+        }
+    };
+    rung.latency
+        .record(started.map_or(0.0, |t| t.elapsed().as_secs_f64()));
+    let result = match polled {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(panic)) => {
+            rung.requests_err.increment(1);
+            account.record_model_error();
+            return Once::Done(Attempt::Crash(format!(
+                "`{}` crashed: model `{}` panicked: {}",
+                me.name,
+                rung.name,
+                super::panic_text(&*panic)
+            )));
+        }
+        Err(elapsed) => Err(elapsed),
+    };
+    let error = match result {
+        Ok(Ok(response)) => {
+            let cost = book(cx, rung, step, reservation, &response.usage);
+            rung.requests_ok.increment(1);
+            if input > 0 {
+                rung.estimate_ratio
+                    .record(response.usage.input as f64 / input as f64);
+            }
+            let left = account.remaining_cost();
+            if left != NanoUsd::MAX {
+                me.remaining.set(left.as_usd_f64());
+            }
+            plan.observe(&Event::Step {
+                agent: &me.name,
+                task: env.task.0,
+                step,
+                model: &rung.name,
+                usage: &response.usage,
+                cost,
+            });
+            return Once::Done(Attempt::Answered(response));
+        }
+        Ok(Err(e)) => e,
+        Err(_)
+            if env
+                .deadline
+                .is_some_and(|d| timeout_at.is_none_or(|t| d <= t)) =>
+        {
+            return Once::Done(Attempt::Ended(end(
+                Outcome::TimedOut,
+                format!("deadline passed waiting for {}", rung.name),
+            )));
+        }
+        Err(_) => ModelError::Timeout {
+            model: rung.name.to_string(),
+            timeout_ms: u64::try_from(rung.timeout.as_millis()).unwrap_or(u64::MAX),
+        },
+    };
+    // A failed call the provider billed still costs: book it; otherwise release the reservation.
+    match error.billed() {
+        Some(usage) => {
+            book(cx, rung, step, reservation, &usage);
+        }
+        None => drop(reservation),
+    }
+    rung.requests_err.increment(1);
+    account.record_model_error();
+    let msg = error.to_string();
+    plan.observe(&Event::ModelFailed {
+        agent: &me.name,
+        task: env.task.0,
+        model: &rung.name,
+        error: &msg,
+    });
+    Once::Failed(error)
+}
+
+/// Books a billed call (answered, or failed and billed): commits it on the ledger, counts its
+/// cost and tokens, and records which model it went to. Returns its cost.
+fn book(
+    cx: &TaskCx<'_>,
+    rung: &Rung,
+    step: u32,
+    reservation: Reservation,
+    usage: &TokenUsage,
+) -> NanoUsd {
+    let me = cx.me();
+    let cost = rung.price.cost(usage);
+    reservation.commit(usage, cost);
+    rung.cost.increment(cost.0);
+    rung.tokens_in.increment(usage.input);
+    rung.tokens_out.increment(usage.output);
+    rung.tokens_cached.increment(usage.cached_input);
+    if me.sole_model.is_none() {
+        cx.account.record_call(CallRecord {
+            step,
+            model: Arc::clone(&rung.name),
+            tokens: *usage,
+            cost,
+            top_rung_cost: me.top_price.cost(usage),
+        });
+    }
+    cost
+}

@@ -1,0 +1,290 @@
+//! One tool call under the harness. The order in which a tool call's concerns see it, outermost
+//! first: the tool is known → arguments fit its schema → a retried task's journal (a completed
+//! write is not repeated) → policy (role, freeze, dry-run-first) → approval → timeout + deadline +
+//! cancellation → CPU meter → panic catching → the tool → output cap. Every refusal is an
+//! observation the model sees.
+
+use std::panic::AssertUnwindSafe;
+
+use baton_core::ToolCall;
+use futures::FutureExt;
+
+use super::turn::{Observed, Stop};
+use super::{TaskCx, panic_text};
+use crate::observer::Event;
+use crate::telemetry::CpuTimed;
+
+/// Runs a tool call through the harness and returns what the model will see, and whether the
+/// call was a bad one. A panicking tool crashes the task ([`Stop::Crash`]).
+pub(crate) async fn run_tool(cx: &TaskCx<'_>, call: &ToolCall) -> Result<Observed, Stop> {
+    let (me, env, account) = (cx.me(), cx.env, cx.account);
+    let Some(i) = me.tools.iter().position(|t| t.name() == call.name) else {
+        let names: Vec<&str> = me.schemas.iter().map(|s| s.name.as_str()).collect();
+        return Ok((
+            format!(
+                "error: no tool named `{}`; available: {}",
+                call.name,
+                names.join(", ")
+            ),
+            true,
+        ));
+    };
+    let (tool, m, gate) = (&me.tools[i], &me.tool_metrics[i], &me.tool_gates[i]);
+    let effect = gate.effect;
+    // Arguments that do not fit the tool's schema never reach it (nor a human approver): the
+    // model is told what is wrong and can correct itself.
+    if let Some(v) = &gate.validator {
+        let empty = serde_json::Value::Object(serde_json::Map::new());
+        let args = if call.arguments.is_null() {
+            &empty
+        } else {
+            &call.arguments
+        };
+        // The common case, valid arguments, allocates nothing.
+        let problems: Vec<String> = if v.is_valid(args) {
+            Vec::new()
+        } else {
+            v.iter_errors(args)
+                .take(5)
+                .map(|e| {
+                    let at = e.instance_path().to_string();
+                    if at.is_empty() {
+                        e.to_string()
+                    } else {
+                        format!("{at}: {e}")
+                    }
+                })
+                .collect()
+        };
+        if !problems.is_empty() {
+            m.calls[4].increment(1);
+            return Ok((
+                format!(
+                    "error: invalid arguments for `{}`: {}. Its parameters: {}",
+                    call.name,
+                    problems.join("; "),
+                    tool.parameters()
+                ),
+                true,
+            ));
+        }
+    }
+    // A retried task resumes: a write or destructive call its crashed attempt completed is not
+    // made again; the model sees the earlier result.
+    if effect != baton_core::Effect::Read
+        && let Some(earlier) = cx.journal.replay(&call.name, &call.arguments)
+    {
+        return Ok((
+            format!("(done before the crash; not repeated) {earlier}"),
+            false,
+        ));
+    }
+    // `dry_run: true` to a tool that does not honour it is the real call: judged (and recorded)
+    // as one.
+    let claimed_dry = baton_core::policy::is_dry_run(&call.arguments);
+    let dry_run = claimed_dry && gate.dry_run;
+    let judged_args;
+    let judged = if claimed_dry && !dry_run {
+        judged_args = baton_core::policy::without_dry_run(&call.arguments);
+        &judged_args
+    } else {
+        &call.arguments
+    };
+    // The harness decides, never the model: whatever the transcript says.
+    match judge(cx, call, judged, effect).await {
+        Judged::Go => {}
+        Judged::Denied(text) => return Ok((text, false)),
+        Judged::Cancelled => return Err(Stop::Cancelled),
+    }
+    let started = std::time::Instant::now();
+    let mut timed = CpuTimed::new(tool.call(call.arguments.clone()));
+    let run = async {
+        match AssertUnwindSafe(&mut timed).catch_unwind().await {
+            Ok(r) => Ok(r),
+            Err(panic) => Err(format!(
+                "`{}` crashed: tool `{}` panicked: {}",
+                me.name,
+                call.name,
+                panic_text(&*panic)
+            )),
+        }
+    };
+    let mut run = std::pin::pin!(run);
+    // A tool that answers at once needs no timer: poll it first (as model calls are).
+    let result = match futures::poll!(&mut run) {
+        std::task::Poll::Ready(r) => Some(r),
+        std::task::Poll::Pending => tokio::select! {
+            biased;
+            r = async {
+                // The tool's own timeout, or the task's deadline if that comes first.
+                let own = tokio::time::Instant::now() + gate.timeout;
+                let limit = env.deadline.map_or(own, |d| d.min(own));
+                tokio::time::timeout_at(limit, &mut run).await.ok()
+            } => r,
+            () = account.cancelled() => return Err(Stop::Cancelled),
+        },
+    };
+    m.duration.record(started.elapsed().as_secs_f64());
+    m.cpu.record(timed.cpu.as_secs_f64());
+    let outcome = match &result {
+        Some(Ok(Ok(_))) => 0,
+        Some(Ok(Err(_))) => 1,
+        None => 2,
+        Some(Err(_)) => 3,
+    };
+    m.calls[outcome].increment(1);
+    let result = match result {
+        Some(Err(why)) => return Err(Stop::Crash(why)),
+        Some(Ok(r)) => Some(r),
+        None => None,
+    };
+    if effect == baton_core::Effect::Destructive && dry_run && matches!(result, Some(Ok(_))) {
+        cx.journal
+            .dry_runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((
+                call.name.clone(),
+                baton_core::policy::without_dry_run(&call.arguments),
+            ));
+    }
+    let completed = matches!(result, Some(Ok(_)));
+    let observation = match result {
+        Some(Ok(text)) => {
+            let (text, saved) = cap_output(text, gate.max_output_tokens);
+            if saved > 0 {
+                m.saved.increment(saved);
+                account.record_tool_tokens_saved(saved);
+            }
+            text
+        }
+        Some(Err(e)) => format!("error: {e}"),
+        None => format!(
+            "error: tool `{}` did not finish in time (its timeout is {}, and the task has its deadline)",
+            call.name,
+            baton_core::format_duration(gate.timeout)
+        ),
+    };
+    if completed && effect != baton_core::Effect::Read && !dry_run {
+        cx.journal.record(&call.name, &call.arguments, &observation);
+    }
+    Ok((observation, false))
+}
+
+/// Cuts a tool's output longer than `max_tokens` (about four characters a token): keeps the
+/// first three quarters of the allowance and the last quarter, with a marker saying what was cut.
+/// Returns the text and the tokens saved.
+pub(crate) fn cap_output(text: String, max_tokens: u32) -> (String, u64) {
+    let max_chars = (max_tokens as usize).saturating_mul(4);
+    // No more bytes than the allowance means no more characters either: nothing to count.
+    if text.len() <= max_chars {
+        return (text, 0);
+    }
+    let total = text.chars().count();
+    if total <= max_chars {
+        return (text, 0);
+    }
+    let head = max_chars * 3 / 4;
+    let tail = max_chars - head;
+    let cut = total - head - tail;
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(total - tail).collect();
+    let saved = (cut as u64).div_ceil(4);
+    (
+        format!(
+            "{start}\n[… {cut} characters (about {saved} tokens) cut by Baton: the output was longer than {max_tokens} tokens …]\n{end}"
+        ),
+        saved,
+    )
+}
+
+enum Judged {
+    Go,
+    Denied(String),
+    Cancelled,
+}
+
+/// Applies the policy to a tool call: role, freeze, dry-run-first, approval. Every decision on a
+/// destructive call, and every denial, is an event (audited) and denials are counted.
+async fn judge(
+    cx: &TaskCx<'_>,
+    call: &ToolCall,
+    arguments: &serde_json::Value,
+    effect: baton_core::Effect,
+) -> Judged {
+    use baton_core::policy::Verdict;
+    let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
+    let dry_runs = if effect == baton_core::Effect::Destructive {
+        cx.journal.dry_runs()
+    } else {
+        Vec::new()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let decided = |decision: &str, rule: &str, reason: &str| {
+        plan.observe(&Event::Policy {
+            agent: &me.name,
+            task: env.task.0,
+            tool: &call.name,
+            decision,
+            rule,
+            reason,
+        });
+    };
+    let deny = |rule: &str, reason: String| {
+        me.denials.increment(1);
+        decided("denied", rule, &reason);
+        Judged::Denied(format!("denied by policy ({rule}): {reason}"))
+    };
+    match plan.policy.check(
+        me.role.as_deref(),
+        &call.name,
+        effect,
+        arguments,
+        &dry_runs,
+        now,
+    ) {
+        Verdict::Deny { rule, reason } => deny(rule, reason),
+        Verdict::Allow => {
+            if effect == baton_core::Effect::Destructive {
+                let rule = if baton_core::policy::is_dry_run(arguments) {
+                    "dry_run"
+                } else {
+                    "none"
+                };
+                decided("allowed", rule, "allowed");
+            }
+            Judged::Go
+        }
+        Verdict::NeedsApproval => {
+            let request = crate::approval::ApprovalRequest {
+                agent: me.name.to_string(),
+                task: env.task.0,
+                tool: call.name.clone(),
+                arguments: arguments.clone(),
+            };
+            decided("requested", "approval", "waiting for a human's approval");
+            let timeout = plan.policy.approval_timeout;
+            let answer = tokio::select! {
+                biased;
+                () = account.cancelled() => return Judged::Cancelled,
+                r = tokio::time::timeout(timeout, plan.approver.decide(&request)) => r,
+            };
+            match answer {
+                Ok(crate::approval::ApprovalDecision::Approved) => {
+                    decided("approved", "approval", "approved by a human");
+                    Judged::Go
+                }
+                Ok(crate::approval::ApprovalDecision::Denied(why)) => deny("approval", why),
+                Err(_) => deny(
+                    "approval",
+                    format!(
+                        "no answer within {}: denied",
+                        baton_core::format_duration(timeout)
+                    ),
+                ),
+            }
+        }
+    }
+}

@@ -1,0 +1,619 @@
+//! A declared agent at run time: one actor that supervises the agent's tasks and its children.
+//!
+//! The actor never runs a task in its message handler. A task that reaches it is admitted (within
+//! `max_concurrency` running and `queue` waiting, or refused `busy` at once) and spawned as a task
+//! of its own (a *worker*, OTP's `simple_one_for_one` child), so one waiting task — on a model, an
+//! approval, a `Retry-After` or a child — never holds up another. The actor's handlers stay short:
+//! admitting tasks, activating children, and deciding what a crash means.
+//!
+//! Submodules, along the flow of a task: [`turn`] (the loop and one reply's tool calls, run
+//! concurrently), [`call`] (one step's model call: routing, retries and the call itself),
+//! [`harness`] (one tool call under schema, policy, approval, timeout and output cap), and
+//! [`delegation`] (a sub-task handed to a child, its crash, cut-off and reroute).
+//!
+//! A panic in a task's code ends that task, not the agent: the worker catches it, asks the agent's
+//! supervisor (its parent agent, or the conductor) for a verdict — which counts it against the
+//! restart intensity and applies the strategy to siblings — and then retries the task once
+//! (`on_crash: retry`) or ends it `failed`.
+
+mod call;
+mod delegation;
+mod harness;
+mod turn;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use baton_core::{Account, Envelope, Outcome};
+use baton_topologies::OnCrash;
+use dashmap::DashMap;
+use futures::FutureExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
+use tokio::sync::{Semaphore, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::conductor::ConductorMsg;
+use crate::observer::Event;
+use crate::plan::{AgentPlan, IdHasher, Plan};
+use crate::supervisor::{Abort, Children};
+
+/// Delegations deeper than this are refused: a guard against handoff loops.
+pub(crate) const MAX_HOPS: u32 = 64;
+
+/// A task handed to an agent, with the account its spending is booked to.
+pub(crate) struct Assignment {
+    pub(crate) envelope: Envelope<String>,
+    pub(crate) account: Account,
+}
+
+/// How a task ended.
+#[derive(Clone, Debug)]
+pub struct TaskResult {
+    /// The terminal outcome.
+    pub outcome: Outcome,
+    /// The answer (completed) or the reason it ended (otherwise).
+    pub text: String,
+}
+
+pub(crate) fn end(outcome: Outcome, text: impl Into<String>) -> TaskResult {
+    TaskResult {
+        outcome,
+        text: text.into(),
+    }
+}
+
+/// Where a task's result goes: its caller (a parent's delegation, or `Runtime::submit`). A reply
+/// dropped without a result means the agent stopped before the task started: the caller delivers
+/// it again.
+pub(crate) type Reply = oneshot::Sender<TaskResult>;
+
+/// What a supervisor decided about a crashed task's agent.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Within the restart intensity: the agent carries on (and the task may be retried).
+    Restarted,
+    /// The agent is not restarted (temporary): why.
+    NotRestarted(#[allow(dead_code, reason = "read in Debug output and tests")] String),
+    /// The supervisor gave up (its intensity was exceeded): why.
+    GaveUp(String),
+}
+
+/// Messages an agent actor handles.
+pub(crate) enum AgentMsg {
+    /// Admit a task (or refuse it `busy`) and start it.
+    Run(Box<Assignment>, Reply),
+    /// The running actor of child `slot`, started if it is not running.
+    Activate(usize, RpcReplyPort<Result<ActorRef<AgentMsg>, String>>),
+    /// A task of child `slot` crashed: decide (intensity, restart type, strategy).
+    ChildCrashed {
+        slot: usize,
+        reason: String,
+        reply: oneshot::Sender<Verdict>,
+    },
+}
+
+/// Who supervises an agent: its parent agent (with the agent's slot there) or the conductor.
+pub(crate) enum Supervisor {
+    Agent(ActorRef<AgentMsg>, usize),
+    Conductor(ActorRef<ConductorMsg>),
+}
+
+/// What an agent's actor and its task workers share. One per running actor: a restarted agent
+/// gets a new one, and the old one's workers wind down.
+pub(crate) struct AgentShared {
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) me: Arc<AgentPlan>,
+    myself: OnceLock<ActorRef<AgentMsg>>,
+    sup: Supervisor,
+    /// The children's running actors, for workers to reach without a hop through the actor.
+    children: RwLock<Vec<Option<ActorRef<AgentMsg>>>>,
+    /// Running tasks (`max_concurrency` permits).
+    slots: Semaphore,
+    /// Tasks running or waiting: at most `max_concurrency + queue`.
+    admitted: AtomicUsize,
+    /// Started tasks by id, so that stopping the agent can end them.
+    inflight: DashMap<u64, Account, std::hash::BuildHasherDefault<IdHasher>>,
+    /// Cancelled when the agent stops: waiting tasks leave (to be delivered again).
+    stopping: CancellationToken,
+    halted: OnceLock<()>,
+}
+
+impl AgentShared {
+    pub(crate) fn new(plan: Arc<Plan>, me: usize, sup: Supervisor) -> Arc<AgentShared> {
+        let agent = Arc::clone(&plan.agents[me]);
+        Arc::new(AgentShared {
+            children: RwLock::new(vec![None; agent.children.len()]),
+            slots: Semaphore::new(agent.max_concurrency as usize),
+            admitted: AtomicUsize::new(0),
+            inflight: DashMap::default(),
+            stopping: CancellationToken::new(),
+            halted: OnceLock::new(),
+            myself: OnceLock::new(),
+            sup,
+            me: agent,
+            plan,
+        })
+    }
+
+    /// Sets the actor these are shared with (done in `pre_start`).
+    pub(crate) fn set_myself(&self, actor: ActorRef<AgentMsg>) {
+        let _ = self.myself.set(actor);
+    }
+
+    /// Ends every started task of this agent with `outcome` and why, cancels them (and their
+    /// subtrees), and sends waiting tasks back to their callers. Idempotent: the first reason wins.
+    pub(crate) fn halt(&self, outcome: Outcome, reason: &str) {
+        if self.halted.set(()).is_err() {
+            return;
+        }
+        self.stopping.cancel();
+        for entry in &self.inflight {
+            let account = entry.value();
+            account.end(outcome, reason);
+            account.cancel();
+        }
+    }
+
+    pub(crate) fn set_child(&self, slot: usize, actor: Option<ActorRef<AgentMsg>>) {
+        if let Some(s) = self
+            .children
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(slot)
+        {
+            *s = actor;
+        }
+    }
+
+    /// The running actor of child `slot`: from the table when it runs, else activated by the
+    /// agent's actor (one message).
+    pub(crate) async fn child(&self, slot: usize) -> Result<ActorRef<AgentMsg>, String> {
+        let known = self
+            .children
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(slot)
+            .cloned()
+            .flatten();
+        if let Some(a) = known
+            && matches!(
+                a.get_status(),
+                ActorStatus::Running | ActorStatus::Starting | ActorStatus::Upgrading
+            )
+        {
+            return Ok(a);
+        }
+        let me = self
+            .myself
+            .get()
+            .ok_or_else(|| format!("`{}` is not running", self.me.name))?;
+        match me.call(|port| AgentMsg::Activate(slot, port), None).await {
+            Ok(ractor::rpc::CallResult::Success(r)) => r,
+            _ => Err(format!("`{}` has stopped", self.me.name)),
+        }
+    }
+
+    /// Asks this agent's supervisor what a crash of one of its tasks means.
+    async fn report_crash(&self, reason: &str) -> Verdict {
+        let (tx, rx) = oneshot::channel();
+        let sent = match &self.sup {
+            Supervisor::Agent(parent, slot) => parent
+                .send_message(AgentMsg::ChildCrashed {
+                    slot: *slot,
+                    reason: reason.to_string(),
+                    reply: tx,
+                })
+                .is_ok(),
+            Supervisor::Conductor(c) => c
+                .send_message(ConductorMsg::RootCrashed {
+                    reason: reason.to_string(),
+                    reply: tx,
+                })
+                .is_ok(),
+        };
+        let gone = || Verdict::GaveUp(format!("the supervisor of `{}` has stopped", self.me.name));
+        if !sent {
+            return gone();
+        }
+        rx.await.unwrap_or_else(|_| gone())
+    }
+}
+
+/// The actor type of every agent.
+pub(crate) struct AgentActor;
+
+pub(crate) struct AgentArgs {
+    pub(crate) shared: Arc<AgentShared>,
+}
+
+pub(crate) struct AgentState {
+    shared: Arc<AgentShared>,
+    children: Children,
+}
+
+impl Drop for AgentState {
+    /// The state lives exactly as long as the actor runs, crash or not.
+    fn drop(&mut self) {
+        self.shared.me.running.decrement(1.0);
+    }
+}
+
+impl AgentState {
+    /// The agent gives up (its intensity was exceeded): its tasks and its children's end
+    /// `failed` with why, its children stop; the caller then fails the actor.
+    async fn give_up(&mut self, why: &str) {
+        self.shared.halt(Outcome::Failed, why);
+        self.children.stop_all(Outcome::Failed, why).await;
+    }
+}
+
+impl Actor for AgentActor {
+    type Msg = AgentMsg;
+    type State = AgentState;
+    type Arguments = AgentArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        args: AgentArgs,
+    ) -> Result<AgentState, ActorProcessingErr> {
+        let shared = args.shared;
+        shared.set_myself(myself);
+        shared.me.running.increment(1.0);
+        Ok(AgentState {
+            children: Children::new(Arc::clone(&shared)),
+            shared,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        state: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.children.start_eager(&myself.get_cell()).await?;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<AgentMsg>,
+        state: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
+        // A stop its supervisor ordered has already halted it with the reason; otherwise (the
+        // runtime shutting down) its tasks end cancelled.
+        let why = format!("`{}` was stopped", state.shared.me.name);
+        state.shared.halt(Outcome::Cancelled, &why);
+        state.children.stop_all(Outcome::Cancelled, &why).await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        msg: AgentMsg,
+        state: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            AgentMsg::Run(assignment, reply) => admit(&state.shared, *assignment, reply),
+            AgentMsg::Activate(slot, port) => {
+                let r = state.children.get(slot, &myself.get_cell()).await;
+                drop(port.send(r));
+            }
+            AgentMsg::ChildCrashed {
+                slot,
+                reason,
+                reply,
+            } => match state
+                .children
+                .crashed(slot, &reason, &myself.get_cell())
+                .await
+            {
+                Ok(v) => drop(reply.send(v)),
+                Err(Abort(why)) => {
+                    drop(reply.send(Verdict::GaveUp(why.clone())));
+                    state.give_up(&why).await;
+                    return Err(why.into());
+                }
+            },
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        event: SupervisionEvent,
+        state: &mut AgentState,
+    ) -> Result<(), ActorProcessingErr> {
+        // A child actor stopped (it gave up, or stopped on its own): restart it per its type.
+        let (cell, crashed, reason) = match &event {
+            SupervisionEvent::ActorFailed(cell, e) => (cell, true, e.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, r) => (
+                cell,
+                false,
+                format!("stopped: {}", r.as_deref().unwrap_or("normal exit")),
+            ),
+            _ => return Ok(()),
+        };
+        let Some(i) = state.children.find(cell) else {
+            return Ok(());
+        };
+        if let Err(Abort(why)) = state
+            .children
+            .exited(i, crashed, &reason, &myself.get_cell())
+            .await
+        {
+            state.give_up(&why).await;
+            return Err(why.into());
+        }
+        Ok(())
+    }
+}
+
+/// Admits a task: refused `busy` when `max_concurrency` tasks run and `queue` wait; otherwise
+/// spawned as a worker that waits for a running slot.
+fn admit(shared: &Arc<AgentShared>, assignment: Assignment, reply: Reply) {
+    let me = &shared.me;
+    let limit = me.max_concurrency as usize + me.queue as usize;
+    if shared.admitted.fetch_add(1, Ordering::AcqRel) >= limit {
+        shared.admitted.fetch_sub(1, Ordering::AcqRel);
+        let why = format!(
+            "`{}` is busy: {} tasks running and {} waiting (its max_concurrency and queue); try again later",
+            me.name, me.max_concurrency, me.queue
+        );
+        let account = &assignment.account;
+        if account.end(Outcome::Busy, why.clone()) {
+            me.tasks.count(Outcome::Busy);
+        }
+        shared.plan.observe(&Event::Finished {
+            agent: &me.name,
+            task: assignment.envelope.task.0,
+            outcome: Outcome::Busy,
+            detail: &why,
+        });
+        drop(reply.send(end(Outcome::Busy, why)));
+        return;
+    }
+    tokio::spawn(worker(Arc::clone(shared), assignment, reply));
+}
+
+/// Gives the admission back when a worker ends, however it ends.
+struct Admitted<'a>(&'a AgentShared);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One task, from its running slot to its reply.
+async fn worker(shared: Arc<AgentShared>, assignment: Assignment, reply: Reply) {
+    let _admitted = Admitted(&shared);
+    let Assignment {
+        mut envelope,
+        account,
+    } = assignment;
+    let task = envelope.task.0;
+    let permit = tokio::select! {
+        biased;
+        // The agent stopped before the task started: the caller delivers it again.
+        () = shared.stopping.cancelled() => return,
+        () = account.cancelled() => None,
+        p = shared.slots.acquire() => match p {
+            Ok(p) => Some(p),
+            Err(_) => return,
+        },
+    };
+    let me = Arc::clone(&shared.me);
+    let result = match permit {
+        None => end(
+            Outcome::Cancelled,
+            "cancelled while waiting for a running slot",
+        ),
+        Some(_permit) => {
+            shared.inflight.insert(task, account.clone());
+            if shared.stopping.is_cancelled() {
+                shared.inflight.remove(&task);
+                return;
+            }
+            let text = std::mem::take(&mut envelope.payload);
+            let r = run(&shared, &envelope, &account, text).await;
+            shared.inflight.remove(&task);
+            r
+        }
+    };
+    // Whoever ended the task first (its loop, or its agent being stopped) decides its outcome.
+    let result = if account.finish(result.outcome) {
+        result
+    } else {
+        let outcome = account.outcome().unwrap_or(result.outcome);
+        let text = account
+            .end_reason()
+            .map_or(result.text, ToString::to_string);
+        TaskResult { outcome, text }
+    };
+    me.tasks.count(result.outcome);
+    if result.outcome != Outcome::Completed {
+        // Anything the task left running under it (a sub-task of an abandoned turn) stops.
+        account.cancel();
+    }
+    shared.plan.observe(&Event::Finished {
+        agent: &me.name,
+        task,
+        outcome: result.outcome,
+        detail: &result.text,
+    });
+    // A caller that gave up is not an error of ours.
+    drop(reply.send(result));
+}
+
+/// Runs the task's loop; a crash is judged by the agent's supervisor, and the task retried once
+/// (`on_crash: retry`) or ended `failed`.
+async fn run(
+    shared: &Arc<AgentShared>,
+    envelope: &Envelope<String>,
+    account: &Account,
+    task: String,
+) -> TaskResult {
+    let me = &shared.me;
+    account.mark_started();
+    if let Some(m) = &me.sole_model {
+        account.set_sole_model(Arc::clone(m));
+    }
+    let span = if tracing::enabled!(tracing::Level::INFO) {
+        tracing::info_span!(
+            "task",
+            task = envelope.task.0,
+            parent = envelope.parent.map(|p| p.0),
+            trace = envelope.trace.0,
+            agent = %me.name,
+            hops = envelope.hops,
+            otel.name = %format_args!("invoke_agent {}", me.name),
+            gen_ai.operation.name = "invoke_agent",
+            gen_ai.agent.name = %me.name,
+            baton.outcome = tracing::field::Empty,
+            baton.cost_nanousd = tracing::field::Empty,
+        )
+    } else {
+        tracing::Span::none()
+    };
+    let mut retried = false;
+    // Survives a crash: a retry resumes rather than replays what changed the world.
+    let journal = Journal::default();
+    let result = loop {
+        let cx = TaskCx {
+            shared,
+            env: envelope,
+            account,
+            journal: &journal,
+        };
+        let run = AssertUnwindSafe(turn::run_task(&cx, task.clone()))
+            .catch_unwind()
+            .instrument(span.clone())
+            .await;
+        let why = match run {
+            Ok(Ok(result)) => break result,
+            Ok(Err(Abort(why))) => why,
+            Err(panic) => format!("`{}` crashed: {}", me.name, panic_text(&*panic)),
+        };
+        account.record_crash(why.clone());
+        // Out of the agent's table while its supervisor decides: a verdict that stops the agent
+        // must not end this task as a bystander.
+        shared.inflight.remove(&envelope.task.0);
+        let verdict = shared.report_crash(&why).await;
+        match verdict {
+            Verdict::Restarted => {
+                account.record_restart();
+                if me.on_crash == OnCrash::Retry
+                    && !retried
+                    && !account.is_cancelled()
+                    && account.outcome().is_none()
+                    && !shared.stopping.is_cancelled()
+                {
+                    retried = true;
+                    journal.attempt.fetch_add(1, Ordering::Relaxed);
+                    shared.inflight.insert(envelope.task.0, account.clone());
+                    continue;
+                }
+                break end(Outcome::Failed, why);
+            }
+            Verdict::NotRestarted(_) => break end(Outcome::Failed, why),
+            Verdict::GaveUp(gave_up) => break end(Outcome::Failed, format!("{why}; {gave_up}")),
+        }
+    };
+    if !span.is_none() {
+        span.record("baton.outcome", result.outcome.as_str());
+        span.record("baton.cost_nanousd", otel_int(account.spent().0));
+    }
+    result
+}
+
+/// What every step of a task needs: the agent (plan, children, supervisor), the task's envelope
+/// and its account.
+pub(crate) struct TaskCx<'a> {
+    pub(crate) shared: &'a Arc<AgentShared>,
+    pub(crate) env: &'a Envelope<String>,
+    pub(crate) account: &'a Account,
+    pub(crate) journal: &'a Journal,
+}
+
+/// What a task did that must not be done twice: its completed write and destructive calls (with
+/// the observation each returned) and its dry runs. Kept across an `on_crash: retry`, so that the
+/// retry sees the call's earlier result instead of running it again.
+#[derive(Default)]
+pub(crate) struct Journal {
+    /// (attempt, tool, arguments, observation) of completed write and destructive calls.
+    pub(crate) done: std::sync::Mutex<Vec<(u32, String, serde_json::Value, String)>>,
+    /// The current attempt: 0, then 1 for the retry after a crash.
+    pub(crate) attempt: std::sync::atomic::AtomicU32,
+    /// Destructive calls made as dry runs (tool, arguments without `dry_run`).
+    pub(crate) dry_runs: std::sync::Mutex<Vec<(String, serde_json::Value)>>,
+}
+
+impl Journal {
+    /// The observation of an identical call completed by an earlier attempt, if there was one.
+    pub(crate) fn replay(&self, tool: &str, arguments: &serde_json::Value) -> Option<String> {
+        let now = self.attempt.load(Ordering::Relaxed);
+        self.done
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|(n, t, a, _)| *n < now && t == tool && a == arguments)
+            .map(|(_, _, _, o)| o.clone())
+    }
+
+    /// Records a completed write or destructive call.
+    pub(crate) fn record(&self, tool: &str, arguments: &serde_json::Value, observation: &str) {
+        let now = self.attempt.load(Ordering::Relaxed);
+        self.done
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((
+                now,
+                tool.to_string(),
+                arguments.clone(),
+                observation.to_string(),
+            ));
+    }
+
+    pub(crate) fn dry_runs(&self) -> Vec<(String, serde_json::Value)> {
+        self.dry_runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl TaskCx<'_> {
+    pub(crate) fn plan(&self) -> &Plan {
+        &self.shared.plan
+    }
+
+    pub(crate) fn me(&self) -> &AgentPlan {
+        &self.shared.me
+    }
+
+    pub(crate) fn task(&self) -> u64 {
+        self.env.task.0
+    }
+
+    pub(crate) fn observe(&self, event: &Event<'_>) {
+        self.shared.plan.observe(event);
+    }
+}
+
+/// A count as a span attribute: OpenTelemetry's integers are signed (a `u64` would be exported
+/// as a string).
+pub(crate) fn otel_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
