@@ -827,6 +827,70 @@ mod supervision {
         run.account.check_conservation().expect("conserved");
     }
 
+    /// A supervisor that gives up leaves no task without an outcome: every account of the run
+    /// (the crashed children's, the one held when it gave up, the root's) ends with exactly one.
+    #[tokio::test(start_paused = true)]
+    async fn a_give_up_leaves_every_task_with_an_outcome() {
+        let topology = TopologyBuilder::new("t")
+            .model("m", priced())
+            .agent(
+                "lead",
+                AgentSpec::new(["m"])
+                    .children(["c"])
+                    .supervision(SupervisionSpec {
+                        max_restarts: Some(2),
+                        within: Some(Duration::from_secs(60)),
+                        ..SupervisionSpec::default()
+                    }),
+            )
+            .agent("c", AgentSpec::new(["m"]))
+            .build()
+            .expect("valid");
+        let model = slow(1, |r: &ModelRequest<'_>| {
+            if r.agent == "c" {
+                panic!("c always crashes");
+            }
+            Ok(match r.step {
+                1..=4 => calls(r, &[("delegate", json!({"agent": "c", "task": "x"}))]),
+                _ => text(r, &observations(r)),
+            })
+        });
+        let log = Log::default();
+        let rt = Runtime::builder(topology)
+            .model("m", model)
+            .observer(log.clone())
+            .start()
+            .await
+            .expect("starts");
+        let run = rt.submit("go", Budget::UNLIMITED).await.expect("runs");
+        assert_eq!(run.result.outcome, Outcome::Failed);
+        assert!(
+            run.result
+                .text
+                .contains("supervisor `lead` gave up: more than 2 restarts"),
+            "{}",
+            run.result.text
+        );
+        let snap = run.account.snapshot();
+        let mut outcomes = Vec::new();
+        snap.walk(&mut |a| outcomes.push((a.agent.clone(), a.outcome, a.restarts)));
+        assert_eq!(outcomes.len(), 4, "{outcomes:?}");
+        assert!(outcomes.iter().all(|(_, o, _)| o.is_some()), "{outcomes:?}");
+        // Two restarts happened (the third crash gave up): the report counts restarts.
+        let restarts: u64 = outcomes.iter().map(|(_, _, r)| r).sum();
+        assert_eq!(restarts, 2, "{outcomes:?}");
+        assert_eq!(
+            *log.0.lock().expect("log"),
+            [
+                "restart c by lead",
+                "restart c by lead",
+                "gave up lead",
+                "restart lead by conductor"
+            ]
+        );
+        run.account.check_conservation().expect("conserved");
+    }
+
     /// A retried task resumes: the destructive call its crashed attempt completed is not made
     /// again (the model sees the earlier result), and the dry run before it still counts.
     #[tokio::test(start_paused = true)]
@@ -903,6 +967,78 @@ mod supervision {
             run.result.text
         );
         assert_eq!(run.account.snapshot().restarts, 1);
+    }
+}
+
+mod harness {
+    use super::*;
+
+    /// A destructive tool that does not honour `dry_run`: counts its real runs.
+    struct Blunt(Arc<AtomicU32>);
+
+    #[async_trait]
+    impl Tool for Blunt {
+        fn name(&self) -> &str {
+            "wipe"
+        }
+        fn description(&self) -> &str {
+            "wipes a disk"
+        }
+        fn parameters(&self) -> serde_json::Value {
+            json!({"type": "object"})
+        }
+        fn effect(&self) -> Effect {
+            Effect::Destructive
+        }
+        async fn call(&self, _: serde_json::Value) -> Result<String, ToolError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok("wiped".into())
+        }
+    }
+
+    /// `dry_run: true` to a tool that does not implement dry runs is the real call: under
+    /// `dry_run_first` it is refused (no dry run came before it) and the tool never runs; it
+    /// never counts as the dry run that would let the next call through.
+    #[tokio::test(start_paused = true)]
+    async fn a_dry_run_flag_to_a_tool_without_dry_runs_is_the_real_call() {
+        let mut spec = TopologyBuilder::new("t")
+            .model("m", priced())
+            .tool("wipe", ToolSpec::custom())
+            .agent("ops", AgentSpec::new(["m"]).tools(["wipe"]))
+            .build()
+            .expect("valid")
+            .spec()
+            .clone();
+        spec.policy = Some(PolicySpec {
+            dry_run_first: Some(true),
+            ..PolicySpec::default()
+        });
+        let topology = Topology::from_spec(spec, std::path::Path::new(".")).expect("valid");
+        let runs = Arc::new(AtomicU32::new(0));
+        let model = slow(0, |r: &ModelRequest<'_>| {
+            Ok(match r.step {
+                1 => calls(r, &[("wipe", json!({"disk": "a", "dry_run": true}))]),
+                2 => calls(r, &[("wipe", json!({"disk": "a"}))]),
+                _ => text(r, &observations(r)),
+            })
+        });
+        let rt = Runtime::builder(topology)
+            .model("m", model)
+            .tool(Blunt(Arc::clone(&runs)))
+            .start()
+            .await
+            .expect("starts");
+        let run = rt.submit("wipe a", Budget::UNLIMITED).await.expect("runs");
+        assert_eq!(runs.load(Ordering::SeqCst), 0, "{}", run.result.text);
+        assert_eq!(
+            run.result
+                .text
+                .matches("denied by policy (dry_run_first)")
+                .count(),
+            2,
+            "{}",
+            run.result.text
+        );
     }
 }
 
