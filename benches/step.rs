@@ -10,6 +10,13 @@
 //!
 //! Group `workflow`: a delegated task of 8 model calls, 3 tool calls and 2 delegations with an
 //! instant model, the shape the project's speed bar is stated for.
+//!
+//! Group `in_flight_100`: 100 such workflows submitted at once, on a current-thread runtime and on
+//! a two-worker multi-thread runtime, beside 100 tokio tasks each making 8 channel round trips
+//! (baseline).
+//!
+//! Group `model_50ms`: the same workflow with a model that takes 50 ms a call: one task, and 1,000
+//! tasks at once on one runtime (the concurrency bar: 1,000 should take about one's time).
 
 use std::path::Path;
 
@@ -168,5 +175,104 @@ fn workflow(c: &mut Criterion) {
     rt.block_on(runtime.shutdown());
 }
 
-criterion_group!(benches, round_trip, workflow);
+fn w1_runtime(rt: &tokio::runtime::Runtime, latency: Option<std::time::Duration>) -> Runtime {
+    let topology = TopologyBuilder::new("bench")
+        .model("instant", price())
+        .tool("noop", ToolSpec::custom())
+        .agent("lead", AgentSpec::new(["instant"]).children(["a", "b"]))
+        .agent("a", AgentSpec::new(["instant"]).tools(["noop"]))
+        .agent("b", AgentSpec::new(["instant"]).tools(["noop"]))
+        .build()
+        .expect("topology");
+    let mut model =
+        ScriptedModel::from_yaml("instant", WORKFLOW_RULES, Path::new("<bench>")).expect("rules");
+    if let Some(l) = latency {
+        model = model.with_latency(l);
+    }
+    rt.block_on(
+        Runtime::builder(topology)
+            .model("instant", model)
+            .tool(Noop)
+            .start(),
+    )
+    .expect("runtime")
+}
+
+async fn all_at_once(runtime: &std::sync::Arc<Runtime>, n: usize) {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let r = std::sync::Arc::clone(runtime);
+        set.spawn(async move { r.submit("go", Budget::UNLIMITED).await.expect("run") });
+    }
+    while let Some(done) = set.join_next().await {
+        assert_eq!(
+            done.expect("joined").result.outcome,
+            baton::core::Outcome::Completed
+        );
+    }
+}
+
+fn in_flight(c: &mut Criterion) {
+    let mut g = c.benchmark_group("in_flight_100");
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<u64>>(1024);
+    multi.spawn(async move {
+        while let Some(reply) = rx.recv().await {
+            let _ = reply.send(1);
+        }
+    });
+    g.bench_function("tokio_100_tasks_8_round_trips", |b| {
+        b.to_async(&multi).iter(|| async {
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..100 {
+                let tx = tx.clone();
+                set.spawn(async move {
+                    for _ in 0..8 {
+                        let (otx, orx) = tokio::sync::oneshot::channel();
+                        tx.send(otx).await.expect("send");
+                        orx.await.expect("reply");
+                    }
+                });
+            }
+            while set.join_next().await.is_some() {}
+        })
+    });
+    let on_single = std::sync::Arc::new(w1_runtime(&single, None));
+    g.bench_function("baton_w1_current_thread", |b| {
+        b.to_async(&single).iter(|| all_at_once(&on_single, 100))
+    });
+    let on_multi = std::sync::Arc::new(w1_runtime(&multi, None));
+    g.bench_function("baton_w1_multi_thread_2", |b| {
+        b.to_async(&multi).iter(|| all_at_once(&on_multi, 100))
+    });
+    g.finish();
+}
+
+fn model_50ms(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let runtime = std::sync::Arc::new(w1_runtime(&rt, Some(std::time::Duration::from_millis(50))));
+    let mut g = c.benchmark_group("model_50ms");
+    g.sample_size(10);
+    g.bench_function("one_task", |b| {
+        b.to_async(&rt).iter(|| all_at_once(&runtime, 1))
+    });
+    g.bench_function("thousand_tasks_at_once", |b| {
+        b.to_async(&rt).iter(|| all_at_once(&runtime, 1000))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, round_trip, workflow, in_flight, model_50ms);
 criterion_main!(benches);

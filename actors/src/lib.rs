@@ -1,10 +1,12 @@
 //! baton-actors: Baton's runtime on ractor — the conductor, supervised sub-agents, delegation and
 //! budget enforcement.
 //!
-//! A [`Runtime`] is built from a validated [`baton_topologies::Topology`]. Its conductor actor owns
-//! each run's root ledger account and guarantees one terminal outcome per task; agent actors run
-//! the loop (route → reserve → call → commit → tools → observe) and delegate to their children
-//! through the built-in `delegate` tool, each child's account opened under its parent's.
+//! A [`Runtime`] is built from a validated [`baton_topologies::Topology`]. The runtime opens each
+//! run's root ledger account; its conductor actor supervises the root agent. Each declared agent is
+//! an actor that runs many tasks at once, each task in a worker of its own, which runs the loop
+//! (route → reserve → call → commit → tools → observe) and delegates to children through the
+//! built-in `delegate` tool, each child's account opened under its parent's. Every task ends with
+//! exactly one terminal outcome.
 
 mod agent;
 mod approval;
