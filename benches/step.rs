@@ -132,24 +132,7 @@ fn workflow(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let topology = TopologyBuilder::new("bench")
-        .model("instant", price())
-        .tool("noop", ToolSpec::custom())
-        .agent("lead", AgentSpec::new(["instant"]).children(["a", "b"]))
-        .agent("a", AgentSpec::new(["instant"]).tools(["noop"]))
-        .agent("b", AgentSpec::new(["instant"]).tools(["noop"]))
-        .build()
-        .expect("topology");
-    let model =
-        ScriptedModel::from_yaml("instant", WORKFLOW_RULES, Path::new("<bench>")).expect("rules");
-    let runtime = rt
-        .block_on(
-            Runtime::builder(topology)
-                .model("instant", model)
-                .tool(Noop)
-                .start(),
-        )
-        .expect("runtime");
+    let runtime = w1_runtime(&rt, None);
     // Check the shape once: 8 model calls, 3 tool calls + 2 delegations.
     let run = rt
         .block_on(runtime.submit("go", Budget::UNLIMITED))

@@ -140,10 +140,10 @@ pub(crate) async fn run_batch(
                 "[{}] {} {} {} ms · {} → {}",
                 i + 1,
                 report.outcome,
-                crate::usd(snapshot.spent),
+                crate::print::usd(snapshot.spent),
                 snapshot.own.wall.as_millis(),
-                crate::one_line(&task, 60),
-                crate::one_line(said, 90)
+                crate::print::one_line(&task, 60),
+                crate::print::one_line(said, 90)
             )?;
         }
         out.flush()?;
@@ -160,7 +160,7 @@ pub(crate) async fn run_batch(
         writeln!(
             out,
             "total              {total:>5}   {} of {limit}   {} ms",
-            crate::usd(batch.spent()),
+            crate::print::usd(batch.spent()),
             started.elapsed().as_millis()
         )?;
     }

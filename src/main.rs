@@ -17,18 +17,19 @@ mod approvals;
 mod batch;
 #[cfg(feature = "otel")]
 mod otel;
+mod print;
 mod serve;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use baton::actors::{Event, Observer, RunReport, Runtime};
+use baton::actors::{RunReport, Runtime};
 use baton::core::NanoUsd;
 use baton::topologies::Topology;
 use clap::{Parser, Subcommand};
+use print::{Printer, one_line, print_summary, usd};
 
 /// Exit code for bad input: an invalid topology file or flag.
 const EXIT_INVALID: u8 = 2;
@@ -838,224 +839,4 @@ impl baton::actors::Approver for TerminalApprover {
             _ => baton::actors::ApprovalDecision::Denied("denied at the terminal".into()),
         }
     }
-}
-
-/// Prints the run step by step, indented by each agent's depth in the tree.
-struct Printer {
-    depth: HashMap<String, usize>,
-}
-
-impl Printer {
-    fn new(t: &Topology) -> Printer {
-        let mut depth = HashMap::new();
-        let mut stack = vec![(t.root(), 0usize)];
-        while let Some((n, d)) = stack.pop() {
-            depth.insert(t.graph()[n].name.to_string(), d);
-            stack.extend(t.children(n).into_iter().map(|c| (c, d + 1)));
-        }
-        Printer { depth }
-    }
-
-    fn pad(&self, agent: &str) -> String {
-        "  ".repeat(self.depth.get(agent).copied().unwrap_or(0))
-    }
-}
-
-fn one_line(s: &str, max: usize) -> String {
-    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() > max {
-        format!("{}…", flat.chars().take(max).collect::<String>())
-    } else {
-        flat
-    }
-}
-
-impl Observer for Printer {
-    fn on_event(&self, e: &Event<'_>) {
-        let line = match e {
-            Event::Step {
-                agent,
-                step,
-                model,
-                usage,
-                cost,
-                ..
-            } => format!(
-                "{}[{agent}] step {step} · {model} · {} in / {} out · {}",
-                self.pad(agent),
-                usage.input,
-                usage.output,
-                usd(*cost)
-            ),
-            Event::Escalated {
-                agent,
-                model,
-                reason,
-                ..
-            } => format!("{}[{agent}] ↑ {model}: {reason}", self.pad(agent)),
-            Event::ModelFailed {
-                agent,
-                model,
-                error,
-                ..
-            } => {
-                format!(
-                    "{}[{agent}] ✗ {model} failed: {}",
-                    self.pad(agent),
-                    one_line(error, 100)
-                )
-            }
-            Event::ToolCall {
-                agent,
-                tool,
-                arguments,
-                ..
-            } => format!(
-                "{}[{agent}] → {tool} {}",
-                self.pad(agent),
-                one_line(&arguments.to_string(), 110)
-            ),
-            Event::Observation {
-                agent, tool, text, ..
-            } => {
-                format!(
-                    "{}[{agent}] ← {tool}: {}",
-                    self.pad(agent),
-                    one_line(text, 110)
-                )
-            }
-            Event::Finished {
-                agent,
-                outcome,
-                detail,
-                ..
-            } => format!(
-                "{}[{agent}] ■ {outcome}: {}",
-                self.pad(agent),
-                one_line(detail, 110)
-            ),
-            Event::Restarted {
-                agent,
-                supervisor,
-                reason,
-            } => format!(
-                "{}[{agent}] ↻ restarted by {supervisor} after: {}",
-                self.pad(agent),
-                one_line(reason, 90)
-            ),
-            Event::GaveUp { supervisor, reason } => format!(
-                "{}[{supervisor}] ✗ gave up: {}",
-                self.pad(supervisor),
-                one_line(reason, 100)
-            ),
-            Event::BudgetAction { agent, action, .. } => {
-                format!("{}[{agent}] $ {action}", self.pad(agent))
-            }
-            Event::Policy {
-                agent,
-                tool,
-                decision,
-                rule,
-                reason,
-                ..
-            } => format!(
-                "{}[{agent}] ⚖ {tool}: {decision} ({rule}): {}",
-                self.pad(agent),
-                one_line(reason, 100)
-            ),
-            Event::Retrying {
-                agent,
-                model,
-                attempt,
-                delay,
-                ..
-            } => format!(
-                "{}[{agent}] ↺ {model}: attempt {attempt} in {} ms",
-                self.pad(agent),
-                delay.as_millis()
-            ),
-            _ => return,
-        };
-        println!("{line}");
-    }
-}
-
-fn print_summary(out: &mut impl Write, r: &RunReport) -> std::io::Result<()> {
-    writeln!(out)?;
-    writeln!(out, "outcome: {}", r.outcome)?;
-    match (&r.answer, &r.error) {
-        (Some(a), _) => writeln!(out, "answer:  {}", one_line(a, 400))?,
-        (None, Some(e)) => writeln!(out, "reason:  {}", one_line(e, 400))?,
-        _ => {}
-    }
-    writeln!(out)?;
-    let w = r
-        .agents
-        .iter()
-        .map(|a| a.name.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    writeln!(
-        out,
-        "{:<w$} {:>5} {:>5} {:>6} {:>8} {:>9} {:>10} {:>5} {:>11}  outcome",
-        "agent", "tasks", "calls", "errors", "restarts", "tokens in", "tokens out", "steps", "cost"
-    )?;
-    for a in &r.agents {
-        writeln!(
-            out,
-            "{:<w$} {:>5} {:>5} {:>6} {:>8} {:>9} {:>10} {:>5} {:>11}  {}",
-            a.name,
-            a.tasks,
-            a.model_calls,
-            a.model_errors,
-            a.restarts,
-            a.tokens_in,
-            a.tokens_out,
-            a.steps,
-            usd(NanoUsd(a.cost_nanousd)),
-            a.outcome.map_or("-", |o| o.as_str())
-        )?;
-    }
-    let t = &r.totals;
-    writeln!(
-        out,
-        "{:<w$} {:>5} {:>5} {:>6} {:>8} {:>9} {:>10} {:>5} {:>11}  {} ms",
-        "total",
-        r.tasks.len(),
-        t.model_calls,
-        t.model_errors,
-        t.restarts,
-        t.tokens_in,
-        t.tokens_out,
-        t.steps,
-        usd(NanoUsd(t.cost_nanousd)),
-        t.wall_ms
-    )?;
-    if r.models.len() > 1 || t.saved_vs_top_rung_nanousd > 0 {
-        let by_model: Vec<String> = r
-            .models
-            .iter()
-            .map(|m| {
-                format!(
-                    "{} {} call(s) {}",
-                    m.name,
-                    m.calls,
-                    usd(NanoUsd(m.cost_nanousd))
-                )
-            })
-            .collect();
-        writeln!(
-            out,
-            "\nrouting: {}; saved {} against the top model of each ladder",
-            by_model.join(", "),
-            usd(NanoUsd(t.saved_vs_top_rung_nanousd))
-        )?;
-    }
-    Ok(())
-}
-
-/// Dollars for people: six decimals (exact nano-dollars are in `--json`).
-fn usd(n: NanoUsd) -> String {
-    format!("${:.6}", n.as_usd_f64())
 }

@@ -7,18 +7,17 @@
 //! topology's top-level `supervision:`), after which it gives up and the runtime stops taking
 //! tasks, naming why.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use baton_core::Outcome;
 use baton_topologies::RestartType;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
 use crate::agent::{AgentActor, AgentArgs, AgentMsg, AgentShared, Supervisor, Verdict};
 use crate::observer::Event;
 use crate::plan::Plan;
+use crate::supervisor::{Intensity, exit_of, restarts};
 
 pub(crate) enum ConductorMsg {
     /// Start the root agent if needed and deliver this task to it.
@@ -35,7 +34,7 @@ pub(crate) struct Conductor;
 pub(crate) struct ConductorState {
     plan: Arc<Plan>,
     root: Option<(ActorRef<AgentMsg>, Arc<AgentShared>)>,
-    restarts: VecDeque<Instant>,
+    restarts: Intensity,
 }
 
 impl ConductorState {
@@ -76,17 +75,8 @@ impl ConductorState {
     /// Counts a restart of the root agent against the conductor's intensity; gives up past it.
     fn count(&mut self, reason: &str) -> Result<(), String> {
         let sup = &self.plan.supervision;
-        let now = Instant::now();
-        self.restarts.push_back(now);
-        while self
-            .restarts
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > sup.within)
-        {
-            self.restarts.pop_front();
-        }
         let root = &self.plan.agents[self.plan.root];
-        if self.restarts.len() > sup.max_restarts as usize {
+        if !self.restarts.admit(sup) {
             return Err(format!(
                 "the conductor gave up: the root agent `{}` crashed more than {} times within {} (last: {reason})",
                 root.name,
@@ -157,7 +147,7 @@ impl Actor for Conductor {
         let mut state = ConductorState {
             plan,
             root: None,
-            restarts: VecDeque::new(),
+            restarts: Intensity::default(),
         };
         state.root_agent(&myself).await?;
         Ok(state)
@@ -226,14 +216,8 @@ impl Actor for Conductor {
         event: SupervisionEvent,
         state: &mut ConductorState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, crashed, reason) = match &event {
-            SupervisionEvent::ActorFailed(cell, e) => (cell, true, e.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, r) => (
-                cell,
-                false,
-                format!("stopped: {}", r.as_deref().unwrap_or("normal exit")),
-            ),
-            _ => return Ok(()),
+        let Some((cell, crashed, reason)) = exit_of(&event) else {
+            return Ok(());
         };
         let was_root = state
             .root
@@ -243,11 +227,7 @@ impl Actor for Conductor {
             return Ok(());
         }
         let kind = state.plan.agents[state.plan.root].restart;
-        let restart = match kind {
-            RestartType::Permanent => true,
-            RestartType::Transient => crashed,
-            RestartType::Temporary => false,
-        };
+        let restart = restarts(kind, crashed);
         if let Err(e) = state.root_died(cell.get_id(), &reason) {
             let why = e.to_string();
             state.give_up(&why).await;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use baton_core::Outcome;
 use baton_topologies::{RestartType, Strategy, Supervision};
-use ractor::{Actor, ActorCell, ActorRef};
+use ractor::{Actor, ActorCell, ActorRef, SupervisionEvent};
 use tokio::time::Instant;
 
 use crate::agent::{AgentActor, AgentArgs, AgentMsg, AgentShared, Supervisor, Verdict};
@@ -40,7 +40,52 @@ pub(crate) struct Children {
     own: Arc<AgentShared>,
     sup: Supervision,
     slots: Vec<Slot>,
-    restarts: VecDeque<Instant>,
+    restarts: Intensity,
+}
+
+/// A supervisor's restart intensity: the restarts of the last `within`, refused past
+/// `max_restarts` (the conductor's and every agent's).
+#[derive(Default)]
+pub(crate) struct Intensity(VecDeque<Instant>);
+
+impl Intensity {
+    /// Counts a restart now; `false` when it makes more than `sup.max_restarts` within
+    /// `sup.within` (the supervisor must give up).
+    pub(crate) fn admit(&mut self, sup: &Supervision) -> bool {
+        let now = Instant::now();
+        self.0.push_back(now);
+        while self
+            .0
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > sup.within)
+        {
+            self.0.pop_front();
+        }
+        self.0.len() <= sup.max_restarts as usize
+    }
+}
+
+/// Whether a child of this restart type comes back after it exited (`crashed`: not a normal stop).
+pub(crate) fn restarts(kind: RestartType, crashed: bool) -> bool {
+    match kind {
+        RestartType::Permanent => true,
+        RestartType::Transient => crashed,
+        RestartType::Temporary => false,
+    }
+}
+
+/// The actor a supervision event is about, whether it crashed, and why it exited; `None` for
+/// events that are not an exit.
+pub(crate) fn exit_of(event: &SupervisionEvent) -> Option<(&ActorCell, bool, String)> {
+    match event {
+        SupervisionEvent::ActorFailed(cell, e) => Some((cell, true, e.to_string())),
+        SupervisionEvent::ActorTerminated(cell, _, r) => Some((
+            cell,
+            false,
+            format!("stopped: {}", r.as_deref().unwrap_or("normal exit")),
+        )),
+        _ => None,
+    }
 }
 
 impl Children {
@@ -59,7 +104,7 @@ impl Children {
                     gone: false,
                 })
                 .collect(),
-            restarts: VecDeque::new(),
+            restarts: Intensity::default(),
             own,
         }
     }
@@ -162,7 +207,7 @@ impl Children {
         myself: &ActorCell,
     ) -> Result<Verdict, Abort> {
         if i >= self.slots.len() {
-            return Ok(Verdict::NotRestarted(format!("no child in slot {i}")));
+            return Ok(Verdict::NotRestarted);
         }
         if self.own.plan.agents[self.slots[i].plan].restart == RestartType::Temporary {
             let why = format!(
@@ -171,7 +216,7 @@ impl Children {
             );
             self.stop(i, Outcome::Cancelled, &why).await;
             self.slots[i].gone = true;
-            return Ok(Verdict::NotRestarted(why));
+            return Ok(Verdict::NotRestarted);
         }
         self.count(i, reason)?;
         self.restart(i, reason, myself, false).await;
@@ -196,12 +241,7 @@ impl Children {
         }
         self.own.set_child(i, None);
         let kind = self.own.plan.agents[self.slots[i].plan].restart;
-        let restart = match kind {
-            RestartType::Permanent => true,
-            RestartType::Transient => crashed,
-            RestartType::Temporary => false,
-        };
-        if !restart {
+        if !restarts(kind, crashed) {
             self.slots[i].gone = kind == RestartType::Temporary;
             return Ok(false);
         }
@@ -212,16 +252,7 @@ impl Children {
 
     /// Counts a restart of slot `i` against the intensity.
     fn count(&mut self, i: usize, reason: &str) -> Result<(), Abort> {
-        let now = Instant::now();
-        self.restarts.push_back(now);
-        while self
-            .restarts
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > self.sup.within)
-        {
-            self.restarts.pop_front();
-        }
-        if self.restarts.len() > self.sup.max_restarts as usize {
+        if !self.restarts.admit(&self.sup) {
             let me = &self.own.me;
             let why = format!(
                 "supervisor `{}` gave up: more than {} restarts within {} (last: `{}` {reason})",

@@ -93,6 +93,15 @@ fn calls(req: &ModelRequest<'_>, list: &[(&str, serde_json::Value)]) -> ModelRes
     }
 }
 
+/// One reply delegating each (agent, task) of `list`.
+fn delegations(req: &ModelRequest<'_>, list: &[(&str, &str)]) -> ModelResponse {
+    let list: Vec<(&str, serde_json::Value)> = list
+        .iter()
+        .map(|(agent, task)| ("delegate", json!({"agent": agent, "task": task})))
+        .collect();
+    calls(req, &list)
+}
+
 fn task_of(req: &ModelRequest<'_>) -> String {
     req.messages
         .iter()
@@ -175,14 +184,7 @@ mod fan_out {
     fn fan_model() -> impl Model {
         slow(50, |r: &ModelRequest<'_>| {
             Ok(match (r.agent, r.step) {
-                ("lead", 1) => calls(
-                    r,
-                    &[
-                        ("delegate", json!({"agent": "a", "task": "part a"})),
-                        ("delegate", json!({"agent": "b", "task": "part b"})),
-                        ("delegate", json!({"agent": "c", "task": "part c"})),
-                    ],
-                ),
+                ("lead", 1) => delegations(r, &[("a", "part a"), ("b", "part b"), ("c", "part c")]),
                 ("lead", _) => text(r, &observations(r)),
                 (agent, _) => text(r, &format!("{agent} did {}", task_of(r))),
             })
@@ -772,14 +774,9 @@ mod supervision {
             .expect("valid");
         let model = |r: &ModelRequest<'_>| -> Result<ModelResponse, ModelError> {
             Ok(match (r.agent, r.step) {
-                ("lead", 1) => calls(
-                    r,
-                    &[
-                        ("delegate", json!({"agent": "a", "task": "crash soon"})),
-                        ("delegate", json!({"agent": "a", "task": "slow a"})),
-                        ("delegate", json!({"agent": "b", "task": "slow b"})),
-                    ],
-                ),
+                ("lead", 1) => {
+                    delegations(r, &[("a", "crash soon"), ("a", "slow a"), ("b", "slow b")])
+                }
                 ("lead", _) => text(r, &observations(r)),
                 _ => text(r, "ok"),
             })
@@ -1064,14 +1061,7 @@ mod money {
                 seen.store(usage(r, 0).input, Ordering::SeqCst);
             }
             Ok(match (r.agent, r.step) {
-                ("lead", 1) => calls(
-                    r,
-                    &[
-                        ("delegate", json!({"agent": "a", "task": "x"})),
-                        ("delegate", json!({"agent": "b", "task": "x"})),
-                        ("delegate", json!({"agent": "c", "task": "x"})),
-                    ],
-                ),
+                ("lead", 1) => delegations(r, &[("a", "x"), ("b", "x"), ("c", "x")]),
                 ("lead", _) => text(r, &observations(r)),
                 _ => text(r, "ok"),
             })

@@ -74,8 +74,8 @@ pub(crate) type Reply = oneshot::Sender<TaskResult>;
 pub(crate) enum Verdict {
     /// Within the restart intensity: the agent carries on (and the task may be retried).
     Restarted,
-    /// The agent is not restarted (temporary): why.
-    NotRestarted(#[allow(dead_code, reason = "read in Debug output and tests")] String),
+    /// The agent is not restarted (it is temporary, and stops).
+    NotRestarted,
     /// The supervisor gave up (its intensity was exceeded): why.
     GaveUp(String),
 }
@@ -329,14 +329,8 @@ impl Actor for AgentActor {
         state: &mut AgentState,
     ) -> Result<(), ActorProcessingErr> {
         // A child actor stopped (it gave up, or stopped on its own): restart it per its type.
-        let (cell, crashed, reason) = match &event {
-            SupervisionEvent::ActorFailed(cell, e) => (cell, true, e.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, r) => (
-                cell,
-                false,
-                format!("stopped: {}", r.as_deref().unwrap_or("normal exit")),
-            ),
-            _ => return Ok(()),
+        let Some((cell, crashed, reason)) = crate::supervisor::exit_of(&event) else {
+            return Ok(());
         };
         let Some(i) = state.children.find(cell) else {
             return Ok(());
@@ -456,7 +450,7 @@ async fn run(
     shared: &Arc<AgentShared>,
     envelope: &Envelope<String>,
     account: &Account,
-    task: String,
+    mut task: String,
 ) -> TaskResult {
     let me = &shared.me;
     account.mark_started();
@@ -490,7 +484,13 @@ async fn run(
             account,
             journal: &journal,
         };
-        let run = AssertUnwindSafe(turn::run_task(&cx, task.clone()))
+        // The task's text is copied only for an agent that may run it twice.
+        let text = if me.on_crash == OnCrash::Retry && !retried {
+            task.clone()
+        } else {
+            std::mem::take(&mut task)
+        };
+        let run = AssertUnwindSafe(turn::run_task(&cx, text))
             .catch_unwind()
             .instrument(span.clone())
             .await;
@@ -520,7 +520,7 @@ async fn run(
                 }
                 break end(Outcome::Failed, why);
             }
-            Verdict::NotRestarted(_) => break end(Outcome::Failed, why),
+            Verdict::NotRestarted => break end(Outcome::Failed, why),
             Verdict::GaveUp(gave_up) => break end(Outcome::Failed, format!("{why}; {gave_up}")),
         }
     };
