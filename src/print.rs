@@ -46,13 +46,25 @@ impl Observer for Printer {
                 model,
                 usage,
                 cost,
+                estimated,
+                truncated,
                 ..
             } => format!(
-                "{}[{agent}] step {step} · {model} · {} in / {} out · {}",
+                "{}[{agent}] step {step} · {model} · {} in / {} out · {}{}{}",
                 self.pad(agent),
                 usage.input,
                 usage.output,
-                usd(*cost)
+                usd(*cost),
+                if *estimated {
+                    " (estimated: the server reported no usage)"
+                } else {
+                    ""
+                },
+                if *truncated {
+                    " (cut at max_output_tokens)"
+                } else {
+                    ""
+                }
             ),
             Event::Escalated {
                 agent,

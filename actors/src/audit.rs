@@ -38,11 +38,19 @@ impl Observer for AuditObserver {
                 model,
                 usage,
                 cost,
-            } => (
-                "model_call",
-                json!({"agent": agent, "task": task, "step": step, "model": model, "tokens_in": usage.input,
-                       "tokens_out": usage.output, "tokens_cached": usage.cached_input, "cost_nanousd": cost.0}),
-            ),
+                estimated,
+                truncated,
+            } => {
+                let mut f = json!({"agent": agent, "task": task, "step": step, "model": model, "tokens_in": usage.input,
+                       "tokens_out": usage.output, "tokens_cached": usage.cached_input, "cost_nanousd": cost.0});
+                if *estimated {
+                    f["estimated"] = json!(true);
+                }
+                if *truncated {
+                    f["truncated"] = json!(true);
+                }
+                ("model_call", f)
+            }
             Event::Escalated {
                 agent,
                 task,

@@ -20,6 +20,10 @@ pub enum Event<'a> {
         usage: &'a TokenUsage,
         /// Cost booked.
         cost: NanoUsd,
+        /// The usage is Baton's estimate: the server reported none.
+        estimated: bool,
+        /// The reply was cut at the completion-token ceiling.
+        truncated: bool,
     },
     /// The router set a model's answer aside, or raised the step's quality bar: the next call
     /// goes up the ladder.

@@ -52,6 +52,10 @@ pub(crate) struct Rung {
     pub(crate) tokens_in: Counter,
     pub(crate) tokens_out: Counter,
     pub(crate) tokens_cached: Counter,
+    /// Replies booked at Baton's estimate because the server reported no usage.
+    pub(crate) estimated: Counter,
+    /// Replies cut at the completion-token ceiling.
+    pub(crate) truncated: Counter,
 }
 
 /// Everything an agent actor needs, resolved.
@@ -87,6 +91,8 @@ pub(crate) struct AgentPlan {
     pub(crate) quality_bar: u8,
     /// The least confidence (percent) accepted from a local-tier model.
     pub(crate) min_confidence: Option<u8>,
+    /// What a local-tier reply without probabilities becomes under `min_confidence`.
+    pub(crate) on_missing_confidence: baton_topologies::MissingConfidence,
     pub(crate) restarts: Counter,
     pub(crate) cutoffs: Counter,
     pub(crate) reroutes_model: Counter,
@@ -426,6 +432,8 @@ impl Plan {
                         estimate_ratio: metrics::histogram!("baton_token_estimate_ratio", "model" => m.to_string()),
                         requests_ok: metrics::counter!("baton_model_requests_total", "agent" => agent_label.clone(), "model" => m.to_string(), "outcome" => "ok"),
                         requests_err: metrics::counter!("baton_model_requests_total", "agent" => agent_label.clone(), "model" => m.to_string(), "outcome" => "error"),
+                        estimated: metrics::counter!("baton_model_usage_estimated_total", "agent" => agent_label.clone(), "model" => m.to_string()),
+                        truncated: metrics::counter!("baton_model_replies_truncated_total", "agent" => agent_label.clone(), "model" => m.to_string()),
                         latency: metrics::histogram!("baton_model_request_duration_seconds", &labels[..]),
                         cost: metrics::counter!("baton_cost_nanousd_total", &labels[..]),
                         decisions: ROUTE_REASONS.map(|reason| {
@@ -506,6 +514,7 @@ impl Plan {
                 activation: a.activation,
                 quality_bar: a.quality_bar,
                 min_confidence: a.min_confidence,
+                on_missing_confidence: a.on_missing_confidence,
                 restarts: metrics::counter!("baton_restarts_total", "agent" => agent_label.clone()),
                 cutoffs: metrics::counter!("baton_budget_cutoffs_total", "agent" => agent_label.clone()),
                 reroutes_model: metrics::counter!("baton_budget_reroutes_total", "agent" => agent_label.clone(), "reason" => "cheaper_model"),
@@ -552,12 +561,16 @@ fn http_model(m: &ModelDef) -> Result<Arc<dyn Model>, RuntimeError> {
         _ => baton_providers::OPENAI_ENDPOINT,
     };
     let config = baton_providers::ProviderConfig {
-        name: m.name.to_string(),
-        model: m.wire_model.clone(),
-        endpoint: m.endpoint.clone().unwrap_or_else(|| default.to_string()),
         api_key,
         stream: m.stream,
         connect_timeout: m.connect_timeout,
+        tool_choice: m.tool_choice,
+        null_content: m.null_content,
+        ..baton_providers::ProviderConfig::new(
+            m.name.to_string(),
+            m.wire_model.clone(),
+            m.endpoint.clone().unwrap_or_else(|| default.to_string()),
+        )
     };
     Ok(match m.provider {
         Provider::Anthropic => Arc::new(baton_providers::Anthropic::new(config).map_err(err)?),

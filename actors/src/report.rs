@@ -59,6 +59,8 @@ pub struct Totals {
     pub tool_calls: u64,
     /// Failed model calls (provider errors, timeouts, malformed replies, panics).
     pub model_errors: u64,
+    /// Model calls booked at Baton's conservative estimate because the server reported no usage.
+    pub estimated_calls: u64,
     /// Tokens of long tool output cut before they re-entered a model's context (about four
     /// characters a token).
     pub tool_tokens_saved: u64,
@@ -67,7 +69,8 @@ pub struct Totals {
     /// Budget reroutes (to a cheaper model or a fallback agent).
     pub reroutes: u64,
     /// What routing saved: the same tokens on the priciest model of each agent's ladder, minus
-    /// what was booked (nano-dollars).
+    /// what was booked (nano-dollars). Only answers that were used count as savings; the cost of
+    /// calls that failed or were set aside counts against them (never below zero).
     pub saved_vs_top_rung_nanousd: u64,
     /// Wall-clock time of the root task, in milliseconds.
     pub wall_ms: u64,
@@ -94,6 +97,8 @@ pub struct AgentReport {
     pub tasks: u64,
     /// Failed model calls.
     pub model_errors: u64,
+    /// Model calls booked at Baton's estimate (the server reported no usage).
+    pub estimated_calls: u64,
     /// Times it crashed holding a task of this run and was restarted.
     pub restarts: u64,
     /// Times its budget was rerouted (to a cheaper model, or its task to its fallback).
@@ -148,6 +153,7 @@ impl RunReport {
         let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
         let mut tasks = Vec::new();
         let mut models: Vec<ModelReport> = Vec::new();
+        let mut saved: i128 = 0;
         let mut stack: Vec<(&AccountSnapshot, Option<u64>)> = vec![(root, None)];
         while let Some((a, parent)) = stack.pop() {
             let u = &a.own;
@@ -159,6 +165,7 @@ impl RunReport {
             totals.model_calls += u.model_calls;
             totals.tool_calls += u.tool_calls;
             totals.model_errors += a.model_errors;
+            totals.estimated_calls += a.estimated_calls;
             totals.tool_tokens_saved += a.tool_tokens_saved;
             totals.restarts += a.restarts;
             let reroutes = a
@@ -190,7 +197,8 @@ impl RunReport {
                 .map(|c| (c, 1))
                 .chain(sole.as_ref().map(|c| (c, u.model_calls)))
             {
-                totals.saved_vs_top_rung_nanousd += c.top_rung_cost.0.saturating_sub(c.cost.0);
+                // (The sole-model record holds the task's totals: counted once.)
+                saved += i128::from(c.top_rung_cost.0) - i128::from(c.cost.0);
                 let m = match models.iter_mut().position(|m| m.name == *c.model) {
                     Some(i) => &mut models[i],
                     None => {
@@ -221,6 +229,7 @@ impl RunReport {
                     tool_calls: 0,
                     tasks: 0,
                     model_errors: 0,
+                    estimated_calls: 0,
                     restarts: 0,
                     reroutes: 0,
                     budget_events: Vec::new(),
@@ -237,6 +246,7 @@ impl RunReport {
             r.tool_calls += u.tool_calls;
             r.tasks += 1;
             r.model_errors += a.model_errors;
+            r.estimated_calls += a.estimated_calls;
             r.restarts += a.restarts;
             r.reroutes += reroutes;
             r.budget_events
@@ -261,6 +271,7 @@ impl RunReport {
                 stack.push((c, Some(a.task)));
             }
         }
+        totals.saved_vs_top_rung_nanousd = u64::try_from(saved.max(0)).unwrap_or(u64::MAX);
         debug_assert_eq!(totals.cost_nanousd, root.spent.0, "ledger conservation");
         RunReport {
             outcome,

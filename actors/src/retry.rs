@@ -44,6 +44,7 @@ mod tests {
             max_attempts: 5,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(700),
+            max_retry_after: Duration::from_secs(60),
         }
     }
 

@@ -58,6 +58,16 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Model calls, by outcome (ok or error).",
     ),
     (
+        "baton_model_usage_estimated_total",
+        "counter",
+        "Model replies booked at Baton's conservative estimate because the server reported no usage, by agent and model.",
+    ),
+    (
+        "baton_model_replies_truncated_total",
+        "counter",
+        "Model replies cut at the completion-token ceiling (finish_reason length, stop_reason max_tokens), by agent and model.",
+    ),
+    (
         "baton_model_request_duration_seconds",
         "histogram",
         "Latency of model calls.",

@@ -72,7 +72,7 @@ fn text(req: &ModelRequest<'_>, t: &str) -> ModelResponse {
         text: Some(t.to_string()),
         tool_calls: vec![],
         usage: usage(req, 5),
-        confidence: None,
+        ..ModelResponse::default()
     }
 }
 
@@ -89,7 +89,7 @@ fn calls(req: &ModelRequest<'_>, list: &[(&str, serde_json::Value)]) -> ModelRes
             })
             .collect(),
         usage: usage(req, 10),
-        confidence: None,
+        ..ModelResponse::default()
     }
 }
 

@@ -57,7 +57,7 @@ fn text(req: &ModelRequest<'_>, t: &str) -> ModelResponse {
         text: Some(t.to_string()),
         tool_calls: vec![],
         usage: usage(req, 5),
-        confidence: None,
+        ..ModelResponse::default()
     }
 }
 
@@ -70,7 +70,7 @@ fn call(req: &ModelRequest<'_>, name: &str, args: serde_json::Value) -> ModelRes
             arguments: args,
         }],
         usage: usage(req, 10),
-        confidence: None,
+        ..ModelResponse::default()
     }
 }
 
@@ -1931,8 +1931,24 @@ mod router {
         if let Some(m) = min_confidence {
             agent = agent.min_confidence(m);
         }
+        run_agent(
+            agent,
+            dollar_per_mtok().tier(Tier::Local, 50),
+            local,
+            frontier,
+        )
+        .await
+    }
+
+    /// [`run`] with the agent and the local model's declaration given.
+    async fn run_agent(
+        agent: AgentSpec,
+        local_spec: ModelSpec,
+        local: impl Model,
+        frontier: impl Model,
+    ) -> (String, Vec<String>, baton_actors::RunReport) {
         let t = TopologyBuilder::new("t")
-            .model("local", dollar_per_mtok().tier(Tier::Local, 50))
+            .model("local", local_spec)
             .model(
                 "frontier",
                 ModelSpec::custom(NanoUsd::from_usd(10), NanoUsd::from_usd(10))
@@ -2005,6 +2021,118 @@ mod router {
         )
         .await;
         assert_eq!(answer, "probably fine");
+    }
+
+    /// A local reply that carries no probabilities is never silently taken as confident: by
+    /// default it is set aside like a low-confidence one (`on_missing_confidence: escalate`);
+    /// `accept` uses it, `fail` ends the task. A set-aside reply saves nothing: "saved" counts
+    /// only what the cheaper model actually answered, and its cost counts against it.
+    #[tokio::test]
+    async fn a_local_reply_without_confidence_follows_on_missing_confidence() {
+        let silent = || FnModel(|r: &ModelRequest<'_>| Ok(text(r, "probably fine")));
+        let agent = || AgentSpec::new(["local", "frontier"]).min_confidence(70);
+        let local = || dollar_per_mtok().tier(Tier::Local, 50);
+        let (answer, seen, report) = run_agent(agent(), local(), silent(), sure()).await;
+        assert_eq!(answer, "checkout is healthy");
+        assert_eq!(
+            seen,
+            [
+                "1 local",
+                "↑ local: no confidence reported (on_missing_confidence: escalate)",
+                "1 frontier"
+            ]
+        );
+        assert_eq!(
+            report.totals.saved_vs_top_rung_nanousd, 0,
+            "the frontier answered the only step: nothing was saved"
+        );
+
+        let mut accept = agent();
+        accept.on_missing_confidence = Some(baton_topologies::MissingConfidence::Accept);
+        let (answer, seen, report) = run_agent(accept, local(), silent(), sure()).await;
+        assert_eq!((answer.as_str(), seen.len()), ("probably fine", 1));
+        assert!(
+            report.totals.saved_vs_top_rung_nanousd > 0,
+            "the local model answered: the frontier's price was saved"
+        );
+
+        let mut fail = agent();
+        fail.on_missing_confidence = Some(baton_topologies::MissingConfidence::Fail);
+        let (_, _, report) = run_agent(fail, local(), silent(), sure()).await;
+        assert_eq!(report.outcome, Outcome::Failed);
+        assert!(
+            report
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("reported no confidence")),
+            "{:?}",
+            report.error
+        );
+    }
+
+    /// A reply the server sent without usage is booked at Baton's estimate and counted as such;
+    /// a tool call cut at the token ceiling is asked again one rung up.
+    #[tokio::test]
+    async fn estimated_usage_is_counted_and_a_truncated_tool_call_escalates() {
+        let estimated = FnModel(|r: &ModelRequest<'_>| {
+            let mut reply = text(r, "fine");
+            reply.estimated = true;
+            Ok(reply)
+        });
+        let (answer, _, report) = run(None, estimated, sure()).await;
+        assert_eq!(answer, "fine");
+        assert_eq!(report.totals.estimated_calls, 1);
+        assert_eq!(report.agents[0].estimated_calls, 1);
+        assert_eq!(report.totals.model_calls, 1, "booked like any call");
+
+        let cut = FnModel(|r: &ModelRequest<'_>| {
+            let mut reply = call(r, "probe", json!({"service": "checkout"}));
+            reply.truncated = true;
+            Ok(reply)
+        });
+        let (answer, seen, _) = run(None, cut, sure()).await;
+        assert_eq!(answer, "checkout is healthy");
+        assert_eq!(
+            seen[..3],
+            [
+                "1 local",
+                "↑ local: tool call cut at max_output_tokens (finish_reason: length)",
+                "1 frontier"
+            ]
+        );
+    }
+
+    /// A `Retry-After` longer than `max_retry_after` is not slept: the step escalates at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_beyond_the_cap_escalates_instead_of_sleeping() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let seen_calls = Arc::clone(&calls);
+        let limited = FnModel(move |_: &ModelRequest<'_>| {
+            seen_calls.fetch_add(1, Ordering::SeqCst);
+            Err(ModelError::Http {
+                model: "local".into(),
+                status: 429,
+                kind: "rate_limit_error".into(),
+                message: "slow down".into(),
+                retry_after: Some(Duration::from_secs(600)),
+            })
+        });
+        let mut spec = dollar_per_mtok().tier(Tier::Local, 50);
+        spec.retry = Some(baton_topologies::RetrySpec {
+            max_attempts: Some(3),
+            ..Default::default()
+        });
+        let started = tokio::time::Instant::now();
+        let (answer, _, report) =
+            run_agent(AgentSpec::new(["local", "frontier"]), spec, limited, sure()).await;
+        assert_eq!(answer, "checkout is healthy");
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "not retried");
+        assert_eq!(report.totals.model_errors, 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no 600 s sleep: {:?}",
+            started.elapsed()
+        );
     }
 
     /// A conversation that does not fit a model's context window goes up the ladder without a

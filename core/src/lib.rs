@@ -45,8 +45,8 @@ pub use ledger::{
 };
 pub use mcp::McpTransport;
 pub use model::{
-    Message, Model, ModelError, ModelRequest, ModelResponse, Role, ToolCall, ToolSchema,
-    tool_tokens,
+    Message, Model, ModelError, ModelRequest, ModelResponse, NullContent, Role, ToolCall,
+    ToolChoice, ToolSchema, tool_tokens,
 };
 pub use money::{NanoUsd, Price, Usd};
 pub use outcome::Outcome;

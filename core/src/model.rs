@@ -101,6 +101,53 @@ pub struct ModelRequest<'a> {
     pub confidence: bool,
 }
 
+/// What a request to an OpenAI-compatible server says about the tools it offers
+/// (`tool_choice`). Some servers (llama-cpp-python's function-calling formats) ignore `tools`
+/// unless it is set.
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// `"auto"`: the model may call a tool or answer (the default).
+    #[default]
+    Auto,
+    /// `"required"`: the model must call a tool.
+    Required,
+    /// `"none"`: the model must not call a tool.
+    None,
+    /// The field is left out (the server's own default applies).
+    Omit,
+}
+
+impl ToolChoice {
+    /// The wire value, or `None` for [`ToolChoice::Omit`].
+    pub fn wire(self) -> Option<&'static str> {
+        match self {
+            ToolChoice::Auto => Some("auto"),
+            ToolChoice::Required => Some("required"),
+            ToolChoice::None => Some("none"),
+            ToolChoice::Omit => None,
+        }
+    }
+}
+
+/// How an assistant turn that has tool calls and no text is sent to an OpenAI-compatible server.
+/// OpenAI accepts `null`; several compatible servers answer `null` with HTTP 500 and accept `""`.
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum NullContent {
+    /// `"content": ""` (the default: what the widest set of servers accepts).
+    #[default]
+    Empty,
+    /// `"content": null`.
+    Null,
+    /// No `content` field.
+    Omit,
+}
+
 /// A model's answer.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelResponse {
@@ -114,6 +161,15 @@ pub struct ModelResponse {
     /// its tokens' probabilities (from log-probabilities), or a scripted rule's `confidence`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f32>,
+    /// The usage is Baton's conservative estimate, not the provider's count: the server sent
+    /// none (a stream without usage). Booked all the same, and marked so in the report, the audit
+    /// and the metrics.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
+    /// The reply was cut at the completion-token ceiling (`finish_reason: "length"`,
+    /// `stop_reason: "max_tokens"`): its text or tool call may be incomplete.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// Why a model call failed.
@@ -128,13 +184,15 @@ pub enum ModelError {
         /// What the provider said.
         message: String,
     },
-    /// Occurs when the provider's reply cannot be understood.
+    /// Occurs when the provider's reply cannot be understood (or is larger than Baton reads).
     #[error("{model}: malformed reply: {message}")]
     Malformed {
         /// Model name.
         model: String,
         /// What was wrong.
         message: String,
+        /// Usage the reply reported although it could not be used (billed, so booked).
+        billed: Option<TokenUsage>,
     },
     /// Occurs when a provider answers with an HTTP error status (the body's error kind and message
     /// are kept; credentials never are).
@@ -218,7 +276,7 @@ impl ModelError {
     /// Usage the provider billed for the failed call, if it reported any.
     pub fn billed(&self) -> Option<TokenUsage> {
         match self {
-            ModelError::Transport { billed, .. } => *billed,
+            ModelError::Transport { billed, .. } | ModelError::Malformed { billed, .. } => *billed,
             _ => None,
         }
     }

@@ -367,6 +367,7 @@ impl ScriptedModel {
                 return Err(ModelError::Malformed {
                     model: self.name.clone(),
                     message: "runaway fault, but no tool is offered".into(),
+                    billed: None,
                 });
             };
             let call = ToolCall {
@@ -383,7 +384,8 @@ impl ScriptedModel {
                     output: output.min(u64::from(req.max_tokens)),
                     cached_input: 0,
                 },
-                confidence: None,
+                truncated: output > u64::from(req.max_tokens),
+                ..ModelResponse::default()
             });
         }
 
@@ -396,6 +398,7 @@ impl ScriptedModel {
             Fault::Malformed => Err(ModelError::Malformed {
                 model: self.name.clone(),
                 message: "injected fault: reply is not valid JSON".into(),
+                billed: None,
             }),
             Fault::Panic => panic!("{}: injected fault: provider panicked", self.name),
             _ => {
@@ -506,6 +509,8 @@ impl ScriptedModel {
                 tool_calls,
                 usage,
                 confidence: rule.confidence,
+                truncated: output > u64::from(req.max_tokens),
+                estimated: false,
             }),
             rule.latency.unwrap_or(self.latency),
         ))

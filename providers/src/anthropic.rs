@@ -12,7 +12,7 @@ use baton_core::{
 use serde_json::{Value, json};
 
 use crate::ProviderConfig;
-use crate::http::{self, malformed, u64_at};
+use crate::http::{self, u64_at};
 
 /// The API version header Baton speaks.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -123,18 +123,18 @@ fn refused(model: &str, v: &Value) -> Option<ModelError> {
     })
 }
 
-/// Parses a non-streaming reply.
+/// Parses a non-streaming reply. A reply without `usage` comes back with `estimated` set: the
+/// caller estimates it. A reply that cannot be used carries the usage it reported.
 pub(crate) fn parse_reply(model: &str, v: &Value) -> Result<ModelResponse, ModelError> {
     if let Some(e) = refused(model, v) {
         return Err(e);
     }
+    let billed = v.get("usage").filter(|u| u.is_object()).map(usage);
+    let bad = |message: &str| http::malformed_billed(model, message, billed);
     let content = v
         .get("content")
         .and_then(Value::as_array)
-        .ok_or_else(|| malformed(model, "the reply has no `content` blocks"))?;
-    let u = v
-        .get("usage")
-        .ok_or_else(|| malformed(model, "the reply has no `usage`: it cannot be billed"))?;
+        .ok_or_else(|| bad("the reply has no `content` blocks"))?;
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     for b in content {
@@ -149,7 +149,7 @@ pub(crate) fn parse_reply(model: &str, v: &Value) -> Result<ModelResponse, Model
                 name: b
                     .get("name")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| malformed(model, "a tool_use block has no name"))?
+                    .ok_or_else(|| bad("a tool_use block has no name"))?
                     .to_string(),
                 arguments: b.get("input").cloned().unwrap_or_else(|| json!({})),
             }),
@@ -159,9 +159,11 @@ pub(crate) fn parse_reply(model: &str, v: &Value) -> Result<ModelResponse, Model
     Ok(ModelResponse {
         text: (!text.is_empty()).then_some(text),
         tool_calls,
-        usage: usage(u),
+        usage: billed.unwrap_or_default(),
         // The messages API reports no token probabilities.
         confidence: None,
+        estimated: billed.is_none(),
+        truncated: v.get("stop_reason").and_then(Value::as_str) == Some("max_tokens"),
     })
 }
 
@@ -169,25 +171,66 @@ pub(crate) fn parse_reply(model: &str, v: &Value) -> Result<ModelResponse, Model
 struct Partial {
     /// (type, text or partial JSON, id, name) per content block index.
     blocks: Vec<(String, String, String, String)>,
-    usage: Option<TokenUsage>,
+    /// The usage fields reported so far, by name: `input_tokens`, `cache_read_input_tokens`,
+    /// `cache_creation_input_tokens`, `output_tokens`.
+    reported: [Option<u64>; 4],
     stop_reason: Option<String>,
+}
+
+const USAGE_FIELDS: [&str; 4] = [
+    "input_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "output_tokens",
+];
+
+impl Partial {
+    /// Takes every usage field an event carries, the last non-zero value winning: gateways (and
+    /// the API, for some fields) send `input_tokens` and the cache fields in `message_delta`,
+    /// with `message_start` carrying zero or a placeholder.
+    fn fold_usage(&mut self, u: &Value) {
+        for (slot, field) in self.reported.iter_mut().zip(USAGE_FIELDS) {
+            if let Some(n) = u.get(field).and_then(Value::as_u64)
+                && (n > 0 || slot.is_none())
+            {
+                *slot = Some(n);
+            }
+        }
+    }
 }
 
 impl http::EventSink for Partial {
     fn billed(&self) -> Option<TokenUsage> {
-        self.usage
+        if self.reported.iter().all(Option::is_none) {
+            return None;
+        }
+        let [fresh, read, written, output] = self.reported.map(|n| n.unwrap_or(0));
+        Some(TokenUsage {
+            input: fresh + read + written,
+            output,
+            cached_input: read,
+        })
     }
 
     fn event(&mut self, name: &str, event: crate::sse::Event) -> Result<bool, ModelError> {
-        let v: Value = serde_json::from_str(&event.data)
-            .map_err(|e| malformed(name, format!("a stream event is not JSON ({e})")))?;
+        let v: Value = serde_json::from_str(&event.data).map_err(|e| {
+            http::malformed_billed(
+                name,
+                format!("a stream event is not JSON ({e})"),
+                self.billed(),
+            )
+        })?;
         let kind = event
             .event
             .as_deref()
             .or_else(|| v.get("type").and_then(Value::as_str))
             .unwrap_or("");
         match kind {
-            "message_start" => self.usage = v.pointer("/message/usage").map(usage),
+            "message_start" => {
+                if let Some(u) = v.pointer("/message/usage") {
+                    self.fold_usage(u);
+                }
+            }
             "content_block_start" => {
                 let i = usize::try_from(v.get("index").and_then(Value::as_u64).unwrap_or(0))
                     .unwrap_or(0);
@@ -212,10 +255,8 @@ impl http::EventSink for Partial {
                 }
             }
             "message_delta" => {
-                if let Some(out) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
-                    let mut u = self.usage.unwrap_or_default();
-                    u.output = out;
-                    self.usage = Some(u);
+                if let Some(u) = v.get("usage") {
+                    self.fold_usage(u);
                 }
                 self.stop_reason = v
                     .pointer("/delta/stop_reason")
@@ -239,12 +280,8 @@ impl http::EventSink for Partial {
                 return Err(ModelError::Http {
                     model: name.to_string(),
                     status,
-                    message: e
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
-                    kind,
+                    message: http::said(e.get("message").and_then(Value::as_str).unwrap_or("")),
+                    kind: http::said(&kind),
                     retry_after: None,
                 });
             }
@@ -268,20 +305,42 @@ impl Model for Anthropic {
             http = http.header("x-api-key", key.expose());
         }
         let response = http::send(name, http).await?;
-        if !self.config.stream {
-            return parse_reply(name, &http::json_body(name, response).await?);
+        let cap = http::reply_cap(request.max_tokens);
+        let mut reply = if self.config.stream {
+            self.streamed(response, cap).await?
+        } else {
+            parse_reply(name, &http::json_body(name, response, cap).await?)?
+        };
+        if reply.estimated {
+            // No usage in the reply: booked at a conservative estimate (the prompt as reserved,
+            // the completion at one token per three bytes), marked as such.
+            reply.usage = TokenUsage {
+                input: self.estimate_input_tokens(&request),
+                output: crate::tokens::output_tokens(&self.config.model, &reply),
+                cached_input: 0,
+            };
         }
+        Ok(reply)
+    }
+}
+
+impl Anthropic {
+    async fn streamed(
+        &self,
+        response: reqwest::Response,
+        cap: usize,
+    ) -> Result<ModelResponse, ModelError> {
+        use http::EventSink as _;
+        let name = self.config.name.as_str();
         let mut p = Partial::default();
-        http::for_each_event(name, response, &mut p).await?;
+        http::for_each_event(name, response, &mut p, cap).await?;
         if p.stop_reason.as_deref() == Some("refusal") {
             return Err(ModelError::Refused {
                 model: name.to_string(),
                 message: "the model declined (stop_reason: refusal)".into(),
             });
         }
-        let usage = p
-            .usage
-            .ok_or_else(|| malformed(name, "the stream carried no usage: it cannot be billed"))?;
+        let billed = p.billed();
         let mut text = String::new();
         let mut tool_calls = Vec::new();
         for (kind, body, id, call) in p.blocks {
@@ -292,9 +351,10 @@ impl Model for Anthropic {
                         json!({})
                     } else {
                         serde_json::from_str(&body).map_err(|e| {
-                            malformed(
+                            http::malformed_billed(
                                 name,
                                 format!("tool call `{call}` has input that is not JSON ({e})"),
+                                billed,
                             )
                         })?
                     };
@@ -310,8 +370,10 @@ impl Model for Anthropic {
         Ok(ModelResponse {
             text: (!text.is_empty()).then_some(text),
             tool_calls,
-            usage,
+            usage: billed.unwrap_or_default(),
             confidence: None,
+            estimated: billed.is_none(),
+            truncated: p.stop_reason.as_deref() == Some("max_tokens"),
         })
     }
 }

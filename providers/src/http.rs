@@ -47,6 +47,62 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
     )
 }
 
+/// The most bytes read of an error reply: enough for any real error, short of a hostile one.
+pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The longest excerpt of a provider's message kept in an error (and so in the log, the report
+/// and the audit trail).
+pub(crate) const MAX_MESSAGE: usize = 500;
+
+/// The most bytes read of a successful reply to a call allowed `max_tokens` completion tokens:
+/// 256 KiB of envelope plus 1 KiB a token — generous (a token with its log-probabilities and
+/// alternatives, JSON-escaped, in a stream chunk of its own, stays well under it), and still a
+/// bound: a 50 MB "answer" to a 256-token call is refused.
+pub(crate) fn reply_cap(max_tokens: u32) -> usize {
+    (256usize << 10).saturating_add((max_tokens as usize).saturating_mul(1 << 10))
+}
+
+/// What a provider said, fit to show and store: every known secret scrubbed (a server may echo
+/// the `Authorization` header), control characters replaced, and at most [`MAX_MESSAGE`]
+/// characters kept.
+pub(crate) fn said(text: &str) -> String {
+    let text = crate::secret::scrub(text);
+    let mut out: String = text
+        .chars()
+        .take(MAX_MESSAGE)
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .collect();
+    let total = text.chars().count();
+    if total > MAX_MESSAGE {
+        out.push_str(&format!("… ({total} characters in all)"));
+    }
+    out
+}
+
+/// Reads at most `cap` bytes of `response`'s body: `Ok(Err(read))` when the body is longer (what
+/// was read so far, for an excerpt).
+async fn read_capped(
+    model: &str,
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Result<Vec<u8>, Vec<u8>>, ModelError> {
+    let declared = response.content_length().unwrap_or(0);
+    let mut body = Vec::with_capacity(usize::try_from(declared).unwrap_or(0).min(cap));
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport(model, &e, None))?
+    {
+        if body.len() + chunk.len() > cap {
+            let room = cap - body.len();
+            body.extend_from_slice(&chunk[..room]);
+            return Ok(Err(body));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Ok(body))
+}
+
 /// An error reply: `{"error": {"type": ..., "message": ...}}` (both providers use this shape).
 pub(crate) fn http_error(
     model: &str,
@@ -64,15 +120,12 @@ pub(crate) fn http_error(
     let message = err
         .and_then(|e| e.get("message"))
         .and_then(|m| m.as_str())
-        .map_or_else(
-            || body.chars().take(200).collect::<String>(),
-            str::to_string,
-        );
+        .unwrap_or(body);
     ModelError::Http {
         model: model.to_string(),
         status,
-        kind,
-        message,
+        kind: said(&kind),
+        message: said(message),
         retry_after: retry_after(headers),
     }
 }
@@ -90,7 +143,7 @@ pub(crate) fn transport(model: &str, e: &reqwest::Error, billed: Option<TokenUsa
     };
     ModelError::Transport {
         model: model.to_string(),
-        message: format!("{what}: {e}"),
+        message: said(&format!("{what}: {e}")),
         billed,
     }
 }
@@ -99,6 +152,20 @@ pub(crate) fn malformed(model: &str, message: impl Into<String>) -> ModelError {
     ModelError::Malformed {
         model: model.to_string(),
         message: message.into(),
+        billed: None,
+    }
+}
+
+/// [`malformed`], for a reply that reported `billed` usage before it was found unusable.
+pub(crate) fn malformed_billed(
+    model: &str,
+    message: impl Into<String>,
+    billed: Option<TokenUsage>,
+) -> ModelError {
+    ModelError::Malformed {
+        model: model.to_string(),
+        message: message.into(),
+        billed,
     }
 }
 
@@ -116,19 +183,36 @@ pub(crate) async fn send(
         return Ok(response);
     }
     let headers = response.headers().clone();
-    let body = response.text().await.unwrap_or_default();
-    Err(http_error(model, status.as_u16(), &headers, &body))
+    // An error body is read up to a cap (a hostile server's 50 MB message stays on the wire).
+    let body = match read_capped(model, response, MAX_ERROR_BODY).await {
+        Ok(Ok(b) | Err(b)) => b,
+        Err(_) => Vec::new(),
+    };
+    Err(http_error(
+        model,
+        status.as_u16(),
+        &headers,
+        &String::from_utf8_lossy(&body),
+    ))
 }
 
-/// Reads a whole JSON body.
+/// Reads a whole JSON body of at most `cap` bytes (see [`reply_cap`]).
 pub(crate) async fn json_body(
     model: &str,
     response: reqwest::Response,
+    cap: usize,
 ) -> Result<serde_json::Value, ModelError> {
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| transport(model, &e, None))?;
+    let bytes = match read_capped(model, response, cap).await? {
+        Ok(b) => b,
+        Err(_) => {
+            return Err(malformed(
+                model,
+                format!(
+                    "the reply is larger than {cap} bytes, more than its max_tokens allow: not read further"
+                ),
+            ));
+        }
+    };
     serde_json::from_slice(&bytes).map_err(|e| {
         let what = if e.is_eof() {
             "the reply is truncated JSON"
@@ -148,17 +232,33 @@ pub(crate) trait EventSink {
 }
 
 /// Streams server-sent events into `sink` until its final event. A stream that ends or fails
-/// before it is a transport error carrying what was billed so far.
+/// before it is a transport error carrying what was billed so far; a stream longer than `cap`
+/// bytes (see [`reply_cap`]) is malformed, and is not read further.
 pub(crate) async fn for_each_event(
     model: &str,
     response: reqwest::Response,
     sink: &mut impl EventSink,
+    cap: usize,
 ) -> Result<(), ModelError> {
-    let mut parser = crate::sse::Parser::default();
+    let mut parser = crate::sse::Parser::new(cap);
     let mut stream = response.bytes_stream();
+    let mut read = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| transport(model, &e, sink.billed()))?;
-        for event in parser.push(&chunk) {
+        read += chunk.len();
+        let events = match parser.push(&chunk) {
+            Ok(events) if read <= cap => events,
+            _ => {
+                return Err(malformed_billed(
+                    model,
+                    format!(
+                        "the stream is longer than {cap} bytes, more than its max_tokens allow: not read further"
+                    ),
+                    sink.billed(),
+                ));
+            }
+        };
+        for event in events {
             if sink.event(model, event)? {
                 return Ok(());
             }

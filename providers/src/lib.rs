@@ -22,7 +22,7 @@ use std::time::Duration;
 
 pub use anthropic::{ANTHROPIC_VERSION, Anthropic};
 pub use openai::OpenAi;
-pub use secret::{Secret, parse_reference};
+pub use secret::{Secret, parse_reference, register_secret, scrub};
 
 /// The default endpoint of OpenAI's API.
 pub const OPENAI_ENDPOINT: &str = "https://api.openai.com/v1";
@@ -44,6 +44,31 @@ pub struct ProviderConfig {
     pub stream: bool,
     /// Time to establish a connection.
     pub connect_timeout: Duration,
+    /// OpenAI-compatible servers: the `tool_choice` sent with tools.
+    pub tool_choice: baton_core::ToolChoice,
+    /// OpenAI-compatible servers: how an assistant turn with tool calls and no text is sent.
+    pub null_content: baton_core::NullContent,
+}
+
+impl ProviderConfig {
+    /// A configuration with the defaults: no key, no streaming, a 10 s connect timeout,
+    /// `tool_choice: auto`, `null_content: empty`.
+    pub fn new(
+        name: impl Into<String>,
+        model: impl Into<String>,
+        endpoint: impl Into<String>,
+    ) -> ProviderConfig {
+        ProviderConfig {
+            name: name.into(),
+            model: model.into(),
+            endpoint: endpoint.into(),
+            api_key: None,
+            stream: false,
+            connect_timeout: Duration::from_secs(10),
+            tool_choice: baton_core::ToolChoice::default(),
+            null_content: baton_core::NullContent::default(),
+        }
+    }
 }
 
 #[cfg(feature = "testing")]

@@ -3,7 +3,8 @@
 
 use baton_core::async_trait;
 use baton_core::{
-    Message, Model, ModelError, ModelRequest, ModelResponse, Role, TokenUsage, ToolCall,
+    Message, Model, ModelError, ModelRequest, ModelResponse, NullContent, Role, TokenUsage,
+    ToolCall,
 };
 use serde_json::{Value, json};
 
@@ -31,11 +32,17 @@ impl OpenAi {
     /// When the HTTP client cannot be built.
     pub fn new(config: ProviderConfig) -> Result<OpenAi, String> {
         let client = http::client(config.connect_timeout)?;
+        // Loading a tokenizer takes a quarter of a second: start it now, off the first call's path.
+        tokens::warm_up(&config.model);
         Ok(OpenAi { config, client })
     }
 
     fn body(&self, req: &ModelRequest<'_>) -> Value {
-        let messages: Vec<Value> = req.messages.iter().map(message).collect();
+        let messages: Vec<Value> = req
+            .messages
+            .iter()
+            .map(|m| message(m, self.config.null_content))
+            .collect();
         let mut body = json!({
             "model": self.config.model,
             "messages": messages,
@@ -47,9 +54,14 @@ impl OpenAi {
                 .iter()
                 .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
                 .collect();
+            if let Some(choice) = self.config.tool_choice.wire() {
+                body["tool_choice"] = json!(choice);
+            }
         }
         if req.confidence {
+            // Some servers send no probabilities unless `top_logprobs` is set too.
             body["logprobs"] = json!(true);
+            body["top_logprobs"] = json!(1);
         }
         if self.config.stream {
             body["stream"] = json!(true);
@@ -59,14 +71,25 @@ impl OpenAi {
     }
 }
 
-fn message(m: &Message) -> Value {
+fn message(m: &Message, null_content: NullContent) -> Value {
     match m.role {
         Role::System => json!({"role": "system", "content": m.content}),
         Role::User => json!({"role": "user", "content": m.content}),
         Role::Tool => json!({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content}),
         Role::Assistant => {
-            let mut v = json!({"role": "assistant", "content": if m.content.is_empty() { Value::Null } else { json!(m.content) }});
+            let mut v = json!({"role": "assistant", "content": m.content});
             if !m.tool_calls.is_empty() {
+                if m.content.is_empty() {
+                    match null_content {
+                        NullContent::Empty => {}
+                        NullContent::Null => v["content"] = Value::Null,
+                        NullContent::Omit => {
+                            if let Some(o) = v.as_object_mut() {
+                                o.remove("content");
+                            }
+                        }
+                    }
+                }
                 v["tool_calls"] = m
                     .tool_calls
                     .iter()
@@ -115,20 +138,20 @@ fn logprobs(choice: &Value) -> (f64, u64) {
         .fold((0.0, 0), |(s, n), lp| (s + lp, n + 1))
 }
 
-/// Parses a non-streaming reply.
+/// Parses a non-streaming reply. A reply without `usage` comes back with `estimated` set and no
+/// usage: the caller estimates it. A reply that cannot be used carries the usage it reported.
 pub(crate) fn parse_reply(model: &str, v: &Value) -> Result<ModelResponse, ModelError> {
+    let billed = v.get("usage").filter(|u| u.is_object()).map(usage);
+    let bad = |message: &str| http::malformed_billed(model, message, billed);
     let msg = v
         .pointer("/choices/0/message")
-        .ok_or_else(|| malformed(model, "the reply has no `choices[0].message`"))?;
+        .ok_or_else(|| bad("the reply has no `choices[0].message`"))?;
     if let Some(r) = msg.get("refusal").and_then(Value::as_str) {
         return Err(ModelError::Refused {
             model: model.to_string(),
-            message: r.to_string(),
+            message: http::said(r),
         });
     }
-    let u = v
-        .get("usage")
-        .ok_or_else(|| malformed(model, "the reply has no `usage`: it cannot be billed"))?;
     let mut tool_calls = Vec::new();
     for c in msg
         .get("tool_calls")
@@ -139,7 +162,7 @@ pub(crate) fn parse_reply(model: &str, v: &Value) -> Result<ModelResponse, Model
         let name = c
             .pointer("/function/name")
             .and_then(Value::as_str)
-            .ok_or_else(|| malformed(model, "a tool call has no function name"))?;
+            .ok_or_else(|| bad("a tool call has no function name"))?;
         let raw = c
             .pointer("/function/arguments")
             .and_then(Value::as_str)
@@ -151,21 +174,39 @@ pub(crate) fn parse_reply(model: &str, v: &Value) -> Result<ModelResponse, Model
                 .unwrap_or_default()
                 .to_string(),
             name: name.to_string(),
-            arguments: arguments(model, name, raw)?,
+            arguments: arguments(model, name, raw).map_err(|e| with_billed(e, billed))?,
         });
     }
     Ok(ModelResponse {
         text: msg
             .get("content")
             .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
             .map(str::to_string),
         tool_calls,
-        usage: usage(u),
+        usage: billed.unwrap_or_default(),
         confidence: v
             .pointer("/choices/0")
             .map(logprobs)
             .and_then(|(s, n)| confidence(s, n)),
+        estimated: billed.is_none(),
+        truncated: v
+            .pointer("/choices/0/finish_reason")
+            .and_then(Value::as_str)
+            == Some("length"),
     })
+}
+
+/// `e` (malformed) carrying the usage its reply reported.
+fn with_billed(e: ModelError, billed: Option<TokenUsage>) -> ModelError {
+    match e {
+        ModelError::Malformed { model, message, .. } => ModelError::Malformed {
+            model,
+            message,
+            billed,
+        },
+        e => e,
+    }
 }
 
 #[derive(Default)]
@@ -176,6 +217,7 @@ struct Partial {
     usage: Option<TokenUsage>,
     logprob_sum: f64,
     logprob_n: u64,
+    finish: Option<String>,
 }
 
 impl http::EventSink for Partial {
@@ -187,27 +229,49 @@ impl http::EventSink for Partial {
         if event.data.trim() == "[DONE]" {
             return Ok(true);
         }
-        let v: Value = serde_json::from_str(&event.data)
-            .map_err(|e| malformed(name, format!("a stream chunk is not JSON ({e})")))?;
+        let v: Value = serde_json::from_str(&event.data).map_err(|e| {
+            http::malformed_billed(
+                name,
+                format!("a stream chunk is not JSON ({e})"),
+                self.usage,
+            )
+        })?;
         if let Some(err) = v.get("error") {
             return Err(ModelError::Transport {
                 model: name.to_string(),
                 message: format!(
                     "error in stream: {}",
-                    err.get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown")
+                    http::said(
+                        err.get("message")
+                            .and_then(Value::as_str)
+                            .unwrap_or("unknown")
+                    )
                 ),
                 billed: self.usage,
             });
         }
-        if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-            self.usage = Some(usage(u));
+        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+            // Some servers send usage in several chunks: a field's last non-zero value wins.
+            let now = usage(u);
+            let mut u = self.usage.unwrap_or_default();
+            for (field, new) in [
+                (&mut u.input, now.input),
+                (&mut u.output, now.output),
+                (&mut u.cached_input, now.cached_input),
+            ] {
+                if new > 0 {
+                    *field = new;
+                }
+            }
+            self.usage = Some(u);
         }
         if let Some(c) = v.pointer("/choices/0") {
             let (s, n) = logprobs(c);
             self.logprob_sum += s;
             self.logprob_n += n;
+            if let Some(f) = c.get("finish_reason").and_then(Value::as_str) {
+                self.finish = Some(f.to_string());
+            }
         }
         if let Some(d) = v.pointer("/choices/0/delta") {
             if let Some(t) = d.get("content").and_then(Value::as_str) {
@@ -256,37 +320,45 @@ impl Model for OpenAi {
             http = http.bearer_auth(key.expose());
         }
         let response = http::send(name, http).await?;
-        if !self.config.stream {
-            return parse_reply(name, &http::json_body(name, response).await?);
+        let cap = http::reply_cap(request.max_tokens);
+        let mut reply = if self.config.stream {
+            let mut p = Partial::default();
+            http::for_each_event(name, response, &mut p, cap).await?;
+            if !p.refusal.is_empty() {
+                return Err(ModelError::Refused {
+                    model: name.to_string(),
+                    message: http::said(&p.refusal),
+                });
+            }
+            let mut tool_calls = Vec::new();
+            for (id, call, raw) in p.calls {
+                tool_calls.push(ToolCall {
+                    arguments: arguments(name, &call, &raw).map_err(|e| with_billed(e, p.usage))?,
+                    id,
+                    name: call,
+                });
+            }
+            ModelResponse {
+                text: (!p.text.is_empty()).then_some(p.text),
+                tool_calls,
+                usage: p.usage.unwrap_or_default(),
+                confidence: confidence(p.logprob_sum, p.logprob_n),
+                estimated: p.usage.is_none(),
+                truncated: p.finish.as_deref() == Some("length"),
+            }
+        } else {
+            parse_reply(name, &http::json_body(name, response, cap).await?)?
+        };
+        if reply.estimated {
+            // The server sent no usage (some never do, even when asked): the reply is kept and
+            // booked at a conservative estimate — the prompt as reserved, the completion counted.
+            reply.usage = TokenUsage {
+                input: self.estimate_input_tokens(&request),
+                output: tokens::output_tokens(&self.config.model, &reply),
+                cached_input: 0,
+            };
         }
-        let mut p = Partial::default();
-        http::for_each_event(name, response, &mut p).await?;
-        if !p.refusal.is_empty() {
-            return Err(ModelError::Refused {
-                model: name.to_string(),
-                message: p.refusal,
-            });
-        }
-        let usage = p.usage.ok_or_else(|| {
-            malformed(
-                name,
-                "the stream carried no usage (stream_options.include_usage): it cannot be billed",
-            )
-        })?;
-        let mut tool_calls = Vec::new();
-        for (id, call, raw) in p.calls {
-            tool_calls.push(ToolCall {
-                arguments: arguments(name, &call, &raw)?,
-                id,
-                name: call,
-            });
-        }
-        Ok(ModelResponse {
-            text: (!p.text.is_empty()).then_some(p.text),
-            tool_calls,
-            usage,
-            confidence: confidence(p.logprob_sum, p.logprob_n),
-        })
+        Ok(reply)
     }
 
     fn estimate_input_tokens(&self, request: &ModelRequest<'_>) -> u64 {

@@ -44,6 +44,40 @@ pub(crate) fn openai_tokenizer(model: &str) -> Option<&'static CoreBPE> {
     }
 }
 
+/// Loads `model`'s tokenizer (if Baton knows it) on a thread of its own, so that the first call
+/// does not pay for it.
+pub(crate) fn warm_up(model: &str) {
+    let model = model.to_string();
+    std::thread::spawn(move || openai_tokenizer(&model));
+}
+
+/// A conservative count of the completion tokens of `reply` (its text and tool calls), for a
+/// server that reported none: `model`'s tokenizer when known, else one token per three bytes.
+pub(crate) fn output_tokens(model: &str, reply: &baton_core::ModelResponse) -> u64 {
+    let mut parts: Vec<String> = reply.text.iter().cloned().collect();
+    for c in &reply.tool_calls {
+        parts.push(c.name.clone());
+        parts.push(c.arguments.to_string());
+    }
+    let framing = 4 * reply.tool_calls.len() as u64;
+    match openai_tokenizer(model) {
+        Some(bpe) => {
+            framing
+                + parts
+                    .iter()
+                    .map(|p| bpe.encode_ordinary(p).len() as u64)
+                    .sum::<u64>()
+        }
+        None => {
+            framing
+                + parts
+                    .iter()
+                    .map(|p| (p.len() as u64).div_ceil(3))
+                    .sum::<u64>()
+        }
+    }
+}
+
 /// An upper bound on the prompt tokens of `request` for a model using `bpe`.
 pub(crate) fn estimate_with(bpe: &CoreBPE, request: &ModelRequest<'_>) -> u64 {
     let count = |s: &str| bpe.encode_ordinary(s).len() as u64;

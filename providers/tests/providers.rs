@@ -22,12 +22,9 @@ fn fixture(path: &str) -> String {
 
 fn config(server: &FakeServer, stream: bool, model: &str) -> ProviderConfig {
     ProviderConfig {
-        name: "test-model".into(),
-        model: model.into(),
-        endpoint: server.url(),
-        api_key: None,
         stream,
         connect_timeout: Duration::from_secs(2),
+        ..ProviderConfig::new("test-model", model, server.url())
     }
 }
 
@@ -383,16 +380,271 @@ mod failures {
             .expect("port")
             .port();
         let m = OpenAi::new(ProviderConfig {
-            name: "test-model".into(),
-            model: "gpt-4o-mini".into(),
-            endpoint: format!("http://127.0.0.1:{port}"),
-            api_key: None,
-            stream: false,
             connect_timeout: Duration::from_secs(1),
+            ..ProviderConfig::new(
+                "test-model",
+                "gpt-4o-mini",
+                format!("http://127.0.0.1:{port}"),
+            )
         })
         .expect("client");
         let e = call(&m).await.expect_err("refused");
         assert!(e.to_string().contains("cannot connect"), "{e}");
         assert!(e.retryable());
+    }
+}
+
+/// OpenAI-compatible servers as they really are (llama.cpp's server, llama-cpp-python, Ollama,
+/// vLLM): requests they accept, and replies that carry less than OpenAI's.
+mod compatible {
+    use super::*;
+    use baton_core::{NullContent, ToolChoice};
+
+    fn chunk(delta: &str, finish: Option<&str>) -> String {
+        let finish = finish.map_or("null".to_string(), |f| format!("\"{f}\""));
+        format!(
+            "data: {{\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn tools_come_with_tool_choice_auto_tool_turns_with_empty_content_and_logprobs_with_top_logprobs()
+     {
+        let server = FakeServer::start([
+            Reply::json(200, fixture("openai/chat_text.json")),
+            Reply::json(200, fixture("openai/chat_text.json")),
+            Reply::json(200, fixture("openai/chat_text.json")),
+        ])
+        .await;
+        let m = OpenAi::new(config(&server, false, "smollm2")).expect("client");
+        call_asking(&m, true).await.expect("reply");
+        let b = server.received()[0].json();
+        assert_eq!(b["tool_choice"], "auto", "{b:#}");
+        // The assistant turn that only called a tool: `""`, which every server accepts (llama-cpp-
+        // python answers `null` with HTTP 500).
+        assert_eq!(b["messages"][2]["content"], "", "{b:#}");
+        assert_eq!(
+            (&b["logprobs"], &b["top_logprobs"]),
+            (&json!(true), &json!(1))
+        );
+        // Per model: `tool_choice: required`, `null_content: null`.
+        let m = OpenAi::new(ProviderConfig {
+            tool_choice: ToolChoice::Required,
+            null_content: NullContent::Null,
+            ..config(&server, false, "smollm2")
+        })
+        .expect("client");
+        call(&m).await.expect("reply");
+        let b = server.received()[1].json();
+        assert_eq!(b["tool_choice"], "required");
+        assert!(b["messages"][2]["content"].is_null(), "{b:#}");
+        assert!(b.get("logprobs").is_none(), "confidence not asked for");
+        // `omit` leaves both fields out.
+        let m = OpenAi::new(ProviderConfig {
+            tool_choice: ToolChoice::Omit,
+            null_content: NullContent::Omit,
+            ..config(&server, false, "smollm2")
+        })
+        .expect("client");
+        call(&m).await.expect("reply");
+        let b = server.received()[2].json();
+        assert!(b.get("tool_choice").is_none(), "{b:#}");
+        assert!(b["messages"][2].get("content").is_none(), "{b:#}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_usage_is_kept_and_booked_at_a_conservative_estimate() {
+        // llama-cpp-python never sends usage in a stream, even with include_usage.
+        let sse = [
+            chunk(r#"{"role":"assistant","content":""}"#, None),
+            chunk(r#"{"content":"Deploy 4f2a9c1 "}"#, None),
+            chunk(r#"{"content":"preceded the spike."}"#, None),
+            chunk("{}", Some("stop")),
+            "data: [DONE]\n\n".to_string(),
+        ]
+        .concat();
+        let server = FakeServer::start([Reply::sse(sse)]).await;
+        let m = OpenAi::new(config(&server, true, "smollm2")).expect("client");
+        let r = call(&m).await.expect("the reply is kept");
+        assert_eq!(
+            r.text.as_deref(),
+            Some("Deploy 4f2a9c1 preceded the spike.")
+        );
+        assert!(r.estimated, "marked as an estimate");
+        let messages = transcript();
+        let tools = tools();
+        let reserved = m.estimate_input_tokens(&ModelRequest {
+            agent: "rca",
+            step: 2,
+            messages: &messages,
+            tools: &tools,
+            tool_tokens: None,
+            max_tokens: 256,
+            confidence: false,
+        });
+        assert_eq!(r.usage.input, reserved, "the prompt as reserved");
+        // 34 bytes of text at one token per three bytes, rounded up.
+        assert_eq!(r.usage.output, 12);
+        assert_eq!(
+            server.received()[0].json()["stream_options"]["include_usage"],
+            true
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reply_cut_at_max_tokens_is_marked_truncated() {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&fixture("openai/chat_text.json")).expect("json");
+        v["choices"][0]["finish_reason"] = json!("length");
+        let sse = [
+            chunk(r#"{"content":"Deploy 4f2a"}"#, None),
+            chunk("{}", Some("length")),
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":40,\"completion_tokens\":256}}\n\n"
+                .to_string(),
+            "data: [DONE]\n\n".to_string(),
+        ]
+        .concat();
+        let server = FakeServer::start([Reply::json(200, v.to_string())]).await;
+        let m = OpenAi::new(config(&server, false, "gpt-4o-mini")).expect("client");
+        let r = call(&m).await.expect("reply");
+        assert!(r.truncated && !r.estimated);
+        let server = FakeServer::start([Reply::sse(sse)]).await;
+        let m = OpenAi::new(config(&server, true, "gpt-4o-mini")).expect("client");
+        let r = call(&m).await.expect("reply");
+        assert!(r.truncated);
+        assert_eq!(r.usage.output, 256);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_reply_that_reported_usage_is_billed() {
+        let body = json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+                "tool_calls": [{"id": "c1", "type": "function",
+                    "function": {"name": "lookup_owners", "arguments": "{\"path\": \"svc"}}]},
+                "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 310, "completion_tokens": 520}
+        });
+        let server = FakeServer::start([Reply::json(200, body.to_string())]).await;
+        let m = OpenAi::new(config(&server, false, "smollm2")).expect("client");
+        let e = call(&m).await.expect_err("arguments are not JSON");
+        assert!(matches!(e, ModelError::Malformed { .. }), "{e}");
+        let billed = e.billed().expect("the server reported usage");
+        assert_eq!((billed.input, billed.output), (310, 520));
+    }
+}
+
+/// Replies a hostile or broken server might send: huge bodies, endless lines, echoed keys.
+mod hostile {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_huge_success_body_is_not_read_past_what_max_tokens_allows() {
+        // 5 MB of text for a 256-token call.
+        let text = "A".repeat(5 << 20);
+        let body = json!({"choices": [{"message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1}});
+        let server = FakeServer::start([Reply::json(200, body.to_string())]).await;
+        let m = OpenAi::new(config(&server, false, "gpt-4o-mini")).expect("client");
+        let e = call(&m).await.expect_err("too large");
+        assert!(
+            matches!(e, ModelError::Malformed { .. })
+                && e.to_string().contains("larger than 524288 bytes"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_huge_error_body_is_kept_as_a_short_excerpt() {
+        let message = "x".repeat(10 << 20);
+        let body = json!({"error": {"type": "server_error", "message": message}});
+        let server = FakeServer::start([Reply::json(500, body.to_string())]).await;
+        let m = OpenAi::new(config(&server, false, "gpt-4o-mini")).expect("client");
+        let e = call(&m).await.expect_err("500");
+        // The body was cut at 64 KiB, so it is not JSON: an excerpt of the raw text.
+        assert!(e.to_string().len() < 1000, "{} bytes", e.to_string().len());
+        assert!(e.retryable());
+    }
+
+    #[tokio::test]
+    async fn an_endless_stream_line_is_refused_with_what_was_billed() {
+        let mut sse = String::from(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":310,\"output_tokens\":1}}}\n\n",
+        );
+        sse.push_str("data: ");
+        sse.push_str(&"y".repeat(3 << 20));
+        let server = FakeServer::start([Reply::sse(sse)]).await;
+        let m = Anthropic::new(config(&server, true, "claude-sonnet-4-20250514")).expect("client");
+        let e = call(&m).await.expect_err("line too long");
+        assert!(e.to_string().contains("longer than"), "{e}");
+        assert_eq!(e.billed().map(|b| b.input), Some(310));
+    }
+
+    #[tokio::test]
+    async fn an_error_that_echoes_the_api_key_never_shows_it() {
+        let key =
+            baton_providers::Secret::from_value("TEST_KEY", "sk-test-echoed-0123456789abcdef");
+        let body = json!({"error": {"type": "invalid_request_error",
+            "message": "Invalid header Authorization: Bearer sk-test-echoed-0123456789abcdef"}});
+        let server = FakeServer::start([
+            Reply::json(401, body.to_string()),
+            Reply::json(
+                401,
+                "Authorization: Bearer sk-test-echoed-0123456789abcdef".to_string(),
+            ),
+        ])
+        .await;
+        let m = OpenAi::new(ProviderConfig {
+            api_key: Some(key.clone()),
+            ..config(&server, false, "gpt-4o-mini")
+        })
+        .expect("client");
+        for _ in 0..2 {
+            let e = call(&m).await.expect_err("401");
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("sk-test-echoed"), "{shown}");
+            assert!(shown.contains("[redacted]"), "{shown}");
+        }
+        // Anthropic's error stream event, echoing it too.
+        let sse = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":\"bad x-api-key sk-test-echoed-0123456789abcdef\"}}\n\n";
+        let server = FakeServer::start([Reply::sse(sse)]).await;
+        let m = Anthropic::new(ProviderConfig {
+            api_key: Some(key),
+            ..config(&server, true, "claude")
+        })
+        .expect("client");
+        let e = call(&m).await.expect_err("error event");
+        assert!(!format!("{e} {e:?}").contains("sk-test-echoed"), "{e}");
+    }
+}
+
+mod anthropic_usage {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_gateway_stream_with_input_tokens_in_message_delta_is_billed_in_full() {
+        // message_start carries a placeholder 0; the real counts come with message_delta.
+        let sse = [
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":0,\"output_tokens\":0}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"ok\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"input_tokens\":310,\"cache_read_input_tokens\":64,\"output_tokens\":9}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        ]
+        .concat();
+        let server = FakeServer::start([
+            Reply::sse(sse),
+            Reply::sse(fixture("anthropic/message_stream.sse")),
+        ])
+        .await;
+        let m = Anthropic::new(config(&server, true, "claude-sonnet-4-20250514")).expect("client");
+        let r = call(&m).await.expect("reply");
+        assert_eq!(
+            (r.usage.input, r.usage.output, r.usage.cached_input),
+            (374, 9, 64)
+        );
+        assert!(!r.estimated);
+        // The API's own shape (input in message_start, output in message_delta) still adds up.
+        let r = call(&m).await.expect("reply");
+        assert_eq!(r.usage.input, 600);
     }
 }

@@ -357,6 +357,73 @@ pub struct RetrySpec {
     )]
     #[schemars(schema_with = "baton_core::duration_schema")]
     pub max_delay: Option<Duration>,
+    /// The longest `Retry-After` the provider may ask for and still be waited out (default
+    /// `60s`); a longer one ends the attempt (escalate or fail) instead of sleeping.
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(schema_with = "baton_core::duration_schema")]
+    pub max_retry_after: Option<Duration>,
+}
+
+/// What becomes of a local-tier reply without probabilities when the agent has `min_confidence`.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingConfidence {
+    /// Set aside (paid for) and the step goes one rung up, as for low confidence.
+    #[default]
+    Escalate,
+    /// Used as if it were confident enough.
+    Accept,
+    /// The task ends `failed`.
+    Fail,
+}
+
+/// Reads a whole percentage from 0 to 100, saying so (and what `0.5` probably meant) on anything
+/// else instead of serde's "invalid type: floating point".
+fn percent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    struct Percent;
+    impl serde::de::Visitor<'_> for Percent {
+        type Value = u8;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a whole percentage from 0 to 100 (`50` means 50%)")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u8, E> {
+            u8::try_from(v).ok().filter(|p| *p <= 100).ok_or_else(|| {
+                E::custom(format!(
+                    "{v} is out of range: write a whole number from 0 to 100"
+                ))
+            })
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u8, E> {
+            u64::try_from(v)
+                .map_err(|_| {
+                    E::custom(format!(
+                        "{v} is out of range: write a whole number from 0 to 100"
+                    ))
+                })
+                .and_then(|v| self.visit_u64(v))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u8, E> {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            if v.fract() == 0.0 && (0.0..=100.0).contains(&v) {
+                return Ok(v as u8);
+            }
+            let hint = if v > 0.0 && v < 1.0 {
+                #[allow(clippy::cast_possible_truncation)]
+                let pct = (v * 100.0).round() as i64;
+                format!(" (it is a percentage: for {pct}%, write `{pct}`)")
+            } else {
+                String::new()
+            };
+            Err(E::custom(format!(
+                "{v} is not a whole number from 0 to 100{hint}"
+            )))
+        }
+    }
+    d.deserialize_any(Percent).map(Some)
 }
 
 /// A model declaration.
@@ -430,6 +497,18 @@ pub struct ModelSpec {
     /// For `scripted`: random faults to inject (replacing the rules file's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faults: Option<FaultSpec>,
+    /// For `openai`: the `tool_choice` sent when tools are offered: `auto` (default),
+    /// `required`, `none` or `omit` (leave the field out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<baton_core::ToolChoice>,
+    /// For `openai`: how an assistant turn with tool calls and no text is sent: `empty`
+    /// (`"content": ""`, default), `null` or `omit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_content: Option<baton_core::NullContent>,
+    /// Whether the model's server returns token probabilities (default: true for `openai` and
+    /// `scripted`, false for `anthropic`). An agent's `min_confidence` needs them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<bool>,
 }
 
 fn default_max_output() -> u32 {
@@ -460,6 +539,9 @@ impl ModelSpec {
             quality: None,
             timeout: None,
             faults: None,
+            tool_choice: None,
+            null_content: None,
+            logprobs: None,
         }
     }
 
@@ -477,6 +559,9 @@ impl ModelSpec {
             rules: None,
             latency: None,
             faults: None,
+            tool_choice: None,
+            null_content: None,
+            logprobs: None,
             price: None,
             max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
             context_window: None,
@@ -511,6 +596,9 @@ impl ModelSpec {
             quality: None,
             timeout: None,
             faults: None,
+            tool_choice: None,
+            null_content: None,
+            logprobs: None,
         }
     }
 
@@ -803,12 +891,26 @@ pub struct AgentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activation: Option<Activation>,
     /// The lowest model quality (0 to 100) the router may use for it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "percent",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(max = 100))]
     pub quality_bar: Option<u8>,
     /// The least confidence (percent, 0 to 100) it accepts from a local-tier model: a reply the
     /// model is less sure of is set aside (still paid for) and the step goes up the ladder.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "percent",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(max = 100))]
     pub min_confidence: Option<u8>,
+    /// With `min_confidence`: what a reply from a local-tier model that carries no usable
+    /// probabilities becomes — `escalate` (set aside, one rung up; default), `accept`, or `fail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_missing_confidence: Option<MissingConfidence>,
     /// Its role under `policy.roles`: then it may call only that role's tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -964,6 +1066,7 @@ impl AgentSpec {
             activation: self.activation.or(base.activation),
             quality_bar: self.quality_bar.or(base.quality_bar),
             min_confidence: self.min_confidence.or(base.min_confidence),
+            on_missing_confidence: self.on_missing_confidence.or(base.on_missing_confidence),
             role: self.role.clone().or_else(|| base.role.clone()),
             max_concurrency: self.max_concurrency.or(base.max_concurrency),
             queue: self.queue.or(base.queue),

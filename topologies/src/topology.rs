@@ -17,8 +17,8 @@ use crate::mcp::McpServerDef;
 use crate::spec::{
     Activation, AgentSpec, BudgetAction, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PARALLEL_TOOLS,
     DEFAULT_MAX_RESTARTS, DEFAULT_MAX_STEPS, DEFAULT_MODEL_TIMEOUT, DEFAULT_QUEUE,
-    DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, ModelSpec, OnCrash, Provider, RestartType, Strategy,
-    SupervisionSpec, ToolKind, ToolSpec, TopologySpec,
+    DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, MissingConfidence, ModelSpec, OnCrash, Provider,
+    RestartType, Strategy, SupervisionSpec, ToolKind, ToolSpec, TopologySpec,
 };
 use crate::spec::{OnInterrupted, Overlap, Tier};
 use baton_core::FaultSpec;
@@ -95,6 +95,8 @@ pub struct AgentNode {
     pub quality_bar: u8,
     /// The least confidence (percent) it accepts from a local-tier model.
     pub min_confidence: Option<u8>,
+    /// What a local-tier reply without probabilities becomes under `min_confidence`.
+    pub on_missing_confidence: crate::spec::MissingConfidence,
     /// Its role under the policy, if any.
     pub role: Option<Arc<str>>,
     /// How many tasks it runs at once.
@@ -144,6 +146,12 @@ pub struct ModelDef {
     pub retry: RetryPolicy,
     /// Where the price came from.
     pub price_source: PriceSource,
+    /// For `openai`: the `tool_choice` sent with tools.
+    pub tool_choice: baton_core::ToolChoice,
+    /// For `openai`: how an assistant turn with tool calls and no text is sent.
+    pub null_content: baton_core::NullContent,
+    /// Whether the model's server returns token probabilities.
+    pub logprobs: bool,
 }
 
 /// A standing loop, resolved.
@@ -193,6 +201,8 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// Longest backoff.
     pub max_delay: Duration,
+    /// The longest `Retry-After` waited out.
+    pub max_retry_after: Duration,
 }
 
 /// Where a model's price came from.
@@ -1070,6 +1080,22 @@ impl Validator<'_> {
                 Some(format!("put `{}` first (the ladder is cheapest first)", c.name)),
             );
         }
+        if a.min_confidence.is_some() && a.on_missing_confidence != Some(MissingConfidence::Accept)
+        {
+            let rungs = a.models.len();
+            for (i, m) in a.models.iter().enumerate() {
+                let Some(m) = models.get(m.as_str()) else {
+                    continue;
+                };
+                if m.tier == Some(Tier::Local) && !m.logprobs && i + 1 < rungs {
+                    self.warn(
+                        &[Seg::Key("agents"), Seg::Key(name), Seg::Key("min_confidence")],
+                        format!("`{name}` has `min_confidence`, but model `{}` says its server returns no token probabilities (`logprobs: false`): every answer of it will be set aside", m.name),
+                        Some("drop `min_confidence`, set `on_missing_confidence: accept`, or use a server that returns logprobs".into()),
+                    );
+                }
+            }
+        }
     }
 
     fn check_agent(&mut self, name: &str, a: &AgentSpec) -> AgentNode {
@@ -1130,6 +1156,7 @@ impl Validator<'_> {
             activation: a.activation.unwrap_or_default(),
             quality_bar: a.quality_bar.unwrap_or(0),
             min_confidence: a.min_confidence,
+            on_missing_confidence: a.on_missing_confidence.unwrap_or_default(),
             role: a.role.as_deref().map(Arc::from),
             max_concurrency: a.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
             queue: a.queue.unwrap_or(DEFAULT_QUEUE),
@@ -1295,6 +1322,7 @@ impl Validator<'_> {
                     .max(1),
                 base_delay: retry.base_delay.unwrap_or(Duration::from_millis(500)),
                 max_delay: retry.max_delay.unwrap_or(Duration::from_secs(30)),
+                max_retry_after: retry.max_retry_after.unwrap_or(Duration::from_secs(60)),
             };
             let name: Arc<str> = name.as_str().into();
             out.insert(
@@ -1318,6 +1346,11 @@ impl Validator<'_> {
                     connect_timeout: m.connect_timeout.unwrap_or(Duration::from_secs(10)),
                     retry,
                     price_source,
+                    tool_choice: m.tool_choice.unwrap_or_default(),
+                    null_content: m.null_content.unwrap_or_default(),
+                    logprobs: m
+                        .logprobs
+                        .unwrap_or(!matches!(m.provider, Provider::Anthropic)),
                 },
             );
         }

@@ -15,7 +15,7 @@ use baton_core::{
     BudgetEventKind, CallRecord, Message, ModelError, ModelRequest, ModelResponse, NanoUsd,
     Outcome, Refusal, Reservation, TokenUsage,
 };
-use baton_topologies::BudgetAction;
+use baton_topologies::{BudgetAction, MissingConfidence};
 use futures::FutureExt;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -55,13 +55,48 @@ pub(crate) async fn call_ladder(
     {
         match attempt(cx, rung, step, messages).await {
             Attempt::Answered(r) => {
-                // A local model unsure of its answer: paid for, set aside, one rung up.
-                if let (true, Some(min), Some(c), true) =
-                    (rung.local, me.min_confidence, r.confidence, Some(i) != last)
-                    && c * 100.0 < f32::from(min)
-                {
-                    let reason = format!("low confidence {:.0}% < {min}%", c * 100.0);
-                    escalated(cx, &rung.name, &reason);
+                let above = Some(i) != last;
+                // A local model unsure of its answer (or silent about it): paid for, set aside,
+                // one rung up.
+                if let (true, Some(min), true) = (rung.local, me.min_confidence, above) {
+                    let doubt = match r.confidence {
+                        Some(c) if c * 100.0 < f32::from(min) => {
+                            Some(format!("low confidence {:.0}% < {min}%", c * 100.0))
+                        }
+                        Some(_) => None,
+                        None => match me.on_missing_confidence {
+                            MissingConfidence::Escalate => Some(
+                                "no confidence reported (on_missing_confidence: escalate)"
+                                    .to_string(),
+                            ),
+                            MissingConfidence::Accept => None,
+                            MissingConfidence::Fail => {
+                                account.set_aside_last_call();
+                                return Ok(Err(end(
+                                    Outcome::Failed,
+                                    format!(
+                                        "model `{}` reported no confidence and `{}` requires it (on_missing_confidence: fail)",
+                                        rung.name, me.name
+                                    ),
+                                )));
+                            }
+                        },
+                    };
+                    if let Some(reason) = doubt {
+                        account.set_aside_last_call();
+                        escalated(cx, &rung.name, &reason);
+                        doubted = true;
+                        continue;
+                    }
+                }
+                // A tool call cut at the token ceiling may be incomplete: asked again one rung up.
+                if r.truncated && !r.tool_calls.is_empty() && i + 1 < me.ladder.len() {
+                    account.set_aside_last_call();
+                    escalated(
+                        cx,
+                        &rung.name,
+                        "tool call cut at max_output_tokens (finish_reason: length)",
+                    );
                     doubted = true;
                     continue;
                 }
@@ -186,6 +221,16 @@ async fn attempt(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]) 
         if !error.retryable() || tries >= rung.retry.max_attempts {
             return Attempt::Failed(msg);
         }
+        if let Some(asked) = error
+            .retry_after()
+            .filter(|d| *d > rung.retry.max_retry_after)
+        {
+            return Attempt::Failed(format!(
+                "{msg} (not retried: the provider asked to wait {} s, more than max_retry_after {} s)",
+                asked.as_secs(),
+                rung.retry.max_retry_after.as_secs()
+            ));
+        }
         let seed = env.task.0 ^ (u64::from(step) << 32) ^ u64::from(tries);
         let delay = crate::retry::backoff(&rung.retry, tries + 1, error.retry_after(), seed);
         if env.deadline.is_some_and(|d| Instant::now() + delay >= d) {
@@ -285,9 +330,16 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
     };
     let error = match result {
         Ok(Ok(response)) => {
-            let cost = book(cx, rung, step, reservation, &response.usage);
+            let cost = book(cx, rung, step, reservation, &response.usage, true);
             rung.requests_ok.increment(1);
-            if input > 0 {
+            if response.estimated {
+                rung.estimated.increment(1);
+                account.record_estimated_call();
+            }
+            if response.truncated {
+                rung.truncated.increment(1);
+            }
+            if input > 0 && !response.estimated {
                 rung.estimate_ratio
                     .record(response.usage.input as f64 / input as f64);
             }
@@ -302,6 +354,8 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
                 model: &rung.name,
                 usage: &response.usage,
                 cost,
+                estimated: response.estimated,
+                truncated: response.truncated,
             });
             return Once::Done(Attempt::Answered(response));
         }
@@ -324,7 +378,7 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
     // A failed call the provider billed still costs: book it; otherwise release the reservation.
     match error.billed() {
         Some(usage) => {
-            book(cx, rung, step, reservation, &usage);
+            book(cx, rung, step, reservation, &usage, false);
         }
         None => drop(reservation),
     }
@@ -341,13 +395,15 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
 }
 
 /// Books a billed call (answered, or failed and billed): commits it on the ledger, counts its
-/// cost and tokens, and records which model it went to. Returns its cost.
+/// cost and tokens, and records which model it went to. Returns its cost. A failed call saved
+/// nothing against the top rung (its record's baseline is zero).
 fn book(
     cx: &TaskCx<'_>,
     rung: &Rung,
     step: u32,
     reservation: Reservation,
     usage: &TokenUsage,
+    answered: bool,
 ) -> NanoUsd {
     let me = cx.me();
     let cost = rung.price.cost(usage);
@@ -362,7 +418,11 @@ fn book(
             model: Arc::clone(&rung.name),
             tokens: *usage,
             cost,
-            top_rung_cost: me.top_price.cost(usage),
+            top_rung_cost: if answered {
+                me.top_price.cost(usage)
+            } else {
+                NanoUsd::ZERO
+            },
         });
     }
     cost

@@ -82,6 +82,7 @@ struct Node {
     overrun: AtomicU64,
     refusals: AtomicU64,
     model_errors: AtomicU64,
+    estimated_calls: AtomicU64,
     tool_tokens_saved: AtomicU64,
     restarts: AtomicU64,
     events: Mutex<Vec<BudgetEvent>>,
@@ -291,6 +292,26 @@ impl Account {
         self.0.node.model_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a model call of this task booked at Baton's estimate (the server reported no usage).
+    pub fn record_estimated_call(&self) {
+        self.0.node.estimated_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks this task's last booked model call as set aside (its answer was not used: low or
+    /// missing confidence, a truncated tool call): it saved nothing against the top rung.
+    pub fn set_aside_last_call(&self) {
+        if let Some(last) = self
+            .0
+            .node
+            .calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .last_mut()
+        {
+            last.top_rung_cost = NanoUsd::ZERO;
+        }
+    }
+
     /// Counts tokens of tool output cut before it re-entered this task's context.
     pub fn record_tool_tokens_saved(&self, tokens: u64) {
         self.0
@@ -496,6 +517,7 @@ impl Node {
         LIVE.fetch_add(1, Ordering::Relaxed);
         Node {
             model_errors: AtomicU64::new(0),
+            estimated_calls: AtomicU64::new(0),
             tool_tokens_saved: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             events: Mutex::new(Vec::new()),
@@ -570,6 +592,7 @@ impl Node {
             overrun: NanoUsd(self.overrun.load(Ordering::Acquire)),
             refusals: self.refusals.load(Ordering::Acquire),
             model_errors: self.model_errors.load(Ordering::Acquire),
+            estimated_calls: self.estimated_calls.load(Ordering::Acquire),
             tool_tokens_saved: self.tool_tokens_saved.load(Ordering::Acquire),
             restarts: self.restarts.load(Ordering::Acquire),
             events: self

@@ -21,7 +21,8 @@ pub struct CallRecord {
     /// Cost booked.
     pub cost: NanoUsd,
     /// What the same tokens would have cost on the priciest model of the agent's ladder: the
-    /// baseline routing is measured against.
+    /// baseline routing is measured against. Zero for a call whose answer was not used (failed,
+    /// or set aside): it saved nothing, and its cost counts against the savings.
     pub top_rung_cost: NanoUsd,
 }
 
@@ -74,6 +75,9 @@ pub struct AccountSnapshot {
     pub refusals: u64,
     /// Model calls of this task that failed (provider errors, timeouts, malformed replies).
     pub model_errors: u64,
+    /// Model calls of this task booked at Baton's estimate because the server reported no usage.
+    #[serde(default)]
+    pub estimated_calls: u64,
     /// Tokens of tool output cut before they re-entered this task's context.
     pub tool_tokens_saved: u64,
     /// Times the agent running this task crashed and was restarted.
