@@ -824,7 +824,9 @@ impl baton::actors::Approver for TerminalApprover {
     async fn decide(&self, r: &baton::actors::ApprovalRequest) -> baton::actors::ApprovalDecision {
         let prompt = format!(
             "\n[approval] `{}` wants to call `{}` with {}. Approve? [y/N] ",
-            r.agent, r.tool, r.arguments
+            print::safe(&r.agent),
+            print::safe(&r.tool),
+            print::safe(&r.arguments.to_string())
         );
         let answer = tokio::task::spawn_blocking(move || {
             eprint!("{prompt}");

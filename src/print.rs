@@ -28,7 +28,34 @@ impl Printer {
     }
 }
 
+/// Characters that must not reach a terminal raw: control characters (ESC starts the sequences
+/// that move the cursor, repaint the screen or set the window title; `\r` overwrites a line) and
+/// the bidirectional overrides that reorder what is shown.
+fn unsafe_char(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with every character a terminal would act on written as a visible escape (`\u{1b}`):
+/// model output, tool names and tool results cannot repaint the screen before a human is asked
+/// to approve something.
+pub(crate) fn safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 pub(crate) fn one_line(s: &str, max: usize) -> String {
+    let s = safe(s);
     let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() > max {
         format!("{}…", flat.chars().take(max).collect::<String>())
@@ -155,7 +182,7 @@ impl Observer for Printer {
             ),
             _ => return,
         };
-        println!("{line}");
+        println!("{}", safe(&line));
     }
 }
 

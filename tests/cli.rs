@@ -326,6 +326,64 @@ mod run {
         );
     }
 
+    /// `--audit` must name a regular file: a device would be read forever (`/dev/zero` once
+    /// allocated 2 GB), a FIFO would hang the start. Both are refused before anything runs.
+    #[test]
+    fn audit_to_a_device_or_a_fifo_is_refused() {
+        let fifo = std::env::temp_dir().join(format!("baton-audit-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        for target in [Path::new("/dev/zero"), fifo.as_path()] {
+            let out = baton(&[
+                "run",
+                TRIAGE,
+                "--task",
+                ALERT,
+                "--audit",
+                target.to_str().expect("utf-8"),
+            ]);
+            assert_eq!(out.status.code(), Some(2), "{}", target.display());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("is not a regular file"), "{err}");
+        }
+        let _ = std::fs::remove_file(&fifo);
+    }
+
+    /// A model (or a tool, or a web page through one) that writes terminal escape sequences
+    /// cannot repaint the screen: the step log and the summary show them as visible escapes.
+    #[test]
+    fn escape_sequences_from_a_model_reach_the_terminal_escaped() {
+        let rules = temp_file(
+            "escapes.rules.yaml",
+            "rules:\n  - { agent: lead, reply: { text: \"\\e]0;pwned\\a\\e[2J\\rall clear \\u202e\" } }\n",
+        );
+        let topo = temp_file(
+            "escapes.yaml",
+            &format!(
+                "models:\n  m: {{ provider: scripted, rules: {}, price: {{ input: 1, output: 2 }} }}\nagents:\n  lead: {{ models: [m] }}\n",
+                rules.display()
+            ),
+        );
+        let out = baton(&["run", topo.to_str().expect("utf-8"), "--task", "status?"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown = String::from_utf8_lossy(&out.stdout);
+        for raw in ['\u{1b}', '\u{7}', '\r', '\u{202e}'] {
+            assert!(
+                !shown.contains(raw),
+                "{raw:?} reached the terminal:\n{shown:?}"
+            );
+        }
+        assert!(shown.contains("\\u{1b}]0;pwned\\u{7}"), "{shown}");
+    }
+
     /// A standing loop for a bounded time: one JSON line per run, then the loops' summary.
     #[test]
     fn standing_loop_runs_for_a_bounded_time() {

@@ -28,8 +28,9 @@ fn cap(s: &str) -> String {
     }
 }
 
-impl Observer for AuditObserver {
-    fn on_event(&self, event: &Event<'_>) {
+impl AuditObserver {
+    /// The record of `event`: its kind and fields.
+    fn record(event: &Event<'_>) -> (&'static str, Value) {
         let (kind, fields) = match event {
             Event::Step {
                 agent,
@@ -157,12 +158,31 @@ impl Observer for AuditObserver {
                 json!({"agent": agent, "task": task, "outcome": outcome, "detail": cap(detail)}),
             ),
         };
+        (kind, fields)
+    }
+}
+
+impl Observer for AuditObserver {
+    fn on_event(&self, event: &Event<'_>) {
+        let (kind, fields) = Self::record(event);
         let Value::Object(fields) = fields else {
             return;
         };
         if let Err(e) = self.log.append(kind, fields) {
             tracing::error!("audit trail: {e}");
         }
+    }
+
+    /// Written and synced to disk before the call it decides runs.
+    fn on_decision(&self, event: &Event<'_>) -> Result<(), String> {
+        let (kind, fields) = Self::record(event);
+        let Value::Object(fields) = fields else {
+            return Ok(());
+        };
+        self.log.append_durable(kind, fields).map_err(|e| {
+            tracing::error!("audit trail: {e}");
+            e.to_string()
+        })
     }
 }
 
@@ -174,5 +194,18 @@ impl Observer for Many {
         for o in &self.0 {
             o.on_event(event);
         }
+    }
+
+    fn on_decision(&self, event: &Event<'_>) -> Result<(), String> {
+        // Every observer sees it; the first failure is the answer.
+        let mut first = Ok(());
+        for o in &self.0 {
+            if let Err(e) = o.on_decision(event)
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
     }
 }

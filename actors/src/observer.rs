@@ -154,4 +154,16 @@ pub enum Event<'a> {
 pub trait Observer: Send + Sync + 'static {
     /// One event.
     fn on_event(&self, event: &Event<'_>);
+
+    /// An event the harness acts on only once it is recorded: the decision to run a destructive
+    /// tool call. An observer that keeps a durable record (the audit trail) writes it through to
+    /// disk and returns why it could not; the call is then not made and the task fails. The
+    /// default passes it to [`Observer::on_event`].
+    ///
+    /// # Errors
+    /// Why the event could not be recorded.
+    fn on_decision(&self, event: &Event<'_>) -> Result<(), String> {
+        self.on_event(event);
+        Ok(())
+    }
 }

@@ -275,6 +275,18 @@ impl Plan {
         }
     }
 
+    /// Records an event the harness acts on only once it is recorded (see
+    /// [`crate::Observer::on_decision`]).
+    pub(crate) fn observe_decision(
+        &self,
+        event: &crate::observer::Event<'_>,
+    ) -> Result<(), String> {
+        match &self.observer {
+            Some(o) => o.on_decision(event),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn publish_root(&self, root: Option<ActorRef<AgentMsg>>) {
         *self
             .root_ref

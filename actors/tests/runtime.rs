@@ -1591,6 +1591,105 @@ mod policy {
         }
     }
 
+    /// Approves once the wall clock has reached `at` (Unix seconds): an approval that arrives late.
+    struct ApprovesAt(u64);
+
+    #[async_trait]
+    impl Approver for ApprovesAt {
+        async fn decide(&self, _: &ApprovalRequest) -> ApprovalDecision {
+            while jiff::Timestamp::now().as_second() < i64::try_from(self.0).expect("secs") {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            ApprovalDecision::Approved
+        }
+    }
+
+    /// A change freeze that begins while a destructive call waits for approval: the approval
+    /// arrives, the policy is judged again, and the call is denied (not run). (Real wall-clock
+    /// seconds: freeze windows are calendar times.)
+    #[tokio::test]
+    async fn an_approval_granted_after_a_freeze_began_does_not_run_the_call() {
+        let begins = jiff::Timestamp::now().as_second() + 2;
+        let utc = |s: i64| {
+            jiff::Timestamp::from_second(s)
+                .expect("in range")
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        };
+        let mut p = guarded();
+        p.approval_timeout = Some(Duration::from_secs(30));
+        p.freeze = vec![baton_topologies::FreezeSpec {
+            from: utc(begins),
+            to: utc(begins + 3600),
+            reason: "year-end freeze".into(),
+        }];
+        let log = Decisions::default();
+        let rt = Runtime::builder(topology(p, None))
+            .model("m", model(false))
+            .tool(Read)
+            .observer(log.clone())
+            .approver(ApprovesAt(u64::try_from(begins).expect("secs")))
+            .start()
+            .await
+            .expect("starts");
+        let run = rt
+            .submit("restart checkout", Budget::UNLIMITED)
+            .await
+            .expect("answered");
+        rt.shutdown().await;
+        assert!(
+            run.result.text.starts_with(
+                "denied by policy (freeze): change freeze in force: year-end freeze (it began after the request"
+            ),
+            "{}",
+            run.result.text
+        );
+        assert_eq!(
+            *log.0.lock().expect("lock"),
+            [
+                "restart allowed dry_run",
+                "restart requested approval",
+                "restart denied freeze"
+            ]
+        );
+    }
+
+    /// An observer that cannot record decisions (an audit trail on a full disk).
+    struct CannotRecord;
+
+    impl Observer for CannotRecord {
+        fn on_event(&self, _: &Event<'_>) {}
+        fn on_decision(&self, _: &Event<'_>) -> Result<(), String> {
+            Err("No space left on device".into())
+        }
+    }
+
+    /// The audit trail fails closed: a destructive call whose decision cannot be recorded is not
+    /// made, and the task fails saying why.
+    #[tokio::test]
+    async fn a_destructive_call_whose_decision_cannot_be_recorded_is_not_made() {
+        let rt = Runtime::builder(topology(PolicySpec::default(), None))
+            .model("m", model(false))
+            .tool(Read)
+            .observer(CannotRecord)
+            .start()
+            .await
+            .expect("starts");
+        let run = rt
+            .submit("restart checkout", Budget::UNLIMITED)
+            .await
+            .expect("answered");
+        rt.shutdown().await;
+        assert_eq!(run.result.outcome, Outcome::Failed);
+        assert_eq!(
+            run.result.text,
+            "the audit trail cannot record the decision to run `restart` (No space left on device): the call was not made"
+        );
+        // The first decision (the dry run's) could not be recorded: the task ended there, so
+        // the real restart was never even judged.
+        assert_eq!(run.account.snapshot().own.steps, 1);
+    }
+
     #[tokio::test]
     async fn allowed_after_dry_run_and_approval() {
         let (text, log) = run(

@@ -5,7 +5,11 @@
 //! and the record's JSON without `hash` (keys in a fixed order). With `BATON_AUDIT_KEY` set it is
 //! an HMAC-SHA256 under that key instead: then even someone who recomputes hashes cannot append or
 //! rewrite records without the key. Each record is written and flushed at once, so a crash loses at
-//! most the record being written. Opening an existing trail continues its chain.
+//! most the record being written; a record that must precede an action (the decision on a
+//! destructive tool call) is also synced to disk ([`AuditLog::append_durable`]) and the action is
+//! not taken when that fails. Opening an existing trail continues its chain; the file must be a
+//! regular file, and one process at a time holds it (an advisory lock), so that two writers
+//! cannot interleave their chains.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -26,6 +30,7 @@ pub struct AuditLog {
     path: PathBuf,
     key: Option<Vec<u8>>,
     state: Mutex<(File, u64, String)>,
+    failures: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -86,20 +91,67 @@ impl AuditLog {
     /// # Errors
     /// As [`AuditLog::open`].
     pub fn open_with_key(path: &Path, key: Option<Vec<u8>>) -> Result<AuditLog, Error> {
+        let refuse = |message: String| Error::Audit {
+            path: path.to_path_buf(),
+            message,
+        };
+        // A device (`/dev/zero`), a FIFO or a directory is not a trail: reading one never ends
+        // or allocates without bound.
+        match std::fs::metadata(path) {
+            Ok(m) if !m.is_file() => {
+                return Err(refuse(
+                    "is not a regular file (a device, FIFO or directory): give the path of a file"
+                        .into(),
+                ));
+            }
+            Ok(_) | Err(_) => {}
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| io(path, e))?;
+        // Checked again on the open file: the path may have been swapped meanwhile.
+        if !file.metadata().map_err(|e| io(path, e))?.is_file() {
+            return Err(refuse("is not a regular file".into()));
+        }
+        file.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => refuse(
+                "another process is writing to it (two writers would interleave their chains): give each run its own trail, or wait for the other to end".into(),
+            ),
+            std::fs::TryLockError::Error(e) => io(path, e),
+        })?;
         let (mut seq, mut prev) = (0, GENESIS.to_string());
-        if path.exists() {
+        {
             let f = File::open(path).map_err(|e| io(path, e))?;
             let mut last = None;
-            for (n, line) in BufReader::new(f).lines().enumerate() {
-                let line = line.map_err(|e| io(path, e))?;
-                if !line.trim().is_empty() {
-                    last = Some((n + 1, line));
+            let mut reader = BufReader::new(f);
+            let mut n = 0;
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                let read = reader
+                    .read_until(b'\n', &mut buf)
+                    .map_err(|e| io(path, e))?;
+                if read == 0 {
+                    break;
+                }
+                n += 1;
+                if !buf.iter().all(u8::is_ascii_whitespace) {
+                    last = Some((
+                        n,
+                        buf.ends_with(b"\n"),
+                        String::from_utf8_lossy(&buf).into_owned(),
+                    ));
                 }
             }
-            if let Some((n, line)) = last {
-                let v: Value = serde_json::from_str(&line).map_err(|e| Error::Rules {
-                    path: path.to_path_buf(),
-                    message: format!("line {n}: the last audit record is not JSON ({e}); run `baton audit verify`"),
+            if let Some((n, complete, line)) = last {
+                let v: Value = serde_json::from_str(&line).map_err(|e| {
+                    refuse(if complete {
+                        format!("line {n}: the last record is not JSON ({e}); run `baton audit verify`")
+                    } else {
+                        format!("line {n}: the last record is cut short (a crash while it was written?); run `baton audit verify`, and keep the damaged trail aside before starting a new one")
+                    })
                 })?;
                 seq = v.get("seq").and_then(Value::as_u64).unwrap_or(0);
                 prev = v
@@ -107,18 +159,49 @@ impl AuditLog {
                     .and_then(Value::as_str)
                     .unwrap_or(GENESIS)
                     .to_string();
+                // Continuing the chain under another key (or none) would make it unverifiable:
+                // the last record must check out under the key given.
+                if let Value::Object(mut rec) = v {
+                    rec.remove("hash");
+                    let before = rec
+                        .get("prev")
+                        .and_then(Value::as_str)
+                        .unwrap_or(GENESIS)
+                        .to_string();
+                    let body = Value::Object(rec).to_string();
+                    if digest(key.as_deref(), &before, &body) != prev {
+                        return Err(refuse(format!(
+                            "line {n}: the last record does not verify {}: run `baton audit verify` before appending",
+                            if key.is_none() {
+                                "without a key (the trail is keyed? set BATON_AUDIT_KEY to continue it)"
+                            } else {
+                                "under this key (another key, no key, or an edited record)"
+                            }
+                        )));
+                    }
+                }
             }
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| io(path, e))?;
         Ok(AuditLog {
             path: path.to_path_buf(),
             key,
             state: Mutex::new((file, seq, prev)),
+            failures: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Appends failed so far (the records they held are missing from the trail).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// As [`AuditLog::append`], then syncs the file's data to disk: when this returns `Ok`, the
+    /// record survives a crash of the process or the machine.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the write or the sync fails.
+    pub fn append_durable(&self, kind: &str, fields: Map<String, Value>) -> Result<(), Error> {
+        self.write(kind, fields, true)
     }
 
     /// Appends one record of `kind` with `fields`, chained to the previous one, and flushes it.
@@ -126,6 +209,19 @@ impl AuditLog {
     /// # Errors
     /// [`Error::Io`] when the write fails.
     pub fn append(&self, kind: &str, fields: Map<String, Value>) -> Result<(), Error> {
+        self.write(kind, fields, false)
+    }
+
+    fn write(&self, kind: &str, fields: Map<String, Value>, sync: bool) -> Result<(), Error> {
+        let r = self.write_inner(kind, fields, sync);
+        if r.is_err() {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn write_inner(&self, kind: &str, fields: Map<String, Value>, sync: bool) -> Result<(), Error> {
         let mut st = self
             .state
             .lock()
@@ -147,6 +243,9 @@ impl AuditLog {
         file.write_all(line.as_bytes())
             .map_err(|e| io(&self.path, e))?;
         file.flush().map_err(|e| io(&self.path, e))?;
+        if sync {
+            file.sync_data().map_err(|e| io(&self.path, e))?;
+        }
         *seq += 1;
         *prev = hash;
         Ok(())
@@ -197,20 +296,43 @@ pub fn verify(path: &Path, key: Option<&[u8]>) -> Result<Result<u64, Broken>, Er
     let mut prev = GENESIS.to_string();
     let mut expected_seq: Option<u64> = None;
     let mut count = 0;
-    for (n, line) in BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| io(path, e))?;
+    let mut reader = BufReader::new(f);
+    let mut raw = Vec::new();
+    let mut n = 0;
+    loop {
+        raw.clear();
+        if reader
+            .read_until(b'\n', &mut raw)
+            .map_err(|e| io(path, e))?
+            == 0
+        {
+            break;
+        }
+        n += 1;
+        let complete = raw.ends_with(b"\n");
+        let line = String::from_utf8_lossy(&raw);
+        let line = line.trim_end_matches(['\n', '\r']);
         if line.trim().is_empty() {
             continue;
         }
-        let broken = |reason: String| {
-            Ok(Err(Broken {
-                line: n + 1,
-                reason,
-            }))
-        };
-        let Ok(Value::Object(mut rec)) = serde_json::from_str::<Value>(&line) else {
+        let broken = |reason: String| Ok(Err(Broken { line: n, reason }));
+        let Ok(Value::Object(mut rec)) = serde_json::from_str::<Value>(line) else {
+            if !complete {
+                return broken(
+                    "the last record is cut short (a crash while it was written, or a truncated file)"
+                        .into(),
+                );
+            }
             return broken("not a JSON object".into());
         };
+        // Baton writes each record in one canonical form: any other spelling of it (a
+        // duplicate key, whose first value a reader might take while the hash covered the
+        // last) is not one it wrote.
+        if serde_json::to_string(&rec).ok().as_deref() != Some(line) {
+            return broken(
+                "not in the form Baton writes (a duplicate key, or re-formatted): edited".into(),
+            );
+        }
         let Some(Value::String(hash)) = rec.remove("hash") else {
             return broken("no `hash`".into());
         };
@@ -353,6 +475,65 @@ mod tests {
         assert!(
             verify(&p, None).expect("read").is_err(),
             "keyed records do not verify without the key"
+        );
+    }
+
+    #[test]
+    fn devices_and_fifos_are_refused_and_one_writer_holds_a_trail() {
+        let e = AuditLog::open_with_key(Path::new("/dev/zero"), None).expect_err("a device");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let p = temp("locked");
+        let first = AuditLog::open_with_key(&p, None).expect("open");
+        let e = AuditLog::open_with_key(&p, None).expect_err("held by the first");
+        assert!(e.to_string().contains("another process is writing"), "{e}");
+        drop(first);
+        AuditLog::open_with_key(&p, None).expect("free again");
+    }
+
+    #[test]
+    fn a_cut_last_record_and_a_duplicate_key_are_reported_as_such() {
+        let p = temp("cut");
+        write(&p, 3, None);
+        let text = std::fs::read_to_string(&p).expect("read");
+        std::fs::write(&p, &text[..text.len() - 20]).expect("cut");
+        let b = verify(&p, None).expect("read").expect_err("cut");
+        assert_eq!(b.line, 3);
+        assert!(b.reason.contains("cut short"), "{b:?}");
+        let e = AuditLog::open_with_key(&p, None).expect_err("not continued");
+        assert!(e.to_string().contains("cut short"), "{e}");
+
+        let p = temp("dup");
+        write(&p, 2, None);
+        let mut all = lines(&p);
+        // A second `tool` key: a lenient reader takes one value, the hash covered another.
+        all[1] = all[1].replacen("{", "{\"tool\":\"restart_service\",", 1);
+        rewrite(&p, &all);
+        let b = verify(&p, None).expect("read").expect_err("duplicate key");
+        assert_eq!(b.line, 2);
+        assert!(b.reason.contains("duplicate key"), "{b:?}");
+    }
+
+    #[test]
+    fn a_keyed_trail_is_not_continued_without_its_key() {
+        let p = temp("keyed-continue");
+        write(&p, 2, Some(b"secret".to_vec()));
+        let e = AuditLog::open_with_key(&p, None).expect_err("no key");
+        assert!(e.to_string().contains("BATON_AUDIT_KEY"), "{e}");
+        let e = AuditLog::open_with_key(&p, Some(b"other".to_vec())).expect_err("wrong key");
+        assert!(e.to_string().contains("under this key"), "{e}");
+        write(&p, 1, Some(b"secret".to_vec()));
+        assert_eq!(verify(&p, Some(b"secret")).expect("read"), Ok(3));
+    }
+
+    #[test]
+    fn durable_appends_count_failures() {
+        let p = temp("durable");
+        let log = AuditLog::open_with_key(&p, None).expect("open");
+        log.append_durable("policy", fields(json!({"tool": "restart"})))
+            .expect("synced");
+        assert_eq!(
+            (log.failures(), verify(&p, None).expect("read")),
+            (0, Ok(1))
         );
     }
 }

@@ -31,6 +31,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Occurs when an audit trail cannot be opened or continued: not a regular file, in use by
+    /// another process, or its last record damaged.
+    #[error("audit trail {}: {message}", path.display())]
+    Audit {
+        /// The trail.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// Occurs when a scripted model's rules file is malformed.
     #[error("scripted rules {}: {message}", path.display())]
     Rules {

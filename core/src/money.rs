@@ -70,11 +70,13 @@ impl NanoUsd {
         for (i, d) in frac.bytes().enumerate() {
             nanos += u64::from(d - b'0') * 10u64.pow(8 - i as u32);
         }
+        // `NanoUsd::MAX` itself means "no limit": the largest budget is one nano-dollar less.
         whole
             .checked_mul(NANOS_PER_USD)
             .and_then(|w| w.checked_add(nanos))
+            .filter(|n| *n < u64::MAX)
             .map(NanoUsd)
-            .ok_or_else(|| bad("too large"))
+            .ok_or_else(|| bad("too large: the largest amount is 18446744073.709551614 dollars"))
     }
 
     /// The amount in dollars, for human output and gauges only.
@@ -154,8 +156,11 @@ impl<'de> Deserialize<'de> for Usd {
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Usd, E> {
                 v.checked_mul(NANOS_PER_USD)
+                    .filter(|n| *n < u64::MAX)
                     .map(|n| Usd(NanoUsd(n)))
-                    .ok_or_else(|| E::custom("dollar amount too large"))
+                    .ok_or_else(|| {
+                        E::custom("dollar amount too large (the largest is 18446744073.709551614)")
+                    })
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Usd, E> {
                 if v < 0 {
@@ -247,6 +252,17 @@ mod tests {
         assert!(NanoUsd::parse_usd("1e3").is_err());
         assert!(NanoUsd::parse_usd("").is_err());
         assert!(NanoUsd::parse_usd("99999999999999999999").is_err());
+        // u64::MAX nano-dollars is the "no limit" sentinel: a budget of it would read as none.
+        let e = NanoUsd::parse_usd("18446744073.709551615").expect_err("the sentinel");
+        assert!(
+            e.to_string()
+                .contains("the largest amount is 18446744073.709551614"),
+            "{e}"
+        );
+        assert_eq!(
+            NanoUsd::parse_usd("18446744073.709551614").expect("the largest"),
+            NanoUsd(u64::MAX - 1)
+        );
     }
 
     #[test]

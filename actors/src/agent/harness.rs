@@ -95,6 +95,7 @@ pub(crate) async fn run_tool(cx: &TaskCx<'_>, call: &ToolCall) -> Result<Observe
         Judged::Go => {}
         Judged::Denied(text) => return Ok((text, false)),
         Judged::Cancelled => return Err(Stop::Cancelled),
+        Judged::Unrecorded(why) => return Err(Stop::Fail(why)),
     }
     let started = std::time::Instant::now();
     let mut timed = CpuTimed::new(tool.call(call.arguments.clone()));
@@ -202,6 +203,8 @@ enum Judged {
     Go,
     Denied(String),
     Cancelled,
+    /// The decision to run a destructive call could not be recorded: the call is not made.
+    Unrecorded(String),
 }
 
 /// Applies the policy to a tool call: role, freeze, dry-run-first, approval. Every decision on a
@@ -219,9 +222,11 @@ async fn judge(
     } else {
         Vec::new()
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
     let decided = |decision: &str, rule: &str, reason: &str| {
         plan.observe(&Event::Policy {
             agent: &me.name,
@@ -232,19 +237,41 @@ async fn judge(
             reason,
         });
     };
+    // A decision to go ahead with a destructive call is on the record (synced to disk) before
+    // the call runs; when it cannot be, the call is not made.
+    let go = |decision: &'static str, rule: &'static str, reason: &str| {
+        let recorded = plan.observe_decision(&Event::Policy {
+            agent: &me.name,
+            task: env.task.0,
+            tool: &call.name,
+            decision,
+            rule,
+            reason,
+        });
+        match recorded {
+            Ok(()) => Judged::Go,
+            Err(e) => Judged::Unrecorded(format!(
+                "the audit trail cannot record the decision to run `{}` ({e}): the call was not made",
+                call.name
+            )),
+        }
+    };
     let deny = |rule: &str, reason: String| {
         me.denials.increment(1);
         decided("denied", rule, &reason);
         Judged::Denied(format!("denied by policy ({rule}): {reason}"))
     };
-    match plan.policy.check(
-        me.role.as_deref(),
-        &call.name,
-        effect,
-        arguments,
-        &dry_runs,
-        now,
-    ) {
+    let check = |at: u64| {
+        plan.policy.check(
+            me.role.as_deref(),
+            &call.name,
+            effect,
+            arguments,
+            &dry_runs,
+            at,
+        )
+    };
+    match check(now()) {
         Verdict::Deny { rule, reason } => deny(rule, reason),
         Verdict::Allow => {
             if effect == baton_core::Effect::Destructive {
@@ -253,7 +280,7 @@ async fn judge(
                 } else {
                     "none"
                 };
-                decided("allowed", rule, "allowed");
+                return go("allowed", rule, "allowed");
             }
             Judged::Go
         }
@@ -273,8 +300,17 @@ async fn judge(
             };
             match answer {
                 Ok(crate::approval::ApprovalDecision::Approved) => {
-                    decided("approved", "approval", "approved by a human");
-                    Judged::Go
+                    // The approval may come minutes later: the policy is judged again as it
+                    // stands now (a change freeze may have begun meanwhile).
+                    if let Verdict::Deny { rule, reason } = check(now()) {
+                        return deny(
+                            rule,
+                            format!(
+                                "{reason} (it began after the request; the approval no longer applies)"
+                            ),
+                        );
+                    }
+                    go("approved", "approval", "approved by a human")
                 }
                 Ok(crate::approval::ApprovalDecision::Denied(why)) => deny("approval", why),
                 Err(_) => deny(

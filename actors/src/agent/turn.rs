@@ -28,6 +28,9 @@ pub(crate) enum Stop {
     Cancelled,
     /// A tool (or something under it) crashed: the agent's task crashes.
     Crash(String),
+    /// The task cannot go on safely (the audit trail cannot record a destructive call's
+    /// decision): it ends `failed` with this reason, without a crash or a restart.
+    Fail(String),
 }
 
 /// An observation, and whether the call was a bad one (a call of no tool, or arguments that did
@@ -77,6 +80,7 @@ pub(crate) async fn run_task(cx: &TaskCx<'_>, task: String) -> Result<TaskResult
             Ok(o) => o,
             Err(Stop::Cancelled) => return Ok(end(Outcome::Cancelled, "cancelled")),
             Err(Stop::Crash(why)) => return Err(Abort(why)),
+            Err(Stop::Fail(why)) => return Ok(end(Outcome::Failed, why)),
         };
         // A bad answer (a call of no tool, or arguments that do not fit) raises the next step's
         // bar above the model that gave it, if the ladder has a better one; a good one resets it.

@@ -16,7 +16,7 @@ pub use log_search::{LogSearch, LogSearchArgs};
 pub use metrics_series::{MetricsSeries, MetricsSeriesArgs};
 pub use read_file::{ReadFile, ReadFileArgs};
 pub use restart_service::{RestartService, RestartServiceArgs};
-pub use shell::{Shell, ShellArgs};
+pub use shell::{SHELL_MAX_OUTPUT, Shell, ShellArgs};
 
 use std::path::Path;
 

@@ -15,7 +15,12 @@ pub struct Shell {
     allow: Vec<String>,
     timeout: Duration,
     description: String,
+    max_output: usize,
 }
+
+/// What [`Shell`] reads of a program's stdout and of its stderr by default: 1 MiB each, like
+/// `read_file` and `http_get`.
+pub const SHELL_MAX_OUTPUT: usize = 1 << 20;
 
 /// The arguments of [`Shell`].
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -43,8 +48,33 @@ impl Shell {
             allow,
             timeout,
             description,
+            max_output: SHELL_MAX_OUTPUT,
         }
     }
+
+    /// Reads at most `bytes` of a program's stdout (and as much of its stderr): a program that
+    /// writes more is killed, and the observation says its output was cut.
+    #[must_use]
+    pub fn max_output(mut self, bytes: usize) -> Shell {
+        self.max_output = bytes;
+        self
+    }
+}
+
+/// Reads at most `cap` bytes of `r`; `true` when there was more.
+async fn read_capped(
+    r: Option<impl tokio::io::AsyncRead + Unpin>,
+    cap: usize,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    use tokio::io::AsyncReadExt;
+    let Some(r) = r else {
+        return Ok((Vec::new(), false));
+    };
+    let mut buf = Vec::new();
+    r.take(cap as u64 + 1).read_to_end(&mut buf).await?;
+    let over = buf.len() > cap;
+    buf.truncate(cap);
+    Ok((buf, over))
 }
 
 #[async_trait]
@@ -81,30 +111,54 @@ impl Tool for Shell {
         if args.dry_run {
             return Ok(format!("dry run: would run {line}"));
         }
-        let child = tokio::process::Command::new(&args.command)
+        let mut child = tokio::process::Command::new(&args.command)
             .args(&args.args)
             .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(self.timeout, child)
-            .await
-            .map_err(|_| {
-                ToolError::Failed(format!("{line} did not finish within {:?}", self.timeout))
-            })?
+            .spawn()
             .map_err(|e| ToolError::Failed(format!("cannot run {line}: {e}")))?;
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let cap = self.max_output;
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let run = async {
+            // Both pipes are read at once (a program filling one while we wait on the other
+            // would block), each up to the cap: what is beyond it is never buffered.
+            let (out, err) = tokio::try_join!(read_capped(stdout, cap), read_capped(stderr, cap))?;
+            let status = if out.1 || err.1 {
+                // More than the cap: the program is stopped rather than read to the end.
+                child.start_kill()?;
+                None
+            } else {
+                Some(child.wait().await?)
+            };
+            Ok::<_, std::io::Error>((out, err, status))
+        };
+        let ((stdout, out_cut), (stderr, err_cut), status) =
+            tokio::time::timeout(self.timeout, run)
+                .await
+                .map_err(|_| {
+                    ToolError::Failed(format!("{line} did not finish within {:?}", self.timeout))
+                })?
+                .map_err(|e| ToolError::Failed(format!("cannot run {line}: {e}")))?;
+        let mut text = String::from_utf8_lossy(&stdout).into_owned();
+        if out_cut {
+            text.push_str(&format!(
+                "\n[output cut by Baton at {cap} bytes: the program wrote more and was stopped]"
+            ));
+        }
+        let stderr = String::from_utf8_lossy(&stderr);
         if !stderr.trim().is_empty() {
             text.push_str("\n[stderr]\n");
             text.push_str(&stderr);
+            if err_cut {
+                text.push_str(&format!("\n[stderr cut by Baton at {cap} bytes]"));
+            }
         }
-        if out.status.success() {
-            Ok(text)
-        } else {
-            Err(ToolError::Failed(format!(
-                "{line} exited with {}: {text}",
-                out.status
-            )))
+        match status {
+            Some(s) if s.success() => Ok(text),
+            Some(s) => Err(ToolError::Failed(format!("{line} exited with {s}: {text}"))),
+            None => Ok(text),
         }
     }
 }
@@ -160,5 +214,24 @@ mod tests {
             .await
             .expect_err("too slow");
         assert!(e.to_string().contains("did not finish within"), "{e}");
+    }
+
+    /// An allow-listed `cat /dev/zero` once grew the process to 2.3 GB: now what is read is
+    /// capped, the program is killed, and the observation says so.
+    #[tokio::test]
+    async fn endless_output_is_cut_at_the_cap_and_the_program_stopped() {
+        let cat = Shell::new("shell", vec!["cat".into()], Duration::from_secs(10)).max_output(4096);
+        let out = cat
+            .call(json!({"command": "cat", "args": ["/dev/zero"]}))
+            .await
+            .expect("cut, not failed");
+        assert!(
+            out.ends_with(
+                "[output cut by Baton at 4096 bytes: the program wrote more and was stopped]"
+            ),
+            "{}",
+            &out[out.len().saturating_sub(120)..]
+        );
+        assert!(out.len() < 4096 + 200, "{}", out.len());
     }
 }
