@@ -1,5 +1,5 @@
-//! The binary's HTTP endpoints: `/metrics` (the Prometheus recorder, installed by the binary;
-//! libraries only emit) and the approval queue (`/approvals`).
+//! The binary's HTTP endpoints, on axum: `/metrics` (the Prometheus recorder, installed by the
+//! binary; libraries only emit) and the approval queue (`/approvals`).
 //!
 //! The `metrics` facade has integer counters only, so money is counted exactly as
 //! `baton_cost_nanousd_total`; the endpoint also renders `baton_cost_usd_total`, the same counter in
@@ -11,10 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use baton::actors::{AnswerError, ApprovalQueue};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -96,13 +101,34 @@ pub(crate) async fn serve(
             upkeep.run_upkeep();
         }
     });
-    listen(addr, "metrics", Arc::new(Routes::Metrics(handle))).await
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|State(handle): State<PrometheusHandle>| async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    render(&handle),
+                )
+            }),
+        )
+        .route("/", get(|| async { "baton: metrics at /metrics\n" }))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: try /metrics\n") })
+        .with_state(handle);
+    listen(addr, "metrics", app).await
 }
 
 /// Binds `addr` and serves the approval queue until the process ends: `GET /approvals` lists
 /// the requests (JSON), `POST /approvals/ID/approve` and `POST /approvals/ID/deny` answer one
-/// (body, optional: `{"by": "...", "reason": "..."}`). With `BATON_APPROVALS_TOKEN` set, every
-/// request must carry `Authorization: Bearer <token>`.
+/// (body, optional: `{"by": "...", "reason": "..."}`, sent as `application/json`).
+///
+/// Guarded against the browser: a request whose `Host` is not the bound loopback address (DNS
+/// rebinding), and a POST with a foreign `Origin` or without `Content-Type: application/json`
+/// (a cross-site form or `text/plain` fetch), are refused. With `BATON_APPROVALS_TOKEN` set,
+/// every request must carry `Authorization: Bearer <token>` (compared in constant time); a
+/// non-loopback address is refused without one.
 pub(crate) async fn serve_approvals(
     addr: SocketAddr,
     queue: Arc<ApprovalQueue>,
@@ -110,220 +136,185 @@ pub(crate) async fn serve_approvals(
     let token = std::env::var("BATON_APPROVALS_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
-    listen(
-        addr,
-        "approvals",
-        Arc::new(Routes::Approvals { queue, token }),
-    )
-    .await
-}
-
-enum Routes {
-    Metrics(PrometheusHandle),
-    Approvals {
-        queue: Arc<ApprovalQueue>,
-        token: Option<String>,
-    },
-}
-
-async fn listen(addr: SocketAddr, what: &str, routes: Arc<Routes>) -> anyhow::Result<SocketAddr> {
+    if !addr.ip().is_loopback() && token.is_none() {
+        anyhow::bail!(
+            "refusing to serve approvals on {addr} without a token: anyone who reaches it could approve destructive calls. Set BATON_APPROVALS_TOKEN, or bind a loopback address (127.0.0.1)"
+        );
+    }
     let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding the {what} endpoint on {addr}"))?;
+        .with_context(|| format!("binding the approvals endpoint on {addr}"))?;
     let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let routes = Arc::clone(&routes);
-            tokio::spawn(async move {
-                // A slow or broken client is dropped; it never affects the run.
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(10), answer(stream, &routes)).await;
-            });
-        }
-    });
+    let guard = Arc::new(Guard { token, bound });
+    let app = Router::new()
+        .route("/approvals", get(list_approvals))
+        .route("/approvals/{id}/{verb}", post(answer_approval))
+        .fallback(|| async {
+            json_error(
+                StatusCode::NOT_FOUND,
+                "try GET /approvals, POST /approvals/ID/approve or POST /approvals/ID/deny",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(guard, guarded))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(queue);
+    spawn_server(listener, app);
     Ok(bound)
-}
-
-/// One HTTP/1.1 request: method, path, the `Authorization` header, the body.
-struct Request {
-    method: String,
-    path: String,
-    authorization: Option<String>,
-    body: Vec<u8>,
 }
 
 const MAX_BODY: usize = 64 * 1024;
 
-async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<Request>> {
-    let mut buf = vec![0u8; 8192];
-    let mut len = 0;
-    let end = loop {
-        if let Some(i) = buf[..len].windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
+async fn listen(addr: SocketAddr, what: &str, app: Router) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} endpoint on {addr}"))?;
+    let bound = listener.local_addr()?;
+    spawn_server(listener, app);
+    Ok(bound)
+}
+
+fn spawn_server(listener: TcpListener, app: Router) {
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("HTTP endpoint stopped: {e}");
         }
-        if len == buf.len() {
-            return Ok(None);
+    });
+}
+
+/// What the approvals endpoint checks before any route.
+struct Guard {
+    token: Option<String>,
+    bound: SocketAddr,
+}
+
+impl Guard {
+    /// Whether `host` (a `Host` header) names the bound address: the address itself, or a
+    /// loopback name for it. On a non-loopback bind (which needs a token) any host is accepted.
+    fn host_ok(&self, host: Option<&str>) -> bool {
+        if !self.bound.ip().is_loopback() {
+            return true;
         }
-        let n = stream.read(&mut buf[len..]).await?;
-        if n == 0 {
-            return Ok(None);
+        let Some(host) = host else {
+            return false;
+        };
+        let port = self.bound.port();
+        let (name, given_port) = match host.rsplit_once(':') {
+            Some((n, p)) if !n.is_empty() && !p.contains(']') => (n, p.parse::<u16>().ok()),
+            _ => (host, None),
+        };
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        let loopback = name.eq_ignore_ascii_case("localhost")
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        loopback && given_port.unwrap_or(80) == port
+    }
+
+    fn token_ok(&self, authorization: Option<&str>) -> bool {
+        match &self.token {
+            None => true,
+            Some(t) => authorization
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .is_some_and(|given| bool::from(given.as_bytes().ct_eq(t.as_bytes()))),
         }
-        len += n;
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let mut lines = head.lines();
-    let mut parts = lines.next().unwrap_or("").split_whitespace();
-    let (method, path) = (
-        parts.next().unwrap_or("").to_string(),
-        parts.next().unwrap_or("").to_string(),
-    );
-    let mut length = 0usize;
-    let mut authorization = None;
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse().unwrap_or(0);
-            } else if k.eq_ignore_ascii_case("authorization") {
-                authorization = Some(v.trim().to_string());
+    }
+}
+
+async fn guarded(
+    State(guard): State<Arc<Guard>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if !guard.host_ok(text(header::HOST)) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "the Host header does not name this endpoint (a DNS-rebinding page?)",
+        );
+    }
+    if !guard.token_ok(text(header::AUTHORIZATION)) {
+        return json_error(StatusCode::UNAUTHORIZED, "a bearer token is required");
+    }
+    if request.method() == axum::http::Method::POST {
+        if let Some(origin) = text(header::ORIGIN) {
+            let host = text(header::HOST).unwrap_or("");
+            let same = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .is_some_and(|o| o.eq_ignore_ascii_case(host));
+            if !same {
+                return json_error(
+                    StatusCode::FORBIDDEN,
+                    format!("a request from another origin ({origin}) cannot answer approvals"),
+                );
             }
         }
-    }
-    if length > MAX_BODY {
-        return Ok(None);
-    }
-    let mut body = buf[end..len].to_vec();
-    while body.len() < length {
-        let mut chunk = vec![0u8; length - body.len()];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
+        let json = text(header::CONTENT_TYPE).is_some_and(|c| {
+            c.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+        if !json {
+            return json_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "answers are sent as Content-Type: application/json",
+            );
         }
-        body.extend_from_slice(&chunk[..n]);
     }
-    body.truncate(length);
-    Ok(Some(Request {
-        method,
-        path: path.split('?').next().unwrap_or("").to_string(),
-        authorization,
-        body,
-    }))
+    next.run(request).await
 }
 
-async fn answer(mut stream: TcpStream, routes: &Routes) -> std::io::Result<()> {
-    let Some(req) = read_request(&mut stream).await? else {
-        return respond(
-            &mut stream,
-            "400 Bad Request",
-            "text/plain",
-            "bad request\n",
-        )
-        .await;
-    };
-    let (status, kind, body) = match routes {
-        Routes::Metrics(handle) => metrics_route(&req, handle),
-        Routes::Approvals { queue, token } => approvals_route(&req, queue, token.as_deref()),
-    };
-    respond(&mut stream, status, kind, &body).await
-}
-
-type Reply = (&'static str, &'static str, String);
-
-fn metrics_route(req: &Request, handle: &PrometheusHandle) -> Reply {
-    match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            render(handle),
-        ),
-        ("GET", "/") => (
-            "200 OK",
-            "text/plain",
-            "baton: metrics at /metrics\n".into(),
-        ),
-        ("GET", _) => (
-            "404 Not Found",
-            "text/plain",
-            "not found: try /metrics\n".into(),
-        ),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
-    }
-}
-
-fn json_error(status: &'static str, message: impl std::fmt::Display) -> Reply {
+fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (
         status,
-        "application/json",
-        serde_json::json!({ "error": message.to_string() }).to_string(),
+        Json(serde_json::json!({ "error": message.to_string() })),
     )
+        .into_response()
 }
 
-fn approvals_route(req: &Request, queue: &ApprovalQueue, token: Option<&str>) -> Reply {
-    if let Some(t) = token
-        && req.authorization.as_deref() != Some(&format!("Bearer {t}"))
-    {
-        return json_error("401 Unauthorized", "a bearer token is required");
-    }
-    let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
-    match (req.method.as_str(), segments.as_slice()) {
-        ("GET", ["approvals"]) => (
-            "200 OK",
-            "application/json",
-            serde_json::to_string(&queue.list()).unwrap_or_else(|_| "[]".into()),
-        ),
-        ("POST", ["approvals", id, verb @ ("approve" | "deny")]) => {
-            let Ok(id) = id.parse::<u64>() else {
-                return json_error("404 Not Found", format!("no approval request #{id}"));
-            };
-            #[derive(serde::Deserialize, Default)]
-            #[serde(deny_unknown_fields)]
-            struct Answer {
-                by: Option<String>,
-                reason: Option<String>,
-            }
-            let answer: Answer = if req.body.iter().all(u8::is_ascii_whitespace) {
-                Answer::default()
-            } else {
-                match serde_json::from_slice(&req.body) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        return json_error("400 Bad Request", format!("the body: {e}"));
-                    }
-                }
-            };
-            match queue.answer(id, *verb == "approve", answer.by, answer.reason) {
-                Ok(r) => (
-                    "200 OK",
-                    "application/json",
-                    serde_json::to_string(&r).unwrap_or_default(),
-                ),
-                Err(e @ AnswerError::NotFound(_)) => json_error("404 Not Found", e),
-                Err(e) => json_error("409 Conflict", e),
-            }
+async fn list_approvals(State(queue): State<Arc<ApprovalQueue>>) -> Response {
+    Json(queue.list()).into_response()
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Answer {
+    by: Option<String>,
+    reason: Option<String>,
+}
+
+async fn answer_approval(
+    State(queue): State<Arc<ApprovalQueue>>,
+    Path((id, verb)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let approve = match verb.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                "try POST /approvals/ID/approve or POST /approvals/ID/deny",
+            );
         }
-        ("GET" | "POST", _) => json_error(
-            "404 Not Found",
-            "try GET /approvals, POST /approvals/ID/approve or POST /approvals/ID/deny",
-        ),
-        _ => json_error("405 Method Not Allowed", "GET or POST"),
+    };
+    let Ok(id) = id.parse::<u64>() else {
+        return json_error(StatusCode::NOT_FOUND, format!("no approval request #{id}"));
+    };
+    let answer: Answer = if body.iter().all(u8::is_ascii_whitespace) {
+        Answer::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(a) => a,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("the body: {e}")),
+        }
+    };
+    match queue.answer(id, approve, answer.by, answer.reason) {
+        Ok(r) => Json(r).into_response(),
+        Err(e @ AnswerError::NotFound(_)) => json_error(StatusCode::NOT_FOUND, e),
+        Err(e) => json_error(StatusCode::CONFLICT, e),
     }
-}
-
-async fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    kind: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
 }
 
 #[cfg(test)]
@@ -347,5 +338,36 @@ mod tests {
             text.contains(r#"baton_cost_usd_total{agent="a",model="m"} 1.234567891"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_host_must_name_the_bound_loopback_address_and_tokens_compare_whole() {
+        let g = Guard {
+            token: Some("s3cret".into()),
+            bound: "127.0.0.1:9465".parse().expect("addr"),
+        };
+        for ok in [
+            "127.0.0.1:9465",
+            "localhost:9465",
+            "LOCALHOST:9465",
+            "[::1]:9465",
+        ] {
+            assert!(g.host_ok(Some(ok)), "{ok}");
+        }
+        for bad in [
+            "attacker.example:9465",
+            "127.0.0.1:80",
+            "127.0.0.1",
+            "localhost.attacker.example:9465",
+            "",
+        ] {
+            assert!(!g.host_ok(Some(bad)), "{bad}");
+        }
+        assert!(!g.host_ok(None));
+        assert!(g.token_ok(Some("Bearer s3cret")));
+        for bad in ["Bearer s3cre", "Bearer s3cret2", "s3cret", "Basic s3cret"] {
+            assert!(!g.token_ok(Some(bad)), "{bad}");
+        }
+        assert!(!g.token_ok(None));
     }
 }

@@ -580,6 +580,82 @@ mod run {
         l.local_addr().expect("addr").to_string()
     }
 
+    /// One raw HTTP/1.1 exchange, as a browser or an attacker would send it: the status code.
+    fn raw_http(addr: &str, request: &str) -> u16 {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).expect("connects");
+        s.write_all(request.as_bytes()).expect("sends");
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        reply
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The approvals endpoint against the browser: a DNS-rebinding page (foreign `Host`) cannot
+    /// list the queue, a cross-site `text/plain` POST or a POST from a foreign `Origin` cannot
+    /// approve; a non-loopback address without a token is refused at start; ids start at a
+    /// random number, so an id meant for another process names nothing here.
+    #[test]
+    fn the_approvals_endpoint_refuses_rebinding_csrf_and_open_binds() {
+        let rules = temp_file(
+            "csrf.rules.yaml",
+            "rules:\n  - { agent: ops, step: 1, reply: { tool_calls: [ { name: restart, args: { service: checkout-api } } ] } }\n  - { agent: ops, reply: { text: \"done: {{last}}\" } }\n",
+        );
+        let topo = temp_file(
+            "csrf.yaml",
+            &format!(
+                "models:\n  m: {{ provider: scripted, rules: {}, price: {{ input: 1, output: 2 }} }}\n\
+                 tools:\n  restart: {{ kind: restart_service }}\n\
+                 policy: {{ approval: true, approval_timeout: 10m }}\n\
+                 agents:\n  ops: {{ models: [m], tools: [restart] }}\n\
+                 schedules:\n  fix:\n    every: 1h\n    task: restart checkout\n",
+                rules.display()
+            ),
+        );
+        let topo = topo.to_str().expect("utf-8");
+        let out = baton(&["run", topo, "--for", "1s", "--approvals-addr", "0.0.0.0:0"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("without a token"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let addr = free_addr();
+        let (mut child, _) = spawn_json(&["run", topo, "--json", "--approvals-addr", &addr]);
+        let pending = approvals_until(&addr, |l| l.len() == 1);
+        let id = pending[0]["id"].as_u64().expect("id");
+        assert!(id >= 1_000_000, "{id}");
+        let rebinding = format!(
+            "GET /approvals HTTP/1.1\r\nHost: attacker.example:{}\r\nConnection: close\r\n\r\n",
+            addr.rsplit(':').next().expect("port")
+        );
+        assert_eq!(raw_http(&addr, &rebinding), 403);
+        let simple_post = format!(
+            "POST /approvals/{id}/approve HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        assert_eq!(raw_http(&addr, &simple_post), 415);
+        let cross_origin = format!(
+            "POST /approvals/{id}/approve HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://attacker.example\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        assert_eq!(raw_http(&addr, &cross_origin), 403);
+        let still = approvals_until(&addr, |l| l.len() == 1);
+        assert_eq!(
+            still[0]["state"], "pending",
+            "nothing was approved: {still:?}"
+        );
+        let out = baton(&["approvals", "approve", "1", "--addr", &addr]);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("404"),
+            "an id of another process names nothing here"
+        );
+        child.kill().expect("stop");
+        let _ = child.wait();
+    }
+
     /// An approval request waiting when the process is killed is not forgotten: it is in the
     /// state file; the restarted loop resumes the interrupted run (`on_interrupted: resume`),
     /// whose identical call takes up the same request rather than asking again; approved over
@@ -642,10 +718,16 @@ mod run {
         assert_eq!(resumed["resumed"]["interrupted"], serde_json::json!([1]));
         let during = approvals_until(&addr, |l| l.first().is_some_and(|r| r["orphaned"] == true));
         assert_eq!(during.len(), 1, "taken up, not asked again: {during:?}");
+        let id = during[0]["id"].as_u64().expect("id").to_string();
+        assert_eq!(
+            id,
+            before[0]["id"].as_u64().expect("id").to_string(),
+            "the same request"
+        );
         let out = baton(&[
             "approvals",
             "approve",
-            "1",
+            &id,
             "--addr",
             &addr,
             "--by",
@@ -656,7 +738,7 @@ mod run {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        for (id, says) in [("99", "404"), ("1", "409")] {
+        for (id, says) in [("99", "404"), (id.as_str(), "409")] {
             let out = baton(&["approvals", "deny", id, "--addr", &addr]);
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success() && err.contains(says), "{id}: {err}");
@@ -849,6 +931,50 @@ mod run {
 
 mod examples {
     use super::*;
+
+    /// The attack of the hardening issue: a model adds `"dry_run": true` to an MCP server's
+    /// write. The server does not honour dry runs (it would write), so the harness judges the
+    /// call as the real one: approval is required, denied unattended, and nothing is written.
+    /// And the server's own `readOnlyHint` claims make no tool of it read-only by default.
+    #[test]
+    fn a_claimed_dry_run_to_an_mcp_write_is_judged_as_the_write() {
+        if !common::mcp_servers_installed() {
+            return;
+        }
+        let root = temp_path("mcp-dry-run-root");
+        std::fs::create_dir_all(&root).expect("root");
+        let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/mcp/node_modules/.bin/mcp-server-filesystem");
+        let rules = temp_file(
+            "mcp-dry.rules.yaml",
+            &format!(
+                "rules:\n  - {{ agent: ops, step: 1, reply: {{ tool_calls: [ {{ name: files__write_file, args: {{ path: {}, content: pwned, dry_run: true }} }} ] }} }}\n  - {{ agent: ops, reply: {{ text: \"{{{{last}}}}\" }} }}\n",
+                root.join("note.md").display()
+            ),
+        );
+        let topo = temp_file(
+            "mcp-dry.yaml",
+            &format!(
+                "models:\n  m: {{ provider: scripted, rules: {}, price: {{ input: 1, output: 2 }} }}\n\
+                 mcp_servers:\n  files: {{ command: {}, args: [{}], tools: [write_file] }}\n\
+                 policy: {{ approval: true }}\n\
+                 agents:\n  ops: {{ models: [m], tools: [files] }}\n",
+                rules.display(),
+                bin.display(),
+                root.display()
+            ),
+        );
+        let out = baton(&["run", topo.to_str().expect("utf-8"), "--task", "note it"]);
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            shown.contains("⚖ files__write_file: requested (approval)"),
+            "{shown}"
+        );
+        assert!(
+            !root.join("note.md").exists(),
+            "the claimed dry run wrote nothing"
+        );
+    }
 
     /// The MCP example: the agent reads the runbook through the real filesystem MCP server
     /// (npm), and the server's `write_file` — destructive, since MCP does not mark it otherwise —

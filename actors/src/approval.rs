@@ -15,6 +15,9 @@ pub struct ApprovalRequest {
     pub tool: String,
     /// The arguments it would be called with.
     pub arguments: serde_json::Value,
+    /// How long the harness waits for the answer (the policy's `approval_timeout`): a request
+    /// older than this is no longer answerable, even one kept across a restart.
+    pub timeout: std::time::Duration,
 }
 
 /// The answer.
@@ -22,6 +25,8 @@ pub struct ApprovalRequest {
 pub enum ApprovalDecision {
     /// Go ahead.
     Approved,
+    /// Go ahead, saying who approved (and which request): recorded in the audit trail.
+    ApprovedBy(String),
     /// Do not; why.
     Denied(String),
 }
@@ -71,7 +76,7 @@ pub enum ApprovalState {
 /// An approval request as the queue (and the state file) keeps it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ApprovalRecord {
-    /// Its id, from 1, unique in the state file.
+    /// Its id: unique in the state file, and (starting at a random number) across processes.
     pub id: u64,
     /// The agent that wants to call the tool.
     pub agent: String,
@@ -119,7 +124,8 @@ pub enum AnswerError {
     },
 }
 
-/// A headless approver: requests wait in a queue, are listed and answered by id (over HTTP, see
+/// A headless approver: requests wait in a queue, are listed and answered by id — unique across
+/// processes: a new queue starts at a random id, a state file continues its own — (over HTTP, see
 /// the CLI's `--approvals-addr`, or in code), and — with a state file — are written down before
 /// anyone sees them, so a crash forgets none: at the next start, a request whose asker died is
 /// kept `orphaned`; answered, its decision goes to the same agent's next identical call (a
@@ -141,14 +147,25 @@ impl std::fmt::Debug for ApprovalQueue {
     }
 }
 
+/// Where a process's request ids start when no state file continues them: a random number from
+/// 1,000,000 up, so that an id meant for one process (`baton approvals approve 1234567`) never
+/// names a request of another.
+fn first_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(crate::store::now_ms());
+    h.write_u32(std::process::id());
+    1_000_000 + h.finish() % 999_000_000
+}
+
 impl ApprovalQueue {
-    /// A queue in memory only.
+    /// A queue in memory only. Its request ids start at a random number (see the type's docs).
     pub fn new() -> ApprovalQueue {
         ApprovalQueue {
             state: std::sync::Mutex::new(QueueState {
                 records: std::collections::BTreeMap::new(),
                 waiters: std::collections::HashMap::new(),
-                next: 1,
+                next: first_id(),
             }),
             store: None,
         }
@@ -170,7 +187,8 @@ impl ApprovalQueue {
             }
             records.insert(r.id, r);
         }
-        let next = records.keys().next_back().map_or(1, |k| k + 1);
+        // A state file continues its own numbering; a new one starts at a random id.
+        let next = records.keys().next_back().map_or_else(first_id, |k| k + 1);
         Ok(ApprovalQueue {
             state: std::sync::Mutex::new(QueueState {
                 records,
@@ -264,7 +282,10 @@ impl Default for ApprovalQueue {
 
 fn decision_of(r: &ApprovalRecord) -> ApprovalDecision {
     match r.state {
-        ApprovalState::Approved => ApprovalDecision::Approved,
+        ApprovalState::Approved => ApprovalDecision::ApprovedBy(match &r.by {
+            Some(by) => format!("approved by {by} (request #{})", r.id),
+            None => format!("approved (request #{})", r.id),
+        }),
         _ => ApprovalDecision::Denied(match (&r.by, &r.reason) {
             (Some(by), Some(why)) => format!("denied by {by} (request #{}): {why}", r.id),
             (Some(by), None) => format!("denied by {by} (request #{})", r.id),
@@ -287,15 +308,36 @@ impl Drop for Expire<'_> {
 #[async_trait]
 impl Approver for ApprovalQueue {
     async fn decide(&self, request: &ApprovalRequest) -> ApprovalDecision {
+        let now = crate::store::now_ms();
+        let timeout_ms = u64::try_from(request.timeout.as_millis()).unwrap_or(u64::MAX);
+        let fresh_enough = |r: &ApprovalRecord| now.saturating_sub(r.requested_ms) <= timeout_ms;
         let same = |r: &ApprovalRecord| {
             r.orphaned
                 && !r.used
+                && fresh_enough(r)
                 && r.agent == request.agent
                 && r.tool == request.tool
                 && r.arguments == request.arguments
         };
         let (id, rx, fresh) = {
             let mut st = self.lock();
+            // An orphan whose timeout passed while the process was down is a denial on the
+            // record (`timed_out`), never an approval for a later call.
+            let stale: Vec<ApprovalRecord> = st
+                .records
+                .values_mut()
+                .filter(|r| r.orphaned && r.state == ApprovalState::Pending && !fresh_enough(r))
+                .map(|r| {
+                    r.state = ApprovalState::TimedOut;
+                    r.decided_ms = Some(now);
+                    r.reason =
+                        Some("its approval_timeout passed while the process was down".to_string());
+                    r.clone()
+                })
+                .collect();
+            for r in &stale {
+                self.persist(r);
+            }
             // An answer given to an orphaned request goes to this call.
             if let Some(r) = st.records.values_mut().find(|r| {
                 same(r) && matches!(r.state, ApprovalState::Approved | ApprovalState::Denied)
@@ -362,5 +404,96 @@ impl Approver for ApprovalQueue {
         });
         drop(expire);
         decision
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(timeout: std::time::Duration) -> ApprovalRequest {
+        ApprovalRequest {
+            agent: "ops".into(),
+            task: 7,
+            tool: "restart".into(),
+            arguments: serde_json::json!({"service": "checkout-api"}),
+            timeout,
+        }
+    }
+
+    /// The attack: a request left pending when the process died, approved long after its
+    /// timeout (or approved in time but taken up only after it), must not approve a later
+    /// identical call of a new run. It is recorded `timed_out`, and the call asks anew.
+    #[tokio::test]
+    async fn an_orphan_past_its_timeout_approves_nothing() {
+        let path = std::env::temp_dir().join(format!("baton-orphan-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let store = std::sync::Arc::new(crate::store::LoopStore::open(&path).expect("store"));
+        let hour_ago = crate::store::now_ms() - 3_600_000;
+        for (id, state) in [(1, ApprovalState::Pending), (2, ApprovalState::Approved)] {
+            let mut r = ApprovalRecord {
+                id,
+                agent: "ops".into(),
+                task: 1,
+                tool: "restart".into(),
+                arguments: serde_json::json!({"service": "checkout-api"}),
+                requested_ms: hour_ago,
+                state,
+                by: None,
+                reason: None,
+                decided_ms: None,
+                orphaned: true,
+                used: false,
+            };
+            if id == 2 {
+                r.by = Some("mallory".into());
+            }
+            store.save_approval(&r).expect("saved");
+        }
+        let queue = ApprovalQueue::durable(std::sync::Arc::clone(&store)).expect("queue");
+        let asked = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            queue.decide(&request(std::time::Duration::from_secs(120))),
+        )
+        .await;
+        assert!(
+            asked.is_err(),
+            "no stale answer decided the call: {asked:?}"
+        );
+        let records = queue.list();
+        assert_eq!(
+            records[0].state,
+            ApprovalState::TimedOut,
+            "{:?}",
+            records[0]
+        );
+        assert!(
+            !records[1].used,
+            "the stale approval was not given to the call"
+        );
+        assert_eq!(records.len(), 3, "the call asked anew: {records:?}");
+        let kept = store.approvals().expect("read");
+        assert_eq!(
+            kept[0].state,
+            ApprovalState::TimedOut,
+            "recorded in the state file"
+        );
+        // Within its timeout, an orphan's answer still counts (what `on_interrupted: resume`
+        // relies on).
+        let queue = ApprovalQueue::new();
+        {
+            let mut st = queue.lock();
+            let mut r = kept[1].clone();
+            r.id = 9;
+            r.requested_ms = crate::store::now_ms();
+            st.records.insert(9, r);
+        }
+        assert_eq!(
+            queue
+                .decide(&request(std::time::Duration::from_secs(120)))
+                .await,
+            ApprovalDecision::ApprovedBy("approved by mallory (request #9)".into())
+        );
+        let _ = std::fs::remove_file(&path);
     }
 }

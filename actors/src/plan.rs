@@ -236,6 +236,8 @@ pub(crate) async fn connect_mcp(topology: &Topology) -> Result<McpTools, Runtime
         config.allow = s.allow.clone();
         config.effects = s.effects.clone();
         config.effect = s.effect;
+        config.trust_annotations = s.trust_annotations;
+        config.dry_run = s.dry_run;
         config.startup_timeout = s.startup_timeout;
         config.max_restarts = s.max_restarts;
         config.restart_window = s.restart_window;

@@ -4,10 +4,13 @@
 //!
 //! [`McpServer::connect`] starts (or reaches) a server, initialises the session and lists its
 //! tools; [`McpServer::tools`] gives them as tools named `<server>__<tool>`, each with the
-//! server's JSON schema and an [`Effect`] taken from the topology, else from the tool's MCP
-//! annotations (`readOnlyHint` → read; otherwise `destructiveHint`, which MCP defaults to true →
-//! destructive; a tool that says it is not destructive → write). The harness then applies the same
-//! policy and audit to them as to built-ins.
+//! server's JSON schema and an [`Effect`] taken from the topology, else **destructive**: the MCP
+//! specification says a client must treat annotations from servers it does not trust as hints,
+//! so they are read only for a server marked `trust_annotations` (`readOnlyHint` → read;
+//! otherwise `destructiveHint`, which MCP defaults to true → destructive; a tool that says it is
+//! not destructive → write). A tool's `dry_run` argument counts as a dry run only for a server
+//! declared `dry_run: supported`. The harness then applies the same policy and audit to them as
+//! to built-ins.
 //!
 //! A stdio server that dies is supervised: the next call finds the session closed and starts the
 //! server again, at most `max_restarts` times within `restart_window` (then the server is given
@@ -39,8 +42,14 @@ pub struct ServerConfig {
     pub allow: Option<Vec<String>>,
     /// Effects by the server's tool name, overriding the annotations.
     pub effects: BTreeMap<String, Effect>,
-    /// The effect of tools without an entry in `effects` (else from their annotations).
+    /// The effect of tools without an entry in `effects` (else from their annotations when
+    /// `trust_annotations`, else destructive).
     pub effect: Option<Effect>,
+    /// Read the tools' MCP annotations (`readOnlyHint`, `destructiveHint`) for their effect.
+    /// Off by default: a server's own claims are hints, not policy.
+    pub trust_annotations: bool,
+    /// The server's tools honour `dry_run: true` (change nothing, say what they would do).
+    pub dry_run: bool,
     /// How long starting and initialising the session may take.
     pub startup_timeout: Duration,
     /// Restarts of a dead stdio server allowed within `restart_window`.
@@ -50,8 +59,8 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Settings with defaults: every tool, effects from annotations, 30 s to start, 3 restarts a
-    /// minute.
+    /// Settings with defaults: every tool, destructive unless the topology says otherwise
+    /// (annotations not trusted), no dry runs, 30 s to start, 3 restarts a minute.
     pub fn new(name: impl Into<String>, transport: Transport) -> Self {
         Self {
             name: name.into(),
@@ -59,6 +68,8 @@ impl ServerConfig {
             allow: None,
             effects: BTreeMap::new(),
             effect: None,
+            trust_annotations: false,
+            dry_run: false,
             startup_timeout: Duration::from_secs(30),
             max_restarts: 3,
             restart_window: Duration::from_secs(60),
@@ -314,7 +325,13 @@ impl McpServer {
                     .get(t.name.as_ref())
                     .copied()
                     .or(self.config.effect)
-                    .unwrap_or_else(|| effect_of(t));
+                    .unwrap_or_else(|| {
+                        if self.config.trust_annotations {
+                            effect_of(t)
+                        } else {
+                            Effect::Destructive
+                        }
+                    });
                 Arc::new(McpTool {
                     server: Arc::clone(self),
                     remote: t.name.to_string(),
@@ -420,6 +437,9 @@ impl Tool for McpTool {
     }
     fn effect(&self) -> Effect {
         self.effect
+    }
+    fn supports_dry_run(&self) -> bool {
+        self.server.config.dry_run
     }
     async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError> {
         let args = match arguments {

@@ -101,15 +101,23 @@ async fn filesystem_server_reads_inside_its_root_only() {
     std::fs::create_dir_all(&root).expect("root");
     std::fs::write(root.join("runbook.md"), "restart the cache first").expect("file");
     let root_s = root.to_string_lossy().into_owned();
-    let server = McpServer::connect(ServerConfig::new("fs", stdio(bin, &[&root_s])))
+    // Untrusted (the default), its `readOnlyHint` is a claim, not policy: destructive.
+    let untrusted = McpServer::connect(ServerConfig::new("fs", stdio(bin.clone(), &[&root_s])))
         .await
         .expect("connects");
+    for t in untrusted.tools() {
+        assert_eq!(t.effect(), Effect::Destructive, "{}", t.name());
+        assert!(!t.supports_dry_run(), "{}", t.name());
+    }
+    let mut trusted = ServerConfig::new("fs", stdio(bin, &[&root_s]));
+    trusted.trust_annotations = true;
+    let server = McpServer::connect(trusted).await.expect("connects");
     let tools = server.tools();
     let read = tools
         .iter()
         .find(|t| t.name() == "fs__read_text_file")
         .expect("read_text_file");
-    assert_eq!(read.effect(), Effect::Read, "annotated read-only");
+    assert_eq!(read.effect(), Effect::Read, "annotated read-only, trusted");
     let out = read
         .call(json!({"path": root.join("runbook.md")}))
         .await

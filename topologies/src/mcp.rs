@@ -27,6 +27,10 @@ pub struct McpServerDef {
     pub effect: Option<baton_core::Effect>,
     /// Effects of single tools.
     pub effects: BTreeMap<String, baton_core::Effect>,
+    /// Effects from the tools' MCP annotations where `effect`/`effects` say nothing.
+    pub trust_annotations: bool,
+    /// Its tools honour `dry_run: true`.
+    pub dry_run: bool,
     /// Output of its tools longer than this many tokens is cut.
     pub max_output_tokens: u32,
     /// How long one call of its tools may take.
@@ -123,6 +127,8 @@ impl Validator<'_> {
                         allow: s.tools.clone(),
                         effect: s.effect,
                         effects: s.effects.clone(),
+                        trust_annotations: s.trust_annotations.unwrap_or(false),
+                        dry_run: s.dry_run == Some(crate::spec::DryRunSupport::Supported),
                         max_output_tokens: s
                             .max_output_tokens
                             .unwrap_or(crate::spec::DEFAULT_TOOL_OUTPUT_TOKENS),

@@ -693,10 +693,18 @@ pub struct McpServerSpec {
     /// The server's tools to offer (default: all it lists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<String>>,
-    /// The effect of its tools (default: from each tool's MCP annotations; a tool that does not
-    /// say it is read-only or harmless counts as destructive).
+    /// The effect of its tools (default: destructive, or from each tool's MCP annotations when
+    /// `trust_annotations` is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effect: Option<baton_core::Effect>,
+    /// Take its tools' effects from their MCP annotations (`readOnlyHint`, `destructiveHint`)
+    /// where `effect`/`effects` say nothing (default false: a server's claims are hints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_annotations: Option<bool>,
+    /// `supported` when its tools honour `dry_run: true`; otherwise such a call is judged as
+    /// the real one (default `unsupported`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRunSupport>,
     /// Effects of single tools, by the server's tool name (override `effect`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub effects: BTreeMap<String, baton_core::Effect>,

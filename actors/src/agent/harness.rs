@@ -290,6 +290,7 @@ async fn judge(
                 task: env.task.0,
                 tool: call.name.clone(),
                 arguments: arguments.clone(),
+                timeout: plan.policy.approval_timeout,
             };
             decided("requested", "approval", "waiting for a human's approval");
             let timeout = plan.policy.approval_timeout;
@@ -299,7 +300,14 @@ async fn judge(
                 r = tokio::time::timeout(timeout, plan.approver.decide(&request)) => r,
             };
             match answer {
-                Ok(crate::approval::ApprovalDecision::Approved) => {
+                Ok(
+                    d @ (crate::approval::ApprovalDecision::Approved
+                    | crate::approval::ApprovalDecision::ApprovedBy(_)),
+                ) => {
+                    let who = match d {
+                        crate::approval::ApprovalDecision::ApprovedBy(who) => who,
+                        _ => "approved by a human".to_string(),
+                    };
                     // The approval may come minutes later: the policy is judged again as it
                     // stands now (a change freeze may have begun meanwhile).
                     if let Verdict::Deny { rule, reason } = check(now()) {
@@ -310,7 +318,7 @@ async fn judge(
                             ),
                         );
                     }
-                    go("approved", "approval", "approved by a human")
+                    go("approved", "approval", &who)
                 }
                 Ok(crate::approval::ApprovalDecision::Denied(why)) => deny("approval", why),
                 Err(_) => deny(
