@@ -378,7 +378,7 @@ fn show_state(file: &std::path::Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_INVALID)
         }
     }
 }
@@ -516,7 +516,7 @@ async fn run(o: RunOptions) -> ExitCode {
         Ok(s) => s.map(std::sync::Arc::new),
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_INVALID);
         }
     };
     let approvals = match approvals_addr {

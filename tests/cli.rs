@@ -326,6 +326,28 @@ mod run {
         );
     }
 
+    /// A damaged state file (emptied, overwritten) stops `baton state` and `baton run --state`
+    /// with exit 2 and a message naming the file: no panic (exit 101), no silent reset to $0.
+    #[test]
+    fn a_damaged_state_file_is_refused_with_exit_2() {
+        for (name, bytes) in [("empty", Vec::new()), ("garbage", vec![0x42u8; 4096])] {
+            let state = temp_path(&format!("damaged-{name}.redb"));
+            std::fs::write(&state, &bytes).expect("write");
+            let state = state.to_str().expect("utf-8");
+            let out = baton(&["state", state]);
+            assert_eq!(out.status.code(), Some(2), "{name}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(state) && !err.contains("panicked"), "{err}");
+            let out = baton(&["run", TRIAGE, "--for", "1s", "--state", state]);
+            assert_eq!(out.status.code(), Some(2), "{name}");
+            assert_eq!(
+                std::fs::read(state).expect("kept").len(),
+                bytes.len(),
+                "left as it was"
+            );
+        }
+    }
+
     /// `--audit` must name a regular file: a device would be read forever (`/dev/zero` once
     /// allocated 2 GB), a FIFO would hang the start. Both are refused before anything runs.
     #[test]

@@ -75,14 +75,101 @@ pub struct LoopStore {
     path: PathBuf,
 }
 
+/// The first bytes of every redb file.
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
+thread_local! {
+    /// Set while opening a state file: a panic inside redb is then reported as damage, quietly.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs (once) a panic hook that stays silent for panics marked [`QUIET`], and otherwise
+/// does what the previous hook did.
+fn quiet_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+impl StoreError {
+    fn damaged(path: &Path, what: impl Into<String>) -> StoreError {
+        StoreError {
+            path: path.to_path_buf(),
+            source: what.into().into(),
+        }
+    }
+}
+
 impl LoopStore {
-    /// Opens (or creates) the state file.
+    /// Opens (or creates) the state file. A file that exists must be a whole state file: an
+    /// empty one is damage, never a fresh start (that would silently forget the period's spend),
+    /// and a truncated or overwritten one is a clear error naming the file, never a panic.
+    ///
+    /// # Errors
+    /// When the file is damaged, is not a state file, is open in another process, or cannot be
+    /// read or created.
     pub fn open(path: impl AsRef<Path>) -> Result<LoopStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let db = Database::create(&path).map_err(|e| StoreError {
-            path: path.clone(),
-            source: Box::new(e),
-        })?;
+        const ASIDE: &str = "move it aside to start afresh (the loops' spend, runs and approvals it held are then forgotten), or restore it from a backup";
+        match std::fs::metadata(&path) {
+            Ok(m) if !m.is_file() => {
+                return Err(StoreError::damaged(&path, "is not a regular file"));
+            }
+            Ok(m) if m.len() == 0 => {
+                return Err(StoreError::damaged(
+                    &path,
+                    format!(
+                        "is empty (0 bytes): a state file is never empty, so it was truncated or damaged; {ASIDE}"
+                    ),
+                ));
+            }
+            Ok(_) => {
+                let mut head = [0u8; REDB_MAGIC.len()];
+                let read = std::fs::File::open(&path)
+                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+                    .is_ok();
+                if !read || head != REDB_MAGIC {
+                    return Err(StoreError::damaged(
+                        &path,
+                        format!("is not a Baton state file (or its header is damaged); {ASIDE}"),
+                    ));
+                }
+            }
+            Err(_) => {}
+        }
+        quiet_hook();
+        QUIET.with(|q| q.set(true));
+        let opened = std::panic::catch_unwind(|| Database::create(&path));
+        QUIET.with(|q| q.set(false));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+                return Err(StoreError::damaged(
+                    &path,
+                    "is open in another process (a running `baton run --state`): one process at a time uses a state file",
+                ));
+            }
+            Ok(Err(e)) => {
+                return Err(StoreError {
+                    path: path.clone(),
+                    source: Box::new(e),
+                });
+            }
+            Err(_) => {
+                return Err(StoreError::damaged(
+                    &path,
+                    format!(
+                        "is damaged (truncated or overwritten: its database cannot be read); {ASIDE}"
+                    ),
+                ));
+            }
+        };
         Ok(LoopStore { db, path })
     }
 
@@ -236,6 +323,56 @@ mod tests {
         assert_eq!(store.load("a").expect("reads"), Some(state));
         assert_eq!(store.runs("a").expect("reads"), [(2, rec)]);
         assert!(store.runs("b").expect("reads").is_empty());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// The attack: a state file truncated, emptied or overwritten. Each is a clear error naming
+    /// the file (never a panic, never a silent reset of the period's spend).
+    #[test]
+    fn a_damaged_state_file_is_an_error_never_a_panic_or_a_reset() {
+        let path =
+            std::env::temp_dir().join(format!("baton-store-damage-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let store = LoopStore::open(&path).expect("created");
+        let state = LoopState {
+            day_spent: 990_000_000,
+            ..LoopState::default()
+        };
+        store.save("triage", &state, None).expect("saved");
+        drop(store);
+        let whole = std::fs::read(&path).expect("read");
+        let broken = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).expect("write");
+            LoopStore::open(&path).map(|s| s.load("triage").map(|l| l.map(|l| l.day_spent)))
+        };
+        // Emptied: not a new file.
+        let e = broken(&[]).expect_err("empty");
+        assert!(e.to_string().contains("is empty (0 bytes)"), "{e}");
+        // Random bytes.
+        let e = broken(&[0x5a; 4096]).expect_err("not redb");
+        assert!(e.to_string().contains("is not a Baton state file"), "{e}");
+        // Truncated at many lengths: an error each time, or (when redb can still read it) the
+        // spend as saved — never a panic, never a silent zero.
+        for cut in [16, 100, 512, 1024, 4096, whole.len() / 2, whole.len() - 1] {
+            match broken(&whole[..cut.min(whole.len())]) {
+                Err(e) => assert!(e.to_string().contains(&path.display().to_string()), "{e}"),
+                Ok(Err(e)) => assert!(!e.to_string().is_empty()),
+                Ok(Ok(spent)) => assert_ne!(spent, Some(0), "cut at {cut}: silently reset"),
+            }
+        }
+        // Magic bytes, then garbage.
+        let mut forged = whole[..9].to_vec();
+        forged.extend_from_slice(&[0xff; 8192]);
+        assert!(broken(&forged).is_err());
+        std::fs::write(&path, &whole).expect("restore");
+        assert_eq!(
+            LoopStore::open(&path)
+                .expect("whole")
+                .load("triage")
+                .expect("read")
+                .map(|l| l.day_spent),
+            Some(990_000_000)
+        );
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -145,6 +145,9 @@ pub fn render_diagnostics(
     use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
     let path = file.display().to_string();
     let renderer = Renderer::plain();
+    // Whatever a diagnostic is about, the snippet it quotes never shows a credential.
+    let masked = text.map(crate::secrets::mask_source);
+    let text = masked.as_deref();
     let mut out = String::new();
     for d in diagnostics {
         let level = match d.severity {

@@ -21,6 +21,7 @@ mod error;
 mod locate;
 mod mcp;
 mod render;
+mod secrets;
 mod spec;
 mod topology;
 

@@ -43,11 +43,7 @@ pub struct McpServerDef {
     pub restart_window: Duration,
 }
 
-/// Headers that carry credentials, which must be given by reference.
-fn is_credential(header: &str) -> bool {
-    let h = header.to_ascii_lowercase();
-    h == "authorization" || h.contains("token") || h.contains("key") || h.contains("secret")
-}
+use crate::secrets::{has_inline_secret, is_credential_name as is_credential};
 
 impl Validator<'_> {
     pub(crate) fn check_mcp(
@@ -182,7 +178,7 @@ impl Validator<'_> {
                     self.report(&at("command"), "`command` is empty".into(), None);
                 }
                 for (k, v) in &s.env {
-                    if is_credential(k) && !v.contains("${") {
+                    if is_credential(k) && has_inline_secret(v) {
                         self.report(
                             &[
                                 Seg::Key("mcp_servers"),
@@ -227,7 +223,7 @@ impl Validator<'_> {
                     );
                 }
                 for (k, v) in &s.headers {
-                    if is_credential(k) && !v.contains("${") {
+                    if is_credential(k) && has_inline_secret(v) {
                         self.report(
                             &[
                                 Seg::Key("mcp_servers"),

@@ -7,7 +7,8 @@ use serde::Deserialize;
 use crate::tool::{Tool, ToolError, parse_args, schema_for};
 
 /// Reads a text file inside a declared root, and nothing outside it: `..`, absolute paths and
-/// symbolic links that lead out are refused (the path is resolved before it is checked).
+/// symbolic links that lead out are refused, by an open that cannot leave the root (cap-std), so
+/// no rename racing a check can lead it outside.
 #[derive(Debug, Clone)]
 pub struct ReadFile {
     name: String,
@@ -33,28 +34,67 @@ impl ReadFile {
         }
     }
 
-    fn resolve(&self, path: &str) -> Result<PathBuf, ToolError> {
-        let root = self.root.canonicalize().map_err(|e| {
-            ToolError::Failed(format!(
-                "the root {} is unreadable: {e}",
-                self.root.display()
-            ))
-        })?;
+    /// The path `path` names beneath the root, relative to it: `..` components are resolved by
+    /// the open itself (which refuses to leave the root); an absolute path must lie inside the
+    /// root.
+    fn relative(&self, root: &Path, path: &str) -> Result<PathBuf, ToolError> {
         let wanted = Path::new(path);
-        let joined = if wanted.is_absolute() {
-            wanted.to_path_buf()
-        } else {
-            root.join(wanted)
-        };
-        let real = joined
-            .canonicalize()
+        if !wanted.is_absolute() {
+            return Ok(wanted.to_path_buf());
+        }
+        let real_root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+        wanted
+            .strip_prefix(&real_root)
+            .or_else(|_| wanted.strip_prefix(root))
+            .map(Path::to_path_buf)
+            .map_err(|_| {
+                ToolError::Failed(format!("`{path}` is outside the root this tool may read"))
+            })
+    }
+
+    /// Opens `path` beneath the root and reads it: the check and the open are one operation
+    /// (`openat2` with `RESOLVE_BENEATH` on Linux, component by component elsewhere), so a
+    /// rename or a symbolic link swapped in while it runs cannot lead outside.
+    fn read_beneath(&self, path: &str) -> Result<String, ToolError> {
+        use std::io::Read as _;
+        let dir = cap_std::fs::Dir::open_ambient_dir(&self.root, cap_std::ambient_authority())
+            .map_err(|e| {
+                ToolError::Failed(format!(
+                    "the root {} is unreadable: {e}",
+                    self.root.display()
+                ))
+            })?;
+        let relative = self.relative(&self.root, path)?;
+        let file = dir.open(&relative).map_err(|e| {
+            // cap-std reports an escape as PermissionDenied ("a path led outside of the
+            // filesystem"): say it in the tool's words.
+            if e.kind() == std::io::ErrorKind::PermissionDenied || e.to_string().contains("outside")
+            {
+                ToolError::Failed(format!("`{path}` is outside the root this tool may read"))
+            } else {
+                ToolError::Failed(format!("cannot read `{path}`: {e}"))
+            }
+        })?;
+        let meta = file
+            .metadata()
             .map_err(|e| ToolError::Failed(format!("cannot read `{path}`: {e}")))?;
-        if !real.starts_with(&root) {
+        if !meta.is_file() {
+            return Err(ToolError::Failed(format!("`{path}` is not a file")));
+        }
+        if meta.len() > self.max_bytes {
             return Err(ToolError::Failed(format!(
-                "`{path}` is outside the root this tool may read"
+                "`{path}` is {} bytes, more than the {} this tool reads",
+                meta.len(),
+                self.max_bytes
             )));
         }
-        Ok(real)
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        // Read no more than the cap, even if the file grew since its size was read.
+        file.take(self.max_bytes)
+            .read_to_end(&mut bytes)
+            .map_err(|e| ToolError::Failed(format!("cannot read `{path}`: {e}")))?;
+        String::from_utf8(bytes)
+            .map_err(|_| ToolError::Failed(format!("`{path}` is not UTF-8 text")))
     }
 }
 
@@ -71,26 +111,10 @@ impl Tool for ReadFile {
     }
     async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
         let args: ReadFileArgs = parse_args(args)?;
-        let path = self.resolve(&args.path)?;
-        let meta = tokio::fs::metadata(&path)
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.read_beneath(&args.path))
             .await
-            .map_err(|e| ToolError::Failed(format!("cannot read `{}`: {e}", args.path)))?;
-        if !meta.is_file() {
-            return Err(ToolError::Failed(format!("`{}` is not a file", args.path)));
-        }
-        if meta.len() > self.max_bytes {
-            return Err(ToolError::Failed(format!(
-                "`{}` is {} bytes, more than the {} this tool reads",
-                args.path,
-                meta.len(),
-                self.max_bytes
-            )));
-        }
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|e| ToolError::Failed(format!("cannot read `{}`: {e}", args.path)))?;
-        String::from_utf8(bytes)
-            .map_err(|_| ToolError::Failed(format!("`{}` is not UTF-8 text", args.path)))
+            .map_err(|e| ToolError::Failed(format!("the read was interrupted: {e}")))?
     }
 }
 
@@ -153,5 +177,45 @@ mod tests {
         assert_eq!(s["properties"]["path"]["type"], "string");
         assert_eq!(s["required"], json!(["path"]));
         assert!(s.get("$schema").is_none());
+    }
+
+    /// The race of the hardening issue: a directory inside the root is swapped, again and
+    /// again, with a symbolic link to a folder outside it while the tool reads through it. No
+    /// read may ever return the outside file (the check and the open are one operation).
+    #[cfg(unix)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rename_racing_the_read_never_leads_outside() {
+        let base = std::env::temp_dir().join(format!("baton-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (root, outside) = (base.join("root"), base.join("outside"));
+        std::fs::create_dir_all(root.join("d")).expect("root");
+        std::fs::create_dir_all(&outside).expect("outside");
+        std::fs::write(root.join("d/f"), "inside").expect("inside");
+        std::fs::write(outside.join("f"), "SECRET").expect("secret");
+        std::os::unix::fs::symlink(&outside, root.join("link")).expect("link");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (root, stop) = (root.clone(), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::fs::rename(root.join("d"), root.join("real"));
+                    let _ = std::fs::rename(root.join("link"), root.join("d"));
+                    let _ = std::fs::rename(root.join("d"), root.join("link"));
+                    let _ = std::fs::rename(root.join("real"), root.join("d"));
+                }
+            })
+        };
+        let t = ReadFile::new("read_file", &root);
+        let mut read_inside = 0;
+        for _ in 0..2000 {
+            if let Ok(text) = t.call(json!({"path": "d/f"})).await {
+                assert_ne!(text, "SECRET", "a read led outside the root");
+                read_inside += 1;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().expect("swapper");
+        assert!(read_inside > 0, "the file inside was read at times");
+        let _ = std::fs::remove_dir_all(&base);
     }
 }
