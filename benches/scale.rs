@@ -7,6 +7,8 @@
 //!   plan with models and tools, conductor, root agent), then shut it down.
 //! - `start_100k_agents`: validate and start a declared fleet of 100,000 agents (a root over 100
 //!   leads over 999 workers each; agents are lazy, so only the root's actor starts).
+//! - `parse_100k_agents_yaml`: parse and validate the same fleet written as a YAML file (one
+//!   line per agent), generated here: what `baton validate` does with a 100,000-agent file.
 //! - The resident memory the started 100k-agent runtime holds is printed once (`/proc/self/statm`),
 //!   since criterion measures time only.
 
@@ -53,6 +55,32 @@ fn fleet() -> Topology {
         b = b.agent(lead.clone(), AgentSpec::new(["m"]).children(workers));
     }
     b.build().expect("a valid fleet")
+}
+
+/// [`fleet`] as a YAML file's text.
+fn fleet_yaml() -> String {
+    use std::fmt::Write as _;
+    let mut y = String::from(
+        "models:\n  m: { provider: custom, price: { input: 1, output: 2 }, max_output_tokens: 256 }\nagents:\n",
+    );
+    let leads: Vec<String> = (0..LEADS).map(|l| format!("lead-{l}")).collect();
+    let _ = writeln!(
+        y,
+        "  root: {{ models: [m], children: [{}] }}",
+        leads.join(", ")
+    );
+    for (l, lead) in leads.iter().enumerate() {
+        let workers: Vec<String> = (0..WORKERS).map(|w| format!("worker-{l}-{w}")).collect();
+        for w in &workers {
+            let _ = writeln!(y, "  {w}: {{ models: [m] }}");
+        }
+        let _ = writeln!(
+            y,
+            "  {lead}: {{ models: [m], children: [{}] }}",
+            workers.join(", ")
+        );
+    }
+    y
 }
 
 /// Resident memory of this process, in bytes.
@@ -109,6 +137,14 @@ fn start(c: &mut Criterion) {
     drop(t);
 
     g.sample_size(10).measurement_time(Duration::from_secs(30));
+    let yaml = fleet_yaml();
+    g.bench_function("parse_100k_agents_yaml", |b| {
+        b.iter(|| {
+            let t = Topology::from_yaml_str(&yaml, "fleet.yaml".as_ref(), ".".as_ref())
+                .expect("a valid fleet");
+            assert_eq!(t.graph().node_count(), 1 + LEADS + LEADS * WORKERS);
+        })
+    });
     g.bench_function("start_100k_agents", |b| {
         b.to_async(&rt).iter(|| async {
             let runtime = Runtime::builder(fleet())

@@ -131,6 +131,11 @@ enum AuditCommand {
     Verify {
         /// The trail.
         file: PathBuf,
+        /// A head kept elsewhere (`SEQ:HASH`, as this command prints it): the trail must still
+        /// reach it. (`FILE.head`, the signed head a keyed trail keeps beside it, is checked
+        /// whenever it exists.)
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<baton::core::audit::Head>,
     },
 }
 
@@ -229,14 +234,28 @@ fn main() -> ExitCode {
             } => approvals::answer(addr, id, false, by, reason),
         },
         Command::Audit {
-            command: AuditCommand::Verify { file },
+            command: AuditCommand::Verify { file, expect_head },
         } => {
             let key = std::env::var("BATON_AUDIT_KEY")
                 .ok()
                 .filter(|k| !k.is_empty());
-            match baton::core::audit::verify(&file, key.as_deref().map(str::as_bytes)) {
-                Ok(Ok(n)) => {
-                    println!("{}: intact ({n} records)", file.display());
+            let key = key.as_deref().map(str::as_bytes);
+            // The chain, and every head there is (the signed one beside the file, one kept
+            // elsewhere): the trail must still reach each.
+            let checked = baton::core::audit::read_head(&file, key).and_then(|signed| {
+                let heads: Vec<_> = signed.into_iter().chain(expect_head).collect();
+                let mut result = baton::core::audit::verify_against(&file, key, None)?;
+                for h in &heads {
+                    if result.is_ok() {
+                        result = baton::core::audit::verify_against(&file, key, Some(h))?;
+                    }
+                }
+                Ok(result)
+            });
+            match checked {
+                Ok(Ok(v)) => {
+                    let head = v.last.map_or_else(String::new, |h| format!(", head {h}"));
+                    println!("{}: intact ({} records{head})", file.display(), v.records);
                     ExitCode::SUCCESS
                 }
                 Ok(Err(broken)) => {

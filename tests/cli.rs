@@ -348,6 +348,58 @@ mod run {
         }
     }
 
+    /// With `BATON_AUDIT_KEY`, a run leaves a signed head beside its trail: records cut from the
+    /// trail's end (or the file emptied) no longer verify; `--expect-head` checks a head kept
+    /// elsewhere.
+    #[test]
+    fn a_keyed_trail_cut_at_its_end_does_not_verify() {
+        let trail = temp_path("keyed.audit.jsonl");
+        let _ = std::fs::remove_file(&trail);
+        let t = trail.to_str().expect("utf-8");
+        let keyed = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_baton"))
+                .args(args)
+                .env("BATON_AUDIT_KEY", "k3y-for-the-test")
+                .output()
+                .expect("runs")
+        };
+        assert!(
+            keyed(&["run", TRIAGE, "--task", ALERT, "--audit", t])
+                .status
+                .success()
+        );
+        let out = keyed(&["audit", "verify", t]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        let head = said
+            .split(", head ")
+            .nth(1)
+            .and_then(|h| h.strip_suffix(")\n"))
+            .expect("the head is printed")
+            .to_string();
+        let text = std::fs::read_to_string(&trail).expect("trail");
+        let kept: Vec<&str> = text.lines().collect();
+        std::fs::write(&trail, kept[..kept.len() - 2].join("\n") + "\n").expect("cut");
+        let out = keyed(&["audit", "verify", t]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("records were cut from its end"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_file(format!("{t}.head")).expect("head removed too");
+        let out = keyed(&["audit", "verify", t, "--expect-head", &head]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "the head kept elsewhere catches it"
+        );
+    }
+
     /// `--audit` must name a regular file: a device would be read forever (`/dev/zero` once
     /// allocated 2 GB), a FIFO would hang the start. Both are refused before anything runs.
     #[test]
@@ -1198,6 +1250,30 @@ mod validate {
         let mm = String::from_utf8_lossy(&out.stdout);
         assert!(mm.starts_with("flowchart TD"), "{mm}");
         assert!(mm.contains("-.->|delegates|"), "{mm}");
+    }
+
+    /// Past the YAML node bound (a guard against YAML bombs) the error names the limit and how
+    /// to lift it; lifted, the same file loads.
+    #[test]
+    fn the_yaml_node_bound_is_named_and_can_be_lifted() {
+        let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["validate", TRIAGE])
+            .env("BATON_YAML_MAX_NODES", "50")
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("the bound is 50 YAML nodes") && err.contains("BATON_YAML_MAX_NODES"),
+            "{err}"
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["validate", TRIAGE])
+            .env("BATON_YAML_MAX_NODES", "100000")
+            .output()
+            .expect("runs");
+        assert!(out.status.success());
     }
 
     #[test]

@@ -236,10 +236,17 @@ mod loop_ {
         let slow = ScriptedModel::always("m", "late").with_latency(Duration::from_secs(10));
         let (report, raw) = run_with(topology, slow, "hurry").await;
         assert_eq!(raw.result.outcome, Outcome::TimedOut);
+        // The provider received the request and may bill it: the abandoned attempt is booked
+        // at its worst case ($1 per million tokens: the prompt and all 100 output tokens),
+        // marked estimated, and counted as a failed call.
+        let t = &report.totals;
         assert_eq!(
-            report.totals.cost_nanousd, 0,
-            "an abandoned call books nothing"
+            (t.model_calls, t.model_errors, t.estimated_calls),
+            (1, 1, 1)
         );
+        assert_eq!(t.tokens_out, 100);
+        assert!(t.tokens_in > 0);
+        assert_eq!(t.cost_nanousd, (t.tokens_in + t.tokens_out) * 1_000);
     }
 
     #[tokio::test]

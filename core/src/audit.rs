@@ -190,6 +190,43 @@ impl AuditLog {
         })
     }
 
+    /// With a key, writes the signed head (the last record's seq and hash, under an HMAC) to
+    /// `FILE.head`, replacing the previous one atomically; `baton audit verify` then catches
+    /// records cut from the trail's end. Done when the log is dropped (the end of a run), and by
+    /// [`AuditLog::append_durable`]. Without a key, there is no head (anyone could forge one).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the head cannot be written.
+    pub fn checkpoint(&self) -> Result<(), Error> {
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        let st = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if st.1 == 0 {
+            return Ok(());
+        }
+        let head = Head {
+            seq: st.1,
+            hash: st.2.clone(),
+        };
+        let body =
+            serde_json::json!({"seq": head.seq, "hash": head.hash, "mac": head_mac(key, &head)});
+        let hp = head_path(&self.path);
+        let mut tmp = hp.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(body.to_string().as_bytes())?;
+            f.sync_data()?;
+            std::fs::rename(&tmp, &hp)
+        };
+        write().map_err(|e| io(&hp, e))
+    }
+
     /// Appends failed so far (the records they held are missing from the trail).
     pub fn failures(&self) -> u64 {
         self.failures.load(std::sync::atomic::Ordering::Relaxed)
@@ -201,7 +238,8 @@ impl AuditLog {
     /// # Errors
     /// [`Error::Io`] when the write or the sync fails.
     pub fn append_durable(&self, kind: &str, fields: Map<String, Value>) -> Result<(), Error> {
-        self.write(kind, fields, true)
+        self.write(kind, fields, true)?;
+        self.checkpoint()
     }
 
     /// Appends one record of `kind` with `fields`, chained to the previous one, and flushes it.
@@ -252,6 +290,14 @@ impl AuditLog {
     }
 }
 
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        if let Err(e) = self.checkpoint() {
+            tracing::error!("audit trail: the signed head was not written: {e}");
+        }
+    }
+}
+
 fn now_rfc3339() -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -292,9 +338,121 @@ pub struct Broken {
 /// [`Error::Io`] when the file cannot be read. A broken chain is `Ok(Err(Broken))`, naming the
 /// first broken record.
 pub fn verify(path: &Path, key: Option<&[u8]>) -> Result<Result<u64, Broken>, Error> {
+    let head = read_head(path, key)?;
+    Ok(verify_against(path, key, head.as_ref())?.map(|v| v.records))
+}
+
+/// What an intact trail holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Its records.
+    pub records: u64,
+    /// Its last record, as a head (`None` for an empty trail).
+    pub last: Option<Head>,
+}
+
+/// A point of a trail: a record's sequence number and hash. Kept apart from the trail (the
+/// signed `FILE.head`, or a value stored elsewhere and passed to `--expect-head`), it makes
+/// records cut from the trail's end detectable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The record's `seq`.
+    pub seq: u64,
+    /// The record's `hash`.
+    pub hash: String,
+}
+
+impl std::fmt::Display for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for Head {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Head, String> {
+        let (seq, hash) = s.trim().split_once(':').ok_or_else(|| {
+            format!("`{s}` is not a head: write SEQ:HASH (as `baton audit verify` prints it)")
+        })?;
+        let seq = seq
+            .parse()
+            .map_err(|_| format!("`{seq}` is not a sequence number"))?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("`{hash}` is not a record hash (64 hex digits)"));
+        }
+        Ok(Head {
+            seq,
+            hash: hash.to_ascii_lowercase(),
+        })
+    }
+}
+
+/// Where a trail's signed head is kept: `FILE.head` beside it.
+pub fn head_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".head");
+    PathBuf::from(p)
+}
+
+fn head_mac(key: &[u8], head: &Head) -> String {
+    digest(Some(key), "baton-audit-head", &head.to_string())
+}
+
+/// The signed head beside `path`, checked under `key`, if there is one.
+///
+/// # Errors
+/// [`Error::Audit`] when the head file exists but is not a head, or its signature does not
+/// verify under `key` (or there is no key to check it with).
+pub fn read_head(path: &Path, key: Option<&[u8]>) -> Result<Option<Head>, Error> {
+    let hp = head_path(path);
+    let text = match std::fs::read_to_string(&hp) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(&hp, e)),
+    };
+    let bad = |message: String| Error::Audit {
+        path: hp.clone(),
+        message,
+    };
+    let v: Value = serde_json::from_str(&text).map_err(|e| bad(format!("is not a head ({e})")))?;
+    let head = Head {
+        seq: v
+            .get("seq")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad("has no `seq`".into()))?,
+        hash: v
+            .get("hash")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("has no `hash`".into()))?
+            .to_string(),
+    };
+    let mac = v.get("mac").and_then(Value::as_str).unwrap_or("");
+    match key {
+        // Without the key neither the head nor the keyed chain can be checked: the chain's
+        // own verification reports that.
+        None => Ok(None),
+        Some(k) if head_mac(k, &head) != mac => Err(bad(
+            "its signature does not verify under this key: it was edited, or written with another key".into(),
+        )),
+        Some(_) => Ok(Some(head)),
+    }
+}
+
+/// Checks a trail's chain and, when given, that it still reaches `head` (the record `head.seq`
+/// is there with `head.hash`): records cut from the end, or a trail replaced by a shorter valid
+/// one, are caught.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read. A broken chain is `Ok(Err(Broken))`.
+pub fn verify_against(
+    path: &Path,
+    key: Option<&[u8]>,
+    head: Option<&Head>,
+) -> Result<Result<Verified, Broken>, Error> {
     let f = File::open(path).map_err(|e| io(path, e))?;
     let mut prev = GENESIS.to_string();
     let mut expected_seq: Option<u64> = None;
+    let mut last_seq: Option<u64> = None;
     let mut count = 0;
     let mut reader = BufReader::new(f);
     let mut raw = Vec::new();
@@ -358,11 +516,35 @@ pub fn verify(path: &Path, key: Option<&[u8]>) -> Result<Result<u64, Broken>, Er
                 "seq {seq}: the hash does not match the record: it was edited (or forged)"
             ));
         }
+        if let Some(h) = head
+            && h.seq == seq
+            && h.hash != hash
+        {
+            return broken(format!(
+                "seq {seq}: its hash is not the one the head records: the trail was rewritten from here"
+            ));
+        }
         prev = hash;
+        last_seq = Some(seq);
         expected_seq = Some(seq + 1);
         count += 1;
     }
-    Ok(Ok(count))
+    if let Some(h) = head
+        && last_seq.is_none_or(|l| l < h.seq)
+    {
+        return Ok(Err(Broken {
+            line: n + 1,
+            reason: format!(
+                "the trail ends at seq {}, but its head says it reached seq {}: records were cut from its end",
+                last_seq.unwrap_or(0),
+                h.seq
+            ),
+        }));
+    }
+    Ok(Ok(Verified {
+        records: count,
+        last: last_seq.map(|seq| Head { seq, hash: prev }),
+    }))
 }
 
 #[cfg(test)]
@@ -535,5 +717,50 @@ mod tests {
             (log.failures(), verify(&p, None).expect("read")),
             (0, Ok(1))
         );
+    }
+
+    #[test]
+    fn with_a_key_records_cut_from_the_end_are_caught_by_the_signed_head() {
+        let p = temp("head");
+        let _ = std::fs::remove_file(head_path(&p));
+        write(&p, 5, Some(b"secret".to_vec()));
+        assert!(
+            head_path(&p).exists(),
+            "the head is written when the log is dropped"
+        );
+        assert_eq!(verify(&p, Some(b"secret")).expect("read"), Ok(5));
+        let all = lines(&p);
+        rewrite(&p, &all[..3]);
+        let b = verify(&p, Some(b"secret")).expect("read").expect_err("cut");
+        assert!(b.reason.contains("records were cut from its end"), "{b:?}");
+        std::fs::write(&p, "").expect("emptied");
+        let b = verify(&p, Some(b"secret"))
+            .expect("read")
+            .expect_err("emptied");
+        assert!(b.reason.contains("ends at seq 0"), "{b:?}");
+        // A head edited to match the shortened trail no longer verifies.
+        rewrite(&p, &all[..3]);
+        let last: Value = serde_json::from_str(&all[2]).expect("json");
+        std::fs::write(
+            head_path(&p),
+            json!({"seq": 3, "hash": last["hash"], "mac": "00"}).to_string(),
+        )
+        .expect("forged head");
+        let e = verify(&p, Some(b"secret")).expect_err("forged head");
+        assert!(e.to_string().contains("signature does not verify"), "{e}");
+        // A head kept elsewhere (`--expect-head`) catches the same without the file.
+        let _ = std::fs::remove_file(head_path(&p));
+        let kept: Head = format!(
+            "5:{}",
+            serde_json::from_str::<Value>(&all[4]).expect("json")["hash"]
+                .as_str()
+                .expect("hash")
+        )
+        .parse()
+        .expect("a head");
+        let b = verify_against(&p, Some(b"secret"), Some(&kept))
+            .expect("read")
+            .expect_err("cut");
+        assert!(b.reason.contains("reached seq 5"), "{b:?}");
     }
 }

@@ -261,6 +261,28 @@ pub struct Topology {
     mcp_servers: BTreeMap<Arc<str>, McpServerDef>,
 }
 
+/// The most YAML nodes a topology file may hold by default: a 100,000-agent fleet needs about
+/// 1,000,000; the bound (with serde-saphyr's limits on aliases and anchors) stops YAML bombs.
+pub const YAML_MAX_NODES: usize = 5_000_000;
+
+/// [`YAML_MAX_NODES`], or `BATON_YAML_MAX_NODES` when set to a number.
+fn yaml_max_nodes() -> usize {
+    std::env::var("BATON_YAML_MAX_NODES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(YAML_MAX_NODES)
+}
+
+/// serde-saphyr's options with room for large fleets: nodes and events raised (its defaults stop
+/// at 250,000 nodes, about 50,000 agents), aliases, anchors and depth left at their defaults.
+fn yaml_options(max_nodes: usize) -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = max_nodes;
+    budget.max_events = max_nodes.saturating_mul(4);
+    budget.max_total_scalar_bytes = 512 << 20;
+    serde_saphyr::options! { budget: Some(budget) }
+}
+
 impl Topology {
     /// Loads and validates a YAML topology file. Relative paths inside it resolve against its folder.
     ///
@@ -318,18 +340,30 @@ impl Topology {
         file: &Path,
         base_dir: &Path,
     ) -> Result<Topology, TopologyError> {
-        let spec: TopologySpec = serde_saphyr::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .location()
-                .map_or((1, 1), |l| (l.line() as usize, l.column() as usize));
-            TopologyError::Parse {
-                file: file.to_path_buf(),
-                line,
-                column,
-                message: parse_message(&e.to_string()),
-                text: Some(text.to_string()),
-            }
-        })?;
+        let max_nodes = yaml_max_nodes();
+        let spec: TopologySpec = serde_saphyr::from_str_with_options(text, yaml_options(max_nodes))
+            .map_err(|e| {
+                let (line, column) = e
+                    .location()
+                    .map_or((1, 1), |l| (l.line() as usize, l.column() as usize));
+                let said = e.to_string();
+                // (The budget error may come wrapped with its location: read it from the text.)
+                let message = match said.find("budget breached: ") {
+                    Some(at) => format!(
+                        "the file is larger than a topology may be ({}): the bound is {max_nodes} YAML nodes and {} parser events, against YAML bombs (a 100,000-agent fleet needs about 1,000,000 nodes). Raise it with BATON_YAML_MAX_NODES, or write the file as TOML",
+                        said[at + "budget breached: ".len()..].lines().next().unwrap_or(""),
+                        max_nodes.saturating_mul(4)
+                    ),
+                    None => parse_message(&said),
+                };
+                TopologyError::Parse {
+                    file: file.to_path_buf(),
+                    line,
+                    column,
+                    message,
+                    text: Some(text.to_string()),
+                }
+            })?;
         Self::build(spec, file, base_dir, Some(text), Format::Yaml)
     }
 

@@ -468,3 +468,44 @@ mod roundtrip {
         }
     }
 }
+
+mod scale {
+    use baton_topologies::Topology;
+    use std::fmt::Write as _;
+
+    /// A YAML fleet of `n` agents: a root over `n / 1000` leads over workers.
+    fn fleet_yaml(n: usize) -> String {
+        let leads = n / 1000;
+        let mut y = String::from(
+            "models:\n  m: { provider: custom, price: { input: 1, output: 2 } }\nagents:\n",
+        );
+        let names: Vec<String> = (0..leads).map(|l| format!("lead{l}")).collect();
+        let _ = writeln!(
+            y,
+            "  root: {{ models: [m], children: [{}] }}",
+            names.join(", ")
+        );
+        for l in 0..leads {
+            let workers: Vec<String> = (0..999).map(|w| format!("w{l}_{w}")).collect();
+            let _ = writeln!(
+                y,
+                "  lead{l}: {{ models: [m], children: [{}] }}",
+                workers.join(", ")
+            );
+            for w in &workers {
+                let _ = writeln!(y, "  {w}: {{ models: [m], activation: lazy }}");
+            }
+        }
+        y
+    }
+
+    /// A 100,000-agent fleet loads from YAML (serde-saphyr's default node budget stopped it at
+    /// about 50,000, with a message naming no limit a user could act on).
+    #[test]
+    fn a_100k_agent_yaml_fleet_loads() {
+        let text = fleet_yaml(100_000);
+        let t = Topology::from_yaml_str(&text, "fleet.yaml".as_ref(), ".".as_ref())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.graph().node_count(), 100_001);
+    }
+}

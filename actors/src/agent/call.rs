@@ -365,6 +365,29 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
                 .deadline
                 .is_some_and(|d| timeout_at.is_none_or(|t| d <= t)) =>
         {
+            // The request reached the provider, which may bill it: the abandoned attempt is
+            // booked at its worst case (marked estimated), counted, and on the record.
+            let usage = TokenUsage {
+                input,
+                output: max_out,
+                cached_input: 0,
+            };
+            let cost = book(cx, rung, step, reservation, &usage, false);
+            rung.requests_err.increment(1);
+            rung.estimated.increment(1);
+            account.record_model_error();
+            account.record_estimated_call();
+            let error = format!(
+                "{}: abandoned at the task's deadline; booked at its worst case, {input} + {max_out} tokens (estimated: the provider may bill it)",
+                rung.name
+            );
+            plan.observe(&Event::ModelFailed {
+                agent: &me.name,
+                task: env.task.0,
+                model: &rung.name,
+                error: &error,
+            });
+            tracing::debug!(agent = %me.name, task = env.task.0, cost = cost.0, "{error}");
             return Once::Done(Attempt::Ended(end(
                 Outcome::TimedOut,
                 format!("deadline passed waiting for {}", rung.name),
