@@ -740,6 +740,22 @@ async fn run_loops(
         LoopEvent::NewPeriod { schedule } if !json => {
             println!("[{schedule}] new budget period");
         }
+        LoopEvent::Refused {
+            schedule,
+            run,
+            reason,
+        } => {
+            if json {
+                let line = serde_json::json!({"schedule": schedule.to_string(), "refused": {"run": run, "reason": reason}});
+                println!("{line}");
+            } else {
+                let which = run.map_or_else(|| "tick".to_string(), |n| format!("run {n}"));
+                println!(
+                    "[{schedule}] ✗ {which} refused, nothing charged: the runtime is down ({}); the loop stops",
+                    one_line(reason, 200)
+                );
+            }
+        }
         _ => {}
     };
     let summaries = match store {
@@ -773,12 +789,21 @@ async fn run_loops(
     if let Ok(rt) = std::sync::Arc::try_unwrap(runtime) {
         rt.shutdown().await;
     }
-    // A loop's exit code is 0: its runs' outcomes are in what it printed.
+    // A loop's exit code is 0: its runs' outcomes are in what it printed — unless the runtime
+    // went down, which stops every loop: then the process fails, saying why.
+    let down = summaries.iter().find_map(|s| s.runtime_down.clone());
+    if let Some(why) = &down {
+        eprintln!("error: the runtime is down, the standing loops stopped: {why}");
+    }
     Ok(RunReport::from_ledger(
         &baton::core::Account::root(0, "loops", None, None).snapshot(),
-        baton::core::Outcome::Completed,
+        if down.is_some() {
+            baton::core::Outcome::Failed
+        } else {
+            baton::core::Outcome::Completed
+        },
         None,
-        None,
+        down,
     ))
 }
 

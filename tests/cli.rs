@@ -400,6 +400,63 @@ mod run {
         );
     }
 
+    /// After the conductor gives up, a standing loop's next tick is refused: printed with the
+    /// reason, recorded (no run left `running`, so the next start charges nothing), and the
+    /// process exits non-zero instead of running on, silently counting runs.
+    #[test]
+    fn a_loop_stops_and_fails_when_the_runtime_is_down() {
+        let rules = temp_file(
+            "down.rules.yaml",
+            "rules:\n  - { agent: ops, reply: { text: fine } }\n",
+        );
+        let topo = temp_file(
+            "down.yaml",
+            &format!(
+                "models:\n  m: {{ provider: scripted, rules: {}, price: {{ input: 1, output: 2 }}, faults: {{ seed: 7, panic: 1.0 }} }}\n\
+                 supervision: {{ max_restarts: 0, within: 1m }}\n\
+                 agents:\n  ops: {{ models: [m] }}\n\
+                 schedules:\n  check:\n    every: 1s\n    task: check\n    budget: {{ max_usd: 0.5 }}\n",
+                rules.display()
+            ),
+        );
+        let state = temp_path("down.redb");
+        let _ = std::fs::remove_file(&state);
+        let (topo, state) = (
+            topo.to_str().expect("utf-8"),
+            state.to_str().expect("utf-8"),
+        );
+        let out = baton(&["run", topo, "--for", "20s", "--json", "--state", state]);
+        assert!(!out.status.success(), "a loop on a dead runtime fails");
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+        let refused = lines
+            .iter()
+            .find(|l| l.get("refused").is_some())
+            .unwrap_or_else(|| panic!("a refused tick is printed: {lines:?}"));
+        assert!(
+            refused["refused"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("gave up")),
+            "{refused}"
+        );
+        let summary = lines.last().expect("the summary");
+        assert_eq!(summary["loops"][0]["refused"], 1, "{summary}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("the runtime is down"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown: Value =
+            serde_json::from_slice(&baton(&["state", state]).stdout).expect("state JSON");
+        let runs = shown["loops"][0]["runs"].as_array().expect("runs");
+        assert!(
+            runs.iter().all(|r| r["outcome"] != "running"),
+            "no run is left running to be charged later: {shown:#}"
+        );
+    }
+
     /// `--audit` must name a regular file: a device would be read forever (`/dev/zero` once
     /// allocated 2 GB), a FIFO would hang the start. Both are refused before anything runs.
     #[test]

@@ -90,6 +90,7 @@ impl ConductorState {
     /// Stops taking tasks: records why, ends the root agent's tasks `failed` and stops it.
     async fn give_up(&mut self, why: &str) {
         let _ = self.plan.gave_up.set(why.to_string());
+        self.plan.down.cancel();
         metrics::counter!("baton_escalations_total", "supervisor" => "conductor").increment(1);
         self.plan.observe(&Event::GaveUp {
             supervisor: "conductor",

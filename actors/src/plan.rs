@@ -54,8 +54,48 @@ pub(crate) struct Rung {
     pub(crate) tokens_cached: Counter,
     /// Replies booked at Baton's estimate because the server reported no usage.
     pub(crate) estimated: Counter,
+    /// What the server billed over what was estimated, in millionths: the largest ratio seen
+    /// (see [`Rung::calibrated`]), and how many calls it was learnt from.
+    pub(crate) ratio_ppm: std::sync::atomic::AtomicU64,
+    pub(crate) ratio_seen: std::sync::atomic::AtomicU64,
     /// Replies cut at the completion-token ceiling.
     pub(crate) truncated: Counter,
+}
+
+impl Rung {
+    /// Calls seen before the estimate is calibrated.
+    const CALIBRATE_AFTER: u64 = 2;
+
+    /// `estimate` corrected by what the server has billed: after a few calls, the prompt
+    /// estimate is scaled by the largest billed/estimated ratio seen (plus 5% when the estimate
+    /// undercounts) — so a bytes-based estimate that overcounts a model's real tokenizer twice
+    /// over stops refusing calls that fit its context window, and one that undercounts is raised.
+    /// The context-window check uses it; the reservation uses it only where it is higher than
+    /// the estimate (a hard budget's guarantee rests on reservations never being too small).
+    pub(crate) fn calibrated(&self, estimate: u64) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.ratio_seen.load(Relaxed) < Self::CALIBRATE_AFTER {
+            return estimate;
+        }
+        let mut ppm = self.ratio_ppm.load(Relaxed);
+        if ppm > 1_000_000 {
+            ppm = ppm.saturating_mul(105) / 100;
+        }
+        u64::try_from((u128::from(estimate) * u128::from(ppm)).div_ceil(1_000_000))
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Learns from a call whose prompt was estimated at `estimate` and billed `billed`.
+    pub(crate) fn learn(&self, billed: u64, estimate: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if estimate == 0 {
+            return;
+        }
+        let ppm = u64::try_from(u128::from(billed) * 1_000_000 / u128::from(estimate))
+            .unwrap_or(u64::MAX);
+        self.ratio_ppm.fetch_max(ppm, Relaxed);
+        self.ratio_seen.fetch_add(1, Relaxed);
+    }
 }
 
 /// Everything an agent actor needs, resolved.
@@ -265,6 +305,9 @@ pub(crate) struct Plan {
     pub(crate) supervision: Supervision,
     /// Set when the conductor gives up: why.
     pub(crate) gave_up: std::sync::OnceLock<String>,
+    /// Cancelled when the conductor gives up (after `gave_up` is set): what waits for the
+    /// runtime to go down (the standing loops) waits on it.
+    pub(crate) down: tokio_util::sync::CancellationToken,
     /// The harness's policy, and who approves destructive calls.
     pub(crate) policy: baton_core::policy::Policy,
     pub(crate) approver: Arc<dyn crate::approval::Approver>,
@@ -447,6 +490,8 @@ impl Plan {
                         requests_ok: metrics::counter!("baton_model_requests_total", "agent" => agent_label.clone(), "model" => m.to_string(), "outcome" => "ok"),
                         requests_err: metrics::counter!("baton_model_requests_total", "agent" => agent_label.clone(), "model" => m.to_string(), "outcome" => "error"),
                         estimated: metrics::counter!("baton_model_usage_estimated_total", "agent" => agent_label.clone(), "model" => m.to_string()),
+                        ratio_ppm: std::sync::atomic::AtomicU64::new(0),
+                        ratio_seen: std::sync::atomic::AtomicU64::new(0),
                         truncated: metrics::counter!("baton_model_replies_truncated_total", "agent" => agent_label.clone(), "model" => m.to_string()),
                         latency: metrics::histogram!("baton_model_request_duration_seconds", &labels[..]),
                         cost: metrics::counter!("baton_cost_nanousd_total", &labels[..]),
@@ -552,6 +597,7 @@ impl Plan {
             observer,
             supervision: topology.supervision().clone(),
             gave_up: std::sync::OnceLock::new(),
+            down: tokio_util::sync::CancellationToken::new(),
             policy,
             approver: approver.unwrap_or_else(|| Arc::new(crate::approval::Unattended)),
         })

@@ -284,6 +284,17 @@ impl Runtime {
         (envelope, account)
     }
 
+    /// Why the runtime takes no more tasks, when it is down: its conductor gave up on the root
+    /// agent (every later submission is refused with this reason).
+    pub fn down(&self) -> Option<&str> {
+        self.plan.gave_up.get().map(String::as_str)
+    }
+
+    /// Completes when the runtime goes down (see [`Runtime::down`]).
+    pub async fn gone_down(&self) {
+        self.plan.down.cancelled().await;
+    }
+
     /// Runs a prepared task to its result.
     pub(crate) async fn submit_prepared(
         &self,

@@ -82,6 +82,16 @@ pub enum LoopEvent {
         /// The schedule.
         schedule: Arc<str>,
     },
+    /// A tick (or a run about to start) was refused: the runtime is down (its conductor gave
+    /// up). Nothing was charged. The loop stops: the runtime does not come back in this process.
+    Refused {
+        /// The schedule.
+        schedule: Arc<str>,
+        /// The run number it would have had, when it had been admitted.
+        run: Option<u64>,
+        /// Why the runtime is down.
+        reason: String,
+    },
 }
 
 /// What a loop did in all.
@@ -101,6 +111,11 @@ pub struct LoopSummary {
     pub cost_nanousd: u64,
     /// Runs found interrupted in the state file at start.
     pub interrupted: u64,
+    /// Ticks refused because the runtime was down (nothing charged).
+    pub refused: u64,
+    /// Why the runtime went down, when it did: the loop stopped then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_down: Option<String>,
 }
 
 fn jittered(jitter: Duration, seed: u64) -> Duration {
@@ -173,7 +188,12 @@ impl Runtime {
                 ))
             })
             .collect();
-        stop.await;
+        // Until told to stop — or until the runtime goes down (its conductor gave up), which
+        // ends every loop at once: no later tick could run.
+        tokio::select! {
+            () = stop => {}
+            () = self.gone_down() => {}
+        }
         let _ = tx.send(true);
         let mut out = Vec::new();
         for l in loops {
@@ -526,6 +546,20 @@ async fn run_loop(
                 }
             }
         }
+        // A runtime whose conductor gave up takes no more tasks: the tick is refused (recorded,
+        // shown with the reason, not charged) and the loop stops.
+        if let Some(why) = rt.down().map(str::to_string) {
+            summary.refused += 1;
+            summary.runtime_down = Some(why.clone());
+            metrics::counter!("baton_loop_skipped_total", "schedule" => def.name.to_string(), "reason" => "runtime_down").increment(1);
+            tracing::error!(schedule = %def.name, reason = %why, "the runtime is down: the loop stops");
+            on_event(&LoopEvent::Refused {
+                schedule: Arc::clone(&def.name),
+                run: None,
+                reason: why.clone(),
+            });
+            break;
+        }
         summary.runs += 1;
         let run = run_base + summary.runs;
         let (envelope, account) = rt.prepare(def.task.clone(), def.budget.clone(), Some(&hour));
@@ -554,7 +588,26 @@ async fn run_loop(
         let acct = account.clone();
         let breaker2 = breaker.clone();
         let handle = tokio::spawn(async move {
-            if let Ok(done) = rt2.submit_prepared(envelope, acct).await {
+            let done = match rt2.submit_prepared(envelope, acct).await {
+                Ok(done) => done,
+                Err(e) => {
+                    // The runtime went down between the tick and the start: the run is on the
+                    // record as refused, charged nothing (not left `running`, to be charged its
+                    // worst case at the next start).
+                    metrics::counter!("baton_loop_runs_total", "schedule" => name.to_string(), "outcome" => "refused").increment(1);
+                    if let Some(d) = &durable2 {
+                        record.outcome = "refused".into();
+                        d.save(|_| {}, Some((run, &record)));
+                    }
+                    events(&LoopEvent::Refused {
+                        schedule: Arc::clone(&name),
+                        run: Some(run),
+                        reason: e.to_string(),
+                    });
+                    return;
+                }
+            };
+            {
                 let snap = done.account.snapshot();
                 let outcome = done.result.outcome;
                 metrics::counter!("baton_loop_runs_total", "schedule" => name.to_string(), "outcome" => outcome.to_string()).increment(1);
@@ -616,6 +669,18 @@ async fn run_loop(
     {
         f.account.cancel();
         let _ = f.handle.await;
+    }
+    // Stopped because the runtime went down: said once, with the reason (the next tick would
+    // have been refused).
+    if let (None, Some(why)) = (&summary.runtime_down, rt.down()) {
+        summary.runtime_down = Some(why.to_string());
+        summary.refused += 1;
+        metrics::counter!("baton_loop_skipped_total", "schedule" => def.name.to_string(), "reason" => "runtime_down").increment(1);
+        on_event(&LoopEvent::Refused {
+            schedule: Arc::clone(&def.name),
+            run: None,
+            reason: why.to_string(),
+        });
     }
     summary.cost_nanousd = (spent_before_period + period.spent().0).saturating_sub(carried);
     summary.breaker_trips = breaker

@@ -2243,6 +2243,70 @@ mod router {
         );
     }
 
+    /// A local model that times out is not retried (a single-slot server may still be
+    /// generating the abandoned reply, and a retry would queue behind it): the step escalates.
+    #[tokio::test(start_paused = true)]
+    async fn a_local_timeout_escalates_instead_of_retrying() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let seen = Arc::clone(&calls);
+        let stuck = FnModel(move |_: &ModelRequest<'_>| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            Err(ModelError::Timeout {
+                model: "local".into(),
+                timeout_ms: 10_000,
+            })
+        });
+        let mut spec = dollar_per_mtok().tier(Tier::Local, 50);
+        spec.retry = Some(baton_topologies::RetrySpec {
+            max_attempts: Some(3),
+            ..Default::default()
+        });
+        let (answer, _, report) =
+            run_agent(AgentSpec::new(["local", "frontier"]), spec, stuck, sure()).await;
+        assert_eq!(answer, "checkout is healthy");
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "not retried");
+        assert_eq!(report.totals.model_errors, 1);
+    }
+
+    /// A model whose server counts half the tokens Baton's bytes-based estimate does: after two
+    /// calls the estimate is calibrated, and a prompt whose raw estimate would not fit the context
+    /// window (but whose real count does) is no longer passed over.
+    #[tokio::test]
+    async fn the_estimate_learns_from_what_the_server_counts() {
+        let halved = FnModel(|r: &ModelRequest<'_>| {
+            let mut reply = text(r, "fine");
+            reply.usage.input = baton_core::scripted::input_tokens(r.messages, r.tools) / 2;
+            Ok(reply)
+        });
+        let mut small = dollar_per_mtok().tier(Tier::Local, 50);
+        small.context_window = Some(400);
+        let t = TopologyBuilder::new("t")
+            .model("local", small)
+            .model("frontier", dollar_per_mtok().tier(Tier::Frontier, 90))
+            .agent("ops", AgentSpec::new(["local", "frontier"]))
+            .build()
+            .expect("valid");
+        let rt = Runtime::builder(t)
+            .model("local", halved)
+            .model("frontier", sure())
+            .start()
+            .await
+            .expect("starts");
+        // ~560 estimated tokens: with 100 for output, over the window of 400 by the raw estimate,
+        // well inside it by the server's count.
+        let long = format!("is checkout healthy? {}", "context ".repeat(200));
+        let before = rt.run(long.clone()).await.expect("runs");
+        assert_eq!(before.models[0].name, "frontier", "not calibrated yet");
+        for _ in 0..2 {
+            let short = rt.run("is checkout healthy?").await.expect("runs");
+            assert_eq!(short.models[0].name, "local");
+        }
+        let after = rt.run(long).await.expect("runs");
+        rt.shutdown().await;
+        let used: Vec<&str> = after.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(used, ["local"], "calibrated: it fits");
+    }
+
     /// A conversation that does not fit a model's context window goes up the ladder without a
     /// call to it (nothing is reserved or spent on it).
     #[tokio::test]

@@ -221,6 +221,13 @@ async fn attempt(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]) 
         if !error.retryable() || tries >= rung.retry.max_attempts {
             return Attempt::Failed(msg);
         }
+        // A local server (often one request at a time) may still be generating the reply the
+        // timeout abandoned: a retry would queue behind it. The step goes up the ladder instead.
+        if rung.local && matches!(error, ModelError::Timeout { .. }) {
+            return Attempt::Failed(format!(
+                "{msg} (not retried: a local server may still be generating the abandoned reply)"
+            ));
+        }
         if let Some(asked) = error
             .retry_after()
             .filter(|d| *d > rung.retry.max_retry_after)
@@ -273,14 +280,18 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
         max_tokens: rung.max_output,
         confidence: rung.local && me.min_confidence.is_some(),
     };
-    let input = rung.model.estimate_input_tokens(&request);
+    let estimate = rung.model.estimate_input_tokens(&request);
+    // What the server is expected to count (for the context window), and what is reserved:
+    // never less than the estimate.
+    let expected = rung.calibrated(estimate);
+    let input = expected.max(estimate);
     let max_out = u64::from(rung.max_output);
     // A conversation the model cannot hold goes up the ladder without a call.
     if let Some(window) = rung.context_window
-        && input + max_out > window
+        && expected + max_out > window
     {
         let reason = format!(
-            "the call needs {input} + {max_out} tokens, more than its context window of {window}"
+            "the call needs {expected} + {max_out} tokens, more than its context window of {window}"
         );
         escalated(cx, &rung.name, &reason);
         return Once::Done(Attempt::Failed(format!("{}: {reason}", rung.name)));
@@ -339,9 +350,10 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
             if response.truncated {
                 rung.truncated.increment(1);
             }
-            if input > 0 && !response.estimated {
+            if estimate > 0 && !response.estimated {
                 rung.estimate_ratio
-                    .record(response.usage.input as f64 / input as f64);
+                    .record(response.usage.input as f64 / estimate as f64);
+                rung.learn(response.usage.input, estimate);
             }
             let left = account.remaining_cost();
             if left != NanoUsd::MAX {
