@@ -11,6 +11,11 @@
 //!   line per agent), generated here: what `baton validate` does with a 100,000-agent file.
 //! - The resident memory the started 100k-agent runtime holds is printed once (`/proc/self/statm`),
 //!   since criterion measures time only.
+//! - `first_call/cli_custom_priced` (baseline) and `first_call/cli_openai_priced`: a whole
+//!   `baton run --task` process answering one step, against a local server speaking OpenAI's
+//!   wire format: with an OpenAI model (whose tokenizer is loaded, off the call's path) and with
+//!   a model Baton has no tokenizer for. The gap is what loading the tokenizer still costs a
+//!   one-task process.
 
 use std::time::Duration;
 
@@ -158,5 +163,62 @@ fn start(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, start);
+/// One `baton run --task` process against `server`, with its model named `model`.
+fn one_task(server: &str, model: &str) {
+    let topology = std::env::temp_dir().join(format!(
+        "baton-first-call-{}-{model}.yaml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &topology,
+        format!(
+            "models:\n  m: {{ provider: openai, model: {model}, endpoint: \"{server}\", price: {{ input: 0.15, output: 0.6 }} }}\nagents:\n  lead: {{ models: [m] }}\n"
+        ),
+    )
+    .expect("topology");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args([
+            "run",
+            topology.to_str().expect("utf-8"),
+            "--task",
+            "status?",
+            "--json",
+        ])
+        .output()
+        .expect("baton runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn first_call(c: &mut Criterion) {
+    use baton_providers::testing::{FakeServer, Reply};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let reply = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/providers/tests/fixtures/openai/chat_text.json"
+    ))
+    .expect("fixture");
+    let server = rt.block_on(FakeServer::start(
+        std::iter::repeat_with(|| Reply::json(200, reply.clone())).take(100_000),
+    ));
+    let url = server.url();
+    let mut g = c.benchmark_group("first_call");
+    g.sample_size(20);
+    g.bench_function("cli_custom_priced", |b| {
+        b.iter(|| one_task(&url, "smollm2"))
+    });
+    g.bench_function("cli_openai_priced", |b| {
+        b.iter(|| one_task(&url, "gpt-4o-mini"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, start, first_call);
 criterion_main!(benches);

@@ -1333,6 +1333,43 @@ mod validate {
         assert!(out.status.success());
     }
 
+    /// Every example topology (YAML and TOML) validates against the checked-in JSON Schema —
+    /// what editors check files against — not only against the generator's earlier output.
+    #[test]
+    fn every_example_fits_the_shipped_schema() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let schema: Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join("schema/topology.schema.json")).expect("schema"),
+        )
+        .expect("JSON");
+        let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(root.join("examples/topologies")).expect("examples") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let doc: Value = if name.ends_with(".rules.yaml")
+                || !(name.ends_with(".yaml") || name.ends_with(".toml"))
+            {
+                continue;
+            } else if name.ends_with(".toml") {
+                toml::from_str(&text).expect("TOML")
+            } else {
+                serde_saphyr::from_str(&text).expect("YAML")
+            };
+            let problems: Vec<String> = validator
+                .iter_errors(&doc)
+                .map(|e| format!("{}: {e}", e.instance_path()))
+                .collect();
+            assert!(problems.is_empty(), "{name}: {problems:#?}");
+            checked += 1;
+        }
+        assert!(checked >= 8, "{checked}");
+        // And the schema is not vacuous: a misspelt key is refused.
+        let bad = serde_json::json!({"agents": {"lead": {"modles": ["m"]}}});
+        assert!(!validator.is_valid(&bad));
+    }
+
     #[test]
     fn schema_command_prints_the_shipped_schema() {
         let out = baton(&["schema"]);

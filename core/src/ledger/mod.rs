@@ -17,7 +17,13 @@
 //! The hot path takes no lock: reserve and commit are atomics walked up an `Arc` chain. The only lock
 //! guards each account's list of children and is taken once, when a child account is opened.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+// Under `--cfg baton_loom` the ledger's counters are loom's, so that the model checker explores every
+// interleaving of reserve / commit / release (core/tests/loom.rs). Ordering is the same type.
+#[cfg(baton_loom)]
+use loom::sync::atomic::AtomicU64;
+#[cfg(not(baton_loom))]
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -45,7 +51,7 @@ struct Chain {
 }
 
 /// Accounts alive in the process (nodes not yet freed): what a leak test watches.
-static LIVE: AtomicU64 = AtomicU64::new(0);
+static LIVE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// How many accounts are alive in this process: every account of every task still referenced
 /// (by a handle, a reservation, or an ancestor kept for its report). Returns to its baseline when

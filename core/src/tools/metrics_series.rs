@@ -133,6 +133,20 @@ mod tests {
             .await
             .unwrap();
         assert!(out.contains("no spike"), "{out}");
+        // A series outside the folder, which exists and parses: the guard, not a missing file,
+        // must refuse it.
+        let outside = dir.with_file_name(format!("baton-ms-outside-{}", std::process::id()));
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret.csv"), "time,ms\n14:00,1\n14:01,2\n").unwrap();
+        let escape = format!(
+            "../{}/secret",
+            outside.file_name().and_then(|n| n.to_str()).unwrap()
+        );
+        let e = t
+            .call(json!({"series": escape}))
+            .await
+            .expect_err("outside");
+        assert!(!e.to_string().contains("baseline"), "{e}");
         assert!(t.call(json!({"series": "../etc/passwd"})).await.is_err());
         assert!(t.call(json!({})).await.is_err());
     }
