@@ -293,6 +293,18 @@ impl Children {
             "restarted by `{}` ({strategy}): sibling `{}` {reason}",
             self.own.me.name, self.slots[i].name
         );
+        // The tasks the siblings hold now: their restart is part of those tasks' story (and of
+        // their runs' reports), as the crashed child's is part of its task's.
+        let held: Vec<(usize, Vec<baton_core::Account>)> = others
+            .iter()
+            .map(|&j| {
+                let accounts = self.slots[j]
+                    .shared
+                    .as_ref()
+                    .map_or_else(Vec::new, |s| s.held());
+                (j, accounts)
+            })
+            .collect();
         for &j in others.iter().rev() {
             self.stop(j, Outcome::Cancelled, &sibling).await;
         }
@@ -310,6 +322,11 @@ impl Children {
             }
             let agent = &plan.agents[self.slots[j].plan];
             agent.restarts.increment(1);
+            if let Some((_, accounts)) = held.iter().find(|(k, _)| *k == j) {
+                for a in accounts {
+                    a.record_restart();
+                }
+            }
             plan.observe(&Event::Restarted {
                 agent: &agent.name,
                 supervisor: &self.own.me.name,

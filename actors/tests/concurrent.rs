@@ -821,6 +821,23 @@ mod supervision {
             *log.0.lock().expect("log"),
             ["restart a by lead", "restart b by lead"]
         );
+        // The report agrees with the log (and `baton_restarts_total`): the sibling's restart is
+        // counted for `b`, whose task it cut short.
+        let report = baton_actors::RunReport::from_ledger(
+            &run.account.snapshot(),
+            run.result.outcome,
+            None,
+            None,
+        );
+        let restarts = |name: &str| {
+            report
+                .agents
+                .iter()
+                .find(|a| a.name == name)
+                .map_or(0, |a| a.restarts)
+        };
+        assert_eq!((restarts("a"), restarts("b")), (1, 1), "{:?}", report.agents);
+        assert_eq!(report.totals.restarts, 2);
         run.account.check_conservation().expect("conserved");
     }
 

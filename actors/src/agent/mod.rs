@@ -144,6 +144,11 @@ impl AgentShared {
 
     /// Ends every started task of this agent with `outcome` and why, cancels them (and their
     /// subtrees), and sends waiting tasks back to their callers. Idempotent: the first reason wins.
+    /// The accounts of the tasks it holds now.
+    pub(crate) fn held(&self) -> Vec<baton_core::Account> {
+        self.inflight.iter().map(|e| e.value().clone()).collect()
+    }
+
     pub(crate) fn halt(&self, outcome: Outcome, reason: &str) {
         if self.halted.set(()).is_err() {
             return;
