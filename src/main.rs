@@ -628,21 +628,7 @@ async fn run_loops(
         println!("▶ standing loops: {}", names.join(", "));
     }
     let stop = async move {
-        let interrupt = async {
-            #[cfg(unix)]
-            {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-                }
-            }
-            #[cfg(not(unix))]
-            {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        };
+        let interrupt = interrupted();
         match run_for {
             Some(d) => {
                 tokio::select! { () = tokio::time::sleep(d) => {}, () = interrupt => {} }
@@ -807,6 +793,41 @@ async fn run_loops(
     ))
 }
 
+/// Completes when `signal` arrives (never, without one).
+#[cfg(unix)]
+async fn wait_for(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// A future that completes on Ctrl-C or SIGTERM. The handlers are installed when this is
+/// called (not when the future is first polled), so a signal that arrives meanwhile is not lost
+/// to the default action.
+fn interrupted() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        async move {
+            tokio::select! {
+                () = wait_for(term.as_mut()) => {}
+                () = wait_for(int.as_mut()) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 async fn run_inner(
     topology: Topology,
     task: String,
@@ -823,12 +844,36 @@ async fn run_inner(
     } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         builder = builder.approver(TerminalApprover);
     }
+    // Ctrl-C or SIGTERM cancels the task, which still ends with one recorded outcome
+    // (`cancelled`, exit 6), audited and reported like any other.
+    let interrupt = interrupted();
     if !json {
         builder = builder.observer(Printer::new(&topology));
         println!("▶ {} ← {task}", topology.graph()[topology.root()].name);
     }
     let runtime = builder.start().await.context("starting the runtime")?;
-    let report = runtime.run(task).await.context("running the task")?;
+    let report = {
+        let run = runtime.run(task);
+        tokio::pin!(run);
+        tokio::select! {
+            // The run first: its first poll registers the task, so that it can be cancelled.
+            biased;
+            report = &mut run => report,
+            () = interrupt => {
+                eprintln!("interrupted: cancelling the task");
+                loop {
+                    for id in runtime.tasks_in_flight() {
+                        runtime.cancel(id);
+                    }
+                    tokio::select! {
+                        report = &mut run => break report,
+                        () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                    }
+                }
+            }
+        }
+    }
+    .context("running the task")?;
     runtime.shutdown().await;
     let mut out = std::io::stdout().lock();
     if json {

@@ -457,6 +457,98 @@ mod run {
         );
     }
 
+    /// The documented exit codes of a one-task run, each from a run that ends that way: 3
+    /// failed, 7 timed out, 8 max steps; and 6 for a run cancelled by SIGTERM, which still
+    /// prints its report.
+    #[test]
+    fn each_outcome_has_its_exit_code() {
+        let logs =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/topologies/fixtures/deploys.log");
+        let rules = temp_file(
+            "codes.rules.yaml",
+            "rules:\n  - { agent: looper, reply: { tool_calls: [ { name: logs, args: { contains: deploy } } ] } }\n  - { reply: { text: done } }\n",
+        );
+        let topo = |name: &str, model: &str, agent: &str| {
+            temp_file(
+                &format!("codes-{name}.yaml"),
+                &format!(
+                    "models:\n  m: {{ provider: scripted, rules: {}, price: {{ input: 1, output: 2 }}{model} }}\n\
+                     tools:\n  logs: {{ kind: log_search, path: {} }}\n\
+                     agents:\n  {agent}\n",
+                    rules.display(),
+                    logs.display()
+                ),
+            )
+        };
+        for (name, model, agent, code) in [
+            (
+                "failed",
+                ", faults: { seed: 1, error: 1.0 }",
+                "solo: { models: [m] }",
+                3,
+            ),
+            (
+                "timed-out",
+                ", latency: 5s",
+                "solo: { models: [m], budget: { max_wall: 200ms } }",
+                7,
+            ),
+            (
+                "max-steps",
+                "",
+                "looper: { models: [m], tools: [logs], budget: { max_steps: 2 } }",
+                8,
+            ),
+        ] {
+            let file = topo(name, model, agent);
+            let out = baton(&[
+                "run",
+                file.to_str().expect("utf-8"),
+                "--task",
+                "go",
+                "--json",
+            ]);
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // SIGTERM during a slow call: the task is cancelled, reported, exit 6.
+        let file = topo("cancelled", ", latency: 30s", "solo: { models: [m] }");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["run", file.to_str().expect("utf-8"), "--task", "go"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starts");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut first).expect("the start line");
+        assert!(first.starts_with("▶ solo"), "{first}");
+        // The start line is printed just before the runtime starts: give it a moment to install
+        // its signal handler (polled, not a fixed sleep: resend until the process reacts).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "SIGTERM was not acted on"
+            );
+        };
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).expect("rest");
+        assert_eq!(status.code(), Some(6), "{rest}");
+        assert!(rest.contains("outcome: cancelled"), "{rest}");
+    }
+
     /// `--audit` must name a regular file: a device would be read forever (`/dev/zero` once
     /// allocated 2 GB), a FIFO would hang the start. Both are refused before anything runs.
     #[test]

@@ -836,7 +836,12 @@ mod supervision {
                 .find(|a| a.name == name)
                 .map_or(0, |a| a.restarts)
         };
-        assert_eq!((restarts("a"), restarts("b")), (1, 1), "{:?}", report.agents);
+        assert_eq!(
+            (restarts("a"), restarts("b")),
+            (1, 1),
+            "{:?}",
+            report.agents
+        );
         assert_eq!(report.totals.restarts, 2);
         run.account.check_conservation().expect("conserved");
     }
