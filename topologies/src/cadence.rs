@@ -70,6 +70,50 @@ pub enum CadenceError {
     },
 }
 
+/// Why `expr` does not parse, in Baton's words: the field count, or the first field whose value
+/// is out of its range; the parser's own words only when neither explains it.
+fn explain_cron(expr: &str, parser_said: &str) -> String {
+    const SHAPE: &str = "a cron expression has five fields (minute hour day-of-month month day-of-week), six with seconds first, or is @hourly, @daily, @weekly, @monthly or @yearly";
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let names: &[(&str, u32, u32)] = match fields.len() {
+        5 => &[
+            ("minute", 0, 59),
+            ("hour", 0, 23),
+            ("day-of-month", 1, 31),
+            ("month", 1, 12),
+            ("day-of-week", 0, 7),
+        ],
+        6 => &[
+            ("second", 0, 59),
+            ("minute", 0, 59),
+            ("hour", 0, 23),
+            ("day-of-month", 1, 31),
+            ("month", 1, 12),
+            ("day-of-week", 0, 7),
+        ],
+        _ if expr.trim_start().starts_with('@') => {
+            return format!("`{}` is not a known shorthand: {SHAPE}", expr.trim());
+        }
+        n => return format!("it has {n} field(s): {SHAPE}"),
+    };
+    for (field, (name, lo, hi)) in fields.iter().zip(names) {
+        for value in field
+            .split([',', '-', '/'])
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        {
+            if let Ok(v) = value.parse::<u32>()
+                && !(*lo..=*hi).contains(&v)
+            {
+                return format!("the {name} field takes {lo} to {hi}, not {v}");
+            }
+        }
+    }
+    format!(
+        "a field does not parse ({}); {SHAPE}",
+        parser_said.trim_end_matches('.').to_lowercase()
+    )
+}
+
 impl CronSchedule {
     /// Parses `expr` (five fields, or six with seconds first) to be read in the time zone
     /// `zone` (an IANA name; `None` is UTC).
@@ -80,14 +124,14 @@ impl CronSchedule {
             .parse(expr.trim())
             .map_err(|e| CadenceError::Cron {
                 expr: expr.to_string(),
-                reason: e.to_string(),
+                reason: explain_cron(expr, &e.to_string()),
             })?;
         let (zone, zone_name) = match zone {
             None => (TimeZone::UTC, "UTC"),
             Some(name) => (
-                TimeZone::get(name).map_err(|e| CadenceError::Zone {
+                TimeZone::get(name).map_err(|_| CadenceError::Zone {
                     name: name.to_string(),
-                    reason: e.to_string(),
+                    reason: "it is not in the IANA time zone database: write a name such as `Europe/Paris`, `America/New_York` or `UTC`".to_string(),
                 })?,
                 name,
             ),
@@ -205,11 +249,24 @@ mod tests {
     #[test]
     fn bad_expressions_and_zones_say_what_is_wrong() {
         let e = CronSchedule::parse("61 * * * *", None).expect_err("minute 61");
+        assert_eq!(
+            e.to_string(),
+            "`61 * * * *` is not a cron expression: the minute field takes 0 to 59, not 61"
+        );
+        let e = CronSchedule::parse("0 9 * *", None).expect_err("four fields");
         assert!(
             e.to_string()
-                .contains("`61 * * * *` is not a cron expression"),
+                .contains("it has 4 field(s): a cron expression has five"),
             "{e}"
         );
+        let e = CronSchedule::parse("0 25 * * 1-5", None).expect_err("hour 25");
+        assert!(
+            e.to_string()
+                .ends_with("the hour field takes 0 to 23, not 25"),
+            "{e}"
+        );
+        let e = CronSchedule::parse("@fortnightly", None).expect_err("no such shorthand");
+        assert!(e.to_string().contains("is not a known shorthand"), "{e}");
         let e = CronSchedule::parse("0 0 30 2 *", None).expect_err("30 February");
         assert_eq!(e.to_string(), "`0 0 30 2 *` never matches a time");
         let e = CronSchedule::parse("@hourly", Some("Mars/Olympus")).expect_err("no such zone");

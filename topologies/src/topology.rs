@@ -854,13 +854,37 @@ impl Validator<'_> {
             }
             match (parent_of.get(name.as_str()), parent_of.get(fb.as_str())) {
                 (Some(p), Some(q)) if p == q => {}
-                (Some(p), _) => {
+                (Some(p), q) => {
+                    // A fallback is a sibling: name the ones there are, rather than suggest
+                    // moving an agent under its own child or away from its supervisor.
+                    let mut siblings: Vec<&str> = parent_of
+                        .iter()
+                        .filter(|(c, pp)| *pp == p && **c != name.as_str())
+                        .map(|(c, _)| *c)
+                        .collect();
+                    siblings.sort_unstable();
+                    let hint = match (q, siblings.is_empty()) {
+                        (_, false) => format!(
+                            "a fallback is a sibling under `{p}`: one of {}",
+                            siblings
+                                .iter()
+                                .map(|s| format!("`{s}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        (Some(q), true) => format!(
+                            "`{fb}` is supervised by `{q}`, and `{name}` has no sibling under `{p}` to reroute to: add one to `{p}`'s `children:`"
+                        ),
+                        (None, true) => format!(
+                            "`{name}` has no sibling under `{p}`: add one to `{p}`'s `children:` and name it here"
+                        ),
+                    };
                     self.report(
                         &at,
                         format!(
                             "fallback `{fb}` is not a child of `{p}`, which supervises `{name}`"
                         ),
-                        Some(format!("list `{fb}` under `{p}`'s `children:`")),
+                        Some(hint),
                     );
                     continue;
                 }
