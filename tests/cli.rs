@@ -59,7 +59,17 @@ mod run {
 
     #[test]
     fn ops_triage_completes_and_costs_add_up() {
-        let (r, code) = json_report(&["run", TRIAGE, "--task", ALERT, "--json"]);
+        let trail = temp_path("triage-oracle.audit.jsonl");
+        let _ = std::fs::remove_file(&trail);
+        let (r, code) = json_report(&[
+            "run",
+            TRIAGE,
+            "--task",
+            ALERT,
+            "--json",
+            "--audit",
+            trail.to_str().expect("utf-8"),
+        ]);
         assert_eq!(r["outcome"], "completed", "{r:#}");
         assert_eq!(code, 0);
         let answer = r["answer"].as_str().expect("an answer");
@@ -72,11 +82,41 @@ mod run {
             .map(|a| a["name"].as_str().expect("name"))
             .collect();
         assert_eq!(names, ["triage", "rca", "paging"]);
-        let sum: u64 = agents.iter().map(|a| u(&a["cost_nanousd"])).sum();
+        // The oracle: every model call in the audit trail (written from the calls as they
+        // happened, not from the ledger), priced here from the topology's prices — $0.15/$0.60
+        // per million tokens for `small`, $3/$15 for `frontier`: 150/600 and 3,000/15,000
+        // nano-dollars a token.
+        let per_token = |model: &str| match model {
+            "small" => (150, 600),
+            "frontier" => (3_000, 15_000),
+            other => panic!("unknown model {other}"),
+        };
+        let mut oracle: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for line in std::fs::read_to_string(&trail).expect("trail").lines() {
+            let rec: Value = serde_json::from_str(line).expect("JSON");
+            if rec["kind"] != "model_call" {
+                continue;
+            }
+            let (pin, pout) = per_token(rec["model"].as_str().expect("model"));
+            let e = oracle
+                .entry(rec["agent"].as_str().expect("agent").to_string())
+                .or_default();
+            e.0 += 1;
+            e.1 += u(&rec["tokens_in"]) * pin + u(&rec["tokens_out"]) * pout;
+        }
+        for a in agents {
+            let name = a["name"].as_str().expect("name");
+            assert_eq!(
+                oracle.get(name).copied().unwrap_or_default(),
+                (u(&a["model_calls"]), u(&a["cost_nanousd"])),
+                "{name}: calls and cost by the oracle"
+            );
+        }
+        let sum: u64 = oracle.values().map(|(_, c)| c).sum();
         assert_eq!(
             sum,
             u(&r["totals"]["cost_nanousd"]),
-            "per-agent costs add up to the total"
+            "the total, by the oracle"
         );
         assert!(sum > 0);
         for key in ["tokens_in", "tokens_out", "steps"] {

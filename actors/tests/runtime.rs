@@ -44,6 +44,28 @@ where
     }
 }
 
+/// Wraps a model and writes down, apart from the ledger, every reply it gave and to which agent:
+/// the oracle that conservation checks compare the report with.
+struct Recording<M> {
+    inner: M,
+    seen: Arc<std::sync::Mutex<Vec<(String, TokenUsage)>>>,
+}
+
+#[async_trait]
+impl<M: Model> Model for Recording<M> {
+    async fn call(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
+        let agent = request.agent.to_string();
+        let r = self.inner.call(request).await;
+        if let Ok(reply) = &r {
+            self.seen.lock().expect("oracle").push((agent, reply.usage));
+        }
+        r
+    }
+    fn estimate_input_tokens(&self, request: &ModelRequest<'_>) -> u64 {
+        self.inner.estimate_input_tokens(request)
+    }
+}
+
 fn usage(req: &ModelRequest<'_>, output: u64) -> TokenUsage {
     TokenUsage {
         input: baton_core::scripted::input_tokens(req.messages, req.tools),
@@ -534,14 +556,42 @@ mod delegation {
 
     #[tokio::test]
     async fn conservation_through_three_levels() {
-        let (report, raw) = run_with(tree(None), model(3), "go").await;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recording = Recording {
+            inner: model(3),
+            seen: Arc::clone(&seen),
+        };
+        let (report, raw) = run_with(tree(None), recording, "go").await;
         assert_eq!(raw.result.outcome, Outcome::Completed);
         let snap = raw.account.snapshot();
         assert_eq!(snap.children.len(), 2);
         assert_eq!(snap.children[1].children.len(), 1, "b delegated to c");
-        let per_agent: u64 = report.agents.iter().map(|a| a.cost_nanousd).sum();
-        assert_eq!(per_agent, report.totals.cost_nanousd);
-        assert_eq!(report.totals.cost_nanousd, raw.account.spent().0);
+        // The oracle: every reply the model gave, priced apart from the ledger ($1 per million
+        // tokens in and out: 1,000 nano-dollars a token), agent by agent.
+        let mut oracle: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for (agent, u) in seen.lock().expect("oracle").iter() {
+            let e = oracle.entry(agent.clone()).or_default();
+            e.0 += 1;
+            e.1 += (u.input + u.output) * 1_000;
+        }
+        for a in &report.agents {
+            assert_eq!(
+                oracle.get(&a.name).copied().unwrap_or_default(),
+                (a.model_calls, a.cost_nanousd),
+                "agent {}: the model's own count and price",
+                a.name
+            );
+        }
+        let total: u64 = oracle.values().map(|(_, c)| c).sum();
+        assert_eq!(
+            report.totals.cost_nanousd, total,
+            "the run's total, by the oracle"
+        );
+        assert_eq!(
+            raw.account.spent().0,
+            total,
+            "the ledger's root, by the oracle"
+        );
         assert_eq!(report.tasks.len(), 4);
         assert!(
             report
