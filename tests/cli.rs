@@ -589,6 +589,40 @@ mod run {
         assert!(rest.contains("outcome: cancelled"), "{rest}");
     }
 
+    /// `max_output_bytes` caps what a `shell` tool reads: a program that writes without end is
+    /// stopped there, and the model is told its output was cut.
+    #[test]
+    fn a_shell_tool_reads_no_more_than_its_max_output_bytes() {
+        let rules = temp_file(
+            "shell-cap.rules.yaml",
+            "rules:\n  - { agent: ops, step: 1, reply: { tool_calls: [ { name: sh, args: { command: cat, args: [/dev/zero] } } ] } }\n  - { agent: ops, reply: { text: \"{{last}}\" } }\n",
+        );
+        let topo = temp_file(
+            "shell-cap.yaml",
+            &format!(
+                "models:\n  m: {{ provider: scripted, rules: {}, price: {{ input: 1, output: 2 }}, max_output_tokens: 4096 }}\n\
+                 tools:\n  sh: {{ kind: shell, allow: [cat], max_output_bytes: 64 }}\n\
+                 agents:\n  ops: {{ models: [m], tools: [sh] }}\n",
+                rules.display()
+            ),
+        );
+        let (r, code) = json_report(&[
+            "run",
+            topo.to_str().expect("utf-8"),
+            "--task",
+            "go",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{r:#}");
+        let answer = r["answer"].as_str().expect("answer");
+        assert!(
+            answer.ends_with(
+                "[output cut by Baton at 64 bytes: the program wrote more and was stopped]"
+            ),
+            "{answer:?}"
+        );
+    }
+
     /// `--audit` must name a regular file: a device would be read forever (`/dev/zero` once
     /// allocated 2 GB), a FIFO would hang the start. Both are refused before anything runs.
     #[test]

@@ -133,6 +133,8 @@ pub(crate) struct AgentPlan {
     pub(crate) min_confidence: Option<u8>,
     /// What a local-tier reply without probabilities becomes under `min_confidence`.
     pub(crate) on_missing_confidence: baton_topologies::MissingConfidence,
+    /// What a tool call cut at `max_output_tokens` becomes.
+    pub(crate) on_truncated: baton_topologies::Truncated,
     pub(crate) restarts: Counter,
     pub(crate) cutoffs: Counter,
     pub(crate) reroutes_model: Counter,
@@ -404,7 +406,13 @@ impl Plan {
                 ToolKind::RestartService => Arc::new(baton_core::tools::RestartService::new(&*t.name)),
                 ToolKind::Chaos => Arc::new(Chaos::new(&*t.name, t.faults.clone().unwrap_or_default())),
                 ToolKind::ReadFile => Arc::new(baton_core::tools::ReadFile::new(&*t.name, path)),
-                ToolKind::Shell => Arc::new(baton_core::tools::Shell::new(&*t.name, t.allow.clone(), t.timeout)),
+                ToolKind::Shell => Arc::new(
+                    baton_core::tools::Shell::new(&*t.name, t.allow.clone(), t.timeout).max_output(
+                        t.max_output_bytes.map_or(baton_core::tools::SHELL_MAX_OUTPUT, |b| {
+                            usize::try_from(b).unwrap_or(usize::MAX)
+                        }),
+                    ),
+                ),
                 ToolKind::HttpGet => Arc::new(
                     baton_providers::tools::HttpGet::new(&*t.name, t.allow.clone(), t.timeout)
                         .map_err(|e| RuntimeError::Registration(format!("tool `{}`: {e}", t.name)))?,
@@ -574,6 +582,7 @@ impl Plan {
                 quality_bar: a.quality_bar,
                 min_confidence: a.min_confidence,
                 on_missing_confidence: a.on_missing_confidence,
+                on_truncated: a.on_truncated,
                 restarts: metrics::counter!("baton_restarts_total", "agent" => agent_label.clone()),
                 cutoffs: metrics::counter!("baton_budget_cutoffs_total", "agent" => agent_label.clone()),
                 reroutes_model: metrics::counter!("baton_budget_reroutes_total", "agent" => agent_label.clone(), "reason" => "cheaper_model"),

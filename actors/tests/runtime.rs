@@ -2259,6 +2259,41 @@ mod router {
         );
     }
 
+    /// `on_truncated`: a tool call cut at the token ceiling is used as it is (`accept`) or ends
+    /// the task (`fail`), as the agent says.
+    #[tokio::test]
+    async fn on_truncated_accepts_or_fails_as_declared() {
+        let cut = || {
+            FnModel(|r: &ModelRequest<'_>| {
+                Ok(if r.step == 1 {
+                    let mut reply = call(r, "probe", json!({"service": "checkout"}));
+                    reply.truncated = true;
+                    reply
+                } else {
+                    text(r, "used the cut call")
+                })
+            })
+        };
+        let local = || dollar_per_mtok().tier(Tier::Local, 50);
+        let mut accept = AgentSpec::new(["local", "frontier"]).tools(["probe"]);
+        accept.on_truncated = Some(baton_topologies::Truncated::Accept);
+        let (answer, seen, _) = run_agent(accept, local(), cut(), sure()).await;
+        assert_eq!(answer, "used the cut call");
+        assert!(seen.iter().all(|l| !l.starts_with('↑')), "{seen:?}");
+        let mut fail = AgentSpec::new(["local", "frontier"]).tools(["probe"]);
+        fail.on_truncated = Some(baton_topologies::Truncated::Fail);
+        let (_, _, report) = run_agent(fail, local(), cut(), sure()).await;
+        assert_eq!(report.outcome, Outcome::Failed);
+        assert!(
+            report
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("on_truncated: fail")),
+            "{:?}",
+            report.error
+        );
+    }
+
     /// A `Retry-After` longer than `max_retry_after` is not slept: the step escalates at once.
     #[tokio::test(start_paused = true)]
     async fn a_retry_after_beyond_the_cap_escalates_instead_of_sleeping() {

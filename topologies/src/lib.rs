@@ -34,7 +34,7 @@ pub use spec::{
     Activation, BreakerSpec, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MODEL_TIMEOUT,
     DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, DEFAULT_TOOL_OUTPUT_TOKENS, FreezeSpec,
     McpServerSpec, MissingConfidence, OnCrash, OnInterrupted, Overlap, PolicySpec, RestartType,
-    RetrySpec, ScheduleSpec, Strategy, SupervisionSpec, Tier,
+    RetrySpec, ScheduleSpec, Strategy, SupervisionSpec, Tier, Truncated,
 };
 pub use spec::{
     AgentSpec, BudgetSpec, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_OUTPUT_TOKENS,

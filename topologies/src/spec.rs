@@ -381,19 +381,36 @@ pub enum MissingConfidence {
     Fail,
 }
 
+/// What becomes of a tool call cut at the model's `max_output_tokens`.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Truncated {
+    /// Asked again one rung up (the cut reply is paid for and set aside); at the top, used.
+    #[default]
+    Escalate,
+    /// Used as it is (marked truncated in the log and the audit).
+    Accept,
+    /// The task ends `failed`.
+    Fail,
+}
+
 /// Reads a whole percentage from 0 to 100, saying so (and what `0.5` probably meant) on anything
 /// else instead of serde's "invalid type: floating point".
-fn percent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
-    struct Percent;
+fn percent_of<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    field: &'static str,
+) -> Result<Option<u8>, D::Error> {
+    struct Percent(&'static str);
     impl serde::de::Visitor<'_> for Percent {
         type Value = u8;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a whole percentage from 0 to 100 (`50` means 50%)")
+            write!(f, "`{}`: a whole number from 0 to 100", self.0)
         }
         fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u8, E> {
             u8::try_from(v).ok().filter(|p| *p <= 100).ok_or_else(|| {
                 E::custom(format!(
-                    "{v} is out of range: write a whole number from 0 to 100"
+                    "`{}` is {v}, out of range: write a whole number from 0 to 100",
+                    self.0
                 ))
             })
         }
@@ -401,7 +418,8 @@ fn percent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Erro
             u64::try_from(v)
                 .map_err(|_| {
                     E::custom(format!(
-                        "{v} is out of range: write a whole number from 0 to 100"
+                        "`{}` is {v}, out of range: write a whole number from 0 to 100",
+                        self.0
                     ))
                 })
                 .and_then(|v| self.visit_u64(v))
@@ -419,11 +437,24 @@ fn percent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Erro
                 String::new()
             };
             Err(E::custom(format!(
-                "{v} is not a whole number from 0 to 100{hint}"
+                "`{}` is {v}, not a whole number from 0 to 100{hint}",
+                self.0
             )))
         }
     }
-    d.deserialize_any(Percent).map(Some)
+    d.deserialize_any(Percent(field)).map(Some)
+}
+
+fn quality_pct<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    percent_of(d, "quality")
+}
+
+fn quality_bar_pct<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    percent_of(d, "quality_bar")
+}
+
+fn min_confidence_pct<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    percent_of(d, "min_confidence")
 }
 
 /// A model declaration.
@@ -484,7 +515,12 @@ pub struct ModelSpec {
     pub tier: Option<Tier>,
     /// How good the model is, 0 to 100 (default 100): the router skips models below an agent's
     /// `quality_bar`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "quality_pct",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(max = 100))]
     pub quality: Option<u8>,
     /// How long a call may take before it is abandoned (default 120s).
     #[serde(
@@ -782,6 +818,10 @@ pub struct ToolSpec {
     /// `Tool::supports_dry_run` also counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<DryRunSupport>,
+    /// For `shell`: the most bytes read of a program's stdout, and of its stderr (default 1 MiB);
+    /// a program that writes more is stopped and the observation says its output was cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_bytes: Option<u64>,
 }
 
 /// Whether a tool honours `dry_run: true`.
@@ -807,6 +847,7 @@ impl ToolSpec {
             allow: None,
             timeout: None,
             dry_run: None,
+            max_output_bytes: None,
         }
     }
 
@@ -822,6 +863,7 @@ impl ToolSpec {
             allow: None,
             timeout: None,
             dry_run: None,
+            max_output_bytes: None,
         }
     }
 }
@@ -901,7 +943,7 @@ pub struct AgentSpec {
     /// The lowest model quality (0 to 100) the router may use for it.
     #[serde(
         default,
-        deserialize_with = "percent",
+        deserialize_with = "quality_bar_pct",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(range(max = 100))]
@@ -910,11 +952,16 @@ pub struct AgentSpec {
     /// model is less sure of is set aside (still paid for) and the step goes up the ladder.
     #[serde(
         default,
-        deserialize_with = "percent",
+        deserialize_with = "min_confidence_pct",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(range(max = 100))]
     pub min_confidence: Option<u8>,
+    /// What a tool call cut at the model's `max_output_tokens` becomes: `escalate` (asked again
+    /// one rung up, when there is one; default), `accept` (used, marked truncated) or `fail`.
+    /// A truncated text answer is always used, marked truncated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_truncated: Option<Truncated>,
     /// With `min_confidence`: what a reply from a local-tier model that carries no usable
     /// probabilities becomes — `escalate` (set aside, one rung up; default), `accept`, or `fail`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1075,6 +1122,7 @@ impl AgentSpec {
             quality_bar: self.quality_bar.or(base.quality_bar),
             min_confidence: self.min_confidence.or(base.min_confidence),
             on_missing_confidence: self.on_missing_confidence.or(base.on_missing_confidence),
+            on_truncated: self.on_truncated.or(base.on_truncated),
             role: self.role.clone().or_else(|| base.role.clone()),
             max_concurrency: self.max_concurrency.or(base.max_concurrency),
             queue: self.queue.or(base.queue),

@@ -97,6 +97,8 @@ pub struct AgentNode {
     pub min_confidence: Option<u8>,
     /// What a local-tier reply without probabilities becomes under `min_confidence`.
     pub on_missing_confidence: crate::spec::MissingConfidence,
+    /// What a tool call cut at `max_output_tokens` becomes.
+    pub on_truncated: crate::spec::Truncated,
     /// Its role under the policy, if any.
     pub role: Option<Arc<str>>,
     /// How many tasks it runs at once.
@@ -237,6 +239,8 @@ pub struct ToolDef {
     pub timeout: Duration,
     /// What the topology says of its dry runs (`None`: what the tool says).
     pub dry_run: Option<crate::spec::DryRunSupport>,
+    /// For `shell`: the most bytes read of each of a program's output streams.
+    pub max_output_bytes: Option<u64>,
 }
 
 /// A validated topology: agents in a petgraph graph with typed edges, and the models and tools they
@@ -1215,6 +1219,7 @@ impl Validator<'_> {
             quality_bar: a.quality_bar.unwrap_or(0),
             min_confidence: a.min_confidence,
             on_missing_confidence: a.on_missing_confidence.unwrap_or_default(),
+            on_truncated: a.on_truncated.unwrap_or_default(),
             role: a.role.as_deref().map(Arc::from),
             max_concurrency: a.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
             queue: a.queue.unwrap_or(DEFAULT_QUEUE),
@@ -1773,6 +1778,19 @@ impl Validator<'_> {
                 );
             }
             self.check_faults(&[Seg::Key("tools"), Seg::Key(name)], t.faults.as_ref());
+            match (t.max_output_bytes, t.kind) {
+                (Some(0), ToolKind::Shell) => self.report(
+                    &at("max_output_bytes"),
+                    "`max_output_bytes` must be at least 1".into(),
+                    None,
+                ),
+                (Some(_), ToolKind::Shell) | (None, _) => {}
+                (Some(_), _) => self.report(
+                    &at("max_output_bytes"),
+                    "`max_output_bytes` applies to `shell` tools only (others cap their output with `max_output_tokens`)".into(),
+                    None,
+                ),
+            }
             let allows = matches!(t.kind, ToolKind::Shell | ToolKind::HttpGet);
             match (&t.allow, allows) {
                 (Some(_), false) => self.report(
@@ -1863,6 +1881,7 @@ impl Validator<'_> {
                     allow: t.allow.clone().unwrap_or_default(),
                     timeout: t.timeout.unwrap_or(Duration::from_secs(30)),
                     dry_run: t.dry_run,
+                    max_output_bytes: t.max_output_bytes,
                 },
             );
         }

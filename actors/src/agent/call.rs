@@ -15,7 +15,7 @@ use baton_core::{
     BudgetEventKind, CallRecord, Message, ModelError, ModelRequest, ModelResponse, NanoUsd,
     Outcome, Refusal, Reservation, TokenUsage,
 };
-use baton_topologies::{BudgetAction, MissingConfidence};
+use baton_topologies::{BudgetAction, MissingConfidence, Truncated};
 use futures::FutureExt;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -89,16 +89,32 @@ pub(crate) async fn call_ladder(
                         continue;
                     }
                 }
-                // A tool call cut at the token ceiling may be incomplete: asked again one rung up.
-                if r.truncated && !r.tool_calls.is_empty() && i + 1 < me.ladder.len() {
-                    account.set_aside_last_call();
-                    escalated(
-                        cx,
-                        &rung.name,
-                        "tool call cut at max_output_tokens (finish_reason: length)",
-                    );
-                    doubted = true;
-                    continue;
+                // A tool call cut at the token ceiling may be incomplete: as the agent says,
+                // asked again one rung up (at the top: used), used, or the end of the task.
+                if r.truncated && !r.tool_calls.is_empty() {
+                    match me.on_truncated {
+                        Truncated::Escalate if i + 1 < me.ladder.len() => {
+                            account.set_aside_last_call();
+                            escalated(
+                                cx,
+                                &rung.name,
+                                "tool call cut at max_output_tokens (finish_reason: length)",
+                            );
+                            doubted = true;
+                            continue;
+                        }
+                        Truncated::Fail => {
+                            account.set_aside_last_call();
+                            return Ok(Err(end(
+                                Outcome::Failed,
+                                format!(
+                                    "model `{}` cut its tool call at max_output_tokens ({}) and `{}` does not accept truncated calls (on_truncated: fail)",
+                                    rung.name, rung.max_output, me.name
+                                ),
+                            )));
+                        }
+                        _ => {}
+                    }
                 }
                 let reason = match (&failure, &refusal) {
                     (Some(_), _) => 1,
