@@ -877,6 +877,26 @@ mod run {
         l.local_addr().expect("addr").to_string()
     }
 
+    /// A standing loop (hourly) whose agent restarts a service at once, behind a human's approval
+    /// (10 minutes to answer); `schedule_extra` adds lines to the schedule. Its file, as a temp file.
+    fn restart_loop(name: &str, schedule_extra: &str) -> std::path::PathBuf {
+        let rules = temp_file(
+            &format!("{name}.rules.yaml"),
+            "rules:\n  - { agent: ops, step: 1, reply: { tool_calls: [ { name: restart, args: { service: checkout-api } } ] } }\n  - { agent: ops, reply: { text: \"done: {{last}}\" } }\n",
+        );
+        temp_file(
+            &format!("{name}.yaml"),
+            &format!(
+                "models:\n  m: {{ provider: scripted, rules: {}, price: {{ input: 1, output: 2 }} }}\n\
+                 tools:\n  restart: {{ kind: restart_service }}\n\
+                 policy: {{ approval: true, approval_timeout: 10m }}\n\
+                 agents:\n  ops: {{ models: [m], tools: [restart] }}\n\
+                 schedules:\n  fix:\n    every: 1h\n    task: restart checkout\n{schedule_extra}",
+                rules.display()
+            ),
+        )
+    }
+
     /// One raw HTTP/1.1 exchange, as a browser or an attacker would send it: the status code.
     fn raw_http(addr: &str, request: &str) -> u16 {
         use std::io::{Read, Write};
@@ -897,21 +917,7 @@ mod run {
     /// random number, so an id meant for another process names nothing here.
     #[test]
     fn the_approvals_endpoint_refuses_rebinding_csrf_and_open_binds() {
-        let rules = temp_file(
-            "csrf.rules.yaml",
-            "rules:\n  - { agent: ops, step: 1, reply: { tool_calls: [ { name: restart, args: { service: checkout-api } } ] } }\n  - { agent: ops, reply: { text: \"done: {{last}}\" } }\n",
-        );
-        let topo = temp_file(
-            "csrf.yaml",
-            &format!(
-                "models:\n  m: {{ provider: scripted, rules: {}, price: {{ input: 1, output: 2 }} }}\n\
-                 tools:\n  restart: {{ kind: restart_service }}\n\
-                 policy: {{ approval: true, approval_timeout: 10m }}\n\
-                 agents:\n  ops: {{ models: [m], tools: [restart] }}\n\
-                 schedules:\n  fix:\n    every: 1h\n    task: restart checkout\n",
-                rules.display()
-            ),
-        );
+        let topo = restart_loop("csrf", "");
         let topo = topo.to_str().expect("utf-8");
         let out = baton(&["run", topo, "--for", "1s", "--approvals-addr", "0.0.0.0:0"]);
         assert_eq!(out.status.code(), Some(2));
@@ -959,21 +965,7 @@ mod run {
     /// the CLI, the call runs.
     #[test]
     fn a_pending_approval_survives_sigkill_and_is_taken_up_by_the_resumed_run() {
-        let rules = temp_file(
-            "approve.rules.yaml",
-            "rules:\n  - { agent: ops, step: 1, reply: { tool_calls: [ { name: restart, args: { service: checkout-api } } ] } }\n  - { agent: ops, reply: { text: \"done: {{last}}\" } }\n",
-        );
-        let topo = temp_file(
-            "approve.yaml",
-            &format!(
-                "models:\n  m: {{ provider: scripted, rules: {}, price: {{ input: 1, output: 2 }} }}\n\
-                 tools:\n  restart: {{ kind: restart_service }}\n\
-                 policy: {{ approval: true, approval_timeout: 10m }}\n\
-                 agents:\n  ops: {{ models: [m], tools: [restart] }}\n\
-                 schedules:\n  fix:\n    every: 1h\n    task: restart checkout\n    on_interrupted: resume\n",
-                rules.display()
-            ),
-        );
+        let topo = restart_loop("approve", "    on_interrupted: resume\n");
         let state = temp_path("approve.redb");
         let (topo, state) = (
             topo.to_str().expect("utf-8"),

@@ -2097,6 +2097,16 @@ mod router {
         .await
     }
 
+    /// Asserts that the run failed and its error says `why`.
+    fn failed_saying(report: &baton_actors::RunReport, why: &str) {
+        assert_eq!(report.outcome, Outcome::Failed);
+        assert!(
+            report.error.as_deref().is_some_and(|e| e.contains(why)),
+            "{:?}",
+            report.error
+        );
+    }
+
     /// [`run`] with the agent and the local model's declaration given.
     async fn run_agent(
         agent: AgentSpec,
@@ -2216,15 +2226,7 @@ mod router {
         let mut fail = agent();
         fail.on_missing_confidence = Some(baton_topologies::MissingConfidence::Fail);
         let (_, _, report) = run_agent(fail, local(), silent(), sure()).await;
-        assert_eq!(report.outcome, Outcome::Failed);
-        assert!(
-            report
-                .error
-                .as_deref()
-                .is_some_and(|e| e.contains("reported no confidence")),
-            "{:?}",
-            report.error
-        );
+        failed_saying(&report, "reported no confidence");
     }
 
     /// A reply the server sent without usage is booked at Baton's estimate and counted as such;
@@ -2283,15 +2285,7 @@ mod router {
         let mut fail = AgentSpec::new(["local", "frontier"]).tools(["probe"]);
         fail.on_truncated = Some(baton_topologies::Truncated::Fail);
         let (_, _, report) = run_agent(fail, local(), cut(), sure()).await;
-        assert_eq!(report.outcome, Outcome::Failed);
-        assert!(
-            report
-                .error
-                .as_deref()
-                .is_some_and(|e| e.contains("on_truncated: fail")),
-            "{:?}",
-            report.error
-        );
+        failed_saying(&report, "on_truncated: fail");
     }
 
     /// A `Retry-After` longer than `max_retry_after` is not slept: the step escalates at once.

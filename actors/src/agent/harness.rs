@@ -199,6 +199,22 @@ pub(crate) fn cap_output(text: String, max_tokens: u32) -> (String, u64) {
     )
 }
 
+/// The policy event of a decision on `call`: `[decision, rule, reason]`.
+fn policy_event<'a>(
+    cx: &'a TaskCx<'_>,
+    call: &'a ToolCall,
+    [decision, rule, reason]: [&'a str; 3],
+) -> Event<'a> {
+    Event::Policy {
+        agent: &cx.me().name,
+        task: cx.task(),
+        tool: &call.name,
+        decision,
+        rule,
+        reason,
+    }
+}
+
 enum Judged {
     Go,
     Denied(String),
@@ -228,26 +244,12 @@ async fn judge(
             .map_or(0, |d| d.as_secs())
     };
     let decided = |decision: &str, rule: &str, reason: &str| {
-        plan.observe(&Event::Policy {
-            agent: &me.name,
-            task: env.task.0,
-            tool: &call.name,
-            decision,
-            rule,
-            reason,
-        });
+        plan.observe(&policy_event(cx, call, [decision, rule, reason]));
     };
     // A decision to go ahead with a destructive call is on the record (synced to disk) before
     // the call runs; when it cannot be, the call is not made.
     let go = |decision: &'static str, rule: &'static str, reason: &str| {
-        let recorded = plan.observe_decision(&Event::Policy {
-            agent: &me.name,
-            task: env.task.0,
-            tool: &call.name,
-            decision,
-            rule,
-            reason,
-        });
+        let recorded = plan.observe_decision(&policy_event(cx, call, [decision, rule, reason]));
         match recorded {
             Ok(()) => Judged::Go,
             Err(e) => Judged::Unrecorded(format!(
