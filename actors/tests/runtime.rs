@@ -2288,32 +2288,39 @@ mod router {
         failed_saying(&report, "on_truncated: fail");
     }
 
-    /// A `Retry-After` longer than `max_retry_after` is not slept: the step escalates at once.
-    #[tokio::test(start_paused = true)]
-    async fn a_retry_after_beyond_the_cap_escalates_instead_of_sleeping() {
+    /// A local model allowed three attempts that always fails with `error`: asserts that the
+    /// step escalated to the frontier after one call (no retry) and one counted error.
+    async fn escalates_without_a_retry(error: fn() -> ModelError) {
         let calls = Arc::new(AtomicU32::new(0));
-        let seen_calls = Arc::clone(&calls);
-        let limited = FnModel(move |_: &ModelRequest<'_>| {
-            seen_calls.fetch_add(1, Ordering::SeqCst);
-            Err(ModelError::Http {
-                model: "local".into(),
-                status: 429,
-                kind: "rate_limit_error".into(),
-                message: "slow down".into(),
-                retry_after: Some(Duration::from_secs(600)),
-            })
+        let seen = Arc::clone(&calls);
+        let failing = FnModel(move |_: &ModelRequest<'_>| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            Err(error())
         });
         let mut spec = dollar_per_mtok().tier(Tier::Local, 50);
         spec.retry = Some(baton_topologies::RetrySpec {
             max_attempts: Some(3),
             ..Default::default()
         });
-        let started = tokio::time::Instant::now();
         let (answer, _, report) =
-            run_agent(AgentSpec::new(["local", "frontier"]), spec, limited, sure()).await;
+            run_agent(AgentSpec::new(["local", "frontier"]), spec, failing, sure()).await;
         assert_eq!(answer, "checkout is healthy");
         assert_eq!(calls.load(Ordering::SeqCst), 1, "not retried");
         assert_eq!(report.totals.model_errors, 1);
+    }
+
+    /// A `Retry-After` longer than `max_retry_after` is not slept: the step escalates at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_beyond_the_cap_escalates_instead_of_sleeping() {
+        let started = tokio::time::Instant::now();
+        escalates_without_a_retry(|| ModelError::Http {
+            model: "local".into(),
+            status: 429,
+            kind: "rate_limit_error".into(),
+            message: "slow down".into(),
+            retry_after: Some(Duration::from_secs(600)),
+        })
+        .await;
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "no 600 s sleep: {:?}",
@@ -2325,25 +2332,11 @@ mod router {
     /// generating the abandoned reply, and a retry would queue behind it): the step escalates.
     #[tokio::test(start_paused = true)]
     async fn a_local_timeout_escalates_instead_of_retrying() {
-        let calls = Arc::new(AtomicU32::new(0));
-        let seen = Arc::clone(&calls);
-        let stuck = FnModel(move |_: &ModelRequest<'_>| {
-            seen.fetch_add(1, Ordering::SeqCst);
-            Err(ModelError::Timeout {
-                model: "local".into(),
-                timeout_ms: 10_000,
-            })
-        });
-        let mut spec = dollar_per_mtok().tier(Tier::Local, 50);
-        spec.retry = Some(baton_topologies::RetrySpec {
-            max_attempts: Some(3),
-            ..Default::default()
-        });
-        let (answer, _, report) =
-            run_agent(AgentSpec::new(["local", "frontier"]), spec, stuck, sure()).await;
-        assert_eq!(answer, "checkout is healthy");
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "not retried");
-        assert_eq!(report.totals.model_errors, 1);
+        escalates_without_a_retry(|| ModelError::Timeout {
+            model: "local".into(),
+            timeout_ms: 10_000,
+        })
+        .await;
     }
 
     /// A model whose server counts half the tokens Baton's bytes-based estimate does: after two
