@@ -554,6 +554,51 @@ mod delegation {
         })
     }
 
+    /// The documented bound on delegation depth: in a chain of 70 agents each handing its task
+    /// down, the 64th hop is the last; the next delegation is refused with the reason, which the
+    /// answers carry back up — and every task of the chain still ends with one outcome.
+    #[tokio::test]
+    async fn delegation_stops_at_64_hops() {
+        const DEPTH: usize = 70;
+        let mut b = TopologyBuilder::new("chain")
+            .model("m", dollar_per_mtok())
+            .tool("echo", ToolSpec::custom());
+        for i in 0..DEPTH {
+            let mut agent = AgentSpec::new(["m"]);
+            if i + 1 < DEPTH {
+                agent = agent.children([format!("a{}", i + 1)]);
+            }
+            b = b.agent(format!("a{i}"), agent);
+        }
+        let t = b.build().expect("valid");
+        let model = FnModel(|r: &ModelRequest<'_>| {
+            let me: usize = r.agent[1..].parse().expect("a number");
+            Ok(if r.step == 1 && me + 1 < DEPTH {
+                call(
+                    r,
+                    "delegate",
+                    json!({"agent": format!("a{}", me + 1), "task": "go on"}),
+                )
+            } else {
+                let last = r
+                    .messages
+                    .last()
+                    .map_or(String::new(), |m| m.content.clone());
+                text(r, &last)
+            })
+        });
+        let (report, raw) = run_with(t, model, "go").await;
+        assert!(
+            raw.result
+                .text
+                .contains("delegation depth limit (64) reached"),
+            "{}",
+            raw.result.text
+        );
+        assert_eq!(report.tasks.len(), 65, "the root and 64 delegated tasks");
+        assert!(report.tasks.iter().all(|t| t.outcome.is_some()));
+    }
+
     #[tokio::test]
     async fn conservation_through_three_levels() {
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
