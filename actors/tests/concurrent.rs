@@ -846,6 +846,71 @@ mod supervision {
         run.account.check_conservation().expect("conserved");
     }
 
+    /// OTP's restart types and Baton's lazy activation under `one_for_all`, without forcing
+    /// every child eager: when `a` crashes, the running temporary sibling `t` is stopped and
+    /// stays stopped (a later task for it is refused, saying why), and the lazy sibling `z`,
+    /// never started, is left alone (no restart event); only `a` comes back.
+    #[tokio::test(start_paused = true)]
+    async fn temporary_siblings_stay_stopped_and_lazy_ones_are_left_alone() {
+        use baton_topologies::RestartType;
+        let topology = TopologyBuilder::new("t")
+            .model("m", priced())
+            .agent(
+                "lead",
+                AgentSpec::new(["m"])
+                    .children(["a", "t", "z"])
+                    .supervision(SupervisionSpec {
+                        strategy: Some(Strategy::OneForAll),
+                        max_restarts: Some(10),
+                        ..SupervisionSpec::default()
+                    }),
+            )
+            .agent("a", AgentSpec::new(["m"]).activation(Activation::Eager))
+            .agent(
+                "t",
+                AgentSpec::new(["m"])
+                    .activation(Activation::Eager)
+                    .restart(RestartType::Temporary),
+            )
+            .agent("z", AgentSpec::new(["m"]))
+            .build()
+            .expect("valid");
+        let model = slow(10, |r: &ModelRequest<'_>| {
+            Ok(match (r.agent, r.step, task_of(r).as_str()) {
+                ("lead", 1, "crash") => delegations(r, &[("a", "boom")]),
+                ("lead", 1, _) => delegations(r, &[("t", "after")]),
+                ("lead", _, _) => text(r, &observations(r)),
+                ("a", _, "boom") => panic!("a broke"),
+                _ => text(r, "ok"),
+            })
+        });
+        let log = Log::default();
+        let rt = Runtime::builder(topology)
+            .model("m", model)
+            .observer(log.clone())
+            .start()
+            .await
+            .expect("starts");
+        let first = rt.submit("crash", Budget::UNLIMITED).await.expect("runs");
+        assert!(
+            first.result.text.starts_with("`a` ended failed"),
+            "{}",
+            first.result.text
+        );
+        assert_eq!(
+            *log.0.lock().expect("log"),
+            ["restart a by lead"],
+            "t (temporary) is not restarted, z (lazy, never started) is not touched"
+        );
+        let later = rt.submit("use t", Budget::UNLIMITED).await.expect("runs");
+        assert_eq!(
+            later.result.text,
+            "`t` ended failed: `t` has stopped and is temporary: it is not restarted",
+            "a stopped temporary child takes no task"
+        );
+        rt.shutdown().await;
+    }
+
     /// A supervisor that gives up leaves no task without an outcome: every account of the run
     /// (the crashed children's, the one held when it gave up, the root's) ends with exactly one.
     #[tokio::test(start_paused = true)]
