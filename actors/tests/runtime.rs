@@ -220,6 +220,16 @@ mod loop_ {
             "{}",
             raw.result.text
         );
+        // And not stopped early: the budget was used until the next call's worst case no longer
+        // fitted in what was left ($1 per million tokens: the worst case is (prompt + 100) ×
+        // 1,000 nano-dollars, the prompt growing each step).
+        let left = 2_000_000 - report.totals.cost_nanousd;
+        let next_worst = (report.totals.tokens_in / report.totals.model_calls + 100) * 1_000;
+        assert!(
+            left < next_worst * 2,
+            "stopped with {left} left, where the next call needed about {next_worst}"
+        );
+        assert!(report.totals.steps >= 3, "{}", report.totals.steps);
     }
 
     #[tokio::test]
@@ -245,7 +255,20 @@ mod loop_ {
         });
         let (report, raw) = run_with(single(agent), model, "loop").await;
         assert_eq!(raw.result.outcome, Outcome::BudgetExceeded);
-        assert!(report.totals.tokens_in + report.totals.tokens_out <= 700);
+        let used = report.totals.tokens_in + report.totals.tokens_out;
+        assert!(used <= 700, "{used}");
+        // Not stopped early: what was left could not hold another call (prompt + 100 output).
+        let per_call = report.totals.tokens_in / report.totals.model_calls.max(1) + 100;
+        assert!(
+            700 - used < per_call * 2,
+            "stopped with {} tokens left",
+            700 - used
+        );
+        assert!(
+            report.totals.model_calls >= 2,
+            "{}",
+            report.totals.model_calls
+        );
     }
 
     #[tokio::test(start_paused = true)]
