@@ -653,10 +653,29 @@ mod tests {
             .expect("read")
             .expect_err("forged");
         assert_eq!(b.line, 3);
-        // Without the key the same forgery would pass: that is what the key is for.
+        // Without the key a keyed trail does not verify at all (its links are HMACs).
         assert!(
             verify(&p, None).expect("read").is_err(),
             "keyed records do not verify without the key"
+        );
+        // And on an unkeyed trail the same recomputed forgery passes: what the key is for.
+        let q = temp("unkeyed-forgery");
+        write(&q, 2, None);
+        let last: Value = serde_json::from_str(&lines(&q)[1]).expect("json");
+        let mut rec = fields(
+            json!({"seq": 3, "ts": "2026-11-24T00:00:00.000Z", "kind": "tool_call", "tool": "restart_service"}),
+        );
+        rec.insert("prev".into(), last["hash"].clone());
+        let prev = last["hash"].as_str().expect("hash").to_string();
+        let hash = digest(None, &prev, &Value::Object(rec.clone()).to_string());
+        rec.insert("hash".into(), Value::from(hash));
+        let mut all = lines(&q);
+        all.push(Value::Object(rec).to_string());
+        rewrite(&q, &all);
+        assert_eq!(
+            verify(&q, None).expect("read"),
+            Ok(3),
+            "undetectable without a key"
         );
     }
 
