@@ -398,3 +398,37 @@ fn router_decisions_are_counted_by_reason() {
         assert!(value(zero).is_none_or(|v| v == 0.0), "{zero}: {text}");
     }
 }
+
+/// Without a Prometheus server: a standing loop's series are born at zero — the skip reasons, the
+/// run outcomes, the breaker's trips — so a panel reads 0 rather than "No data", and the first
+/// increment is a visible rise to `rate()`.
+#[test]
+fn loop_series_are_born_at_zero() {
+    let port = free_port();
+    let topology = common::fast_ops_loop();
+    let mut baton = spawn_serving(topology.to_str().expect("utf-8"), &["--for", "1s"], port);
+    let lines = BufReader::new(baton.0.stdout.take().expect("stdout")).lines();
+    for line in lines {
+        let v: Value = serde_json::from_str(&line.expect("a line")).expect("JSON line");
+        if v.get("loops").is_some() {
+            break;
+        }
+    }
+    let text = get(port, "/metrics").expect("/metrics answers");
+    for series in [
+        r#"baton_loop_skipped_total{schedule="search-latency",reason="overlap"}"#,
+        r#"baton_loop_skipped_total{schedule="search-latency",reason="runtime_down"}"#,
+        r#"baton_loop_runs_total{schedule="search-latency",outcome="budget_exceeded"}"#,
+        r#"baton_loop_runs_total{schedule="checkout-latency",outcome="refused"}"#,
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(series) && l.ends_with(" 0")),
+            "{series} is not there at 0:\n{}",
+            text.lines()
+                .filter(|l| l.starts_with("baton_loop"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}

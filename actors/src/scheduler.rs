@@ -355,6 +355,23 @@ async fn run_loop(
         ..LoopSummary::default()
     };
     let clock = LoopClock::start();
+    // Every series of the loop is born at zero: a panel shows 0 rather than "No data", and the
+    // first increment is a visible rise to `rate()`.
+    for reason in ["overlap", "breaker", "runtime_down"] {
+        metrics::counter!("baton_loop_skipped_total", "schedule" => def.name.to_string(), "reason" => reason).absolute(0);
+    }
+    for outcome in baton_core::Outcome::ALL
+        .iter()
+        .map(|o| o.as_str())
+        .chain(["refused"])
+    {
+        metrics::counter!("baton_loop_runs_total", "schedule" => def.name.to_string(), "outcome" => outcome).absolute(0);
+    }
+    if def.breaker.is_some() {
+        metrics::counter!("baton_loop_breaker_trips_total", "schedule" => def.name.to_string())
+            .absolute(0);
+        metrics::gauge!("baton_loop_breaker_state", "schedule" => def.name.to_string()).set(0.0);
+    }
     // `every` runs at once, then every period; cron at its next time.
     let mut next = match &def.cadence {
         Cadence::Every(_) => Some(Instant::now()),

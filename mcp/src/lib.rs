@@ -206,6 +206,9 @@ impl McpServer {
             }
         }
         tracing::info!(server = %config.name, tools = listed.len(), "MCP server connected");
+        // Born at zero: the first restart is then a visible rise, and a panel shows 0, not
+        // "No data".
+        metrics::counter!("baton_mcp_restarts_total", "server" => config.name.clone()).absolute(0);
         Ok(Arc::new(McpServer {
             config,
             live: tokio::sync::Mutex::new(Live {
