@@ -47,6 +47,8 @@
 //! | [`topologies`] (`baton-topologies`) | the topology format, validation, the petgraph model, the builder |
 //! | [`actors`] (`baton-actors`) | the ractor runtime: conductor, agents, delegation, reports |
 
+pub mod metrics;
+
 pub use baton_actors as actors;
 pub use baton_core as core;
 pub use baton_topologies as topologies;
@@ -54,13 +56,17 @@ pub use serde_json;
 
 /// The names most programs need.
 pub mod prelude {
-    pub use baton_actors::{Event, Observer, RunReport, Runtime, RuntimeBuilder};
+    pub use baton_actors::{
+        ApprovalDecision, ApprovalRequest, Approver, Event, Observer, RunReport, Runtime,
+        RuntimeBuilder, RuntimeError,
+    };
     pub use baton_core::{
         Budget, Effect, Message, Model, ModelError, ModelRequest, ModelResponse, NanoUsd, Outcome,
         Role, ScriptedModel, TokenUsage, Tool, ToolCall, ToolError, Usd, async_trait, opt_str_arg,
-        str_arg,
+        parse_args, schema_for, str_arg,
     };
     pub use baton_topologies::{
-        AgentSpec, BudgetSpec, ModelSpec, ToolSpec, Topology, TopologyBuilder,
+        AgentSpec, BudgetSpec, ModelSpec, PolicySpec, ToolSpec, Topology, TopologyBuilder,
+        TopologyError,
     };
 }

@@ -501,9 +501,9 @@ async fn run(o: RunOptions) -> ExitCode {
         }
     }
     if let Some(addr) = metrics_addr {
-        let served = match serve::install() {
+        let served = match baton::metrics::install() {
             Ok(handle) => serve::serve(addr, handle).await,
-            Err(e) => Err(e),
+            Err(e) => Err(anyhow::Error::new(e).context("installing the Prometheus recorder")),
         };
         match served {
             Ok(bound) => eprintln!("metrics: http://{bound}/metrics"),

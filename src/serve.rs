@@ -1,11 +1,6 @@
-//! The binary's HTTP endpoints, on axum: `/metrics` (the Prometheus recorder, installed by the
-//! binary; libraries only emit) and the approval queue (`/approvals`).
-//!
-//! The `metrics` facade has integer counters only, so money is counted exactly as
-//! `baton_cost_nanousd_total`; the endpoint also renders `baton_cost_usd_total`, the same counter in
-//! dollars, computed from the integer at scrape time (no float is ever accumulated).
+//! The binary's HTTP endpoints, on axum: `/metrics` (the recorder of [`baton::metrics`]) and the
+//! approval queue (`/approvals`).
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,83 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use baton::actors::{AnswerError, ApprovalQueue};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-
-/// Seconds: from a tenth of a millisecond (a local or scripted call) to two minutes (a slow
-/// hosted model), 1-2.5-5 per decade.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0, 60.0, 120.0,
-];
-const CPU_BUCKETS: &[f64] = &[0.000_01, 0.000_1, 0.001, 0.01, 0.1, 1.0, 10.0];
-const RATIO_BUCKETS: &[f64] = &[0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0];
-/// Dollars per completed workflow, 1-2-5 per decade from $0.00001 to $10: a quantile read from
-/// them is within the bucket's width (at most 2.5×, and within ~25% where runs cluster).
-const COST_BUCKETS: &[f64] = &[
-    0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
-    0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
-];
-
-/// Installs the Prometheus recorder and describes every metric.
-pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full("baton_model_request_duration_seconds".into()),
-            LATENCY_BUCKETS,
-        )?
-        .set_buckets_for_metric(
-            Matcher::Full("baton_tool_duration_seconds".into()),
-            LATENCY_BUCKETS,
-        )?
-        .set_buckets_for_metric(Matcher::Full("baton_tool_cpu_seconds".into()), CPU_BUCKETS)?
-        .set_buckets_for_metric(
-            Matcher::Full("baton_token_estimate_ratio".into()),
-            RATIO_BUCKETS,
-        )?
-        .set_buckets_for_metric(
-            Matcher::Full("baton_workflow_cost_usd".into()),
-            COST_BUCKETS,
-        )?
-        .install_recorder()
-        .context("installing the Prometheus recorder")?;
-    baton::actors::describe_metrics();
-    Ok(handle)
-}
-
-/// The exposition text: the recorder's, plus `baton_cost_usd_total` derived from the exact
-/// nano-dollar counter.
-pub(crate) fn render(handle: &PrometheusHandle) -> String {
-    let mut text = handle.render();
-    let mut usd = String::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("baton_cost_nanousd_total") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(nanos) = value.parse::<u64>() else {
-            continue;
-        };
-        let _ = writeln!(
-            usd,
-            "baton_cost_usd_total{labels} {}.{:09}",
-            nanos / 1_000_000_000,
-            nanos % 1_000_000_000
-        );
-    }
-    if !usd.is_empty() {
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
-        text.push_str("# HELP baton_cost_usd_total Money booked in the ledger for model calls, in dollars (from baton_cost_nanousd_total).\n");
-        text.push_str("# TYPE baton_cost_usd_total counter\n");
-        text.push_str(&usd);
-    }
-    text
-}
 
 /// Binds `addr` and serves `GET /metrics` until the process ends. Returns the bound address.
 pub(crate) async fn serve(
@@ -116,7 +37,7 @@ pub(crate) async fn serve(
                         header::CONTENT_TYPE,
                         "text/plain; version=0.0.4; charset=utf-8",
                     )],
-                    render(&handle),
+                    baton::metrics::render(&handle),
                 )
             }),
         )
@@ -326,25 +247,6 @@ async fn answer_approval(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn usd_counter_is_derived_exactly() {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        metrics::with_local_recorder(&recorder, || {
-            metrics::counter!("baton_cost_nanousd_total", "agent" => "a", "model" => "m")
-                .increment(1_234_567_891);
-        });
-        let text = render(&handle);
-        assert!(
-            text.contains("# TYPE baton_cost_usd_total counter"),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"baton_cost_usd_total{agent="a",model="m"} 1.234567891"#),
-            "{text}"
-        );
-    }
 
     #[test]
     fn the_host_must_name_the_bound_loopback_address_and_tokens_compare_whole() {
