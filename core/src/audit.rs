@@ -632,13 +632,10 @@ mod tests {
         assert_eq!(verify(&p, None).expect("read").expect_err("forged").line, 6);
     }
 
-    #[test]
-    fn with_a_key_a_recomputed_forgery_is_caught() {
-        let p = temp("keyed");
-        write(&p, 2, Some(b"secret".to_vec()));
-        assert_eq!(verify(&p, Some(b"secret")).expect("read"), Ok(2));
-        // The forger appends a well-formed record, chained with plain SHA-256 (no key).
-        let last: Value = serde_json::from_str(&lines(&p)[1]).expect("json");
+    /// Appends to a two-record trail a well-formed third record whose hash the forger
+    /// recomputed with plain SHA-256 (no key).
+    fn forge_third_record(path: &Path) {
+        let last: Value = serde_json::from_str(&lines(path)[1]).expect("json");
         let mut rec = fields(
             json!({"seq": 3, "ts": "2026-11-24T00:00:00.000Z", "kind": "tool_call", "tool": "restart_service"}),
         );
@@ -646,9 +643,18 @@ mod tests {
         let prev = last["hash"].as_str().expect("hash").to_string();
         let hash = digest(None, &prev, &Value::Object(rec.clone()).to_string());
         rec.insert("hash".into(), Value::from(hash));
-        let mut all = lines(&p);
+        let mut all = lines(path);
         all.push(Value::Object(rec).to_string());
-        rewrite(&p, &all);
+        rewrite(path, &all);
+    }
+
+    #[test]
+    fn with_a_key_a_recomputed_forgery_is_caught() {
+        let p = temp("keyed");
+        write(&p, 2, Some(b"secret".to_vec()));
+        assert_eq!(verify(&p, Some(b"secret")).expect("read"), Ok(2));
+        // The forger appends a well-formed record, chained with plain SHA-256 (no key).
+        forge_third_record(&p);
         let b = verify(&p, Some(b"secret"))
             .expect("read")
             .expect_err("forged");
@@ -661,17 +667,7 @@ mod tests {
         // And on an unkeyed trail the same recomputed forgery passes: what the key is for.
         let q = temp("unkeyed-forgery");
         write(&q, 2, None);
-        let last: Value = serde_json::from_str(&lines(&q)[1]).expect("json");
-        let mut rec = fields(
-            json!({"seq": 3, "ts": "2026-11-24T00:00:00.000Z", "kind": "tool_call", "tool": "restart_service"}),
-        );
-        rec.insert("prev".into(), last["hash"].clone());
-        let prev = last["hash"].as_str().expect("hash").to_string();
-        let hash = digest(None, &prev, &Value::Object(rec.clone()).to_string());
-        rec.insert("hash".into(), Value::from(hash));
-        let mut all = lines(&q);
-        all.push(Value::Object(rec).to_string());
-        rewrite(&q, &all);
+        forge_third_record(&q);
         assert_eq!(
             verify(&q, None).expect("read"),
             Ok(3),

@@ -1,0 +1,236 @@
+//! `baton run FILE` without `--task`: the topology's standing loops, printed run by run until
+//! `--for` elapses or Ctrl-C / SIGTERM; and the signal handling the one-task run shares.
+
+use anyhow::Context;
+use baton::actors::{RunReport, Runtime};
+use baton::core::NanoUsd;
+use baton::topologies::Topology;
+
+use crate::print::{one_line, usd};
+
+/// Runs the topology's standing loops until `--for` elapses or Ctrl-C / SIGTERM, printing each run.
+pub(crate) async fn run_loops(
+    topology: Topology,
+    json: bool,
+    audit: Option<baton::core::audit::AuditLog>,
+    (run_for, grace): (Option<std::time::Duration>, std::time::Duration),
+    store: Option<std::sync::Arc<baton::actors::LoopStore>>,
+    approvals: Option<std::sync::Arc<baton::actors::ApprovalQueue>>,
+) -> anyhow::Result<RunReport> {
+    use baton::actors::LoopEvent;
+    let mut builder = Runtime::builder(topology.clone());
+    if let Some(q) = approvals {
+        builder = builder.approver(q);
+    }
+    if let Some(log) = audit {
+        builder = builder.observer(baton::actors::AuditObserver::new(log));
+    }
+    let runtime = std::sync::Arc::new(builder.start().await.context("starting the runtime")?);
+    let names: Vec<String> = topology
+        .schedules()
+        .iter()
+        .map(|s| format!("{} {}", s.name, s.cadence))
+        .collect();
+    if !json {
+        println!("▶ standing loops: {}", names.join(", "));
+    }
+    let stop = async move {
+        let interrupt = interrupted();
+        match run_for {
+            Some(d) => {
+                tokio::select! { () = tokio::time::sleep(d) => {}, () = interrupt => {} }
+            }
+            None => interrupt.await,
+        }
+    };
+    let on_event = move |e: &LoopEvent| match e {
+        LoopEvent::Ran {
+            schedule,
+            run,
+            report,
+            period_spent,
+            period_limit,
+            tick_ms,
+            resumes,
+            ..
+        } => {
+            let tick = i64::try_from(*tick_ms)
+                .ok()
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                .map(|t| format!("{t:.0}"));
+            if json {
+                let line = serde_json::json!({"schedule": schedule.to_string(), "run": run, "report": report,
+                        "period_spent_nanousd": period_spent.0, "period_limit_nanousd": period_limit.map(|l| l.0),
+                        "tick": tick, "resumes": resumes});
+                println!("{line}");
+            } else {
+                let limit = period_limit.map_or(String::new(), |l| format!(" of {}", usd(l)));
+                let resumed = resumes.map_or(String::new(), |n| format!(" (resumes run {n})"));
+                // The time it was due, UTC, to the second.
+                let at = tick.as_deref().and_then(|t| t.get(11..19)).unwrap_or("");
+                println!(
+                    "{at} [{schedule}] run {run}{resumed}: {} · {} · today {}{limit} · {}",
+                    report.outcome,
+                    usd(NanoUsd(report.totals.cost_nanousd)),
+                    usd(*period_spent),
+                    one_line(
+                        report
+                            .answer
+                            .as_deref()
+                            .or(report.error.as_deref())
+                            .unwrap_or(""),
+                        90
+                    )
+                );
+            }
+        }
+        LoopEvent::Skipped { schedule } if !json => {
+            println!("[{schedule}] tick skipped: the previous run is still going");
+        }
+        LoopEvent::Breaker {
+            schedule,
+            state,
+            reason,
+        } => {
+            if json {
+                let line = serde_json::json!({"schedule": schedule.to_string(), "breaker": state, "reason": reason});
+                println!("{line}");
+            } else {
+                let what = match state {
+                    baton::actors::BreakerState::Open => "⏸ spend breaker open, loop paused",
+                    baton::actors::BreakerState::HalfOpen => "◐ spend breaker half-open",
+                    _ => "▶ spend breaker closed, loop resumed",
+                };
+                println!("[{schedule}] {what}: {reason}");
+            }
+        }
+        LoopEvent::Resumed {
+            schedule,
+            runs_before,
+            period_spent,
+            interrupted,
+        } => {
+            if json {
+                let line = serde_json::json!({"schedule": schedule.to_string(), "resumed": {
+                        "runs_before": runs_before, "period_spent_nanousd": period_spent.0,
+                        "interrupted": interrupted}});
+                println!("{line}");
+            } else {
+                let lost = if interrupted.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; interrupted run(s) {:?} charged their worst case",
+                        interrupted
+                    )
+                };
+                println!(
+                    "[{schedule}] resumed after run {runs_before}: today {} so far{lost}",
+                    usd(*period_spent)
+                );
+            }
+        }
+        LoopEvent::NewPeriod { schedule } if !json => {
+            println!("[{schedule}] new budget period");
+        }
+        LoopEvent::Refused {
+            schedule,
+            run,
+            reason,
+        } => {
+            if json {
+                let line = serde_json::json!({"schedule": schedule.to_string(), "refused": {"run": run, "reason": reason}});
+                println!("{line}");
+            } else {
+                let which = run.map_or_else(|| "tick".to_string(), |n| format!("run {n}"));
+                println!(
+                    "[{schedule}] ✗ {which} refused, nothing charged: the runtime is down ({}); the loop stops",
+                    one_line(reason, 200)
+                );
+            }
+        }
+        _ => {}
+    };
+    let summaries = match store {
+        Some(store) => runtime
+            .run_schedules_durable(store, stop, grace, on_event)
+            .await
+            .context("standing loops")?,
+        None => runtime.run_schedules(stop, grace, on_event).await,
+    };
+    if json {
+        println!("{}", serde_json::json!({ "loops": summaries }));
+    } else {
+        for s in &summaries {
+            let breaker = if s.paused + s.breaker_trips > 0 {
+                format!(
+                    ", {} paused by the breaker ({} trip(s))",
+                    s.paused, s.breaker_trips
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "■ {}: {} run(s), {} skipped{breaker}, {}",
+                s.schedule,
+                s.runs,
+                s.skipped,
+                usd(NanoUsd(s.cost_nanousd))
+            );
+        }
+    }
+    if let Ok(rt) = std::sync::Arc::try_unwrap(runtime) {
+        rt.shutdown().await;
+    }
+    // A loop's exit code is 0: its runs' outcomes are in what it printed — unless the runtime
+    // went down, which stops every loop: then the process fails, saying why.
+    let down = summaries.iter().find_map(|s| s.runtime_down.clone());
+    if let Some(why) = &down {
+        eprintln!("error: the runtime is down, the standing loops stopped: {why}");
+    }
+    Ok(RunReport::from_ledger(
+        &baton::core::Account::root(0, "loops", None, None).snapshot(),
+        if down.is_some() {
+            baton::core::Outcome::Failed
+        } else {
+            baton::core::Outcome::Completed
+        },
+        None,
+        down,
+    ))
+}
+
+/// Completes when `signal` arrives (never, without one).
+#[cfg(unix)]
+async fn wait_for(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// A future that completes on Ctrl-C or SIGTERM. The handlers are installed when this is
+/// called (not when the future is first polled), so a signal that arrives meanwhile is not lost
+/// to the default action.
+pub(crate) fn interrupted() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        async move {
+            tokio::select! {
+                () = wait_for(term.as_mut()) => {}
+                () = wait_for(int.as_mut()) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

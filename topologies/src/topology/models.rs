@@ -1,0 +1,259 @@
+//! `models:` resolved and checked: prices (the topology's or the built-in table), retries, HTTP
+//! endpoints and keys, and each agent's ladder.
+
+use super::*;
+
+impl Validator<'_> {
+    /// Warns when the ladder puts a frontier or pricier model before a cheaper one: the router
+    /// tries models in ladder order.
+    pub(super) fn check_ladder(
+        &mut self,
+        name: &str,
+        a: &AgentSpec,
+        models: &BTreeMap<Arc<str>, ModelDef>,
+    ) {
+        let Some(first) = a.models.first().and_then(|m| models.get(m.as_str())) else {
+            return;
+        };
+        let probe = |m: &ModelDef| m.price.worst_case(1000, 1000);
+        let cheaper = a.models[1..]
+            .iter()
+            .filter_map(|m| models.get(m.as_str()))
+            .find(|m| {
+                (first.tier == Some(Tier::Frontier) && m.tier == Some(Tier::Local))
+                    || probe(m) < probe(first)
+            });
+        if let Some(c) = cheaper {
+            self.warn(
+                &[Seg::Key("agents"), Seg::Key(name), Seg::Key("models"), Seg::Item(&first.name)],
+                format!("`{}` comes first on `{name}`'s ladder but `{}` is cheaper: the router tries models in order", first.name, c.name),
+                Some(format!("put `{}` first (the ladder is cheapest first)", c.name)),
+            );
+        }
+        if a.min_confidence.is_some() && a.on_missing_confidence != Some(MissingConfidence::Accept)
+        {
+            let rungs = a.models.len();
+            for (i, m) in a.models.iter().enumerate() {
+                let Some(m) = models.get(m.as_str()) else {
+                    continue;
+                };
+                if m.tier == Some(Tier::Local) && !m.logprobs && i + 1 < rungs {
+                    self.warn(
+                        &[Seg::Key("agents"), Seg::Key(name), Seg::Key("min_confidence")],
+                        format!("`{name}` has `min_confidence`, but model `{}` says its server returns no token probabilities (`logprobs: false`): every answer of it will be set aside", m.name),
+                        Some("drop `min_confidence`, set `on_missing_confidence: accept`, or use a server that returns logprobs".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    pub(super) fn check_models(
+        &mut self,
+        models: &BTreeMap<String, ModelSpec>,
+        base: &Path,
+    ) -> BTreeMap<Arc<str>, ModelDef> {
+        let mut out = BTreeMap::new();
+        for (name, m) in models {
+            let at = |k: &'static str| [Seg::Key("models"), Seg::Key(name), Seg::Key(k)];
+            let rules = match (m.provider, &m.rules) {
+                (Provider::Scripted, None) => {
+                    self.report(
+                        &at("provider"),
+                        format!("scripted model `{name}` needs `rules:`"),
+                        Some("point `rules:` at a rules file".into()),
+                    );
+                    None
+                }
+                (Provider::Scripted, Some(r)) => {
+                    let p = base.join(r);
+                    if !p.is_file() {
+                        self.report(
+                            &at("rules"),
+                            format!("rules file `{}` not found", p.display()),
+                            Some("paths are relative to the topology file".into()),
+                        );
+                    }
+                    Some(p)
+                }
+                (_, Some(_)) => {
+                    self.report(
+                        &at("rules"),
+                        "`rules` applies to scripted models only".into(),
+                        None,
+                    );
+                    None
+                }
+                (_, None) => None,
+            };
+            self.check_http(name, m);
+            if m.faults.is_some() && m.provider != Provider::Scripted {
+                self.report(
+                    &at("faults"),
+                    "`faults` applies to scripted models only".into(),
+                    None,
+                );
+            }
+            self.check_faults(&[Seg::Key("models"), Seg::Key(name)], m.faults.as_ref());
+            if m.quality.is_some_and(|q| q > 100) {
+                self.report(
+                    &at("quality"),
+                    "`quality` is a score from 0 to 100".into(),
+                    None,
+                );
+            }
+            if m.timeout.is_some_and(|t| t.is_zero()) {
+                self.report(
+                    &at("timeout"),
+                    "`timeout` must be longer than zero".into(),
+                    None,
+                );
+            }
+            if let Some(w) = m.context_window
+                && w <= m.max_output_tokens
+            {
+                self.report(
+                    &at("context_window"),
+                    format!(
+                        "a context window of {w} tokens leaves no room for a prompt next to `max_output_tokens: {}`",
+                        m.max_output_tokens
+                    ),
+                    Some("the window holds the prompt and the completion: make it larger than max_output_tokens".into()),
+                );
+            }
+            if m.max_output_tokens == 0 {
+                self.report(
+                    &at("max_output_tokens"),
+                    "`max_output_tokens` must be at least 1".into(),
+                    None,
+                );
+            }
+            let wire = m.model.clone().unwrap_or_else(|| name.clone());
+            let (price, price_source) = match &m.price {
+                Some(p) => (
+                    Price::per_mtok(
+                        p.input.0,
+                        p.output.0,
+                        p.cached_input.map_or(p.input.0, |c| c.0),
+                    ),
+                    PriceSource::Topology,
+                ),
+                None => match baton_core::prices::builtin_price(&wire) {
+                    Some(p) if m.provider.is_http() => (p, PriceSource::BuiltIn),
+                    _ => {
+                        let hint = if m.provider.is_http() {
+                            format!(
+                                "the built-in price table (as of {}) does not know `{wire}`: add `price: {{ input: …, output: … }}` (dollars per million tokens)",
+                                baton_core::prices::PRICES_AS_OF
+                            )
+                        } else {
+                            "add `price: { input: …, output: … }` (dollars per million tokens)"
+                                .into()
+                        };
+                        self.report(
+                            &[Seg::Key("models"), Seg::Key(name)],
+                            format!("model `{name}` has no price"),
+                            Some(hint),
+                        );
+                        (Price::default(), PriceSource::Topology)
+                    }
+                },
+            };
+            let retry = m.retry.clone().unwrap_or_default();
+            if retry.max_attempts == Some(0) {
+                self.report(
+                    &at("retry"),
+                    "`retry.max_attempts` must be at least 1 (1 means no retry)".into(),
+                    None,
+                );
+            }
+            let retry = RetryPolicy {
+                max_attempts: retry
+                    .max_attempts
+                    .unwrap_or(if m.provider.is_http() { 3 } else { 1 })
+                    .max(1),
+                base_delay: retry.base_delay.unwrap_or(Duration::from_millis(500)),
+                max_delay: retry.max_delay.unwrap_or(Duration::from_secs(30)),
+                max_retry_after: retry.max_retry_after.unwrap_or(Duration::from_secs(60)),
+            };
+            let name: Arc<str> = name.as_str().into();
+            out.insert(
+                Arc::clone(&name),
+                ModelDef {
+                    name,
+                    provider: m.provider,
+                    rules,
+                    latency: m.latency,
+                    price,
+                    max_output_tokens: m.max_output_tokens,
+                    context_window: m.context_window,
+                    tier: m.tier,
+                    quality: m.quality.unwrap_or(100),
+                    timeout: m.timeout.unwrap_or(DEFAULT_MODEL_TIMEOUT),
+                    faults: m.faults.clone(),
+                    wire_model: wire,
+                    endpoint: m.endpoint.clone(),
+                    api_key: m.api_key.clone(),
+                    stream: m.stream.unwrap_or(false),
+                    connect_timeout: m.connect_timeout.unwrap_or(Duration::from_secs(10)),
+                    retry,
+                    price_source,
+                    tool_choice: m.tool_choice.unwrap_or_default(),
+                    null_content: m.null_content.unwrap_or_default(),
+                    logprobs: m
+                        .logprobs
+                        .unwrap_or(!matches!(m.provider, Provider::Anthropic)),
+                },
+            );
+        }
+        out
+    }
+
+    /// Keys that only make sense for HTTP providers, and their shape.
+    pub(super) fn check_http(&mut self, name: &str, m: &ModelSpec) {
+        let at = |k: &'static str| [Seg::Key("models"), Seg::Key(name), Seg::Key(k)];
+        if !m.provider.is_http() {
+            for (set, key) in [
+                (m.endpoint.is_some(), "endpoint"),
+                (m.api_key.is_some(), "api_key"),
+                (m.stream.is_some(), "stream"),
+                (m.model.is_some(), "model"),
+                (m.connect_timeout.is_some(), "connect_timeout"),
+            ] {
+                if set {
+                    self.report(
+                        &at(key),
+                        format!("`{key}` applies to `openai` and `anthropic` models only"),
+                        None,
+                    );
+                }
+            }
+            return;
+        }
+        if let Some(e) = &m.endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            self.report(
+                &at("endpoint"),
+                format!("endpoint `{e}` is not an http:// or https:// URL"),
+                None,
+            );
+        }
+        if let Some(k) = &m.api_key {
+            let ok = k
+                .strip_prefix("${")
+                .and_then(|r| r.strip_suffix('}'))
+                .is_some_and(|v| {
+                    !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                });
+            if !ok {
+                // Never echo the value: it may be a key pasted by mistake.
+                self.report_redacted(
+                    &at("api_key"),
+                    "secrets are given by reference, never inline".into(),
+                    Some("write `api_key: ${OPENAI_API_KEY}` and set the variable in the environment".into()),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! `schedules:` resolved and checked: cadences, budgets per run, hour and day, breakers.
+
+use super::*;
+
+impl Validator<'_> {
+    pub(super) fn check_schedules(&mut self, spec: &TopologySpec) -> Vec<ScheduleDef> {
+        let mut out = Vec::new();
+        for (name, s) in &spec.schedules {
+            let at = |k: &'static str| [Seg::Key("schedules"), Seg::Key(name), Seg::Key(k)];
+            let cadence = match (s.every, &s.cron) {
+                (Some(_), Some(_)) => {
+                    self.report(
+                        &at("cron"),
+                        "a schedule has `every` or `cron`, not both".into(),
+                        Some("keep the one that says when it should run".into()),
+                    );
+                    None
+                }
+                (None, None) => {
+                    self.report(
+                        &[Seg::Key("schedules"), Seg::Key(name)],
+                        "a schedule needs `every` or `cron`".into(),
+                        Some("e.g. `every: 5m`, or `cron: \"*/5 * * * *\"`".into()),
+                    );
+                    None
+                }
+                (Some(every), None) => {
+                    if every.is_zero() {
+                        self.report(
+                            &at("every"),
+                            "`every` must be longer than zero".into(),
+                            None,
+                        );
+                    }
+                    if s.timezone.is_some() {
+                        self.report(
+                            &at("timezone"),
+                            "`timezone` only applies to `cron`".into(),
+                            Some("`every` counts from the loop's start".into()),
+                        );
+                    }
+                    Some(Cadence::Every(every))
+                }
+                (None, Some(expr)) => match CronSchedule::parse(expr, s.timezone.as_deref()) {
+                    Ok(c) => Some(Cadence::Cron(c)),
+                    Err(e @ CadenceError::Zone { .. }) => {
+                        self.report(
+                            &at("timezone"),
+                            e.to_string(),
+                            Some("an IANA name such as `Europe/Paris` or `UTC`".into()),
+                        );
+                        None
+                    }
+                    Err(e @ CadenceError::Never(_)) => {
+                        self.report(
+                            &at("cron"),
+                            e.to_string(),
+                            Some(
+                                "no date has all its fields: check the day against the month"
+                                    .into(),
+                            ),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        self.report(
+                            &at("cron"),
+                            e.to_string(),
+                            Some(
+                                "five fields (minute hour day-of-month month day-of-week), \
+                                     or six with seconds first; e.g. `*/5 * * * *`"
+                                    .into(),
+                            ),
+                        );
+                        None
+                    }
+                },
+            };
+            if let (Some(j), Some(c)) = (s.jitter, &cadence)
+                && j >= c.min_gap()
+            {
+                self.report(
+                    &at("jitter"),
+                    format!(
+                        "`jitter` must be shorter than the time between runs ({})",
+                        baton_core::format_duration(c.min_gap())
+                    ),
+                    Some("a jitter as long as the period would let runs pile up".into()),
+                );
+            }
+            if s.task.trim().is_empty() {
+                self.report(&at("task"), "a schedule needs a task".into(), None);
+            }
+            if s.per_day_usd.is_some_and(|u| u.0 == NanoUsd::ZERO) {
+                self.report(
+                    &at("per_day_usd"),
+                    "a zero daily budget can never run".into(),
+                    None,
+                );
+            }
+            if s.per_hour_usd.is_some_and(|u| u.0 == NanoUsd::ZERO) {
+                self.report(
+                    &at("per_hour_usd"),
+                    "a zero hourly budget can never run".into(),
+                    None,
+                );
+            }
+            if let (Some(h), Some(d)) = (s.per_hour_usd, s.per_day_usd)
+                && h.0 > d.0
+            {
+                self.report(
+                    &at("per_hour_usd"),
+                    "`per_hour_usd` is more than `per_day_usd`".into(),
+                    Some(
+                        "the hourly limit could never bind: lower it, or raise the daily one"
+                            .into(),
+                    ),
+                );
+            }
+            let b = &s.budget;
+            if b.max_usd.is_some_and(|u| u.0 == NanoUsd::ZERO)
+                || b.max_steps == Some(0)
+                || b.max_tokens == Some(0)
+            {
+                self.report(&at("budget"), "limits must be more than zero".into(), None);
+            }
+            out.push(ScheduleDef {
+                name: name.as_str().into(),
+                cadence: cadence.unwrap_or(Cadence::Every(Duration::MAX)),
+                task: s.task.clone(),
+                budget: Budget {
+                    max_cost: b.max_usd.map(|u| u.0),
+                    max_tokens: b.max_tokens,
+                    max_steps: b.max_steps,
+                    max_wall: b.max_wall,
+                },
+                per_day: s.per_day_usd.map(|u| u.0),
+                per_hour: s.per_hour_usd.map(|u| u.0),
+                overlap: s.overlap.unwrap_or_default(),
+                jitter: s.jitter.unwrap_or_default(),
+                breaker: s.breaker.as_ref().map(|b| self.check_breaker(name, b)),
+                on_interrupted: s.on_interrupted.unwrap_or_default(),
+            });
+        }
+        out
+    }
+
+    pub(super) fn check_breaker(&mut self, name: &str, b: &crate::spec::BreakerSpec) -> BreakerDef {
+        let at = |k: &'static str| {
+            [
+                Seg::Key("schedules"),
+                Seg::Key(name),
+                Seg::Key("breaker"),
+                Seg::Key(k),
+            ]
+        };
+        if b.window.is_zero() {
+            self.report(
+                &at("window"),
+                "`window` must be longer than zero".into(),
+                None,
+            );
+        }
+        if b.cool_down.is_zero() {
+            self.report(
+                &at("cool_down"),
+                "`cool_down` must be longer than zero".into(),
+                None,
+            );
+        }
+        if b.max_usd.is_some_and(|u| u.0 == NanoUsd::ZERO) {
+            self.report(
+                &at("max_usd"),
+                "a zero limit would open the breaker after any spend".into(),
+                None,
+            );
+        }
+        if b.spike.is_some_and(|s| s < 2) {
+            self.report(
+                &at("spike"),
+                "`spike` must be at least 2".into(),
+                Some("it is a multiple of the median run's cost: 2 means twice as much".into()),
+            );
+        }
+        if b.max_usd.is_none() && b.spike.is_none() {
+            self.report(
+                &[Seg::Key("schedules"), Seg::Key(name), Seg::Key("breaker")],
+                "a breaker needs `max_usd`, `spike` or both".into(),
+                Some("e.g. `max_usd: 1` to pause when the window's spend passes $1".into()),
+            );
+        }
+        BreakerDef {
+            window: b.window,
+            max_cost: b.max_usd.map(|u| u.0),
+            spike: b.spike,
+            cool_down: b.cool_down,
+        }
+    }
+}
