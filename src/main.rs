@@ -628,23 +628,13 @@ async fn run_inner(
     }
     let runtime = builder.start().await.context("starting the runtime")?;
     let report = {
-        let run = runtime.run(task);
-        tokio::pin!(run);
+        let mut run = runtime.spawn(task);
         tokio::select! {
-            // The run first: its first poll registers the task, so that it can be cancelled.
-            biased;
             report = &mut run => report,
             () = interrupt => {
                 eprintln!("interrupted: cancelling the task");
-                loop {
-                    for id in runtime.tasks_in_flight() {
-                        runtime.cancel(id);
-                    }
-                    tokio::select! {
-                        report = &mut run => break report,
-                        () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
-                    }
-                }
+                run.cancel();
+                run.await
             }
         }
     }

@@ -11,6 +11,8 @@ pub struct ApprovalRequest {
     pub agent: String,
     /// Its task.
     pub task: u64,
+    /// The root task (the submitted task whose run this is; its trace id).
+    pub root: u64,
     /// The tool.
     pub tool: String,
     /// The arguments it would be called with.
@@ -82,6 +84,10 @@ pub struct ApprovalRecord {
     pub agent: String,
     /// Its task.
     pub task: u64,
+    /// The root task (the submitted task whose run this is); 0 in records written before it was
+    /// kept.
+    #[serde(default)]
+    pub root: u64,
     /// The tool.
     pub tool: String,
     /// The arguments.
@@ -360,6 +366,7 @@ impl Approver for ApprovalQueue {
                 .find(|r| same(r) && r.state == ApprovalState::Pending)
                 .map(|r| {
                     r.task = request.task;
+                    r.root = request.root;
                     r.id
                 });
             let (id, fresh) = match taken {
@@ -371,6 +378,7 @@ impl Approver for ApprovalQueue {
                         id,
                         agent: request.agent.clone(),
                         task: request.task,
+                        root: request.root,
                         tool: request.tool.clone(),
                         arguments: request.arguments.clone(),
                         requested_ms: crate::store::now_ms(),
@@ -415,6 +423,7 @@ mod tests {
         ApprovalRequest {
             agent: "ops".into(),
             task: 7,
+            root: 7,
             tool: "restart".into(),
             arguments: serde_json::json!({"service": "checkout-api"}),
             timeout,
@@ -435,6 +444,7 @@ mod tests {
                 id,
                 agent: "ops".into(),
                 task: 1,
+                root: 1,
                 tool: "restart".into(),
                 arguments: serde_json::json!({"service": "checkout-api"}),
                 requested_ms: hour_ago,

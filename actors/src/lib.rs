@@ -34,7 +34,7 @@ pub use breaker::BreakerState;
 pub use error::RuntimeError;
 pub use observer::{Event, Observer};
 pub use report::{AgentReport, ModelReport, RunReport, TaskBudgetEvent, TaskReport, Totals};
-pub use runtime::{Runtime, RuntimeBuilder, TaskRun};
+pub use runtime::{Runtime, RuntimeBuilder, TaskHandle, TaskRun};
 pub use scheduler::{HOUR, LoopEvent, LoopSummary, PERIOD};
 pub use store::{LoopState, LoopStore, RunRecord, StoreError};
 pub use telemetry::{METRICS, describe_metrics};

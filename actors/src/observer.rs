@@ -1,6 +1,7 @@
 //! Observing a run as it happens: every step, tool call, delegation and outcome.
 
 use baton_core::{NanoUsd, Outcome, TokenUsage};
+use serde_json::{Value, json};
 
 /// Something that happened in a run. Borrowed, so that observing costs nothing when nobody listens.
 #[derive(Debug)]
@@ -12,6 +13,9 @@ pub enum Event<'a> {
         agent: &'a str,
         /// Task id.
         task: u64,
+        /// The root task's id (the run's trace id): ties a delegated task's events to the task
+        /// that was submitted.
+        root: u64,
         /// Loop iteration, from 1.
         step: u32,
         /// Model that answered.
@@ -32,6 +36,9 @@ pub enum Event<'a> {
         agent: &'a str,
         /// Task id.
         task: u64,
+        /// The root task's id (the run's trace id): ties a delegated task's events to the task
+        /// that was submitted.
+        root: u64,
         /// The model whose answer was not good enough.
         model: &'a str,
         /// Why (`low confidence 42% < 70%`, `invalid tool call: ...`).
@@ -43,6 +50,9 @@ pub enum Event<'a> {
         agent: &'a str,
         /// Task id.
         task: u64,
+        /// The root task's id (the run's trace id): ties a delegated task's events to the task
+        /// that was submitted.
+        root: u64,
         /// Model that failed.
         model: &'a str,
         /// Why.
@@ -54,6 +64,9 @@ pub enum Event<'a> {
         agent: &'a str,
         /// Task id.
         task: u64,
+        /// The root task's id (the run's trace id): ties a delegated task's events to the task
+        /// that was submitted.
+        root: u64,
         /// Model.
         model: &'a str,
         /// The attempt about to be made (2 for the first retry).
@@ -67,6 +80,9 @@ pub enum Event<'a> {
         agent: &'a str,
         /// Task id.
         task: u64,
+        /// The root task's id (the run's trace id): ties a delegated task's events to the task
+        /// that was submitted.
+        root: u64,
         /// Tool name.
         tool: &'a str,
         /// The call's id (as the model gave it): pairs it with its observation when the calls
@@ -81,6 +97,9 @@ pub enum Event<'a> {
         agent: &'a str,
         /// Task id.
         task: u64,
+        /// The root task's id (the run's trace id): ties a delegated task's events to the task
+        /// that was submitted.
+        root: u64,
         /// Tool name.
         tool: &'a str,
         /// The id of the call this answers.
@@ -94,6 +113,9 @@ pub enum Event<'a> {
         agent: &'a str,
         /// Task id.
         task: u64,
+        /// The root task's id (the run's trace id): ties a delegated task's events to the task
+        /// that was submitted.
+        root: u64,
         /// Tool.
         tool: &'a str,
         /// `allowed`, `approved` or `denied`.
@@ -134,6 +156,9 @@ pub enum Event<'a> {
         agent: &'a str,
         /// Task id.
         task: u64,
+        /// The root task's id (the run's trace id): ties a delegated task's events to the task
+        /// that was submitted.
+        root: u64,
         /// `cut_off`, `rerouted to <agent>` or `rerouted to model <model>`.
         action: &'a str,
     },
@@ -143,11 +168,190 @@ pub enum Event<'a> {
         agent: &'a str,
         /// Task id.
         task: u64,
+        /// The root task's id (the run's trace id): ties a delegated task's events to the task
+        /// that was submitted.
+        root: u64,
         /// How.
         outcome: Outcome,
         /// The final answer or the reason it ended.
         detail: &'a str,
     },
+}
+
+impl Event<'_> {
+    /// The event as a record: its kind (`model_call`, `tool_call`, `tool_result`, `policy`,
+    /// `task_end`, ...) and its fields as JSON, as the audit trail and `baton serve`'s event
+    /// streams write them. Owned: it can be sent down a channel. Long texts (a tool's result, a
+    /// task's answer) are capped at 2,000 characters.
+    pub fn record(&self) -> (&'static str, Value) {
+        self.record_fields()
+    }
+
+    /// The root task (the submitted task whose run this is) the event belongs to; `None` for
+    /// events of the runtime itself (a restart, a breaker, a supervisor giving up).
+    pub fn root(&self) -> Option<u64> {
+        match self {
+            Event::Step { root, .. }
+            | Event::Escalated { root, .. }
+            | Event::ModelFailed { root, .. }
+            | Event::Retrying { root, .. }
+            | Event::ToolCall { root, .. }
+            | Event::Observation { root, .. }
+            | Event::Policy { root, .. }
+            | Event::BudgetAction { root, .. }
+            | Event::Finished { root, .. } => Some(*root),
+            Event::Restarted { .. } | Event::Breaker { .. } | Event::GaveUp { .. } => None,
+        }
+    }
+
+    fn record_fields(&self) -> (&'static str, Value) {
+        let (kind, fields) = match self {
+            Event::Step {
+                agent,
+                task,
+                root,
+                step,
+                model,
+                usage,
+                cost,
+                estimated,
+                truncated,
+            } => {
+                let mut f = json!({"agent": agent, "task": task, "root": root, "step": step, "model": model, "tokens_in": usage.input,
+                       "tokens_out": usage.output, "tokens_cached": usage.cached_input, "cost_nanousd": cost.0});
+                if *estimated {
+                    f["estimated"] = json!(true);
+                }
+                if *truncated {
+                    f["truncated"] = json!(true);
+                }
+                ("model_call", f)
+            }
+            Event::Escalated {
+                agent,
+                task,
+                root,
+                model,
+                reason,
+            } => (
+                "escalation",
+                json!({"agent": agent, "task": task, "root": root, "model": model, "reason": reason}),
+            ),
+            Event::ModelFailed {
+                agent,
+                task,
+                root,
+                model,
+                error,
+            } => (
+                "model_error",
+                json!({"agent": agent, "task": task, "root": root, "model": model, "error": error}),
+            ),
+            Event::Retrying {
+                agent,
+                task,
+                root,
+                model,
+                attempt,
+                delay,
+            } => (
+                "model_retry",
+                json!({"agent": agent, "task": task, "root": root, "model": model, "attempt": attempt, "delay_ms": delay.as_millis() as u64}),
+            ),
+            Event::ToolCall {
+                agent,
+                task,
+                root,
+                tool,
+                call,
+                arguments,
+            } => (
+                "tool_call",
+                json!({"agent": agent, "task": task, "root": root, "tool": tool, "call": call, "arguments": arguments}),
+            ),
+            Event::Observation {
+                agent,
+                task,
+                root,
+                tool,
+                call,
+                text,
+            } => {
+                let outcome = if text.starts_with("denied by policy") {
+                    "denied"
+                } else if text.starts_with("error") {
+                    "error"
+                } else {
+                    "ok"
+                };
+                (
+                    "tool_result",
+                    json!({"agent": agent, "task": task, "root": root, "tool": tool, "call": call, "outcome": outcome, "result": cap(text)}),
+                )
+            }
+            Event::Policy {
+                agent,
+                task,
+                root,
+                tool,
+                decision,
+                rule,
+                reason,
+            } => (
+                "policy",
+                json!({"agent": agent, "task": task, "root": root, "tool": tool, "decision": decision, "rule": rule, "reason": reason}),
+            ),
+            Event::Restarted {
+                agent,
+                supervisor,
+                reason,
+            } => (
+                "restart",
+                json!({"agent": agent, "supervisor": supervisor, "reason": reason}),
+            ),
+            Event::Breaker {
+                schedule,
+                state,
+                reason,
+            } => (
+                "breaker",
+                json!({"schedule": schedule, "state": state, "reason": reason}),
+            ),
+            Event::GaveUp { supervisor, reason } => (
+                "escalation",
+                json!({"supervisor": supervisor, "reason": reason}),
+            ),
+            Event::BudgetAction {
+                agent,
+                task,
+                root,
+                action,
+            } => (
+                "budget",
+                json!({"agent": agent, "task": task, "root": root, "action": action}),
+            ),
+            Event::Finished {
+                agent,
+                task,
+                root,
+                outcome,
+                detail,
+            } => (
+                "task_end",
+                json!({"agent": agent, "task": task, "root": root, "outcome": outcome, "detail": cap(detail)}),
+            ),
+        };
+        (kind, fields)
+    }
+}
+
+/// A text capped at 2,000 characters (an ellipsis marks the cut).
+fn cap(s: &str) -> String {
+    if s.chars().count() > 2000 {
+        format!("{}…", s.chars().take(2000).collect::<String>())
+    } else {
+        s.to_string()
+    }
 }
 
 /// Receives [`Event`]s. Called inline on the agent's actor: keep it quick.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use baton_core::{Account, Budget, Envelope, Model, Outcome, Tool};
+use baton_core::{Account, Budget, Envelope, Model, Outcome, TaskId, Tool};
 use baton_topologies::Topology;
 use ractor::{Actor, ActorRef, MessagingErr};
 use tokio::sync::oneshot;
@@ -78,18 +78,21 @@ impl RuntimeBuilder {
                 what: "conductor".into(),
                 message: e.to_string(),
             })?;
-        Ok(Runtime {
+        Ok(Runtime(Arc::new(Inner {
             workflow_cost: metrics::histogram!("baton_workflow_cost_usd", "topology" => self.topology.name().to_string()),
             user: Arc::from("user"),
             conductor,
-            handle,
+            handle: tokio::sync::Mutex::new(Some(handle)),
             plan,
             topology: self.topology,
-        })
+        })))
     }
 }
 
 /// A running topology: submit tasks, read reports, shut down.
+///
+/// A cheap handle: clones share the one runtime (its agents, ledger and observers), so that
+/// many callers (request handlers, loops) can submit to it at once. Tasks run concurrently.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -103,13 +106,17 @@ impl RuntimeBuilder {
 /// runtime.shutdown().await;
 /// # Ok(()) }
 /// ```
-pub struct Runtime {
+#[derive(Clone)]
+pub struct Runtime(Arc<Inner>);
+
+struct Inner {
     workflow_cost: metrics::Histogram,
     /// The sender of root tasks, allocated once.
     user: Arc<str>,
     conductor: ActorRef<ConductorMsg>,
     plan: Arc<Plan>,
-    handle: JoinHandle<()>,
+    /// The conductor's task, taken by the first `shutdown`.
+    handle: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     topology: Topology,
 }
 
@@ -163,7 +170,7 @@ impl Runtime {
 
     /// The topology this runtime runs.
     pub fn topology(&self) -> &Topology {
-        &self.topology
+        &self.0.topology
     }
 
     /// Runs one task under the root agent's budget and returns its report.
@@ -185,33 +192,23 @@ impl Runtime {
         budget: Budget,
     ) -> Result<RunReport, RuntimeError> {
         let run = self.submit(task, budget).await?;
-        let snapshot = run.account.snapshot();
-        let (answer, error) = match run.result.outcome {
-            Outcome::Completed => (Some(run.result.text), None),
-            _ => (None, Some(run.result.text)),
-        };
-        Ok(RunReport::from_ledger(
-            &snapshot,
-            run.result.outcome,
-            answer,
-            error,
-        ))
+        Ok(self.report(run))
     }
 
     /// Root tasks submitted and not yet ended: running, or waiting for a running slot.
     pub fn in_flight(&self) -> usize {
-        self.plan.tasks.len()
+        self.0.plan.tasks.len()
     }
 
     /// Root tasks an agent holds right now, with their ids.
-    pub fn tasks_in_flight(&self) -> Vec<u64> {
-        self.plan.tasks.iter().map(|e| e.key().0).collect()
+    pub fn tasks_in_flight(&self) -> Vec<TaskId> {
+        self.0.plan.tasks.iter().map(|e| *e.key()).collect()
     }
 
-    /// Cancels a root task (by id) and its whole subtree; it ends `cancelled`. Returns whether the
-    /// task was in flight.
-    pub fn cancel(&self, task: u64) -> bool {
-        match self.plan.tasks.get(&baton_core::TaskId(task)) {
+    /// Cancels a root task (by id) and its whole subtree; it ends `cancelled`, its reservations
+    /// released. Returns whether the task was in flight.
+    pub fn cancel(&self, task: TaskId) -> bool {
+        match self.0.plan.tasks.get(&task) {
             Some(e) => {
                 e.value().cancel();
                 true
@@ -254,7 +251,7 @@ impl Runtime {
 
     /// Passes an event to the runtime's observers (the audit trail among them).
     pub(crate) fn observe(&self, event: &crate::observer::Event<'_>) {
-        self.plan.observe(event);
+        self.0.plan.observe(event);
     }
 
     /// The root envelope and account of a task; the account opened under `parent` when given
@@ -265,8 +262,12 @@ impl Runtime {
         budget: Budget,
         parent: Option<&Account>,
     ) -> (Envelope<String>, Account) {
-        let root = &self.plan.agents[self.plan.root];
-        let envelope = Envelope::root(Arc::clone(&self.user), budget.tightest(&root.budget), task);
+        let root = &self.0.plan.agents[self.0.plan.root];
+        let envelope = Envelope::root(
+            Arc::clone(&self.0.user),
+            budget.tightest(&root.budget),
+            task,
+        );
         let account = match parent {
             Some(p) => p.open_child(
                 envelope.task.0,
@@ -287,12 +288,12 @@ impl Runtime {
     /// Why the runtime takes no more tasks, when it is down: its conductor gave up on the root
     /// agent (every later submission is refused with this reason).
     pub fn down(&self) -> Option<&str> {
-        self.plan.gave_up.get().map(String::as_str)
+        self.0.plan.gave_up.get().map(String::as_str)
     }
 
     /// Completes when the runtime goes down (see [`Runtime::down`]).
     pub async fn gone_down(&self) {
-        self.plan.down.cancelled().await;
+        self.0.plan.down.cancelled().await;
     }
 
     /// Runs a prepared task to its result.
@@ -301,14 +302,14 @@ impl Runtime {
         envelope: Envelope<String>,
         account: Account,
     ) -> Result<TaskRun, RuntimeError> {
-        if let Some(why) = self.plan.gave_up.get() {
+        if let Some(why) = self.0.plan.gave_up.get() {
             account.end(Outcome::Failed, why.clone());
             return Err(RuntimeError::ConductorDown(why.clone()));
         }
-        let root = &self.plan.agents[self.plan.root];
+        let root = &self.0.plan.agents[self.0.plan.root];
         let id = envelope.task;
-        self.plan.tasks.insert(id, account.clone());
-        let _listed = Unlist(&self.plan, id);
+        self.0.plan.tasks.insert(id, account.clone());
+        let _listed = Unlist(&self.0.plan, id);
         let guard = CancelOnDrop(Some(account.clone()));
         loop {
             let (tx, rx) = oneshot::channel();
@@ -318,7 +319,7 @@ impl Runtime {
             });
             let msg = AgentMsg::Run(assignment, tx);
             // Straight to the root agent; through the conductor only when it is not running.
-            let undelivered = match self.plan.root_agent() {
+            let undelivered = match self.0.plan.root_agent() {
                 Some(agent) => match agent.send_message(msg) {
                     Ok(()) => None,
                     Err(MessagingErr::SendErr(msg)) => Some(msg),
@@ -328,11 +329,13 @@ impl Runtime {
             };
             if let Some(msg) = undelivered
                 && self
+                    .0
                     .conductor
                     .send_message(ConductorMsg::Deliver(msg))
                     .is_err()
             {
                 let why = self
+                    .0
                     .plan
                     .gave_up
                     .get()
@@ -346,7 +349,7 @@ impl Runtime {
                 Ok(result) => {
                     drop(guard.disarm());
                     if result.outcome == Outcome::Completed {
-                        self.workflow_cost.record(account.spent().as_usd_f64());
+                        self.0.workflow_cost.record(account.spent().as_usd_f64());
                     }
                     return Ok(TaskRun { result, account });
                 }
@@ -355,7 +358,7 @@ impl Runtime {
                 Err(_)
                     if !account.was_started()
                         && !account.is_cancelled()
-                        && self.plan.gave_up.get().is_none() =>
+                        && self.0.plan.gave_up.get().is_none() =>
                 {
                     tokio::task::yield_now().await;
                 }
@@ -364,7 +367,7 @@ impl Runtime {
                     let why = account
                         .end_reason()
                         .map(str::to_string)
-                        .or_else(|| self.plan.gave_up.get().cloned())
+                        .or_else(|| self.0.plan.gave_up.get().cloned())
                         .or_else(|| account.crash_reason())
                         .unwrap_or_else(|| "the root agent stopped while it held the task".into());
                     if account.end(Outcome::Failed, why.clone()) {
@@ -382,9 +385,118 @@ impl Runtime {
         }
     }
 
-    /// Stops the conductor and every agent, and waits for them.
-    pub async fn shutdown(self) {
-        self.conductor.stop(None);
-        let _ = self.handle.await;
+    /// Starts a task and returns its handle at once, as `tokio::spawn` does: the handle gives
+    /// its id, cancels it, and is awaited for its report. Dropping the handle does not cancel the
+    /// task (it runs to its end, as a detached tokio task does); [`TaskHandle::cancel`] does.
+    ///
+    /// ```no_run
+    /// # async fn demo(runtime: baton_actors::Runtime) -> Result<(), baton_actors::RuntimeError> {
+    /// let handle = runtime.spawn("p99 latency of checkout doubled at 14:05");
+    /// println!("task {} started", handle.id());
+    /// let report = handle.await?;
+    /// println!("{:?}", report.outcome);
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn(&self, task: impl Into<String>) -> TaskHandle {
+        self.spawn_with(task, Budget::UNLIMITED, None)
+    }
+
+    /// Starts a task under `budget` (tightened by the root agent's own), its account opened under
+    /// `parent` when given (a batch's or a service's budget: the parent's limits apply too, and
+    /// its spend includes the task's). Returns its handle at once; see [`Runtime::spawn`].
+    pub fn spawn_with(
+        &self,
+        task: impl Into<String>,
+        budget: Budget,
+        parent: Option<&Account>,
+    ) -> TaskHandle {
+        let (envelope, account) = self.prepare(task.into(), budget, parent);
+        let id = envelope.task;
+        // Listed before the handle returns, so that `cancel(handle.id())` finds it at once.
+        self.0.plan.tasks.insert(id, account.clone());
+        let runtime = self.clone();
+        let ledger = account.clone();
+        let join = tokio::spawn(async move {
+            let run = runtime.submit_prepared(envelope, account).await?;
+            Ok(runtime.report(run))
+        });
+        TaskHandle {
+            id,
+            account: ledger,
+            join,
+        }
+    }
+
+    /// The report of a finished task.
+    fn report(&self, run: TaskRun) -> RunReport {
+        let snapshot = run.account.snapshot();
+        let (answer, error) = match run.result.outcome {
+            Outcome::Completed => (Some(run.result.text), None),
+            _ => (None, Some(run.result.text)),
+        };
+        RunReport::from_ledger(&snapshot, run.result.outcome, answer, error)
+    }
+
+    /// Stops the conductor and every agent, and waits for them. Works on a shared handle: every
+    /// clone may call it; the first stops the runtime, and all return once it has stopped.
+    /// Tasks still running end `cancelled`.
+    pub async fn shutdown(&self) {
+        self.0.conductor.stop(None);
+        let mut handle = self.0.handle.lock().await;
+        if let Some(h) = handle.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+/// A task started with [`Runtime::spawn`]: its id, a way to cancel it, and (awaited) its report.
+///
+/// A cancelled task still yields its report (outcome `cancelled`). Awaiting fails only when the
+/// runtime is down ([`RuntimeError::ConductorDown`]) or the task's driver panicked.
+#[must_use = "a task handle does nothing unless awaited (the task runs either way)"]
+pub struct TaskHandle {
+    id: TaskId,
+    account: Account,
+    join: JoinHandle<Result<RunReport, RuntimeError>>,
+}
+
+impl TaskHandle {
+    /// The task's id (its trace id too: every event of its subtree carries it as `root`).
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Cancels the task and its whole subtree: it ends `cancelled` (unless it already ended),
+    /// its reservations released; the handle still yields the report.
+    pub fn cancel(&self) {
+        self.account.cancel();
+    }
+
+    /// Whether the task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+
+    /// The task's account: its spend so far, live (the report has the final figures).
+    pub fn account(&self) -> &Account {
+        &self.account
+    }
+}
+
+impl std::future::Future for TaskHandle {
+    type Output = Result<RunReport, RuntimeError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.join)
+            .poll(cx)
+            .map(|r| match r {
+                Ok(r) => r,
+                Err(e) => Err(RuntimeError::ConductorDown(format!(
+                    "the task's driver stopped: {e}"
+                ))),
+            })
     }
 }

@@ -152,6 +152,7 @@ pub(crate) async fn call_ladder(
                     plan.observe(&Event::BudgetAction {
                         agent: &me.name,
                         task: env.task.0,
+                        root: env.trace.0,
                         action: &action,
                     });
                     return Ok(Ok((r, i)));
@@ -181,6 +182,7 @@ pub(crate) fn escalated(cx: &TaskCx<'_>, model: &str, reason: &str) {
     cx.observe(&Event::Escalated {
         agent: &cx.me().name,
         task: cx.task(),
+        root: cx.env.trace.0,
         model,
         reason,
     });
@@ -266,6 +268,7 @@ async fn attempt(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]) 
         plan.observe(&Event::Retrying {
             agent: &me.name,
             task: env.task.0,
+            root: env.trace.0,
             model: &rung.name,
             attempt: tries,
             delay,
@@ -378,6 +381,7 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
             plan.observe(&Event::Step {
                 agent: &me.name,
                 task: env.task.0,
+                root: env.trace.0,
                 step,
                 model: &rung.name,
                 usage: &response.usage,
@@ -412,6 +416,7 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
             plan.observe(&Event::ModelFailed {
                 agent: &me.name,
                 task: env.task.0,
+                root: env.trace.0,
                 model: &rung.name,
                 error: &error,
             });
@@ -439,6 +444,7 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
     plan.observe(&Event::ModelFailed {
         agent: &me.name,
         task: env.task.0,
+        root: env.trace.0,
         model: &rung.name,
         error: &msg,
     });

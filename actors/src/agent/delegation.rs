@@ -71,6 +71,7 @@ pub(crate) async fn delegate(cx: &TaskCx<'_>, call: &ToolCall) -> Result<String,
                     plan.observe(&Event::BudgetAction {
                         agent: &name,
                         task: env.task.0,
+                        root: env.trace.0,
                         action: &action,
                     });
                     let mut budget = plan.agents[me.children[fb].1].budget.clone();
@@ -96,6 +97,7 @@ pub(crate) async fn delegate(cx: &TaskCx<'_>, call: &ToolCall) -> Result<String,
                     plan.observe(&Event::BudgetAction {
                         agent: &name,
                         task: env.task.0,
+                        root: env.trace.0,
                         action: "cut_off",
                     });
                     child_account.cancel();

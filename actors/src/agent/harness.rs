@@ -208,6 +208,7 @@ fn policy_event<'a>(
     Event::Policy {
         agent: &cx.me().name,
         task: cx.task(),
+        root: cx.env.trace.0,
         tool: &call.name,
         decision,
         rule,
@@ -290,6 +291,7 @@ async fn judge(
             let request = crate::approval::ApprovalRequest {
                 agent: me.name.to_string(),
                 task: env.task.0,
+                root: env.trace.0,
                 tool: call.name.clone(),
                 arguments: arguments.clone(),
                 timeout: plan.policy.approval_timeout,

@@ -370,6 +370,7 @@ fn admit(shared: &Arc<AgentShared>, assignment: Assignment, reply: Reply) {
         shared.plan.observe(&Event::Finished {
             agent: &me.name,
             task: assignment.envelope.task.0,
+            root: assignment.envelope.trace.0,
             outcome: Outcome::Busy,
             detail: &why,
         });
@@ -442,6 +443,7 @@ async fn worker(shared: Arc<AgentShared>, assignment: Assignment, reply: Reply) 
     shared.plan.observe(&Event::Finished {
         agent: &me.name,
         task,
+        root: envelope.trace.0,
         outcome: result.outcome,
         detail: &result.text,
     });

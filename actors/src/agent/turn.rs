@@ -179,6 +179,7 @@ async fn one_call(cx: &TaskCx<'_>, call: &ToolCall) -> Result<Observed, Stop> {
     cx.observe(&Event::ToolCall {
         agent: &me.name,
         task: cx.task(),
+        root: cx.env.trace.0,
         tool: &call.name,
         call: &call.id,
         arguments: &call.arguments,
@@ -210,6 +211,7 @@ async fn one_call(cx: &TaskCx<'_>, call: &ToolCall) -> Result<Observed, Stop> {
     cx.observe(&Event::Observation {
         agent: &me.name,
         task: cx.task(),
+        root: cx.env.trace.0,
         tool: &call.name,
         call: &call.id,
         text: &observed.0,
