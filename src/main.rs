@@ -20,6 +20,7 @@ mod loops;
 mod otel;
 mod print;
 mod serve;
+mod service;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,6 +52,10 @@ struct Cli {
 enum Command {
     /// Run a topology: on one task (`--task`), or its standing loops (`schedules:`).
     Run(RunOptions),
+    /// Run a topology as a service: tasks submitted over HTTP (`POST /v1/tasks`) and its
+    /// standing loops, concurrently on one runtime, with live event streams, the approval queue,
+    /// `/metrics` and a web console at `/`. SIGTERM or Ctrl-C drains it.
+    Serve(ServeOptions),
     /// Check topology files (YAML or TOML); exit 0 when all are valid, 1 on errors.
     Validate {
         /// The files.
@@ -216,6 +221,23 @@ fn main() -> ExitCode {
                 }
             };
             let code = runtime.block_on(run(options));
+            if let Some(flush) = otel {
+                flush();
+            }
+            code
+        }
+        Command::Serve(options) => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let code = runtime.block_on(serve_command(options));
             if let Some(flush) = otel {
                 flush();
             }
@@ -451,6 +473,66 @@ struct RunOptions {
     /// final values.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "metrics_addr")]
     linger: Option<std::time::Duration>,
+}
+
+#[derive(clap::Args)]
+struct ServeOptions {
+    /// The topology file (YAML or TOML).
+    file: PathBuf,
+    /// Where to listen. A non-loopback address needs BATON_TOKEN (every request then carries
+    /// `Authorization: Bearer <token>`; with a loopback address the token is optional).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// Keep the served tasks and their reports, the topology budget's spend, the approval queue
+    /// and the loops' state in this file: a restarted server still answers for finished tasks,
+    /// and tasks it was running end `interrupted`, charged their worst case.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Append every model call, tool call, policy decision and outcome to this hash-chained
+    /// audit trail.
+    #[arg(long, value_name = "FILE")]
+    audit: Option<PathBuf>,
+    /// On SIGTERM or Ctrl-C: how long running tasks may take to end before they are cancelled
+    /// (default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    grace: Option<std::time::Duration>,
+}
+
+async fn serve_command(o: ServeOptions) -> ExitCode {
+    let topology = match Topology::from_path(&o.file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprint!("{}", e.render());
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    if !topology.warnings().is_empty() {
+        eprint!("{}", topology.render_warnings());
+    }
+    let audit = match o
+        .audit
+        .map(|p| baton::core::audit::AuditLog::open(&p))
+        .transpose()
+    {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: audit trail: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let options = service::Options {
+        addr: o.addr,
+        state: o.state,
+        audit,
+        grace: o.grace.unwrap_or(std::time::Duration::from_secs(30)),
+    };
+    match service::serve(topology, options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
 }
 
 async fn run(o: RunOptions) -> ExitCode {

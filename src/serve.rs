@@ -72,7 +72,7 @@ pub(crate) async fn serve_approvals(
         .await
         .with_context(|| format!("binding the approvals endpoint on {addr}"))?;
     let bound = listener.local_addr()?;
-    let guard = Arc::new(Guard { token, bound });
+    let guard = Arc::new(Guard::new(token, bound));
     let app = Router::new()
         .route("/approvals", get(list_approvals))
         .route("/approvals/{id}/{verb}", post(answer_approval))
@@ -108,13 +108,33 @@ fn spawn_server(listener: TcpListener, app: Router) {
     });
 }
 
-/// What the approvals endpoint checks before any route.
-struct Guard {
+/// What an endpoint that acts (approvals, `baton serve`'s API) checks before any route: the
+/// `Host` (DNS rebinding), the bearer token, and for a request that changes something its
+/// `Origin` (cross-site requests) and, for a POST, `Content-Type: application/json` (a form or
+/// `text/plain` fetch cannot send it without a CORS preflight, which is never granted).
+pub(crate) struct Guard {
     token: Option<String>,
     bound: SocketAddr,
+    /// Paths served without the token (still Host-checked): pages and probes that reveal nothing.
+    public: &'static [&'static str],
 }
 
 impl Guard {
+    /// A guard for an endpoint bound to `bound`, with the bearer `token` (if any).
+    pub(crate) fn new(token: Option<String>, bound: SocketAddr) -> Guard {
+        Guard {
+            token,
+            bound,
+            public: &[],
+        }
+    }
+
+    /// The same, serving `paths` without the token.
+    pub(crate) fn with_public(mut self, paths: &'static [&'static str]) -> Guard {
+        self.public = paths;
+        self
+    }
+
     /// Whether `host` (a `Host` header) names the bound address: the address itself, or a
     /// loopback name for it. On a non-loopback bind (which needs a token) any host is accepted.
     fn host_ok(&self, host: Option<&str>) -> bool {
@@ -147,7 +167,7 @@ impl Guard {
     }
 }
 
-async fn guarded(
+pub(crate) async fn guarded(
     State(guard): State<Arc<Guard>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -160,23 +180,34 @@ async fn guarded(
             "the Host header does not name this endpoint (a DNS-rebinding page?)",
         );
     }
-    if !guard.token_ok(text(header::AUTHORIZATION)) {
-        return json_error(StatusCode::UNAUTHORIZED, "a bearer token is required");
+    let public = guard.public.contains(&request.uri().path());
+    if !public && !guard.token_ok(text(header::AUTHORIZATION)) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(serde_json::json!({ "error": "a bearer token is required (Authorization: Bearer <token>)" })),
+        )
+            .into_response();
     }
-    if request.method() == axum::http::Method::POST {
-        if let Some(origin) = text(header::ORIGIN) {
-            let host = text(header::HOST).unwrap_or("");
-            let same = origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                .is_some_and(|o| o.eq_ignore_ascii_case(host));
-            if !same {
-                return json_error(
-                    StatusCode::FORBIDDEN,
-                    format!("a request from another origin ({origin}) cannot answer approvals"),
-                );
-            }
+    let method = request.method();
+    let changes = !matches!(
+        *method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if changes && let Some(origin) = text(header::ORIGIN) {
+        let host = text(header::HOST).unwrap_or("");
+        let same = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|o| o.eq_ignore_ascii_case(host));
+        if !same {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                format!("a request from another origin ({origin}) is refused"),
+            );
         }
+    }
+    if method == axum::http::Method::POST {
         let json = text(header::CONTENT_TYPE).is_some_and(|c| {
             c.split(';')
                 .next()
@@ -185,14 +216,14 @@ async fn guarded(
         if !json {
             return json_error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "answers are sent as Content-Type: application/json",
+                "requests are sent as Content-Type: application/json",
             );
         }
     }
     next.run(request).await
 }
 
-fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+pub(crate) fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (
         status,
         Json(serde_json::json!({ "error": message.to_string() })),
@@ -200,7 +231,7 @@ fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-async fn list_approvals(State(queue): State<Arc<ApprovalQueue>>) -> Response {
+pub(crate) async fn list_approvals(State(queue): State<Arc<ApprovalQueue>>) -> Response {
     Json(queue.list()).into_response()
 }
 
@@ -211,7 +242,7 @@ struct Answer {
     reason: Option<String>,
 }
 
-async fn answer_approval(
+pub(crate) async fn answer_approval(
     State(queue): State<Arc<ApprovalQueue>>,
     Path((id, verb)): Path<(String, String)>,
     body: axum::body::Bytes,
@@ -250,10 +281,10 @@ mod tests {
 
     #[test]
     fn the_host_must_name_the_bound_loopback_address_and_tokens_compare_whole() {
-        let g = Guard {
-            token: Some("s3cret".into()),
-            bound: "127.0.0.1:9465".parse().expect("addr"),
-        };
+        let g = Guard::new(
+            Some("s3cret".into()),
+            "127.0.0.1:9465".parse().expect("addr"),
+        );
         for ok in [
             "127.0.0.1:9465",
             "localhost:9465",

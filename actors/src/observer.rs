@@ -28,6 +28,8 @@ pub enum Event<'a> {
         estimated: bool,
         /// The reply was cut at the completion-token ceiling.
         truncated: bool,
+        /// How long the model took to answer (zero for one that answered at its first poll).
+        latency: std::time::Duration,
     },
     /// The router set a model's answer aside, or raised the step's quality bar: the next call
     /// goes up the ladder.
@@ -162,6 +164,19 @@ pub enum Event<'a> {
         /// `cut_off`, `rerouted to <agent>` or `rerouted to model <model>`.
         action: &'a str,
     },
+    /// A task started running on its agent (it had its running slot; it may have waited for one
+    /// in the agent's queue). Every started task ends with one [`Event::Finished`]; a task refused
+    /// `busy` (or cancelled while it waited) finishes without starting.
+    Started {
+        /// Agent.
+        agent: &'a str,
+        /// Task id.
+        task: u64,
+        /// The root task's id (the run's trace id).
+        root: u64,
+        /// The task that delegated this one (none for a root task).
+        parent: Option<u64>,
+    },
     /// A task ended.
     Finished {
         /// Agent.
@@ -199,6 +214,7 @@ impl Event<'_> {
             | Event::Observation { root, .. }
             | Event::Policy { root, .. }
             | Event::BudgetAction { root, .. }
+            | Event::Started { root, .. }
             | Event::Finished { root, .. } => Some(*root),
             Event::Restarted { .. } | Event::Breaker { .. } | Event::GaveUp { .. } => None,
         }
@@ -216,9 +232,11 @@ impl Event<'_> {
                 cost,
                 estimated,
                 truncated,
+                latency,
             } => {
                 let mut f = json!({"agent": agent, "task": task, "root": root, "step": step, "model": model, "tokens_in": usage.input,
-                       "tokens_out": usage.output, "tokens_cached": usage.cached_input, "cost_nanousd": cost.0});
+                       "tokens_out": usage.output, "tokens_cached": usage.cached_input, "cost_nanousd": cost.0,
+                       "latency_ms": u64::try_from(latency.as_millis()).unwrap_or(u64::MAX)});
                 if *estimated {
                     f["estimated"] = json!(true);
                 }
@@ -330,6 +348,15 @@ impl Event<'_> {
                 "budget",
                 json!({"agent": agent, "task": task, "root": root, "action": action}),
             ),
+            Event::Started {
+                agent,
+                task,
+                root,
+                parent,
+            } => (
+                "task_start",
+                json!({"agent": agent, "task": task, "root": root, "parent": parent}),
+            ),
             Event::Finished {
                 agent,
                 task,
@@ -369,5 +396,17 @@ pub trait Observer: Send + Sync + 'static {
     fn on_decision(&self, event: &Event<'_>) -> Result<(), String> {
         self.on_event(event);
         Ok(())
+    }
+}
+
+/// A shared observer observes: an `Arc` of one can be registered and kept (to read what it
+/// gathered, or to send events on from async code).
+impl<T: Observer + ?Sized> Observer for std::sync::Arc<T> {
+    fn on_event(&self, event: &Event<'_>) {
+        (**self).on_event(event);
+    }
+
+    fn on_decision(&self, event: &Event<'_>) -> Result<(), String> {
+        (**self).on_decision(event)
     }
 }

@@ -18,6 +18,10 @@ use crate::breaker::BreakerState;
 const LOOPS: TableDefinition<&str, &[u8]> = TableDefinition::new("loops");
 const RUNS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("runs");
 const APPROVALS: TableDefinition<u64, &[u8]> = TableDefinition::new("approvals");
+/// Tasks submitted to `baton serve`, by id (JSON records the service defines).
+const TASKS: TableDefinition<u64, &[u8]> = TableDefinition::new("tasks");
+/// Named records of the service (its budget's periods), as JSON.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// A failure of the state store, with the file it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +269,78 @@ impl LoopStore {
                 .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Writes one served task's record (any serde type; `baton serve` defines it).
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn save_task<T: serde::Serialize>(&self, id: u64, record: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| self.json_err(e))?;
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(TASKS).map_err(|e| self.err(e))?;
+            t.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Every served task's record, by id.
+    ///
+    /// # Errors
+    /// When the file cannot be read, or a record is not a `T`.
+    pub fn tasks<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<(u64, T)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match tx.open_table(TASKS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            out.push((
+                k.value(),
+                serde_json::from_slice(v.value()).map_err(|e| self.json_err(e))?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Writes a named record (any serde type).
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn save_meta<T: serde::Serialize>(&self, key: &str, record: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| self.json_err(e))?;
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(META).map_err(|e| self.err(e))?;
+            t.insert(key, bytes.as_slice()).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// A named record, if written.
+    ///
+    /// # Errors
+    /// When the file cannot be read, or the record is not a `T`.
+    pub fn load_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match tx.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        match table.get(key).map_err(|e| self.err(e))? {
+            Some(v) => serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(|e| self.json_err(e)),
+            None => Ok(None),
+        }
     }
 
     /// Writes the loop's state and, if given, one run's record, in one transaction.

@@ -39,11 +39,11 @@ pub use spec::{
 pub use spec::{
     AgentSpec, BudgetSpec, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_OUTPUT_TOKENS,
     DEFAULT_MAX_PARALLEL_TOOLS, DEFAULT_MAX_STEPS, DEFAULT_QUEUE, DryRunSupport, ModelSpec,
-    PriceSpec, Provider, ToolKind, ToolSpec, TopologySpec,
+    PriceSpec, Provider, ToolKind, ToolSpec, TopologyBudgetSpec, TopologySpec,
 };
 pub use topology::{
     AgentNode, BreakerDef, DELEGATE_TOOL, Edge, ModelDef, PriceSource, RetryPolicy, ScheduleDef,
-    Supervision, ToolDef, Topology, YAML_MAX_NODES,
+    Supervision, ToolDef, Topology, TopologyBudget, YAML_MAX_NODES,
 };
 
 /// Re-exported graph types, so users need not depend on petgraph directly.

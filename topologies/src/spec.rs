@@ -66,6 +66,26 @@ pub struct TopologySpec {
     /// Standing loops: tasks given to the root agent on a schedule.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub schedules: BTreeMap<String, ScheduleSpec>,
+    /// Money for every task the topology runs together (`baton serve`'s submitted tasks, a
+    /// `baton run --tasks` batch): a total and per-period limits, enforced by the ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<TopologyBudgetSpec>,
+}
+
+/// The topology's own budget: limits on the tasks it runs, all together. Each task draws from
+/// it (its reservations count against what is left), so concurrent tasks cannot overspend it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopologyBudgetSpec {
+    /// Money in total, for as long as the process runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_usd: Option<Usd>,
+    /// Money per hour (counted from the start), inside the day's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_usd_per_hour: Option<Usd>,
+    /// Money per 24-hour period (counted from the start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_usd_per_day: Option<Usd>,
 }
 
 /// What a loop does when its next tick comes while a run is still going.

@@ -70,6 +70,18 @@ pub struct Topology {
     policy: Policy,
     schedules: Vec<ScheduleDef>,
     mcp_servers: BTreeMap<Arc<str>, McpServerDef>,
+    budget: TopologyBudget,
+}
+
+/// The topology's own budget (`budget:`), resolved: limits on all the tasks it runs together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TopologyBudget {
+    /// Money in total.
+    pub max: Option<NanoUsd>,
+    /// Money per hour.
+    pub per_hour: Option<NanoUsd>,
+    /// Money per 24-hour period.
+    pub per_day: Option<NanoUsd>,
 }
 
 /// The most YAML nodes a topology file may hold by default: a 100,000-agent fleet needs about
@@ -202,6 +214,7 @@ impl Topology {
         let topo = v.check(&spec, base_dir);
         let policy = v.check_policy(&spec);
         let schedules = v.check_schedules(&spec);
+        let budget = v.check_budget(&spec);
         let mcp_servers = v.check_mcp(&spec, base_dir);
         v.diagnostics
             .sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(0)));
@@ -238,6 +251,7 @@ impl Topology {
             policy,
             schedules,
             mcp_servers,
+            budget,
         })
     }
 
@@ -249,6 +263,11 @@ impl Topology {
     /// The standing loops, in name order.
     pub fn schedules(&self) -> &[ScheduleDef] {
         &self.schedules
+    }
+
+    /// The topology's own budget (`budget:`): limits on all the tasks it runs together.
+    pub fn budget(&self) -> TopologyBudget {
+        self.budget
     }
 
     /// The harness's policy (empty when the topology declares none).

@@ -227,6 +227,19 @@ mod diagnostics {
         has(&ds, 14, "`max_steps` must be at least 1");
         let ds = diagnostics("agents:\n  lead:\n    models: [m]\n    budget: { max_usd: 0 }\n");
         has(&ds, 8, "a zero budget can never run");
+        // The topology's own budget: non-zero, each period inside the longer one.
+        let ds = diagnostics(
+            "agents:\n  lead:\n    models: [m]\nbudget:\n  max_usd: 10\n  max_usd_per_day: 20\n  max_usd_per_hour: 0\n",
+        );
+        has(&ds, 10, "`max_usd_per_day` is more than `max_usd`");
+        has(&ds, 11, "`max_usd_per_hour` must be more than zero");
+        let ok = format!(
+            "{HEAD}agents:\n  lead:\n    models: [m]\nbudget:\n  max_usd: 10\n  max_usd_per_day: 5\n  max_usd_per_hour: 1\n"
+        );
+        let t = Topology::from_yaml_str(&ok, Path::new("t.yaml"), Path::new(".")).expect("valid");
+        assert_eq!(t.budget().max, Some(baton_core::NanoUsd::from_usd(10)));
+        assert_eq!(t.budget().per_day, Some(baton_core::NanoUsd::from_usd(5)));
+        assert_eq!(t.budget().per_hour, Some(baton_core::NanoUsd::from_usd(1)));
     }
 
     #[test]

@@ -342,8 +342,8 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
             (Some(timeout_at), r)
         }
     };
-    rung.latency
-        .record(started.map_or(0.0, |t| t.elapsed().as_secs_f64()));
+    let latency = started.map_or(std::time::Duration::ZERO, |t| t.elapsed());
+    rung.latency.record(latency.as_secs_f64());
     let result = match polled {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(panic)) => {
@@ -388,6 +388,7 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
                 cost,
                 estimated: response.estimated,
                 truncated: response.truncated,
+                latency,
             });
             return Once::Done(Attempt::Answered(response));
         }

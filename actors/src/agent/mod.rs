@@ -419,6 +419,12 @@ async fn worker(shared: Arc<AgentShared>, assignment: Assignment, reply: Reply) 
                 shared.inflight.remove(&task);
                 return;
             }
+            shared.plan.observe(&Event::Started {
+                agent: &shared.me.name,
+                task,
+                root: envelope.trace.0,
+                parent: envelope.parent.map(|p| p.0),
+            });
             let text = std::mem::take(&mut envelope.payload);
             let r = run(&shared, &envelope, &account, text).await;
             shared.inflight.remove(&task);

@@ -3,6 +3,54 @@
 use super::*;
 
 impl Validator<'_> {
+    /// The topology-level `budget:`: non-zero limits, each period's inside the longer one's.
+    pub(super) fn check_budget(&mut self, spec: &TopologySpec) -> TopologyBudget {
+        let Some(b) = &spec.budget else {
+            return TopologyBudget::default();
+        };
+        let at = |k: &'static str| [Seg::Key("budget"), Seg::Key(k)];
+        for (key, v) in [
+            ("max_usd", b.max_usd),
+            ("max_usd_per_hour", b.max_usd_per_hour),
+            ("max_usd_per_day", b.max_usd_per_day),
+        ] {
+            if v.is_some_and(|u| u.0 == NanoUsd::ZERO) {
+                self.report(
+                    &at(key),
+                    format!("`{key}` must be more than zero: a zero budget can never run"),
+                    None,
+                );
+            }
+        }
+        for (short, long, short_key, long_key) in [
+            (
+                b.max_usd_per_hour,
+                b.max_usd_per_day,
+                "max_usd_per_hour",
+                "max_usd_per_day",
+            ),
+            (b.max_usd_per_day, b.max_usd, "max_usd_per_day", "max_usd"),
+            (b.max_usd_per_hour, b.max_usd, "max_usd_per_hour", "max_usd"),
+        ] {
+            if let (Some(s), Some(l)) = (short, long)
+                && s.0 > l.0
+            {
+                self.report(
+                    &at(short_key),
+                    format!("`{short_key}` is more than `{long_key}`"),
+                    Some(format!(
+                        "`{short_key}` could never bind: lower it, or raise `{long_key}`"
+                    )),
+                );
+            }
+        }
+        TopologyBudget {
+            max: b.max_usd.map(|u| u.0),
+            per_hour: b.max_usd_per_hour.map(|u| u.0),
+            per_day: b.max_usd_per_day.map(|u| u.0),
+        }
+    }
+
     pub(super) fn check_schedules(&mut self, spec: &TopologySpec) -> Vec<ScheduleDef> {
         let mut out = Vec::new();
         for (name, s) in &spec.schedules {

@@ -1,0 +1,833 @@
+//! `baton serve FILE`: the topology as a service. Tasks submitted over HTTP and the standing
+//! loops run concurrently on one runtime, under the topology's own `budget:`; every event is
+//! streamed (Server-Sent Events); a console is served at `/`.
+//!
+//! - [`Service`]: the runtime, the table of served tasks, the budget's periods, the loops' views.
+//! - `feed`: the event feed the streams read.
+//! - `api`: the HTTP API and the console, on axum.
+
+mod api;
+mod feed;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use baton::actors::{ApprovalQueue, LoopEvent, LoopStore, RunReport, Runtime};
+use baton::core::{Account, Budget, NanoUsd, Outcome, TaskId};
+use baton::topologies::{Topology, TopologyBudget};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::time::Instant;
+
+pub(crate) use feed::Feed;
+
+/// Finished tasks kept in memory (the oldest are dropped first; with `--state` they stay in the
+/// state file).
+const KEPT_FINISHED: usize = 100_000;
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How `baton serve` was asked to run.
+pub(crate) struct Options {
+    pub(crate) addr: SocketAddr,
+    pub(crate) state: Option<PathBuf>,
+    pub(crate) audit: Option<baton::core::audit::AuditLog>,
+    pub(crate) grace: Duration,
+}
+
+/// A served task, as the API shows it and the state file keeps it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct TaskRecord {
+    /// Its id (the root task's id: every event of its run carries it as `root`).
+    pub(crate) id: u64,
+    /// What it was asked.
+    pub(crate) task: String,
+    /// `running`, then its outcome (`completed`, `failed`, `busy`, ...), or `interrupted` (the
+    /// server stopped while it ran).
+    pub(crate) status: String,
+    /// When it was submitted (Unix milliseconds).
+    pub(crate) submitted_ms: u64,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) finished_ms: Option<u64>,
+    /// The client's idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) idempotency_key: Option<String>,
+    /// The most it may spend (its own cap, the root agent's and what the topology's budget had
+    /// left, the tightest): what an interrupted task is charged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) limit_nanousd: Option<u64>,
+    /// Spent so far (live while it runs).
+    pub(crate) cost_nanousd: u64,
+    /// The answer, when it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) answer: Option<String>,
+    /// Why it ended, otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+    /// The same report as `baton run --json`, when it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) report: Option<serde_json::Value>,
+}
+
+impl TaskRecord {
+    fn running(&self) -> bool {
+        self.status == "running"
+    }
+}
+
+/// A task to submit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewTask {
+    /// What to do.
+    pub(crate) task: String,
+    /// The task's own budget, in dollars (a number or a decimal string).
+    #[serde(default)]
+    pub(crate) budget_usd: Option<serde_json::Value>,
+    /// How long it may run (`30s`, `5m`): it ends `timed_out` then.
+    #[serde(default)]
+    pub(crate) deadline: Option<String>,
+    /// Submitting the same key again returns the same task; it never runs twice.
+    #[serde(default)]
+    pub(crate) idempotency_key: Option<String>,
+}
+
+/// What became of a submission.
+pub(crate) enum Submitted {
+    /// Started.
+    New(u64),
+    /// The idempotency key named a task already submitted with the same text.
+    Again(u64),
+    /// Refused: the root agent's slots and queue are full (why).
+    Busy(String),
+    /// Refused: the server is draining (shutting down).
+    Draining,
+}
+
+/// Why a submission was refused as bad input.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SubmitError {
+    #[error("`task` is empty: give the root agent something to do")]
+    EmptyTask,
+    #[error("`budget_usd`: {0}")]
+    Budget(String),
+    #[error("`deadline`: {0}")]
+    Deadline(String),
+    #[error("`idempotency_key` {key:?} was used for task {id} with a different `task` text")]
+    KeyReused { key: String, id: u64 },
+    #[error("`idempotency_key` is longer than 255 characters")]
+    KeyTooLong,
+}
+
+/// The served tasks.
+#[derive(Default)]
+struct Table {
+    by_id: BTreeMap<u64, Entry>,
+    by_key: HashMap<String, u64>,
+}
+
+struct Entry {
+    record: TaskRecord,
+    /// The running task's account (its live spend; cancelling it cancels the task).
+    account: Option<Account>,
+}
+
+/// The topology's budget, as accounts: every served task's account is opened under the current
+/// hour, inside the current day, inside the total, so the ledger enforces all three at once.
+struct Periods {
+    limits: TopologyBudget,
+    total: Account,
+    day: Account,
+    day_start: Instant,
+    hour: Account,
+    hour_start: Instant,
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+const HOUR: Duration = Duration::from_secs(3600);
+
+impl Periods {
+    fn new(limits: TopologyBudget) -> Periods {
+        let total = Account::root(TaskId::fresh().0, "served", limits.max, None);
+        let day = total.open_child(TaskId::fresh().0, "served: day", limits.per_day, None);
+        let hour = day.open_child(TaskId::fresh().0, "served: hour", limits.per_hour, None);
+        let now = Instant::now();
+        Periods {
+            limits,
+            total,
+            day,
+            day_start: now,
+            hour,
+            hour_start: now,
+        }
+    }
+
+    /// The account a task starting now is opened under (a new day or hour begins when due).
+    fn current(&mut self) -> &Account {
+        let now = Instant::now();
+        if now.duration_since(self.day_start) >= DAY {
+            while now.duration_since(self.day_start) >= DAY {
+                self.day_start += DAY;
+            }
+            self.day =
+                self.total
+                    .open_child(TaskId::fresh().0, "served: day", self.limits.per_day, None);
+            self.hour_start = self.day_start;
+            self.hour = self.new_hour();
+        }
+        if now.duration_since(self.hour_start) >= HOUR {
+            while now.duration_since(self.hour_start) >= HOUR {
+                self.hour_start += HOUR;
+            }
+            self.hour = self.new_hour();
+        }
+        &self.hour
+    }
+
+    fn new_hour(&self) -> Account {
+        self.day.open_child(
+            TaskId::fresh().0,
+            "served: hour",
+            self.limits.per_hour,
+            None,
+        )
+    }
+
+    /// Charges `amount` (an interrupted task's worst case) to the current periods.
+    fn charge(&mut self, amount: u64) {
+        if amount == 0 {
+            return;
+        }
+        let under = self.current().clone();
+        let amount = NanoUsd(amount).min(under.remaining_cost());
+        let carried = under.open_child(TaskId::fresh().0, "carried over", None, None);
+        if let Ok(r) = carried.reserve(amount, 0) {
+            r.commit(&baton::core::TokenUsage::default(), amount);
+        }
+    }
+
+    fn view(&self) -> serde_json::Value {
+        let limit = |l: Option<NanoUsd>| l.map(|l| l.0);
+        json!({
+            "spent_nanousd": self.total.spent().0,
+            "max_nanousd": limit(self.limits.max),
+            "day_spent_nanousd": self.day.spent().0,
+            "max_per_day_nanousd": limit(self.limits.per_day),
+            "hour_spent_nanousd": self.hour.spent().0,
+            "max_per_hour_nanousd": limit(self.limits.per_hour),
+        })
+    }
+}
+
+/// A standing loop as the API shows it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct LoopView {
+    pub(crate) schedule: String,
+    pub(crate) cadence: String,
+    pub(crate) task: String,
+    pub(crate) runs: u64,
+    pub(crate) skipped: u64,
+    pub(crate) period_spent_nanousd: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) period_limit_nanousd: Option<u64>,
+    pub(crate) breaker: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) last_run: Option<serde_json::Value>,
+}
+
+/// The running service.
+pub(crate) struct Service {
+    pub(crate) runtime: Runtime,
+    pub(crate) topology: Topology,
+    pub(crate) feed: Arc<Feed>,
+    table: Mutex<Table>,
+    periods: Mutex<Periods>,
+    store: Option<Arc<LoopStore>>,
+    loops: Mutex<BTreeMap<String, LoopView>>,
+    draining: AtomicBool,
+    /// Root tasks the root agent holds at most (`max_concurrency + queue`).
+    capacity: usize,
+    started_ms: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Service {
+    /// Submits a task: started at once (its id returned), or refused.
+    pub(crate) fn submit(self: &Arc<Self>, new: NewTask) -> Result<Submitted, SubmitError> {
+        if new.task.trim().is_empty() {
+            return Err(SubmitError::EmptyTask);
+        }
+        if new.idempotency_key.as_ref().is_some_and(|k| k.len() > 255) {
+            return Err(SubmitError::KeyTooLong);
+        }
+        let max_cost = match &new.budget_usd {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    other => {
+                        return Err(SubmitError::Budget(format!(
+                            "expected dollars as a number or a decimal string, got {other}"
+                        )));
+                    }
+                };
+                let usd =
+                    NanoUsd::parse_usd(&text).map_err(|e| SubmitError::Budget(e.to_string()))?;
+                if usd == NanoUsd::ZERO {
+                    return Err(SubmitError::Budget("must be more than zero".into()));
+                }
+                Some(usd)
+            }
+        };
+        let max_wall = new
+            .deadline
+            .as_deref()
+            .map(|d| {
+                baton::core::parse_duration(d)
+                    .map_err(|e| SubmitError::Deadline(e.to_string()))
+                    .and_then(|d| {
+                        if d.is_zero() {
+                            Err(SubmitError::Deadline("must be longer than zero".into()))
+                        } else {
+                            Ok(d)
+                        }
+                    })
+            })
+            .transpose()?;
+        if self.draining.load(Ordering::Acquire) {
+            return Ok(Submitted::Draining);
+        }
+        let mut table = lock(&self.table);
+        if let Some(key) = &new.idempotency_key
+            && let Some(&id) = table.by_key.get(key)
+        {
+            let same = table
+                .by_id
+                .get(&id)
+                .is_none_or(|e| e.record.task == new.task);
+            return if same {
+                Ok(Submitted::Again(id))
+            } else {
+                Err(SubmitError::KeyReused {
+                    key: key.clone(),
+                    id,
+                })
+            };
+        }
+        // Checked and started under the table's lock: `spawn_with` lists the task before it
+        // returns, so two submissions cannot both take the last slot.
+        if self.runtime.in_flight() >= self.capacity {
+            return Ok(Submitted::Busy(format!(
+                "the root agent `{}` holds {} tasks (its max_concurrency and queue): try again shortly",
+                self.root_name(),
+                self.capacity
+            )));
+        }
+        let budget = Budget {
+            max_cost,
+            max_wall,
+            ..Budget::UNLIMITED
+        };
+        let handle = {
+            let mut periods = lock(&self.periods);
+            let under = periods.current().clone();
+            self.runtime
+                .spawn_with(new.task.clone(), budget, Some(&under))
+        };
+        let id = handle.id().0;
+        let account = handle.account().clone();
+        // Its worst case: the tightest headroom up its chain (own cap, root agent's, periods').
+        let left = account.remaining_cost();
+        let limit = (left != NanoUsd::MAX).then_some(left.0);
+        let record = TaskRecord {
+            id,
+            task: new.task,
+            status: "running".into(),
+            submitted_ms: now_ms(),
+            finished_ms: None,
+            idempotency_key: new.idempotency_key,
+            limit_nanousd: limit,
+            cost_nanousd: 0,
+            answer: None,
+            error: None,
+            report: None,
+        };
+        self.persist(&record);
+        self.feed.publish(
+            "task_submitted",
+            Some(id),
+            json!({"task": id, "root": id, "text": record.task, "limit_nanousd": limit}),
+            false,
+        );
+        if let Some(k) = &record.idempotency_key {
+            table.by_key.insert(k.clone(), id);
+        }
+        table.by_id.insert(
+            id,
+            Entry {
+                record,
+                account: Some(account),
+            },
+        );
+        drop(table);
+        let service = Arc::clone(self);
+        tokio::spawn(async move {
+            let report = handle.await;
+            service.finish(id, report);
+        });
+        Ok(Submitted::New(id))
+    }
+
+    /// Records a task's end: its report, its status, its cost.
+    fn finish(&self, id: u64, report: Result<RunReport, baton::actors::RuntimeError>) {
+        let mut table = lock(&self.table);
+        let Some(entry) = table.by_id.get_mut(&id) else {
+            return;
+        };
+        let spent = entry.account.take().map_or(0, |a| a.spent().0);
+        let r = &mut entry.record;
+        r.finished_ms = Some(now_ms());
+        match report {
+            Ok(report) => {
+                r.status = report.outcome.as_str().to_string();
+                r.cost_nanousd = report.totals.cost_nanousd;
+                r.answer.clone_from(&report.answer);
+                r.error.clone_from(&report.error);
+                r.report = serde_json::to_value(&report).ok();
+            }
+            Err(e) => {
+                r.status = Outcome::Failed.as_str().to_string();
+                r.cost_nanousd = spent;
+                r.error = Some(e.to_string());
+            }
+        }
+        let record = r.clone();
+        // Forget the oldest finished tasks past the bound (their ids stay unused).
+        if table.by_id.len() > KEPT_FINISHED {
+            let old: Vec<u64> = table
+                .by_id
+                .iter()
+                .filter(|(_, e)| !e.record.running())
+                .take(table.by_id.len() - KEPT_FINISHED)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in old {
+                if let Some(e) = table.by_id.remove(&k)
+                    && let Some(key) = e.record.idempotency_key
+                {
+                    table.by_key.remove(&key);
+                }
+            }
+        }
+        drop(table);
+        self.persist(&record);
+        self.save_budget();
+        self.feed.publish(
+            "task_report",
+            Some(id),
+            json!({"task": id, "root": id, "status": record.status, "cost_nanousd": record.cost_nanousd,
+                   "answer": record.answer, "error": record.error}),
+            true,
+        );
+    }
+
+    /// A task's record, its spend live while it runs.
+    pub(crate) fn task(&self, id: u64) -> Option<TaskRecord> {
+        let table = lock(&self.table);
+        table.by_id.get(&id).map(|e| {
+            let mut r = e.record.clone();
+            if let Some(a) = &e.account {
+                r.cost_nanousd = a.spent().0;
+            }
+            r
+        })
+    }
+
+    /// Tasks, newest first: those with ids below `cursor`, of `status` when given.
+    pub(crate) fn list(
+        &self,
+        status: Option<&str>,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> (Vec<TaskRecord>, Option<u64>) {
+        let table = lock(&self.table);
+        let mut out = Vec::new();
+        let mut next = None;
+        for (id, e) in table.by_id.range(..cursor.unwrap_or(u64::MAX)).rev() {
+            if status.is_some_and(|s| s != e.record.status) {
+                continue;
+            }
+            if out.len() == limit {
+                next = out.last().map(|r: &TaskRecord| r.id);
+                break;
+            }
+            let mut r = e.record.clone();
+            if let Some(a) = &e.account {
+                r.cost_nanousd = a.spent().0;
+            }
+            // The list is a summary: the report is at the task's own URL.
+            r.report = None;
+            out.push(r);
+            let _ = id;
+        }
+        (out, next)
+    }
+
+    /// Cancels a running task. `None`: no such task; `Some(false)`: it had already ended.
+    pub(crate) fn cancel(&self, id: u64) -> Option<bool> {
+        let table = lock(&self.table);
+        let e = table.by_id.get(&id)?;
+        match &e.account {
+            Some(_) => Some(self.runtime.cancel(TaskId(id))),
+            None => Some(false),
+        }
+    }
+
+    fn root_name(&self) -> String {
+        self.topology.graph()[self.topology.root()].name.to_string()
+    }
+
+    /// What the topology's budget has spent, and its limits.
+    pub(crate) fn budget_view(&self) -> serde_json::Value {
+        lock(&self.periods).view()
+    }
+
+    /// The standing loops.
+    pub(crate) fn loops(&self) -> Vec<LoopView> {
+        lock(&self.loops).values().cloned().collect()
+    }
+
+    /// Completed tasks, and what they cost together.
+    pub(crate) fn completed(&self) -> (u64, u64) {
+        let table = lock(&self.table);
+        table
+            .by_id
+            .values()
+            .filter(|e| e.record.status == "completed")
+            .fold((0, 0), |(n, c), e| (n + 1, c + e.record.cost_nanousd))
+    }
+
+    /// Counts of tasks by status.
+    pub(crate) fn counts(&self) -> BTreeMap<String, u64> {
+        let table = lock(&self.table);
+        let mut out = BTreeMap::new();
+        for e in table.by_id.values() {
+            *out.entry(e.record.status.clone()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    pub(crate) fn started_ms(&self) -> u64 {
+        self.started_ms
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    fn persist(&self, record: &TaskRecord) {
+        if let Some(store) = &self.store
+            && let Err(e) = store.save_task(record.id, record)
+        {
+            tracing::error!("state file: {e}");
+        }
+    }
+
+    fn save_budget(&self) {
+        if let Some(store) = &self.store {
+            let spent = lock(&self.periods).total.spent().0;
+            if let Err(e) = store.save_meta(
+                "serve.budget",
+                &SavedBudget {
+                    spent_nanousd: spent,
+                },
+            ) {
+                tracing::error!("state file: {e}");
+            }
+        }
+    }
+
+    fn on_loop_event(&self, e: &LoopEvent) {
+        let mut loops = lock(&self.loops);
+        let (name, fields): (&str, serde_json::Value) = match e {
+            LoopEvent::Ran {
+                schedule,
+                run,
+                report,
+                period_spent,
+                period_limit,
+                ..
+            } => {
+                if let Some(l) = loops.get_mut(&**schedule) {
+                    l.runs = l.runs.max(*run);
+                    l.period_spent_nanousd = period_spent.0;
+                    l.period_limit_nanousd = period_limit.map(|p| p.0);
+                    l.last_run = Some(json!({"run": run, "outcome": report.outcome,
+                        "cost_nanousd": report.totals.cost_nanousd, "answer": report.answer, "error": report.error}));
+                }
+                (
+                    schedule,
+                    json!({"schedule": &**schedule, "run": run, "outcome": report.outcome,
+                    "cost_nanousd": report.totals.cost_nanousd, "period_spent_nanousd": period_spent.0}),
+                )
+            }
+            LoopEvent::Skipped { schedule } => {
+                if let Some(l) = loops.get_mut(&**schedule) {
+                    l.skipped += 1;
+                }
+                (schedule, json!({"schedule": &**schedule, "skipped": true}))
+            }
+            LoopEvent::Breaker {
+                schedule,
+                state,
+                reason,
+            } => {
+                if let Some(l) = loops.get_mut(&**schedule) {
+                    l.breaker = format!("{state:?}").to_lowercase();
+                }
+                (
+                    schedule,
+                    json!({"schedule": &**schedule, "breaker": format!("{state:?}").to_lowercase(), "reason": reason}),
+                )
+            }
+            LoopEvent::Resumed {
+                schedule,
+                runs_before,
+                period_spent,
+                interrupted,
+            } => {
+                if let Some(l) = loops.get_mut(&**schedule) {
+                    l.runs = *runs_before;
+                    l.period_spent_nanousd = period_spent.0;
+                }
+                (
+                    schedule,
+                    json!({"schedule": &**schedule, "resumed_after": runs_before, "interrupted": interrupted}),
+                )
+            }
+            LoopEvent::Refused {
+                schedule, reason, ..
+            } => (
+                schedule,
+                json!({"schedule": &**schedule, "refused": reason}),
+            ),
+            _ => return,
+        };
+        drop(loops);
+        let _ = name;
+        self.feed.publish("loop", None, fields, false);
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedBudget {
+    spent_nanousd: u64,
+}
+
+/// Runs `baton serve`: binds, starts the runtime, serves until SIGTERM / Ctrl-C, then drains
+/// (new tasks refused, running ones given `grace` to end, the rest cancelled).
+pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Result<()> {
+    let token = std::env::var("BATON_TOKEN").ok().filter(|t| !t.is_empty());
+    if !options.addr.ip().is_loopback() && token.is_none() {
+        anyhow::bail!(
+            "refusing to serve on {} without a token: anyone who reaches it could run tasks, spend the budget and approve destructive calls. Set BATON_TOKEN, or bind a loopback address (127.0.0.1)",
+            options.addr
+        );
+    }
+    // The state file first: a damaged one stops us before anything listens.
+    let store = options
+        .state
+        .as_ref()
+        .map(LoopStore::open)
+        .transpose()?
+        .map(Arc::new);
+    let approvals = Arc::new(match &store {
+        Some(s) => ApprovalQueue::durable(Arc::clone(s))?,
+        None => ApprovalQueue::new(),
+    });
+    let feed = Feed::new();
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .with_context(|| format!("binding {}", options.addr))?;
+    let bound = listener.local_addr()?;
+    let metrics = baton::metrics::install().context("installing the Prometheus recorder")?;
+    let slot: Arc<OnceLock<Arc<Service>>> = Arc::new(OnceLock::new());
+    let app = api::router(
+        Arc::clone(&slot),
+        crate::serve::Guard::new(token, bound),
+        metrics.clone(),
+        Arc::clone(&approvals),
+        Arc::clone(&feed),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("the HTTP server stopped: {e}");
+        }
+    });
+    let upkeep = metrics;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    eprintln!(
+        "serving {} on http://{bound}/ (API under /v1)",
+        topology.name()
+    );
+    // Signals are caught from here on: a SIGTERM during start-up still drains.
+    let interrupt = crate::loops::interrupted();
+    let mut builder = Runtime::builder(topology.clone())
+        .approver(Arc::clone(&approvals))
+        .observer(Arc::clone(&feed));
+    if let Some(log) = options.audit {
+        builder = builder.observer(baton::actors::AuditObserver::new(log));
+    }
+    let runtime = builder.start().await.context("starting the runtime")?;
+    let root = &topology.graph()[topology.root()];
+    let capacity = root.max_concurrency as usize + root.queue as usize;
+    let mut periods = Periods::new(topology.budget());
+    let mut table = Table::default();
+    // Take up the served tasks the state file holds: those that were running when the server
+    // died end `interrupted`, charged their worst case.
+    if let Some(s) = &store {
+        if let Some(b) = s.load_meta::<SavedBudget>("serve.budget")? {
+            periods.charge(b.spent_nanousd);
+        }
+        for (id, mut r) in s.tasks::<TaskRecord>()? {
+            if r.running() {
+                let charged = r.limit_nanousd.unwrap_or(0);
+                r.status = "interrupted".into();
+                r.finished_ms = Some(now_ms());
+                r.cost_nanousd = charged;
+                r.error = Some(format!(
+                    "the server stopped while this task ran; charged its worst case, {}",
+                    NanoUsd(charged)
+                ));
+                periods.charge(charged);
+                s.save_task(id, &r)?;
+            }
+            if let Some(k) = &r.idempotency_key {
+                table.by_key.insert(k.clone(), id);
+            }
+            table.by_id.insert(
+                id,
+                Entry {
+                    record: r,
+                    account: None,
+                },
+            );
+        }
+    }
+    let loops = topology
+        .schedules()
+        .iter()
+        .map(|s| {
+            (
+                s.name.to_string(),
+                LoopView {
+                    schedule: s.name.to_string(),
+                    cadence: s.cadence.to_string(),
+                    task: s.task.clone(),
+                    breaker: "closed".into(),
+                    ..LoopView::default()
+                },
+            )
+        })
+        .collect();
+    let service = Arc::new(Service {
+        runtime: runtime.clone(),
+        topology: topology.clone(),
+        feed,
+        table: Mutex::new(table),
+        periods: Mutex::new(periods),
+        store: store.clone(),
+        loops: Mutex::new(loops),
+        draining: AtomicBool::new(false),
+        capacity,
+        started_ms: now_ms(),
+    });
+    service.save_budget();
+    let _ = slot.set(Arc::clone(&service));
+    eprintln!("ready: console at http://{bound}/");
+
+    // The standing loops, on the same runtime, until the drain begins.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let loops_task = if topology.schedules().is_empty() {
+        None
+    } else {
+        let rt = Arc::new(runtime.clone());
+        let s = Arc::clone(&service);
+        let mut rx = stop_rx.clone();
+        let stop = async move {
+            let _ = rx.wait_for(|v| *v).await;
+        };
+        let grace = options.grace;
+        Some(tokio::spawn(async move {
+            let on_event = move |e: &LoopEvent| s.on_loop_event(e);
+            match store {
+                Some(st) => rt
+                    .run_schedules_durable(st, stop, grace, on_event)
+                    .await
+                    .map(|_| ())
+                    .map_err(anyhow::Error::new),
+                None => {
+                    rt.run_schedules(stop, grace, on_event).await;
+                    Ok(())
+                }
+            }
+        }))
+    };
+
+    tokio::select! {
+        () = interrupt => {}
+        () = runtime.gone_down() => {
+            eprintln!("error: the runtime is down: {}", runtime.down().unwrap_or("its conductor gave up"));
+        }
+    }
+    eprintln!(
+        "draining: new tasks refused; running tasks have {} to end",
+        baton::core::format_duration(options.grace)
+    );
+    service.draining.store(true, Ordering::Release);
+    let _ = stop_tx.send(true);
+    let deadline = Instant::now() + options.grace;
+    while service.runtime.in_flight() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for id in service.runtime.tasks_in_flight() {
+        service.runtime.cancel(id);
+    }
+    // Every served task records its end before the process goes.
+    let settle = Instant::now() + Duration::from_secs(5);
+    while lock(&service.table)
+        .by_id
+        .values()
+        .any(|e| e.record.running())
+        && Instant::now() < settle
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(l) = loops_task
+        && let Ok(Err(e)) = l.await
+    {
+        eprintln!("error: standing loops: {e:#}");
+    }
+    runtime.shutdown().await;
+    Ok(())
+}
