@@ -1,0 +1,732 @@
+//! `baton serve` end to end, as a client uses it: the binary started on a free loopback port,
+//! its API driven over real HTTP.
+//!
+//! - `tasks`: submit, status, report, list, cancel, idempotency, `429` on a full queue, bad input.
+//! - `events`: a task's event stream from submission to report, resumed with `Last-Event-ID`.
+//! - `guard`: the bearer token, foreign `Host` and `Origin`, the body cap.
+//! - `approvals`: a destructive call waits for an approval given over the API.
+//! - `durable`: a restarted server answers for old tasks; those it was running end `interrupted`.
+//! - `money`: 1,000 tasks submitted concurrently, conservation exact; the topology's budget holds.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+mod common;
+use common::{example, temp_file, temp_path};
+
+/// A running `baton serve`, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+    http: reqwest::Client,
+}
+
+impl Server {
+    fn start(file: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
+        cmd.arg("serve")
+            .arg(file)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(extra)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("BATON_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("baton serve starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("ready: console at http://") {
+                    let _ = tx.send(addr.trim_end_matches('/').to_string());
+                }
+                sink.lock().expect("log").push_str(&format!("{line}\n"));
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the server did not start:\n{}", log.lock().expect("log")));
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            log,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).send().await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn delete(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Submits `task`, which must be accepted; its id.
+    async fn submit(&self, task: &str) -> u64 {
+        let (status, body) = self.post("/v1/tasks", json!({"task": task})).await;
+        assert_eq!(status, 202, "{body}");
+        body["id"].as_u64().expect("an id")
+    }
+
+    /// Waits until task `id` is no longer running; its record.
+    async fn finished(&self, id: u64) -> Value {
+        for _ in 0..600 {
+            let (status, body) = self.get(&format!("/v1/tasks/{id}")).await;
+            assert_eq!(status, 200, "{body}");
+            if body["status"] != "running" {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("task {id} did not end:\n{}", self.log());
+    }
+
+    /// Reads an SSE stream until it ends (or `max` events): the events' (id, kind, data).
+    async fn events(
+        &self,
+        path: &str,
+        last_event_id: Option<u64>,
+        max: usize,
+    ) -> Vec<(u64, String, Value)> {
+        use futures::StreamExt as _;
+        let mut req = self.http.get(self.url(path));
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        let r = req.send().await.expect("GET events");
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .expect("ascii")
+                .starts_with("text/event-stream")
+        );
+        let mut stream = r.bytes_stream();
+        let mut text = String::new();
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Ok(Some(chunk)) =
+                tokio::time::timeout(Duration::from_secs(30), stream.next()).await
+            else {
+                break;
+            };
+            text.push_str(&String::from_utf8_lossy(&chunk.expect("a chunk")));
+            while let Some(cut) = text.find("\n\n") {
+                let block: String = text.drain(..cut + 2).collect();
+                let (mut id, mut kind, mut data) = (0, String::new(), Value::Null);
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.parse().expect("a numeric id");
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        kind = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = serde_json::from_str(v).expect("JSON data");
+                    }
+                }
+                if id > 0 {
+                    out.push((id, kind, data));
+                }
+            }
+        }
+        out
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// SIGKILL: the process dies at once, as in a crash.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The research example (a lead fanning out to three analysts, no approvals), edited.
+fn research(name: &str, replacements: &[(&str, &str)], tail: &str) -> PathBuf {
+    let body = example("research.yaml", replacements) + tail;
+    temp_file(name, &body)
+}
+
+mod tasks {
+    use super::*;
+
+    /// A submitted task runs at once, its status says so, and once it ends its record carries
+    /// the answer and the same report as `baton run --json`; the list shows it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn submit_then_status_then_report() {
+        let s = Server::start(&research("serve-a.yaml", &[], ""), &[], &[]);
+        let (status, body) = s
+            .post(
+                "/v1/tasks",
+                json!({"task": "How healthy are our services?"}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let id = body["id"].as_u64().expect("id");
+        assert_eq!(body["status_url"], format!("/v1/tasks/{id}"));
+        assert_eq!(body["events_url"], format!("/v1/tasks/{id}/events"));
+        let done = s.finished(id).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        let report = &done["report"];
+        assert_eq!(report["outcome"], "completed");
+        assert_eq!(done["answer"], report["answer"]);
+        assert_eq!(done["cost_nanousd"], report["totals"]["cost_nanousd"]);
+        assert!(report["totals"]["cost_nanousd"].as_u64().expect("cost") > 0);
+        let names: Vec<&str> = report["agents"]
+            .as_array()
+            .expect("agents")
+            .iter()
+            .map(|a| a["name"].as_str().expect("name"))
+            .collect();
+        assert!(
+            names.contains(&"lead") && names.contains(&"checkout-analyst"),
+            "{names:?}"
+        );
+        let (status, list) = s.get("/v1/tasks?status=completed&limit=10").await;
+        assert_eq!(status, 200);
+        assert_eq!(list["tasks"][0]["id"], id);
+        assert!(
+            list["tasks"][0].get("report").is_none(),
+            "the list is a summary"
+        );
+        let (_, none) = s.get("/v1/tasks?status=failed").await;
+        assert_eq!(none["tasks"], json!([]));
+        let (status, _) = s.get("/v1/tasks/999999999").await;
+        assert_eq!(status, 404);
+    }
+
+    /// The same idempotency key returns the same task and never runs it twice; the key reused
+    /// for another task is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idempotency_keys() {
+        let s = Server::start(&research("serve-b.yaml", &[], ""), &[], &[]);
+        let first = json!({"task": "How healthy are our services?", "idempotency_key": "alert-42"});
+        let (a, body_a) = s.post("/v1/tasks", first.clone()).await;
+        let (b, body_b) = s.post("/v1/tasks", first).await;
+        assert_eq!((a, b), (202, 200));
+        assert_eq!(body_a["id"], body_b["id"]);
+        let (c, body_c) = s
+            .post(
+                "/v1/tasks",
+                json!({"task": "something else", "idempotency_key": "alert-42"}),
+            )
+            .await;
+        assert_eq!(c, 422, "{body_c}");
+        assert!(
+            body_c["error"]
+                .as_str()
+                .expect("error")
+                .contains("alert-42")
+        );
+        s.finished(body_a["id"].as_u64().expect("id")).await;
+        let (_, list) = s.get("/v1/tasks").await;
+        assert_eq!(
+            list["tasks"].as_array().expect("tasks").len(),
+            1,
+            "ran once"
+        );
+    }
+
+    /// With the root agent's slots and queue full, a submission is refused at once with `429`
+    /// and `Retry-After`; a cancelled task ends `cancelled`, and cancelling it again is `409`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_queue_is_429_and_cancel_ends_a_task() {
+        let file = research(
+            "serve-c.yaml",
+            &[
+                ("latency: 100ms", "latency: 60s"),
+                (
+                    "  lead:\n    models: [frontier]",
+                    "  lead:\n    max_concurrency: 1\n    queue: 1\n    models: [frontier]",
+                ),
+            ],
+            "",
+        );
+        let s = Server::start(&file, &[], &[]);
+        let one = s.submit("How healthy are our services?").await;
+        let two = s.submit("How healthy are our services?").await;
+        let r = s
+            .http
+            .post(s.url("/v1/tasks"))
+            .json(&json!({"task": "a third"}))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status().as_u16(), 429);
+        assert_eq!(r.headers()["retry-after"], "1");
+        let body: Value = r.json().await.expect("json");
+        assert!(
+            body["error"]
+                .as_str()
+                .expect("error")
+                .contains("max_concurrency"),
+            "{body}"
+        );
+        for id in [one, two] {
+            let (status, body) = s.delete(&format!("/v1/tasks/{id}")).await;
+            assert_eq!(status, 202, "{body}");
+        }
+        for id in [one, two] {
+            let done = s.finished(id).await;
+            assert_eq!(done["status"], "cancelled", "{done}");
+            assert_eq!(done["report"]["outcome"], "cancelled");
+        }
+        let (status, _) = s.delete(&format!("/v1/tasks/{one}")).await;
+        assert_eq!(status, 409, "already ended");
+        let (status, _) = s.delete("/v1/tasks/123456789").await;
+        assert_eq!(status, 404);
+        // Room again: the next submission is taken.
+        s.submit("again").await;
+    }
+
+    /// Bad input gets a clear `400` naming the field; nothing runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_submissions_name_what_is_wrong() {
+        let s = Server::start(&research("serve-d.yaml", &[], ""), &[], &[]);
+        for (body, needle) in [
+            (json!({"task": ""}), "`task` is empty"),
+            (json!({"task": "x", "budget_usd": -1}), "budget_usd"),
+            (json!({"task": "x", "budget_usd": "lots"}), "budget_usd"),
+            (json!({"task": "x", "budget_usd": 0}), "more than zero"),
+            (json!({"task": "x", "deadline": "soon"}), "deadline"),
+            (
+                json!({"task": "x", "colour": "red"}),
+                "unknown field `colour`",
+            ),
+            (json!({"nothing": true}), "the body"),
+        ] {
+            let (status, reply) = s.post("/v1/tasks", body.clone()).await;
+            assert_eq!(status, 400, "{body} → {reply}");
+            let error = reply["error"].as_str().expect("an error");
+            assert!(error.contains(needle), "{body} → {error}");
+        }
+        let (_, list) = s.get("/v1/tasks").await;
+        assert_eq!(list["tasks"], json!([]), "nothing ran");
+        let (status, _) = s.get("/v1/tasks?limit=0").await;
+        assert_eq!(status, 400);
+    }
+}
+
+mod events {
+    use super::*;
+
+    /// A task's stream carries its whole run, parallel sub-tasks included (each event tied to its
+    /// root), ends with the report, and resumes after a `Last-Event-ID`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_task_stream_from_submission_to_report_resumable() {
+        let s = Server::start(&research("serve-e.yaml", &[], ""), &[], &[]);
+        let id = s.submit("How healthy are our services?").await;
+        let all = s
+            .events(&format!("/v1/tasks/{id}/events"), None, 10_000)
+            .await;
+        let kinds: Vec<&str> = all.iter().map(|(_, k, _)| k.as_str()).collect();
+        assert_eq!(kinds.first(), Some(&"task_submitted"));
+        assert_eq!(kinds.last(), Some(&"task_report"), "{kinds:?}");
+        assert!(
+            all.iter().all(|(_, _, d)| d["root"] == id),
+            "every event is this task's"
+        );
+        let starts = all.iter().filter(|(_, k, _)| k == "task_start").count();
+        assert_eq!(starts, 4, "the lead and its three analysts");
+        let calls = all.iter().filter(|(_, k, _)| k == "model_call").count();
+        let done = s.finished(id).await;
+        let booked: u64 = all
+            .iter()
+            .filter(|(_, k, _)| k == "model_call")
+            .map(|(_, _, d)| d["cost_nanousd"].as_u64().expect("cost"))
+            .sum();
+        assert_eq!(
+            booked,
+            done["cost_nanousd"].as_u64().expect("cost"),
+            "the stream's costs add up"
+        );
+        assert!(calls >= 4);
+        let ids: Vec<u64> = all.iter().map(|(i, _, _)| *i).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase");
+        // Resumed after the third event: the rest, nothing twice.
+        let rest = s
+            .events(&format!("/v1/tasks/{id}/events"), Some(ids[2]), 10_000)
+            .await;
+        assert_eq!(rest.first().map(|e| e.0), Some(ids[3]));
+        assert_eq!(rest.len(), all.len() - 3);
+        // The global stream has it too.
+        let global = s.events("/v1/events", None, all.len()).await;
+        assert!(
+            global
+                .iter()
+                .any(|(_, k, d)| k == "task_report" && d["task"] == id)
+        );
+        let (status, _) = s.get("/v1/tasks/987654321/events").await;
+        assert_eq!(status, 404);
+    }
+}
+
+mod guard {
+    use super::*;
+
+    /// With BATON_TOKEN: no token or a wrong one is `401`, the right one passes; the probes and
+    /// the console page need none. Foreign `Host` and `Origin` are `403`; a body past the cap is
+    /// `413`; a POST that is not JSON is `415`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn token_host_origin_and_body_cap() {
+        let s = Server::start(
+            &research("serve-f.yaml", &[], ""),
+            &[],
+            &[("BATON_TOKEN", "s3cret-t0ken")],
+        );
+        let get = |auth: Option<&str>| {
+            let mut r = s.http.get(s.url("/v1/tasks"));
+            if let Some(a) = auth {
+                r = r.header("Authorization", a);
+            }
+            r.send()
+        };
+        assert_eq!(get(None).await.expect("GET").status().as_u16(), 401);
+        assert_eq!(
+            get(Some("Bearer wrong"))
+                .await
+                .expect("GET")
+                .status()
+                .as_u16(),
+            401
+        );
+        assert_eq!(
+            get(Some("Bearer s3cret-t0ken"))
+                .await
+                .expect("GET")
+                .status()
+                .as_u16(),
+            200
+        );
+        for open in ["/healthz", "/readyz", "/", "/console.js"] {
+            let r = s.http.get(s.url(open)).send().await.expect("GET");
+            assert_eq!(r.status().as_u16(), 200, "{open}");
+        }
+        let (status, _) = s.get("/metrics").await;
+        assert_eq!(status, 401, "metrics reveal spend: token needed");
+        let auth = "Bearer s3cret-t0ken";
+        let r = s
+            .http
+            .get(s.url("/v1/tasks"))
+            .header("Authorization", auth)
+            .header("Host", "attacker.example")
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status().as_u16(), 403, "foreign Host");
+        let r = s
+            .http
+            .post(s.url("/v1/tasks"))
+            .header("Authorization", auth)
+            .header("Origin", "http://attacker.example")
+            .json(&json!({"task": "x"}))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status().as_u16(), 403, "foreign Origin");
+        let r = s
+            .http
+            .post(s.url("/v1/tasks"))
+            .header("Authorization", auth)
+            .header("Content-Type", "text/plain")
+            .body(r#"{"task": "x"}"#)
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status().as_u16(), 415, "not JSON");
+        let big = "x".repeat(300 * 1024);
+        let r = s
+            .http
+            .post(s.url("/v1/tasks"))
+            .header("Authorization", auth)
+            .json(&json!({"task": big}))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(r.status().as_u16(), 413, "past the body cap");
+        let r = s.http.get(s.url("/")).send().await.expect("GET");
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .expect("ascii")
+            .to_string();
+        assert!(csp.contains("default-src 'self'"), "{csp}");
+        let (_, list) = {
+            let r = s
+                .http
+                .get(s.url("/v1/tasks"))
+                .header("Authorization", auth)
+                .send()
+                .await
+                .expect("GET");
+            (r.status(), r.json::<Value>().await.expect("json"))
+        };
+        assert_eq!(list["tasks"], json!([]), "nothing ran");
+    }
+
+    /// A non-loopback address without a token is refused at start.
+    #[test]
+    fn no_token_off_loopback_is_refused() {
+        let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args([
+                "serve",
+                "examples/topologies/research.yaml",
+                "--addr",
+                "0.0.0.0:0",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("BATON_TOKEN")
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("without a token") && err.contains("BATON_TOKEN"),
+            "{err}"
+        );
+    }
+}
+
+mod approvals {
+    use super::*;
+
+    /// ops-triage's restart needs an approval: it waits in /v1/approvals with the task it belongs
+    /// to, is approved over the API, and the task completes with the restart done.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_destructive_call_waits_for_an_approval_given_over_the_api() {
+        let file = temp_file("serve-triage.yaml", &example("ops-triage.yaml", &[]));
+        let s = Server::start(&file, &[], &[]);
+        let id = s.submit("p99 latency of checkout doubled at 14:05").await;
+        let mut pending = Value::Null;
+        for _ in 0..200 {
+            let (_, list) = s.get("/v1/approvals").await;
+            if let Some(p) = list
+                .as_array()
+                .and_then(|l| l.iter().find(|a| a["state"] == "pending"))
+            {
+                pending = p.clone();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(pending["tool"], "restart_service", "{pending}");
+        assert_eq!(pending["root"], id, "tied to the served task");
+        let (status, running) = s.get(&format!("/v1/tasks/{id}")).await;
+        assert_eq!((status, running["status"].as_str()), (200, Some("running")));
+        let (status, answered) = s
+            .post(
+                &format!("/v1/approvals/{}/approve", pending["id"]),
+                json!({"by": "alice"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{answered}");
+        assert_eq!(answered["by"], "alice");
+        let done = s.finished(id).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        assert!(
+            done["answer"]
+                .as_str()
+                .expect("answer")
+                .contains("restarted checkout-api"),
+            "{done}"
+        );
+    }
+}
+
+mod durable {
+    use super::*;
+
+    /// With `--state`, a server killed mid-task and started again still answers for the tasks it
+    /// finished, and the one it was running ends `interrupted`, charged its worst case (its
+    /// budget), which the topology's budget counts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_server_answers_for_old_tasks() {
+        let state = temp_path("serve-state.redb");
+        let fast = research("serve-g1.yaml", &[], "");
+        let slow = research("serve-g2.yaml", &[("latency: 100ms", "latency: 60s")], "");
+        let state_arg = state.to_str().expect("utf-8");
+        let (done_id, slow_id, done_cost) = {
+            let mut s = Server::start(&fast, &["--state", state_arg], &[]);
+            let done_id = s.submit("How healthy are our services?").await;
+            let done = s.finished(done_id).await;
+            assert_eq!(done["status"], "completed");
+            s.kill();
+            let mut s = Server::start(&slow, &["--state", state_arg], &[]);
+            let (status, body) = s
+                .post(
+                    "/v1/tasks",
+                    json!({"task": "slow one", "budget_usd": "0.05", "idempotency_key": "k1"}),
+                )
+                .await;
+            assert_eq!(status, 202, "{body}");
+            let slow_id = body["id"].as_u64().expect("id");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            s.kill();
+            (
+                done_id,
+                slow_id,
+                done["cost_nanousd"].as_u64().expect("cost"),
+            )
+        };
+        let s = Server::start(&fast, &["--state", state_arg], &[]);
+        let (status, old) = s.get(&format!("/v1/tasks/{done_id}")).await;
+        assert_eq!(status, 200, "a finished task is still answered for");
+        assert_eq!(old["status"], "completed");
+        assert_eq!(old["report"]["outcome"], "completed");
+        let (_, lost) = s.get(&format!("/v1/tasks/{slow_id}")).await;
+        assert_eq!(lost["status"], "interrupted", "{lost}");
+        assert_eq!(lost["cost_nanousd"], 50_000_000u64, "charged its budget");
+        let (_, summary) = s.get("/v1/summary").await;
+        assert_eq!(
+            summary["budget"]["spent_nanousd"].as_u64(),
+            Some(done_cost + 50_000_000),
+            "the budget counts both: {summary}"
+        );
+        // The idempotency key still names the old task: it is not run again.
+        let (status, again) = s
+            .post(
+                "/v1/tasks",
+                json!({"task": "slow one", "idempotency_key": "k1"}),
+            )
+            .await;
+        assert_eq!((status, again["id"].as_u64()), (200, Some(slow_id)));
+    }
+}
+
+mod money {
+    use super::*;
+
+    /// 1,000 tasks submitted at once over HTTP (50 clients): every one ends with one recorded
+    /// outcome, and the topology budget's spend is exactly the sum of the tasks' reports.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_thousand_concurrent_submissions_conserve_money() {
+        let s = Arc::new(Server::start(
+            &research("serve-h.yaml", &[("latency: 100ms", "latency: 5ms")], ""),
+            &[],
+            &[],
+        ));
+        let ids = Arc::new(Mutex::new(Vec::new()));
+        let mut clients = Vec::new();
+        for c in 0..50 {
+            let (s, ids) = (Arc::clone(&s), Arc::clone(&ids));
+            clients.push(tokio::spawn(async move {
+                for i in 0..20 {
+                    let id = s
+                        .submit(&format!("How healthy are our services? ({c}/{i})"))
+                        .await;
+                    ids.lock().expect("ids").push(id);
+                }
+            }));
+        }
+        for c in clients {
+            c.await.expect("client");
+        }
+        let ids = ids.lock().expect("ids").clone();
+        assert_eq!(ids.len(), 1000);
+        let mut sum = 0;
+        for id in &ids {
+            let done = s.finished(*id).await;
+            assert_ne!(done["status"], "running");
+            let report_cost = done["report"]["totals"]["cost_nanousd"]
+                .as_u64()
+                .expect("a report");
+            assert_eq!(done["cost_nanousd"].as_u64(), Some(report_cost));
+            sum += report_cost;
+        }
+        let (_, summary) = s.get("/v1/summary").await;
+        assert_eq!(
+            summary["budget"]["spent_nanousd"].as_u64(),
+            Some(sum),
+            "{summary}"
+        );
+        assert_eq!(summary["in_flight"], 0);
+        let total: u64 = summary["tasks"]
+            .as_object()
+            .expect("counts")
+            .values()
+            .map(|v| v.as_u64().expect("count"))
+            .sum();
+        assert_eq!(total, 1000, "one outcome each: {summary}");
+    }
+
+    /// The topology's `budget: { max_usd }` caps all served tasks together: once spent, tasks end
+    /// `budget_exceeded` and the spend never passes the cap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_topology_budget_caps_all_tasks_together() {
+        let s = Server::start(
+            &research(
+                "serve-i.yaml",
+                &[("latency: 100ms", "latency: 5ms")],
+                "\nbudget:\n  max_usd: 0.05\n",
+            ),
+            &[],
+            &[],
+        );
+        let mut ids = Vec::new();
+        for i in 0..40 {
+            ids.push(
+                s.submit(&format!("How healthy are our services? {i}"))
+                    .await,
+            );
+        }
+        let mut outcomes = std::collections::BTreeMap::new();
+        for id in ids {
+            let done = s.finished(id).await;
+            *outcomes
+                .entry(done["status"].as_str().expect("status").to_string())
+                .or_insert(0) += 1;
+        }
+        assert!(
+            outcomes.get("budget_exceeded").copied().unwrap_or(0) > 0,
+            "{outcomes:?}"
+        );
+        let (_, summary) = s.get("/v1/summary").await;
+        let spent = summary["budget"]["spent_nanousd"].as_u64().expect("spent");
+        assert!(spent <= 50_000_000, "never past the cap: {spent}");
+        assert_eq!(summary["budget"]["max_nanousd"], 50_000_000u64);
+    }
+}
