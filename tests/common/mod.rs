@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub(crate) mod server;
+
 /// A fresh path in this test process's temp directory (removed if it was there).
 pub(crate) fn temp_path(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("baton-cli-{}", std::process::id()));

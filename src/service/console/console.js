@@ -93,7 +93,10 @@ function renderTree() {
       `${a.max_usd_per_task_nanousd ? ` · ${usd(a.max_usd_per_task_nanousd)}/task` : ""}${ended ? `<br>${esc(ended)}` : ""}</div>` +
       (kids ? `<ul>${kids}</ul>` : "") + `</li>`;
   };
-  $("tree").innerHTML = node(t.root, new Set());
+  const html = node(t.root, new Set());
+  if (html === state.treeHtml) return;
+  state.treeHtml = html;
+  $("tree").innerHTML = html;
   applyBars($("tree"));
 }
 
@@ -112,7 +115,7 @@ function renderSummary(s) {
   applyBars($("budget"));
   const counts = s.tasks || {};
   const done = counts.completed || 0;
-  $("totals").innerHTML = `<span>in flight ${s.in_flight}</span><span>completed ${done}</span>` +
+  $("totals").innerHTML = `<span>in flight ${s.in_flight}</span><span id="n-completed" data-n="${done}">completed ${done}</span>` +
     `<span>spent ${usd(b.spent_nanousd)}</span><span>per completed workflow ${usd(s.cost_per_completed_nanousd)}</span>` +
     (s.draining ? `<span>draining</span>` : "");
 }
@@ -174,12 +177,18 @@ function addEvent(e) {
   row.innerHTML = `<span class="t">+${((e.at_ms - L.t0) / 1000).toFixed(2)}s</span><div class="lanes">${cells.join("")}</div>`;
   $("timeline").appendChild(row);
   if (e.kind === "task_end" && e.task != null) L.busy.delete(L.of.get(e.task));
+  if (e.kind === "model_call") {
+    L.spent += e.cost_nanousd || 0;
+    const c = $("head-cost");
+    if (c) c.textContent = usd(L.spent);
+  }
   if (e.kind === "task_report") { soon(); showHead(state.selected); }
 }
 
 async function showHead(id) {
   const t = await api(`/v1/tasks/${id}`);
-  $("task-head").innerHTML = `<div><span class="status ${esc(t.status)}">${esc(t.status)}</span> · ${usd(t.cost_nanousd)}` +
+  if (state.lanes && t.status === "running") state.lanes.spent = Math.max(state.lanes.spent, t.cost_nanousd);
+  $("task-head").innerHTML = `<div><span class="status ${esc(t.status)}">${esc(t.status)}</span> · <span id="head-cost">${usd(t.status === "running" && state.lanes ? state.lanes.spent : t.cost_nanousd)}</span>` +
     `${t.status === "running" ? ` · <button id="cancel">Cancel</button>` : ""}</div><pre>${esc(t.task)}</pre>`;
   const c = $("cancel");
   if (c) c.onclick = () => api(`/v1/tasks/${id}`, { method: "DELETE" }).catch((e) => alert(e.message));
@@ -188,7 +197,7 @@ async function showHead(id) {
 function select(id) {
   if (state.taskStream) state.taskStream.stop();
   state.selected = id;
-  state.lanes = { of: new Map(), busy: new Set(), t0: null };
+  state.lanes = { of: new Map(), busy: new Set(), t0: null, spent: 0 };
   $("timeline").innerHTML = "";
   $("timeline-title").textContent = `task ${id}`;
   for (const tr of $("tasks").tBodies[0].rows) tr.classList.toggle("selected", Number(tr.dataset.id) === id);
@@ -201,6 +210,10 @@ async function refreshApprovals() {
   const pending = list.filter((a) => a.state === "pending");
   $("approvals-count").textContent = pending.length || "";
   list.sort((a, b) => (b.state === "pending") - (a.state === "pending") || b.id - a.id);
+  // Re-rendered only when something changed, so that a button is never replaced under a click.
+  const key = JSON.stringify(list.slice(0, 50));
+  if (key === state.approvalsKey) return;
+  state.approvalsKey = key;
   $("approvals").innerHTML = list.slice(0, 50).map((a) =>
     `<div class="approval ${a.state === "pending" ? "" : "answered"}" data-approval="${a.id}">` +
     `<b>#${a.id}</b> <b>${esc(a.agent)}</b> wants <b>${esc(a.tool)}</b> (task ${a.root || a.task})` +
@@ -213,11 +226,12 @@ async function refreshApprovals() {
 
 async function refreshLoops() {
   const { loops } = await api("/v1/loops");
-  $("loops").innerHTML = loops.map((l) =>
+  const html = loops.map((l) =>
     `<div class="loop"><b>${esc(l.schedule)}</b> <span class="muted">${esc(l.cadence)}</span> · breaker ${esc(l.breaker)}<br>` +
     `${l.runs} runs, ${l.skipped} skipped · period ${usd(l.period_spent_nanousd)}${l.period_limit_nanousd != null ? " of " + usd(l.period_limit_nanousd) : ""}` +
     (l.last_run ? `<br><span class="muted">last: run ${l.last_run.run} ${esc(l.last_run.outcome)} ${usd(l.last_run.cost_nanousd)}</span>` : "") +
     `</div>`).join("") || `<div class="muted">none</div>`;
+  if (html !== state.loopsHtml) { state.loopsHtml = html; $("loops").innerHTML = html; }
 }
 
 async function poll() {
@@ -231,6 +245,9 @@ async function poll() {
   } catch (e) { /* shown by the connection indicator */ }
 }
 
+let pollTimer = null;
+function pollSoon() { if (!pollTimer) pollTimer = setTimeout(() => { pollTimer = null; poll(); }, 200); }
+
 async function start() {
   try {
     state.topology = await api("/v1/topology");
@@ -241,7 +258,8 @@ async function start() {
   setInterval(poll, 1000);
   setInterval(() => refreshTasks().catch(() => {}), 5000);
   follow("/v1/events", (e) => {
-    if (e.kind === "task_submitted" || e.kind === "task_report") soon();
+    if (e.kind === "task_submitted" || e.kind === "task_report") { soon(); pollSoon(); }
+    else if (e.kind === "task_start" || e.kind === "task_end" || e.kind === "restart") pollSoon();
     if (e.kind === "policy" && e.decision === "requested") refreshApprovals().catch(() => {});
   });
 }
