@@ -65,8 +65,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
         format: ValidateFormat,
     },
-    /// Print the JSON Schema of topology files (for editors: completion and checking).
-    Schema,
+    /// Print the JSON Schema of topology files (for editors: completion and checking), or with
+    /// --openapi the OpenAPI 3.1 description of `baton serve`'s HTTP API.
+    Schema {
+        /// The API's OpenAPI document instead.
+        #[arg(long)]
+        openapi: bool,
+    },
     /// Show a standing loops' state file (`baton run --state FILE`): per loop its period's
     /// spend, breaker and every run's recorded outcome, as JSON.
     State {
@@ -297,9 +302,22 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Schema => {
+        Command::Schema { openapi: false } => {
             print!("{}", baton::topologies::json_schema());
             ExitCode::SUCCESS
+        }
+        Command::Schema { openapi: true } => {
+            let doc = service::openapi::document();
+            match serde_json::to_string_pretty(&doc) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Graph { file, format } => match Topology::from_path(&file) {
             Ok(t) => {

@@ -235,11 +235,14 @@ pub(crate) async fn list_approvals(State(queue): State<Arc<ApprovalQueue>>) -> R
     Json(queue.list()).into_response()
 }
 
-#[derive(serde::Deserialize, Default)]
+/// An answer to an approval request (the body is optional).
+#[derive(serde::Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Answer {
-    by: Option<String>,
-    reason: Option<String>,
+pub(crate) struct Answer {
+    /// Who answers (recorded in the queue and the audit trail).
+    pub(crate) by: Option<String>,
+    /// Why (for a denial: the model is told).
+    pub(crate) reason: Option<String>,
 }
 
 pub(crate) async fn answer_approval(

@@ -71,6 +71,45 @@ mod tasks {
         assert_eq!(none["tasks"], json!([]));
         let (status, _) = s.get("/v1/tasks/999999999").await;
         assert_eq!(status, 404);
+        // What the server answered is what its OpenAPI document says it answers.
+        let (_, doc) = s.get("/openapi.json").await;
+        let conforms = |name: &str, value: &Value| {
+            let mut schema = doc.clone();
+            schema["$ref"] = json!(format!("#/components/schemas/{name}"));
+            let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+            let errors: Vec<String> = validator
+                .iter_errors(value)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{name}: {errors:?}\n{value}");
+        };
+        let mut strict = doc.clone();
+        strict["$ref"] = json!("#/components/schemas/TaskRecord");
+        let validator = jsonschema::validator_for(&strict).expect("a valid schema");
+        assert!(
+            !validator.is_valid(&json!({"id": "x"})),
+            "the schemas constrain"
+        );
+        conforms("TaskLinks", &body);
+        conforms("TaskRecord", &done);
+        conforms("TaskList", &list);
+        for (path, name) in [
+            ("/v1/summary", "Summary"),
+            ("/v1/topology", "TopologyView"),
+            ("/v1/agents", "AgentList"),
+            ("/v1/loops", "LoopList"),
+            ("/v1/tasks/999999999", "ErrorBody"),
+            ("/readyz", "Probe"),
+        ] {
+            let (_, v) = s.get(path).await;
+            conforms(name, &v);
+        }
+        let stream = s
+            .events(&format!("/v1/tasks/{id}/events"), None, 10_000)
+            .await;
+        for (_, _, data) in &stream {
+            conforms("StreamEvent", data);
+        }
     }
 
     /// The same idempotency key returns the same task and never runs it twice; the key reused

@@ -62,7 +62,9 @@ impl Approver for Unattended {
 }
 
 /// Where an approval request stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalState {
     /// Waiting for a human.
@@ -76,7 +78,7 @@ pub enum ApprovalState {
 }
 
 /// An approval request as the queue (and the state file) keeps it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ApprovalRecord {
     /// Its id: unique in the state file, and (starting at a random number) across processes.
     pub id: u64,

@@ -6,7 +6,7 @@ use baton_core::{AccountSnapshot, BudgetEvent, BudgetEventKind, CallRecord, Nano
 use serde::Serialize;
 
 /// The report `baton run --json` prints.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct RunReport {
     /// The root task's terminal outcome.
     pub outcome: Outcome,
@@ -26,7 +26,7 @@ pub struct RunReport {
 }
 
 /// What one model did in a run.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ModelReport {
     /// Model name (as in the topology).
     pub name: String,
@@ -41,7 +41,7 @@ pub struct ModelReport {
 }
 
 /// Sums over a run.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Totals {
     /// Prompt tokens (cached included).
     pub tokens_in: u64,
@@ -77,7 +77,7 @@ pub struct Totals {
 }
 
 /// What one agent did in a run (summed over its tasks).
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct AgentReport {
     /// Agent name.
     pub name: String,
@@ -110,7 +110,7 @@ pub struct AgentReport {
 }
 
 /// A budget event and the task it happened to.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct TaskBudgetEvent {
     /// Task id.
     pub task: u64,
@@ -120,7 +120,7 @@ pub struct TaskBudgetEvent {
 }
 
 /// One task of a run.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct TaskReport {
     /// Task id.
     pub task: u64,

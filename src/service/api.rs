@@ -1,6 +1,6 @@
 //! `baton serve`'s HTTP API and console, on axum.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -13,11 +13,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use baton::actors::ApprovalQueue;
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::feed::FeedEvent;
-use super::{Feed, NewTask, Service, SubmitError, Submitted};
+use super::feed::{AgentStats, FeedEvent};
+use super::{BudgetView, Feed, LoopView, NewTask, Service, SubmitError, Submitted, TaskRecord};
 use crate::serve::{Guard, guarded, json_error};
 
 /// The largest request body (a task's text and its options).
@@ -73,7 +74,19 @@ pub(crate) fn router(
             "/console.css",
             get(|| async { page(CONSOLE_CSS, "text/css; charset=utf-8") }),
         )
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async {
+                Json(Probe {
+                    status: "ok".into(),
+                    reason: None,
+                })
+            }),
+        )
+        .route(
+            "/openapi.json",
+            get(|| async { Json(super::openapi::document()) }),
+        )
         .route("/readyz", get(readyz))
         .route("/v1/tasks", post(submit).get(list))
         .route("/v1/tasks/{id}", get(status).delete(cancel))
@@ -122,7 +135,9 @@ impl IntoResponse for Refusal {
             Refusal::Starting => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, "1")],
-                Json(json!({"error": "starting: the runtime is not ready yet"})),
+                Json(ErrorBody {
+                    error: "starting: the runtime is not ready yet".into(),
+                }),
             )
                 .into_response(),
             Refusal::NoTask(id) => json_error(StatusCode::NOT_FOUND, format!("no task {id}")),
@@ -136,32 +151,196 @@ fn started(slot: &Slot) -> Result<Arc<Service>, Refusal> {
 }
 
 async fn readyz(State(slot): State<Slot>) -> Response {
+    let probe = |status: &str, reason: Option<&str>| Probe {
+        status: status.into(),
+        reason: reason.map(str::to_string),
+    };
     match slot.get() {
         Some(s) if s.is_draining() => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "draining"})),
+            Json(probe("draining", None)),
         )
             .into_response(),
         Some(s) if s.runtime.down().is_some() => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "down", "reason": s.runtime.down()})),
+            Json(probe("down", s.runtime.down())),
         )
             .into_response(),
-        Some(_) => Json(json!({"status": "ready"})).into_response(),
+        Some(_) => Json(probe("ready", None)).into_response(),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "starting"})),
+            Json(probe("starting", None)),
         )
             .into_response(),
     }
 }
 
-fn links(id: u64) -> serde_json::Value {
-    json!({
-        "id": id,
-        "status_url": format!("/v1/tasks/{id}"),
-        "events_url": format!("/v1/tasks/{id}/events"),
-    })
+/// Where to follow a submitted task.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct TaskLinks {
+    /// The task's id.
+    pub(crate) id: u64,
+    /// Its status and, once it ends, its report.
+    pub(crate) status_url: String,
+    /// Its events as they happen (Server-Sent Events).
+    pub(crate) events_url: String,
+}
+
+fn links(id: u64) -> TaskLinks {
+    TaskLinks {
+        id,
+        status_url: format!("/v1/tasks/{id}"),
+        events_url: format!("/v1/tasks/{id}/events"),
+    }
+}
+
+/// A page of tasks, newest first.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct TaskList {
+    /// The tasks (without their reports: each is at its `status_url`).
+    pub(crate) tasks: Vec<TaskRecord>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub(crate) next_cursor: Option<u64>,
+}
+
+/// What went wrong.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct ErrorBody {
+    /// A sentence naming what and where.
+    pub(crate) error: String,
+}
+
+/// A probe's answer.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Probe {
+    /// `ok` (healthz); `ready`, `starting`, `draining` or `down` (readyz).
+    pub(crate) status: String,
+    /// Why the runtime is down, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
+}
+
+/// A cancellation under way.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Cancelling {
+    /// The task.
+    pub(crate) id: u64,
+    /// `cancelling`: the task ends `cancelled` (its reservations released) in a moment.
+    pub(crate) status: String,
+    /// Where its outcome will be.
+    pub(crate) status_url: String,
+}
+
+/// The standing loops.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct LoopList {
+    /// One per schedule.
+    pub(crate) loops: Vec<LoopView>,
+}
+
+/// What each agent did since the server started.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct AgentList {
+    /// By agent name.
+    pub(crate) agents: BTreeMap<String, AgentStats>,
+}
+
+/// The service at a glance.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Summary {
+    /// The topology's name.
+    pub(crate) topology: String,
+    /// When the server started (Unix milliseconds).
+    pub(crate) started_ms: u64,
+    /// Root tasks running or queued now (loop runs included).
+    pub(crate) in_flight: usize,
+    /// Served tasks by status.
+    pub(crate) tasks: BTreeMap<String, u64>,
+    /// The topology's budget.
+    pub(crate) budget: BudgetView,
+    /// What a completed task cost on average (absent before the first).
+    pub(crate) cost_per_completed_nanousd: Option<u64>,
+    /// Whether the server is shutting down.
+    pub(crate) draining: bool,
+}
+
+/// An agent of the topology.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct AgentView {
+    /// Its name.
+    pub(crate) name: String,
+    /// What it is for.
+    pub(crate) description: Option<String>,
+    /// Its model ladder, cheapest first.
+    pub(crate) models: Vec<String>,
+    /// Its tools.
+    pub(crate) tools: Vec<String>,
+    /// The agents it supervises.
+    pub(crate) children: Vec<String>,
+    /// Agents it may delegate to without supervising them.
+    pub(crate) delegates: Vec<String>,
+    /// Who takes over its task when its budget runs out (`reroute`).
+    pub(crate) fallback: Option<String>,
+    /// Its money limit per task.
+    pub(crate) max_usd_per_task_nanousd: Option<u64>,
+    /// Tasks it runs at once.
+    pub(crate) max_concurrency: u32,
+    /// Tasks that may wait beyond those.
+    pub(crate) queue: u32,
+    /// Whether it is the root agent (it receives submitted tasks).
+    pub(crate) root: bool,
+}
+
+/// A model of the topology.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct ModelView {
+    /// Its name.
+    pub(crate) name: String,
+    /// Who answers its calls.
+    pub(crate) provider: baton::topologies::Provider,
+    /// Price of a million prompt tokens.
+    pub(crate) input_per_mtok_nanousd: u64,
+    /// Price of a million completion tokens.
+    pub(crate) output_per_mtok_nanousd: u64,
+}
+
+/// The topology, for the console: agents, models, budget, loops.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct TopologyView {
+    /// Its name.
+    pub(crate) name: String,
+    /// The root agent.
+    pub(crate) root: String,
+    /// Every agent.
+    pub(crate) agents: Vec<AgentView>,
+    /// Every model.
+    pub(crate) models: Vec<ModelView>,
+    /// The topology's budget.
+    pub(crate) budget: BudgetView,
+    /// The standing loops.
+    pub(crate) schedules: Vec<LoopView>,
+}
+
+/// One event of a stream (the SSE `data`; its `id` is `seq`, its `event` is `kind`). Besides
+/// these, each kind carries its own fields, as the audit trail records them: `model_call`
+/// (agent, step, model, tokens_in, tokens_out, cost_nanousd, latency_ms), `tool_call` (tool,
+/// call, arguments), `tool_result` (tool, call, outcome, result), `policy` (tool, decision,
+/// rule, reason), `budget` (action), `task_start` (agent, parent), `task_end` (agent, outcome,
+/// detail), `task_submitted` (text), `task_report` (status, cost_nanousd, answer, error; the
+/// last event of a task's stream), `loop` (schedule, ...), `restart`, `escalation`,
+/// `model_error`, `model_retry`, `breaker`.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct StreamEvent {
+    /// Its number (increasing): resume after it with `Last-Event-ID`.
+    pub(crate) seq: u64,
+    /// Its kind.
+    pub(crate) kind: String,
+    /// When it happened (Unix milliseconds).
+    pub(crate) at_ms: u64,
+    /// The root task (the submitted task) it belongs to.
+    pub(crate) root: Option<u64>,
+    /// The (sub-)task it is about.
+    pub(crate) task: Option<u64>,
 }
 
 async fn submit(State(slot): State<Slot>, body: axum::body::Bytes) -> Response {
@@ -191,13 +370,15 @@ async fn submit(State(slot): State<Slot>, body: axum::body::Bytes) -> Response {
         Ok(Submitted::Busy(why)) => (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, "1")],
-            Json(json!({"error": why})),
+            Json(ErrorBody { error: why }),
         )
             .into_response(),
         Ok(Submitted::Draining) => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "5")],
-            Json(json!({"error": "the server is shutting down: it takes no new tasks"})),
+            Json(ErrorBody {
+                error: "the server is shutting down: it takes no new tasks".into(),
+            }),
         )
             .into_response(),
         Err(e @ SubmitError::KeyReused { .. }) => json_error(StatusCode::UNPROCESSABLE_ENTITY, e),
@@ -256,7 +437,11 @@ async fn list(
         return json_error(StatusCode::BAD_REQUEST, "`limit` is from 1 to 1000");
     }
     let (tasks, next) = service.list(q.status.as_deref(), limit, q.cursor);
-    Json(json!({"tasks": tasks, "next_cursor": next})).into_response()
+    Json(TaskList {
+        tasks,
+        next_cursor: next,
+    })
+    .into_response()
 }
 
 async fn cancel(State(slot): State<Slot>, Path(id): Path<String>) -> Response {
@@ -272,9 +457,11 @@ async fn cancel(State(slot): State<Slot>, Path(id): Path<String>) -> Response {
         None => json_error(StatusCode::NOT_FOUND, format!("no task {id}")),
         Some(true) => (
             StatusCode::ACCEPTED,
-            Json(
-                json!({"id": id, "status": "cancelling", "status_url": format!("/v1/tasks/{id}")}),
-            ),
+            Json(Cancelling {
+                id,
+                status: "cancelling".into(),
+                status_url: format!("/v1/tasks/{id}"),
+            }),
         )
             .into_response(),
         Some(false) => {
@@ -289,7 +476,7 @@ async fn cancel(State(slot): State<Slot>, Path(id): Path<String>) -> Response {
 
 async fn loops(State(slot): State<Slot>) -> Response {
     match started(&slot) {
-        Ok(s) => Json(json!({"loops": s.loops()})).into_response(),
+        Ok(s) => Json(LoopList { loops: s.loops() }).into_response(),
         Err(r) => r.into_response(),
     }
 }
@@ -300,21 +487,24 @@ async fn summary(State(slot): State<Slot>) -> Response {
         Err(r) => return r.into_response(),
     };
     let (completed, completed_cost) = service.completed();
-    Json(json!({
-        "topology": service.topology.name(),
-        "started_ms": service.started_ms(),
-        "in_flight": service.runtime.in_flight(),
-        "tasks": service.counts(),
-        "budget": service.budget_view(),
-        "cost_per_completed_nanousd": completed_cost.checked_div(completed),
-        "draining": service.is_draining(),
-    }))
+    Json(Summary {
+        topology: service.topology.name().to_string(),
+        started_ms: service.started_ms(),
+        in_flight: service.runtime.in_flight(),
+        tasks: service.counts(),
+        budget: service.budget_view(),
+        cost_per_completed_nanousd: completed_cost.checked_div(completed),
+        draining: service.is_draining(),
+    })
     .into_response()
 }
 
 async fn agents(State(slot): State<Slot>) -> Response {
     match started(&slot) {
-        Ok(s) => Json(json!({"agents": s.feed.agents()})).into_response(),
+        Ok(s) => Json(AgentList {
+            agents: s.feed.agents(),
+        })
+        .into_response(),
         Err(r) => r.into_response(),
     }
 }
@@ -330,51 +520,50 @@ async fn topology(State(slot): State<Slot>) -> Response {
     let mut delegates = vec![Vec::new(); g.node_count()];
     for e in g.edge_indices() {
         if let Some((from, to)) = g.edge_endpoints(e) {
-            match g[e] {
-                baton::topologies::Edge::Supervises => children[from.index()].push(&*g[to].name),
-                baton::topologies::Edge::DelegatesTo => delegates[from.index()].push(&*g[to].name),
-                baton::topologies::Edge::FallsBackTo => {}
-            }
+            let list = match g[e] {
+                baton::topologies::Edge::Supervises => &mut children,
+                baton::topologies::Edge::DelegatesTo => &mut delegates,
+                baton::topologies::Edge::FallsBackTo => continue,
+            };
+            list[from.index()].push(g[to].name.to_string());
         }
     }
-    let agents: Vec<_> = g
+    let agents = g
         .node_indices()
         .map(|i| {
             let a = &g[i];
-            json!({
-                "name": &*a.name,
-                "description": a.description,
-                "models": a.ladder.iter().map(|m| &**m).collect::<Vec<_>>(),
-                "tools": a.tools.iter().map(|m| &**m).collect::<Vec<_>>(),
-                "children": children[i.index()],
-                "delegates": delegates[i.index()],
-                "fallback": a.fallback.as_deref(),
-                "max_usd_per_task_nanousd": a.budget.max_cost.map(|c| c.0),
-                "max_concurrency": a.max_concurrency,
-                "queue": a.queue,
-                "root": i == t.root(),
-            })
+            AgentView {
+                name: a.name.to_string(),
+                description: a.description.clone(),
+                models: a.ladder.iter().map(ToString::to_string).collect(),
+                tools: a.tools.iter().map(ToString::to_string).collect(),
+                children: std::mem::take(&mut children[i.index()]),
+                delegates: std::mem::take(&mut delegates[i.index()]),
+                fallback: a.fallback.as_deref().map(str::to_string),
+                max_usd_per_task_nanousd: a.budget.max_cost.map(|c| c.0),
+                max_concurrency: a.max_concurrency,
+                queue: a.queue,
+                root: i == t.root(),
+            }
         })
         .collect();
-    let models: Vec<_> = t
+    let models = t
         .models()
-        .map(|m| {
-            json!({
-                "name": &*m.name,
-                "provider": m.provider,
-                "input_per_mtok_nanousd": m.price.input_per_mtok.0,
-                "output_per_mtok_nanousd": m.price.output_per_mtok.0,
-            })
+        .map(|m| ModelView {
+            name: m.name.to_string(),
+            provider: m.provider,
+            input_per_mtok_nanousd: m.price.input_per_mtok.0,
+            output_per_mtok_nanousd: m.price.output_per_mtok.0,
         })
         .collect();
-    Json(json!({
-        "name": t.name(),
-        "root": &*g[t.root()].name,
-        "agents": agents,
-        "models": models,
-        "budget": service.budget_view(),
-        "schedules": service.loops(),
-    }))
+    Json(TopologyView {
+        name: t.name().to_string(),
+        root: g[t.root()].name.to_string(),
+        agents,
+        models,
+        budget: service.budget_view(),
+        schedules: service.loops(),
+    })
     .into_response()
 }
 

@@ -49,7 +49,7 @@ pub(crate) struct Feed {
 
 /// What an agent has done since the server started, and what it is doing (for the console's
 /// supervision tree).
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, schemars::JsonSchema)]
 pub(crate) struct AgentStats {
     /// Tasks running now.
     pub(crate) running: usize,
@@ -57,17 +57,20 @@ pub(crate) struct AgentStats {
     pub(crate) ended: BTreeMap<String, u64>,
     /// Money its model calls booked.
     pub(crate) spent_nanousd: u64,
-    /// Tokens in and out.
+    /// Prompt tokens.
     pub(crate) tokens_in: u64,
+    /// Completion tokens.
     pub(crate) tokens_out: u64,
-    /// Model calls, and those that failed.
+    /// Model calls booked.
     pub(crate) model_calls: u64,
+    /// Model calls that failed.
     pub(crate) model_errors: u64,
     /// Times its supervisor restarted it.
     pub(crate) restarts: u64,
     /// Budget actions taken on its tasks (cut off, rerouted).
     pub(crate) budget_actions: u64,
     #[serde(skip)]
+    #[schemars(skip)]
     started: std::collections::HashSet<u64>,
 }
 

@@ -8,6 +8,7 @@
 
 mod api;
 mod feed;
+pub(crate) mod openapi;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -46,7 +47,7 @@ pub(crate) struct Options {
 }
 
 /// A served task, as the API shows it and the state file keeps it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub(crate) struct TaskRecord {
     /// Its id (the root task's id: every event of its run carries it as `root`).
     pub(crate) id: u64,
@@ -77,6 +78,7 @@ pub(crate) struct TaskRecord {
     pub(crate) error: Option<String>,
     /// The same report as `baton run --json`, when it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<RunReport>")]
     pub(crate) report: Option<serde_json::Value>,
 }
 
@@ -87,13 +89,14 @@ impl TaskRecord {
 }
 
 /// A task to submit.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewTask {
     /// What to do.
     pub(crate) task: String,
-    /// The task's own budget, in dollars (a number or a decimal string).
+    /// The task's own budget, in dollars (a number or a decimal string: `0.05`, `"0.05"`).
     #[serde(default)]
+    #[schemars(with = "Option<BudgetUsd>")]
     pub(crate) budget_usd: Option<serde_json::Value>,
     /// How long it may run (`30s`, `5m`): it ends `timed_out` then.
     #[serde(default)]
@@ -101,6 +104,15 @@ pub(crate) struct NewTask {
     /// Submitting the same key again returns the same task; it never runs twice.
     #[serde(default)]
     pub(crate) idempotency_key: Option<String>,
+}
+
+/// Dollars, as a number or a decimal string.
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+enum BudgetUsd {
+    Number(f64),
+    Text(String),
 }
 
 /// What became of a submission.
@@ -217,31 +229,58 @@ impl Periods {
         }
     }
 
-    fn view(&self) -> serde_json::Value {
+    fn view(&self) -> BudgetView {
         let limit = |l: Option<NanoUsd>| l.map(|l| l.0);
-        json!({
-            "spent_nanousd": self.total.spent().0,
-            "max_nanousd": limit(self.limits.max),
-            "day_spent_nanousd": self.day.spent().0,
-            "max_per_day_nanousd": limit(self.limits.per_day),
-            "hour_spent_nanousd": self.hour.spent().0,
-            "max_per_hour_nanousd": limit(self.limits.per_hour),
-        })
+        BudgetView {
+            spent_nanousd: self.total.spent().0,
+            max_nanousd: limit(self.limits.max),
+            day_spent_nanousd: self.day.spent().0,
+            max_per_day_nanousd: limit(self.limits.per_day),
+            hour_spent_nanousd: self.hour.spent().0,
+            max_per_hour_nanousd: limit(self.limits.per_hour),
+        }
     }
 }
 
+/// The topology's budget (`budget:`): what all served tasks spent, against its limits (absent:
+/// no limit). Interrupted tasks' worst cases are counted.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct BudgetView {
+    /// Spent since the server first started (carried across restarts with `--state`).
+    pub(crate) spent_nanousd: u64,
+    /// `max_usd`.
+    pub(crate) max_nanousd: Option<u64>,
+    /// Spent in the current 24-hour period.
+    pub(crate) day_spent_nanousd: u64,
+    /// `max_usd_per_day`.
+    pub(crate) max_per_day_nanousd: Option<u64>,
+    /// Spent in the current hour.
+    pub(crate) hour_spent_nanousd: u64,
+    /// `max_usd_per_hour`.
+    pub(crate) max_per_hour_nanousd: Option<u64>,
+}
+
 /// A standing loop as the API shows it.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, schemars::JsonSchema)]
 pub(crate) struct LoopView {
+    /// The schedule's name.
     pub(crate) schedule: String,
+    /// When it runs (`every 5m`, a cron expression).
     pub(crate) cadence: String,
+    /// The task each run gives the root agent.
     pub(crate) task: String,
+    /// Runs started (carried across restarts with `--state`).
     pub(crate) runs: u64,
+    /// Ticks skipped because the previous run was still going.
     pub(crate) skipped: u64,
+    /// Spent in the current budget period.
     pub(crate) period_spent_nanousd: u64,
+    /// The period's limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) period_limit_nanousd: Option<u64>,
+    /// The spend circuit breaker: `closed`, `open` or `halfopen`.
     pub(crate) breaker: String,
+    /// The last run: its number, outcome, cost and answer or error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) last_run: Option<serde_json::Value>,
 }
@@ -503,7 +542,7 @@ impl Service {
     }
 
     /// What the topology's budget has spent, and its limits.
-    pub(crate) fn budget_view(&self) -> serde_json::Value {
+    pub(crate) fn budget_view(&self) -> BudgetView {
         lock(&self.periods).view()
     }
 

@@ -27,7 +27,7 @@ pub struct CallRecord {
 }
 
 /// What happened to a task's budget.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum BudgetEventKind {
@@ -44,7 +44,7 @@ pub enum BudgetEventKind {
 }
 
 /// One budget event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BudgetEvent {
     /// What happened.
     pub kind: BudgetEventKind,
