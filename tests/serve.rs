@@ -509,6 +509,28 @@ mod durable {
     }
 }
 
+mod drain {
+    use super::*;
+
+    /// SIGTERM drains: the server stops taking tasks, gives running ones `--grace` to end, then
+    /// cancels them — each recorded `cancelled` (not lost, not `interrupted`) — and exits 0.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sigterm_cancels_what_outlives_the_grace_and_records_it() {
+        let state = temp_path("serve-drain.redb");
+        let state_arg = state.to_str().expect("utf-8");
+        let slow = research("serve-j.yaml", &[("latency: 100ms", "latency: 60s")], "");
+        let mut s = Server::start(&slow, &["--state", state_arg, "--grace", "300ms"], &[]);
+        let id = s.submit("How healthy are our services?").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(s.terminate(), Some(0));
+        assert!(s.log().contains("draining"), "{}", s.log());
+        let s = Server::start(&slow, &["--state", state_arg], &[]);
+        let (_, r) = s.get(&format!("/v1/tasks/{id}")).await;
+        assert_eq!(r["status"], "cancelled", "{r}");
+        assert_eq!(r["report"]["outcome"], "cancelled");
+    }
+}
+
 mod money {
     use super::*;
 
@@ -600,5 +622,75 @@ mod money {
         let spent = summary["budget"]["spent_nanousd"].as_u64().expect("spent");
         assert!(spent <= 50_000_000, "never past the cap: {spent}");
         assert_eq!(summary["budget"]["max_nanousd"], 50_000_000u64);
+    }
+}
+
+mod loops {
+    use super::*;
+
+    async fn runs(s: &Server, name: &str) -> (u64, bool) {
+        let (_, body) = s.get("/v1/loops").await;
+        let l = body["loops"]
+            .as_array()
+            .expect("loops")
+            .iter()
+            .find(|l| l["schedule"] == name)
+            .unwrap_or_else(|| panic!("no loop {name}: {body}"))
+            .clone();
+        (
+            l["runs"].as_u64().expect("runs"),
+            l["paused"].as_bool().expect("paused"),
+        )
+    }
+
+    /// The topology's standing loops run beside served tasks (a served task's approval waits in
+    /// the queue without holding up the loops); one paused over the API starts no
+    /// run until resumed, and stays paused across a restart with `--state`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loops_run_and_pause_and_resume_over_the_api() {
+        let state = temp_path("serve-loops.redb");
+        let state_arg = state.to_str().expect("utf-8");
+        let file = common::fast_ops_loop();
+        let mut s = Server::start(&file, &["--state", state_arg], &[]);
+        // (checkout-latency's runs wait for an approval in the queue: search-latency's do not.)
+        let name = "search-latency";
+        for _ in 0..100 {
+            if runs(&s, name).await.0 >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (status, view) = s.post(&format!("/v1/loops/{name}/pause"), json!({})).await;
+        assert_eq!(
+            (status, view["paused"].as_bool()),
+            (200, Some(true)),
+            "{view}"
+        );
+        // A run started before the pause may still end; none starts after it.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (before, paused) = runs(&s, name).await;
+        assert!(before >= 1 && paused);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(runs(&s, name).await.0, before, "no run while paused");
+        let (status, _) = s.post("/v1/loops/nope/pause", json!({})).await;
+        assert_eq!(status, 404);
+        let (status, view) = s.post(&format!("/v1/loops/{name}/resume"), json!({})).await;
+        assert_eq!((status, view["paused"].as_bool()), (200, Some(false)));
+        let mut resumed = false;
+        for _ in 0..100 {
+            if runs(&s, name).await.0 > before {
+                resumed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(resumed, "runs again once resumed");
+        // Served tasks run beside the loops.
+        let id = s.submit("p99 latency of checkout doubled at 14:05").await;
+        assert_ne!(s.finished(id).await["status"], "running");
+        s.post(&format!("/v1/loops/{name}/pause"), json!({})).await;
+        s.kill();
+        let s = Server::start(&file, &["--state", state_arg], &[]);
+        assert!(runs(&s, name).await.1, "still paused after the restart");
     }
 }

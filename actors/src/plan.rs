@@ -310,6 +310,9 @@ pub(crate) struct Plan {
     /// Cancelled when the conductor gives up (after `gave_up` is set): what waits for the
     /// runtime to go down (the standing loops) waits on it.
     pub(crate) down: tokio_util::sync::CancellationToken,
+    /// Standing loops paused by hand ([`crate::Runtime::pause_schedule`]): their ticks are
+    /// skipped until resumed.
+    pub(crate) paused: dashmap::DashSet<String>,
     /// The harness's policy, and who approves destructive calls.
     pub(crate) policy: baton_core::policy::Policy,
     pub(crate) approver: Arc<dyn crate::approval::Approver>,
@@ -607,6 +610,7 @@ impl Plan {
             supervision: topology.supervision().clone(),
             gave_up: std::sync::OnceLock::new(),
             down: tokio_util::sync::CancellationToken::new(),
+            paused: dashmap::DashSet::new(),
             policy,
             approver: approver.unwrap_or_else(|| Arc::new(crate::approval::Unattended)),
         })

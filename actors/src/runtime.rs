@@ -291,6 +291,37 @@ impl Runtime {
         self.0.plan.gave_up.get().map(String::as_str)
     }
 
+    /// Pauses the standing loop `schedule`: its ticks are skipped (counted as
+    /// `baton_loop_skipped_total{reason="paused"}`) until [`Runtime::resume_schedule`]; a run
+    /// going on is not stopped. Returns whether the topology has that schedule.
+    pub fn pause_schedule(&self, schedule: &str) -> bool {
+        let known = self.has_schedule(schedule);
+        if known {
+            self.0.plan.paused.insert(schedule.to_string());
+        }
+        known
+    }
+
+    /// Resumes a paused standing loop: its next tick runs. Returns whether the topology has that
+    /// schedule.
+    pub fn resume_schedule(&self, schedule: &str) -> bool {
+        self.0.plan.paused.remove(schedule);
+        self.has_schedule(schedule)
+    }
+
+    /// Whether the standing loop `schedule` is paused by hand.
+    pub fn schedule_paused(&self, schedule: &str) -> bool {
+        self.0.plan.paused.contains(schedule)
+    }
+
+    fn has_schedule(&self, schedule: &str) -> bool {
+        self.0
+            .topology
+            .schedules()
+            .iter()
+            .any(|s| &*s.name == schedule)
+    }
+
     /// Completes when the runtime goes down (see [`Runtime::down`]).
     pub async fn gone_down(&self) {
         self.0.plan.down.cancelled().await;

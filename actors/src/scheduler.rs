@@ -105,6 +105,8 @@ pub struct LoopSummary {
     pub skipped: u64,
     /// Ticks skipped because the spend circuit breaker was open (or a trial run was going).
     pub paused: u64,
+    /// Ticks skipped because the loop was paused by hand ([`Runtime::pause_schedule`]).
+    pub held: u64,
     /// Times the spend circuit breaker opened.
     pub breaker_trips: u64,
     /// Money spent by its runs in this process, in nano-dollars.
@@ -357,7 +359,7 @@ async fn run_loop(
     let clock = LoopClock::start();
     // Every series of the loop is born at zero: a panel shows 0 rather than "No data", and the
     // first increment is a visible rise to `rate()`.
-    for reason in ["overlap", "breaker", "runtime_down"] {
+    for reason in ["overlap", "breaker", "paused", "runtime_down"] {
         metrics::counter!("baton_loop_skipped_total", "schedule" => def.name.to_string(), "reason" => reason).absolute(0);
     }
     for outcome in baton_core::Outcome::ALL
@@ -533,6 +535,14 @@ async fn run_loop(
             }
             // Ended: never poll its handle again (a breaker skip may come before the next run).
             inflight = None;
+        }
+        if rt.schedule_paused(&def.name) {
+            if let Some(n) = resume.take() {
+                tracing::warn!(schedule = %def.name, run = n, "the loop is paused: the interrupted run is not resumed");
+            }
+            summary.held += 1;
+            metrics::counter!("baton_loop_skipped_total", "schedule" => def.name.to_string(), "reason" => "paused").increment(1);
+            continue;
         }
         if let Some(b) = &breaker {
             let admit = b.lock().map_or(Admit::Run, |mut b| b.admit(Instant::now()));

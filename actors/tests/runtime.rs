@@ -2696,6 +2696,49 @@ mod loops {
         assert!(s[0].cost_nanousd > 0);
     }
 
+    /// A loop paused by hand skips its ticks (counted as `held`, nothing run or charged) until
+    /// resumed; its next tick then runs. Unknown schedules are refused.
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_loop_skips_its_ticks_until_resumed() {
+        let rt = Arc::new(
+            Runtime::builder(looped(60, Overlap::Skip, None, None))
+                .model("m", ScriptedModel::always("m", "all quiet"))
+                .start()
+                .await
+                .expect("starts"),
+        );
+        assert!(!rt.pause_schedule("nope"), "no such schedule");
+        let control = Arc::clone(&rt);
+        // Runs at 0 s; paused at 30 s (ticks at 60, 120, 180 skipped); resumed at 200 s: runs at
+        // 240 s; stopped at 270 s.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            assert!(control.pause_schedule("latency"));
+            assert!(control.schedule_paused("latency"));
+            tokio::time::sleep(Duration::from_secs(170)).await;
+            assert!(control.resume_schedule("latency"));
+        });
+        let runs: Seen = Arc::default();
+        let r = Arc::clone(&runs);
+        let s = rt
+            .run_schedules(
+                tokio::time::sleep(Duration::from_secs(270)),
+                Duration::from_secs(5),
+                move |e| {
+                    if let LoopEvent::Ran { run, report, .. } = e {
+                        r.lock()
+                            .expect("lock")
+                            .push((*run, report.outcome.to_string(), 0, 0));
+                    }
+                },
+            )
+            .await;
+        assert_eq!((s[0].runs, s[0].held, s[0].skipped), (2, 3, 0));
+        let runs: Vec<u64> = runs.lock().expect("lock").iter().map(|r| r.0).collect();
+        assert_eq!(runs, [1, 2]);
+        assert!(!rt.schedule_paused("latency"));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn overlapping_ticks_are_skipped_or_queued() {
         // Each run takes 90 s; ticks every 60 s; stop after 270 s.

@@ -92,6 +92,14 @@ pub(crate) fn router(
         .route("/v1/tasks/{id}", get(status).delete(cancel))
         .route("/v1/tasks/{id}/events", get(task_events))
         .route("/v1/loops", get(loops))
+        .route(
+            "/v1/loops/{name}/pause",
+            post(|slot: State<Slot>, name: Path<String>| pause(slot, name, true)),
+        )
+        .route(
+            "/v1/loops/{name}/resume",
+            post(|slot: State<Slot>, name: Path<String>| pause(slot, name, false)),
+        )
         .route("/v1/topology", get(topology))
         .route("/v1/agents", get(agents))
         .route("/v1/summary", get(summary))
@@ -478,6 +486,20 @@ async fn loops(State(slot): State<Slot>) -> Response {
     match started(&slot) {
         Ok(s) => Json(LoopList { loops: s.loops() }).into_response(),
         Err(r) => r.into_response(),
+    }
+}
+
+async fn pause(State(slot): State<Slot>, Path(name): Path<String>, pause: bool) -> Response {
+    let service = match started(&slot) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    match service.pause(&name, pause) {
+        Some(view) => Json(view).into_response(),
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            format!("no standing loop {name:?} in this topology"),
+        ),
     }
 }
 

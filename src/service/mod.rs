@@ -280,6 +280,8 @@ pub(crate) struct LoopView {
     pub(crate) period_limit_nanousd: Option<u64>,
     /// The spend circuit breaker: `closed`, `open` or `halfopen`.
     pub(crate) breaker: String,
+    /// Paused by hand (`POST /v1/loops/{name}/pause`): its ticks are skipped until resumed.
+    pub(crate) paused: bool,
     /// The last run: its number, outcome, cost and answer or error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) last_run: Option<serde_json::Value>,
@@ -548,7 +550,41 @@ impl Service {
 
     /// The standing loops.
     pub(crate) fn loops(&self) -> Vec<LoopView> {
-        lock(&self.loops).values().cloned().collect()
+        let mut loops: Vec<LoopView> = lock(&self.loops).values().cloned().collect();
+        for l in &mut loops {
+            l.paused = self.runtime.schedule_paused(&l.schedule);
+        }
+        loops
+    }
+
+    /// Pauses (or resumes) a standing loop; kept in the state file. Its view, or `None` when
+    /// there is no such loop.
+    pub(crate) fn pause(&self, schedule: &str, pause: bool) -> Option<LoopView> {
+        let known = if pause {
+            self.runtime.pause_schedule(schedule)
+        } else {
+            self.runtime.resume_schedule(schedule)
+        };
+        if !known {
+            return None;
+        }
+        if let Some(store) = &self.store {
+            let paused: Vec<String> = lock(&self.loops)
+                .keys()
+                .filter(|k| self.runtime.schedule_paused(k))
+                .cloned()
+                .collect();
+            if let Err(e) = store.save_meta("serve.paused", &paused) {
+                tracing::error!("state file: {e}");
+            }
+        }
+        self.feed.publish(
+            "loop",
+            None,
+            json!({"schedule": schedule, "paused": pause}),
+            false,
+        );
+        self.loops().into_iter().find(|l| l.schedule == schedule)
     }
 
     /// Completed tasks, and what they cost together.
@@ -802,6 +838,15 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
         started_ms: now_ms(),
     });
     service.save_budget();
+    // Loops paused by hand stay paused across restarts.
+    if let Some(s) = &service.store {
+        for name in s
+            .load_meta::<Vec<String>>("serve.paused")?
+            .unwrap_or_default()
+        {
+            service.runtime.pause_schedule(&name);
+        }
+    }
     let _ = slot.set(Arc::clone(&service));
     eprintln!("ready: console at http://{bound}/");
 

@@ -35,6 +35,7 @@ pub(crate) fn document() -> Value {
     let approval = r(generator.subschema_for::<ApprovalRecord>());
     let answer = r(generator.subschema_for::<Answer>());
     let loops = r(generator.subschema_for::<LoopList>());
+    let loop_view = r(generator.subschema_for::<super::LoopView>());
     let topology = r(generator.subschema_for::<TopologyView>());
     let agents = r(generator.subschema_for::<AgentList>());
     let summary = r(generator.subschema_for::<Summary>());
@@ -106,6 +107,8 @@ pub(crate) fn document() -> Value {
     let mut answer_responses = ok(&approval, "The request as answered.");
     answer_responses.insert("404".into(), err("No such request."));
     answer_responses.insert("409".into(), err("Already answered or timed out."));
+    let mut loop_responses = ok(&loop_view, "The loop.");
+    loop_responses.insert("404".into(), err("No such standing loop."));
     let mut list_responses = ok(&list, "A page of tasks, newest first.");
     list_responses.insert("400".into(), err("A bad query parameter."));
 
@@ -168,6 +171,12 @@ pub(crate) fn document() -> Value {
                     "responses": guarded(answer_responses)}
             },
             "/v1/loops": {"get": {"operationId": "listLoops", "summary": "The standing loops", "responses": guarded(ok(&loops, "One per schedule."))}},
+            "/v1/loops/{name}/pause": {"post": {"operationId": "pauseLoop", "summary": "Pause a standing loop: its ticks are skipped until resumed (a run going on finishes); kept in the state file",
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": guarded(loop_responses.clone())}},
+            "/v1/loops/{name}/resume": {"post": {"operationId": "resumeLoop", "summary": "Resume a paused standing loop: its next tick runs",
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": guarded(loop_responses)}},
             "/v1/topology": {"get": {"operationId": "getTopology", "summary": "The topology: agents, models, budget, loops", "responses": guarded(ok(&topology, "The topology."))}},
             "/v1/agents": {"get": {"operationId": "listAgents", "summary": "What each agent did since the server started", "responses": guarded(ok(&agents, "By agent."))}},
             "/v1/summary": {"get": {"operationId": "getSummary", "summary": "Counts, spend and the budget", "responses": guarded(ok(&summary, "The summary."))}},

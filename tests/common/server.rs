@@ -162,6 +162,20 @@ impl Server {
         self.log.lock().expect("log").clone()
     }
 
+    /// SIGTERM, then waits (up to 30 s) for the process to exit; its exit code.
+    pub(crate) fn terminate(&mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "SIGTERM sent");
+        for _ in 0..300 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the server did not exit after SIGTERM:\n{}", self.log());
+    }
+
     /// SIGKILL: the process dies at once, as in a crash.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();

@@ -227,7 +227,8 @@ async function refreshApprovals() {
 async function refreshLoops() {
   const { loops } = await api("/v1/loops");
   const html = loops.map((l) =>
-    `<div class="loop"><b>${esc(l.schedule)}</b> <span class="muted">${esc(l.cadence)}</span> · breaker ${esc(l.breaker)}<br>` +
+    `<div class="loop" data-loop="${esc(l.schedule)}"><b>${esc(l.schedule)}</b> <span class="muted">${esc(l.cadence)}</span> · breaker ${esc(l.breaker)}` +
+    ` <button data-loop-verb="${l.paused ? "resume" : "pause"}">${l.paused ? "Resume" : "Pause"}</button>${l.paused ? ` <span class="badge">paused</span>` : ""}<br>` +
     `${l.runs} runs, ${l.skipped} skipped · period ${usd(l.period_spent_nanousd)}${l.period_limit_nanousd != null ? " of " + usd(l.period_limit_nanousd) : ""}` +
     (l.last_run ? `<br><span class="muted">last: run ${l.last_run.run} ${esc(l.last_run.outcome)} ${usd(l.last_run.cost_nanousd)}</span>` : "") +
     `</div>`).join("") || `<div class="muted">none</div>`;
@@ -283,6 +284,13 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!verb || !box) return;
     api(`/v1/approvals/${box.dataset.approval}/${verb}`, { method: "POST", body: JSON.stringify({ by: "console" }) })
       .then(refreshApprovals).catch((e) => alert(e.message));
+  };
+  $("loops").onclick = (ev) => {
+    const verb = ev.target.dataset && ev.target.dataset.loopVerb;
+    const box = ev.target.closest(".loop");
+    if (!verb || !box) return;
+    api(`/v1/loops/${encodeURIComponent(box.dataset.loop)}/${verb}`, { method: "POST", body: "{}" })
+      .then(refreshLoops).catch((e) => alert(e.message));
   };
   $("submit").onsubmit = async (ev) => {
     ev.preventDefault();
