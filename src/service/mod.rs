@@ -166,6 +166,18 @@ struct Periods {
     hour_start: Instant,
 }
 
+/// Books `amount` under `account` as a spent child account (at most what its chain has left).
+fn book(account: &Account, amount: u64) {
+    if amount == 0 {
+        return;
+    }
+    let amount = NanoUsd(amount).min(account.remaining_cost());
+    let carried = account.open_child(TaskId::fresh().0, "carried over", None, None);
+    if let Ok(r) = carried.reserve(amount, 0) {
+        r.commit(&baton::core::TokenUsage::default(), amount);
+    }
+}
+
 const DAY: Duration = Duration::from_secs(24 * 3600);
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -216,17 +228,19 @@ impl Periods {
         )
     }
 
-    /// Charges `amount` (an interrupted task's worst case) to the current periods.
+    /// Books `amount` (an earlier run of the service's spend) against the total only.
+    fn carry_total(&mut self, amount: u64) {
+        book(&self.total, amount);
+    }
+
+    /// Charges `amount` (an interrupted task's worst case) to the current periods: it was spent
+    /// recently, so the day's and the hour's limits count it too (the safe side).
     fn charge(&mut self, amount: u64) {
         if amount == 0 {
             return;
         }
         let under = self.current().clone();
-        let amount = NanoUsd(amount).min(under.remaining_cost());
-        let carried = under.open_child(TaskId::fresh().0, "carried over", None, None);
-        if let Ok(r) = carried.reserve(amount, 0) {
-            r.commit(&baton::core::TokenUsage::default(), amount);
-        }
+        book(&under, amount);
     }
 
     fn view(&self) -> BudgetView {
@@ -781,8 +795,10 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
     // Take up the served tasks the state file holds: those that were running when the server
     // died end `interrupted`, charged their worst case.
     if let Some(s) = &store {
+        // What earlier runs of the service spent counts against the total (the day and the hour
+        // are counted from this start).
         if let Some(b) = s.load_meta::<SavedBudget>("serve.budget")? {
-            periods.charge(b.spent_nanousd);
+            periods.carry_total(b.spent_nanousd);
         }
         for (id, mut r) in s.tasks::<TaskRecord>()? {
             if r.running() {
