@@ -285,6 +285,25 @@ impl LoopStore {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// One served task's record, if written.
+    ///
+    /// # Errors
+    /// When the file cannot be read, or the record is not a `T`.
+    pub fn task<T: serde::de::DeserializeOwned>(&self, id: u64) -> Result<Option<T>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match tx.open_table(TASKS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        match table.get(id).map_err(|e| self.err(e))? {
+            Some(v) => serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(|e| self.json_err(e)),
+            None => Ok(None),
+        }
+    }
+
     /// Every served task's record, by id.
     ///
     /// # Errors

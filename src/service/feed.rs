@@ -154,11 +154,18 @@ impl Feed {
         if let Value::Object(f) = fields {
             data.extend(f);
         }
+        // No credential Baton read (a provider key, an MCP server's token) leaves in an event:
+        // a tool that echoes one (`env`) is scrubbed here, as provider errors are.
+        let text = Value::Object(data).to_string();
+        let data = match baton_providers::scrub(&text) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(clean) => clean,
+        };
         let event = Arc::new(FeedEvent {
             seq,
             root,
             kind,
-            data: Value::Object(data).to_string(),
+            data,
             last,
         });
         kept.all.push_back(Arc::clone(&event));
@@ -213,5 +220,55 @@ impl Observer for Feed {
         self.count(event);
         let (kind, fields) = event.record();
         self.publish(kind, event.root(), fields, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events are numbered in order, kept per root, replayed after a given number, and scrubbed
+    /// of registered credentials.
+    #[test]
+    fn numbered_kept_replayed_and_scrubbed() {
+        let feed = Feed::new();
+        baton_providers::register_secret("sk-feed-test-0123456789abcdef");
+        feed.publish("a", Some(1), serde_json::json!({"x": 1}), false);
+        feed.publish("b", Some(2), serde_json::json!({"x": 2}), false);
+        feed.publish(
+            "c",
+            Some(1),
+            serde_json::json!({"out": "KEY=sk-feed-test-0123456789abcdef"}),
+            true,
+        );
+        let (_, all) = feed.subscribe(None, 0);
+        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        let (_, mine) = feed.subscribe(Some(1), 0);
+        assert_eq!(mine.iter().map(|e| e.kind).collect::<Vec<_>>(), ["a", "c"]);
+        assert!(mine[1].last);
+        let (_, after) = feed.subscribe(Some(1), 1);
+        assert_eq!(after.len(), 1, "resumed after seq 1");
+        assert!(!mine[1].data.contains("sk-feed-test"), "{}", mine[1].data);
+        assert!(mine[1].data.contains("[redacted]"));
+        let v: Value = serde_json::from_str(&mine[0].data).expect("JSON");
+        assert_eq!(
+            (v["seq"].as_u64(), v["kind"].as_str(), v["x"].as_u64()),
+            (Some(1), Some("a"), Some(1))
+        );
+    }
+
+    /// Per-task events are kept for the most recent tasks only: memory stays bounded.
+    #[test]
+    fn per_task_events_are_bounded() {
+        let feed = Feed::new();
+        for root in 0..(KEPT_TASKS as u64 + 10) {
+            feed.publish("a", Some(root), serde_json::json!({}), false);
+        }
+        let (_, first) = feed.subscribe(Some(0), 0);
+        assert!(first.is_empty(), "the oldest task's events were dropped");
+        let (_, last) = feed.subscribe(Some(KEPT_TASKS as u64 + 9), 0);
+        assert_eq!(last.len(), 1);
+        let kept = feed.kept.lock().expect("lock");
+        assert_eq!(kept.by_root.len(), KEPT_TASKS);
     }
 }

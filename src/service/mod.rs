@@ -27,9 +27,9 @@ use tokio::time::Instant;
 
 pub(crate) use feed::Feed;
 
-/// Finished tasks kept in memory (the oldest are dropped first; with `--state` they stay in the
-/// state file).
-const KEPT_FINISHED: usize = 100_000;
+/// Finished tasks kept in memory (the oldest are dropped first; with `--state` they are still
+/// answered for from the state file). Their idempotency keys are all kept.
+const KEPT_FINISHED: usize = 10_000;
 
 /// Milliseconds since the Unix epoch, now.
 pub(crate) fn now_ms() -> u64 {
@@ -482,11 +482,7 @@ impl Service {
                 .map(|(k, _)| *k)
                 .collect();
             for k in old {
-                if let Some(e) = table.by_id.remove(&k)
-                    && let Some(key) = e.record.idempotency_key
-                {
-                    table.by_key.remove(&key);
-                }
+                table.by_id.remove(&k);
             }
         }
         drop(table);
@@ -501,15 +497,23 @@ impl Service {
         );
     }
 
-    /// A task's record, its spend live while it runs.
+    /// A task's record, its spend live while it runs (an old one from the state file).
     pub(crate) fn task(&self, id: u64) -> Option<TaskRecord> {
         let table = lock(&self.table);
-        table.by_id.get(&id).map(|e| {
+        let kept = table.by_id.get(&id).map(|e| {
             let mut r = e.record.clone();
             if let Some(a) = &e.account {
                 r.cost_nanousd = a.spent().0;
             }
             r
+        });
+        drop(table);
+        kept.or_else(|| {
+            let store = self.store.as_ref()?;
+            store.task(id).unwrap_or_else(|e| {
+                tracing::error!("state file: {e}");
+                None
+            })
         })
     }
 
@@ -800,7 +804,9 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
         if let Some(b) = s.load_meta::<SavedBudget>("serve.budget")? {
             periods.carry_total(b.spent_nanousd);
         }
-        for (id, mut r) in s.tasks::<TaskRecord>()? {
+        let records = s.tasks::<TaskRecord>()?;
+        let keep_from = records.len().saturating_sub(KEPT_FINISHED);
+        for (i, (id, mut r)) in records.into_iter().enumerate() {
             if r.running() {
                 let charged = r.limit_nanousd.unwrap_or(0);
                 r.status = "interrupted".into();
@@ -815,6 +821,10 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
             }
             if let Some(k) = &r.idempotency_key {
                 table.by_key.insert(k.clone(), id);
+            }
+            // The newest are kept in memory; older ones are read from the file when asked for.
+            if i < keep_from {
+                continue;
             }
             table.by_id.insert(
                 id,
