@@ -666,6 +666,15 @@ mod loops {
             (200, Some(true)),
             "{view}"
         );
+        let next = view["next_tick_ms"].as_u64().expect("the next tick");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as u64;
+        assert!(
+            next + 50 >= now && next <= now + 1_100,
+            "every 1s: {next} vs {now}"
+        );
         // A run started before the pause may still end; none starts after it.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let (before, paused) = runs(&s, name).await;

@@ -268,6 +268,8 @@ pub(crate) struct Summary {
     pub(crate) budget: BudgetView,
     /// What a completed task cost on average (absent before the first).
     pub(crate) cost_per_completed_nanousd: Option<u64>,
+    /// What routing saved on the completed tasks against the top model of each ladder.
+    pub(crate) routing_saved_nanousd: u64,
     /// Whether the server is shutting down.
     pub(crate) draining: bool,
 }
@@ -508,7 +510,7 @@ async fn summary(State(slot): State<Slot>) -> Response {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
-    let (completed, completed_cost) = service.completed();
+    let (completed, completed_cost, saved) = service.completed();
     Json(Summary {
         topology: service.topology.name().to_string(),
         started_ms: service.started_ms(),
@@ -516,6 +518,7 @@ async fn summary(State(slot): State<Slot>) -> Response {
         tasks: service.counts(),
         budget: service.budget_view(),
         cost_per_completed_nanousd: completed_cost.checked_div(completed),
+        routing_saved_nanousd: saved,
         draining: service.is_draining(),
     })
     .into_response()

@@ -296,6 +296,10 @@ pub(crate) struct LoopView {
     pub(crate) breaker: String,
     /// Paused by hand (`POST /v1/loops/{name}/pause`): its ticks are skipped until resumed.
     pub(crate) paused: bool,
+    /// When its next tick is due (Unix milliseconds, before jitter); absent when a cron
+    /// expression has no time left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next_tick_ms: Option<u64>,
     /// The last run: its number, outcome, cost and answer or error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) last_run: Option<serde_json::Value>,
@@ -569,8 +573,27 @@ impl Service {
     /// The standing loops.
     pub(crate) fn loops(&self) -> Vec<LoopView> {
         let mut loops: Vec<LoopView> = lock(&self.loops).values().cloned().collect();
+        let now = now_ms();
         for l in &mut loops {
             l.paused = self.runtime.schedule_paused(&l.schedule);
+            let def = self
+                .topology
+                .schedules()
+                .iter()
+                .find(|d| *d.name == *l.schedule);
+            l.next_tick_ms = def.and_then(|d| match &d.cadence {
+                // `every` ticks at the loops' start, then every period.
+                baton::topologies::Cadence::Every(every) => {
+                    let every = u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1);
+                    let since = now.saturating_sub(self.started_ms);
+                    Some(self.started_ms + since.div_ceil(every) * every)
+                }
+                baton::topologies::Cadence::Cron(c) => {
+                    let at = jiff::Timestamp::from_millisecond(i64::try_from(now).ok()?).ok()?;
+                    c.next_after(at)
+                        .and_then(|t| u64::try_from(t.as_millisecond()).ok())
+                }
+            });
         }
         loops
     }
@@ -605,14 +628,23 @@ impl Service {
         self.loops().into_iter().find(|l| l.schedule == schedule)
     }
 
-    /// Completed tasks, and what they cost together.
-    pub(crate) fn completed(&self) -> (u64, u64) {
+    /// Completed tasks (of those kept), what they cost together, and what routing saved on
+    /// them against the top model of each ladder.
+    pub(crate) fn completed(&self) -> (u64, u64, u64) {
         let table = lock(&self.table);
         table
             .by_id
             .values()
             .filter(|e| e.record.status == "completed")
-            .fold((0, 0), |(n, c), e| (n + 1, c + e.record.cost_nanousd))
+            .fold((0, 0, 0), |(n, c, saved), e| {
+                let s = e
+                    .record
+                    .report
+                    .as_ref()
+                    .and_then(|r| r["totals"]["saved_vs_top_rung_nanousd"].as_u64())
+                    .unwrap_or(0);
+                (n + 1, c + e.record.cost_nanousd, saved + s)
+            })
     }
 
     /// Counts of tasks by status.

@@ -116,7 +116,9 @@ function renderSummary(s) {
   const counts = s.tasks || {};
   const done = counts.completed || 0;
   $("totals").innerHTML = `<span>in flight ${s.in_flight}</span><span id="n-completed" data-n="${done}">completed ${done}</span>` +
-    `<span>spent ${usd(b.spent_nanousd)}</span><span>per completed workflow ${usd(s.cost_per_completed_nanousd)}</span>` +
+    `<span>spent ${usd(b.spent_nanousd)}</span><span>today ${usd(b.day_spent_nanousd)}</span>` +
+    `<span>per completed workflow ${usd(s.cost_per_completed_nanousd)}</span>` +
+    `<span>routing saved ${usd(s.routing_saved_nanousd)}</span>` +
     (s.draining ? `<span>draining</span>` : "");
 }
 
@@ -229,7 +231,7 @@ async function refreshLoops() {
   const html = loops.map((l) =>
     `<div class="loop" data-loop="${esc(l.schedule)}"><b>${esc(l.schedule)}</b> <span class="muted">${esc(l.cadence)}</span> · breaker ${esc(l.breaker)}` +
     ` <button data-loop-verb="${l.paused ? "resume" : "pause"}">${l.paused ? "Resume" : "Pause"}</button>${l.paused ? ` <span class="badge">paused</span>` : ""}<br>` +
-    `${l.runs} runs, ${l.skipped} skipped · period ${usd(l.period_spent_nanousd)}${l.period_limit_nanousd != null ? " of " + usd(l.period_limit_nanousd) : ""}` +
+    `${l.runs} runs, ${l.skipped} skipped${l.next_tick_ms ? ` · next ${new Date(l.next_tick_ms).toLocaleTimeString()}` : ""} · period ${usd(l.period_spent_nanousd)}${l.period_limit_nanousd != null ? " of " + usd(l.period_limit_nanousd) : ""}` +
     (l.last_run ? `<br><span class="muted">last: run ${l.last_run.run} ${esc(l.last_run.outcome)} ${usd(l.last_run.cost_nanousd)}</span>` : "") +
     `</div>`).join("") || `<div class="muted">none</div>`;
   if (html !== state.loopsHtml) { state.loopsHtml = html; $("loops").innerHTML = html; }
