@@ -72,8 +72,12 @@ pub struct Totals {
     /// what was booked (nano-dollars). Only answers that were used count as savings; the cost of
     /// calls that failed or were set aside counts against them (never below zero).
     pub saved_vs_top_rung_nanousd: u64,
-    /// Wall-clock time of the root task, in milliseconds.
+    /// Running time of the root task, in milliseconds: from when its agent began it to its end
+    /// (the time it waited for a slot is `queued_ms`).
     pub wall_ms: u64,
+    /// Time the root task waited before its agent began it (queued behind other tasks), in
+    /// milliseconds. `queued_ms + wall_ms` is the time from submission to the end.
+    pub queued_ms: u64,
 }
 
 /// What one agent did in a run (summed over its tasks).
@@ -146,7 +150,9 @@ impl RunReport {
         error: Option<String>,
     ) -> RunReport {
         let mut totals = Totals {
-            wall_ms: u64::try_from(root.own.wall.as_millis()).unwrap_or(u64::MAX),
+            wall_ms: u64::try_from(root.own.wall.saturating_sub(root.queued).as_millis())
+                .unwrap_or(u64::MAX),
+            queued_ms: u64::try_from(root.queued.as_millis()).unwrap_or(u64::MAX),
             ..Totals::default()
         };
         let mut agents: Vec<AgentReport> = Vec::new();

@@ -594,6 +594,22 @@ mod backpressure {
             .expect("valid")
     }
 
+    /// A report's `wall_ms` is the task's running time; the time it waited for a slot is
+    /// `queued_ms`: with one slot, the second of two 50 ms tasks waited 50 ms and ran 50 ms.
+    #[tokio::test(start_paused = true)]
+    async fn reports_separate_queued_time_from_running_time() {
+        let rt = Runtime::builder(limited(1, 1))
+            .model("m", slow(50, |r: &ModelRequest<'_>| Ok(text(r, "ok"))))
+            .start()
+            .await
+            .expect("starts");
+        let (first, second) = (rt.spawn("one"), rt.spawn("two"));
+        let (first, second) = (first.await.expect("runs"), second.await.expect("runs"));
+        assert_eq!((first.totals.queued_ms, first.totals.wall_ms), (0, 50));
+        assert_eq!((second.totals.queued_ms, second.totals.wall_ms), (50, 50));
+        rt.shutdown().await;
+    }
+
     /// With `max_concurrency: 2` and `queue: 1`, a fourth task arriving while three are there is
     /// refused `busy` at once, having spent nothing; the other three complete (two together, then
     /// the queued one).

@@ -25,7 +25,10 @@ use loom::sync::atomic::AtomicU64;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: the same as std's, except under paused time (tests), where wall times are virtual.
+use tokio::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
@@ -102,6 +105,8 @@ struct Node {
     token: CancellationToken,
     started: Instant,
     wall_ns: AtomicU64,
+    /// How long the task waited before an agent began it (set once, when it begins).
+    queued_ns: AtomicU64,
     outcome: OnceLock<Outcome>,
     children: Mutex<Vec<Arc<Node>>>,
 }
@@ -364,7 +369,10 @@ impl Account {
     /// Marks that an agent began working on this task (a task still queued when its agent died can
     /// be delivered again without counting as a retry).
     pub fn mark_started(&self) {
-        self.0.node.began.store(true, Ordering::Release);
+        if !self.0.node.began.swap(true, Ordering::AcqRel) {
+            let ns = u64::try_from(self.0.node.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.0.node.queued_ns.store(ns, Ordering::Release);
+        }
     }
 
     /// Whether an agent began working on this task.
@@ -552,6 +560,7 @@ impl Node {
             refusals: AtomicU64::new(0),
             started: Instant::now(),
             wall_ns: AtomicU64::new(0),
+            queued_ns: AtomicU64::new(0),
             outcome: OnceLock::new(),
             children: Mutex::new(Vec::new()),
         }
@@ -571,7 +580,14 @@ impl Node {
         } else {
             Duration::from_nanos(wall_ns)
         };
+        // A task no agent began waited all its life.
+        let queued = if self.began.load(Ordering::Acquire) {
+            Duration::from_nanos(self.queued_ns.load(Ordering::Acquire))
+        } else {
+            wall
+        };
         AccountSnapshot {
+            queued,
             task: self.task,
             agent: self.agent.to_string(),
             limit: (self.cost_limit != u64::MAX).then_some(NanoUsd(self.cost_limit)),

@@ -91,6 +91,10 @@ pub struct AccountSnapshot {
     pub sole_model: Option<String>,
     /// The task's terminal outcome, once recorded.
     pub outcome: Option<Outcome>,
+    /// How long the task waited before an agent began it (in its agent's queue, for a slot); its
+    /// whole wall time when none did. `own.wall` minus this is its running time.
+    #[serde(default)]
+    pub queued: std::time::Duration,
     /// Delegated tasks.
     pub children: Vec<AccountSnapshot>,
 }
