@@ -45,7 +45,11 @@ const WORKERS: usize = 999;
 fn fleet() -> Topology {
     let mut b = TopologyBuilder::new("fleet").model(
         "m",
-        ModelSpec::custom(NanoUsd::from_usd(1), NanoUsd::from_usd(2)).max_output_tokens(256),
+        ModelSpec::custom(baton::core::Price::per_million_tokens(
+            NanoUsd::from_usd(1),
+            NanoUsd::from_usd(2),
+        ))
+        .max_output_tokens(256),
     );
     let leads: Vec<String> = (0..LEADS).map(|l| format!("lead-{l}")).collect();
     b = b.agent(

@@ -77,7 +77,10 @@ rules:
 "#;
 
 fn price() -> ModelSpec {
-    ModelSpec::custom(NanoUsd(150_000_000), NanoUsd(600_000_000))
+    ModelSpec::custom(baton::core::Price::per_million_tokens(
+        NanoUsd(150_000_000),
+        NanoUsd(600_000_000),
+    ))
 }
 
 fn round_trip(c: &mut Criterion) {

@@ -1,7 +1,5 @@
-//! Run with `cargo run --example custom_tool`.
-//!
-//! A tree built in code, with a tool and a model of your own: a `desk` agent asks its `forecaster`
-//! sub-agent, which calls the `weather` tool. Then the report: outcome, answer, cost per agent.
+//! `cargo run --example custom_tool`: a tree built in code, with a tool and a model of your own.
+//! A `desk` agent asks its `forecaster` sub-agent, which calls the `weather` tool; then the report.
 
 use baton::prelude::*;
 use baton::serde_json::{Value, json};
@@ -32,39 +30,30 @@ struct House;
 impl Model for House {
     async fn call(&self, req: ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
         let last = req.messages.last().map_or("", |m| m.content.as_str());
-        let (text, call) = match (req.agent, req.step) {
-            ("desk", 1) => (
-                None,
-                Some(("delegate", json!({"agent": "forecaster", "task": "Lisbon"}))),
+        // What a backend that counts no tokens reports: the prompt by Baton's conservative count.
+        let usage = req.usage_for(12);
+        Ok(match (req.agent, req.step) {
+            ("desk", 1) => ModelResponse::tool_calls(
+                [("delegate", json!({"agent": "forecaster", "task": "Lisbon"}))],
+                usage,
             ),
-            ("forecaster", 1) => (None, Some(("weather", json!({"city": last})))),
-            ("forecaster", _) => (Some(format!("Forecast: {last}")), None),
-            _ => (Some(last.to_string()), None),
-        };
-        let tool_calls = call.into_iter().map(|(name, arguments)| ToolCall {
-            id: "1".into(),
-            name: name.into(),
-            arguments,
-        });
-        let usage = TokenUsage {
-            input: baton::core::scripted::input_tokens(req.messages, req.tools),
-            output: 12,
-            cached_input: 0,
-        };
-        Ok(ModelResponse {
-            text,
-            tool_calls: tool_calls.collect(),
-            usage,
-            ..Default::default()
+            ("forecaster", 1) => {
+                ModelResponse::tool_calls([("weather", json!({"city": last}))], usage)
+            }
+            ("forecaster", _) => ModelResponse::text(format!("Forecast: {last}"), usage),
+            _ => ModelResponse::text(last, usage),
         })
     }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let price = |s| NanoUsd::parse_usd(s);
+    let usd = NanoUsd::parse_usd;
     let topology = TopologyBuilder::new("weather-desk")
-        .model("house", ModelSpec::custom(price("0.50")?, price("1.50")?))
+        .model(
+            "house",
+            ModelSpec::custom(Price::per_million_tokens(usd("0.50")?, usd("1.50")?)),
+        )
         .tool("weather", ToolSpec::custom())
         .agent("desk", AgentSpec::new(["house"]).children(["forecaster"]))
         .agent("forecaster", AgentSpec::new(["house"]).tools(["weather"]))
@@ -74,20 +63,14 @@ async fn main() -> anyhow::Result<()> {
         .tool(Weather)
         .start()
         .await?;
-    let report = runtime.run("What's the weather in Lisbon?").await?;
-    println!(
-        "{}: {}",
-        report.outcome,
-        report.answer.as_deref().unwrap_or("-")
-    );
+    // A task handle, as tokio::spawn gives: its id at once, `cancel()`, and awaited, the report.
+    let task = runtime.spawn("What's the weather in Lisbon?");
+    println!("task {} started", task.id());
+    let report = task.await?;
+    println!("{}: {}", report.outcome, report.answer.unwrap_or_default());
     for a in &report.agents {
-        println!(
-            "  {:<11} {} calls  {:>4} tokens  {}",
-            a.name,
-            a.model_calls,
-            a.tokens_in + a.tokens_out,
-            NanoUsd(a.cost_nanousd)
-        );
+        let (calls, cost) = (a.model_calls, NanoUsd(a.cost_nanousd));
+        println!("  {:<11} {calls} calls  {cost}", a.name);
     }
     println!("  total       {}", NanoUsd(report.totals.cost_nanousd));
     runtime.shutdown().await;

@@ -24,7 +24,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let topology = TopologyBuilder::new("weather-desk")
-//!     .model("house", ModelSpec::custom(NanoUsd::parse_usd("0.50")?, NanoUsd::parse_usd("1.50")?))
+//!     .model("house", ModelSpec::custom(Price::per_million_tokens(NanoUsd::parse_usd("0.50")?, NanoUsd::parse_usd("1.50")?)))
 //!     .tool("weather", ToolSpec::custom())
 //!     .agent("desk", AgentSpec::new(["house"]).tools(["weather"]))
 //!     .build()?;
@@ -58,12 +58,12 @@ pub use serde_json;
 pub mod prelude {
     pub use baton_actors::{
         ApprovalDecision, ApprovalRequest, Approver, Event, Observer, RunReport, Runtime,
-        RuntimeBuilder, RuntimeError,
+        RuntimeBuilder, RuntimeError, TaskHandle,
     };
     pub use baton_core::{
         Budget, Effect, Message, Model, ModelError, ModelRequest, ModelResponse, NanoUsd, Outcome,
-        Role, ScriptedModel, TokenUsage, Tool, ToolCall, ToolError, Usd, async_trait, opt_str_arg,
-        parse_args, schema_for, str_arg,
+        Price, Role, ScriptedModel, TokenUsage, Tool, ToolCall, ToolError, Usd, async_trait,
+        opt_str_arg, parse_args, schema_for, str_arg,
     };
     pub use baton_topologies::{
         AgentSpec, BudgetSpec, ModelSpec, PolicySpec, ToolSpec, Topology, TopologyBuilder,

@@ -369,7 +369,13 @@ mod tests {
     #[tokio::test]
     async fn restart_types_on_normal_exit_and_crash() {
         let topology = TopologyBuilder::new("t")
-            .model("m", ModelSpec::custom(NanoUsd(1), NanoUsd(1)))
+            .model(
+                "m",
+                ModelSpec::custom(baton_core::Price::per_million_tokens(
+                    NanoUsd(1),
+                    NanoUsd(1),
+                )),
+            )
             .agent("lead", AgentSpec::new(["m"]).children(["p", "tr", "tmp"]))
             .agent("p", AgentSpec::new(["m"]).restart(RestartType::Permanent))
             .agent("tr", AgentSpec::new(["m"]).restart(RestartType::Transient))

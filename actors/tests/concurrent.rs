@@ -26,7 +26,11 @@ use tokio::time::Instant;
 
 /// $1 per million tokens in and out.
 fn priced() -> ModelSpec {
-    ModelSpec::custom(NanoUsd::from_usd(1), NanoUsd::from_usd(1)).max_output_tokens(100)
+    ModelSpec::custom(baton_core::Price::per_million_tokens(
+        NanoUsd::from_usd(1),
+        NanoUsd::from_usd(1),
+    ))
+    .max_output_tokens(100)
 }
 
 /// A model that takes `latency` of (virtual) time per call, then answers as the closure says.

@@ -19,7 +19,11 @@ use serde_json::json;
 
 /// $1 per million tokens in and out: 1000 nano-dollars per token.
 fn dollar_per_mtok() -> ModelSpec {
-    ModelSpec::custom(NanoUsd::from_usd(1), NanoUsd::from_usd(1)).max_output_tokens(100)
+    ModelSpec::custom(baton_core::Price::per_million_tokens(
+        NanoUsd::from_usd(1),
+        NanoUsd::from_usd(1),
+    ))
+    .max_output_tokens(100)
 }
 
 fn usd(s: &str) -> Option<baton_core::Usd> {
@@ -1103,7 +1107,11 @@ mod supervision {
             .model("m", dollar_per_mtok())
             .model(
                 "cheap",
-                ModelSpec::custom(NanoUsd(10_000_000), NanoUsd(10_000_000)).max_output_tokens(20),
+                ModelSpec::custom(baton_core::Price::per_million_tokens(
+                    NanoUsd(10_000_000),
+                    NanoUsd(10_000_000),
+                ))
+                .max_output_tokens(20),
             )
             .tool("echo", ToolSpec::custom())
             .agent("lead", AgentSpec::new(["m"]).children(["a", "lite"]))
@@ -1213,8 +1221,11 @@ mod supervision {
 
     #[tokio::test]
     async fn reroute_to_a_cheaper_model_below_the_quality_bar() {
-        let mut cheap =
-            ModelSpec::custom(NanoUsd(10_000_000), NanoUsd(10_000_000)).max_output_tokens(100);
+        let mut cheap = ModelSpec::custom(baton_core::Price::per_million_tokens(
+            NanoUsd(10_000_000),
+            NanoUsd(10_000_000),
+        ))
+        .max_output_tokens(100);
         cheap.quality = Some(50);
         let mut pricey = dollar_per_mtok();
         pricey.quality = Some(90);
@@ -1412,11 +1423,17 @@ rules:
                 ..FaultSpec::default()
             },
         ));
-        let mut small_spec =
-            ModelSpec::custom(NanoUsd(150_000_000), NanoUsd(600_000_000)).max_output_tokens(200);
+        let mut small_spec = ModelSpec::custom(baton_core::Price::per_million_tokens(
+            NanoUsd(150_000_000),
+            NanoUsd(600_000_000),
+        ))
+        .max_output_tokens(200);
         small_spec.timeout = Some(Duration::from_millis(20));
-        let mut big_spec =
-            ModelSpec::custom(NanoUsd::from_usd(3), NanoUsd::from_usd(15)).max_output_tokens(200);
+        let mut big_spec = ModelSpec::custom(baton_core::Price::per_million_tokens(
+            NanoUsd::from_usd(3),
+            NanoUsd::from_usd(15),
+        ))
+        .max_output_tokens(200);
         big_spec.timeout = Some(Duration::from_millis(20));
         let lenient = SupervisionSpec {
             max_restarts: Some(1_000_000),
@@ -2186,9 +2203,12 @@ mod router {
             .model("local", local_spec)
             .model(
                 "frontier",
-                ModelSpec::custom(NanoUsd::from_usd(10), NanoUsd::from_usd(10))
-                    .max_output_tokens(100)
-                    .tier(Tier::Frontier, 90),
+                ModelSpec::custom(baton_core::Price::per_million_tokens(
+                    NanoUsd::from_usd(10),
+                    NanoUsd::from_usd(10),
+                ))
+                .max_output_tokens(100)
+                .tier(Tier::Frontier, 90),
             )
             .tool("probe", ToolSpec::custom())
             .agent("ops", agent)

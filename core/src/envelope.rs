@@ -20,6 +20,12 @@ pub struct TraceId(pub u64);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl TaskId {
     /// A fresh, process-unique id.
     pub fn fresh() -> TaskId {

@@ -172,6 +172,71 @@ pub struct ModelResponse {
     pub truncated: bool,
 }
 
+impl ModelResponse {
+    /// A final answer.
+    ///
+    /// ```
+    /// # use baton_core::{ModelRequest, ModelResponse};
+    /// # fn demo(request: &ModelRequest<'_>) -> ModelResponse {
+    /// ModelResponse::text("21°C, clear skies", request.usage_for(12))
+    /// # }
+    /// ```
+    pub fn text(text: impl Into<String>, usage: TokenUsage) -> ModelResponse {
+        ModelResponse {
+            text: Some(text.into()),
+            usage,
+            ..ModelResponse::default()
+        }
+    }
+
+    /// Tool calls to run before the next step, each `(tool name, arguments)`; their ids are
+    /// generated (`call_1`, `call_2`, ...: unique within the reply, which is all a reply needs).
+    ///
+    /// ```
+    /// # use baton_core::{ModelResponse, TokenUsage};
+    /// # use serde_json::json;
+    /// let reply = ModelResponse::tool_calls(
+    ///     [("weather", json!({"city": "Lisbon"})), ("weather", json!({"city": "Porto"}))],
+    ///     TokenUsage { input: 40, output: 12, cached_input: 0 },
+    /// );
+    /// assert_eq!(reply.tool_calls[1].id, "call_2");
+    /// assert_eq!(reply.tool_calls[1].arguments["city"], "Porto");
+    /// assert_eq!(reply.text, None);
+    /// ```
+    pub fn tool_calls<N: Into<String>>(
+        calls: impl IntoIterator<Item = (N, serde_json::Value)>,
+        usage: TokenUsage,
+    ) -> ModelResponse {
+        ModelResponse {
+            tool_calls: calls
+                .into_iter()
+                .enumerate()
+                .map(|(i, (name, arguments))| ToolCall {
+                    id: format!("call_{}", i + 1),
+                    name: name.into(),
+                    arguments,
+                })
+                .collect(),
+            usage,
+            ..ModelResponse::default()
+        }
+    }
+}
+
+impl ModelRequest<'_> {
+    /// The usage to report for answering this request with `output` completion tokens, for a
+    /// model whose backend counts no tokens: the prompt by Baton's conservative count (the same
+    /// bound a reservation uses, [`conservative_input_tokens`]), so the booking never falls short
+    /// of the reservation's assumption. A model that knows its real counts reports those instead.
+    pub fn usage_for(&self, output: u64) -> TokenUsage {
+        TokenUsage {
+            input: conservative_input_tokens(self),
+            output,
+            cached_input: 0,
+        }
+    }
+}
+
 /// Why a model call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

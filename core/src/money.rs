@@ -202,6 +202,12 @@ pub struct Price {
 }
 
 impl Price {
+    /// A price per million input and output tokens (cached input at the input's rate):
+    /// `Price::per_million_tokens(NanoUsd::parse_usd("0.50")?, NanoUsd::parse_usd("1.50")?)`.
+    pub const fn per_million_tokens(input: NanoUsd, output: NanoUsd) -> Price {
+        Price::per_mtok(input, output, input)
+    }
+
     /// A price from dollars per million input, output and cached-input tokens.
     pub const fn per_mtok(input: NanoUsd, output: NanoUsd, cached_input: NanoUsd) -> Price {
         Price {

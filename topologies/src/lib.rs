@@ -6,7 +6,7 @@
 //! use baton_core::NanoUsd;
 //!
 //! let topology = TopologyBuilder::new("demo")
-//!     .model("small", ModelSpec::custom(NanoUsd(150_000_000), NanoUsd(600_000_000)))
+//!     .model("small", ModelSpec::custom(baton_core::Price::per_million_tokens(NanoUsd(150_000_000), NanoUsd(600_000_000))))
 //!     .tool("lookup", ToolSpec::custom())
 //!     .agent("lead", AgentSpec::new(["small"]).children(["helper"]))
 //!     .agent("helper", AgentSpec::new(["small"]).tools(["lookup"]))

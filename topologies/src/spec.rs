@@ -567,6 +567,46 @@ pub struct BudgetSpec {
     pub max_wall: Option<Duration>,
 }
 
+impl BudgetSpec {
+    /// A budget of `usd` dollars a task (a decimal string: `"0.01"`; exact, no floating point).
+    ///
+    /// ```
+    /// # fn demo() -> Result<(), baton_core::Error> {
+    /// let budget = baton_topologies::BudgetSpec::usd("0.01")?.max_steps(6);
+    /// assert_eq!(budget.max_usd.map(|u| u.0.0), Some(10_000_000));
+    /// assert_eq!(budget.max_steps, Some(6));
+    /// assert!(baton_topologies::BudgetSpec::usd("-1").is_err());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// When `usd` is not a non-negative decimal amount.
+    pub fn usd(usd: &str) -> Result<BudgetSpec, baton_core::Error> {
+        Ok(BudgetSpec {
+            max_usd: Some(Usd(NanoUsd::parse_usd(usd)?)),
+            ..BudgetSpec::default()
+        })
+    }
+
+    /// Sets the loop iterations a task may take.
+    pub fn max_steps(mut self, steps: u32) -> BudgetSpec {
+        self.max_steps = Some(steps);
+        self
+    }
+
+    /// Sets the input + output tokens a task may use.
+    pub fn max_tokens(mut self, tokens: u64) -> BudgetSpec {
+        self.max_tokens = Some(tokens);
+        self
+    }
+
+    /// Sets the wall-clock time a task may take.
+    pub fn max_wall(mut self, wall: Duration) -> BudgetSpec {
+        self.max_wall = Some(wall);
+        self
+    }
+}
+
 /// An agent declaration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

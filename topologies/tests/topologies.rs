@@ -310,7 +310,13 @@ mod diagnostics {
     #[test]
     fn builder_errors_have_paths() {
         let err = TopologyBuilder::new("x")
-            .model("m", ModelSpec::custom(NanoUsd(1), NanoUsd(1)))
+            .model(
+                "m",
+                ModelSpec::custom(baton_core::Price::per_million_tokens(
+                    NanoUsd(1),
+                    NanoUsd(1),
+                )),
+            )
             .agent("lead", AgentSpec::new(["mm"]))
             .build()
             .expect_err("invalid");
@@ -406,7 +412,7 @@ mod roundtrip {
         ) -> baton_topologies::TopologySpec {
             let mut b = TopologyBuilder::new("generated");
             for (m, &(i, o)) in prices.iter().enumerate().take(models) {
-                b = b.model(format!("model-{m}"), ModelSpec::custom(NanoUsd(i), NanoUsd(o)).max_output_tokens(256 + m as u32));
+                b = b.model(format!("model-{m}"), ModelSpec::custom(baton_core::Price::per_million_tokens(NanoUsd(i), NanoUsd(o))).max_output_tokens(256 + m as u32));
             }
             let mut children: Vec<Vec<String>> = vec![Vec::new(); n];
             let mut depth = vec![0u32; n];

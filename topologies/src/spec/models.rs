@@ -227,8 +227,9 @@ impl ModelSpec {
         self
     }
 
-    /// A model implemented in code, registered with the runtime under this model's name.
-    pub fn custom(input: NanoUsd, output: NanoUsd) -> ModelSpec {
+    /// A model implemented in code, registered with the runtime under this model's name, at
+    /// `price` (`Price::per_million_tokens(input, output)`).
+    pub fn custom(price: baton_core::Price) -> ModelSpec {
         ModelSpec {
             provider: Provider::Custom,
             rules: None,
@@ -239,7 +240,7 @@ impl ModelSpec {
             stream: None,
             connect_timeout: None,
             retry: None,
-            price: Some(PriceSpec::per_mtok(input, output)),
+            price: Some(PriceSpec::from(price)),
             max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
             context_window: None,
             tier: None,
@@ -286,6 +287,17 @@ impl PriceSpec {
             input: Usd(input),
             output: Usd(output),
             cached_input: None,
+        }
+    }
+}
+
+impl From<baton_core::Price> for PriceSpec {
+    fn from(p: baton_core::Price) -> PriceSpec {
+        PriceSpec {
+            input: Usd(p.input_per_mtok),
+            output: Usd(p.output_per_mtok),
+            cached_input: (p.cached_input_per_mtok != p.input_per_mtok)
+                .then_some(Usd(p.cached_input_per_mtok)),
         }
     }
 }
