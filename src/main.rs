@@ -19,6 +19,7 @@ mod loops;
 #[cfg(feature = "otel")]
 mod otel;
 mod print;
+mod push;
 mod serve;
 mod service;
 
@@ -491,6 +492,15 @@ struct RunOptions {
     /// final values.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "metrics_addr")]
     linger: Option<std::time::Duration>,
+    /// When the run ends — completed, failed, or interrupted by SIGTERM / Ctrl-C — push its final
+    /// metrics to this Prometheus Pushgateway (e.g. http://pushgateway:9091), grouped by job
+    /// `baton`, the topology and --push-instance. For one-off runs that end before any scrape.
+    #[arg(long, value_name = "URL", env = "BATON_PUSHGATEWAY")]
+    push_metrics: Option<String>,
+    /// The `instance` label of pushed metrics (default: the host's name). Each instance's push
+    /// replaces that instance's previous one.
+    #[arg(long, value_name = "NAME", env = "BATON_PUSH_INSTANCE")]
+    push_instance: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -568,7 +578,17 @@ async fn run(o: RunOptions) -> ExitCode {
         state,
         approvals_addr,
         grace,
+        push_metrics,
+        push_instance,
     } = o;
+    if let Some(url) = &push_metrics
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        eprintln!(
+            "error: --push-metrics takes the Pushgateway's http:// or https:// URL, not {url:?}"
+        );
+        return ExitCode::from(EXIT_INVALID);
+    }
     let mut topology = match Topology::from_path(&file) {
         Ok(t) => t,
         Err(e) => {
@@ -602,12 +622,20 @@ async fn run(o: RunOptions) -> ExitCode {
             topology.set_root_budget(b);
         }
     }
-    if let Some(addr) = metrics_addr {
-        let served = match baton::metrics::install() {
-            Ok(handle) => serve::serve(addr, handle).await,
-            Err(e) => Err(anyhow::Error::new(e).context("installing the Prometheus recorder")),
-        };
-        match served {
+    // The recorder, when anything reads it: the live endpoint, or the push at the end.
+    let recorder = if metrics_addr.is_some() || push_metrics.is_some() {
+        match baton::metrics::install() {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                eprintln!("error: installing the Prometheus recorder: {e}");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        }
+    } else {
+        None
+    };
+    if let (Some(addr), Some(handle)) = (metrics_addr, &recorder) {
+        match serve::serve(addr, handle.clone()).await {
             Ok(bound) => eprintln!("metrics: http://{bound}/metrics"),
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -615,6 +643,7 @@ async fn run(o: RunOptions) -> ExitCode {
             }
         }
     }
+    let topology_name = topology.name().to_string();
     let audit = match audit
         .map(|p| baton::core::audit::AuditLog::open(&p))
         .transpose()
@@ -693,6 +722,14 @@ async fn run(o: RunOptions) -> ExitCode {
             ExitCode::FAILURE
         }
     };
+    if let (Some(url), Some(handle)) = (&push_metrics, &recorder) {
+        let instance = push_instance.unwrap_or_else(push::host_name);
+        match push::push(url, &topology_name, &instance, handle).await {
+            Ok(target) => eprintln!("metrics: pushed to {target}"),
+            // The run's outcome stands; the missing push is said.
+            Err(e) => eprintln!("error: pushing metrics to {url}: {e:#}"),
+        }
+    }
     if let Some(linger) = linger {
         eprintln!(
             "metrics: serving for {} more",

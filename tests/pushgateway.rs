@@ -51,10 +51,14 @@ fn gateway() -> Option<Gateway> {
         .stderr(Stdio::null())
         .spawn()
         .expect("the Pushgateway starts");
-    let url = format!("http://127.0.0.1:{port}");
+    // Killed and waited for when dropped, ready or not.
+    let gateway = Gateway {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
     for _ in 0..100 {
-        if get(&format!("{url}/-/ready")).is_some() {
-            return Some(Gateway { child, url });
+        if get(&format!("{}/-/ready", gateway.url)).is_some() {
+            return Some(gateway);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -65,9 +69,9 @@ fn gateway() -> Option<Gateway> {
 fn get(url: &str) -> Option<String> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| {
-        (h, format!("/{p}"))
-    });
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
     let mut s = std::net::TcpStream::connect(host).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
@@ -120,14 +124,29 @@ fn a_run_pushes_its_final_metrics() {
         "--push-instance",
         "ci-1",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).expect("a report");
     let text = get(&format!("{}/metrics", gw.url)).expect("the Pushgateway answers");
-    let key = [("job", "baton"), ("topology", "ops-triage"), ("instance", "ci-1")];
+    let key = [
+        ("job", "baton"),
+        ("topology", "ops-triage"),
+        ("instance", "ci-1"),
+    ];
     let completed = sample(
         &text,
         "baton_tasks_total",
-        &[key[0], key[1], key[2], ("agent", "triage"), ("outcome", "completed")],
+        &[
+            key[0],
+            key[1],
+            key[2],
+            ("agent", "triage"),
+            ("outcome", "completed"),
+        ],
     );
     assert_eq!(completed, Some(1.0), "{text}");
     // Summed over its label sets (agent, model).
@@ -161,7 +180,11 @@ fn a_run_pushes_its_final_metrics() {
     let refused = sample(
         &text,
         "baton_tasks_total",
-        &[("instance", "ci-2"), ("outcome", "budget_exceeded")],
+        &[
+            ("instance", "ci-2"),
+            ("agent", "triage"),
+            ("outcome", "budget_exceeded"),
+        ],
     );
     assert_eq!(refused, Some(1.0), "{text}");
     // The first run's group is still there: each run replaces only its own.
@@ -186,4 +209,47 @@ fn an_unreachable_gateway_is_reported_not_fatal() {
     assert_eq!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pushing metrics"), "{err}");
+}
+
+/// A run interrupted by SIGTERM ends `cancelled` (exit 6) and still pushes.
+#[test]
+fn an_interrupted_run_pushes_too() {
+    let Some(gw) = gateway() else {
+        return;
+    };
+    let file = temp_file(
+        "push-slow.yaml",
+        &example("ops-triage.yaml", &[("latency: 150ms", "latency: 60s")]),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["run", file.to_str().expect("utf-8"), "--task", ALERT])
+        .args(["--push-metrics", &gw.url, "--push-instance", "ci-3"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("baton runs");
+    std::thread::sleep(Duration::from_millis(800));
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(sent.is_ok_and(|s| s.success()));
+    let out = child.wait_with_output().expect("exits");
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = get(&format!("{}/metrics", gw.url)).expect("the Pushgateway answers");
+    let cancelled = sample(
+        &text,
+        "baton_tasks_total",
+        &[
+            ("instance", "ci-3"),
+            ("agent", "triage"),
+            ("outcome", "cancelled"),
+        ],
+    );
+    assert_eq!(cancelled, Some(1.0), "{text}");
 }
