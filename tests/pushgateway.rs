@@ -149,6 +149,20 @@ fn a_run_pushes_its_final_metrics() {
         ],
     );
     assert_eq!(completed, Some(1.0), "{text}");
+    // Unattended, the restart's approval is denied at once: counted under its rule, the other
+    // rules' series present at zero.
+    let denied = |rule| {
+        sample(
+            &text,
+            "baton_policy_denials_total",
+            &[("instance", "ci-1"), ("agent", "triage"), ("rule", rule)],
+        )
+    };
+    assert_eq!(
+        (denied("approval"), denied("freeze"), denied("role")),
+        (Some(1.0), Some(0.0), Some(0.0)),
+        "{text}"
+    );
     // Summed over its label sets (agent, model).
     let cost: f64 = text
         .lines()

@@ -107,7 +107,8 @@ pub(crate) struct AgentPlan {
     pub(crate) tool_gates: Vec<Arc<ToolGate>>,
     /// Its role under the policy.
     pub(crate) role: Option<Arc<str>>,
-    pub(crate) denials: Counter,
+    /// Denials by rule (indices of [`DENIAL_RULES`]).
+    pub(crate) denials: [Counter; 4],
     /// What the model sees: the tools, then `delegate` when the agent has children.
     pub(crate) schemas: Vec<ToolSchema>,
     /// (name, index into `Plan::agents`) of the agents it may delegate to.
@@ -156,6 +157,9 @@ pub(crate) struct AgentPlan {
 /// a failure, a low confidence, a context window or a raised bar; below the bar when the budget
 /// is short (`reroute`); past models whose worst case the budget could not cover.
 pub(crate) const ROUTE_REASONS: [&str; 4] = ["cheapest", "escalated", "fallback", "budget"];
+
+/// The policy rules that deny a tool call: the `rule` label of `baton_policy_denials_total`.
+pub(crate) const DENIAL_RULES: [&str; 4] = ["role", "freeze", "dry_run_first", "approval"];
 
 /// A tool with what the harness checks around it.
 type GatedTool = (Arc<dyn Tool>, Arc<ToolGate>);
@@ -565,7 +569,9 @@ impl Plan {
             agents.push(Arc::new(AgentPlan {
                 tool_gates,
                 role: a.role.clone(),
-                denials: metrics::counter!("baton_policy_denials_total", "agent" => agent_label.clone()),
+                denials: DENIAL_RULES.map(|rule| {
+                    metrics::counter!("baton_policy_denials_total", "agent" => agent_label.clone(), "rule" => rule)
+                }),
                 top_price,
                 sole_model,
                 name: Arc::clone(&a.name),

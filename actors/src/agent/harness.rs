@@ -260,7 +260,12 @@ async fn judge(
         }
     };
     let deny = |rule: &str, reason: String| {
-        me.denials.increment(1);
+        // A rule not on the list (none today) counts as the last resort that denied it.
+        let i = crate::plan::DENIAL_RULES
+            .iter()
+            .position(|r| *r == rule)
+            .unwrap_or(crate::plan::DENIAL_RULES.len() - 1);
+        me.denials[i].increment(1);
         decided("denied", rule, &reason);
         Judged::Denied(format!("denied by policy ({rule}): {reason}"))
     };
