@@ -413,13 +413,17 @@ impl Plan {
                 ToolKind::RestartService => Arc::new(baton_core::tools::RestartService::new(&*t.name)),
                 ToolKind::Chaos => Arc::new(Chaos::new(&*t.name, t.faults.clone().unwrap_or_default())),
                 ToolKind::ReadFile => Arc::new(baton_core::tools::ReadFile::new(&*t.name, path)),
-                ToolKind::Shell => Arc::new(
-                    baton_core::tools::Shell::new(&*t.name, t.allow.clone(), t.timeout).max_output(
-                        t.max_output_bytes.map_or(baton_core::tools::SHELL_MAX_OUTPUT, |b| {
-                            usize::try_from(b).unwrap_or(usize::MAX)
-                        }),
-                    ),
-                ),
+                ToolKind::Shell => {
+                    let shell = baton_core::tools::Shell::new(&*t.name, t.allow.clone(), t.timeout)
+                        .max_output(t.max_output_bytes.map_or(
+                            baton_core::tools::SHELL_MAX_OUTPUT,
+                            |b| usize::try_from(b).unwrap_or(usize::MAX),
+                        ));
+                    Arc::new(match &t.path {
+                        Some(dir) => shell.cwd(dir),
+                        None => shell,
+                    })
+                }
                 ToolKind::HttpGet => Arc::new(
                     baton_providers::tools::HttpGet::new(&*t.name, t.allow.clone(), t.timeout)
                         .map_err(|e| RuntimeError::Registration(format!("tool `{}`: {e}", t.name)))?,

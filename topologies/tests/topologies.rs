@@ -256,6 +256,33 @@ mod diagnostics {
         has(&ds, 14, "`delegate` is built in");
     }
 
+    /// `shell` runs in its `path` (a folder), by default the topology file's directory.
+    #[test]
+    fn shell_runs_in_its_folder() {
+        let tool = |path: &str| {
+            format!(
+                "{HEAD}tools:\n  sh:\n    kind: shell\n    allow: [ls]\n{path}agents:\n  lead:\n    models: [m]\n    tools: [sh]\n"
+            )
+        };
+        let base = std::env::temp_dir();
+        let t = Topology::from_yaml_str(&tool(""), Path::new("t.yaml"), &base).expect("valid");
+        let sh = t.tools().find(|d| &*d.name == "sh").expect("sh");
+        assert_eq!(sh.path.as_deref(), Some(base.as_path()));
+        let ds = match Topology::from_yaml_str(
+            &tool("    path: no-such-folder\n"),
+            Path::new("t.yaml"),
+            &base,
+        ) {
+            Err(TopologyError::Invalid { diagnostics, .. }) => diagnostics,
+            _ => panic!("expected errors"),
+        };
+        has(
+            &ds,
+            9,
+            "no-such-folder` not found (where `sh` runs its commands)",
+        );
+    }
+
     #[test]
     fn scripted_models_need_rules_that_exist() {
         let text = "models:\n  s:\n    provider: scripted\n    price: { input: 1, output: 2 }\n  r:\n    provider: scripted\n    rules: missing.rules.yaml\n    price: { input: 1, output: 2 }\nagents:\n  lead:\n    models: [s, r]\n";

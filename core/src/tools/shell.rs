@@ -16,6 +16,8 @@ pub struct Shell {
     timeout: Duration,
     description: String,
     max_output: usize,
+    /// Where its commands run (the process's own directory when unset).
+    cwd: Option<std::path::PathBuf>,
 }
 
 /// What [`Shell`] reads of a program's stdout and of its stderr by default: 1 MiB each, like
@@ -49,7 +51,16 @@ impl Shell {
             timeout,
             description,
             max_output: SHELL_MAX_OUTPUT,
+            cwd: None,
         }
+    }
+
+    /// Runs its commands in `dir` (a topology's `shell` runs in its `path:`, by default the
+    /// topology file's directory, so that `ls inbox` means the same from wherever Baton starts).
+    #[must_use]
+    pub fn cwd(mut self, dir: impl Into<std::path::PathBuf>) -> Shell {
+        self.cwd = Some(dir.into());
+        self
     }
 
     /// Reads at most `bytes` of a program's stdout (and as much of its stderr): a program that
@@ -111,7 +122,11 @@ impl Tool for Shell {
         if args.dry_run {
             return Ok(format!("dry run: would run {line}"));
         }
-        let mut child = tokio::process::Command::new(&args.command)
+        let mut command = tokio::process::Command::new(&args.command);
+        if let Some(dir) = &self.cwd {
+            command.current_dir(dir);
+        }
+        let mut child = command
             .args(&args.args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -214,6 +229,28 @@ mod tests {
             .await
             .expect_err("too slow");
         assert!(e.to_string().contains("did not finish within"), "{e}");
+    }
+
+    /// Commands run in the tool's directory, not the process's: `ls inbox` means the folder
+    /// beside the topology file wherever Baton was started; a failing command's exit status is
+    /// part of the observation.
+    #[tokio::test]
+    async fn commands_run_in_the_tools_directory() {
+        let dir = std::env::temp_dir().join(format!("baton-shell-cwd-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("inbox")).expect("dir");
+        std::fs::write(dir.join("inbox/mail-1.txt"), "hi").expect("file");
+        let ls = Shell::new("shell", vec!["ls".into()], Duration::from_secs(5)).cwd(&dir);
+        let out = ls
+            .call(json!({"command": "ls", "args": ["inbox"]}))
+            .await
+            .expect("runs");
+        assert_eq!(out.trim(), "mail-1.txt");
+        let e = ls
+            .call(json!({"command": "ls", "args": ["no-such-folder"]}))
+            .await
+            .expect_err("ls fails");
+        assert!(e.to_string().contains("exited with"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// An allow-listed `cat /dev/zero` once grew the process to 2.3 GB: now what is read is

@@ -109,11 +109,27 @@ impl Validator<'_> {
                 );
             }
             let path = match (t.kind, &t.path) {
+                // `shell` runs in its `path` (a folder), by default the topology file's own.
+                (ToolKind::Shell, p) => {
+                    let dir = p
+                        .as_ref()
+                        .map_or_else(|| base.to_path_buf(), |p| base.join(p));
+                    if p.is_some() && !dir.is_dir() {
+                        self.report(
+                            &at("path"),
+                            format!(
+                                "folder `{}` not found (where `{name}` runs its commands)",
+                                dir.display()
+                            ),
+                            Some("paths are relative to the topology file".into()),
+                        );
+                    }
+                    Some(dir)
+                }
                 (
                     ToolKind::Custom
                     | ToolKind::Chaos
                     | ToolKind::RestartService
-                    | ToolKind::Shell
                     | ToolKind::HttpGet,
                     _,
                 ) => t.path.as_ref().map(|p| base.join(p)),
