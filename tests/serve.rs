@@ -426,6 +426,12 @@ mod approvals {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(pending["tool"], "restart_service", "{pending}");
+        assert!(
+            pending["dry_run"]
+                .as_str()
+                .is_some_and(|d| d.contains("checkout-api")),
+            "the dry run's result is shown with the request: {pending}"
+        );
         assert_eq!(pending["root"], id, "tied to the served task");
         let (status, running) = s.get(&format!("/v1/tasks/{id}")).await;
         assert_eq!((status, running["status"].as_str()), (200, Some("running")));

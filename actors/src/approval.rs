@@ -17,6 +17,8 @@ pub struct ApprovalRequest {
     pub tool: String,
     /// The arguments it would be called with.
     pub arguments: serde_json::Value,
+    /// What the same call's dry run said, when one was made first (`dry_run_first`).
+    pub dry_run: Option<String>,
     /// How long the harness waits for the answer (the policy's `approval_timeout`): a request
     /// older than this is no longer answerable, even one kept across a restart.
     pub timeout: std::time::Duration,
@@ -94,6 +96,9 @@ pub struct ApprovalRecord {
     pub tool: String,
     /// The arguments.
     pub arguments: serde_json::Value,
+    /// What the same call's dry run said, when one was made first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<String>,
     /// When it was asked (Unix milliseconds).
     pub requested_ms: u64,
     /// Where it stands.
@@ -383,6 +388,7 @@ impl Approver for ApprovalQueue {
                         root: request.root,
                         tool: request.tool.clone(),
                         arguments: request.arguments.clone(),
+                        dry_run: request.dry_run.clone(),
                         requested_ms: crate::store::now_ms(),
                         state: ApprovalState::Pending,
                         by: None,
@@ -428,6 +434,7 @@ mod tests {
             root: 7,
             tool: "restart".into(),
             arguments: serde_json::json!({"service": "checkout-api"}),
+            dry_run: None,
             timeout,
         }
     }
@@ -449,6 +456,7 @@ mod tests {
                 root: 1,
                 tool: "restart".into(),
                 arguments: serde_json::json!({"service": "checkout-api"}),
+                dry_run: None,
                 requested_ms: hour_ago,
                 state,
                 by: None,

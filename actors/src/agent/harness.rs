@@ -139,15 +139,21 @@ pub(crate) async fn run_tool(cx: &TaskCx<'_>, call: &ToolCall) -> Result<Observe
         Some(Ok(r)) => Some(r),
         None => None,
     };
-    if effect == baton_core::Effect::Destructive && dry_run && matches!(result, Some(Ok(_))) {
+    if effect == baton_core::Effect::Destructive
+        && dry_run
+        && let Some(Ok(text)) = &result
+    {
+        let arguments = baton_core::policy::without_dry_run(&call.arguments);
+        cx.journal
+            .dry_run_outputs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((call.name.clone(), arguments.clone(), text.clone()));
         cx.journal
             .dry_runs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((
-                call.name.clone(),
-                baton_core::policy::without_dry_run(&call.arguments),
-            ));
+            .push((call.name.clone(), arguments));
     }
     let completed = matches!(result, Some(Ok(_)));
     let observation = match result {
@@ -299,6 +305,7 @@ async fn judge(
                 root: env.trace.0,
                 tool: call.name.clone(),
                 arguments: arguments.clone(),
+                dry_run: cx.journal.dry_run_output(&call.name, arguments),
                 timeout: plan.policy.approval_timeout,
             };
             decided("requested", "approval", "waiting for a human's approval");

@@ -564,6 +564,9 @@ pub(crate) struct Journal {
     pub(crate) attempt: std::sync::atomic::AtomicU32,
     /// Destructive calls made as dry runs (tool, arguments without `dry_run`).
     pub(crate) dry_runs: std::sync::Mutex<Vec<(String, serde_json::Value)>>,
+    /// What each dry run said (tool, arguments without `dry_run`, output), shown with the
+    /// approval request of the real call.
+    pub(crate) dry_run_outputs: std::sync::Mutex<Vec<(String, serde_json::Value, String)>>,
 }
 
 impl Journal {
@@ -590,6 +593,21 @@ impl Journal {
                 arguments.clone(),
                 observation.to_string(),
             ));
+    }
+
+    /// What the dry run of this call said, when there was one.
+    pub(crate) fn dry_run_output(
+        &self,
+        tool: &str,
+        arguments: &serde_json::Value,
+    ) -> Option<String> {
+        self.dry_run_outputs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .rev()
+            .find(|(t, a, _)| t == tool && a == arguments)
+            .map(|(_, _, o)| o.clone())
     }
 
     pub(crate) fn dry_runs(&self) -> Vec<(String, serde_json::Value)> {

@@ -220,6 +220,8 @@ async function refreshApprovals() {
     `<div class="approval ${a.state === "pending" ? "" : "answered"}" data-approval="${a.id}">` +
     `<b>#${a.id}</b> <b>${esc(a.agent)}</b> wants <b>${esc(a.tool)}</b> (task ${a.root || a.task})` +
     `<pre>${esc(JSON.stringify(a.arguments))}</pre>` +
+    `<div class="muted">policy: approval${a.dry_run != null ? " · its dry run said:" : " · no dry run"}</div>` +
+    (a.dry_run != null ? `<pre>${esc(a.dry_run)}</pre>` : "") +
     (a.state === "pending"
       ? `<button data-verb="approve">Approve</button><button data-verb="deny">Deny</button>`
       : `<span class="muted">${esc(a.state)}${a.by ? " by " + esc(a.by) : ""}${a.reason ? ": " + esc(a.reason) : ""}</span>`) +
