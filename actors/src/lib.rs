@@ -31,7 +31,7 @@ pub use approval::{
 };
 pub use audit::AuditObserver;
 pub use breaker::BreakerState;
-pub use error::RuntimeError;
+pub use error::{Component, RuntimeError};
 pub use observer::{Event, Observer};
 pub use report::{AgentReport, ModelReport, RunReport, TaskBudgetEvent, TaskReport, Totals};
 pub use runtime::{Runtime, RuntimeBuilder, TaskHandle, TaskRun};

@@ -363,39 +363,59 @@ impl Plan {
         observer: Option<Arc<dyn Observer>>,
         approver: Option<Arc<dyn crate::approval::Approver>>,
     ) -> Result<Plan, RuntimeError> {
+        use crate::error::Component;
+        // For did-you-means: what code registered, and what the topology declares custom.
+        let registered_models: Vec<String> = custom_models.keys().cloned().collect();
+        let registered_tools: Vec<String> = custom_tools.keys().cloned().collect();
+        let near = |name: &str, among: &[String]| {
+            baton_topologies::closest(name, among.iter().map(String::as_str)).map(str::to_string)
+        };
         let mut models: HashMap<Arc<str>, (Arc<dyn Model>, &ModelDef)> = HashMap::new();
         for m in topology.models() {
-            let model: Arc<dyn Model> = match m.provider {
-                Provider::Scripted => {
-                    let rules = m.rules.as_deref().ok_or_else(|| {
-                        RuntimeError::Registration(format!("scripted model `{}` has no rules file", m.name))
-                    })?;
-                    let mut s = ScriptedModel::from_file(&m.name, rules).map_err(|source| RuntimeError::Model {
-                        model: m.name.to_string(),
-                        source,
-                    })?;
-                    if let Some(l) = m.latency {
-                        s = s.with_latency(l);
+            let model: Arc<dyn Model> =
+                match m.provider {
+                    Provider::Scripted => {
+                        let rules = m.rules.as_deref().ok_or_else(|| RuntimeError::Setup {
+                            kind: Component::Model,
+                            name: m.name.to_string(),
+                            message: "a scripted model needs a rules file".into(),
+                        })?;
+                        let mut s = ScriptedModel::from_file(&m.name, rules).map_err(|source| {
+                            RuntimeError::Model {
+                                model: m.name.to_string(),
+                                source,
+                            }
+                        })?;
+                        if let Some(l) = m.latency {
+                            s = s.with_latency(l);
+                        }
+                        if let Some(f) = &m.faults {
+                            s = s.with_faults(f.clone());
+                        }
+                        Arc::new(s)
                     }
-                    if let Some(f) = &m.faults {
-                        s = s.with_faults(f.clone());
-                    }
-                    Arc::new(s)
-                }
-                Provider::Openai | Provider::Anthropic => http_model(m)?,
-                Provider::Custom => custom_models.remove(&*m.name).ok_or_else(|| {
-                    RuntimeError::Registration(format!(
-                        "model `{}` is declared `provider: custom` but no implementation was registered (RuntimeBuilder::model)",
-                        m.name
-                    ))
-                })?,
-            };
+                    Provider::Openai | Provider::Anthropic => http_model(m)?,
+                    Provider::Custom => custom_models.remove(&*m.name).ok_or_else(|| {
+                        RuntimeError::NotRegistered {
+                            kind: Component::Model,
+                            name: m.name.to_string(),
+                            registered: near(&m.name, &registered_models),
+                        }
+                    })?,
+                };
             models.insert(Arc::clone(&m.name), (model, m));
         }
         if let Some(name) = custom_models.keys().next() {
-            return Err(RuntimeError::Registration(format!(
-                "model `{name}` was registered in code but the topology declares no custom model of that name"
-            )));
+            let declared: Vec<String> = topology
+                .models()
+                .filter(|m| m.provider == Provider::Custom)
+                .map(|m| m.name.to_string())
+                .collect();
+            return Err(RuntimeError::Undeclared {
+                kind: Component::Model,
+                name: name.clone(),
+                declared: near(name, &declared),
+            });
         }
         let mut tools: HashMap<Arc<str>, GatedTool> = HashMap::new();
         for t in topology.tools() {
@@ -410,15 +430,21 @@ impl Plan {
                     })
                 }
                 ToolKind::Codeowners => Arc::new(Codeowners::new(&*t.name, path)),
-                ToolKind::RestartService => Arc::new(baton_core::tools::RestartService::new(&*t.name)),
-                ToolKind::Chaos => Arc::new(Chaos::new(&*t.name, t.faults.clone().unwrap_or_default())),
+                ToolKind::RestartService => {
+                    Arc::new(baton_core::tools::RestartService::new(&*t.name))
+                }
+                ToolKind::Chaos => {
+                    Arc::new(Chaos::new(&*t.name, t.faults.clone().unwrap_or_default()))
+                }
                 ToolKind::ReadFile => Arc::new(baton_core::tools::ReadFile::new(&*t.name, path)),
                 ToolKind::Shell => {
                     let shell = baton_core::tools::Shell::new(&*t.name, t.allow.clone(), t.timeout)
-                        .max_output(t.max_output_bytes.map_or(
-                            baton_core::tools::SHELL_MAX_OUTPUT,
-                            |b| usize::try_from(b).unwrap_or(usize::MAX),
-                        ));
+                        .max_output(
+                            t.max_output_bytes
+                                .map_or(baton_core::tools::SHELL_MAX_OUTPUT, |b| {
+                                    usize::try_from(b).unwrap_or(usize::MAX)
+                                }),
+                        );
                     Arc::new(match &t.path {
                         Some(dir) => shell.cwd(dir),
                         None => shell,
@@ -426,30 +452,43 @@ impl Plan {
                 }
                 ToolKind::HttpGet => Arc::new(
                     baton_providers::tools::HttpGet::new(&*t.name, t.allow.clone(), t.timeout)
-                        .map_err(|e| RuntimeError::Registration(format!("tool `{}`: {e}", t.name)))?,
+                        .map_err(|e| RuntimeError::Setup {
+                            kind: Component::Tool,
+                            name: t.name.to_string(),
+                            message: e.to_string(),
+                        })?,
                 ),
-                ToolKind::Custom => custom_tools.remove(&*t.name).ok_or_else(|| {
-                    RuntimeError::Registration(format!(
-                        "tool `{}` is declared `kind: custom` but no implementation was registered (RuntimeBuilder::tool)",
-                        t.name
-                    ))
-                })?,
+                ToolKind::Custom => {
+                    custom_tools
+                        .remove(&*t.name)
+                        .ok_or_else(|| RuntimeError::NotRegistered {
+                            kind: Component::Tool,
+                            name: t.name.to_string(),
+                            registered: near(&t.name, &registered_tools),
+                        })?
+                }
             };
             if tool.name() != &*t.name {
-                return Err(RuntimeError::Registration(format!(
-                    "tool registered as `{}` calls itself `{}`; the names must agree",
-                    t.name,
-                    tool.name()
-                )));
+                return Err(RuntimeError::NameMismatch {
+                    registered: t.name.to_string(),
+                    calls_itself: tool.name().to_string(),
+                });
             }
             let effect = t.effect.unwrap_or_else(|| tool.effect());
             let gate = ToolGate::new(&*tool, effect, t.max_output_tokens, t.timeout, t.dry_run);
             tools.insert(Arc::clone(&t.name), (tool, gate));
         }
         if let Some(name) = custom_tools.keys().next() {
-            return Err(RuntimeError::Registration(format!(
-                "tool `{name}` was registered in code but the topology declares no custom tool of that name"
-            )));
+            let declared: Vec<String> = topology
+                .tools()
+                .filter(|t| t.kind == ToolKind::Custom)
+                .map(|t| t.name.to_string())
+                .collect();
+            return Err(RuntimeError::Undeclared {
+                kind: Component::Tool,
+                name: name.clone(),
+                declared: near(name, &declared),
+            });
         }
         for server in topology.mcp_servers() {
             for t in mcp.get(&server.name).into_iter().flatten() {
@@ -488,7 +527,11 @@ impl Plan {
                     let (model, def) = models
                         .get(m)
                         .map(|(model, def)| (Arc::clone(model), *def))
-                        .ok_or_else(|| RuntimeError::Registration(format!("model `{m}` is not declared")))?;
+                        .ok_or_else(|| RuntimeError::Setup {
+                            kind: Component::Model,
+                            name: m.to_string(),
+                            message: "not declared in the topology".into(),
+                        })?;
                     let labels = [("agent", agent_label.clone()), ("model", m.to_string())];
                     let tok = |kind: &'static str| {
                         metrics::counter!("baton_tokens_total", "agent" => agent_label.clone(), "model" => m.to_string(), "kind" => kind)
@@ -526,8 +569,10 @@ impl Plan {
             let (agent_tools, tool_gates): (Vec<Arc<dyn Tool>>, Vec<Arc<ToolGate>>) =
                 expand_tools(&mcp, a.tools.iter().map(|t| &**t))
                     .map(|t| {
-                        tools.get(t).cloned().ok_or_else(|| {
-                            RuntimeError::Registration(format!("tool `{t}` is not declared"))
+                        tools.get(t).cloned().ok_or_else(|| RuntimeError::Setup {
+                            kind: Component::Tool,
+                            name: t.to_string(),
+                            message: "not declared in the topology".into(),
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?

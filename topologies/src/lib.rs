@@ -43,7 +43,7 @@ pub use spec::{
 };
 pub use topology::{
     AgentNode, BreakerDef, DELEGATE_TOOL, Edge, ModelDef, PriceSource, RetryPolicy, ScheduleDef,
-    Supervision, ToolDef, Topology, TopologyBudget, YAML_MAX_NODES,
+    Supervision, ToolDef, Topology, TopologyBudget, YAML_MAX_NODES, closest,
 };
 
 /// Re-exported graph types, so users need not depend on petgraph directly.

@@ -753,6 +753,18 @@ impl Validator<'_> {
     }
 }
 
+/// The name among `names` closest to `wrong` (within two edits, letter case ignored): what a
+/// did-you-mean suggests.
+pub fn closest<'a>(wrong: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = wrong.to_lowercase();
+    names
+        .into_iter()
+        .map(|n| (edit_distance(&lower, &n.to_lowercase()), n))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
 /// `did you mean `x`?` for the closest name within two edits.
 pub(crate) fn did_you_mean<'a>(
     wrong: &str,
