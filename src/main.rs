@@ -215,40 +215,8 @@ fn main() -> ExitCode {
     }
     let otel = init_tracing();
     match cli.command {
-        Command::Run(options) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let code = runtime.block_on(run(options));
-            if let Some(flush) = otel {
-                flush();
-            }
-            code
-        }
-        Command::Serve(options) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let code = runtime.block_on(serve_command(options));
-            if let Some(flush) = otel {
-                flush();
-            }
-            code
-        }
+        Command::Run(options) => on_tokio(run(options), otel),
+        Command::Serve(options) => on_tokio(serve_command(options), otel),
         Command::Validate { files, format } => validate(&files, format),
         Command::State { file } => show_state(&file),
         Command::Approvals { command } => match command {
@@ -524,6 +492,28 @@ struct ServeOptions {
     /// (default 30s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     grace: Option<std::time::Duration>,
+}
+
+/// Runs a command on a multi-thread tokio runtime, then flushes the exported spans (if any).
+fn on_tokio(
+    command: impl std::future::Future<Output = ExitCode>,
+    flush: Option<Box<dyn FnOnce()>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(command);
+    if let Some(flush) = flush {
+        flush();
+    }
+    code
 }
 
 async fn serve_command(o: ServeOptions) -> ExitCode {

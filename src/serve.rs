@@ -21,6 +21,16 @@ pub(crate) async fn serve(
     addr: SocketAddr,
     handle: PrometheusHandle,
 ) -> anyhow::Result<SocketAddr> {
+    let app = Router::new()
+        .nest("/metrics", metrics_router(handle))
+        .route("/", get(|| async { "baton: metrics at /metrics\n" }))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: try /metrics\n") });
+    listen(addr, "metrics", app).await
+}
+
+/// `GET /` of this router: the Prometheus exposition of the recorder behind `handle` (its
+/// upkeep, which drains histograms, runs every 5 s in a task of its own).
+pub(crate) fn metrics_router<S>(handle: PrometheusHandle) -> Router<S> {
     let upkeep = handle.clone();
     tokio::spawn(async move {
         loop {
@@ -28,9 +38,9 @@ pub(crate) async fn serve(
             upkeep.run_upkeep();
         }
     });
-    let app = Router::new()
+    Router::new()
         .route(
-            "/metrics",
+            "/",
             get(|State(handle): State<PrometheusHandle>| async move {
                 (
                     [(
@@ -41,10 +51,7 @@ pub(crate) async fn serve(
                 )
             }),
         )
-        .route("/", get(|| async { "baton: metrics at /metrics\n" }))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: try /metrics\n") })
-        .with_state(handle);
-    listen(addr, "metrics", app).await
+        .with_state(handle)
 }
 
 /// Binds `addr` and serves the approval queue until the process ends: `GET /approvals` lists

@@ -104,6 +104,19 @@ mod tasks {
             let (_, v) = s.get(path).await;
             conforms(name, &v);
         }
+        let metrics = s
+            .http
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            metrics.contains("baton_tasks_total{agent=\"lead\",outcome=\"completed\"} 1"),
+            "{metrics}"
+        );
         let stream = s
             .events(&format!("/v1/tasks/{id}/events"), None, 10_000)
             .await;

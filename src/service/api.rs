@@ -46,20 +46,7 @@ pub(crate) fn router(
         .route("/", get(crate::serve::list_approvals))
         .route("/{id}/{verb}", post(crate::serve::answer_approval))
         .with_state(queue);
-    let metrics = Router::new()
-        .route(
-            "/",
-            get(|State(handle): State<PrometheusHandle>| async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    baton::metrics::render(&handle),
-                )
-            }),
-        )
-        .with_state(metrics);
+    let metrics = crate::serve::metrics_router(metrics);
     let events = Router::new().route("/", get(all_events)).with_state(feed);
     Router::new()
         .route(

@@ -795,20 +795,13 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
     let app = api::router(
         Arc::clone(&slot),
         crate::serve::Guard::new(token, bound),
-        metrics.clone(),
+        metrics,
         Arc::clone(&approvals),
         Arc::clone(&feed),
     );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("the HTTP server stopped: {e}");
-        }
-    });
-    let upkeep = metrics;
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            upkeep.run_upkeep();
         }
     });
     eprintln!(
