@@ -7,7 +7,9 @@
 //! - `api`: the HTTP API and the console, on axum.
 
 mod api;
+mod budget;
 mod feed;
+mod loops;
 pub(crate) mod openapi;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,12 +22,15 @@ use std::time::Duration;
 use anyhow::Context;
 use baton::actors::{ApprovalQueue, LoopEvent, LoopStore, RunReport, Runtime};
 use baton::core::{Account, Budget, NanoUsd, Outcome, TaskId};
-use baton::topologies::{Topology, TopologyBudget};
+use baton::topologies::Topology;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::time::Instant;
 
+pub(crate) use budget::BudgetView;
+use budget::{Periods, SavedBudget};
 pub(crate) use feed::Feed;
+pub(crate) use loops::LoopView;
 
 /// Finished tasks kept in memory (the oldest are dropped first; with `--state` they are still
 /// answered for from the state file). Their idempotency keys are all kept.
@@ -153,156 +158,6 @@ struct Entry {
     record: TaskRecord,
     /// The running task's account (its live spend; cancelling it cancels the task).
     account: Option<Account>,
-}
-
-/// The topology's budget, as accounts: every served task's account is opened under the current
-/// hour, inside the current day, inside the total, so the ledger enforces all three at once.
-struct Periods {
-    limits: TopologyBudget,
-    total: Account,
-    day: Account,
-    day_start: Instant,
-    hour: Account,
-    hour_start: Instant,
-}
-
-/// Books `amount` under `account` as a spent child account (at most what its chain has left).
-fn book(account: &Account, amount: u64) {
-    if amount == 0 {
-        return;
-    }
-    let amount = NanoUsd(amount).min(account.remaining_cost());
-    let carried = account.open_child(TaskId::fresh().0, "carried over", None, None);
-    if let Ok(r) = carried.reserve(amount, 0) {
-        r.commit(&baton::core::TokenUsage::default(), amount);
-    }
-}
-
-const DAY: Duration = Duration::from_secs(24 * 3600);
-const HOUR: Duration = Duration::from_secs(3600);
-
-impl Periods {
-    fn new(limits: TopologyBudget) -> Periods {
-        let total = Account::root(TaskId::fresh().0, "served", limits.max, None);
-        let day = total.open_child(TaskId::fresh().0, "served: day", limits.per_day, None);
-        let hour = day.open_child(TaskId::fresh().0, "served: hour", limits.per_hour, None);
-        let now = Instant::now();
-        Periods {
-            limits,
-            total,
-            day,
-            day_start: now,
-            hour,
-            hour_start: now,
-        }
-    }
-
-    /// The account a task starting now is opened under (a new day or hour begins when due).
-    fn current(&mut self) -> &Account {
-        let now = Instant::now();
-        if now.duration_since(self.day_start) >= DAY {
-            while now.duration_since(self.day_start) >= DAY {
-                self.day_start += DAY;
-            }
-            self.day =
-                self.total
-                    .open_child(TaskId::fresh().0, "served: day", self.limits.per_day, None);
-            self.hour_start = self.day_start;
-            self.hour = self.new_hour();
-        }
-        if now.duration_since(self.hour_start) >= HOUR {
-            while now.duration_since(self.hour_start) >= HOUR {
-                self.hour_start += HOUR;
-            }
-            self.hour = self.new_hour();
-        }
-        &self.hour
-    }
-
-    fn new_hour(&self) -> Account {
-        self.day.open_child(
-            TaskId::fresh().0,
-            "served: hour",
-            self.limits.per_hour,
-            None,
-        )
-    }
-
-    /// Books `amount` (an earlier run of the service's spend) against the total only.
-    fn carry_total(&mut self, amount: u64) {
-        book(&self.total, amount);
-    }
-
-    /// Charges `amount` (an interrupted task's worst case) to the current periods: it was spent
-    /// recently, so the day's and the hour's limits count it too (the safe side).
-    fn charge(&mut self, amount: u64) {
-        if amount == 0 {
-            return;
-        }
-        let under = self.current().clone();
-        book(&under, amount);
-    }
-
-    fn view(&self) -> BudgetView {
-        let limit = |l: Option<NanoUsd>| l.map(|l| l.0);
-        BudgetView {
-            spent_nanousd: self.total.spent().0,
-            max_nanousd: limit(self.limits.max),
-            day_spent_nanousd: self.day.spent().0,
-            max_per_day_nanousd: limit(self.limits.per_day),
-            hour_spent_nanousd: self.hour.spent().0,
-            max_per_hour_nanousd: limit(self.limits.per_hour),
-        }
-    }
-}
-
-/// The topology's budget (`budget:`): what all served tasks spent, against its limits (absent:
-/// no limit). Interrupted tasks' worst cases are counted.
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
-pub(crate) struct BudgetView {
-    /// Spent since the server first started (carried across restarts with `--state`).
-    pub(crate) spent_nanousd: u64,
-    /// `max_usd`.
-    pub(crate) max_nanousd: Option<u64>,
-    /// Spent in the current 24-hour period.
-    pub(crate) day_spent_nanousd: u64,
-    /// `max_usd_per_day`.
-    pub(crate) max_per_day_nanousd: Option<u64>,
-    /// Spent in the current hour.
-    pub(crate) hour_spent_nanousd: u64,
-    /// `max_usd_per_hour`.
-    pub(crate) max_per_hour_nanousd: Option<u64>,
-}
-
-/// A standing loop as the API shows it.
-#[derive(Clone, Debug, Default, Serialize, schemars::JsonSchema)]
-pub(crate) struct LoopView {
-    /// The schedule's name.
-    pub(crate) schedule: String,
-    /// When it runs (`every 5m`, a cron expression).
-    pub(crate) cadence: String,
-    /// The task each run gives the root agent.
-    pub(crate) task: String,
-    /// Runs started (carried across restarts with `--state`).
-    pub(crate) runs: u64,
-    /// Ticks skipped because the previous run was still going.
-    pub(crate) skipped: u64,
-    /// Spent in the current budget period.
-    pub(crate) period_spent_nanousd: u64,
-    /// The period's limit.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) period_limit_nanousd: Option<u64>,
-    /// The spend circuit breaker: `closed`, `open` or `halfopen`.
-    pub(crate) breaker: String,
-    /// Paused by hand (`POST /v1/loops/{name}/pause`): its ticks are skipped until resumed.
-    pub(crate) paused: bool,
-    /// When its next tick is due (Unix milliseconds, before jitter); absent when a cron
-    /// expression has no time left.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) next_tick_ms: Option<u64>,
-    /// The last run: its number, outcome, cost and answer or error.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) last_run: Option<serde_json::Value>,
 }
 
 /// The running service.
@@ -570,64 +425,6 @@ impl Service {
         lock(&self.periods).view()
     }
 
-    /// The standing loops.
-    pub(crate) fn loops(&self) -> Vec<LoopView> {
-        let mut loops: Vec<LoopView> = lock(&self.loops).values().cloned().collect();
-        let now = now_ms();
-        for l in &mut loops {
-            l.paused = self.runtime.schedule_paused(&l.schedule);
-            let def = self
-                .topology
-                .schedules()
-                .iter()
-                .find(|d| *d.name == *l.schedule);
-            l.next_tick_ms = def.and_then(|d| match &d.cadence {
-                // `every` ticks at the loops' start, then every period.
-                baton::topologies::Cadence::Every(every) => {
-                    let every = u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1);
-                    let since = now.saturating_sub(self.started_ms);
-                    Some(self.started_ms + since.div_ceil(every) * every)
-                }
-                baton::topologies::Cadence::Cron(c) => {
-                    let at = jiff::Timestamp::from_millisecond(i64::try_from(now).ok()?).ok()?;
-                    c.next_after(at)
-                        .and_then(|t| u64::try_from(t.as_millisecond()).ok())
-                }
-            });
-        }
-        loops
-    }
-
-    /// Pauses (or resumes) a standing loop; kept in the state file. Its view, or `None` when
-    /// there is no such loop.
-    pub(crate) fn pause(&self, schedule: &str, pause: bool) -> Option<LoopView> {
-        let known = if pause {
-            self.runtime.pause_schedule(schedule)
-        } else {
-            self.runtime.resume_schedule(schedule)
-        };
-        if !known {
-            return None;
-        }
-        if let Some(store) = &self.store {
-            let paused: Vec<String> = lock(&self.loops)
-                .keys()
-                .filter(|k| self.runtime.schedule_paused(k))
-                .cloned()
-                .collect();
-            if let Err(e) = store.save_meta("serve.paused", &paused) {
-                tracing::error!("state file: {e}");
-            }
-        }
-        self.feed.publish(
-            "loop",
-            None,
-            json!({"schedule": schedule, "paused": pause}),
-            false,
-        );
-        self.loops().into_iter().find(|l| l.schedule == schedule)
-    }
-
     /// Completed tasks (of those kept), what they cost together, and what routing saved on
     /// them against the top model of each ladder.
     pub(crate) fn completed(&self) -> (u64, u64, u64) {
@@ -686,82 +483,6 @@ impl Service {
             }
         }
     }
-
-    fn on_loop_event(&self, e: &LoopEvent) {
-        let mut loops = lock(&self.loops);
-        let (name, fields): (&str, serde_json::Value) = match e {
-            LoopEvent::Ran {
-                schedule,
-                run,
-                report,
-                period_spent,
-                period_limit,
-                ..
-            } => {
-                if let Some(l) = loops.get_mut(&**schedule) {
-                    l.runs = l.runs.max(*run);
-                    l.period_spent_nanousd = period_spent.0;
-                    l.period_limit_nanousd = period_limit.map(|p| p.0);
-                    l.last_run = Some(json!({"run": run, "outcome": report.outcome,
-                        "cost_nanousd": report.totals.cost_nanousd, "answer": report.answer, "error": report.error}));
-                }
-                (
-                    schedule,
-                    json!({"schedule": &**schedule, "run": run, "outcome": report.outcome,
-                    "cost_nanousd": report.totals.cost_nanousd, "period_spent_nanousd": period_spent.0}),
-                )
-            }
-            LoopEvent::Skipped { schedule } => {
-                if let Some(l) = loops.get_mut(&**schedule) {
-                    l.skipped += 1;
-                }
-                (schedule, json!({"schedule": &**schedule, "skipped": true}))
-            }
-            LoopEvent::Breaker {
-                schedule,
-                state,
-                reason,
-            } => {
-                if let Some(l) = loops.get_mut(&**schedule) {
-                    l.breaker = format!("{state:?}").to_lowercase();
-                }
-                (
-                    schedule,
-                    json!({"schedule": &**schedule, "breaker": format!("{state:?}").to_lowercase(), "reason": reason}),
-                )
-            }
-            LoopEvent::Resumed {
-                schedule,
-                runs_before,
-                period_spent,
-                interrupted,
-            } => {
-                if let Some(l) = loops.get_mut(&**schedule) {
-                    l.runs = *runs_before;
-                    l.period_spent_nanousd = period_spent.0;
-                }
-                (
-                    schedule,
-                    json!({"schedule": &**schedule, "resumed_after": runs_before, "interrupted": interrupted}),
-                )
-            }
-            LoopEvent::Refused {
-                schedule, reason, ..
-            } => (
-                schedule,
-                json!({"schedule": &**schedule, "refused": reason}),
-            ),
-            _ => return,
-        };
-        drop(loops);
-        let _ = name;
-        self.feed.publish("loop", None, fields, false);
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct SavedBudget {
-    spent_nanousd: u64,
 }
 
 /// Runs `baton serve`: binds, starts the runtime, serves until SIGTERM / Ctrl-C, then drains
