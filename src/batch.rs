@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use baton::actors::{RunReport, Runtime};
+use baton::actors::Runtime;
 use baton::core::{Account, Budget, NanoUsd, Outcome, Usd};
 use baton::topologies::Topology;
 use serde::Deserialize;
@@ -86,34 +86,44 @@ pub(crate) async fn run_batch(
 ) -> anyhow::Result<Outcome> {
     let root = topology.graph()[topology.root()].name.to_string();
     let batch = Account::root(0, format!("batch of {root}"), batch_budget, None);
-    let runtime = Arc::new(runtime);
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let started = Instant::now();
     let mut running = tokio::task::JoinSet::new();
     for (i, t) in tasks.into_iter().enumerate() {
-        let (runtime, permits, batch) = (Arc::clone(&runtime), Arc::clone(&permits), batch.clone());
+        let (runtime, permits, batch) = (runtime.clone(), Arc::clone(&permits), batch.clone());
         running.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let budget = Budget {
                 max_cost: t.budget,
                 ..Budget::UNLIMITED
             };
-            let run = runtime.submit_under(t.task.clone(), budget, &batch).await;
-            (i, t.task, run)
+            let report = runtime
+                .spawn_with(t.task.clone(), budget, Some(&batch))
+                .await;
+            (i, t.task, report)
         });
     }
+    // Ctrl-C or SIGTERM cancels the batch: every task still running or waiting ends `cancelled`
+    // (recorded and printed like any outcome), and the process exits 6 once all have ended.
+    let interrupt = crate::loops::interrupted();
+    tokio::pin!(interrupt);
+    let mut interrupted = false;
     let mut out = std::io::stdout().lock();
     let mut worst = Outcome::Completed;
     let mut counts: Vec<(Outcome, usize)> = Vec::new();
-    while let Some(joined) = running.join_next().await {
-        let (i, task, run) = joined.context("a task of the batch panicked")?;
-        let run = run.with_context(|| format!("task {} ({task})", i + 1))?;
-        let snapshot = run.account.snapshot();
-        let (answer, error) = match run.result.outcome {
-            Outcome::Completed => (Some(run.result.text), None),
-            _ => (None, Some(run.result.text)),
+    loop {
+        let joined = tokio::select! {
+            joined = running.join_next() => joined,
+            () = &mut interrupt, if !interrupted => {
+                interrupted = true;
+                eprintln!("interrupted: cancelling the batch");
+                batch.cancel();
+                continue;
+            }
         };
-        let report = RunReport::from_ledger(&snapshot, run.result.outcome, answer, error);
+        let Some(joined) = joined else { break };
+        let (i, task, report) = joined.context("a task of the batch panicked")?;
+        let report = report.with_context(|| format!("task {} ({task})", i + 1))?;
         if report.outcome.exit_code() > worst.exit_code() {
             worst = report.outcome;
         }
@@ -140,8 +150,8 @@ pub(crate) async fn run_batch(
                 "[{}] {} {} {} ms · {} → {}",
                 i + 1,
                 report.outcome,
-                crate::print::usd(snapshot.spent),
-                snapshot.own.wall.as_millis(),
+                crate::print::usd(baton::core::NanoUsd(report.totals.cost_nanousd)),
+                report.totals.queued_ms + report.totals.wall_ms,
                 crate::print::one_line(&task, 60),
                 crate::print::one_line(said, 90)
             )?;
@@ -168,8 +178,6 @@ pub(crate) async fn run_batch(
     batch
         .check_conservation()
         .map_err(|e| anyhow::anyhow!("the batch's ledger does not add up: {e}"))?;
-    if let Ok(rt) = Arc::try_unwrap(runtime) {
-        rt.shutdown().await;
-    }
+    runtime.shutdown().await;
     Ok(worst)
 }

@@ -179,9 +179,7 @@ pub(crate) async fn run_loops(
             );
         }
     }
-    if let Ok(rt) = std::sync::Arc::try_unwrap(runtime) {
-        rt.shutdown().await;
-    }
+    runtime.shutdown().await;
     // A loop's exit code is 0: its runs' outcomes are in what it printed — unless the runtime
     // went down, which stops every loop: then the process fails, saying why.
     let down = summaries.iter().find_map(|s| s.runtime_down.clone());

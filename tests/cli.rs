@@ -1614,6 +1614,51 @@ mod batch {
     /// `--tasks` runs every line on one runtime: one JSON report per finished task, each with its
     /// `task` text and line; a line's `budget_usd` caps that task; the exit code is the worst
     /// outcome's (here `budget_exceeded`, 4).
+    /// SIGTERM cancels a batch: every task still running or waiting ends `cancelled`, each with
+    /// its one report line, and the exit code is `cancelled`'s.
+    #[test]
+    fn sigterm_cancels_the_rest_of_a_batch() {
+        let slow = temp_file(
+            "batch-slow.yaml",
+            &example("ops-triage.yaml", &[("latency: 150ms", "latency: 60s")]),
+        );
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args([
+                "run",
+                slow.to_str().expect("utf-8"),
+                "--tasks",
+                ALERTS,
+                "--json",
+            ])
+            .args(["--concurrency", "5"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("baton runs");
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()));
+        let out = child.wait_with_output().expect("exits");
+        assert_eq!(
+            out.status.code(),
+            Some(6),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        assert_eq!(lines.len(), 20, "one report per task");
+        assert!(
+            lines.iter().all(|r| r["outcome"] == "cancelled"),
+            "{lines:?}"
+        );
+    }
+
     #[test]
     fn a_batch_reports_every_task_once() {
         let out = baton(&["run", TRIAGE, "--tasks", ALERTS, "--json"]);

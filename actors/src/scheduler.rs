@@ -293,19 +293,6 @@ struct InFlight {
     account: Account,
 }
 
-/// Books `amount` (spend carried over from before a restart) into `account`'s own child, up to
-/// what its limits leave.
-fn carry(account: &Account, amount: u64) {
-    if amount == 0 {
-        return;
-    }
-    let amount = NanoUsd(amount).min(account.remaining_cost());
-    let carried = account.open_child(TaskId::fresh().0, "carried over", None, None);
-    if let Ok(r) = carried.reserve(amount, 0) {
-        r.commit(&baton_core::TokenUsage::default(), amount);
-    }
-}
-
 /// Recovers a loop's state: runs left `running` become `interrupted`, charged their limit.
 fn recover(store: &LoopStore, name: &str) -> (LoopState, Vec<u64>) {
     let mut state = match store.load(name) {
@@ -406,13 +393,13 @@ async fn run_loop(
                 && now.saturating_sub(st.hour_started_ms) < hour_ms
             {
                 hour_start = clock.instant(st.hour_started_ms);
-                carry(&hour, st.hour_spent);
+                hour.carry(NanoUsd(st.hour_spent));
                 day_rest = day_rest.saturating_sub(st.hour_spent);
             } else {
                 st.hour_started_ms = clock.wall(period_start);
                 st.hour_spent = 0;
             }
-            carry(&period, day_rest);
+            period.carry(NanoUsd(day_rest));
             carried = period.spent().0;
         } else {
             st.day_started_ms = now;

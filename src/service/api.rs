@@ -81,11 +81,11 @@ pub(crate) fn router(
         .route("/v1/loops", get(loops))
         .route(
             "/v1/loops/{name}/pause",
-            post(|slot: State<Slot>, name: Path<String>| pause(slot, name, true)),
+            post(|s: Started, name: Path<String>| pause(s, name, true)),
         )
         .route(
             "/v1/loops/{name}/resume",
-            post(|slot: State<Slot>, name: Path<String>| pause(slot, name, false)),
+            post(|s: Started, name: Path<String>| pause(s, name, false)),
         )
         .route("/v1/topology", get(topology))
         .route("/v1/agents", get(agents))
@@ -140,9 +140,19 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// The service, or `503` while it starts.
-fn started(slot: &Slot) -> Result<Arc<Service>, Refusal> {
-    slot.get().cloned().ok_or(Refusal::Starting)
+/// The started service, as an extractor: a handler that takes it answers `503` while the runtime
+/// starts.
+struct Started(Arc<Service>);
+
+impl axum::extract::FromRequestParts<Slot> for Started {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(
+        _: &mut axum::http::request::Parts,
+        slot: &Slot,
+    ) -> Result<Started, Refusal> {
+        slot.get().cloned().map(Started).ok_or(Refusal::Starting)
+    }
 }
 
 async fn readyz(State(slot): State<Slot>) -> Response {
@@ -340,11 +350,7 @@ pub(crate) struct StreamEvent {
     pub(crate) task: Option<u64>,
 }
 
-async fn submit(State(slot): State<Slot>, body: axum::body::Bytes) -> Response {
-    let service = match started(&slot) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+async fn submit(Started(service): Started, body: axum::body::Bytes) -> Response {
     let new: NewTask = match serde_json::from_slice(&body) {
         Ok(t) => t,
         Err(e) => {
@@ -388,11 +394,7 @@ fn task_id(text: &str) -> Result<u64, Refusal> {
         .map_err(|_| Refusal::NoTask(format!("{text:?}")))
 }
 
-async fn status(State(slot): State<Slot>, Path(id): Path<String>) -> Response {
-    let service = match started(&slot) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+async fn status(Started(service): Started, Path(id): Path<String>) -> Response {
     let id = match task_id(&id) {
         Ok(id) => id,
         Err(r) => return r.into_response(),
@@ -411,13 +413,9 @@ struct ListQuery {
 }
 
 async fn list(
-    State(slot): State<Slot>,
+    Started(service): Started,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let service = match started(&slot) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     let q = match query {
         Ok(Query(q)) => q,
         Err(e) => {
@@ -441,11 +439,7 @@ async fn list(
     .into_response()
 }
 
-async fn cancel(State(slot): State<Slot>, Path(id): Path<String>) -> Response {
-    let service = match started(&slot) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+async fn cancel(Started(service): Started, Path(id): Path<String>) -> Response {
     let id = match task_id(&id) {
         Ok(id) => id,
         Err(r) => return r.into_response(),
@@ -471,18 +465,14 @@ async fn cancel(State(slot): State<Slot>, Path(id): Path<String>) -> Response {
     }
 }
 
-async fn loops(State(slot): State<Slot>) -> Response {
-    match started(&slot) {
-        Ok(s) => Json(LoopList { loops: s.loops() }).into_response(),
-        Err(r) => r.into_response(),
-    }
+async fn loops(Started(service): Started) -> Response {
+    Json(LoopList {
+        loops: service.loops(),
+    })
+    .into_response()
 }
 
-async fn pause(State(slot): State<Slot>, Path(name): Path<String>, pause: bool) -> Response {
-    let service = match started(&slot) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+async fn pause(Started(service): Started, Path(name): Path<String>, pause: bool) -> Response {
     match service.pause(&name, pause) {
         Some(view) => Json(view).into_response(),
         None => json_error(
@@ -492,11 +482,7 @@ async fn pause(State(slot): State<Slot>, Path(name): Path<String>, pause: bool) 
     }
 }
 
-async fn summary(State(slot): State<Slot>) -> Response {
-    let service = match started(&slot) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+async fn summary(Started(service): Started) -> Response {
     let (completed, completed_cost, saved) = service.completed();
     Json(Summary {
         topology: service.topology.name().to_string(),
@@ -511,21 +497,14 @@ async fn summary(State(slot): State<Slot>) -> Response {
     .into_response()
 }
 
-async fn agents(State(slot): State<Slot>) -> Response {
-    match started(&slot) {
-        Ok(s) => Json(AgentList {
-            agents: s.feed.agents(),
-        })
-        .into_response(),
-        Err(r) => r.into_response(),
-    }
+async fn agents(Started(service): Started) -> Response {
+    Json(AgentList {
+        agents: service.feed.agents(),
+    })
+    .into_response()
 }
 
-async fn topology(State(slot): State<Slot>) -> Response {
-    let service = match started(&slot) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+async fn topology(Started(service): Started) -> Response {
     let t = &service.topology;
     let g = t.graph();
     let mut children = vec![Vec::new(); g.node_count()];
@@ -604,15 +583,11 @@ async fn all_events(
 }
 
 async fn task_events(
-    State(slot): State<Slot>,
+    Started(service): Started,
     Path(id): Path<String>,
     headers: HeaderMap,
     Query(q): Query<After>,
 ) -> Response {
-    let service = match started(&slot) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     let id = match task_id(&id) {
         Ok(id) => id,
         Err(r) => return r.into_response(),

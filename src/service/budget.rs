@@ -19,18 +19,6 @@ pub(crate) struct Periods {
     pub(crate) hour_start: Instant,
 }
 
-/// Books `amount` under `account` as a spent child account (at most what its chain has left).
-fn book(account: &Account, amount: u64) {
-    if amount == 0 {
-        return;
-    }
-    let amount = NanoUsd(amount).min(account.remaining_cost());
-    let carried = account.open_child(TaskId::fresh().0, "carried over", None, None);
-    if let Ok(r) = carried.reserve(amount, 0) {
-        r.commit(&baton::core::TokenUsage::default(), amount);
-    }
-}
-
 const DAY: Duration = Duration::from_secs(24 * 3600);
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -83,17 +71,13 @@ impl Periods {
 
     /// Books `amount` (an earlier run of the service's spend) against the total only.
     pub(crate) fn carry_total(&mut self, amount: u64) {
-        book(&self.total, amount);
+        self.total.carry(NanoUsd(amount));
     }
 
     /// Charges `amount` (an interrupted task's worst case) to the current periods: it was spent
     /// recently, so the day's and the hour's limits count it too (the safe side).
     pub(crate) fn charge(&mut self, amount: u64) {
-        if amount == 0 {
-            return;
-        }
-        let under = self.current().clone();
-        book(&under, amount);
+        self.current().carry(NanoUsd(amount));
     }
 
     pub(crate) fn view(&self) -> BudgetView {

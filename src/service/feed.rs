@@ -54,7 +54,7 @@ pub(crate) struct AgentStats {
     /// Tasks running now.
     pub(crate) running: usize,
     /// Tasks ended, by outcome.
-    pub(crate) ended: BTreeMap<String, u64>,
+    pub(crate) ended: BTreeMap<&'static str, u64>,
     /// Money its model calls booked.
     pub(crate) spent_nanousd: u64,
     /// Prompt tokens.
@@ -105,8 +105,14 @@ impl Feed {
             .agents
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The name is copied the first time an agent is seen, not on every event.
         fn of<'m>(agents: &'m mut BTreeMap<String, AgentStats>, name: &str) -> &'m mut AgentStats {
-            agents.entry(name.to_string()).or_default()
+            if !agents.contains_key(name) {
+                agents.insert(name.to_owned(), AgentStats::default());
+            }
+            agents
+                .get_mut(name)
+                .unwrap_or_else(|| unreachable!("inserted above"))
         }
         let agents = &mut *agents;
         match event {
@@ -121,7 +127,7 @@ impl Feed {
             } => {
                 let a = of(agents, agent);
                 a.started.remove(task);
-                *a.ended.entry(outcome.as_str().to_string()).or_insert(0) += 1;
+                *a.ended.entry(outcome.as_str()).or_insert(0) += 1;
             }
             Event::Step {
                 agent, usage, cost, ..

@@ -258,6 +258,24 @@ impl Account {
         })
     }
 
+    /// Books `amount` as already spent under this account — spend carried over from elsewhere (a
+    /// process before a restart, an interrupted run's worst case) — as a child account of its own
+    /// ("carried over"), at most what the chain has left. Returns what was booked.
+    pub fn carry(&self, amount: NanoUsd) -> NanoUsd {
+        if amount == NanoUsd::ZERO {
+            return NanoUsd::ZERO;
+        }
+        let amount = amount.min(self.remaining_cost());
+        let carried = self.open_child(crate::TaskId::fresh().0, "carried over", None, None);
+        match carried.reserve(amount, 0) {
+            Ok(r) => {
+                r.commit(&TokenUsage::default(), amount);
+                amount
+            }
+            Err(_) => NanoUsd::ZERO,
+        }
+    }
+
     /// The money still available to this account: the smallest headroom up the chain.
     pub fn remaining_cost(&self) -> NanoUsd {
         let mut left = u64::MAX;
