@@ -18,6 +18,10 @@
 //! Group `model_50ms`: the same workflow with a model that takes 50 ms a call: one task, and 1,000
 //! tasks at once on one runtime (the concurrency bar: 1,000 should take about one's time).
 
+// The allocator of the `baton` binary (see the `mimalloc` feature), for baselines and Baton alike.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 
 use baton::actors::Runtime;
@@ -162,14 +166,28 @@ fn workflow(c: &mut Criterion) {
 }
 
 fn w1_runtime(rt: &tokio::runtime::Runtime, latency: Option<std::time::Duration>) -> Runtime {
-    let topology = TopologyBuilder::new("bench")
+    w1_runtime_with(rt, latency, 0)
+}
+
+/// W1, with `extra` more children declared under the lead (lazy: never started, never used).
+fn w1_runtime_with(
+    rt: &tokio::runtime::Runtime,
+    latency: Option<std::time::Duration>,
+    extra: usize,
+) -> Runtime {
+    let extras: Vec<String> = (0..extra).map(|i| format!("idle{i}")).collect();
+    let mut children = vec!["a".to_string(), "b".to_string()];
+    children.extend(extras.iter().cloned());
+    let mut builder = TopologyBuilder::new("bench")
         .model("instant", price())
         .tool("noop", ToolSpec::custom())
-        .agent("lead", AgentSpec::new(["instant"]).children(["a", "b"]))
+        .agent("lead", AgentSpec::new(["instant"]).children(children))
         .agent("a", AgentSpec::new(["instant"]).tools(["noop"]))
-        .agent("b", AgentSpec::new(["instant"]).tools(["noop"]))
-        .build()
-        .expect("topology");
+        .agent("b", AgentSpec::new(["instant"]).tools(["noop"]));
+    for name in &extras {
+        builder = builder.agent(name.as_str(), AgentSpec::new(["instant"]));
+    }
+    let topology = builder.build().expect("topology");
     let mut model =
         ScriptedModel::from_yaml("instant", WORKFLOW_RULES, Path::new("<bench>")).expect("rules");
     if let Some(l) = latency {
@@ -184,18 +202,26 @@ fn w1_runtime(rt: &tokio::runtime::Runtime, latency: Option<std::time::Duration>
     .expect("runtime")
 }
 
+/// Submits `n` tasks at once and waits for them all. The tasks are spawned and awaited by one
+/// driver task on the runtime, so that only its end wakes the bench's thread (which, outside the
+/// runtime's workers, would otherwise be woken — and take a core from them — at every task's end).
 async fn all_at_once(runtime: &std::sync::Arc<Runtime>, n: usize) {
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..n {
-        let r = std::sync::Arc::clone(runtime);
-        set.spawn(async move { r.submit("go", Budget::UNLIMITED).await.expect("run") });
-    }
-    while let Some(done) = set.join_next().await {
-        assert_eq!(
-            done.expect("joined").result.outcome,
-            baton::core::Outcome::Completed
-        );
-    }
+    let runtime = std::sync::Arc::clone(runtime);
+    tokio::spawn(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let r = std::sync::Arc::clone(&runtime);
+            set.spawn(async move { r.submit("go", Budget::UNLIMITED).await.expect("run") });
+        }
+        while let Some(done) = set.join_next().await {
+            assert_eq!(
+                done.expect("joined").result.outcome,
+                baton::core::Outcome::Completed
+            );
+        }
+    })
+    .await
+    .expect("driver");
 }
 
 fn in_flight(c: &mut Criterion) {
@@ -216,19 +242,26 @@ fn in_flight(c: &mut Criterion) {
         }
     });
     g.bench_function("tokio_100_tasks_8_round_trips", |b| {
-        b.to_async(&multi).iter(|| async {
-            let mut set = tokio::task::JoinSet::new();
-            for _ in 0..100 {
-                let tx = tx.clone();
-                set.spawn(async move {
-                    for _ in 0..8 {
-                        let (otx, orx) = tokio::sync::oneshot::channel();
-                        tx.send(otx).await.expect("send");
-                        orx.await.expect("reply");
+        b.to_async(&multi).iter(|| {
+            let tx = tx.clone();
+            async move {
+                tokio::spawn(async move {
+                    let mut set = tokio::task::JoinSet::new();
+                    for _ in 0..100 {
+                        let tx = tx.clone();
+                        set.spawn(async move {
+                            for _ in 0..8 {
+                                let (otx, orx) = tokio::sync::oneshot::channel();
+                                tx.send(otx).await.expect("send");
+                                orx.await.expect("reply");
+                            }
+                        });
                     }
-                });
+                    while set.join_next().await.is_some() {}
+                })
+                .await
+                .expect("driver");
             }
-            while set.join_next().await.is_some() {}
         })
     });
     let on_single = std::sync::Arc::new(w1_runtime(&single, None));
@@ -260,5 +293,97 @@ fn model_50ms(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, round_trip, workflow, in_flight, model_50ms);
+/// A lead with 10,000 declared (idle) children beside one with 2: what a declared child costs
+/// its parent's steps (the `delegate` schema and its token count are computed once, at plan time).
+fn children(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let two = w1_runtime(&rt, None);
+    let many = w1_runtime_with(&rt, None, 9_998);
+    let mut g = c.benchmark_group("children");
+    g.bench_function("w1_lead_with_2_children", |b| {
+        b.to_async(&rt)
+            .iter(|| async { two.submit("go", Budget::UNLIMITED).await.expect("run") })
+    });
+    g.bench_function("w1_lead_with_10000_children", |b| {
+        b.to_async(&rt)
+            .iter(|| async { many.submit("go", Budget::UNLIMITED).await.expect("run") })
+    });
+    g.finish();
+    rt.block_on(two.shutdown());
+    rt.block_on(many.shutdown());
+}
+
+/// Resident memory, read from `/proc/self/statm`.
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Memory, printed (criterion measures time only): bytes retained per finished W1 task over
+/// 50,000 sequential tasks, and bytes per in-flight W1 task with 1,000 tasks waiting on a 50 ms
+/// model. Timed as well: the 1,000 tasks at once.
+fn memory(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let instant = std::sync::Arc::new(w1_runtime(&rt, None));
+    let sequential = |n: usize| {
+        rt.block_on(async {
+            for _ in 0..n {
+                instant.submit("go", Budget::UNLIMITED).await.expect("run");
+            }
+        });
+    };
+    sequential(1_000);
+    let (before, live_before) = (rss(), baton::core::live_accounts());
+    sequential(50_000);
+    let (after, live_after) = (rss(), baton::core::live_accounts());
+    println!(
+        "memory: 50,000 sequential W1 tasks: RSS {} -> {} KiB ({:.1} bytes retained a task); live accounts {live_before} -> {live_after}",
+        before / 1024,
+        after / 1024,
+        (after as f64 - before as f64) / 50_000.0
+    );
+    let slow = std::sync::Arc::new(w1_runtime(&rt, Some(std::time::Duration::from_millis(50))));
+    let idle = rss();
+    let peak = rt.block_on(async {
+        let mut handles = Vec::with_capacity(1_000);
+        for _ in 0..1_000 {
+            let r = std::sync::Arc::clone(&slow);
+            handles.push(tokio::spawn(async move {
+                r.submit("go", Budget::UNLIMITED).await.expect("run")
+            }));
+        }
+        // Every task is in flight, waiting on its model.
+        tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+        let peak = rss();
+        for h in handles {
+            h.await.expect("joined");
+        }
+        peak
+    });
+    println!(
+        "memory: 1,000 W1 tasks in flight on a 50 ms model: RSS {} -> {} KiB ({:.0} bytes a task in flight)",
+        idle / 1024,
+        peak / 1024,
+        (peak as f64 - idle as f64) / 1_000.0
+    );
+    let mut g = c.benchmark_group("memory");
+    g.sample_size(10);
+    g.bench_function("w1_50ms_1000_in_flight", |b| {
+        b.to_async(&rt).iter(|| all_at_once(&slow, 1_000))
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches, round_trip, workflow, in_flight, model_50ms, children, memory
+);
 criterion_main!(benches);

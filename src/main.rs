@@ -1,5 +1,10 @@
 //! The `baton` command line.
 
+/// See the `mimalloc` feature in Cargo.toml for why.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `std::println!`, except that a closed stdout (`baton ... | head`) ends the process quietly with
 /// the shell's code for SIGPIPE (141) instead of panicking.
 macro_rules! println {

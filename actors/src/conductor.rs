@@ -67,8 +67,11 @@ impl ConductorState {
             shared: Arc::clone(&shared),
         };
         let (r, _) = Actor::spawn_linked(None, AgentActor, args, myself.get_cell()).await?;
-        self.root = Some((r.clone(), shared));
-        self.plan.publish_root(Some(r.clone()));
+        self.root = Some((r.clone(), Arc::clone(&shared)));
+        self.plan.publish_root(Some(crate::agent::Running {
+            actor: r.clone(),
+            shared,
+        }));
         Ok(r)
     }
 

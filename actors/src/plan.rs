@@ -12,10 +12,8 @@ use baton_core::tools::{Chaos, Codeowners, LogSearch, MetricsSeries};
 use baton_core::{Account, Budget, Model, Outcome, Price, ScriptedModel, TaskId, Tool, ToolSchema};
 use baton_topologies::{Activation, BudgetAction, ModelDef, OnCrash, RestartType, Supervision};
 use dashmap::DashMap;
-use ractor::ActorRef;
 use std::sync::RwLock;
 
-use crate::agent::AgentMsg;
 use baton_topologies::{DELEGATE_TOOL, NodeIndex, Provider, ToolKind, Topology};
 use metrics::{Counter, Gauge, Histogram};
 use serde_json::json;
@@ -304,7 +302,7 @@ pub(crate) struct Plan {
     /// Root tasks submitted and not yet ended, with their accounts (for `in_flight` and `cancel`).
     pub(crate) tasks: DashMap<TaskId, Account, BuildHasherDefault<IdHasher>>,
     /// The running root agent, published by the conductor so callers reach it without a hop.
-    root_ref: RwLock<Option<ActorRef<AgentMsg>>>,
+    root_ref: RwLock<Option<crate::agent::Running>>,
     pub(crate) root: usize,
     pub(crate) observer: Option<Arc<dyn Observer>>,
     /// How the conductor supervises the root agent.
@@ -341,14 +339,14 @@ impl Plan {
         }
     }
 
-    pub(crate) fn publish_root(&self, root: Option<ActorRef<AgentMsg>>) {
+    pub(crate) fn publish_root(&self, root: Option<crate::agent::Running>) {
         *self
             .root_ref
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = root;
     }
 
-    pub(crate) fn root_agent(&self) -> Option<ActorRef<AgentMsg>> {
+    pub(crate) fn root_agent(&self) -> Option<crate::agent::Running> {
         self.root_ref
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

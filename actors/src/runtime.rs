@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use baton_core::{Account, Budget, Envelope, Model, Outcome, TaskId, Tool};
 use baton_topologies::Topology;
-use ractor::{Actor, ActorRef, MessagingErr};
+use ractor::{Actor, ActorRef};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -343,41 +343,40 @@ impl Runtime {
         let _listed = Unlist(&self.0.plan, id);
         let guard = CancelOnDrop(Some(account.clone()));
         loop {
-            let (tx, rx) = oneshot::channel();
-            let assignment = Box::new(Assignment {
+            let assignment = Assignment {
                 envelope: envelope.clone(),
                 account: account.clone(),
-            });
-            let msg = AgentMsg::Run(assignment, tx);
-            // Straight to the root agent; through the conductor only when it is not running.
-            let undelivered = match self.0.plan.root_agent() {
-                Some(agent) => match agent.send_message(msg) {
-                    Ok(()) => None,
-                    Err(MessagingErr::SendErr(msg)) => Some(msg),
-                    Err(e) => return Err(RuntimeError::ConductorDown(e.to_string())),
-                },
-                None => Some(msg),
             };
-            if let Some(msg) = undelivered
-                && self
-                    .0
-                    .conductor
-                    .send_message(ConductorMsg::Deliver(msg))
-                    .is_err()
-            {
-                let why = self
-                    .0
-                    .plan
-                    .gave_up
-                    .get()
-                    .cloned()
-                    .unwrap_or_else(|| "it has stopped".into());
-                drop(guard.disarm());
-                account.end(Outcome::Failed, why.clone());
-                return Err(RuntimeError::ConductorDown(why));
-            }
-            match rx.await {
-                Ok(result) => {
+            // Straight to the root agent, run inside the caller's task (admitted on the agent's
+            // shared state: no message, no task of its own); through the conductor only when the
+            // root agent is not running.
+            let answer = match self.0.plan.root_agent() {
+                Some(agent) if agent.is_alive() => Box::pin(agent.run_here(assignment)).await,
+                _ => {
+                    let (tx, rx) = oneshot::channel();
+                    let msg = AgentMsg::Run(Box::new(assignment), tx);
+                    if self
+                        .0
+                        .conductor
+                        .send_message(ConductorMsg::Deliver(msg))
+                        .is_err()
+                    {
+                        let why = self
+                            .0
+                            .plan
+                            .gave_up
+                            .get()
+                            .cloned()
+                            .unwrap_or_else(|| "it has stopped".into());
+                        drop(guard.disarm());
+                        account.end(Outcome::Failed, why.clone());
+                        return Err(RuntimeError::ConductorDown(why));
+                    }
+                    rx.await.ok()
+                }
+            };
+            match answer {
+                Some(result) => {
                     drop(guard.disarm());
                     if result.outcome == Outcome::Completed {
                         self.0.workflow_cost.record(account.spent().as_usd_f64());
@@ -386,14 +385,13 @@ impl Runtime {
                 }
                 // The root agent stopped with the task still waiting: deliver it again (the
                 // conductor starts its successor); this is neither a retry nor a restart.
-                Err(_)
-                    if !account.was_started()
-                        && !account.is_cancelled()
-                        && self.0.plan.gave_up.get().is_none() =>
+                None if !account.was_started()
+                    && !account.is_cancelled()
+                    && self.0.plan.gave_up.get().is_none() =>
                 {
                     tokio::task::yield_now().await;
                 }
-                Err(_) => {
+                None => {
                     drop(guard.disarm());
                     let why = account
                         .end_reason()

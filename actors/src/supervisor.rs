@@ -19,7 +19,7 @@ use baton_topologies::{RestartType, Strategy, Supervision};
 use ractor::{Actor, ActorCell, ActorRef, SupervisionEvent};
 use tokio::time::Instant;
 
-use crate::agent::{AgentActor, AgentArgs, AgentMsg, AgentShared, Supervisor, Verdict};
+use crate::agent::{AgentActor, AgentArgs, AgentMsg, AgentShared, Running, Supervisor, Verdict};
 use crate::observer::Event;
 
 struct Slot {
@@ -117,7 +117,7 @@ impl Children {
             .position(|s| s.actor.as_ref().is_some_and(|a| a.get_id() == id))
     }
 
-    async fn spawn(&mut self, i: usize, myself: &ActorCell) -> Result<ActorRef<AgentMsg>, String> {
+    async fn spawn(&mut self, i: usize, myself: &ActorCell) -> Result<Running, String> {
         let me: ActorRef<AgentMsg> = myself.clone().into();
         let shared = AgentShared::new(
             Arc::clone(&self.own.plan),
@@ -131,9 +131,10 @@ impl Children {
             .await
             .map_err(|e| format!("could not start `{}`: {e}", self.slots[i].name))?;
         self.slots[i].actor = Some(actor.clone());
-        self.slots[i].shared = Some(shared);
-        self.own.set_child(i, Some(actor.clone()));
-        Ok(actor)
+        self.slots[i].shared = Some(Arc::clone(&shared));
+        let running = Running { actor, shared };
+        self.own.set_child(i, Some(running.clone()));
+        Ok(running)
     }
 
     /// Starts the children declared `activation: eager`, in order.
@@ -152,11 +153,7 @@ impl Children {
     ///
     /// # Errors
     /// When it is a temporary child that already stopped, or it cannot be started.
-    pub(crate) async fn get(
-        &mut self,
-        i: usize,
-        myself: &ActorCell,
-    ) -> Result<ActorRef<AgentMsg>, String> {
+    pub(crate) async fn get(&mut self, i: usize, myself: &ActorCell) -> Result<Running, String> {
         let Some(slot) = self.slots.get(i) else {
             return Err(format!("no child in slot {i}"));
         };
@@ -166,9 +163,12 @@ impl Children {
                 slot.name
             ));
         }
-        match &slot.actor {
-            Some(a) => Ok(a.clone()),
-            None => self.spawn(i, myself).await,
+        match (&slot.actor, &slot.shared) {
+            (Some(actor), Some(shared)) => Ok(Running {
+                actor: actor.clone(),
+                shared: Arc::clone(shared),
+            }),
+            _ => self.spawn(i, myself).await,
         }
     }
 

@@ -327,9 +327,6 @@ impl ScriptedModel {
             captures.clear();
             r.model.as_deref().is_none_or(|m| m == self.name) && r.matches(req, last, &mut captures)
         });
-        if let Some(r) = rule {
-            r.fired.fetch_add(1, Ordering::Relaxed);
-        }
         let Some(rule) = rule else {
             return Err(ModelError::NoRule {
                 model: self.name.clone(),
@@ -445,7 +442,16 @@ impl Rule {
             };
             push_captures(re, &c, caps);
         }
-        true
+        // Last, once everything else matched: a rule with `times:` claims one of its firings in
+        // one atomic step, so that concurrent tasks never fire it more than N times between them.
+        // (Rules without `times:` count nothing: no counter for every task to contend on.)
+        self.times.is_none_or(|t| {
+            self.fired
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < u64::from(t)).then_some(n + 1)
+                })
+                .is_ok()
+        })
     }
 }
 
@@ -739,6 +745,33 @@ rules:
                 ..Default::default()
             }
         );
+    }
+
+    /// `times: N` holds when many tasks call at once: one atomic claim per firing, so exactly N
+    /// replies come from the rule whatever the interleaving.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn times_holds_under_concurrent_calls() {
+        let rules =
+            "rules:\n  - times: 3\n    reply: { text: limited }\n  - reply: { text: other }\n";
+        let m =
+            std::sync::Arc::new(ScriptedModel::from_yaml("m", rules, Path::new("r.yaml")).unwrap());
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(64));
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let (m, barrier) = (std::sync::Arc::clone(&m), std::sync::Arc::clone(&barrier));
+            set.spawn(async move {
+                let msgs = vec![Message::new(Role::User, "go")];
+                barrier.wait().await;
+                m.call(req("a", 1, &msgs)).await.unwrap().text.unwrap()
+            });
+        }
+        let mut limited = 0;
+        while let Some(text) = set.join_next().await {
+            if text.unwrap() == "limited" {
+                limited += 1;
+            }
+        }
+        assert_eq!(limited, 3);
     }
 
     #[tokio::test]

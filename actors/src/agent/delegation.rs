@@ -1,5 +1,5 @@
-//! A sub-task handed to a child: its account opened under the task's, delivered to the child's
-//! actor by message, awaited for exactly one result; then the child's `on_budget_exceeded` (cut
+//! A sub-task handed to a child: its account opened under the task's, admitted by the child
+//! (a counter and a spawn on its shared state, no message), awaited for exactly one result; then the child's `on_budget_exceeded` (cut
 //! off its subtree, or reroute the rest to its fallback with what is left of its budget).
 //! A crash of the child's task is judged where it happened (the child's worker asks this agent's
 //! actor for a verdict); here it is only an outcome.
@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use baton_core::{Account, Budget, BudgetEventKind, NanoUsd, Outcome, ToolCall, Usd};
 use baton_topologies::BudgetAction;
-use tokio::sync::oneshot;
 
 use super::turn::Stop;
-use super::{AgentMsg, Assignment, MAX_HOPS, TaskCx, TaskResult, end};
+use super::{Assignment, MAX_HOPS, TaskCx, TaskResult, end};
 use crate::observer::Event;
 
 /// Hands a sub-task to a child and returns what the model will see. Applies the child's
@@ -109,6 +108,9 @@ pub(crate) async fn delegate(cx: &TaskCx<'_>, call: &ToolCall) -> Result<String,
     })
 }
 
+/// Sub-tasks this many hops deep or less run inside their parent's task; deeper ones are spawned.
+const INLINE_HOPS: u32 = 8;
+
 /// Runs one sub-task on the child in `slot` to exactly one result, opening its account under
 /// the task's. A task the child's actor dropped before starting it (the child was stopping) is
 /// delivered again, to its successor.
@@ -141,20 +143,33 @@ async fn run_child(
             Ok(c) => c,
             Err(why) => return Ok((failed(why), child_account)),
         };
-        let (tx, rx) = oneshot::channel();
-        let assignment = Box::new(Assignment {
+        let assignment = Assignment {
             envelope: child_env.clone(),
             account: child_account.clone(),
-        });
-        if child.send_message(AgentMsg::Run(assignment, tx)).is_ok() {
-            let answer = tokio::select! {
-                biased;
-                r = rx => r.ok(),
-                // Our task ended (cancelled, or its agent stopped): the child's is cancelled with it.
-                () = account.cancelled() => return Err(Stop::Cancelled),
-            };
-            if let Some(result) = answer {
+        };
+        if child_env.hops <= INLINE_HOPS {
+            // Run inside this task: when our task is cancelled, the child's account (under ours)
+            // is too, and the child ends itself, with its outcome recorded.
+            if let Some(result) = Box::pin(child.run_here(assignment)).await {
+                if account.is_cancelled() {
+                    return Err(Stop::Cancelled);
+                }
                 return Ok((result, child_account));
+            }
+        } else {
+            // Deeper chains get a task of their own: polling dozens of nested turns from one task
+            // would need a deep stack.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if child.deliver(assignment, tx).is_none() {
+                let answer = tokio::select! {
+                    biased;
+                    r = rx => r.ok(),
+                    // Our task ended (cancelled, or its agent stopped): the child's is cancelled with it.
+                    () = account.cancelled() => return Err(Stop::Cancelled),
+                };
+                if let Some(result) = answer {
+                    return Ok((result, child_account));
+                }
             }
         }
         deliveries += 1;

@@ -84,8 +84,8 @@ pub(crate) enum Verdict {
 pub(crate) enum AgentMsg {
     /// Admit a task (or refuse it `busy`) and start it.
     Run(Box<Assignment>, Reply),
-    /// The running actor of child `slot`, started if it is not running.
-    Activate(usize, RpcReplyPort<Result<ActorRef<AgentMsg>, String>>),
+    /// The running child in `slot`, started if it is not running.
+    Activate(usize, RpcReplyPort<Result<Running, String>>),
     /// A task of child `slot` crashed: decide (intensity, restart type, strategy).
     ChildCrashed {
         slot: usize,
@@ -100,6 +100,53 @@ pub(crate) enum Supervisor {
     Conductor(ActorRef<ConductorMsg>),
 }
 
+/// A running agent: its actor (for supervision and activation) and what its tasks share (for
+/// handing it tasks directly).
+#[derive(Clone)]
+pub(crate) struct Running {
+    pub(crate) actor: ActorRef<AgentMsg>,
+    pub(crate) shared: Arc<AgentShared>,
+}
+
+impl Running {
+    /// Whether the agent still takes tasks: its actor has not begun to stop.
+    pub(crate) fn is_alive(&self) -> bool {
+        matches!(
+            self.actor.get_status(),
+            ActorStatus::Running | ActorStatus::Starting | ActorStatus::Upgrading
+        ) && !self.shared.stopping.is_cancelled()
+    }
+
+    /// Hands the agent a task. Admission needs no message: it is a counter and a spawn, done by
+    /// the caller on the agent's shared state, so a task reaches its worker without waiting for
+    /// the agent's mailbox (nor waking the actor's thread). A task handed to an agent that has
+    /// begun to stop is given back, to be delivered to its successor.
+    pub(crate) fn deliver(
+        &self,
+        assignment: Assignment,
+        reply: Reply,
+    ) -> Option<(Assignment, Reply)> {
+        if !self.is_alive() {
+            return Some((assignment, reply));
+        }
+        admit(&self.shared, assignment, reply);
+        None
+    }
+
+    /// Runs a sub-task of the caller's task on this agent, inside the caller's task: admitted
+    /// (or refused `busy`), then run to its result. `None` when the agent has begun to stop
+    /// before the task started: the caller delivers it again, to its successor.
+    pub(crate) async fn run_here(&self, assignment: Assignment) -> Option<TaskResult> {
+        if !self.is_alive() {
+            return None;
+        }
+        if let Err(busy) = admission(&self.shared, &assignment) {
+            return Some(busy);
+        }
+        worker(Arc::clone(&self.shared), assignment).await
+    }
+}
+
 /// What an agent's actor and its task workers share. One per running actor: a restarted agent
 /// gets a new one, and the old one's workers wind down.
 pub(crate) struct AgentShared {
@@ -107,8 +154,9 @@ pub(crate) struct AgentShared {
     pub(crate) me: Arc<AgentPlan>,
     myself: OnceLock<ActorRef<AgentMsg>>,
     sup: Supervisor,
-    /// The children's running actors, for workers to reach without a hop through the actor.
-    children: RwLock<Vec<Option<ActorRef<AgentMsg>>>>,
+    /// The children's running actors and what they share, for workers to hand tasks to without
+    /// a hop through any actor.
+    children: RwLock<Vec<Option<Running>>>,
     /// Running tasks (`max_concurrency` permits).
     slots: Semaphore,
     /// Tasks running or waiting: at most `max_concurrency + queue`.
@@ -161,7 +209,7 @@ impl AgentShared {
         }
     }
 
-    pub(crate) fn set_child(&self, slot: usize, actor: Option<ActorRef<AgentMsg>>) {
+    pub(crate) fn set_child(&self, slot: usize, actor: Option<Running>) {
         if let Some(s) = self
             .children
             .write()
@@ -172,9 +220,9 @@ impl AgentShared {
         }
     }
 
-    /// The running actor of child `slot`: from the table when it runs, else activated by the
-    /// agent's actor (one message).
-    pub(crate) async fn child(&self, slot: usize) -> Result<ActorRef<AgentMsg>, String> {
+    /// The running child in `slot`: from the table when it runs, else activated by the agent's
+    /// actor (one message).
+    pub(crate) async fn child(&self, slot: usize) -> Result<Running, String> {
         let known = self
             .children
             .read()
@@ -182,13 +230,10 @@ impl AgentShared {
             .get(slot)
             .cloned()
             .flatten();
-        if let Some(a) = known
-            && matches!(
-                a.get_status(),
-                ActorStatus::Running | ActorStatus::Starting | ActorStatus::Upgrading
-            )
+        if let Some(r) = known
+            && r.is_alive()
         {
-            return Ok(a);
+            return Ok(r);
         }
         let me = self
             .myself
@@ -352,32 +397,48 @@ impl Actor for AgentActor {
     }
 }
 
-/// Admits a task: refused `busy` when `max_concurrency` tasks run and `queue` wait; otherwise
-/// spawned as a worker that waits for a running slot.
-fn admit(shared: &Arc<AgentShared>, assignment: Assignment, reply: Reply) {
+/// Admits a task: refused `busy` (its result, at once) when `max_concurrency` tasks run and
+/// `queue` wait; otherwise `Ok`, and the caller runs it (see [`worker`]).
+fn admission(shared: &AgentShared, assignment: &Assignment) -> Result<(), TaskResult> {
     let me = &shared.me;
     let limit = me.max_concurrency as usize + me.queue as usize;
-    if shared.admitted.fetch_add(1, Ordering::AcqRel) >= limit {
-        shared.admitted.fetch_sub(1, Ordering::AcqRel);
-        let why = format!(
-            "`{}` is busy: {} tasks running and {} waiting (its max_concurrency and queue); try again later",
-            me.name, me.max_concurrency, me.queue
-        );
-        let account = &assignment.account;
-        if account.end(Outcome::Busy, why.clone()) {
-            me.tasks.count(Outcome::Busy);
-        }
-        shared.plan.observe(&Event::Finished {
-            agent: &me.name,
-            task: assignment.envelope.task.0,
-            root: assignment.envelope.trace.0,
-            outcome: Outcome::Busy,
-            detail: &why,
-        });
-        drop(reply.send(end(Outcome::Busy, why)));
+    if shared.admitted.fetch_add(1, Ordering::AcqRel) < limit {
+        return Ok(());
+    }
+    shared.admitted.fetch_sub(1, Ordering::AcqRel);
+    let why = format!(
+        "`{}` is busy: {} tasks running and {} waiting (its max_concurrency and queue); try again later",
+        me.name, me.max_concurrency, me.queue
+    );
+    let account = &assignment.account;
+    if account.end(Outcome::Busy, why.clone()) {
+        me.tasks.count(Outcome::Busy);
+    }
+    shared.plan.observe(&Event::Finished {
+        agent: &me.name,
+        task: assignment.envelope.task.0,
+        root: assignment.envelope.trace.0,
+        outcome: Outcome::Busy,
+        detail: &why,
+    });
+    Err(end(Outcome::Busy, why))
+}
+
+/// Admits a task and spawns its worker, which sends the result to `reply` (a root task: its
+/// caller is not a task of ours). A reply dropped without a result means the agent stopped before
+/// the task started: the caller delivers it again.
+fn admit(shared: &Arc<AgentShared>, assignment: Assignment, reply: Reply) {
+    if let Err(busy) = admission(shared, &assignment) {
+        drop(reply.send(busy));
         return;
     }
-    tokio::spawn(worker(Arc::clone(shared), assignment, reply));
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        if let Some(result) = worker(shared, assignment).await {
+            // A caller that gave up is not an error of ours.
+            drop(reply.send(result));
+        }
+    });
 }
 
 /// Gives the admission back when a worker ends, however it ends.
@@ -389,22 +450,76 @@ impl Drop for Admitted<'_> {
     }
 }
 
-/// One task, from its running slot to its reply.
-async fn worker(shared: Arc<AgentShared>, assignment: Assignment, reply: Reply) {
+/// A task whose worker was dropped before it ended (its caller stopped waiting: a delegating turn
+/// was abandoned, a `submit` future dropped, or the runtime is going away) still ends with exactly one outcome: `cancelled`, recorded here.
+struct Unfinished<'a> {
+    shared: &'a AgentShared,
+    account: &'a Account,
+    task: u64,
+    root: u64,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.shared.inflight.remove(&self.task);
+        let why = "cancelled: its caller stopped waiting for it";
+        let me = &self.shared.me;
+        if self.account.end(Outcome::Cancelled, why) {
+            me.tasks.count(Outcome::Cancelled);
+        }
+        self.account.cancel();
+        self.shared.plan.observe(&Event::Finished {
+            agent: &me.name,
+            task: self.task,
+            root: self.root,
+            outcome: self.account.outcome().unwrap_or(Outcome::Cancelled),
+            detail: why,
+        });
+    }
+}
+
+/// One admitted task, from its running slot to its result; `None` when the agent stopped before
+/// the task started (the caller delivers it again).
+///
+/// A task runs inside the task of whoever awaits it ([`Running::run_here`]): `Runtime::submit`'s
+/// caller (a `Runtime::spawn` handle's own task) for a root task, the delegating turn for a
+/// sub-task. A task is awaited by exactly one caller, so it needs no task, channel or wake-up of
+/// its own, and a whole workflow stays on one thread while others run on the other workers
+/// (fan-outs still run concurrently, as futures of their turn). Only a task delivered through
+/// the conductor (the root agent was restarting) or a delegation deeper than the inline bound is
+/// spawned ([`admit`]). Either way it ends with exactly one outcome.
+async fn worker(shared: Arc<AgentShared>, assignment: Assignment) -> Option<TaskResult> {
     let _admitted = Admitted(&shared);
     let Assignment {
         mut envelope,
         account,
     } = assignment;
     let task = envelope.task.0;
+    let mut unfinished = Unfinished {
+        shared: &shared,
+        account: &account,
+        task,
+        root: envelope.trace.0,
+        armed: true,
+    };
     let permit = tokio::select! {
         biased;
         // The agent stopped before the task started: the caller delivers it again.
-        () = shared.stopping.cancelled() => return,
+        () = shared.stopping.cancelled() => {
+            unfinished.armed = false;
+            return None;
+        }
         () = account.cancelled() => None,
         p = shared.slots.acquire() => match p {
             Ok(p) => Some(p),
-            Err(_) => return,
+            Err(_) => {
+                unfinished.armed = false;
+                return None;
+            }
         },
     };
     let me = Arc::clone(&shared.me);
@@ -417,7 +532,8 @@ async fn worker(shared: Arc<AgentShared>, assignment: Assignment, reply: Reply) 
             shared.inflight.insert(task, account.clone());
             if shared.stopping.is_cancelled() {
                 shared.inflight.remove(&task);
-                return;
+                unfinished.armed = false;
+                return None;
             }
             shared.plan.observe(&Event::Started {
                 agent: &shared.me.name,
@@ -431,6 +547,7 @@ async fn worker(shared: Arc<AgentShared>, assignment: Assignment, reply: Reply) 
             r
         }
     };
+    unfinished.armed = false;
     // Whoever ended the task first (its loop, or its agent being stopped) decides its outcome.
     let result = if account.finish(result.outcome) {
         result
@@ -453,8 +570,7 @@ async fn worker(shared: Arc<AgentShared>, assignment: Assignment, reply: Reply) 
         outcome: result.outcome,
         detail: &result.text,
     });
-    // A caller that gave up is not an error of ours.
-    drop(reply.send(result));
+    Some(result)
 }
 
 /// Runs the task's loop; a crash is judged by the agent's supervisor, and the task retried once

@@ -53,19 +53,38 @@ struct Chain {
     parent: Option<Arc<Chain>>,
 }
 
-/// Accounts alive in the process (nodes not yet freed): what a leak test watches.
-static LIVE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Accounts alive in the process (nodes not yet freed): what a leak test watches. Counted on
+/// cache-line-sized shards, one per thread (by turn), so that workers opening and freeing accounts
+/// at once never contend on one counter; an account freed on another thread than the one that
+/// opened it moves one shard down and another up, and the sum stays right.
+#[repr(align(128))]
+struct LiveShard(std::sync::atomic::AtomicI64);
+
+const LIVE_SHARDS: usize = 16;
+
+static LIVE: [LiveShard; LIVE_SHARDS] =
+    [const { LiveShard(std::sync::atomic::AtomicI64::new(0)) }; LIVE_SHARDS];
+
+/// This thread's shard of [`LIVE`].
+fn live_shard() -> &'static std::sync::atomic::AtomicI64 {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % LIVE_SHARDS;
+    }
+    &LIVE[SHARD.with(|s| *s)].0
+}
 
 /// How many accounts are alive in this process: every account of every task still referenced
 /// (by a handle, a reservation, or an ancestor kept for its report). Returns to its baseline when
 /// the tasks and their reports are dropped.
 pub fn live_accounts() -> u64 {
-    LIVE.load(Ordering::Relaxed)
+    let sum: i64 = LIVE.iter().map(|s| s.0.load(Ordering::Relaxed)).sum();
+    u64::try_from(sum).unwrap_or(0)
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::Relaxed);
+        live_shard().fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -546,7 +565,7 @@ impl Node {
         token_limit: Option<u64>,
     ) -> Node {
         let token = parent.map_or_else(CancellationToken::new, CancellationToken::child_token);
-        LIVE.fetch_add(1, Ordering::Relaxed);
+        live_shard().fetch_add(1, Ordering::Relaxed);
         Node {
             model_errors: AtomicU64::new(0),
             estimated_calls: AtomicU64::new(0),
