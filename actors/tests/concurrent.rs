@@ -770,6 +770,115 @@ mod supervision {
         assert_eq!(*log.0.lock().expect("log"), ["restart solo by conductor"]);
     }
 
+    /// A read tool that panics at once.
+    struct Boom;
+
+    #[async_trait]
+    impl Tool for Boom {
+        fn name(&self) -> &str {
+            "boom"
+        }
+        fn description(&self) -> &str {
+            "panics"
+        }
+        fn parameters(&self) -> serde_json::Value {
+            json!({"type": "object"})
+        }
+        async fn call(&self, _: serde_json::Value) -> Result<String, ToolError> {
+            panic!("the tool broke")
+        }
+    }
+
+    /// Counts `finished` events per (agent, outcome).
+    #[derive(Clone, Default)]
+    struct Ends(Arc<Mutex<Vec<(String, Outcome)>>>);
+
+    impl Observer for Ends {
+        fn on_event(&self, e: &Event<'_>) {
+            if let Event::Finished { agent, outcome, .. } = e {
+                self.0
+                    .lock()
+                    .expect("ends")
+                    .push(((*agent).to_string(), *outcome));
+            }
+        }
+    }
+
+    /// A sub-task runs inside its delegating turn: when another call of that turn crashes the
+    /// task, the sub-task is abandoned with the turn — and still ends with exactly one outcome,
+    /// `cancelled`, its reservation released (nothing spent on the call it abandoned) and the
+    /// money conserved. Both ways: the child running (eager: the sub-task is mid-call on a 50 ms
+    /// model) and not yet started (lazy: the turn is still activating the child).
+    #[tokio::test(start_paused = true)]
+    async fn a_sub_task_abandoned_with_its_turn_still_gets_one_outcome() {
+        abandoned_with_its_turn(Activation::Eager).await;
+        abandoned_with_its_turn(Activation::Lazy).await;
+    }
+
+    async fn abandoned_with_its_turn(activation: Activation) {
+        let topology = TopologyBuilder::new("t")
+            .model("m", priced())
+            .tool("boom", ToolSpec::custom())
+            .agent(
+                "lead",
+                AgentSpec::new(["m"]).children(["a"]).tools(["boom"]),
+            )
+            .agent("a", AgentSpec::new(["m"]).activation(activation))
+            .build()
+            .expect("valid");
+        let ends = Ends::default();
+        let rt = Runtime::builder(topology)
+            .model(
+                "m",
+                slow(50, |r: &ModelRequest<'_>| {
+                    Ok(match r.agent {
+                        "lead" => calls(
+                            r,
+                            &[
+                                ("delegate", json!({"agent": "a", "task": "slow part"})),
+                                ("boom", json!({})),
+                            ],
+                        ),
+                        _ => text(r, "a done"),
+                    })
+                }),
+            )
+            .tool(Boom)
+            .observer(ends.clone())
+            .start()
+            .await
+            .expect("starts");
+        let run = rt.submit("go", Budget::UNLIMITED).await.expect("runs");
+        assert_eq!(run.result.outcome, Outcome::Failed);
+        assert!(
+            run.result.text.contains("the tool broke"),
+            "{}",
+            run.result.text
+        );
+        let snap = run.account.snapshot();
+        assert_eq!(snap.children.len(), 1);
+        let child = &snap.children[0];
+        assert_eq!(child.outcome, Some(Outcome::Cancelled));
+        assert_eq!(
+            child.spent,
+            NanoUsd::ZERO,
+            "the abandoned call books nothing"
+        );
+        assert_eq!(child.reserved, NanoUsd::ZERO, "its reservation is released");
+        run.account.check_conservation().expect("conserved");
+        let mut ends = ends.0.lock().expect("ends").clone();
+        ends.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            ends,
+            [
+                ("a".to_string(), Outcome::Cancelled),
+                ("lead".to_string(), Outcome::Failed)
+            ],
+            "one finished event per task"
+        );
+        rt.shutdown().await;
+    }
+
     /// Under `one_for_all`, a crash of one child's task restarts its siblings: a sibling's task in
     /// flight at that moment ends `cancelled`, naming why; the crashed child's own other task goes
     /// on to complete.

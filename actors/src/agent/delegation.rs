@@ -130,6 +130,13 @@ async fn run_child(
         child_env.budget.max_cost,
         child_env.budget.max_tokens,
     );
+    // However this ends — even dropped with its turn before the child took the task — the
+    // sub-task has exactly one outcome.
+    let _ends = Abandoned {
+        cx,
+        account: child_account.clone(),
+        agent: child_plan,
+    };
     let failed = |why: String| {
         if child_account.end(Outcome::Failed, why.clone()) {
             child_plan.tasks.count(Outcome::Failed);
@@ -182,5 +189,30 @@ async fn run_child(
             return Ok((failed(why), child_account));
         }
         tokio::task::yield_now().await;
+    }
+}
+
+/// Ends a sub-task `cancelled` (counted, and told to the observers) if it has no outcome when its
+/// delegation is dropped: its turn was abandoned before the child took it, or ended it.
+struct Abandoned<'a, 'c> {
+    cx: &'a TaskCx<'c>,
+    account: Account,
+    agent: &'a crate::plan::AgentPlan,
+}
+
+impl Drop for Abandoned<'_, '_> {
+    fn drop(&mut self) {
+        let why = "cancelled: the turn that delegated it ended first";
+        if self.account.end(Outcome::Cancelled, why) {
+            self.agent.tasks.count(Outcome::Cancelled);
+            self.account.cancel();
+            self.cx.observe(&Event::Finished {
+                agent: &self.agent.name,
+                task: self.account.task(),
+                root: self.cx.env.trace.0,
+                outcome: Outcome::Cancelled,
+                detail: why,
+            });
+        }
     }
 }
