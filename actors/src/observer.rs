@@ -397,6 +397,11 @@ pub trait Observer: Send + Sync + 'static {
         self.on_event(event);
         Ok(())
     }
+
+    /// Returns once everything observed so far is where the observer puts it (an observer that
+    /// writes on a thread of its own, as the audit trail does, waits for its writer).
+    /// `Runtime::shutdown` calls it. The default has nothing to wait for.
+    fn flush(&self) {}
 }
 
 /// A shared observer observes: an `Arc` of one can be registered and kept (to read what it
@@ -408,5 +413,9 @@ impl<T: Observer + ?Sized> Observer for std::sync::Arc<T> {
 
     fn on_decision(&self, event: &Event<'_>) -> Result<(), String> {
         (**self).on_decision(event)
+    }
+
+    fn flush(&self) {
+        (**self).flush();
     }
 }

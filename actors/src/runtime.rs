@@ -475,6 +475,10 @@ impl Runtime {
         if let Some(h) = handle.take() {
             let _ = h.await;
         }
+        // What the tasks observed is written (the audit trail's writer has caught up).
+        if let Some(o) = &self.0.plan.observer {
+            o.flush();
+        }
     }
 }
 
