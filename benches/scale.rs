@@ -24,6 +24,9 @@ use baton::core::{NanoUsd, ScriptedModel};
 use baton::topologies::{AgentSpec, ModelSpec, Topology, TopologyBuilder};
 use criterion::{Criterion, criterion_group, criterion_main};
 
+mod common;
+use common::rss;
+
 struct Idle;
 
 impl ractor::Actor for Idle {
@@ -90,14 +93,6 @@ fn fleet_yaml() -> String {
         );
     }
     y
-}
-
-/// Resident memory of this process, in bytes.
-fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
 }
 
 fn start(c: &mut Criterion) {

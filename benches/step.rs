@@ -28,6 +28,9 @@ use baton::actors::Runtime;
 use baton::core::{Budget, NanoUsd, ScriptedModel, Tool, ToolError, async_trait};
 use baton::topologies::{AgentSpec, ModelSpec, ToolSpec, TopologyBuilder};
 use criterion::{Criterion, criterion_group, criterion_main};
+
+mod common;
+use common::rss;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 struct Echo;
@@ -314,14 +317,6 @@ fn children(c: &mut Criterion) {
     g.finish();
     rt.block_on(two.shutdown());
     rt.block_on(many.shutdown());
-}
-
-/// Resident memory, read from `/proc/self/statm`.
-fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
 }
 
 /// Memory, printed (criterion measures time only): bytes retained per finished W1 task over
