@@ -619,7 +619,7 @@ async fn run(o: RunOptions) -> ExitCode {
     }
     // The recorder, when anything reads it: the live endpoint, or the push at the end.
     let recorder = if metrics_addr.is_some() || push_metrics.is_some() {
-        match baton::metrics::install() {
+        match baton::metrics::install_for_topology(topology.name()) {
             Ok(handle) => Some(handle),
             Err(e) => {
                 eprintln!("error: installing the Prometheus recorder: {e}");

@@ -43,7 +43,23 @@ const COST_BUCKETS: &[f64] = &[
 /// # Errors
 /// When a recorder is already installed in this process, or a bucket list is empty.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
-    let handle = PrometheusBuilder::new()
+    install_with(PrometheusBuilder::new())
+}
+
+/// As [`install`], with a `topology` label on every series, naming the topology this process
+/// runs (what the dashboard's `topology` variable selects). The CLI installs this one: a process
+/// runs one topology, so the label multiplies no series within a process, and across a fleet the
+/// series grow with the number of topologies deployed (the README's monitoring section states the
+/// cardinality rules).
+///
+/// # Errors
+/// As [`install`].
+pub fn install_for_topology(topology: &str) -> Result<PrometheusHandle, BuildError> {
+    install_with(PrometheusBuilder::new().add_global_label("topology", topology))
+}
+
+fn install_with(builder: PrometheusBuilder) -> Result<PrometheusHandle, BuildError> {
+    let handle = builder
         .set_buckets_for_metric(
             Matcher::Full("baton_model_request_duration_seconds".into()),
             LATENCY_BUCKETS,

@@ -92,7 +92,61 @@ fn every_query_names_an_exported_metric() {
         "baton_tool_calls_total",
         "baton_router_decisions_total",
         "baton_tool_cpu_seconds",
+        "baton_policy_denials_total",
+        "baton_model_retries_total",
+        "baton_tool_output_tokens_saved_total",
+        "baton_token_estimate_ratio",
+        "baton_mcp_restarts_total",
     ] {
         assert!(used.contains(headline), "no panel shows {headline}");
+    }
+}
+
+/// Every query answers to the dashboard's filters: each metric selector names the `topology` and
+/// `instance` variables (and `agent`, `model` where the family has them), and every range is
+/// Grafana's (`$__rate_interval` for rates, `$__range` for a stat's total), never a hard-coded
+/// `[5m]` that averages a loop's cheap ticks with its incident runs or misses a short run.
+#[test]
+fn every_query_follows_the_variables_and_grafanas_ranges() {
+    let d = dashboard();
+    let vars: Vec<&str> = d["templating"]["list"]
+        .as_array()
+        .expect("variables")
+        .iter()
+        .map(|v| v["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        vars,
+        ["datasource", "topology", "agent", "model", "instance"]
+    );
+    for v in &d["templating"]["list"].as_array().expect("variables")[1..] {
+        let q = v["query"]["query"].as_str().expect("query");
+        assert!(q.starts_with("label_values("), "{q}");
+        assert_eq!(
+            v["allValue"], ".*",
+            "All matches series without the label too"
+        );
+    }
+    for p in d["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().expect("expr");
+            for range in expr.split('[').skip(1) {
+                let range = range.split(']').next().unwrap_or("");
+                assert!(
+                    range == "$__rate_interval" || (range == "$__range" && p["type"] == "stat"),
+                    "panel {}: range [{range}] in {expr}",
+                    p["title"]
+                );
+            }
+            let selectors = expr.matches("baton_").count();
+            for filter in ["topology=~\"$topology\"", "instance=~\"$instance\""] {
+                assert_eq!(
+                    expr.matches(filter).count(),
+                    selectors,
+                    "panel {}: every selector filters by {filter}: {expr}",
+                    p["title"]
+                );
+            }
+        }
     }
 }

@@ -432,3 +432,96 @@ fn loop_series_are_born_at_zero() {
         );
     }
 }
+
+/// The dashboard read the way Grafana reads it: a standing loop runs (`ops-loop.yaml`, ticking
+/// every second) while a real Prometheus scrapes it every second; then every query of every
+/// panel of `dashboards/baton.json`, with the variables as Grafana substitutes them (every
+/// filter "All", `$__rate_interval` four scrape intervals, `$__range` a minute), must be accepted
+/// by Prometheus and return data — a panel that says "No data" for a run that has what it shows
+/// is a broken panel. The one panel allowed to be empty shows MCP servers, which this topology
+/// does not declare.
+#[test]
+fn every_dashboard_panel_answers_from_a_real_prometheus() {
+    if !prometheus_available() {
+        return;
+    }
+    let (metrics_port, prom_port) = (free_port(), free_port());
+    let topology = common::fast_ops_loop();
+    let mut baton = spawn_serving(
+        topology.to_str().expect("utf-8"),
+        &["--for", "6s"],
+        metrics_port,
+    );
+    let _prometheus = start_prometheus(metrics_port, prom_port);
+    let mut cost = 0u64;
+    let lines = BufReader::new(baton.0.stdout.take().expect("stdout")).lines();
+    for line in lines {
+        let v: Value = serde_json::from_str(&line.expect("a line")).expect("JSON line");
+        if v.get("loops").is_some() {
+            break;
+        }
+        if v.get("run").is_some() {
+            cost += v["report"]["totals"]["cost_nanousd"]
+                .as_u64()
+                .expect("cost");
+        }
+    }
+    // Prometheus holds the final figures (the process lingers, still scraped)...
+    await_agreement(prom_port, &[("sum(baton_cost_nanousd_total)", cost as f64)]);
+    // ... and a few scrapes of them, so that every rate window holds samples.
+    std::thread::sleep(Duration::from_secs(5));
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/dashboards/baton.json"
+        ))
+        .expect("the dashboard"),
+    )
+    .expect("JSON");
+    let mut empty = Vec::new();
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("expr");
+            let promql = ["$topology", "$agent", "$model", "$instance"]
+                .iter()
+                .fold(expr.to_string(), |e, v| e.replace(v, ".*"))
+                .replace("$__rate_interval", "4s")
+                .replace("$__range", "1m");
+            let body = get(
+                prom_port,
+                &format!("/api/v1/query?query={}", encode(&promql)),
+            )
+            .unwrap_or_else(|| panic!("Prometheus answered nothing for {promql}"));
+            let v: Value = serde_json::from_str(&body).expect("JSON answer");
+            assert_eq!(
+                v["status"], "success",
+                "panel {}: Prometheus refused {promql}: {body}",
+                panel["title"]
+            );
+            checked += 1;
+            if v["data"]["result"].as_array().is_none_or(Vec::is_empty) {
+                empty.push(panel["title"].as_str().unwrap_or("").to_string());
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} queries");
+    assert_eq!(empty, ["MCP server restarts"], "panels with no data");
+    // The `topology` variable has something to select: every series carries the topology's name.
+    let body = get(
+        prom_port,
+        &format!(
+            "/api/v1/query?query={}",
+            encode("count by (topology) ({__name__=~\"baton_.*\"})")
+        ),
+    )
+    .expect("an answer");
+    let v: Value = serde_json::from_str(&body).expect("JSON answer");
+    let topologies: Vec<&str> = v["data"]["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|r| r["metric"]["topology"].as_str().unwrap_or("(none)"))
+        .collect();
+    assert_eq!(topologies, ["ops-loop"], "{body}");
+}

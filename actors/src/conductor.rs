@@ -94,7 +94,7 @@ impl ConductorState {
     async fn give_up(&mut self, why: &str) {
         let _ = self.plan.gave_up.set(why.to_string());
         self.plan.down.cancel();
-        metrics::counter!("baton_escalations_total", "supervisor" => "conductor").increment(1);
+        conductor_escalations().increment(1);
         self.plan.observe(&Event::GaveUp {
             supervisor: "conductor",
             reason: why,
@@ -148,6 +148,8 @@ impl Actor for Conductor {
         myself: ActorRef<ConductorMsg>,
         plan: Arc<Plan>,
     ) -> Result<ConductorState, ActorProcessingErr> {
+        // Born at zero: a panel shows 0 give-ups rather than "No data", and the first is a rise.
+        conductor_escalations().increment(0);
         let mut state = ConductorState {
             plan,
             root: None,
@@ -252,4 +254,9 @@ impl Actor for Conductor {
         state.restarted(&reason);
         Ok(())
     }
+}
+
+/// The conductor's escalations counter (it gave up on the root agent).
+fn conductor_escalations() -> metrics::Counter {
+    metrics::counter!("baton_escalations_total", "supervisor" => "conductor")
 }

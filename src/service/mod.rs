@@ -511,7 +511,8 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
         .await
         .with_context(|| format!("binding {}", options.addr))?;
     let bound = listener.local_addr()?;
-    let metrics = baton::metrics::install().context("installing the Prometheus recorder")?;
+    let metrics = baton::metrics::install_for_topology(topology.name())
+        .context("installing the Prometheus recorder")?;
     let slot: Arc<OnceLock<Arc<Service>>> = Arc::new(OnceLock::new());
     let app = api::router(
         Arc::clone(&slot),
