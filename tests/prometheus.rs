@@ -416,10 +416,10 @@ fn loop_series_are_born_at_zero() {
     }
     let text = get(port, "/metrics").expect("/metrics answers");
     for series in [
-        r#"baton_loop_skipped_total{schedule="search-latency",reason="overlap"}"#,
-        r#"baton_loop_skipped_total{schedule="search-latency",reason="runtime_down"}"#,
-        r#"baton_loop_runs_total{schedule="search-latency",outcome="budget_exceeded"}"#,
-        r#"baton_loop_runs_total{schedule="checkout-latency",outcome="refused"}"#,
+        r#"baton_loop_skipped_total{topology="ops-loop",schedule="search-latency",reason="overlap"}"#,
+        r#"baton_loop_skipped_total{topology="ops-loop",schedule="search-latency",reason="runtime_down"}"#,
+        r#"baton_loop_runs_total{topology="ops-loop",schedule="search-latency",outcome="budget_exceeded"}"#,
+        r#"baton_loop_runs_total{topology="ops-loop",schedule="checkout-latency",outcome="refused"}"#,
     ] {
         assert!(
             text.lines()

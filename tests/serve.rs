@@ -113,8 +113,12 @@ mod tasks {
             .text()
             .await
             .expect("text");
+        // Every series names the topology it counts (the dashboard's `topology` variable).
         assert!(
-            metrics.contains("baton_tasks_total{agent=\"lead\",outcome=\"completed\"} 1"),
+            metrics
+                .lines()
+                .any(|l| l.starts_with("baton_tasks_total{topology=\"")
+                    && l.ends_with(",agent=\"lead\",outcome=\"completed\"} 1")),
             "{metrics}"
         );
         let stream = s
