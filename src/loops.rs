@@ -26,6 +26,7 @@ pub(crate) async fn run_loops(
         builder = builder.observer(baton::actors::AuditObserver::new(log));
     }
     let runtime = std::sync::Arc::new(builder.start().await.context("starting the runtime")?);
+    crate::serve::before_work().await;
     let names: Vec<String> = topology
         .schedules()
         .iter()

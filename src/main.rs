@@ -57,7 +57,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a topology: on one task (`--task`), or its standing loops (`schedules:`).
-    Run(RunOptions),
+    Run(Box<RunOptions>),
     /// Run a topology as a service: tasks submitted over HTTP (`POST /v1/tasks`) and its
     /// standing loops, concurrently on one runtime, with live event streams, the approval queue,
     /// `/metrics` and a web console at `/`. SIGTERM or Ctrl-C drains it.
@@ -220,7 +220,7 @@ fn main() -> ExitCode {
     }
     let otel = init_tracing();
     match cli.command {
-        Command::Run(options) => on_tokio(run(options), otel),
+        Command::Run(options) => on_tokio(run(*options), otel),
         Command::Serve(options) => on_tokio(serve_command(options), otel),
         Command::Validate { files, format } => validate(&files, format),
         Command::State { file } => show_state(&file),
@@ -462,9 +462,15 @@ struct RunOptions {
     #[arg(long, value_name = "ADDR")]
     approvals_addr: Option<std::net::SocketAddr>,
     /// Keep serving /metrics this long after the work ends (e.g. 30s), so a scraper sees the
-    /// final values.
+    /// final values; if no scrape has come since the work ended when it is up, keep serving
+    /// until one does (at most 5 minutes more).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "metrics_addr")]
     linger: Option<std::time::Duration>,
+    /// Before any work starts, wait (at most this long) for the first scrape of /metrics: every
+    /// series is then in Prometheus at zero, so the run's first events are visible rises to
+    /// rate() and increase() even for a run shorter than the scrape interval.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "metrics_addr")]
+    wait_for_scrape: Option<std::time::Duration>,
     /// When the run ends — completed, failed, or interrupted by SIGTERM / Ctrl-C — push its final
     /// metrics to this Prometheus Pushgateway (e.g. http://pushgateway:9091), grouped by job
     /// `baton`, the topology and --push-instance. For one-off runs that end before any scrape.
@@ -568,6 +574,7 @@ async fn run(o: RunOptions) -> ExitCode {
         budget_usd,
         metrics_addr,
         linger,
+        wait_for_scrape,
         audit,
         run_for,
         state,
@@ -637,6 +644,10 @@ async fn run(o: RunOptions) -> ExitCode {
                 return ExitCode::from(EXIT_INVALID);
             }
         }
+    }
+    if let Some(limit) = wait_for_scrape {
+        // Waited for once the runtime has started (its series are registered at zero).
+        let _ = serve::WAIT_FOR_SCRAPE.set(limit);
     }
     let topology_name = topology.name().to_string();
     let audit = match audit
@@ -726,14 +737,26 @@ async fn run(o: RunOptions) -> ExitCode {
         }
     }
     if let Some(linger) = linger {
+        let ended = serve::scrapes();
         eprintln!(
             "metrics: serving for {} more",
             baton::core::format_duration(linger)
         );
         tokio::time::sleep(linger).await;
+        if serve::scrapes() == ended {
+            eprintln!(
+                "metrics: nothing has scraped the final figures yet; serving until a scrape does (at most 5m more)"
+            );
+            if !serve::scraped_after(ended, LINGER_FOR_A_SCRAPE).await {
+                eprintln!("metrics: no scrape came; the final figures were not collected");
+            }
+        }
     }
     code
 }
+
+/// How long `--linger` goes on, past its duration, for a scrape of the final figures.
+const LINGER_FOR_A_SCRAPE: std::time::Duration = std::time::Duration::from_secs(300);
 
 async fn run_inner(
     topology: Topology,
@@ -759,6 +782,7 @@ async fn run_inner(
         println!("▶ {} ← {task}", topology.graph()[topology.root()].name);
     }
     let runtime = builder.start().await.context("starting the runtime")?;
+    serve::before_work().await;
     let report = {
         let mut run = runtime.spawn(task);
         tokio::select! {
@@ -799,6 +823,7 @@ async fn run_batch(
         builder = builder.approver(q);
     }
     let runtime = builder.start().await.context("starting the runtime")?;
+    serve::before_work().await;
     batch::run_batch(runtime, &topology, tasks, options).await
 }
 

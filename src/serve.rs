@@ -28,8 +28,59 @@ pub(crate) async fn serve(
     listen(addr, "metrics", app).await
 }
 
+/// Scrapes of `/metrics` answered by this process, and a wake-up for whoever waits on the next.
+static SCRAPES: (std::sync::atomic::AtomicU64, tokio::sync::Notify) = (
+    std::sync::atomic::AtomicU64::new(0),
+    tokio::sync::Notify::const_new(),
+);
+
+/// How many scrapes of `/metrics` this process has answered.
+pub(crate) fn scrapes() -> u64 {
+    SCRAPES.0.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Waits until more than `seen` scrapes have been answered, for at most `limit`. Returns whether
+/// one was.
+pub(crate) async fn scraped_after(seen: u64, limit: Duration) -> bool {
+    tokio::time::timeout(limit, async {
+        loop {
+            let next = SCRAPES.1.notified();
+            if scrapes() > seen {
+                return;
+            }
+            next.await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// `--wait-for-scrape`: how long the work waits for the first scrape, once its runtime has
+/// started (its series registered at zero) and before any task is submitted.
+pub(crate) static WAIT_FOR_SCRAPE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Waits, as `--wait-for-scrape` asked, for the first scrape; called by every kind of run right
+/// after its runtime started.
+pub(crate) async fn before_work() {
+    let Some(limit) = WAIT_FOR_SCRAPE.get().copied() else {
+        return;
+    };
+    eprintln!(
+        "metrics: waiting for the first scrape (at most {})",
+        baton::core::format_duration(limit)
+    );
+    // A scrape from before the runtime started saw no series: the one that counts comes after.
+    if !scraped_after(scrapes(), limit).await {
+        eprintln!(
+            "metrics: no scrape within {}; starting anyway",
+            baton::core::format_duration(limit)
+        );
+    }
+}
+
 /// `GET /` of this router: the Prometheus exposition of the recorder behind `handle` (its
-/// upkeep, which drains histograms, runs every 5 s in a task of its own).
+/// upkeep, which drains histograms, runs every 5 s in a task of its own). Each answer is counted
+/// ([`scrapes`]): `--linger` and `--wait-for-scrape` wait on them.
 pub(crate) fn metrics_router<S>(handle: PrometheusHandle) -> Router<S> {
     let upkeep = handle.clone();
     tokio::spawn(async move {
@@ -42,12 +93,15 @@ pub(crate) fn metrics_router<S>(handle: PrometheusHandle) -> Router<S> {
         .route(
             "/",
             get(|State(handle): State<PrometheusHandle>| async move {
+                let body = baton::metrics::render(&handle);
+                SCRAPES.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                SCRAPES.1.notify_waiters();
                 (
                     [(
                         header::CONTENT_TYPE,
                         "text/plain; version=0.0.4; charset=utf-8",
                     )],
-                    baton::metrics::render(&handle),
+                    body,
                 )
             }),
         )

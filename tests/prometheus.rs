@@ -525,3 +525,77 @@ fn every_dashboard_panel_answers_from_a_real_prometheus() {
         .collect();
     assert_eq!(topologies, ["ops-loop"], "{body}");
 }
+
+/// `--wait-for-scrape` holds the work until the first scrape (which therefore sees every series
+/// at zero: no step taken yet), and `--linger` outlasts its duration until a scrape collects the
+/// final figures, then ends. No Prometheus needed: the test is the scraper.
+#[test]
+fn the_first_and_the_final_figures_are_scraped() {
+    let port = free_port();
+    let mut baton = Killed(
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["run", "examples/topologies/ops-triage.yaml", "--task"])
+            .arg("p99 latency of checkout doubled at 14:05")
+            .args(["--json", "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(["--wait-for-scrape", "1m", "--linger", "1s"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("baton starts"),
+    );
+    // The first scrape that finds the runtime's series (born at zero when it started) sees
+    // nothing done yet: the work waited for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        if let Some(text) = get(port, "/metrics")
+            && text.contains("baton_agent_steps_total{")
+        {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the runtime's series never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let steps: Vec<&str> = first
+        .lines()
+        .filter(|l| l.starts_with("baton_agent_steps_total{"))
+        .collect();
+    assert!(steps.iter().all(|l| l.ends_with(" 0")), "{steps:?}");
+    // The run ends (its report is printed) ...
+    let mut json = String::new();
+    let mut out = BufReader::new(baton.0.stdout.take().expect("stdout"));
+    while json.lines().last() != Some("}") {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).expect("read") > 0,
+            "no report: {json}"
+        );
+        json.push_str(&line);
+    }
+    let report: Value = serde_json::from_str(&json).expect("the report");
+    assert_eq!(report["outcome"], "completed");
+    // ... and a second past its linger, with no scrape of the final figures, it still serves.
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert!(
+        baton.0.try_wait().expect("status").is_none(),
+        "it stopped before anything scraped the final figures"
+    );
+    let last = get(port, "/metrics").expect("/metrics answers");
+    assert!(
+        last.lines()
+            .any(|l| l.starts_with("baton_agent_steps_total{") && !l.ends_with(" 0")),
+        "{last}"
+    );
+    // Scraped: it ends.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while baton.0.try_wait().expect("status").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "still serving after the final figures were scraped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
