@@ -599,3 +599,110 @@ fn the_first_and_the_final_figures_are_scraped() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The dashboard's headline numbers are the report's: a one-off run of `flaky-providers.yaml`
+/// (the budgets-and-supervision rehearsal: a crash and restart, a reroute, refusals, a cut-off),
+/// held until Prometheus's first scrape (`--wait-for-scrape`) and scraped live, then read through
+/// the "Totals in the time range" panels as Grafana would: the spend within a cent of the report's
+/// total, and each count, as Grafana displays it (Prometheus's `increase` extrapolates a little
+/// at the range's end; rounded), equal to the report's.
+#[test]
+fn the_dashboards_headline_numbers_match_the_report() {
+    if !prometheus_available() {
+        return;
+    }
+    let (metrics_port, prom_port) = (free_port(), free_port());
+    let _prometheus = start_prometheus(metrics_port, prom_port);
+    let mut baton = spawn_serving(
+        "examples/topologies/flaky-providers.yaml",
+        &[
+            "--task",
+            "Summarise this week's incidents",
+            "--wait-for-scrape",
+            "1m",
+        ],
+        metrics_port,
+    );
+    let mut json = String::new();
+    let mut lines = BufReader::new(baton.0.stdout.take().expect("stdout"));
+    while json.lines().last() != Some("}") {
+        let mut line = String::new();
+        assert!(
+            lines.read_line(&mut line).expect("read report") > 0,
+            "baton exited before its report: {json}"
+        );
+        json.push_str(&line);
+    }
+    let report: Value = serde_json::from_str(&json).expect("one JSON report");
+    let cost = report["totals"]["cost_nanousd"].as_u64().expect("cost");
+    await_agreement(prom_port, &[("sum(baton_cost_nanousd_total)", cost as f64)]);
+    std::thread::sleep(Duration::from_secs(3));
+    let agents = report["agents"].as_array().expect("agents");
+    let events = |kind: &str| {
+        agents
+            .iter()
+            .flat_map(|a| a["budget_events"].as_array().into_iter().flatten())
+            .filter(|e| e["kind"] == kind)
+            .count() as f64
+    };
+    let sum = |field: &str| {
+        agents
+            .iter()
+            .map(|a| a[field].as_u64().expect("a count"))
+            .sum::<u64>() as f64
+    };
+    let expected: Vec<(&str, f64)> = vec![
+        ("cut-offs", events("cut_off")),
+        ("reroutes", sum("reroutes")),
+        ("refusals", events("refused")),
+        ("restarts", sum("restarts")),
+        // The run completed: no supervisor gave up.
+        ("give-ups", 0.0),
+    ];
+    assert!(
+        expected.iter().take(4).all(|(_, n)| *n >= 1.0),
+        "the rehearsal did not rehearse: {expected:?}"
+    );
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/dashboards/baton.json"
+        ))
+        .expect("the dashboard"),
+    )
+    .expect("JSON");
+    let panel = |title: &str| {
+        dashboard["panels"]
+            .as_array()
+            .expect("panels")
+            .iter()
+            .find(|p| p["title"] == title)
+            .unwrap_or_else(|| panic!("no panel {title}"))
+            .clone()
+    };
+    let grafana = |expr: &str| -> f64 {
+        let promql = ["$topology", "$agent", "$model", "$instance"]
+            .iter()
+            .fold(expr.to_string(), |e, v| e.replace(v, ".*"))
+            .replace("$__range", "10m");
+        query(prom_port, &promql).unwrap_or_else(|| panic!("no value for {promql}"))
+    };
+    let spend = panel("Spend in the time range");
+    let spent = grafana(spend["targets"][0]["expr"].as_str().expect("expr"));
+    let reported = cost as f64 / 1e9;
+    assert!(
+        (spent - reported).abs() < 0.01,
+        "the panel reads ${spent}, the report ${reported}"
+    );
+    let counts = panel("Budget actions and supervision in the time range");
+    for t in counts["targets"].as_array().expect("targets") {
+        let name = t["legendFormat"].as_str().expect("legend");
+        let want = expected
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no count for {name}"))
+            .1;
+        let read = grafana(t["expr"].as_str().expect("expr"));
+        assert_eq!(read.round(), want, "{name}: the panel reads {read}");
+    }
+}
