@@ -1443,6 +1443,48 @@ mod validate {
         assert_eq!(v[1]["valid"], true);
     }
 
+    /// A topology's rules file is loaded by `validate` as the run would load it: a misspelt key
+    /// is named at the rules file's line and column with a did-you-mean, a bad regex with its
+    /// position, and `run` refuses the topology the same way (exit 2, said once, no `<input>`).
+    #[test]
+    fn validate_loads_the_rules_files_a_topology_names() {
+        let check = |name: &str, rules: &str, wanted: &[&str]| {
+            let r = temp_file(&format!("{name}-rules.yaml"), rules);
+            let t = temp_file(
+                &format!("{name}.yaml"),
+                &format!(
+                    "name: {name}\nmodels:\n  m: {{ provider: scripted, rules: {}, price: {{ input: 1, output: 1 }} }}\nagents:\n  solo: {{ models: [m] }}\n",
+                    r.display()
+                ),
+            );
+            let t = t.to_str().expect("utf-8 path");
+            let out = baton(&["validate", t]);
+            assert_eq!(out.status.code(), Some(1));
+            let said = String::from_utf8_lossy(&out.stderr);
+            for w in wanted {
+                assert!(said.contains(w), "wanted {w:?} in:\n{said}");
+            }
+            let run = baton(&["run", t, "--task", "go"]);
+            assert_eq!(run.status.code(), Some(2));
+            let said = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(said.matches(wanted[0]).count(), 1, "said once:\n{said}");
+            assert!(!said.contains("<input>"), "{said}");
+        };
+        check(
+            "misspelt-key",
+            "rules:\n  - agent: solo\n    last_match: x\n    reply: { text: hi }\n",
+            &[
+                "-rules.yaml:3:5: unknown field `last_match`",
+                "did you mean `last_matches`?",
+            ],
+        );
+        check(
+            "bad-regex",
+            "rules:\n  - last_matches: \"(unclosed\"\n    reply: { text: hi }\n",
+            &["rule 1: bad regex `(unclosed`: unclosed group (at character 1)"],
+        );
+    }
+
     #[test]
     fn graph_draws_dot_and_mermaid() {
         let out = baton(&["graph", "examples/topologies/flaky-providers.yaml"]);

@@ -161,7 +161,18 @@ impl ScriptedModel {
             path: origin.to_path_buf(),
             message,
         };
-        let file: RulesFile = serde_saphyr::from_str(text).map_err(|e| err(e.to_string()))?;
+        // The parser's own message without its rendered snippet (which would name the text
+        // `<input>`): "line L column C: what".
+        let file: RulesFile = serde_saphyr::from_str(text).map_err(|e| {
+            let said = e.without_snippet().to_string();
+            let said = said.strip_prefix("error: ").unwrap_or(&said).to_string();
+            match e.location() {
+                Some(l) if !said.starts_with("line ") => {
+                    err(format!("line {} column {}: {said}", l.line(), l.column()))
+                }
+                _ => err(said),
+            }
+        })?;
         let mut rules = Vec::with_capacity(file.rules.len());
         for (i, r) in file.rules.into_iter().enumerate() {
             let re = |p: &str| {
@@ -466,9 +477,18 @@ struct Pattern {
 
 impl Pattern {
     fn new(src: &str) -> Result<Pattern, String> {
+        // One line, with the position: "unclosed group (at character 1)".
         regex_syntax::Parser::new()
             .parse(src)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match &e {
+                regex_syntax::Error::Parse(p) => {
+                    format!("{} (at character {})", p.kind(), p.span().start.column)
+                }
+                regex_syntax::Error::Translate(t) => {
+                    format!("{} (at character {})", t.kind(), t.span().start.column)
+                }
+                other => other.to_string(),
+            })?;
         Ok(Pattern {
             src: src.to_string(),
             re: std::sync::OnceLock::new(),

@@ -374,7 +374,7 @@ impl Topology {
 }
 
 /// The parser's message without its own position prefix, with a did-you-mean for unknown keys.
-fn parse_message(s: &str) -> String {
+pub(crate) fn parse_message(s: &str) -> String {
     let mut msg = s.lines().next().unwrap_or(s).trim();
     msg = msg.strip_prefix("error:").unwrap_or(msg).trim_start();
     if let Some(rest) = msg.strip_prefix("line ")

@@ -73,6 +73,14 @@ impl Validator<'_> {
                             format!("rules file `{}` not found", p.display()),
                             Some("paths are relative to the topology file".into()),
                         );
+                    } else if let Err(e) = baton_core::ScriptedModel::from_file(name, &p) {
+                        // The rules load as the run would load them: a file that cannot is
+                        // this topology's error, found by `validate`, not at start.
+                        self.report(
+                            &at("rules"),
+                            rules_problem(&p, &e),
+                            Some("the rules language: docs/scripted.md".into()),
+                        );
                     }
                     Some(p)
                 }
@@ -255,5 +263,35 @@ impl Validator<'_> {
                 );
             }
         }
+    }
+}
+
+/// What is wrong with a rules file, where (`file:line:column` when the parser said), and the
+/// did-you-mean for a misspelt key.
+fn rules_problem(path: &Path, e: &baton_core::Error) -> String {
+    let said = match e {
+        baton_core::Error::Rules { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    let located = said.strip_prefix("line ").and_then(|rest| {
+        let (line, rest) = rest.split_once(" column ")?;
+        let (column, what) = rest.split_once(": ")?;
+        Some((line.to_string(), column.to_string(), what.to_string()))
+    });
+    match located {
+        Some((line, column, what)) => {
+            // (The parser repeats the position at the end.)
+            let what = match what.rsplit_once(" at line ") {
+                Some((head, tail)) if tail.contains(", column ") => head.to_string(),
+                _ => what,
+            };
+            let what = if what.starts_with("unknown field") || what.starts_with("unknown variant") {
+                super::parse_message(&what)
+            } else {
+                what
+            };
+            format!("rules file {}:{line}:{column}: {what}", path.display())
+        }
+        None => format!("rules file {}: {said}", path.display()),
     }
 }
