@@ -435,6 +435,7 @@ impl Plan {
                     Arc::new(Chaos::new(&*t.name, t.faults.clone().unwrap_or_default()))
                 }
                 ToolKind::ReadFile => Arc::new(baton_core::tools::ReadFile::new(&*t.name, path)),
+                ToolKind::ListDir => Arc::new(baton_core::tools::ListDir::new(&*t.name, path)),
                 ToolKind::Shell => {
                     let shell = baton_core::tools::Shell::new(&*t.name, t.allow.clone(), t.timeout)
                         .max_output(

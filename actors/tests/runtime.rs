@@ -2611,6 +2611,52 @@ mod builtins {
         }
         let _ = std::fs::remove_dir_all(&root);
     }
+    /// The built-in `list_dir` from a topology: the model lists a folder inside the tool's root
+    /// and answers with what it saw; a folder outside the root is refused as an observation.
+    #[tokio::test]
+    async fn list_dir_lists_inside_its_root() {
+        let root = std::env::temp_dir().join(format!("baton-list-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("inbox")).expect("root");
+        std::fs::write(root.join("inbox/1.eml"), "urgent").expect("mail");
+        let t = TopologyBuilder::new("t")
+            .model("m", dollar_per_mtok())
+            .tool("list_dir", ToolSpec::builtin(ToolKind::ListDir, &root))
+            .agent("triage", AgentSpec::new(["m"]).tools(["list_dir"]))
+            .build()
+            .expect("valid");
+        let rt = Runtime::builder(t)
+            .model(
+                "m",
+                FnModel(|r: &ModelRequest<'_>| {
+                    Ok(match r.step {
+                        1 => call(r, "list_dir", json!({"path": "inbox"})),
+                        2 => call(r, "list_dir", json!({"path": "../.."})),
+                        _ => {
+                            let seen: Vec<String> = r
+                                .messages
+                                .iter()
+                                .filter(|m| m.role == Role::Tool)
+                                .map(|m| m.content.clone())
+                                .collect();
+                            text(r, &seen.join(" | "))
+                        }
+                    })
+                }),
+            )
+            .start()
+            .await
+            .expect("starts");
+        let run = rt
+            .submit("what is in the inbox?", Budget::UNLIMITED)
+            .await
+            .expect("runs");
+        rt.shutdown().await;
+        assert_eq!(run.result.outcome, Outcome::Completed);
+        let (listed, refused) = run.result.text.split_once(" | ").expect("two observations");
+        assert_eq!(listed, "1.eml  6 bytes");
+        assert!(refused.contains("outside the root"), "{refused}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
 
 mod loops {

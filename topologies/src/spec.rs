@@ -272,6 +272,9 @@ pub enum ToolKind {
     /// [`baton_core::tools::ReadFile`]: reads text files inside the folder `path`, nothing
     /// outside it.
     ReadFile,
+    /// [`baton_core::tools::ListDir`]: lists folders inside the folder `path`, nothing outside
+    /// it.
+    ListDir,
     /// [`baton_core::tools::Shell`]: runs the programs in `allow`, without a shell, with a
     /// `timeout`; `dry_run` runs nothing. Destructive unless `effect` says otherwise.
     Shell,

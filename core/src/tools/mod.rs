@@ -4,6 +4,7 @@
 
 mod chaos;
 mod codeowners;
+mod list_dir;
 mod log_search;
 mod metrics_series;
 mod read_file;
@@ -12,6 +13,7 @@ mod shell;
 
 pub use chaos::Chaos;
 pub use codeowners::{Codeowners, CodeownersArgs};
+pub use list_dir::{ListDir, ListDirArgs};
 pub use log_search::{LogSearch, LogSearchArgs};
 pub use metrics_series::{MetricsSeries, MetricsSeriesArgs};
 pub use read_file::{ReadFile, ReadFileArgs};

@@ -34,37 +34,12 @@ impl ReadFile {
         }
     }
 
-    /// The path `path` names beneath the root, relative to it: `..` components are resolved by
-    /// the open itself (which refuses to leave the root); an absolute path must lie inside the
-    /// root.
-    fn relative(&self, root: &Path, path: &str) -> Result<PathBuf, ToolError> {
-        let wanted = Path::new(path);
-        if !wanted.is_absolute() {
-            return Ok(wanted.to_path_buf());
-        }
-        let real_root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-        wanted
-            .strip_prefix(&real_root)
-            .or_else(|_| wanted.strip_prefix(root))
-            .map(Path::to_path_buf)
-            .map_err(|_| {
-                ToolError::Failed(format!("`{path}` is outside the root this tool may read"))
-            })
-    }
-
     /// Opens `path` beneath the root and reads it: the check and the open are one operation
     /// (`openat2` with `RESOLVE_BENEATH` on Linux, component by component elsewhere), so a
     /// rename or a symbolic link swapped in while it runs cannot lead outside.
     fn read_beneath(&self, path: &str) -> Result<String, ToolError> {
         use std::io::Read as _;
-        let dir = cap_std::fs::Dir::open_ambient_dir(&self.root, cap_std::ambient_authority())
-            .map_err(|e| {
-                ToolError::Failed(format!(
-                    "the root {} is unreadable: {e}",
-                    self.root.display()
-                ))
-            })?;
-        let relative = self.relative(&self.root, path)?;
+        let (dir, relative) = beneath(&self.root, path)?;
         let file = dir.open(&relative).map_err(|e| {
             // cap-std reports an escape as PermissionDenied ("a path led outside of the
             // filesystem"): say it in the tool's words.
@@ -96,6 +71,29 @@ impl ReadFile {
         String::from_utf8(bytes)
             .map_err(|_| ToolError::Failed(format!("`{path}` is not UTF-8 text")))
     }
+}
+
+/// The root opened as a capability, and the path `path` names beneath it, relative to it: `..`
+/// components are resolved by the open itself (which refuses to leave the root); an absolute path
+/// must lie inside the root. Shared by the file tools.
+pub(super) fn beneath(root: &Path, path: &str) -> Result<(cap_std::fs::Dir, PathBuf), ToolError> {
+    let dir =
+        cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).map_err(|e| {
+            ToolError::Failed(format!("the root {} is unreadable: {e}", root.display()))
+        })?;
+    let wanted = Path::new(path);
+    if !wanted.is_absolute() {
+        return Ok((dir, wanted.to_path_buf()));
+    }
+    let real_root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let relative = wanted
+        .strip_prefix(&real_root)
+        .or_else(|_| wanted.strip_prefix(root))
+        .map(Path::to_path_buf)
+        .map_err(|_| {
+            ToolError::Failed(format!("`{path}` is outside the root this tool may read"))
+        })?;
+    Ok((dir, relative))
 }
 
 #[async_trait]

@@ -143,7 +143,10 @@ impl Validator<'_> {
                 }
                 (kind, Some(p)) => {
                     let p = base.join(p);
-                    let folder = matches!(kind, ToolKind::MetricsSeries | ToolKind::ReadFile);
+                    let folder = matches!(
+                        kind,
+                        ToolKind::MetricsSeries | ToolKind::ReadFile | ToolKind::ListDir
+                    );
                     let ok = if folder { p.is_dir() } else { p.is_file() };
                     if !ok {
                         let what = if folder { "folder" } else { "file" };
