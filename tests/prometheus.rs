@@ -56,6 +56,12 @@ fn spawn_serving(file: &str, args: &[&str], port: u16) -> Killed {
 
 fn serving_run(file: &str, task: &str, port: u16) -> (Killed, Value) {
     let mut baton = spawn_serving(file, &["--task", task], port);
+    let report = read_report(&mut baton);
+    (baton, report)
+}
+
+/// The JSON report a `--json` run prints when its work ends (it may keep serving afterwards).
+fn read_report(baton: &mut Killed) -> Value {
     let mut json = String::new();
     let mut lines = BufReader::new(baton.0.stdout.take().expect("stdout"));
     while json.lines().last() != Some("}") {
@@ -66,7 +72,39 @@ fn serving_run(file: &str, task: &str, port: u16) -> (Killed, Value) {
         );
         json.push_str(&line);
     }
-    (baton, serde_json::from_str(&json).expect("one JSON report"))
+    serde_json::from_str(&json).expect("one JSON report")
+}
+
+/// The lines a standing loop printed (`--json`) up to its closing summary: one per run.
+fn loop_runs(baton: &mut Killed) -> Vec<Value> {
+    let mut runs = Vec::new();
+    let lines = BufReader::new(baton.0.stdout.take().expect("stdout")).lines();
+    for line in lines {
+        let v: Value = serde_json::from_str(&line.expect("a line")).expect("JSON line");
+        if v.get("loops").is_some() {
+            break;
+        }
+        if v.get("run").is_some() {
+            runs.push(v);
+        }
+    }
+    runs
+}
+
+/// `dashboards/baton.json`.
+fn dashboard() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards/baton.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard")).expect("JSON")
+}
+
+/// A panel's query as Grafana sends it with every filter on "All": `$__rate_interval` four
+/// scrape intervals, `$__range` as given.
+fn as_grafana(expr: &str, range: &str) -> String {
+    ["$topology", "$agent", "$model", "$instance"]
+        .iter()
+        .fold(expr.to_string(), |e, v| e.replace(v, ".*"))
+        .replace("$__rate_interval", "4s")
+        .replace("$__range", range)
 }
 
 fn installed(bin: &str) -> bool {
@@ -277,17 +315,7 @@ fn prometheus_scrapes_a_standing_loop() {
         metrics_port,
     );
     let _prometheus = start_prometheus(metrics_port, prom_port);
-    let mut runs: Vec<Value> = Vec::new();
-    let lines = BufReader::new(baton.0.stdout.take().expect("stdout")).lines();
-    for line in lines {
-        let v: Value = serde_json::from_str(&line.expect("a line")).expect("JSON line");
-        if v.get("loops").is_some() {
-            break;
-        }
-        if v.get("run").is_some() {
-            runs.push(v);
-        }
-    }
+    let runs = loop_runs(&mut baton);
     let count = |schedule: &str| runs.iter().filter(|r| r["schedule"] == schedule).count() as f64;
     let cost: u64 = runs
         .iter()
@@ -407,13 +435,7 @@ fn loop_series_are_born_at_zero() {
     let port = free_port();
     let topology = common::fast_ops_loop();
     let mut baton = spawn_serving(topology.to_str().expect("utf-8"), &["--for", "1s"], port);
-    let lines = BufReader::new(baton.0.stdout.take().expect("stdout")).lines();
-    for line in lines {
-        let v: Value = serde_json::from_str(&line.expect("a line")).expect("JSON line");
-        if v.get("loops").is_some() {
-            break;
-        }
-    }
+    loop_runs(&mut baton);
     let text = get(port, "/metrics").expect("/metrics answers");
     for series in [
         r#"baton_loop_skipped_total{topology="ops-loop",schedule="search-latency",reason="overlap"}"#,
@@ -453,41 +475,25 @@ fn every_dashboard_panel_answers_from_a_real_prometheus() {
         metrics_port,
     );
     let _prometheus = start_prometheus(metrics_port, prom_port);
-    let mut cost = 0u64;
-    let lines = BufReader::new(baton.0.stdout.take().expect("stdout")).lines();
-    for line in lines {
-        let v: Value = serde_json::from_str(&line.expect("a line")).expect("JSON line");
-        if v.get("loops").is_some() {
-            break;
-        }
-        if v.get("run").is_some() {
-            cost += v["report"]["totals"]["cost_nanousd"]
+    let cost: u64 = loop_runs(&mut baton)
+        .iter()
+        .map(|r| {
+            r["report"]["totals"]["cost_nanousd"]
                 .as_u64()
-                .expect("cost");
-        }
-    }
+                .expect("cost")
+        })
+        .sum();
     // Prometheus holds the final figures (the process lingers, still scraped)...
     await_agreement(prom_port, &[("sum(baton_cost_nanousd_total)", cost as f64)]);
     // ... and a few scrapes of them, so that every rate window holds samples.
     std::thread::sleep(Duration::from_secs(5));
-    let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/dashboards/baton.json"
-        ))
-        .expect("the dashboard"),
-    )
-    .expect("JSON");
+    let dashboard = dashboard();
     let mut empty = Vec::new();
     let mut checked = 0;
     for panel in dashboard["panels"].as_array().expect("panels") {
         for target in panel["targets"].as_array().into_iter().flatten() {
             let expr = target["expr"].as_str().expect("expr");
-            let promql = ["$topology", "$agent", "$model", "$instance"]
-                .iter()
-                .fold(expr.to_string(), |e, v| e.replace(v, ".*"))
-                .replace("$__rate_interval", "4s")
-                .replace("$__range", "1m");
+            let promql = as_grafana(expr, "1m");
             let body = get(
                 prom_port,
                 &format!("/api/v1/query?query={}", encode(&promql)),
@@ -565,17 +571,7 @@ fn the_first_and_the_final_figures_are_scraped() {
         .collect();
     assert!(steps.iter().all(|l| l.ends_with(" 0")), "{steps:?}");
     // The run ends (its report is printed) ...
-    let mut json = String::new();
-    let mut out = BufReader::new(baton.0.stdout.take().expect("stdout"));
-    while json.lines().last() != Some("}") {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).expect("read") > 0,
-            "no report: {json}"
-        );
-        json.push_str(&line);
-    }
-    let report: Value = serde_json::from_str(&json).expect("the report");
+    let report = read_report(&mut baton);
     assert_eq!(report["outcome"], "completed");
     // ... and a second past its linger, with no scrape of the final figures, it still serves.
     std::thread::sleep(Duration::from_millis(2_500));
@@ -623,17 +619,7 @@ fn the_dashboards_headline_numbers_match_the_report() {
         ],
         metrics_port,
     );
-    let mut json = String::new();
-    let mut lines = BufReader::new(baton.0.stdout.take().expect("stdout"));
-    while json.lines().last() != Some("}") {
-        let mut line = String::new();
-        assert!(
-            lines.read_line(&mut line).expect("read report") > 0,
-            "baton exited before its report: {json}"
-        );
-        json.push_str(&line);
-    }
-    let report: Value = serde_json::from_str(&json).expect("one JSON report");
+    let report = read_report(&mut baton);
     let cost = report["totals"]["cost_nanousd"].as_u64().expect("cost");
     await_agreement(prom_port, &[("sum(baton_cost_nanousd_total)", cost as f64)]);
     std::thread::sleep(Duration::from_secs(3));
@@ -663,14 +649,7 @@ fn the_dashboards_headline_numbers_match_the_report() {
         expected.iter().take(4).all(|(_, n)| *n >= 1.0),
         "the rehearsal did not rehearse: {expected:?}"
     );
-    let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/dashboards/baton.json"
-        ))
-        .expect("the dashboard"),
-    )
-    .expect("JSON");
+    let dashboard = dashboard();
     let panel = |title: &str| {
         dashboard["panels"]
             .as_array()
@@ -681,10 +660,7 @@ fn the_dashboards_headline_numbers_match_the_report() {
             .clone()
     };
     let grafana = |expr: &str| -> f64 {
-        let promql = ["$topology", "$agent", "$model", "$instance"]
-            .iter()
-            .fold(expr.to_string(), |e, v| e.replace(v, ".*"))
-            .replace("$__range", "10m");
+        let promql = as_grafana(expr, "10m");
         query(prom_port, &promql).unwrap_or_else(|| panic!("no value for {promql}"))
     };
     let spend = panel("Spend in the time range");
