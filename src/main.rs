@@ -20,6 +20,7 @@ macro_rules! println {
 
 mod approvals;
 mod batch;
+mod inspect;
 mod loops;
 #[cfg(feature = "otel")]
 mod otel;
@@ -37,6 +38,7 @@ use baton::actors::{RunReport, Runtime};
 use baton::core::NanoUsd;
 use baton::topologies::Topology;
 use clap::{Parser, Subcommand};
+use inspect::{GraphFormat, ValidateFormat};
 use loops::{interrupted, run_loops};
 use print::{Printer, print_summary, usd};
 
@@ -157,18 +159,6 @@ enum AuditCommand {
     },
 }
 
-#[derive(Copy, Clone, PartialEq, Eq, clap::ValueEnum)]
-enum ValidateFormat {
-    Human,
-    Json,
-}
-
-#[derive(Copy, Clone, PartialEq, Eq, clap::ValueEnum)]
-enum GraphFormat {
-    Dot,
-    Mermaid,
-}
-
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     baton::core::parse_duration(s).map_err(|e| e.to_string())
 }
@@ -222,8 +212,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(options) => on_tokio(run(*options), otel),
         Command::Serve(options) => on_tokio(serve_command(options), otel),
-        Command::Validate { files, format } => validate(&files, format),
-        Command::State { file } => show_state(&file),
+        Command::Validate { files, format } => inspect::validate(&files, format),
+        Command::State { file } => inspect::show_state(&file),
         Command::Approvals { command } => match command {
             ApprovalsCommand::List { addr, json } => approvals::list(addr, json),
             ApprovalsCommand::Approve { id, addr, by } => {
@@ -238,44 +228,7 @@ fn main() -> ExitCode {
         },
         Command::Audit {
             command: AuditCommand::Verify { file, expect_head },
-        } => {
-            let key = std::env::var("BATON_AUDIT_KEY")
-                .ok()
-                .filter(|k| !k.is_empty());
-            let key = key.as_deref().map(str::as_bytes);
-            // The chain, and every head there is (the signed one beside the file, one kept
-            // elsewhere): the trail must still reach each.
-            let checked = baton::core::audit::read_head(&file, key).and_then(|signed| {
-                let heads: Vec<_> = signed.into_iter().chain(expect_head).collect();
-                let mut result = baton::core::audit::verify_against(&file, key, None)?;
-                for h in &heads {
-                    if result.is_ok() {
-                        result = baton::core::audit::verify_against(&file, key, Some(h))?;
-                    }
-                }
-                Ok(result)
-            });
-            match checked {
-                Ok(Ok(v)) => {
-                    let head = v.last.map_or_else(String::new, |h| format!(", head {h}"));
-                    println!("{}: intact ({} records{head})", file.display(), v.records);
-                    ExitCode::SUCCESS
-                }
-                Ok(Err(broken)) => {
-                    eprintln!(
-                        "{}:{}: broken: {}",
-                        file.display(),
-                        broken.line,
-                        broken.reason
-                    );
-                    ExitCode::from(1)
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(EXIT_INVALID)
-                }
-            }
-        }
+        } => inspect::verify_audit(&file, expect_head),
         Command::Schema { openapi: false } => {
             print!("{}", baton::topologies::json_schema());
             ExitCode::SUCCESS
@@ -293,128 +246,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Graph { file, format } => match Topology::from_path(&file) {
-            Ok(t) => {
-                let drawing = match format {
-                    GraphFormat::Dot => baton::topologies::to_dot(&t),
-                    GraphFormat::Mermaid => baton::topologies::to_mermaid(&t),
-                };
-                print!("{drawing}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprint!("{}", e.render());
-                ExitCode::from(EXIT_INVALID)
-            }
-        },
-    }
-}
-
-fn validate(files: &[PathBuf], format: ValidateFormat) -> ExitCode {
-    use baton::topologies::{Diagnostic, Severity, TopologyError};
-    let mut ok = true;
-    let mut reports = Vec::new();
-    for f in files {
-        let (diagnostics, rendered): (Vec<Diagnostic>, String) = match Topology::from_path(f) {
-            Ok(t) => (t.warnings().to_vec(), t.render_warnings()),
-            Err(e) => {
-                ok = false;
-                let rendered = e.render();
-                let diagnostics = match e {
-                    TopologyError::Invalid { diagnostics, .. } => diagnostics,
-                    TopologyError::Parse {
-                        line,
-                        column,
-                        message,
-                        ..
-                    } => vec![Diagnostic {
-                        severity: Severity::Error,
-                        path: String::new(),
-                        line: Some(line),
-                        column: Some(column),
-                        length: None,
-                        message,
-                        hint: None,
-                        redacted: false,
-                    }],
-                    other => vec![Diagnostic {
-                        severity: Severity::Error,
-                        path: String::new(),
-                        line: None,
-                        column: None,
-                        length: None,
-                        message: other.to_string(),
-                        hint: None,
-                        redacted: false,
-                    }],
-                };
-                (diagnostics, rendered)
-            }
-        };
-        let errors = diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count();
-        match format {
-            ValidateFormat::Human => {
-                eprint!("{rendered}");
-                if errors == 0 {
-                    println!("{}: ok ({} warning(s))", f.display(), diagnostics.len());
-                } else {
-                    println!("{}: {errors} error(s)", f.display());
-                }
-            }
-            ValidateFormat::Json => reports.push(serde_json::json!({
-                "file": f.display().to_string(),
-                "valid": errors == 0,
-                "diagnostics": diagnostics,
-            })),
-        }
-    }
-    if format == ValidateFormat::Json {
-        println!("{}", serde_json::Value::Array(reports));
-    }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
-}
-
-/// `baton state FILE`: the state file as JSON.
-fn show_state(file: &std::path::Path) -> ExitCode {
-    if !file.is_file() {
-        eprintln!("error: {}: no such state file", file.display());
-        return ExitCode::from(EXIT_INVALID);
-    }
-    let shown = (|| -> Result<serde_json::Value, baton::actors::StoreError> {
-        let store = baton::actors::LoopStore::open(file)?;
-        let mut loops = Vec::new();
-        for name in store.schedules()? {
-            let runs: Vec<serde_json::Value> = store
-                .runs(&name)?
-                .into_iter()
-                .map(|(n, r)| {
-                    let mut v = serde_json::json!(r);
-                    v["run"] = n.into();
-                    v
-                })
-                .collect();
-            loops.push(
-                serde_json::json!({"schedule": name, "state": store.load(&name)?, "runs": runs}),
-            );
-        }
-        Ok(serde_json::json!({ "loops": loops, "approvals": store.approvals()? }))
-    })();
-    match shown {
-        Ok(v) => {
-            println!("{v:#}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_INVALID)
-        }
+        Command::Graph { file, format } => inspect::graph(&file, format),
     }
 }
 

@@ -1679,11 +1679,7 @@ mod batch {
             .spawn()
             .expect("baton runs");
         std::thread::sleep(std::time::Duration::from_millis(800));
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        assert!(sent.is_ok_and(|s| s.success()));
-        let out = child.wait_with_output().expect("exits");
+        let out = common::terminate(child);
         assert_eq!(
             out.status.code(),
             Some(6),

@@ -244,11 +244,7 @@ fn an_interrupted_run_pushes_too() {
         .spawn()
         .expect("baton runs");
     std::thread::sleep(Duration::from_millis(800));
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(sent.is_ok_and(|s| s.success()));
-    let out = child.wait_with_output().expect("exits");
+    let out = common::terminate(child);
     assert_eq!(
         out.status.code(),
         Some(6),

@@ -76,3 +76,12 @@ pub(crate) fn skip_notice(why: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "SKIPPED (not failed): {why}");
 }
+
+/// Sends SIGTERM to `child` (as a service manager stopping it would) and waits for its output.
+pub(crate) fn terminate(child: std::process::Child) -> std::process::Output {
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(sent.is_ok_and(|s| s.success()), "SIGTERM sent");
+    child.wait_with_output().expect("exits")
+}

@@ -1,10 +1,12 @@
 //! A declared agent at run time: one actor that supervises the agent's tasks and its children.
 //!
-//! The actor never runs a task in its message handler. A task that reaches it is admitted (within
-//! `max_concurrency` running and `queue` waiting, or refused `busy` at once) and spawned as a task
-//! of its own (a *worker*, OTP's `simple_one_for_one` child), so one waiting task — on a model, an
-//! approval, a `Retry-After` or a child — never holds up another. The actor's handlers stay short:
-//! admitting tasks, activating children, and deciding what a crash means.
+//! The actor never runs a task in its message handler. A task is admitted on the agent's shared
+//! state (within `max_concurrency` running and `queue` waiting, or refused `busy` at once) and runs
+//! inside the task that awaits it ([`Running::run_here`]: `submit`'s caller for a root task, the
+//! delegating turn for a sub-task), so one waiting task — on a model, an approval, a `Retry-After`
+//! or a child — never holds up another. Only tasks the conductor delivers and delegations deeper
+//! than the inline bound are spawned ([`Running::deliver`]). The actor's handlers stay short:
+//! activating children and deciding what a crash means.
 //!
 //! Submodules, along the flow of a task: [`turn`] (the loop and one reply's tool calls, run
 //! concurrently), [`call`] (one step's model call: routing, retries and the call itself),
