@@ -69,6 +69,7 @@ fn install_with(builder: PrometheusBuilder) -> Result<PrometheusHandle, BuildErr
             LATENCY_BUCKETS,
         )?
         .set_buckets_for_metric(Matcher::Full("baton_tool_cpu_seconds".into()), CPU_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("baton_model_cpu_seconds".into()), CPU_BUCKETS)?
         .set_buckets_for_metric(
             Matcher::Full("baton_token_estimate_ratio".into()),
             RATIO_BUCKETS,

@@ -75,13 +75,19 @@ impl Observer for Printer {
                 cost,
                 estimated,
                 truncated,
+                cpu,
                 ..
             } => format!(
-                "{}[{agent}] step {step} · {model} · {} in / {} out · {}{}{}",
+                "{}[{agent}] step {step} · {model} · {} in / {} out · {}{}{}{}",
                 self.pad(agent),
                 usage.input,
                 usage.output,
                 usd(*cost),
+                if cpu.is_zero() {
+                    String::new()
+                } else {
+                    format!(" · {} ms CPU", cpu.as_millis())
+                },
                 if *estimated {
                     " (estimated: the server reported no usage)"
                 } else {

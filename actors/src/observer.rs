@@ -30,6 +30,9 @@ pub enum Event<'a> {
         truncated: bool,
         /// How long the model took to answer (zero for one that answered at its first poll).
         latency: std::time::Duration,
+        /// CPU time this machine spent on the reply (an embedded model's inference; zero for a
+        /// model that runs elsewhere).
+        cpu: std::time::Duration,
     },
     /// The router set a model's answer aside, or raised the step's quality bar: the next call
     /// goes up the ladder.
@@ -233,6 +236,7 @@ impl Event<'_> {
                 estimated,
                 truncated,
                 latency,
+                cpu,
             } => {
                 let mut f = json!({"agent": agent, "task": task, "root": root, "step": step, "model": model, "tokens_in": usage.input,
                        "tokens_out": usage.output, "tokens_cached": usage.cached_input, "cost_nanousd": cost.0,
@@ -242,6 +246,9 @@ impl Event<'_> {
                 }
                 if *truncated {
                     f["truncated"] = json!(true);
+                }
+                if !cpu.is_zero() {
+                    f["cpu_ms"] = json!(cpu.as_secs_f64() * 1000.0);
                 }
                 ("model_call", f)
             }

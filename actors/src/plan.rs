@@ -58,6 +58,8 @@ pub(crate) struct Rung {
     pub(crate) ratio_seen: std::sync::atomic::AtomicU64,
     /// Replies cut at the completion-token ceiling.
     pub(crate) truncated: Counter,
+    /// CPU seconds of this machine's inference per call (embedded models).
+    pub(crate) cpu: Histogram,
 }
 
 impl Rung {
@@ -134,6 +136,10 @@ pub(crate) struct AgentPlan {
     pub(crate) on_missing_confidence: baton_topologies::MissingConfidence,
     /// What a tool call cut at `max_output_tokens` becomes.
     pub(crate) on_truncated: baton_topologies::Truncated,
+    /// `local_only`: its tasks are private from the start.
+    pub(crate) local_only: bool,
+    /// `baton_privacy_local_steps_total`: steps kept on a local model because the task was private.
+    pub(crate) private_steps: Counter,
     pub(crate) restarts: Counter,
     pub(crate) cutoffs: Counter,
     pub(crate) reroutes_model: Counter,
@@ -176,6 +182,8 @@ pub(crate) struct ToolGate {
     /// Whether `dry_run: true` really is a dry run for this tool (its own word, or the
     /// topology's): otherwise such a call is judged and run as the real call.
     pub(crate) dry_run: bool,
+    /// Its output makes the task private (`sensitive: true`): local models only from then on.
+    pub(crate) sensitive: bool,
 }
 
 impl ToolGate {
@@ -185,6 +193,7 @@ impl ToolGate {
         max_output_tokens: u32,
         timeout: std::time::Duration,
         dry_run: Option<baton_topologies::DryRunSupport>,
+        sensitive: bool,
     ) -> Arc<ToolGate> {
         let validator = match jsonschema::validator_for(&tool.parameters()) {
             Ok(v) => Some(v),
@@ -205,6 +214,7 @@ impl ToolGate {
                 Some(d) => d == baton_topologies::DryRunSupport::Supported,
                 None => tool.supports_dry_run(),
             },
+            sensitive,
         })
     }
 }
@@ -393,6 +403,7 @@ impl Plan {
                         Arc::new(s)
                     }
                     Provider::Openai | Provider::Anthropic => http_model(m)?,
+                    Provider::Local => local_model(m)?,
                     Provider::Custom => custom_models.remove(&*m.name).ok_or_else(|| {
                         RuntimeError::NotRegistered {
                             kind: Component::Model,
@@ -474,7 +485,14 @@ impl Plan {
                 });
             }
             let effect = t.effect.unwrap_or_else(|| tool.effect());
-            let gate = ToolGate::new(&*tool, effect, t.max_output_tokens, t.timeout, t.dry_run);
+            let gate = ToolGate::new(
+                &*tool,
+                effect,
+                t.max_output_tokens,
+                t.timeout,
+                t.dry_run,
+                t.sensitive,
+            );
             tools.insert(Arc::clone(&t.name), (tool, gate));
         }
         if let Some(name) = custom_tools.keys().next() {
@@ -497,6 +515,7 @@ impl Plan {
                     server.max_output_tokens,
                     server.timeout,
                     None,
+                    false,
                 );
                 tools.insert(Arc::from(t.name()), (Arc::clone(t), gate));
             }
@@ -555,6 +574,7 @@ impl Plan {
                         ratio_seen: std::sync::atomic::AtomicU64::new(0),
                         truncated: metrics::counter!("baton_model_replies_truncated_total", "agent" => agent_label.clone(), "model" => m.to_string()),
                         latency: metrics::histogram!("baton_model_request_duration_seconds", &labels[..]),
+                        cpu: metrics::histogram!("baton_model_cpu_seconds", &labels[..]),
                         cost: metrics::counter!("baton_cost_nanousd_total", &labels[..]),
                         decisions: ROUTE_REASONS.map(|reason| {
                             metrics::counter!("baton_router_decisions_total", "agent" => agent_label.clone(), "model" => m.to_string(), "reason" => reason)
@@ -640,6 +660,8 @@ impl Plan {
                 min_confidence: a.min_confidence,
                 on_missing_confidence: a.on_missing_confidence,
                 on_truncated: a.on_truncated,
+                local_only: a.privacy == baton_topologies::Privacy::LocalOnly,
+                private_steps: metrics::counter!("baton_privacy_local_steps_total", "agent" => agent_label.clone()),
                 restarts: metrics::counter!("baton_restarts_total", "agent" => agent_label.clone()),
                 cutoffs: metrics::counter!("baton_budget_cutoffs_total", "agent" => agent_label.clone()),
                 reroutes_model: metrics::counter!("baton_budget_reroutes_total", "agent" => agent_label.clone(), "reason" => "cheaper_model"),
@@ -731,4 +753,39 @@ fn delegate_schema(topology: &Topology, children: &[(Arc<str>, usize)]) -> ToolS
             "additionalProperties": false
         }),
     }
+}
+
+/// An embedded model (`provider: local`): loaded, and its instances' contexts created, now.
+#[cfg(feature = "local")]
+fn local_model(m: &ModelDef) -> Result<Arc<dyn Model>, RuntimeError> {
+    use baton_providers::local::{LocalConfig, LocalModel};
+    let setup = |message: String| RuntimeError::Setup {
+        kind: crate::error::Component::Model,
+        name: m.name.to_string(),
+        message,
+    };
+    let l = m
+        .local
+        .as_ref()
+        .ok_or_else(|| setup("a local model needs `path`".into()))?;
+    let config = LocalConfig {
+        path: l.path.clone(),
+        context: l.context,
+        threads: l.threads,
+        instances: l.instances,
+        temperature: l.temperature,
+        seed: l.seed,
+    };
+    let model = LocalModel::load(m.name.to_string(), &config).map_err(|e| setup(e.to_string()))?;
+    Ok(Arc::new(model))
+}
+
+/// Without the `local` feature there is no llama.cpp in the binary: say how to get one.
+#[cfg(not(feature = "local"))]
+fn local_model(m: &ModelDef) -> Result<Arc<dyn Model>, RuntimeError> {
+    Err(RuntimeError::Setup {
+        kind: crate::error::Component::Model,
+        name: m.name.to_string(),
+        message: "this build of Baton has no embedded model: build it with `--features local` (needs cmake and clang)".into(),
+    })
 }

@@ -61,6 +61,9 @@ pub struct Totals {
     pub model_errors: u64,
     /// Model calls booked at Baton's conservative estimate because the server reported no usage.
     pub estimated_calls: u64,
+    /// Steps kept on a local model because their task was private (a `sensitive` tool's output
+    /// in its transcript, a `privacy: local_only` agent, or a private parent).
+    pub private_steps: u64,
     /// Tokens of long tool output cut before they re-entered a model's context (about four
     /// characters a token).
     pub tool_tokens_saved: u64,
@@ -103,6 +106,8 @@ pub struct AgentReport {
     pub model_errors: u64,
     /// Model calls booked at Baton's estimate (the server reported no usage).
     pub estimated_calls: u64,
+    /// Steps kept on a local model because the task was private.
+    pub private_steps: u64,
     /// Times it crashed holding a task of this run and was restarted.
     pub restarts: u64,
     /// Times its budget was rerouted (to a cheaper model, or its task to its fallback).
@@ -172,6 +177,7 @@ impl RunReport {
             totals.tool_calls += u.tool_calls;
             totals.model_errors += a.model_errors;
             totals.estimated_calls += a.estimated_calls;
+            totals.private_steps += a.private_steps;
             totals.tool_tokens_saved += a.tool_tokens_saved;
             totals.restarts += a.restarts;
             let reroutes = a
@@ -236,6 +242,7 @@ impl RunReport {
                     tasks: 0,
                     model_errors: 0,
                     estimated_calls: 0,
+                    private_steps: 0,
                     restarts: 0,
                     reroutes: 0,
                     budget_events: Vec::new(),
@@ -253,6 +260,7 @@ impl RunReport {
             r.tasks += 1;
             r.model_errors += a.model_errors;
             r.estimated_calls += a.estimated_calls;
+            r.private_steps += a.private_steps;
             r.restarts += a.restarts;
             r.reroutes += reroutes;
             r.budget_events

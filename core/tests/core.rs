@@ -165,6 +165,33 @@ mod ledger {
         }
     }
 
+    /// A task delegated by a private task is private (the delegation carries its transcript's
+    /// content); one delegated before the parent became private is not; privacy never flows up.
+    #[test]
+    fn privacy_flows_down_delegations_made_after_it() {
+        let root = Account::root(0, "root", None, None);
+        let before = root.open_child(1, "a", None, None);
+        assert!(!root.is_private());
+        root.mark_private();
+        let after = root.open_child(2, "b", None, None);
+        let grandchild = after.open_child(3, "c", None, None);
+        assert!(after.is_private() && grandchild.is_private());
+        assert!(
+            !before.is_private(),
+            "delegated before the sensitive data arrived"
+        );
+        before.mark_private();
+        let other = Account::root(4, "other", None, None);
+        assert!(!other.is_private());
+        before.record_private_step();
+        before.record_private_step();
+        let snap = root.snapshot();
+        let mut steps = Vec::new();
+        snap.walk(&mut |a| steps.push((a.task, a.private_steps)));
+        steps.sort();
+        assert_eq!(steps, [(0, 0), (1, 2), (2, 0), (3, 0)]);
+    }
+
     /// Sixteen threads race for the last dollar in $0.30 pieces: exactly three win, never four.
     #[test]
     fn racing_for_the_last_dollar() {

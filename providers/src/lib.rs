@@ -5,6 +5,9 @@
 //! - [`Anthropic`]: the Anthropic messages API, with `tool_use` / `tool_result` blocks, cache usage
 //!   and streaming events.
 //!
+//! - [`local::LocalModel`] (feature `local`): a GGUF model run in-process by llama.cpp, with
+//!   tool calls by grammar, exact token counts and confidence from its own probabilities.
+//!
 //! Providers make one HTTP call per [`Model::call`](baton_core::Model::call) and classify what
 //! went wrong ([`baton_core::ModelError::retryable`], `retry_after`, `billed`); retries, budgets
 //! and deadlines are the runtime's layers around the call. API keys come from the environment by
@@ -12,6 +15,8 @@
 
 mod anthropic;
 mod http;
+#[cfg(feature = "local")]
+pub mod local;
 mod openai;
 mod secret;
 mod sse;

@@ -178,6 +178,7 @@ pub(crate) fn parse_reply(model: &str, v: &Value) -> Result<ModelResponse, Model
         });
     }
     Ok(ModelResponse {
+        cpu: std::time::Duration::ZERO,
         text: msg
             .get("content")
             .and_then(Value::as_str)
@@ -339,6 +340,7 @@ impl Model for OpenAi {
                 });
             }
             ModelResponse {
+                cpu: std::time::Duration::ZERO,
                 text: (!p.text.is_empty()).then_some(p.text),
                 tool_calls,
                 usage: p.usage.unwrap_or_default(),

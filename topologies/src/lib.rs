@@ -33,8 +33,8 @@ pub use render::{to_dot, to_mermaid};
 pub use spec::{
     Activation, BreakerSpec, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MODEL_TIMEOUT,
     DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, DEFAULT_TOOL_OUTPUT_TOKENS, FreezeSpec,
-    McpServerSpec, MissingConfidence, OnCrash, OnInterrupted, Overlap, PolicySpec, RestartType,
-    RetrySpec, ScheduleSpec, Strategy, SupervisionSpec, Tier, Truncated,
+    McpServerSpec, MissingConfidence, OnCrash, OnInterrupted, Overlap, PolicySpec, Privacy,
+    RestartType, RetrySpec, ScheduleSpec, Strategy, SupervisionSpec, Tier, Truncated,
 };
 pub use spec::{
     AgentSpec, BudgetSpec, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_OUTPUT_TOKENS,
@@ -42,8 +42,8 @@ pub use spec::{
     PriceSpec, Provider, ToolKind, ToolSpec, TopologyBudgetSpec, TopologySpec,
 };
 pub use topology::{
-    AgentNode, BreakerDef, DELEGATE_TOOL, Edge, ModelDef, PriceSource, RetryPolicy, ScheduleDef,
-    Supervision, ToolDef, Topology, TopologyBudget, YAML_MAX_NODES, closest,
+    AgentNode, BreakerDef, DELEGATE_TOOL, Edge, LocalDef, ModelDef, PriceSource, RetryPolicy,
+    ScheduleDef, Supervision, ToolDef, Topology, TopologyBudget, YAML_MAX_NODES, closest,
 };
 
 /// Re-exported graph types, so users need not depend on petgraph directly.

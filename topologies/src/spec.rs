@@ -228,6 +228,19 @@ pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
 /// Default time a model call may take before it is abandoned (and the agent escalates).
 pub const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Where an agent's data may be sent.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Privacy {
+    /// Any model on the ladder, until a `sensitive` tool's output enters the task's transcript
+    /// (from then on, local models only).
+    #[default]
+    Any,
+    /// Local models only (`tier: local`: embedded, or an endpoint on your own hardware), from the
+    /// first step, for the agent's tasks and what they delegate.
+    LocalOnly,
+}
+
 /// What becomes of a local-tier reply without probabilities when the agent has `min_confidence`.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -403,6 +416,11 @@ pub struct ToolSpec {
     /// a program that writes more is stopped and the observation says its output was cut.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u64>,
+    /// Its output is private (default false): once one of its observations enters a task's
+    /// transcript, the task (and what it delegates from then on) is served by `tier: local`
+    /// models only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitive: Option<bool>,
 }
 
 /// Whether a tool honours `dry_run: true`.
@@ -429,6 +447,7 @@ impl ToolSpec {
             timeout: None,
             dry_run: None,
             max_output_bytes: None,
+            sensitive: None,
         }
     }
 
@@ -445,6 +464,7 @@ impl ToolSpec {
             timeout: None,
             dry_run: None,
             max_output_bytes: None,
+            sensitive: None,
         }
     }
 }
@@ -604,6 +624,11 @@ pub struct AgentSpec {
     /// The most tool calls of one reply that run at once (default 16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_parallel_tools: Option<u32>,
+    /// `local_only`: every step of its tasks (and of the tasks they delegate) is served by
+    /// `tier: local` models only, from the start (default `any`: until a `sensitive` tool's
+    /// output enters the transcript).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<Privacy>,
 }
 
 fn is_default_budget(b: &BudgetSpec) -> bool {
@@ -749,6 +774,7 @@ impl AgentSpec {
             queue: self.queue.or(base.queue),
             parallel_tool_calls: self.parallel_tool_calls.or(base.parallel_tool_calls),
             max_parallel_tools: self.max_parallel_tools.or(base.max_parallel_tools),
+            privacy: self.privacy.or(base.privacy),
         }
     }
 

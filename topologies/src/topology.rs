@@ -17,8 +17,8 @@ use crate::mcp::McpServerDef;
 use crate::spec::{
     Activation, AgentSpec, BudgetAction, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PARALLEL_TOOLS,
     DEFAULT_MAX_RESTARTS, DEFAULT_MAX_STEPS, DEFAULT_MODEL_TIMEOUT, DEFAULT_QUEUE,
-    DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, MissingConfidence, ModelSpec, OnCrash, Provider,
-    RestartType, Strategy, SupervisionSpec, ToolKind, ToolSpec, TopologySpec,
+    DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, MissingConfidence, ModelSpec, OnCrash, Privacy,
+    Provider, RestartType, Strategy, SupervisionSpec, ToolKind, ToolSpec, TopologySpec,
 };
 use crate::spec::{OnInterrupted, Overlap, Tier};
 use baton_core::FaultSpec;
@@ -29,7 +29,8 @@ use baton_core::policy::Policy;
 mod agents;
 mod defs;
 pub use defs::{
-    AgentNode, BreakerDef, ModelDef, PriceSource, RetryPolicy, ScheduleDef, Supervision, ToolDef,
+    AgentNode, BreakerDef, LocalDef, ModelDef, PriceSource, RetryPolicy, ScheduleDef, Supervision,
+    ToolDef,
 };
 mod models;
 mod policy;

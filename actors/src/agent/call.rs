@@ -45,14 +45,20 @@ pub(crate) async fn call_ladder(
     let mut refusal: Option<Refusal> = None;
     let mut failure: Option<String> = None;
     let mut doubted = false;
+    // A private task's data goes to local models only: the others are not on its ladder.
+    let private = account.is_private();
+    let allowed = |r: &Rung| !private || r.local;
+    let mut kept_local = false;
     // The last model at or above the bar: a reply from any other may be set aside.
-    let last = me.ladder.iter().rposition(|r| r.quality >= bar);
-    for (i, rung) in me
+    let last = me
         .ladder
         .iter()
-        .enumerate()
-        .filter(|(_, r)| r.quality >= bar)
-    {
+        .rposition(|r| r.quality >= bar && allowed(r));
+    for (i, rung) in me.ladder.iter().enumerate().filter(|(_, r)| {
+        let passed_over = private && !r.local && r.quality >= bar;
+        kept_local |= passed_over;
+        r.quality >= bar && allowed(r)
+    }) {
         match attempt(cx, rung, step, messages).await {
             Attempt::Answered(r) => {
                 let above = Some(i) != last;
@@ -124,6 +130,10 @@ pub(crate) async fn call_ladder(
                 };
                 rung.decisions[reason].increment(1);
                 tracing::debug!(agent = %me.name, task = env.task.0, step, model = %rung.name, reason = crate::plan::ROUTE_REASONS[reason], "routed");
+                if private {
+                    account.record_private_step();
+                    me.private_steps.increment(1);
+                }
                 return Ok(Ok((r, i)));
             }
             Attempt::Refused(r) => refusal = Some(r),
@@ -137,7 +147,7 @@ pub(crate) async fn call_ladder(
             .ladder
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.quality < bar)
+            .filter(|(_, r)| r.quality < bar && allowed(r))
         {
             match attempt(cx, rung, step, messages).await {
                 Attempt::Answered(r) => {
@@ -163,6 +173,25 @@ pub(crate) async fn call_ladder(
                 Attempt::Crash(why) => return Err(Abort(why)),
             }
         }
+    }
+    // Nothing local could serve a private step, and a hosted model might have: the data is
+    // never sent on, and the reason says why hosted models were not tried.
+    // (A budget refusal stays `budget_exceeded`: the budget, not privacy, ended it.)
+    if private && kept_local && (failure.is_some() || refusal.is_none()) {
+        let why = match &failure {
+            Some(f) => format!(": the local model failed ({f})"),
+            None if last.is_none() => {
+                ": no local model on the ladder clears the quality bar".into()
+            }
+            None => String::new(),
+        };
+        return Ok(Err(end(
+            Outcome::Failed,
+            format!(
+                "privacy: `{}`'s task may use local models only (a sensitive tool's output is in its transcript, or the agent is `privacy: local_only`), and none could serve step {step}{why}",
+                me.name
+            ),
+        )));
     }
     Ok(Err(match (failure, refusal) {
         (Some(f), _) => end(Outcome::Failed, f),
@@ -369,6 +398,9 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
             if response.truncated {
                 rung.truncated.increment(1);
             }
+            if !response.cpu.is_zero() {
+                rung.cpu.record(response.cpu.as_secs_f64());
+            }
             if estimate > 0 && !response.estimated {
                 rung.estimate_ratio
                     .record(response.usage.input as f64 / estimate as f64);
@@ -389,6 +421,7 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
                 estimated: response.estimated,
                 truncated: response.truncated,
                 latency,
+                cpu: response.cpu,
             });
             return Once::Done(Attempt::Answered(response));
         }

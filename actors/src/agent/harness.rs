@@ -156,6 +156,10 @@ pub(crate) async fn run_tool(cx: &TaskCx<'_>, call: &ToolCall) -> Result<Observe
             .push((call.name.clone(), arguments));
     }
     let completed = matches!(result, Some(Ok(_)));
+    if gate.sensitive {
+        // What it said (or failed saying) is private: the task keeps to local models now.
+        account.mark_private();
+    }
     let observation = match result {
         Some(Ok(text)) => {
             let (text, saved) = cap_output(text, gate.max_output_tokens);

@@ -608,6 +608,9 @@ async fn run(
     let mut retried = false;
     // Survives a crash: a retry resumes rather than replays what changed the world.
     let journal = Journal::default();
+    if shared.me.local_only {
+        account.mark_private();
+    }
     let result = loop {
         let cx = TaskCx {
             shared,

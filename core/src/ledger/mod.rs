@@ -115,6 +115,11 @@ struct Node {
     estimated_calls: AtomicU64,
     tool_tokens_saved: AtomicU64,
     restarts: AtomicU64,
+    /// The task's data may only go to local models (a sensitive observation entered it, its
+    /// agent is `local_only`, or it was delegated by a private task).
+    private: std::sync::atomic::AtomicBool,
+    /// Steps of this task served by a local model because it is private.
+    private_steps: AtomicU64,
     events: Mutex<Vec<BudgetEvent>>,
     calls: Mutex<Vec<CallRecord>>,
     sole_model: OnceLock<Arc<str>>,
@@ -195,7 +200,8 @@ impl Account {
     }
 
     /// Opens a child account (a delegated task's) under this one. The child's limits apply on top of
-    /// every ancestor's.
+    /// every ancestor's. A child of a private task is private: the delegation carries what the
+    /// parent's transcript holds.
     pub fn open_child(
         &self,
         task: u64,
@@ -210,6 +216,9 @@ impl Account {
             cost_limit,
             token_limit,
         ));
+        if self.is_private() {
+            node.private.store(true, Ordering::Release);
+        }
         self.0
             .node
             .children
@@ -340,6 +349,22 @@ impl Account {
     /// Counts a failed model call of this task.
     pub fn record_model_error(&self) {
         self.0.node.model_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Makes this task private: from now on its steps, and the tasks it delegates, are served by
+    /// local models only.
+    pub fn mark_private(&self) {
+        self.0.node.private.store(true, Ordering::Release);
+    }
+
+    /// Whether this task is private (see [`Account::mark_private`]).
+    pub fn is_private(&self) -> bool {
+        self.0.node.private.load(Ordering::Acquire)
+    }
+
+    /// Counts a step of this task kept on a local model because the task is private.
+    pub fn record_private_step(&self) {
+        self.0.node.private_steps.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a model call of this task booked at Baton's estimate (the server reported no usage).
@@ -571,6 +596,8 @@ impl Node {
         Node {
             model_errors: AtomicU64::new(0),
             estimated_calls: AtomicU64::new(0),
+            private: std::sync::atomic::AtomicBool::new(false),
+            private_steps: AtomicU64::new(0),
             tool_tokens_saved: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             events: Mutex::new(Vec::new()),
@@ -654,6 +681,7 @@ impl Node {
             refusals: self.refusals.load(Ordering::Acquire),
             model_errors: self.model_errors.load(Ordering::Acquire),
             estimated_calls: self.estimated_calls.load(Ordering::Acquire),
+            private_steps: self.private_steps.load(Ordering::Acquire),
             tool_tokens_saved: self.tool_tokens_saved.load(Ordering::Acquire),
             restarts: self.restarts.load(Ordering::Acquire),
             events: self

@@ -78,6 +78,10 @@ pub struct AccountSnapshot {
     /// Model calls of this task booked at Baton's estimate because the server reported no usage.
     #[serde(default)]
     pub estimated_calls: u64,
+    /// Steps of this task kept on a local model because it was private (a sensitive tool's
+    /// output, a `local_only` agent, or a private parent).
+    #[serde(default)]
+    pub private_steps: u64,
     /// Tokens of tool output cut before they re-entered this task's context.
     pub tool_tokens_saved: u64,
     /// Times the agent running this task crashed and was restarted.

@@ -27,7 +27,13 @@ pub struct MetricsSeriesArgs {
 pub struct MetricsSeries {
     name: String,
     dir: PathBuf,
+    /// The argument schema, with the folder's series listed (read once, at first use).
+    schema: std::sync::Arc<std::sync::OnceLock<serde_json::Value>>,
 }
+
+/// Up to this many series are listed in the schema (`enum`); a larger folder is described by
+/// the pattern only.
+const LISTED_SERIES: usize = 100;
 
 impl MetricsSeries {
     /// A tool named `name` over the series in `dir`.
@@ -35,6 +41,7 @@ impl MetricsSeries {
         MetricsSeries {
             name: name.into(),
             dir: dir.into(),
+            schema: Default::default(),
         }
     }
 }
@@ -47,8 +54,32 @@ impl Tool for MetricsSeries {
     fn description(&self) -> &str {
         "Query a metrics time series: baseline, first spike and peak within an optional time window."
     }
+    /// The arguments' schema, with `series` an `enum` of the folder's series (when it has at
+    /// most 100): a model sees the names it may use, and a grammar-constrained model (`provider:
+    /// local`) can only write one of them.
     fn parameters(&self) -> serde_json::Value {
-        schema_for::<MetricsSeriesArgs>()
+        self.schema
+            .get_or_init(|| {
+                let mut schema = schema_for::<MetricsSeriesArgs>();
+                let mut names: Vec<String> = std::fs::read_dir(&self.dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().into_string().ok()?;
+                        name.strip_suffix(".csv").map(str::to_string)
+                    })
+                    .collect();
+                names.sort();
+                if !names.is_empty()
+                    && names.len() <= LISTED_SERIES
+                    && let Some(series) = schema.pointer_mut("/properties/series")
+                {
+                    series["enum"] = serde_json::json!(names);
+                }
+                schema
+            })
+            .clone()
     }
     async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
         let args: MetricsSeriesArgs = parse_args(args)?;
@@ -124,6 +155,11 @@ mod tests {
         )
         .unwrap();
         let t = MetricsSeries::new("q", &dir);
+        // The schema lists the folder's series: a model (or a grammar) sees the names it may use.
+        assert_eq!(
+            t.parameters()["properties"]["series"]["enum"],
+            json!(["lat"])
+        );
         let out = t.call(json!({"series": "lat"})).await.unwrap();
         assert!(out.contains("baseline 105"), "{out}");
         assert!(out.contains("spike at 14:03: 160"), "{out}");

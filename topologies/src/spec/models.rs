@@ -26,6 +26,9 @@ pub enum Provider {
     Openai,
     /// The Anthropic messages API.
     Anthropic,
+    /// A GGUF model run in-process by llama.cpp (needs `path`; Baton built with the `local`
+    /// feature). Free per token; its CPU time is reported per call.
+    Local,
 }
 
 impl Provider {
@@ -159,6 +162,28 @@ pub struct ModelSpec {
     /// `scripted`, false for `anthropic`). An agent's `min_confidence` needs them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<bool>,
+    /// For `local`: the GGUF file (`${VAR}` and a leading `~` are expanded; relative to the
+    /// topology file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// For `local`: tokens one call can hold, prompt and completion (default 4096). Also the
+    /// model's `context_window` unless that is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<u32>,
+    /// For `local`: CPU threads per instance (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
+    /// For `local`: how many calls run at once, each in its own context (default 1); calls
+    /// beyond that queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+    /// For `local`: sampling temperature from 0 to 2 (default 0: always the likeliest token,
+    /// so the same prompt gets the same reply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// For `local`: the sampler's seed when `temperature` is above 0 (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
 }
 
 fn default_max_output() -> u32 {
@@ -192,6 +217,12 @@ impl ModelSpec {
             tool_choice: None,
             null_content: None,
             logprobs: None,
+            path: None,
+            context: None,
+            threads: None,
+            instances: None,
+            temperature: None,
+            seed: None,
         }
     }
 
@@ -212,6 +243,12 @@ impl ModelSpec {
             tool_choice: None,
             null_content: None,
             logprobs: None,
+            path: None,
+            context: None,
+            threads: None,
+            instances: None,
+            temperature: None,
+            seed: None,
             price: None,
             max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
             context_window: None,
@@ -250,6 +287,12 @@ impl ModelSpec {
             tool_choice: None,
             null_content: None,
             logprobs: None,
+            path: None,
+            context: None,
+            threads: None,
+            instances: None,
+            temperature: None,
+            seed: None,
         }
     }
 

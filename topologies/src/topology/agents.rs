@@ -258,6 +258,7 @@ impl Validator<'_> {
             quality_bar: a.quality_bar.unwrap_or(0),
             min_confidence: a.min_confidence,
             on_missing_confidence: a.on_missing_confidence.unwrap_or_default(),
+            privacy: a.privacy.unwrap_or_default(),
             on_truncated: a.on_truncated.unwrap_or_default(),
             role: a.role.as_deref().map(Arc::from),
             max_concurrency: a.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),

@@ -62,6 +62,8 @@ pub struct AgentNode {
     pub min_confidence: Option<u8>,
     /// What a local-tier reply without probabilities becomes under `min_confidence`.
     pub on_missing_confidence: crate::spec::MissingConfidence,
+    /// Where its data may be sent.
+    pub privacy: crate::spec::Privacy,
     /// What a tool call cut at `max_output_tokens` becomes.
     pub on_truncated: crate::spec::Truncated,
     /// Its role under the policy, if any.
@@ -119,6 +121,25 @@ pub struct ModelDef {
     pub null_content: baton_core::NullContent,
     /// Whether the model's server returns token probabilities.
     pub logprobs: bool,
+    /// For `local`: how the embedded model is loaded and sampled.
+    pub local: Option<LocalDef>,
+}
+
+/// An embedded model's settings, resolved (`provider: local`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalDef {
+    /// The GGUF file, with `${VAR}` and `~` expanded and resolved against the topology's folder.
+    pub path: PathBuf,
+    /// Tokens one call can hold.
+    pub context: u32,
+    /// CPU threads per instance.
+    pub threads: u32,
+    /// Calls served at once.
+    pub instances: u32,
+    /// Sampling temperature (0: the likeliest token).
+    pub temperature: f32,
+    /// The sampler's seed.
+    pub seed: u32,
 }
 
 /// A standing loop, resolved.
@@ -206,4 +227,6 @@ pub struct ToolDef {
     pub dry_run: Option<crate::spec::DryRunSupport>,
     /// For `shell`: the most bytes read of each of a program's output streams.
     pub max_output_bytes: Option<u64>,
+    /// Its output makes a task private (local models only from then on).
+    pub sensitive: bool,
 }

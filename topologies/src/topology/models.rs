@@ -30,6 +30,19 @@ impl Validator<'_> {
                 Some(format!("put `{}` first (the ladder is cheapest first)", c.name)),
             );
         }
+        if a.privacy == Some(Privacy::LocalOnly)
+            && !a
+                .models
+                .iter()
+                .filter_map(|m| models.get(m.as_str()))
+                .any(|m| m.tier == Some(Tier::Local))
+        {
+            self.warn(
+                &[Seg::Key("agents"), Seg::Key(name), Seg::Key("privacy")],
+                format!("`{name}` is `privacy: local_only` but no model on its ladder is `tier: local`: every step of it will fail"),
+                Some("add a local model (`provider: local`, or an endpoint marked `tier: local`) to its `models:`".into()),
+            );
+        }
         if a.min_confidence.is_some() && a.on_missing_confidence != Some(MissingConfidence::Accept)
         {
             let rungs = a.models.len();
@@ -95,6 +108,7 @@ impl Validator<'_> {
                 (_, None) => None,
             };
             self.check_http(name, m);
+            let local = self.check_local(name, m, base);
             if m.faults.is_some() && m.provider != Provider::Scripted {
                 self.report(
                     &at("faults"),
@@ -146,6 +160,8 @@ impl Validator<'_> {
                     ),
                     PriceSource::Topology,
                 ),
+                // Nothing is metered on this machine's CPU.
+                None if m.provider == Provider::Local => (Price::default(), PriceSource::Topology),
                 None => match baton_core::prices::builtin_price(&wire) {
                     Some(p) if m.provider.is_http() => (p, PriceSource::BuiltIn),
                     _ => {
@@ -194,8 +210,12 @@ impl Validator<'_> {
                     latency: m.latency,
                     price,
                     max_output_tokens: m.max_output_tokens,
-                    context_window: m.context_window,
-                    tier: m.tier,
+                    context_window: m
+                        .context_window
+                        .or(local.as_ref().map(|l: &LocalDef| l.context)),
+                    tier: m
+                        .tier
+                        .or((m.provider == Provider::Local).then_some(Tier::Local)),
                     quality: m.quality.unwrap_or(100),
                     timeout: m.timeout.unwrap_or(DEFAULT_MODEL_TIMEOUT),
                     faults: m.faults.clone(),
@@ -211,10 +231,121 @@ impl Validator<'_> {
                     logprobs: m
                         .logprobs
                         .unwrap_or(!matches!(m.provider, Provider::Anthropic)),
+                    local,
                 },
             );
         }
         out
+    }
+
+    /// `provider: local`'s keys: the GGUF file (which must exist and be one: a missing file names
+    /// the fetch script) and its bounded numbers; elsewhere they are refused.
+    pub(super) fn check_local(
+        &mut self,
+        name: &str,
+        m: &ModelSpec,
+        base: &Path,
+    ) -> Option<LocalDef> {
+        let at = |k: &'static str| [Seg::Key("models"), Seg::Key(name), Seg::Key(k)];
+        let keys = [
+            (m.path.is_some(), "path"),
+            (m.context.is_some(), "context"),
+            (m.threads.is_some(), "threads"),
+            (m.instances.is_some(), "instances"),
+            (m.temperature.is_some(), "temperature"),
+            (m.seed.is_some(), "seed"),
+        ];
+        if m.provider != Provider::Local {
+            for (set, key) in keys {
+                if set {
+                    self.report(
+                        &at(key),
+                        format!("`{key}` applies to `local` models only"),
+                        None,
+                    );
+                }
+            }
+            return None;
+        }
+        let Some(raw) = &m.path else {
+            self.report(
+                &at("provider"),
+                format!("local model `{name}` needs `path:` (a GGUF file)"),
+                Some(format!(
+                    "fetch the example model with {} and write `path: ~/.cache/baton/models/SmolLM2-135M-Instruct.Q4_1.gguf`",
+                    FETCH_SCRIPT
+                )),
+            );
+            return None;
+        };
+        let path = match expand_path(raw) {
+            Ok(p) => base.join(p),
+            Err(var) => {
+                self.report(
+                    &at("path"),
+                    format!("`path` names the environment variable `{var}`, which is not set"),
+                    Some(format!("set {var}, or write the path out")),
+                );
+                return None;
+            }
+        };
+        match std::fs::File::open(&path) {
+            Err(_) => self.report(
+                &at("path"),
+                format!("model file `{}` not found", path.display()),
+                Some(format!(
+                    "fetch the example model with {FETCH_SCRIPT}; relative paths are relative to the topology file"
+                )),
+            ),
+            Ok(mut f) => {
+                use std::io::Read;
+                let mut magic = [0u8; 4];
+                if f.read_exact(&mut magic).is_err() || &magic != b"GGUF" {
+                    self.report(
+                        &at("path"),
+                        format!("`{}` is not a GGUF model file", path.display()),
+                        Some("llama.cpp loads GGUF files (`.gguf`)".into()),
+                    );
+                }
+            }
+        }
+        for (v, key) in [
+            (m.context, "context"),
+            (m.threads, "threads"),
+            (m.instances, "instances"),
+        ] {
+            if v == Some(0) {
+                self.report(&at(key), format!("`{key}` must be at least 1"), None);
+            }
+        }
+        if let Some(t) = m.temperature
+            && !(t.is_finite() && (0.0..=2.0).contains(&t))
+        {
+            self.report(
+                &at("temperature"),
+                format!("`temperature` is a number from 0 to 2, not {t}"),
+                Some("0 always takes the likeliest token (the default)".into()),
+            );
+        }
+        let context = m.context.unwrap_or(DEFAULT_LOCAL_CONTEXT);
+        if context <= m.max_output_tokens {
+            self.report(
+                &at("context"),
+                format!(
+                    "a context of {context} tokens leaves no room for a prompt next to `max_output_tokens: {}`",
+                    m.max_output_tokens
+                ),
+                Some("the context holds the prompt and the completion".into()),
+            );
+        }
+        Some(LocalDef {
+            path,
+            context,
+            threads: m.threads.unwrap_or(1).max(1),
+            instances: m.instances.unwrap_or(1).max(1),
+            temperature: m.temperature.unwrap_or(0.0),
+            seed: m.seed.unwrap_or(0),
+        })
     }
 
     /// Keys that only make sense for HTTP providers, and their shape.
@@ -294,4 +425,33 @@ fn rules_problem(path: &Path, e: &baton_core::Error) -> String {
         }
         None => format!("rules file {}: {said}", path.display()),
     }
+}
+
+use baton_core::LOCAL_MODEL_FETCH_SCRIPT as FETCH_SCRIPT;
+
+/// A local model's context when `context` is not set.
+const DEFAULT_LOCAL_CONTEXT: u32 = 4096;
+
+/// `raw` with `${VAR}`s replaced from the environment and a leading `~` by `$HOME`; the name of
+/// the first variable that is not set otherwise.
+pub(crate) fn expand_path(raw: &str) -> Result<PathBuf, String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut s = raw;
+    if let Some(rest) = s.strip_prefix('~')
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        out.push_str(&std::env::var("HOME").map_err(|_| "HOME".to_string())?);
+        s = rest;
+    }
+    while let Some(start) = s.find("${") {
+        out.push_str(&s[..start]);
+        let Some(end) = s[start..].find('}') else {
+            break;
+        };
+        let var = &s[start + 2..start + end];
+        out.push_str(&std::env::var(var).map_err(|_| var.to_string())?);
+        s = &s[start + end + 1..];
+    }
+    out.push_str(s);
+    Ok(PathBuf::from(out))
 }

@@ -176,6 +176,7 @@ impl Validator<'_> {
                     timeout: t.timeout.unwrap_or(Duration::from_secs(30)),
                     dry_run: t.dry_run,
                     max_output_bytes: t.max_output_bytes,
+                    sensitive: t.sensitive.unwrap_or(false),
                 },
             );
         }
