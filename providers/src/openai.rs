@@ -153,28 +153,34 @@ pub(crate) fn parse_reply(model: &str, v: &Value) -> Result<ModelResponse, Model
         });
     }
     let mut tool_calls = Vec::new();
-    for c in msg
+    for (i, c) in msg
         .get("tool_calls")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
+        .enumerate()
     {
         let name = c
             .pointer("/function/name")
             .and_then(Value::as_str)
             .ok_or_else(|| bad("a tool call has no function name"))?;
-        let raw = c
-            .pointer("/function/arguments")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        // OpenAI sends the arguments as a JSON string; some compatible servers (Ollama's native
+        // shape, some vLLM parsers) send the object itself.
+        let arguments = match c.pointer("/function/arguments") {
+            Some(Value::Object(o)) => Value::Object(o.clone()),
+            other => arguments(model, name, other.and_then(Value::as_str).unwrap_or(""))
+                .map_err(|e| with_billed(e, billed))?,
+        };
         tool_calls.push(ToolCall {
+            // A call without an id (those same servers) gets one: its result must quote it,
+            // and two calls must not share one.
             id: c
                 .get("id")
                 .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
+                .filter(|id| !id.is_empty())
+                .map_or_else(|| format!("call_{}", i + 1), str::to_string),
             name: name.to_string(),
-            arguments: arguments(model, name, raw).map_err(|e| with_billed(e, billed))?,
+            arguments,
         });
     }
     Ok(ModelResponse {
