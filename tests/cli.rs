@@ -1365,7 +1365,12 @@ mod examples {
                     "{name} draws as {format}"
                 );
             }
-            if (name == "mcp.yaml" && !common::mcp_servers_installed()) || local {
+            // local-server.yaml needs a local inference server (its replies are replayed in
+            // tests/providers.rs).
+            if (name == "mcp.yaml" && !common::mcp_servers_installed())
+                || local
+                || name == "local-server.yaml"
+            {
                 continue;
             }
             let (r, code) =

@@ -342,3 +342,66 @@ async fn router_sends_one_step_to_the_http_frontier() {
         "the local steps would have cost money on the frontier"
     );
 }
+
+/// A local-tier ladder against the replies of a real llama.cpp-family server (llama-cpp-python
+/// 0.3.36 on SmolLM2-135M, recorded in `providers/tests/fixtures/llama-cpp-python/`): the tool
+/// call it makes carries no probabilities and its text answer is 9% sure, so with
+/// `min_confidence: 50` both are set aside — booked as billed (at its price, 0) — and the
+/// scripted rung answers; nothing counts as saved.
+#[tokio::test]
+async fn a_local_server_ladder_with_min_confidence_on_recorded_replies() {
+    // A tool call without probabilities; a text answer whose tokens' geometric mean is 9%.
+    for reply in ["chat_tools_logprobs.json", "chat_logprobs.json"] {
+        let recorded = fixture(&format!("llama-cpp-python/{reply}"));
+        let billed: Value = serde_json::from_str(&recorded).expect("json");
+        let server = FakeServer::start([Reply::json(200, recorded.clone())]).await;
+        let rules = std::env::temp_dir().join(format!(
+            "baton-local-ladder-{}.rules.yaml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &rules,
+            "rules:\n  - reply: { text: \"answered by steady\" }\n",
+        )
+        .expect("write rules");
+        let metrics =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/topologies/fixtures/metrics");
+        let yaml = format!(
+            "models:\n  smol:\n    provider: openai\n    model: smollm2\n    endpoint: {}\n    tier: local\n    price: {{ input: 0, output: 0 }}\n  steady:\n    provider: scripted\n    rules: {}\n    price: {{ input: 3, output: 15 }}\ntools:\n  query_metrics: {{ kind: metrics_series, path: {} }}\nagents:\n  assistant:\n    models: [smol, steady]\n    tools: [query_metrics]\n    min_confidence: 50\n    budget: {{ max_steps: 3 }}\n",
+            server.url(),
+            rules.display(),
+            metrics.display(),
+        );
+        let t = Topology::from_yaml_str(&yaml, Path::new("test.yaml"), Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let (r, _) = run(t).await;
+        assert_eq!(r.outcome.as_str(), "completed", "{reply}");
+        assert_eq!(r.answer.as_deref(), Some("answered by steady"), "{reply}");
+        let smol = r
+            .models
+            .iter()
+            .find(|m| m.name == "smol")
+            .expect("smol was called");
+        assert_eq!(
+            (smol.calls, smol.tokens_in, smol.tokens_out),
+            (
+                1,
+                billed["usage"]["prompt_tokens"].as_u64().expect("prompt"),
+                billed["usage"]["completion_tokens"]
+                    .as_u64()
+                    .expect("completion")
+            ),
+            "{reply}: the set-aside reply is booked as billed"
+        );
+        assert_eq!(
+            r.totals.saved_vs_top_rung_nanousd, 0,
+            "{reply}: the scripted rung answered"
+        );
+        let sent = server.received()[0].json();
+        assert_eq!(sent["tool_choice"], "auto");
+        assert_eq!(
+            (&sent["logprobs"], &sent["top_logprobs"]),
+            (&Value::Bool(true), &Value::from(1))
+        );
+    }
+}

@@ -515,7 +515,7 @@ impl Plan {
                     server.max_output_tokens,
                     server.timeout,
                     None,
-                    false,
+                    server.sensitive,
                 );
                 tools.insert(Arc::from(t.name()), (Arc::clone(t), gate));
             }

@@ -41,6 +41,8 @@ pub struct McpServerDef {
     pub max_restarts: u32,
     /// The window of `max_restarts`.
     pub restart_window: Duration,
+    /// Its tools' output makes a task private (local models only from then on).
+    pub sensitive: bool,
 }
 
 use crate::secrets::{has_inline_secret, is_credential_name as is_credential};
@@ -132,6 +134,7 @@ impl Validator<'_> {
                         startup_timeout: s.startup_timeout.unwrap_or(Duration::from_secs(30)),
                         max_restarts: s.max_restarts.unwrap_or(3),
                         restart_window: s.restart_window.unwrap_or(Duration::from_secs(60)),
+                        sensitive: s.sensitive.unwrap_or(false),
                     },
                 );
             }

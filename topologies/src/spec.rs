@@ -368,6 +368,9 @@ pub struct McpServerSpec {
     )]
     #[schemars(schema_with = "baton_core::duration_schema")]
     pub restart_window: Option<Duration>,
+    /// Its tools' output is private (default false): as a tool's `sensitive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitive: Option<bool>,
 }
 
 /// What a tool's output may take of the context, in tokens, unless the topology says otherwise.
