@@ -13,12 +13,7 @@ use serde_json::Value;
 
 /// The model file, or `None` (with the reason printed) when it is absent and not required.
 fn model_path() -> Option<PathBuf> {
-    let path = std::env::var_os("BATON_LOCAL_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/baton/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+    let path = baton_providers::local::fetched_model_path();
     if path.is_file() {
         return Some(path);
     }

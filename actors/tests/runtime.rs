@@ -2351,6 +2351,85 @@ mod router {
         assert_eq!(report.agents[0].private_steps, 1);
     }
 
+    /// Privacy comes back with a private sub-task's answer (it may quote the sensitive data): the
+    /// parent's next step stays local too, and the frontier never sees it.
+    #[tokio::test]
+    async fn a_private_sub_tasks_answer_makes_its_parent_private() {
+        let local = FnModel(|r: &ModelRequest<'_>| {
+            let after_tool = r.messages.iter().any(|m| m.role == baton_core::Role::Tool);
+            let mut reply = match (r.agent, after_tool) {
+                ("ops", false) => call(
+                    r,
+                    "delegate",
+                    json!({"agent": "reader", "task": "probe checkout"}),
+                ),
+                ("reader", false) => call(r, "probe", json!({"service": "checkout"})),
+                ("reader", true) => text(r, "checkout is healthy (from the private probe)"),
+                _ => text(r, "probably fine"),
+            };
+            reply.confidence = Some(if (r.agent, after_tool) == ("ops", true) {
+                0.2
+            } else {
+                0.9
+            });
+            Ok(reply)
+        });
+        let frontier = FnModel(
+            |r: &ModelRequest<'_>| -> Result<ModelResponse, ModelError> {
+                panic!(
+                    "private data reached the frontier model (agent {})",
+                    r.agent
+                )
+            },
+        );
+        let t = TopologyBuilder::new("t")
+            .model("local", dollar_per_mtok().tier(Tier::Local, 50))
+            .model(
+                "frontier",
+                ModelSpec::custom(baton_core::Price::per_million_tokens(
+                    NanoUsd::from_usd(10),
+                    NanoUsd::from_usd(10),
+                ))
+                .tier(Tier::Frontier, 90),
+            )
+            .tool(
+                "probe",
+                ToolSpec {
+                    sensitive: Some(true),
+                    ..ToolSpec::custom()
+                },
+            )
+            .agent(
+                "ops",
+                AgentSpec::new(["local", "frontier"])
+                    .children(["reader"])
+                    .min_confidence(70),
+            )
+            .agent("reader", AgentSpec::new(["local"]).tools(["probe"]))
+            .build()
+            .expect("valid");
+        let rt = Runtime::builder(t)
+            .model("local", local)
+            .model("frontier", frontier)
+            .tool(Probe)
+            .start()
+            .await
+            .expect("starts");
+        let report = rt.run("is checkout healthy?").await.expect("runs");
+        rt.shutdown().await;
+        assert_eq!(report.outcome, Outcome::Completed, "{:?}", report.error);
+        assert_eq!(report.answer.as_deref(), Some("probably fine"));
+        let steps = |name: &str| {
+            report
+                .agents
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| a.private_steps)
+        };
+        assert_eq!(steps("reader"), Some(1), "its step after the probe");
+        assert_eq!(steps("ops"), Some(1), "its step after the private answer");
+    }
+
     /// A `privacy: local_only` agent is private from its first step: with no local model on its
     /// ladder, the step fails saying why, and nothing is sent to the hosted model.
     #[tokio::test]

@@ -32,12 +32,7 @@ const CONTEXT: u32 = 2048;
 const TOKENS: u32 = 64;
 
 fn model_path() -> Option<PathBuf> {
-    let p = std::env::var_os("BATON_LOCAL_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/baton/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+    let p = baton_providers::local::fetched_model_path();
     p.is_file().then_some(p)
 }
 

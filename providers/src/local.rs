@@ -45,6 +45,17 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 
 use baton_core::LOCAL_MODEL_FETCH_SCRIPT as FETCH_SCRIPT;
 
+/// Where `scripts/fetch-local-model.sh` puts the model the examples and tests use:
+/// `$BATON_LOCAL_MODEL` when set, otherwise `~/.cache/baton/models/SmolLM2-135M-Instruct.Q4_1.gguf`.
+pub fn fetched_model_path() -> PathBuf {
+    std::env::var_os("BATON_LOCAL_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/baton/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        })
+}
+
 /// How an embedded model is loaded and sampled.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LocalConfig {
@@ -211,8 +222,10 @@ struct Generated {
     reused: u64,
     text: String,
     output_tokens: u64,
-    /// ln of the probabilities of the generated tokens, summed.
+    /// ln of the probabilities of the tokens the model chose (the end-of-generation token
+    /// included), summed, and how many there were.
     log_prob: f64,
+    scored: u64,
     truncated: bool,
     cpu: Duration,
 }
@@ -658,6 +671,7 @@ fn generate(
     let limit = (job.max_tokens as usize).min(room);
     let mut text = Vec::new();
     let mut log_prob = 0f64;
+    let mut scored = 0u64;
     let mut produced = 0usize;
     let mut pos = job.prompt.len();
     let mut logits_at = batch.n_tokens() - 1;
@@ -670,6 +684,7 @@ fn generate(
         let token = pick(logits, grammar.as_mut(), sampler.as_mut());
         if job.confidence {
             log_prob += log_softmax_at(logits, token);
+            scored += 1;
         }
         if let Some(g) = grammar.as_mut() {
             g.accept(token);
@@ -700,6 +715,7 @@ fn generate(
         text: String::from_utf8_lossy(&text).into_owned(),
         output_tokens: produced as u64,
         log_prob,
+        scored,
         truncated,
         cpu,
     })
@@ -842,11 +858,9 @@ impl Model for LocalModel {
             // The prompt's beginning the context held from an earlier call: not computed again.
             cached_input: generated.reused,
         };
-        let confidence = (request.confidence && generated.output_tokens > 0).then(|| {
-            // The end-of-generation token counts too: the model chose to stop.
-            let n = generated.output_tokens + u64::from(!generated.truncated);
-            (generated.log_prob / n as f64).exp() as f32
-        });
+        // The end-of-generation token counts too: the model chose to stop.
+        let confidence = (request.confidence && generated.scored > 0)
+            .then(|| (generated.log_prob / generated.scored as f64).exp() as f32);
         let mut response = if grammar.is_some() && !generated.truncated {
             self.parse_reply(&generated.text, usage)?
         } else {

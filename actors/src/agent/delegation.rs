@@ -48,6 +48,10 @@ pub(crate) async fn delegate(cx: &TaskCx<'_>, call: &ToolCall) -> Result<String,
         }
     }
     let (result, child_account) = run_child(cx, slot, task.to_string(), budget).await?;
+    // A private sub-task's answer may quote what made it private: it comes back private.
+    if child_account.is_private() {
+        cx.account.mark_private();
+    }
     let name = Arc::clone(&child_plan.name);
     Ok(match result.outcome {
         Outcome::Completed => result.text,
@@ -79,7 +83,10 @@ pub(crate) async fn delegate(cx: &TaskCx<'_>, call: &ToolCall) -> Result<String,
                         "{task}\n\n(Taken over from `{name}`, which ran out of budget: {})",
                         result.text
                     );
-                    let (fb_result, _) = run_child(cx, fb, rest, budget).await?;
+                    let (fb_result, fb_account) = run_child(cx, fb, rest, budget).await?;
+                    if fb_account.is_private() {
+                        cx.account.mark_private();
+                    }
                     match fb_result.outcome {
                         Outcome::Completed => fb_result.text,
                         o => format!(

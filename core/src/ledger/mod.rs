@@ -201,7 +201,8 @@ impl Account {
 
     /// Opens a child account (a delegated task's) under this one. The child's limits apply on top of
     /// every ancestor's. A child of a private task is private: the delegation carries what the
-    /// parent's transcript holds.
+    /// parent's transcript holds. (The runtime marks a parent private when a private child's
+    /// answer comes back; the ledger does not do it by itself.)
     pub fn open_child(
         &self,
         task: u64,

@@ -195,19 +195,19 @@ fn is_default_max_output(v: &u32) -> bool {
 }
 
 impl ModelSpec {
-    /// A scripted model reading `rules`, priced in dollars per million input and output tokens.
-    pub fn scripted(rules: impl Into<PathBuf>, input: NanoUsd, output: NanoUsd) -> ModelSpec {
+    /// A declaration of `provider` with every optional key left out.
+    fn bare(provider: Provider) -> ModelSpec {
         ModelSpec {
-            provider: Provider::Scripted,
-            rules: Some(rules.into()),
-            latency: None,
+            provider,
             model: None,
             endpoint: None,
             api_key: None,
             stream: None,
             connect_timeout: None,
             retry: None,
-            price: Some(PriceSpec::per_mtok(input, output)),
+            rules: None,
+            latency: None,
+            price: None,
             max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
             context_window: None,
             tier: None,
@@ -226,35 +226,30 @@ impl ModelSpec {
         }
     }
 
+    /// A scripted model reading `rules`, priced in dollars per million input and output tokens.
+    pub fn scripted(rules: impl Into<PathBuf>, input: NanoUsd, output: NanoUsd) -> ModelSpec {
+        ModelSpec {
+            rules: Some(rules.into()),
+            price: Some(PriceSpec::per_mtok(input, output)),
+            ..ModelSpec::bare(Provider::Scripted)
+        }
+    }
+
     /// A model behind an HTTP provider (`openai` or `anthropic`) with the provider's name for it;
     /// the price comes from the built-in table unless set with [`ModelSpec::price`].
     pub fn http(provider: Provider, model: impl Into<String>) -> ModelSpec {
         ModelSpec {
-            provider,
             model: Some(model.into()),
-            endpoint: None,
-            api_key: None,
-            stream: None,
-            connect_timeout: None,
-            retry: None,
-            rules: None,
-            latency: None,
-            faults: None,
-            tool_choice: None,
-            null_content: None,
-            logprobs: None,
-            path: None,
-            context: None,
-            threads: None,
-            instances: None,
-            temperature: None,
-            seed: None,
-            price: None,
-            max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
-            context_window: None,
-            tier: None,
-            quality: None,
-            timeout: None,
+            ..ModelSpec::bare(provider)
+        }
+    }
+
+    /// An embedded GGUF model run by llama.cpp (`provider: local`; Baton built with the `local`
+    /// feature), free per token, on the local tier.
+    pub fn local(path: impl Into<String>) -> ModelSpec {
+        ModelSpec {
+            path: Some(path.into()),
+            ..ModelSpec::bare(Provider::Local)
         }
     }
 
@@ -268,31 +263,8 @@ impl ModelSpec {
     /// `price` (`Price::per_million_tokens(input, output)`).
     pub fn custom(price: baton_core::Price) -> ModelSpec {
         ModelSpec {
-            provider: Provider::Custom,
-            rules: None,
-            latency: None,
-            model: None,
-            endpoint: None,
-            api_key: None,
-            stream: None,
-            connect_timeout: None,
-            retry: None,
             price: Some(PriceSpec::from(price)),
-            max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
-            context_window: None,
-            tier: None,
-            quality: None,
-            timeout: None,
-            faults: None,
-            tool_choice: None,
-            null_content: None,
-            logprobs: None,
-            path: None,
-            context: None,
-            threads: None,
-            instances: None,
-            temperature: None,
-            seed: None,
+            ..ModelSpec::bare(Provider::Custom)
         }
     }
 
