@@ -189,3 +189,136 @@ pub(crate) fn graph(file: &Path, format: GraphFormat) -> ExitCode {
         }
     }
 }
+
+/// `baton tools --format`.
+#[derive(Copy, Clone, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ToolsFormat {
+    Human,
+    Json,
+}
+
+/// Every built-in tool kind (the topology's `kind:`), as the model sees it: its description and
+/// the JSON schema of its arguments, with its default effect.
+fn builtins() -> Vec<(&'static str, std::sync::Arc<dyn baton::core::Tool>)> {
+    use baton::core::tools::{
+        Chaos, Codeowners, ListDir, LogSearch, MetricsSeries, ReadFile, RestartService, Shell,
+    };
+    use std::sync::Arc;
+    // Paths that do not exist: a schema that lists what a folder holds (metrics_series) lists
+    // nothing here.
+    let nowhere = Path::new("/nonexistent/baton-tools");
+    let mut out: Vec<(&'static str, Arc<dyn baton::core::Tool>)> = vec![
+        (
+            "metrics_series",
+            Arc::new(MetricsSeries::new("metrics_series", nowhere)),
+        ),
+        (
+            "log_search",
+            Arc::new(LogSearch::new("log_search", nowhere)),
+        ),
+        (
+            "codeowners",
+            Arc::new(Codeowners::new("codeowners", nowhere)),
+        ),
+        ("read_file", Arc::new(ReadFile::new("read_file", nowhere))),
+        ("list_dir", Arc::new(ListDir::new("list_dir", nowhere))),
+        (
+            "shell",
+            Arc::new(Shell::new(
+                "shell",
+                vec!["<the allow list>".into()],
+                std::time::Duration::from_secs(30),
+            )),
+        ),
+        (
+            "restart_service",
+            Arc::new(RestartService::new("restart_service")),
+        ),
+        (
+            "chaos",
+            Arc::new(Chaos::new("chaos", baton::core::FaultSpec::default())),
+        ),
+    ];
+    if let Ok(h) = baton_providers::tools::HttpGet::new(
+        "http_get",
+        vec!["<the allow list>".into()],
+        std::time::Duration::from_secs(30),
+    ) {
+        out.push(("http_get", Arc::new(h)));
+    }
+    out
+}
+
+/// `baton tools`: the built-in tools with their arguments (from their JSON schemas), effect,
+/// dry-run support and limits — what `kind:` can name in a topology.
+pub(crate) fn tools(format: ToolsFormat) -> ExitCode {
+    let tools = builtins();
+    if format == ToolsFormat::Json {
+        let list: Vec<serde_json::Value> = tools
+            .iter()
+            .map(|(kind, t)| {
+                serde_json::json!({
+                    "kind": kind,
+                    "description": t.description(),
+                    "effect": t.effect(),
+                    "dry_run": t.supports_dry_run(),
+                    "parameters": t.parameters(),
+                })
+            })
+            .collect();
+        return match serde_json::to_string_pretty(&list) {
+            Ok(s) => {
+                println!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    for (kind, t) in &tools {
+        let effect = serde_json::to_value(t.effect())
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let dry = if t.supports_dry_run() {
+            ", honours dry_run"
+        } else {
+            ""
+        };
+        println!("{kind} ({effect}{dry})\n  {}", t.description());
+        let schema = t.parameters();
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        if let Some(props) = schema["properties"].as_object() {
+            let width = props.keys().map(String::len).max().unwrap_or(0);
+            for (name, p) in props {
+                let ty = match &p["type"] {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Array(a) => a
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .filter(|t| *t != "null")
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                    _ => "any".into(),
+                };
+                let req = if required.contains(&name.as_str()) {
+                    "required"
+                } else {
+                    "optional"
+                };
+                let what = p["description"].as_str().unwrap_or("");
+                println!("    {name:<width$}  {ty:<8}  {req:<8}  {what}");
+            }
+        }
+        println!();
+    }
+    println!(
+        "Every tool: `timeout` (default 30s) and `max_output_tokens` (default 4000) in the topology; `shell` also `max_output_bytes` (default 1 MiB). Custom tools: `kind: custom`."
+    );
+    ExitCode::SUCCESS
+}

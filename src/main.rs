@@ -96,6 +96,13 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// List the built-in tools a topology's `kind:` can name, with their arguments (from their
+    /// JSON schemas), effect and dry-run support.
+    Tools {
+        /// `human` (the default) or `json` (each tool's description, effect and JSON schema).
+        #[arg(long, value_enum, default_value_t = inspect::ToolsFormat::Human)]
+        format: inspect::ToolsFormat,
+    },
     /// Draw a topology's graph: supervision, delegation and fallback edges.
     Graph {
         /// The topology file.
@@ -229,6 +236,7 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { file, expect_head },
         } => inspect::verify_audit(&file, expect_head),
+        Command::Tools { format } => inspect::tools(format),
         Command::Schema { openapi: false } => {
             print!("{}", baton::topologies::json_schema());
             ExitCode::SUCCESS

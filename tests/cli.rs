@@ -1397,6 +1397,42 @@ mod examples {
         })
     }
 
+    /// `baton tools` lists every built-in `kind:` with its arguments (from the JSON schema the
+    /// model is given), effect and dry-run support.
+    #[test]
+    fn tools_lists_every_built_in_with_its_arguments() {
+        let out = baton(&["tools", "--format", "json"]);
+        assert!(out.status.success());
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let list = list.as_array().expect("a list");
+        let kinds: Vec<&str> = list.iter().filter_map(|t| t["kind"].as_str()).collect();
+        for k in &kinds {
+            let kind: baton::topologies::ToolKind =
+                serde_json::from_value(serde_json::json!(k)).expect("a real kind");
+            assert_ne!(kind, baton::topologies::ToolKind::Custom);
+        }
+        assert_eq!(kinds.len(), 9, "every built-in: {kinds:?}");
+        for t in list {
+            assert_eq!(t["parameters"]["type"], "object", "{t}");
+        }
+        let shell = list.iter().find(|t| t["kind"] == "shell").expect("shell");
+        assert_eq!(shell["effect"], "destructive");
+        assert_eq!(shell["dry_run"], true);
+        let human = baton(&["tools"]);
+        let text = String::from_utf8_lossy(&human.stdout);
+        let block = text
+            .split("\n\n")
+            .find(|b| b.starts_with("shell "))
+            .expect("shell block");
+        for arg in ["command", "args", "dry_run"] {
+            assert!(
+                block.lines().any(|l| l.trim_start().starts_with(arg)),
+                "{block}"
+            );
+        }
+        assert!(block.contains("required"), "{block}");
+    }
+
     #[test]
     fn pipeline_in_toml_and_yaml_are_the_same_topology() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/topologies");

@@ -93,7 +93,35 @@ async fn a_reply_books_the_exact_prompt_and_reports_cpu_and_confidence() {
     // Temperature 0: the same prompt gets the same reply.
     let again = m.call(request(&messages, &[], 24)).await.unwrap();
     assert_eq!(again.text, first.text);
-    assert_eq!(again.usage, first.usage);
+    assert_eq!(
+        (again.usage.input, again.usage.output),
+        (first.usage.input, first.usage.output)
+    );
+}
+
+/// The prompt a context already holds is not computed again: a task's next step on the same
+/// instance decodes only what was added, and says so in `cached_input`.
+#[tokio::test]
+async fn a_prompt_the_context_holds_is_reused() {
+    let Some(path) = model_path() else { return };
+    let m = LocalModel::load("one", &LocalConfig::new(path)).unwrap();
+    let mut messages = chat("You are a helpful assistant.", "Name a colour.");
+    let first = m.call(request(&messages, &[], 8)).await.unwrap();
+    assert_eq!(first.usage.cached_input, 0);
+    messages.push(Message::new(
+        Role::Assistant,
+        first.text.clone().unwrap_or_default(),
+    ));
+    messages.push(Message::new(Role::User, "Another one."));
+    let second = m.call(request(&messages, &[], 8)).await.unwrap();
+    // Everything up to the first reply (at least the system and user turns) was held.
+    assert!(
+        second.usage.cached_input >= first.usage.input - 1,
+        "{:?} after {:?}",
+        second.usage,
+        first.usage
+    );
+    assert!(second.usage.cached_input < second.usage.input);
 }
 
 #[tokio::test]

@@ -114,6 +114,9 @@ impl TopologyError {
                 .find_map(|p| message.strip_prefix(p))
                 .and_then(|rest| rest.split('`').next())
                 .map(|w| w.chars().count().max(1));
+                let hint = message.contains("tabs disallowed").then(|| {
+                    "indent with spaces: YAML does not allow tabs in indentation".to_string()
+                });
                 let d = Diagnostic {
                     severity: Severity::Error,
                     path: String::new(),
@@ -121,7 +124,7 @@ impl TopologyError {
                     column: Some(*column),
                     length: quoted.or(Some(1)),
                     message: message.clone(),
-                    hint: None,
+                    hint,
                     redacted: false,
                 };
                 render_diagnostics(file, text.as_deref(), std::slice::from_ref(&d))

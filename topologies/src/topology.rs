@@ -167,10 +167,19 @@ impl Topology {
         let max_nodes = yaml_max_nodes();
         let spec: TopologySpec = serde_saphyr::from_str_with_options(text, yaml_options(max_nodes))
             .map_err(|e| {
-                let (line, column) = e
+                let (line, mut column) = e
                     .location()
                     .map_or((1, 1), |l| (l.line() as usize, l.column() as usize));
                 let said = e.to_string();
+                // A tab in the indentation: point at the tab itself (the parser points past it).
+                if said.contains("tabs disallowed")
+                    && let Some(at) = text
+                        .lines()
+                        .nth(line.saturating_sub(1))
+                        .and_then(|l| l.chars().position(|c| c == '\t'))
+                {
+                    column = at + 1;
+                }
                 // (The budget error may come wrapped with its location: read it from the text.)
                 let message = match said.find("budget breached: ") {
                     Some(at) => format!(
