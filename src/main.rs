@@ -77,8 +77,11 @@ enum Command {
     /// --openapi the OpenAPI 3.1 description of `baton serve`'s HTTP API.
     Schema {
         /// The API's OpenAPI document instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "rules")]
         openapi: bool,
+        /// The JSON Schema of scripted rules files instead (docs/scripted.md).
+        #[arg(long)]
+        rules: bool,
     },
     /// Show a standing loops' state file (`baton run --state FILE`): per loop its period's
     /// spend, breaker and every run's recorded outcome, as JSON.
@@ -237,11 +240,15 @@ fn main() -> ExitCode {
             command: AuditCommand::Verify { file, expect_head },
         } => inspect::verify_audit(&file, expect_head),
         Command::Tools { format } => inspect::tools(format),
-        Command::Schema { openapi: false } => {
+        Command::Schema { rules: true, .. } => {
+            print!("{}", baton::core::rules_json_schema());
+            ExitCode::SUCCESS
+        }
+        Command::Schema { openapi: false, .. } => {
             print!("{}", baton::topologies::json_schema());
             ExitCode::SUCCESS
         }
-        Command::Schema { openapi: true } => {
+        Command::Schema { openapi: true, .. } => {
             let doc = service::openapi::document();
             match serde_json::to_string_pretty(&doc) {
                 Ok(text) => {

@@ -1631,6 +1631,45 @@ mod validate {
         assert!(!validator.is_valid(&bad));
     }
 
+    /// Every example rules file validates against `schema/rules.schema.json` (what editors use,
+    /// printed by `baton schema --rules`), which is current and not vacuous.
+    #[test]
+    fn every_rules_file_fits_the_shipped_rules_schema() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let shipped = std::fs::read_to_string(root.join("schema/rules.schema.json"))
+            .expect("schema/rules.schema.json is shipped");
+        let out = baton(&["schema", "--rules"]);
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            shipped,
+            "regenerate with `cargo run -- schema --rules > schema/rules.schema.json`"
+        );
+        let schema: Value = serde_json::from_str(&shipped).expect("JSON");
+        let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(root.join("examples/topologies")).expect("examples") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !name.ends_with(".rules.yaml") {
+                continue;
+            }
+            let doc: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path).expect("read"))
+                .expect("YAML");
+            let problems: Vec<String> = validator
+                .iter_errors(&doc)
+                .map(|e| format!("{}: {e}", e.instance_path()))
+                .collect();
+            assert!(problems.is_empty(), "{name}: {problems:#?}");
+            checked += 1;
+        }
+        assert!(checked >= 8, "{checked}");
+        let bad = serde_json::json!({"rules": [{"last_match": "x", "reply": {"text": "y"}}]});
+        assert!(!validator.is_valid(&bad), "a misspelt key is refused");
+        let bad = serde_json::json!({"rules": [{"reply": {"text": "y", "confidence": 1.5}}]});
+        assert!(!validator.is_valid(&bad), "confidence is 0 to 1");
+    }
+
     #[test]
     fn schema_command_prints_the_shipped_schema() {
         let out = baton(&["schema"]);

@@ -50,7 +50,7 @@ pub use model::{
 };
 pub use money::{NanoUsd, Price, Usd};
 pub use outcome::Outcome;
-pub use scripted::{Fault, FaultSpec, InjectedFaults, ScriptedModel};
+pub use scripted::{Fault, FaultSpec, InjectedFaults, ScriptedModel, rules_json_schema};
 pub use tool::{Effect, Tool, ToolError, opt_str_arg, parse_args, schema_for, str_arg};
 pub use usage::{TokenUsage, Usage};
 
