@@ -1594,6 +1594,15 @@ mod validate {
         assert!(out.status.success());
     }
 
+    /// Asserts that `doc` (the file `name`) fits the schema, listing where it does not.
+    fn assert_fits(validator: &jsonschema::Validator, doc: &Value, name: &str) {
+        let problems: Vec<String> = validator
+            .iter_errors(doc)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
+        assert!(problems.is_empty(), "{name}: {problems:#?}");
+    }
+
     /// Every example topology (YAML and TOML) validates against the checked-in JSON Schema —
     /// what editors check files against — not only against the generator's earlier output.
     #[test]
@@ -1618,11 +1627,7 @@ mod validate {
             } else {
                 serde_saphyr::from_str(&text).expect("YAML")
             };
-            let problems: Vec<String> = validator
-                .iter_errors(&doc)
-                .map(|e| format!("{}: {e}", e.instance_path()))
-                .collect();
-            assert!(problems.is_empty(), "{name}: {problems:#?}");
+            assert_fits(&validator, &doc, name);
             checked += 1;
         }
         assert!(checked >= 8, "{checked}");
@@ -1656,11 +1661,7 @@ mod validate {
             }
             let doc: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path).expect("read"))
                 .expect("YAML");
-            let problems: Vec<String> = validator
-                .iter_errors(&doc)
-                .map(|e| format!("{}: {e}", e.instance_path()))
-                .collect();
-            assert!(problems.is_empty(), "{name}: {problems:#?}");
+            assert_fits(&validator, &doc, name);
             checked += 1;
         }
         assert!(checked >= 8, "{checked}");

@@ -13,20 +13,7 @@ use serde_json::Value;
 
 /// The model file, or `None` (with the reason printed) when it is absent and not required.
 fn model_path() -> Option<PathBuf> {
-    let path = baton_providers::local::fetched_model_path();
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("BATON_REQUIRE_LOCAL").as_deref() != Ok("1"),
-        "BATON_REQUIRE_LOCAL=1 but the model `{}` is missing: run scripts/fetch-local-model.sh",
-        path.display()
-    );
-    eprintln!(
-        "skipped: the local model `{}` is missing (run scripts/fetch-local-model.sh)",
-        path.display()
-    );
-    None
+    baton_providers::testing::local_model_or_skip()
 }
 
 /// The example, with the model path, its rules and fixtures made absolute and `edit` applied, in

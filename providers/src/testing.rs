@@ -251,3 +251,27 @@ fn reason(status: u16) -> &'static str {
         _ => "Status",
     }
 }
+
+/// For tests of the embedded model: the fetched model file (`scripts/fetch-local-model.sh`), or
+/// `None` after printing why the test is skipped. With `BATON_REQUIRE_LOCAL=1` (CI) a missing
+/// model fails the test instead of skipping it.
+///
+/// # Panics
+/// When `BATON_REQUIRE_LOCAL=1` and the model is missing.
+#[cfg(feature = "local")]
+pub fn local_model_or_skip() -> Option<std::path::PathBuf> {
+    let path = crate::local::fetched_model_path();
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("BATON_REQUIRE_LOCAL").as_deref() != Ok("1"),
+        "BATON_REQUIRE_LOCAL=1 but the model `{}` is missing: run scripts/fetch-local-model.sh",
+        path.display()
+    );
+    eprintln!(
+        "skipped: the local model `{}` is missing (run scripts/fetch-local-model.sh)",
+        path.display()
+    );
+    None
+}

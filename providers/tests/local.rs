@@ -15,20 +15,7 @@ use serde_json::json;
 
 /// The model file, or `None` (with the reason printed) when it is absent and not required.
 fn model_path() -> Option<PathBuf> {
-    let path = baton_providers::local::fetched_model_path();
-    if path.is_file() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("BATON_REQUIRE_LOCAL").as_deref() != Ok("1"),
-        "BATON_REQUIRE_LOCAL=1 but the model `{}` is missing: run scripts/fetch-local-model.sh",
-        path.display()
-    );
-    eprintln!(
-        "skipped: the local model `{}` is missing (run scripts/fetch-local-model.sh)",
-        path.display()
-    );
-    None
+    baton_providers::testing::local_model_or_skip()
 }
 
 /// One model per test binary: loading takes a fraction of a second, but there is no need.
