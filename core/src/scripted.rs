@@ -66,6 +66,11 @@ mod faults;
 pub use faults::{Fault, FaultSpec, InjectedFaults};
 pub(crate) use faults::{FaultCounts, RandomFaults};
 
+// The rules file's shape (what serde reads and the JSON Schema documents) in its own file.
+mod spec;
+use spec::RulesFile;
+pub use spec::rules_json_schema;
+
 /// A deterministic model that answers from rules.
 #[derive(Debug)]
 pub struct ScriptedModel {
@@ -92,84 +97,6 @@ struct Rule {
     /// Fires at most this many times (then it no longer matches).
     times: Option<u32>,
     fired: AtomicU64,
-}
-
-/// A scripted model's rules file (docs/scripted.md).
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(title = "Baton scripted rules")]
-struct RulesFile {
-    /// How long every reply takes, unless a rule or the topology's `latency` says otherwise
-    /// (default 0).
-    #[serde(default, with = "crate::budget::duration_opt")]
-    #[schemars(schema_with = "crate::duration_schema")]
-    latency: Option<Duration>,
-    /// Random faults to inject, drawn from a seeded generator.
-    #[serde(default)]
-    faults: Option<FaultSpec>,
-    /// The rules, tried in order: the first that matches answers.
-    rules: Vec<RuleSpec>,
-}
-
-/// One rule: when it matches (every condition given must hold) and what it answers.
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct RuleSpec {
-    /// The model's name in the topology is this (for a rules file shared by several models).
-    model: Option<String>,
-    /// The calling agent's name is this (`"*"`: every agent).
-    agent: Option<String>,
-    /// The step of the agent's task is this (from 1; a sub-task starts at 1 again).
-    step: Option<u32>,
-    /// The last message contains this text (case-sensitive).
-    last_contains: Option<String>,
-    /// This regex matches the last message; its named captures fill the reply's templates.
-    last_matches: Option<String>,
-    /// Each regex matches some message of the transcript (the most recent match supplies the
-    /// captures).
-    #[serde(default)]
-    transcript_matches: Vec<String>,
-    /// What the model answers.
-    reply: ReplySpec,
-    /// How long this reply takes.
-    #[serde(default, with = "crate::budget::duration_opt")]
-    #[schemars(schema_with = "crate::duration_schema")]
-    latency: Option<Duration>,
-    /// The rule fires at most this many times (counted per model, across all tasks).
-    times: Option<u32>,
-}
-
-/// A scripted reply: a text, tool calls, or a fault.
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct ReplySpec {
-    /// The text (a final answer unless it also calls tools); `{{name}}` fills in a capture,
-    /// `{{task}}` the task, `{{last}}` the last message.
-    text: Option<String>,
-    /// Tool calls to run before the next step.
-    #[serde(default)]
-    tool_calls: Vec<CallSpec>,
-    /// A fault instead of an answer.
-    fault: Option<Fault>,
-    /// How sure the model says it is, from 0 to 1 (for an agent's `min_confidence`).
-    #[schemars(range(min = 0.0, max = 1.0))]
-    confidence: Option<f32>,
-}
-
-/// A tool call of a scripted reply.
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct CallSpec {
-    /// The tool (or `delegate`).
-    name: String,
-    /// Its arguments; string values are templates.
-    #[serde(default)]
-    args: serde_json::Value,
-}
-
-/// The JSON Schema of scripted rules files (`baton schema --rules`), for editors.
-pub fn rules_json_schema() -> String {
-    serde_json::to_string_pretty(&schemars::schema_for!(RulesFile)).unwrap_or_default() + "\n"
 }
 
 impl ScriptedModel {
