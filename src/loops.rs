@@ -69,8 +69,18 @@ pub(crate) async fn run_loops(
                 let resumed = resumes.map_or(String::new(), |n| format!(" (resumes run {n})"));
                 // The time it was due, UTC, to the second.
                 let at = tick.as_deref().and_then(|t| t.get(11..19)).unwrap_or("");
+                let b = &report.scoreboard;
+                let value = if b.value_nanousd > 0 {
+                    format!(
+                        " · value {}{}",
+                        usd(NanoUsd(b.value_nanousd)),
+                        b.roi.map_or(String::new(), |r| format!(" (ROI {r:.1})"))
+                    )
+                } else {
+                    String::new()
+                };
                 println!(
-                    "{at} [{schedule}] run {run}{resumed}: {} · {} · today {}{limit} · {}",
+                    "{at} [{schedule}] run {run}{resumed}: {} · {}{value} · today {}{limit} · {}",
                     report.outcome,
                     usd(NanoUsd(report.totals.cost_nanousd)),
                     usd(*period_spent),

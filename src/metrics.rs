@@ -37,6 +37,44 @@ const COST_BUCKETS: &[f64] = &[
     0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
 ];
 
+/// Joules per workflow, 1-10-100 per decade from a millijoule (a scripted run's tools) to a
+/// megajoule (a long run on a large hosted model).
+const ENERGY_BUCKETS: &[f64] = &[
+    0.001,
+    0.01,
+    0.1,
+    1.0,
+    10.0,
+    100.0,
+    1_000.0,
+    10_000.0,
+    100_000.0,
+    1_000_000.0,
+];
+
+/// Counters kept as exact integers and exposed, at scrape time, in base units too: (the
+/// integer family, the derived family, the divisor, its HELP text).
+const DERIVED: &[(&str, &str, u64, &str)] = &[
+    (
+        "baton_cost_nanousd_total",
+        "baton_cost_usd_total",
+        1_000_000_000,
+        "Money booked in the ledger for model calls, in dollars (from baton_cost_nanousd_total).",
+    ),
+    (
+        "baton_energy_uj_total",
+        "baton_energy_joules_total",
+        1_000_000,
+        "Energy of model and tool calls, in joules, by kind, method (measured, estimated) and model (from baton_energy_uj_total).",
+    ),
+    (
+        "baton_workflow_value_nanousd_total",
+        "baton_workflow_value_usd_total",
+        1_000_000_000,
+        "Value produced by completed workflows, in dollars, by workflow (from baton_workflow_value_nanousd_total).",
+    ),
+];
+
 /// Installs the Prometheus recorder (with Baton's buckets) for this process and describes every
 /// metric family.
 ///
@@ -78,40 +116,51 @@ fn install_with(builder: PrometheusBuilder) -> Result<PrometheusHandle, BuildErr
             Matcher::Full("baton_workflow_cost_usd".into()),
             COST_BUCKETS,
         )?
+        .set_buckets_for_metric(
+            Matcher::Full("baton_workflow_energy_joules".into()),
+            ENERGY_BUCKETS,
+        )?
         .install_recorder()?;
     baton_actors::describe_metrics();
     Ok(handle)
 }
 
-/// The exposition text: the recorder's, plus `baton_cost_usd_total` derived from the exact
-/// nano-dollar counter.
+/// The exposition text: the recorder's, plus the families derived from exact integer counters
+/// (`baton_cost_usd_total`, `baton_energy_joules_total`, `baton_workflow_value_usd_total`).
 pub fn render(handle: &PrometheusHandle) -> String {
     let mut text = handle.render();
-    let mut usd = String::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("baton_cost_nanousd_total") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(nanos) = value.parse::<u64>() else {
-            continue;
-        };
-        let _ = writeln!(
-            usd,
-            "baton_cost_usd_total{labels} {}.{:09}",
-            nanos / 1_000_000_000,
-            nanos % 1_000_000_000
-        );
+    let mut extra = String::new();
+    for &(from, to, divisor, help) in DERIVED {
+        let mut lines = String::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(from) else {
+                continue;
+            };
+            let Some((labels, value)) = rest.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(n) = value.parse::<u64>() else {
+                continue;
+            };
+            let width = divisor.ilog10() as usize;
+            let _ = writeln!(
+                lines,
+                "{to}{labels} {}.{:0width$}",
+                n / divisor,
+                n % divisor
+            );
+        }
+        if !lines.is_empty() {
+            let _ = writeln!(extra, "# HELP {to} {help}");
+            let _ = writeln!(extra, "# TYPE {to} counter");
+            extra.push_str(&lines);
+        }
     }
-    if !usd.is_empty() {
+    if !extra.is_empty() {
         if !text.ends_with('\n') {
             text.push('\n');
         }
-        text.push_str("# HELP baton_cost_usd_total Money booked in the ledger for model calls, in dollars (from baton_cost_nanousd_total).\n");
-        text.push_str("# TYPE baton_cost_usd_total counter\n");
-        text.push_str(&usd);
+        text.push_str(&extra);
     }
     text
 }

@@ -264,7 +264,93 @@ pub(crate) fn print_summary(out: &mut impl Write, r: &RunReport) -> std::io::Res
             usd(NanoUsd(t.saved_vs_top_rung_nanousd))
         )?;
     }
-    Ok(())
+    print_scoreboard(out, &r.scoreboard)
+}
+
+/// The scoreboard's lines (docs/tokenomics.md defines each figure).
+pub(crate) fn print_scoreboard(
+    out: &mut impl Write,
+    b: &baton::actors::Scoreboard,
+) -> std::io::Result<()> {
+    let s = &b.sums;
+    writeln!(out, "\nscoreboard:")?;
+    let per = b
+        .cost_per_completed_workflow_nanousd
+        .map_or("-".into(), |c| usd(NanoUsd(c)));
+    let roi = b.roi.map_or("-".into(), |r| format!("{r:.2}"));
+    writeln!(
+        out,
+        "  value {} · cost {} · ROI {roi} · cost per completed workflow {per} ({} of {} completed)",
+        usd(NanoUsd(b.value_nanousd)),
+        usd(NanoUsd(s.cost_nanousd)),
+        s.completed,
+        s.workflows
+    )?;
+    let energy = if b.energy_method == "none" {
+        "no figure (no model of known size, no CPU time measured)".to_string()
+    } else {
+        format!(
+            "{:.3} J = {:.6} Wh ({}{})",
+            b.energy_j,
+            b.energy_wh,
+            b.energy_method,
+            if b.energy_complete {
+                String::new()
+            } else {
+                format!(
+                    "; a lower bound: {} model call(s) of unknown size",
+                    s.model_calls_without_energy
+                )
+            }
+        )
+    };
+    writeln!(out, "  energy {energy}")?;
+    let i = &b.value_per_watt_inputs;
+    writeln!(
+        out,
+        "  value per watt {} = {} output tokens × quality {} / ({:.6} Wh × ${:.6})",
+        b.value_per_watt.map_or_else(
+            || {
+                if b.energy_complete {
+                    "-".into()
+                } else {
+                    "- (energy incomplete)".into()
+                }
+            },
+            |v| format!("{v:.1}")
+        ),
+        i.output_tokens,
+        i.quality.map_or("-".into(), |q| format!("{q:.2}")),
+        i.energy_wh,
+        i.cost_usd
+    )?;
+    writeln!(
+        out,
+        "  free tier {} of steps · re-sent {} input tokens ({}){}{}",
+        b.free_tier_share
+            .map_or("-".into(), |f| format!("{:.0}%", f * 100.0)),
+        b.tokens_resent,
+        b.resent_share
+            .map_or("-".into(), |f| format!("{:.0}% of input", f * 100.0)),
+        if b.cache_saved_nanousd == 0 {
+            String::new()
+        } else {
+            format!(" · caching saved {}", signed_usd(b.cache_saved_nanousd))
+        },
+        if b.compactions == 0 {
+            String::new()
+        } else {
+            format!(
+                " · {} compaction(s) kept {} input tokens out",
+                b.compactions, b.compaction_tokens_saved
+            )
+        }
+    )
+}
+
+fn signed_usd(n: i64) -> String {
+    let abs = usd(NanoUsd(n.unsigned_abs()));
+    if n < 0 { format!("-{abs}") } else { abs }
 }
 
 /// Dollars for people: six decimals (exact nano-dollars are in `--json`).

@@ -39,7 +39,14 @@ fn every_query_names_an_exported_metric() {
     let exported: BTreeSet<String> = baton::actors::METRICS
         .iter()
         .map(|(n, _, _)| (*n).to_string())
-        .chain(["baton_cost_usd_total".to_string()]) // derived by the endpoint
+        .chain(
+            [
+                "baton_cost_usd_total",
+                "baton_energy_joules_total",
+                "baton_workflow_value_usd_total",
+            ]
+            .map(String::from),
+        ) // derived by the endpoint
         .collect();
     let d = dashboard();
     let panels = d["panels"].as_array().expect("panels");
@@ -97,6 +104,9 @@ fn every_query_names_an_exported_metric() {
         "baton_tool_output_tokens_saved_total",
         "baton_token_estimate_ratio",
         "baton_mcp_restarts_total",
+        "baton_loop_roi",
+        "baton_workflow_value_usd_total",
+        "baton_workflow_energy_joules",
     ] {
         assert!(used.contains(headline), "no panel shows {headline}");
     }

@@ -79,8 +79,8 @@ pub(crate) struct Breaker {
     def: BreakerDef,
     state: BreakerState,
     opened_at: Instant,
-    /// Runs that ended within the window: when, and what they spent.
-    window: VecDeque<(Instant, u64)>,
+    /// Runs that ended within the window: when, what they spent, and the value they produced.
+    window: VecDeque<(Instant, u64, u64)>,
     /// Costs of the last completed runs.
     recent: VecDeque<u64>,
     /// Times it opened.
@@ -135,15 +135,16 @@ impl Breaker {
         }
     }
 
-    /// A run ended at `now` having spent `cost` (`completed` when it answered). Returns the change
-    /// of state it causes, if any.
+    /// A run ended at `now` having spent `cost` and produced `value` (`completed` when it
+    /// answered). Returns the change of state it causes, if any.
     pub(crate) fn record(
         &mut self,
         now: Instant,
         cost: u64,
+        value: u64,
         completed: bool,
     ) -> Option<Transition> {
-        let trip = self.judge(now, cost, completed);
+        let trip = self.judge(now, cost, value, completed);
         match (self.state, trip) {
             (BreakerState::Closed, Some(reason)) => Some(self.open(now, reason)),
             (BreakerState::HalfOpen, Some(reason)) => {
@@ -167,6 +168,20 @@ impl Breaker {
         self.trips
     }
 
+    /// Value per dollar of the runs in the window (null before any spend).
+    pub(crate) fn roi(&self) -> Option<f64> {
+        let (cost, value) = self.window_sums();
+        (cost > 0).then(|| value as f64 / cost as f64)
+    }
+
+    fn window_sums(&self) -> (u64, u64) {
+        self.window
+            .iter()
+            .fold((0u64, 0u64), |(c, v), &(_, rc, rv)| {
+                (c.saturating_add(rc), v.saturating_add(rv))
+            })
+    }
+
     fn open(&mut self, now: Instant, reason: String) -> Transition {
         self.trips += 1;
         self.state = BreakerState::Open;
@@ -179,9 +194,9 @@ impl Breaker {
     }
 
     /// Why this run trips the breaker, if it does; updates the window and the recent costs.
-    fn judge(&mut self, now: Instant, cost: u64, completed: bool) -> Option<String> {
-        self.window.push_back((now, cost));
-        while let Some(&(at, _)) = self.window.front()
+    fn judge(&mut self, now: Instant, cost: u64, value: u64, completed: bool) -> Option<String> {
+        self.window.push_back((now, cost, value));
+        while let Some(&(at, ..)) = self.window.front()
             && now.duration_since(at) > self.def.window
         {
             self.window.pop_front();
@@ -212,13 +227,36 @@ impl Breaker {
         if reason.is_none()
             && let Some(max) = self.def.max_cost
         {
-            let spent: u64 = self.window.iter().map(|&(_, c)| c).sum();
+            let spent: u64 = self.window.iter().map(|&(_, c, _)| c).sum();
             if spent > max.0 {
                 reason = Some(format!(
                     "{} spent in the last {}, over the {} limit",
                     usd(spent),
                     baton_core::format_duration(self.def.window),
                     usd(max.0)
+                ));
+            }
+        }
+        // A half-open trial is judged on its own, whatever `min_runs` says.
+        let min_runs = if self.state == BreakerState::HalfOpen {
+            1
+        } else {
+            self.def.min_runs as usize
+        };
+        if reason.is_none()
+            && let Some(min) = self.def.min_roi_permille
+            && self.window.len() >= min_runs
+        {
+            let (cost, value) = self.window_sums();
+            if u128::from(value) * 1000 < u128::from(min) * u128::from(cost) {
+                reason = Some(format!(
+                    "the last {} runs in {} produced {} of value for {} spent: ROI {:.2}, below min_roi {}",
+                    self.window.len(),
+                    baton_core::format_duration(self.def.window),
+                    usd(value),
+                    usd(cost),
+                    value as f64 / cost as f64,
+                    min as f64 / 1000.0
                 ));
             }
         }
@@ -237,6 +275,8 @@ mod tests {
             max_cost: max.map(NanoUsd),
             spike,
             cool_down: Duration::from_secs(1800),
+            min_roi_permille: None,
+            min_runs: 5,
         }
     }
 
@@ -246,9 +286,9 @@ mod tests {
         let at = |s: u64| t0 + Duration::from_secs(s);
         let mut b = Breaker::new(def(Some(100), None));
         assert_eq!(b.admit(at(0)), Admit::Run);
-        assert_eq!(b.record(at(0), 60, true), None);
+        assert_eq!(b.record(at(0), 60, 0, true), None);
         // 60 + 50 within 10 minutes: over 100.
-        let t = b.record(at(60), 50, true).expect("opens");
+        let t = b.record(at(60), 50, 0, true).expect("opens");
         assert_eq!(t.to, BreakerState::Open);
         assert!(t.reason.contains("in the last 10m"), "{}", t.reason);
         assert_eq!(b.admit(at(120)), Admit::Skip);
@@ -258,7 +298,7 @@ mod tests {
         // While the trial is going, ticks skip.
         assert_eq!(b.admit(at(60 + 1830)), Admit::Skip);
         // The window was cleared on opening: the trial is judged on its own spend.
-        let t = b.record(at(60 + 1800), 60, true).expect("closes");
+        let t = b.record(at(60 + 1800), 60, 0, true).expect("closes");
         assert_eq!(t.to, BreakerState::Closed);
         assert_eq!(b.admit(at(60 + 1860)), Admit::Run);
     }
@@ -268,15 +308,15 @@ mod tests {
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         let mut b = Breaker::new(def(Some(100), None));
-        assert_eq!(b.record(at(0), 90, true), None);
+        assert_eq!(b.record(at(0), 90, 0, true), None);
         // 11 minutes later the first run has left the window.
-        assert_eq!(b.record(at(660), 90, true), None);
+        assert_eq!(b.record(at(660), 90, 0, true), None);
         let t = b
-            .record(at(700), 20, false)
+            .record(at(700), 20, 0, false)
             .expect("opens: failed runs' spend counts");
         assert_eq!(t.to, BreakerState::Open);
         assert_eq!(b.admit(at(700 + 1800)), Admit::Trial);
-        let t = b.record(at(2600), 150, true).expect("re-opens");
+        let t = b.record(at(2600), 150, 0, true).expect("re-opens");
         assert_eq!(t.to, BreakerState::Open);
         assert!(t.reason.starts_with("the trial run: "), "{}", t.reason);
         assert_eq!(b.admit(at(2600 + 1799)), Admit::Skip);
@@ -284,23 +324,59 @@ mod tests {
     }
 
     #[test]
+    fn opens_when_the_window_returns_less_than_min_roi_and_probes_half_open() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut b = Breaker::new(BreakerDef {
+            min_roi_permille: Some(1000),
+            min_runs: 3,
+            ..def(None, None)
+        });
+        // Two runs worth less than they cost: fewer than min_runs, no judgement yet.
+        assert_eq!(b.record(at(0), 100, 50, true), None);
+        assert_eq!(b.record(at(60), 100, 50, true), None);
+        assert_eq!(b.roi(), Some(0.5));
+        // A third: value 150 + 100 = 250 for 300 spent, ROI 0.83 < 1.0.
+        let t = b.record(at(120), 100, 150, true).expect("opens");
+        assert_eq!(t.to, BreakerState::Open);
+        assert!(
+            t.reason.contains("ROI 0.83, below min_roi 1"),
+            "{}",
+            t.reason
+        );
+        assert_eq!(b.admit(at(121)), Admit::Skip);
+        assert_eq!(b.admit(at(120 + 1800)), Admit::Trial);
+        // The trial alone pays for itself (exactly: ROI 1.0 is not below 1.0): closes.
+        let t = b.record(at(1930), 80, 80, true).expect("closes");
+        assert_eq!(t.to, BreakerState::Closed);
+        // Runs that produce enough keep it closed; the exact boundary is integer arithmetic.
+        let mut b = Breaker::new(BreakerDef {
+            min_roi_permille: Some(1500),
+            min_runs: 1,
+            ..def(None, None)
+        });
+        assert_eq!(b.record(at(0), 2, 3, true), None, "3 / 2 = 1.5 exactly");
+        assert!(b.record(at(1), 2, 2, true).is_some(), "5 / 4 < 1.5");
+    }
+
+    #[test]
     fn opens_on_a_spike_against_the_median() {
         let t0 = Instant::now();
         let mut b = Breaker::new(def(None, Some(5)));
         // Fewer than three runs: no median to judge against yet.
-        assert_eq!(b.record(t0, 10, true), None);
-        assert_eq!(b.record(t0, 1_000, true), None);
-        assert_eq!(b.record(t0, 12, true), None);
+        assert_eq!(b.record(t0, 10, 0, true), None);
+        assert_eq!(b.record(t0, 1_000, 0, true), None);
+        assert_eq!(b.record(t0, 12, 0, true), None);
         // The median of 10, 1000, 12 is 12: 60 is 5× — not more.
-        assert_eq!(b.record(t0, 60, true), None);
+        assert_eq!(b.record(t0, 60, 0, true), None);
         // Median of 10, 1000, 12, 60 (upper) is 60: 301 > 5 × 60.
-        let t = b.record(t0, 301, true).expect("opens");
+        let t = b.record(t0, 301, 0, true).expect("opens");
         assert!(t.reason.contains("more than 5× the median"), "{}", t.reason);
         // A failed run is never a spike (its cost is not an answer's).
         let mut b = Breaker::new(def(None, Some(2)));
         for _ in 0..3 {
-            b.record(t0, 10, true);
+            b.record(t0, 10, 0, true);
         }
-        assert_eq!(b.record(t0, 100, false), None);
+        assert_eq!(b.record(t0, 100, 0, false), None);
     }
 }

@@ -33,6 +33,8 @@ pub enum Event<'a> {
         /// CPU time this machine spent on the reply (an embedded model's inference; zero for a
         /// model that runs elsewhere).
         cpu: std::time::Duration,
+        /// The call's energy and how it was obtained (see docs/tokenomics.md).
+        energy: baton_core::Energy,
     },
     /// The router set a model's answer aside, or raised the step's quality bar: the next call
     /// goes up the ladder.
@@ -237,6 +239,7 @@ impl Event<'_> {
                 truncated,
                 latency,
                 cpu,
+                energy,
             } => {
                 let mut f = json!({"agent": agent, "task": task, "root": root, "step": step, "model": model, "tokens_in": usage.input,
                        "tokens_out": usage.output, "tokens_cached": usage.cached_input, "cost_nanousd": cost.0,
@@ -250,6 +253,11 @@ impl Event<'_> {
                 if !cpu.is_zero() {
                     f["cpu_ms"] = json!(cpu.as_secs_f64() * 1000.0);
                 }
+                if usage.cache_write_input > 0 {
+                    f["tokens_cache_write"] = json!(usage.cache_write_input);
+                }
+                f["energy_uj"] = json!(energy.microjoules);
+                f["energy_method"] = json!(energy.method.as_str());
                 ("model_call", f)
             }
             Event::Escalated {

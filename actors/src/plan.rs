@@ -60,6 +60,10 @@ pub(crate) struct Rung {
     pub(crate) truncated: Counter,
     /// CPU seconds of this machine's inference per call (embedded models).
     pub(crate) cpu: Histogram,
+    /// `baton_energy_uj_total{kind="model"}`, measured and estimated.
+    pub(crate) energy_uj: [Counter; 2],
+    /// How its calls get their energy figure.
+    pub(crate) energy: RungEnergy,
 }
 
 impl Rung {
@@ -150,6 +154,14 @@ pub(crate) struct AgentPlan {
     pub(crate) running: Gauge,
     /// Per tool (same order as `tools`): calls by outcome ok, error, timeout, panic; duration; CPU.
     pub(crate) tool_metrics: Vec<ToolMetrics>,
+    /// What its completed tasks are worth.
+    pub(crate) value: Option<baton_topologies::ValueDef>,
+    /// Transcript compaction: the compactor's rung and the settings.
+    pub(crate) compactor: Option<(Rung, baton_topologies::ContextDef)>,
+    /// `baton_resent_tokens_total{agent}`.
+    pub(crate) resent: Counter,
+    /// `baton_free_tier_steps_total{agent}`.
+    pub(crate) free_steps: Counter,
     /// Tasks it runs at once, and tasks that may wait beyond that before one is refused `busy`.
     pub(crate) max_concurrency: u32,
     pub(crate) queue: u32,
@@ -226,6 +238,8 @@ pub(crate) struct ToolMetrics {
     pub(crate) saved: Counter,
     pub(crate) duration: Histogram,
     pub(crate) cpu: Histogram,
+    /// `baton_energy_uj_total{kind="tool"}`, measured and estimated.
+    pub(crate) energy_uj: [Counter; 2],
 }
 
 /// `baton_tasks_total{agent, outcome}`, one handle per outcome, registered once.
@@ -328,6 +342,8 @@ pub(crate) struct Plan {
     /// The harness's policy, and who approves destructive calls.
     pub(crate) policy: baton_core::policy::Policy,
     pub(crate) approver: Arc<dyn crate::approval::Approver>,
+    /// The power per busy core, for the energy of tools and the local model.
+    pub(crate) cpu_power: Arc<baton_core::CpuPower>,
 }
 
 impl Plan {
@@ -528,6 +544,12 @@ impl Plan {
                 .collect();
         }
 
+        let energy = EnergySetup {
+            cpu: Arc::new(baton_core::CpuPower::new(
+                topology.energy().cpu_watts_per_core,
+            )),
+            pue: topology.energy().pue,
+        };
         let graph = topology.graph();
         let index_of: HashMap<NodeIndex, usize> = graph
             .node_indices()
@@ -541,50 +563,15 @@ impl Plan {
             let ladder = a
                 .ladder
                 .iter()
-                .map(|m| {
-                    let (model, def) = models
-                        .get(m)
-                        .map(|(model, def)| (Arc::clone(model), *def))
-                        .ok_or_else(|| RuntimeError::Setup {
-                            kind: Component::Model,
-                            name: m.to_string(),
-                            message: "not declared in the topology".into(),
-                        })?;
-                    let labels = [("agent", agent_label.clone()), ("model", m.to_string())];
-                    let tok = |kind: &'static str| {
-                        metrics::counter!("baton_tokens_total", "agent" => agent_label.clone(), "model" => m.to_string(), "kind" => kind)
-                    };
-                    Ok(Rung {
-                        name: Arc::clone(m),
-                        model,
-                        price: def.price,
-                        max_output: def.max_output_tokens,
-                        quality: def.quality,
-                        local: def.tier == Some(baton_topologies::Tier::Local),
-                        context_window: def.context_window.map(u64::from),
-                        timeout: def.timeout,
-                        tool_tokens: 0,
-                        retry: def.retry.clone(),
-                        retries: metrics::counter!("baton_model_retries_total", &labels[..]),
-                        estimate_ratio: metrics::histogram!("baton_token_estimate_ratio", "model" => m.to_string()),
-                        requests_ok: metrics::counter!("baton_model_requests_total", "agent" => agent_label.clone(), "model" => m.to_string(), "outcome" => "ok"),
-                        requests_err: metrics::counter!("baton_model_requests_total", "agent" => agent_label.clone(), "model" => m.to_string(), "outcome" => "error"),
-                        estimated: metrics::counter!("baton_model_usage_estimated_total", "agent" => agent_label.clone(), "model" => m.to_string()),
-                        ratio_ppm: std::sync::atomic::AtomicU64::new(0),
-                        ratio_seen: std::sync::atomic::AtomicU64::new(0),
-                        truncated: metrics::counter!("baton_model_replies_truncated_total", "agent" => agent_label.clone(), "model" => m.to_string()),
-                        latency: metrics::histogram!("baton_model_request_duration_seconds", &labels[..]),
-                        cpu: metrics::histogram!("baton_model_cpu_seconds", &labels[..]),
-                        cost: metrics::counter!("baton_cost_nanousd_total", &labels[..]),
-                        decisions: ROUTE_REASONS.map(|reason| {
-                            metrics::counter!("baton_router_decisions_total", "agent" => agent_label.clone(), "model" => m.to_string(), "reason" => reason)
-                        }),
-                        tokens_in: tok("input"),
-                        tokens_out: tok("output"),
-                        tokens_cached: tok("cached_input"),
-                    })
-                })
+                .map(|m| make_rung(&agent_label, m, &models, &energy))
                 .collect::<Result<Vec<_>, RuntimeError>>()?;
+            let compactor = match &a.context {
+                Some(c) => Some((
+                    make_rung(&agent_label, &c.compactor, &models, &energy)?,
+                    c.clone(),
+                )),
+                None => None,
+            };
             let (agent_tools, tool_gates): (Vec<Arc<dyn Tool>>, Vec<Arc<ToolGate>>) =
                 expand_tools(&mcp, a.tools.iter().map(|t| &**t))
                     .map(|t| {
@@ -631,6 +618,9 @@ impl Plan {
                         }),
                         duration: metrics::histogram!("baton_tool_duration_seconds", &labels[..]),
                         cpu: metrics::histogram!("baton_tool_cpu_seconds", &labels[..]),
+                        energy_uj: ENERGY_METHODS.map(|method| {
+                            metrics::counter!("baton_energy_uj_total", "kind" => "tool", "method" => method, "model" => "")
+                        }),
                     }
                 })
                 .collect();
@@ -671,6 +661,10 @@ impl Plan {
                 remaining: metrics::gauge!("baton_budget_remaining_usd", "agent" => agent_label.clone()),
                 running: metrics::gauge!("baton_agents_running", "agent" => agent_label.clone()),
                 tool_metrics,
+                value: a.value.clone(),
+                compactor,
+                resent: metrics::counter!("baton_resent_tokens_total", "agent" => agent_label.clone()),
+                free_steps: metrics::counter!("baton_free_tier_steps_total", "agent" => agent_label.clone()),
                 max_concurrency: a.max_concurrency.max(1),
                 queue: a.queue,
                 max_parallel_tools: a.max_parallel_tools.max(1),
@@ -689,7 +683,114 @@ impl Plan {
             paused: dashmap::DashSet::new(),
             policy,
             approver: approver.unwrap_or_else(|| Arc::new(crate::approval::Unattended)),
+            cpu_power: energy.cpu,
         })
+    }
+}
+
+/// What the plan needs to give each rung its energy figure.
+struct EnergySetup {
+    cpu: Arc<baton_core::CpuPower>,
+    pue: f64,
+}
+
+/// One rung of `agent`'s ladder: model `m` with its price, limits and metric handles.
+fn make_rung(
+    agent: &str,
+    m: &Arc<str>,
+    models: &HashMap<Arc<str>, (Arc<dyn Model>, &ModelDef)>,
+    energy: &EnergySetup,
+) -> Result<Rung, RuntimeError> {
+    let agent_label = agent.to_string();
+    let (model, def) = models
+        .get(m)
+        .map(|(model, def)| (Arc::clone(model), *def))
+        .ok_or_else(|| RuntimeError::Setup {
+            kind: crate::error::Component::Model,
+            name: m.to_string(),
+            message: "not declared in the topology".into(),
+        })?;
+    let labels = [("agent", agent_label.clone()), ("model", m.to_string())];
+    let tok = |kind: &'static str| metrics::counter!("baton_tokens_total", "agent" => agent_label.clone(), "model" => m.to_string(), "kind" => kind);
+    let rung_energy = match (def.provider, def.size) {
+        (Provider::Local, _) => RungEnergy::Cpu(Arc::clone(&energy.cpu)),
+        (_, Some((size, _))) => RungEnergy::Hosted {
+            size,
+            pue: energy.pue,
+        },
+        (_, None) => RungEnergy::Unknown,
+    };
+    Ok(Rung {
+        name: Arc::clone(m),
+        model,
+        price: def.price,
+        max_output: def.max_output_tokens,
+        quality: def.quality,
+        local: def.tier == Some(baton_topologies::Tier::Local),
+        context_window: def.context_window.map(u64::from),
+        timeout: def.timeout,
+        tool_tokens: 0,
+        retry: def.retry.clone(),
+        retries: metrics::counter!("baton_model_retries_total", &labels[..]),
+        estimate_ratio: metrics::histogram!("baton_token_estimate_ratio", "model" => m.to_string()),
+        requests_ok: metrics::counter!("baton_model_requests_total", "agent" => agent_label.clone(), "model" => m.to_string(), "outcome" => "ok"),
+        requests_err: metrics::counter!("baton_model_requests_total", "agent" => agent_label.clone(), "model" => m.to_string(), "outcome" => "error"),
+        estimated: metrics::counter!("baton_model_usage_estimated_total", "agent" => agent_label.clone(), "model" => m.to_string()),
+        ratio_ppm: std::sync::atomic::AtomicU64::new(0),
+        ratio_seen: std::sync::atomic::AtomicU64::new(0),
+        truncated: metrics::counter!("baton_model_replies_truncated_total", "agent" => agent_label.clone(), "model" => m.to_string()),
+        latency: metrics::histogram!("baton_model_request_duration_seconds", &labels[..]),
+        cpu: metrics::histogram!("baton_model_cpu_seconds", &labels[..]),
+        cost: metrics::counter!("baton_cost_nanousd_total", &labels[..]),
+        decisions: ROUTE_REASONS.map(|reason| {
+            metrics::counter!("baton_router_decisions_total", "agent" => agent_label.clone(), "model" => m.to_string(), "reason" => reason)
+        }),
+        tokens_in: tok("input"),
+        tokens_out: tok("output"),
+        tokens_cached: tok("cached_input"),
+        energy_uj: ENERGY_METHODS.map(|method| {
+            metrics::counter!("baton_energy_uj_total", "kind" => "model", "method" => method, "model" => m.to_string())
+        }),
+        energy: rung_energy,
+    })
+}
+
+/// The methods an energy counter is labelled with (`unknown` figures are not counted).
+pub(crate) const ENERGY_METHODS: [&str; 2] = ["measured", "estimated"];
+
+/// How a rung's calls get their energy figure.
+pub(crate) enum RungEnergy {
+    /// EcoLogits' estimate from the model's size and the output tokens.
+    Hosted {
+        size: baton_core::ModelSize,
+        pue: f64,
+    },
+    /// The call's CPU time on this machine × the power per core.
+    Cpu(Arc<baton_core::CpuPower>),
+    /// The model's size is not known: no figure.
+    Unknown,
+}
+
+impl RungEnergy {
+    /// The energy of a call that generated `output` tokens using `cpu` of this machine's time.
+    pub(crate) fn of(&self, output: u64, cpu: Duration) -> baton_core::Energy {
+        match self {
+            RungEnergy::Hosted { size, pue } => baton_core::Energy::from_joules(
+                baton_core::energy::hosted_joules(*size, output, *pue),
+                baton_core::EnergyMethod::Estimated,
+            ),
+            RungEnergy::Cpu(power) => power.energy(cpu),
+            RungEnergy::Unknown => baton_core::Energy::UNKNOWN,
+        }
+    }
+}
+
+/// Counts an energy figure on the `[measured, estimated]` counters.
+pub(crate) fn count_energy(counters: &[Counter; 2], e: baton_core::Energy) {
+    match e.method {
+        baton_core::EnergyMethod::Measured => counters[0].increment(e.microjoules),
+        baton_core::EnergyMethod::Estimated => counters[1].increment(e.microjoules),
+        baton_core::EnergyMethod::Unknown => {}
     }
 }
 

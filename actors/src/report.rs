@@ -23,6 +23,9 @@ pub struct RunReport {
     pub tasks: Vec<TaskReport>,
     /// Per model: where the steps went, and what they cost.
     pub models: Vec<ModelReport>,
+    /// The tokenomics scoreboard: value, ROI, energy, quality, re-sent context (see
+    /// docs/tokenomics.md).
+    pub scoreboard: crate::scoreboard::Scoreboard,
 }
 
 /// What one model did in a run.
@@ -38,6 +41,10 @@ pub struct ModelReport {
     pub tokens_out: u64,
     /// Money, in nano-dollars.
     pub cost_nanousd: u64,
+    /// Energy of its calls, micro-joules (see `energy_method`).
+    pub energy_uj: u64,
+    /// How its energy was obtained: `measured`, `estimated`, or `unknown` (no figure).
+    pub energy_method: baton_core::EnergyMethod,
 }
 
 /// Sums over a run.
@@ -49,8 +56,16 @@ pub struct Totals {
     pub tokens_out: u64,
     /// Cached prompt tokens.
     pub tokens_cached: u64,
+    /// Prompt tokens written to the provider's cache.
+    pub tokens_cache_write: u64,
+    /// Prompt tokens an earlier call of the same task had already sent.
+    pub tokens_resent: u64,
     /// Money, in nano-dollars.
     pub cost_nanousd: u64,
+    /// Value credited to completed tasks, in nano-dollars.
+    pub value_nanousd: u64,
+    /// Energy of model and tool calls, micro-joules.
+    pub energy_uj: u64,
     /// Loop iterations.
     pub steps: u64,
     /// Model calls.
@@ -96,6 +111,12 @@ pub struct AgentReport {
     pub tokens_out: u64,
     /// Money of its own calls, in nano-dollars (not its children's).
     pub cost_nanousd: u64,
+    /// Value credited to its completed tasks, in nano-dollars.
+    pub value_nanousd: u64,
+    /// Energy of its own model and tool calls, micro-joules.
+    pub energy_uj: u64,
+    /// Prompt tokens its calls re-sent.
+    pub tokens_resent: u64,
     /// Loop iterations.
     pub steps: u64,
     /// Tool calls, delegations included.
@@ -143,6 +164,10 @@ pub struct TaskReport {
     pub cost_nanousd: u64,
     /// Its own limit, if any.
     pub limit_nanousd: Option<u64>,
+    /// Value credited to it (when it completed), in nano-dollars.
+    pub value_nanousd: u64,
+    /// Energy of its own model and tool calls, micro-joules.
+    pub energy_uj: u64,
 }
 
 impl RunReport {
@@ -171,6 +196,10 @@ impl RunReport {
             totals.tokens_in += u.tokens.input;
             totals.tokens_out += u.tokens.output;
             totals.tokens_cached += u.tokens.cached_input;
+            totals.tokens_cache_write += u.tokens.cache_write_input;
+            totals.tokens_resent += a.score.tokens_resent;
+            totals.value_nanousd += a.score.value.0;
+            totals.energy_uj += a.score.energy_uj();
             totals.cost_nanousd += u.cost.0;
             totals.steps += u.steps;
             totals.model_calls += u.model_calls;
@@ -202,6 +231,16 @@ impl RunReport {
                     tokens: u.tokens,
                     cost: u.cost,
                     top_rung_cost: u.cost,
+                    energy: baton_core::Energy {
+                        microjoules: a.score.model_energy.total_uj(),
+                        method: if a.score.calls_without_energy > 0 {
+                            baton_core::EnergyMethod::Unknown
+                        } else if a.score.model_energy.measured_uj > 0 {
+                            baton_core::EnergyMethod::Measured
+                        } else {
+                            baton_core::EnergyMethod::Estimated
+                        },
+                    },
                 });
             for (c, n) in a
                 .calls
@@ -220,6 +259,8 @@ impl RunReport {
                             tokens_in: 0,
                             tokens_out: 0,
                             cost_nanousd: 0,
+                            energy_uj: 0,
+                            energy_method: c.energy.method,
                         });
                         let last = models.len() - 1;
                         &mut models[last]
@@ -229,6 +270,15 @@ impl RunReport {
                 m.tokens_in += c.tokens.input;
                 m.tokens_out += c.tokens.output;
                 m.cost_nanousd += c.cost.0;
+                m.energy_uj += c.energy.microjoules;
+                // A model with one call of unknown energy has an incomplete figure.
+                if c.energy.method == baton_core::EnergyMethod::Unknown
+                    || m.energy_method == baton_core::EnergyMethod::Unknown
+                {
+                    m.energy_method = baton_core::EnergyMethod::Unknown;
+                } else if c.energy.method == baton_core::EnergyMethod::Estimated {
+                    m.energy_method = baton_core::EnergyMethod::Estimated;
+                }
             }
             let i = *by_name.entry(a.agent.as_str()).or_insert_with(|| {
                 agents.push(AgentReport {
@@ -237,6 +287,9 @@ impl RunReport {
                     tokens_in: 0,
                     tokens_out: 0,
                     cost_nanousd: 0,
+                    value_nanousd: 0,
+                    energy_uj: 0,
+                    tokens_resent: 0,
                     steps: 0,
                     tool_calls: 0,
                     tasks: 0,
@@ -255,6 +308,9 @@ impl RunReport {
             r.tokens_in += u.tokens.input;
             r.tokens_out += u.tokens.output;
             r.cost_nanousd += u.cost.0;
+            r.value_nanousd += a.score.value.0;
+            r.energy_uj += a.score.energy_uj();
+            r.tokens_resent += a.score.tokens_resent;
             r.steps += u.steps;
             r.tool_calls += u.tool_calls;
             r.tasks += 1;
@@ -279,6 +335,8 @@ impl RunReport {
                 outcome: a.outcome,
                 cost_nanousd: a.spent.0,
                 limit_nanousd: a.limit.map(|l: NanoUsd| l.0),
+                value_nanousd: a.score.value.0,
+                energy_uj: a.score.energy_uj(),
             });
             // Depth first, children in delegation order.
             for c in a.children.iter().rev() {
@@ -288,6 +346,9 @@ impl RunReport {
         totals.saved_vs_top_rung_nanousd = u64::try_from(saved.max(0)).unwrap_or(u64::MAX);
         debug_assert_eq!(totals.cost_nanousd, root.spent.0, "ledger conservation");
         RunReport {
+            scoreboard: crate::scoreboard::Scoreboard::from_sums(
+                crate::scoreboard::ScoreSums::of_run(root, outcome),
+            ),
             outcome,
             answer,
             error,

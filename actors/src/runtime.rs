@@ -463,7 +463,9 @@ impl Runtime {
             Outcome::Completed => (Some(run.result.text), None),
             _ => (None, Some(run.result.text)),
         };
-        RunReport::from_ledger(&snapshot, run.result.outcome, answer, error)
+        let report = RunReport::from_ledger(&snapshot, run.result.outcome, answer, error);
+        crate::scoreboard::count_workflow(&snapshot.agent, &report.scoreboard);
+        report
     }
 
     /// Stops the conductor and every agent, and waits for them. Works on a shared handle: every

@@ -601,6 +601,7 @@ async fn run_loop(
         let (day_started, hour_started) = (day_mark, hour_mark);
         let acct = account.clone();
         let breaker2 = breaker.clone();
+        let value2 = def.value.clone();
         let handle = tokio::spawn(async move {
             let done = match rt2.submit_prepared(envelope, acct).await {
                 Ok(done) => done,
@@ -629,15 +630,24 @@ async fn run_loop(
                     baton_core::Outcome::Completed => (Some(done.result.text), None),
                     _ => (None, Some(done.result.text)),
                 };
-                let report = RunReport::from_ledger(&snap, done.result.outcome, answer, error);
+                let mut report = RunReport::from_ledger(&snap, done.result.outcome, answer, error);
+                // The schedule's own value, for a completed run (its agents' is in the tasks).
+                if let (Some(v), Some(a)) = (&value2, &report.answer) {
+                    report.scoreboard.add_value(v.of(a));
+                }
+                crate::scoreboard::count_workflow(&name, &report.scoreboard);
                 let mut field = None;
                 let change = breaker2.as_ref().and_then(|b| {
                     let mut b = b.lock().ok()?;
                     let t = b.record(
                         Instant::now(),
                         done.account.spent().0,
+                        report.scoreboard.value_nanousd,
                         outcome == baton_core::Outcome::Completed,
                     );
+                    if let Some(roi) = b.roi() {
+                        metrics::gauge!("baton_loop_roi", "schedule" => name.to_string()).set(roi);
+                    }
                     field = Some(breaker_field(&b, &clock));
                     t
                 });

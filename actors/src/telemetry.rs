@@ -108,6 +108,36 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Steps kept on a local model because their task was private (a sensitive tool's output, a local_only agent).",
     ),
     (
+        "baton_energy_uj_total",
+        "counter",
+        "Energy of model and tool calls, in micro-joules (exact integer), by kind (model, tool), method (measured, estimated) and model.",
+    ),
+    (
+        "baton_workflow_energy_joules",
+        "histogram",
+        "Energy per finished workflow (a root task or a loop run), in joules, by workflow.",
+    ),
+    (
+        "baton_workflow_value_nanousd_total",
+        "counter",
+        "Value produced by completed workflows, in nano-dollars (exact integer), by workflow.",
+    ),
+    (
+        "baton_loop_roi",
+        "gauge",
+        "A standing loop's return on spend (value / cost) over its breaker's window.",
+    ),
+    (
+        "baton_free_tier_steps_total",
+        "counter",
+        "Agent steps answered by a free (price 0) model, by agent.",
+    ),
+    (
+        "baton_resent_tokens_total",
+        "counter",
+        "Input tokens a model call re-sent (already sent by an earlier call of the same task), by agent.",
+    ),
+    (
         "baton_model_cpu_seconds",
         "histogram",
         "CPU time of this machine's inference per model call (embedded models).",

@@ -68,6 +68,7 @@ fn usage(req: &ModelRequest<'_>, output: u64) -> TokenUsage {
         input: baton_core::scripted::input_tokens(req.messages, req.tools),
         output,
         cached_input: 0,
+        cache_write_input: 0,
     }
 }
 

@@ -75,6 +75,7 @@ fn usage(req: &ModelRequest<'_>, output: u64) -> TokenUsage {
         input: baton_core::scripted::input_tokens(req.messages, req.tools),
         output,
         cached_input: 0,
+        cache_write_input: 0,
     }
 }
 
@@ -2864,6 +2865,7 @@ mod loops {
                 overlap: Some(overlap),
                 jitter: None,
                 breaker: None,
+                value: None,
             },
         );
         Topology::from_spec(spec, std::path::Path::new(".")).expect("valid schedule")
@@ -3086,7 +3088,9 @@ mod loops {
                 window: Duration::from_secs(600),
                 max_usd: usd("0.00004"),
                 spike: None,
-                cool_down: Duration::from_secs(1800),
+                cool_down: Some(Duration::from_secs(1800)),
+                min_roi: None,
+                min_runs: None,
             });
         }
         let t = Topology::from_spec(spec, std::path::Path::new(".")).expect("valid breaker");
@@ -3167,7 +3171,9 @@ mod loops {
                 window: Duration::from_secs(600),
                 max_usd: usd("0.00002"),
                 spike: None,
-                cool_down: Duration::from_secs(3600),
+                cool_down: Some(Duration::from_secs(3600)),
+                min_roi: None,
+                min_runs: None,
             });
         }
         let t = Topology::from_spec(spec, std::path::Path::new(".")).expect("valid");

@@ -12,7 +12,7 @@
 //! let run = Account::root(1, "lead", Some(NanoUsd::parse_usd("0.10")?), None);
 //! let rca = run.open_child(2, "rca", None, None);
 //! let hold = rca.reserve(NanoUsd(40_000), 1_000).expect("fits");
-//! hold.commit(&TokenUsage { input: 600, output: 100, cached_input: 0 }, NanoUsd(25_000));
+//! hold.commit(&TokenUsage { input: 600, output: 100, cached_input: 0, cache_write_input: 0 }, NanoUsd(25_000));
 //! assert_eq!(run.spent(), NanoUsd(25_000));
 //! run.check_conservation().expect("a parent spends what its children spend");
 //! # Ok::<(), baton_core::Error>(())
@@ -20,6 +20,7 @@
 
 pub mod audit;
 mod budget;
+pub mod energy;
 mod envelope;
 mod error;
 pub mod ledger;
@@ -37,6 +38,7 @@ mod usage;
 pub use budget::{
     Budget, duration_opt, duration_req, duration_schema, format_duration, parse_duration,
 };
+pub use energy::{CpuPower, Energy, EnergyMethod, ModelSize};
 pub use envelope::{Envelope, TaskId, TraceId};
 pub use error::Error;
 pub use ledger::{

@@ -203,7 +203,7 @@ impl ModelResponse {
     /// # use serde_json::json;
     /// let reply = ModelResponse::tool_calls(
     ///     [("weather", json!({"city": "Lisbon"})), ("weather", json!({"city": "Porto"}))],
-    ///     TokenUsage { input: 40, output: 12, cached_input: 0 },
+    ///     TokenUsage { input: 40, output: 12, cached_input: 0, cache_write_input: 0 },
     /// );
     /// assert_eq!(reply.tool_calls[1].id, "call_2");
     /// assert_eq!(reply.tool_calls[1].arguments["city"], "Porto");
@@ -239,6 +239,7 @@ impl ModelRequest<'_> {
             input: conservative_input_tokens(self),
             output,
             cached_input: 0,
+            cache_write_input: 0,
         }
     }
 }

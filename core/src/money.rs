@@ -199,6 +199,10 @@ pub struct Price {
     pub output_per_mtok: NanoUsd,
     /// Cached input tokens (prompt-cache reads).
     pub cached_input_per_mtok: NanoUsd,
+    /// Input tokens written to the prompt cache (Anthropic: 1.25× the input price); the input
+    /// price where writes are not billed apart.
+    #[serde(default)]
+    pub cache_write_per_mtok: NanoUsd,
 }
 
 impl Price {
@@ -214,29 +218,55 @@ impl Price {
             input_per_mtok: input,
             output_per_mtok: output,
             cached_input_per_mtok: cached_input,
+            cache_write_per_mtok: input,
         }
     }
 
-    /// The cost of the tokens of one call. `usage.input` includes the cached tokens, which are priced
-    /// at the cached rate.
+    /// This price with prompt-cache writes billed at `per_mtok`.
+    pub const fn with_cache_write(mut self, per_mtok: NanoUsd) -> Price {
+        self.cache_write_per_mtok = per_mtok;
+        self
+    }
+
+    /// The cost of the tokens of one call. `usage.input` includes the cached tokens and the
+    /// tokens written to the cache, each priced at its own rate.
     pub fn cost(&self, usage: &TokenUsage) -> NanoUsd {
         let cached = usage.cached_input.min(usage.input);
-        let uncached = usage.input - cached;
+        let written = usage.cache_write_input.min(usage.input - cached);
+        let uncached = usage.input - cached - written;
         let micro = u128::from(uncached) * u128::from(self.input_per_mtok.0)
             + u128::from(cached) * u128::from(self.cached_input_per_mtok.0)
+            + u128::from(written) * u128::from(self.cache_write_per_mtok.0)
             + u128::from(usage.output) * u128::from(self.output_per_mtok.0);
         let nanos = micro.div_ceil(1_000_000);
         NanoUsd(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
-    /// The most one call can cost with at most `input` prompt tokens (none assumed cached) and
-    /// `max_output` completion tokens: the amount the ledger reserves before the call.
+    /// The most one call can cost with at most `input` prompt tokens (none assumed cached, all
+    /// priced at the dearer of the input and cache-write rates) and `max_output` completion
+    /// tokens: the amount the ledger reserves before the call.
     pub fn worst_case(&self, input: u64, max_output: u64) -> NanoUsd {
-        self.cost(&TokenUsage {
+        let dearest = Price {
+            input_per_mtok: self.input_per_mtok.max(self.cache_write_per_mtok),
+            ..*self
+        };
+        dearest.cost(&TokenUsage {
             input,
             output: max_output,
-            cached_input: 0,
+            ..TokenUsage::default()
         })
+    }
+
+    /// What prompt caching changed on a call: its cost had nothing been read from or written to
+    /// the cache, minus its cost (negative when writes cost more than reads saved).
+    pub fn cache_saving(&self, usage: &TokenUsage) -> i64 {
+        let plain = self.cost(&TokenUsage {
+            cached_input: 0,
+            cache_write_input: 0,
+            ..*usage
+        });
+        let real = self.cost(usage);
+        i64::try_from(i128::from(plain.0) - i128::from(real.0)).unwrap_or(0)
     }
 }
 
@@ -301,6 +331,7 @@ mod tests {
             input: 1000,
             output: 100,
             cached_input: 400,
+            cache_write_input: 0,
         };
         // 600*3000 + 400*300 + 100*15000 nanos = 1_800_000 + 120_000 + 1_500_000
         assert_eq!(p.cost(&u), NanoUsd(3_420_000));
@@ -308,6 +339,7 @@ mod tests {
             input: 1,
             output: 0,
             cached_input: 0,
+            cache_write_input: 0,
         };
         let cheap = Price::per_mtok(NanoUsd(150_000_000), NanoUsd::ZERO, NanoUsd::ZERO);
         assert_eq!(cheap.cost(&one), NanoUsd(150));

@@ -1,6 +1,7 @@
 //! Built-in prices of common hosted models, in dollars per million tokens, as published by the
 //! providers. A topology's `price:` overrides them. Prices change: the table says when it was taken.
 
+use crate::energy::ModelSize;
 use crate::money::{NanoUsd, Price};
 
 /// When the table was taken from the providers' price pages.
@@ -28,14 +29,54 @@ const TABLE: &[(&str, u64, u64, u64)] = &[
     ("claude-haiku-4", 1_000_000, 5_000_000, 100_000),
 ];
 
+/// Anthropic bills a prompt-cache write (5-minute cache) at 1.25× the input price; OpenAI
+/// does not bill writes apart.
+const ANTHROPIC_CACHE_WRITE: (u64, u64) = (5, 4);
+
 /// The built-in price of `model` (longest matching prefix), if the table knows it.
 pub fn builtin_price(model: &str) -> Option<Price> {
     TABLE
         .iter()
         .filter(|(prefix, ..)| model.starts_with(prefix))
         .max_by_key(|(prefix, ..)| prefix.len())
-        .map(|&(_, i, o, c)| {
-            Price::per_mtok(NanoUsd(i * 1000), NanoUsd(o * 1000), NanoUsd(c * 1000))
+        .map(|&(prefix, i, o, c)| {
+            let p = Price::per_mtok(NanoUsd(i * 1000), NanoUsd(o * 1000), NanoUsd(c * 1000));
+            if prefix.starts_with("claude") {
+                let (num, den) = ANTHROPIC_CACHE_WRITE;
+                p.with_cache_write(NanoUsd(i * 1000 * num / den))
+            } else {
+                p
+            }
+        })
+}
+
+/// Where the built-in model sizes come from.
+pub const SIZES_SOURCE: &str = "EcoLogits' model repository (ecologits/data/models.json): \
+    the providers have not published these architectures; EcoLogits' estimated ranges, taken at \
+    their midpoint";
+
+/// (model name prefix, active parameters min and max, total parameters), billions. Only
+/// models whose size EcoLogits publishes an estimate for; the rest have no energy figure
+/// unless the topology declares `params_b`.
+const SIZES: &[(&str, f64, f64, f64)] = &[
+    ("gpt-4o-mini", 8.0, 28.0, 28.0),
+    ("gpt-4o", 55.0, 220.0, 440.0),
+    ("gpt-4.1-nano", 10.0, 37.0, 37.0),
+    ("gpt-4.1-mini", 40.0, 112.0, 112.0),
+    ("gpt-4.1", 44.0, 176.0, 352.0),
+    ("o4-mini", 8.0, 28.0, 28.0),
+];
+
+/// The built-in size estimate of `model` (longest matching prefix): the midpoint of the
+/// estimated range of active parameters, and the total (the range's top for a dense model).
+pub fn builtin_size(model: &str) -> Option<ModelSize> {
+    SIZES
+        .iter()
+        .filter(|(prefix, ..)| model.starts_with(prefix))
+        .max_by_key(|(prefix, ..)| prefix.len())
+        .map(|&(_, lo, hi, total)| ModelSize {
+            active_b: (lo + hi) / 2.0,
+            total_b: total,
         })
 }
 
@@ -56,5 +97,20 @@ mod tests {
             NanoUsd(300_000_000)
         );
         assert!(builtin_price("llama-3.1-8b").is_none());
+        // Anthropic cache writes: 1.25 × $3.
+        assert_eq!(
+            builtin_price("claude-sonnet-4-5")
+                .unwrap()
+                .cache_write_per_mtok,
+            NanoUsd(3_750_000_000)
+        );
+        assert_eq!(mini.cache_write_per_mtok, mini.input_per_mtok);
+        let s = builtin_size("gpt-4o-mini-2024-07-18").unwrap();
+        assert_eq!((s.active_b, s.total_b), (18.0, 28.0));
+        assert_eq!(builtin_size("gpt-4o-2024-08-06").unwrap().active_b, 137.5);
+        assert!(
+            builtin_size("claude-sonnet-4").is_none(),
+            "no published estimate"
+        );
     }
 }

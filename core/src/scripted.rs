@@ -229,6 +229,7 @@ impl ScriptedModel {
                     input: request_tokens(req),
                     output: output.min(u64::from(req.max_tokens)),
                     cached_input: 0,
+                    cache_write_input: 0,
                 },
                 truncated: output > u64::from(req.max_tokens),
                 ..ModelResponse::default()
@@ -345,6 +346,7 @@ impl ScriptedModel {
             input: request_tokens(req),
             output: output.min(u64::from(req.max_tokens)),
             cached_input: 0,
+            cache_write_input: 0,
         };
         Ok((
             Ok(ModelResponse {

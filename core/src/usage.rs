@@ -15,6 +15,10 @@ pub struct TokenUsage {
     pub output: u64,
     /// The part of `input` read from the provider's prompt cache.
     pub cached_input: u64,
+    /// The part of `input` written to the provider's prompt cache (Anthropic bills it at its
+    /// own rate, above the input's).
+    #[serde(default)]
+    pub cache_write_input: u64,
 }
 
 impl TokenUsage {
@@ -49,6 +53,7 @@ impl Usage {
         self.tokens.input += other.tokens.input;
         self.tokens.output += other.tokens.output;
         self.tokens.cached_input += other.tokens.cached_input;
+        self.tokens.cache_write_input += other.tokens.cache_write_input;
         self.cost = self.cost.saturating_add(other.cost);
         self.model_calls += other.model_calls;
         self.tool_calls += other.tool_calls;

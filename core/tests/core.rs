@@ -147,7 +147,7 @@ mod ledger {
                                 // (Token overruns are not tracked apart: tokens commit at most
                                 // what was reserved, money up to 150% of it.)
                                 let t = op.tokens * pct.min(100) / 100;
-                                r.commit(&TokenUsage { input: t / 2, output: t - t / 2, cached_input: 0 }, cost);
+                                r.commit(&TokenUsage { input: t / 2, output: t - t / 2, cached_input: 0, cache_write_input: 0 }, cost);
                                 committed[i].fetch_add(cost.0, Ordering::Relaxed);
                             }
                         }

@@ -1,9 +1,9 @@
 //! Anthropic messages: `POST {endpoint}/v1/messages` with `x-api-key` and `anthropic-version`.
 //!
 //! Usage mapping: Baton's `input` counts every prompt token — `input_tokens` plus cache reads and
-//! cache writes — and `cached_input` the cache reads, priced at the cached rate. (Cache writes are
-//! priced at the input rate; Anthropic bills them 25% higher: set the input price accordingly if
-//! you write caches heavily.)
+//! cache writes — `cached_input` the cache reads (priced at the cached rate) and
+//! `cache_write_input` the cache writes (priced at the cache-write rate: 1.25× the input's in the
+//! built-in table).
 
 use baton_core::async_trait;
 use baton_core::{
@@ -109,10 +109,12 @@ fn blocks(m: &Message) -> (&'static str, Vec<Value>) {
 
 fn usage(u: &Value) -> TokenUsage {
     let read = u64_at(u, &["cache_read_input_tokens"]);
+    let written = u64_at(u, &["cache_creation_input_tokens"]);
     TokenUsage {
-        input: u64_at(u, &["input_tokens"]) + read + u64_at(u, &["cache_creation_input_tokens"]),
+        input: u64_at(u, &["input_tokens"]) + read + written,
         output: u64_at(u, &["output_tokens"]),
         cached_input: read,
+        cache_write_input: written,
     }
 }
 
@@ -210,6 +212,7 @@ impl http::EventSink for Partial {
             input: fresh + read + written,
             output,
             cached_input: read,
+            cache_write_input: written,
         })
     }
 
@@ -319,6 +322,7 @@ impl Model for Anthropic {
                 input: self.estimate_input_tokens(&request),
                 output: crate::tokens::output_tokens(&self.config.model, &reply),
                 cached_input: 0,
+                cache_write_input: 0,
             };
         }
         Ok(reply)

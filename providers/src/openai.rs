@@ -106,6 +106,8 @@ fn usage(u: &Value) -> TokenUsage {
         input: u64_at(u, &["prompt_tokens"]),
         output: u64_at(u, &["completion_tokens"]),
         cached_input: u64_at(u, &["prompt_tokens_details", "cached_tokens"]),
+        // OpenAI does not bill cache writes apart.
+        cache_write_input: 0,
     }
 }
 
@@ -364,6 +366,7 @@ impl Model for OpenAi {
                 input: self.estimate_input_tokens(&request),
                 output: tokens::output_tokens(&self.config.model, &reply),
                 cached_input: 0,
+                cache_write_input: 0,
             };
         }
         Ok(reply)

@@ -41,10 +41,12 @@ pub use spec::{
     DEFAULT_MAX_PARALLEL_TOOLS, DEFAULT_MAX_STEPS, DEFAULT_QUEUE, DryRunSupport, ModelSpec,
     PriceSpec, Provider, ToolKind, ToolSpec, TopologyBudgetSpec, TopologySpec,
 };
+pub use spec::{AnswerValueSpec, ContextSpec, EnergySpec, ValueSpec};
 pub use topology::{
     AgentNode, BreakerDef, DELEGATE_TOOL, Edge, LocalDef, ModelDef, PriceSource, RetryPolicy,
     ScheduleDef, Supervision, ToolDef, Topology, TopologyBudget, YAML_MAX_NODES, closest,
 };
+pub use topology::{ContextDef, DEFAULT_KEEP_LAST, EnergyDef, SizeSource, ValueDef};
 
 /// Re-exported graph types, so users need not depend on petgraph directly.
 pub use petgraph::graph::{DiGraph, NodeIndex};

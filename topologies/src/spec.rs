@@ -13,9 +13,12 @@ mod models;
 mod percent;
 // Standing loops (`schedules:`) in their own file.
 mod schedules;
+// The scoreboard's keys (`value:`, `energy:`, `context:`).
+mod score;
 pub use models::{ModelSpec, PriceSpec, Provider, RetrySpec, Tier};
 use percent::{min_confidence_pct, quality_bar_pct, quality_pct};
 pub use schedules::{BreakerSpec, OnInterrupted, Overlap, ScheduleSpec};
+pub use score::{AnswerValueSpec, ContextSpec, EnergySpec, ValueSpec};
 
 /// Default completion-token ceiling per call when a model does not set `max_output_tokens`.
 pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 1024;
@@ -73,6 +76,9 @@ pub struct TopologySpec {
     /// `baton run --tasks` batch): a total and per-period limits, enforced by the ledger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<TopologyBudgetSpec>,
+    /// How energy is figured: the CPU's watts per core, the data centres' PUE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<EnergySpec>,
 }
 
 /// The topology's own budget: limits on the tasks it runs, all together. Each task draws from
@@ -632,6 +638,12 @@ pub struct AgentSpec {
     /// output enters the transcript).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<Privacy>,
+    /// What its completed tasks are worth (the scoreboard's value and ROI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<ValueSpec>,
+    /// Transcript compaction for long tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ContextSpec>,
 }
 
 fn is_default_budget(b: &BudgetSpec) -> bool {
@@ -778,6 +790,8 @@ impl AgentSpec {
             parallel_tool_calls: self.parallel_tool_calls.or(base.parallel_tool_calls),
             max_parallel_tools: self.max_parallel_tools.or(base.max_parallel_tools),
             privacy: self.privacy.or(base.privacy),
+            value: self.value.clone().or_else(|| base.value.clone()),
+            context: self.context.clone().or_else(|| base.context.clone()),
         }
     }
 

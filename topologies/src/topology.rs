@@ -35,6 +35,8 @@ pub use defs::{
 mod models;
 mod policy;
 mod schedules;
+mod score;
+pub use score::{ContextDef, DEFAULT_KEEP_LAST, EnergyDef, SizeSource, ValueDef};
 mod tools;
 
 /// The name of the built-in tool through which an agent hands a sub-task to a child.
@@ -72,6 +74,7 @@ pub struct Topology {
     schedules: Vec<ScheduleDef>,
     mcp_servers: BTreeMap<Arc<str>, McpServerDef>,
     budget: TopologyBudget,
+    energy: EnergyDef,
 }
 
 /// The topology's own budget (`budget:`), resolved: limits on all the tasks it runs together.
@@ -225,6 +228,7 @@ impl Topology {
         let policy = v.check_policy(&spec);
         let schedules = v.check_schedules(&spec);
         let budget = v.check_budget(&spec);
+        let energy = v.check_energy(spec.energy.as_ref());
         let mcp_servers = v.check_mcp(&spec, base_dir);
         v.diagnostics
             .sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.column.unwrap_or(0)));
@@ -262,7 +266,13 @@ impl Topology {
             schedules,
             mcp_servers,
             budget,
+            energy,
         })
+    }
+
+    /// How energy is figured (`energy:`, defaults applied).
+    pub fn energy(&self) -> EnergyDef {
+        self.energy
     }
 
     /// The MCP servers, by name.
@@ -559,7 +569,11 @@ impl Validator<'_> {
                 );
             }
             self.check_ladder(name, a, &models);
-            let node = self.check_agent(name, a);
+            let mut node = self.check_agent(name, a);
+            node.context = a
+                .context
+                .as_ref()
+                .map(|c| self.check_context(name, c, &spec.models));
             let name: Arc<str> = Arc::clone(&node.name);
             index.insert(name, graph.add_node(node));
         }

@@ -10,6 +10,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use baton_core::{
     BudgetEventKind, CallRecord, Message, ModelError, ModelRequest, ModelResponse, NanoUsd,
@@ -242,7 +243,7 @@ async fn attempt(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]) 
                 baton.step = i64::from(step),
                 error.type = tracing::field::Empty,
             );
-            let once = call_once(cx, rung, step, messages)
+            let once = call_once(cx, rung, step, messages, true)
                 .instrument(span.clone())
                 .await;
             match &once {
@@ -258,7 +259,7 @@ async fn attempt(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]) 
             }
             once
         } else {
-            call_once(cx, rung, step, messages).await
+            call_once(cx, rung, step, messages, true).await
         };
         let error = match once {
             Once::Done(a) => return a,
@@ -315,16 +316,50 @@ enum Once {
     Failed(ModelError),
 }
 
+/// Why a helper call (the compactor's) gave no reply.
+pub(super) enum HelperFailed {
+    /// The task ended meanwhile (cancelled, its deadline passed).
+    Ended(TaskResult),
+    /// The model crashed the agent.
+    Crash(String),
+    /// No reply (refused by the budget, a provider error): the task goes on without it.
+    Skipped(String),
+}
+
+/// One call of a helper model, without tools, paid from the task's budget like any call: its
+/// reply, or why there is none.
+pub(super) async fn helper_call(
+    cx: &TaskCx<'_>,
+    rung: &Rung,
+    step: u32,
+    messages: &[Message],
+) -> Result<ModelResponse, HelperFailed> {
+    match call_once(cx, rung, step, messages, false).await {
+        Once::Done(Attempt::Answered(r)) => Ok(r),
+        Once::Done(Attempt::Ended(t)) => Err(HelperFailed::Ended(t)),
+        Once::Done(Attempt::Crash(why)) => Err(HelperFailed::Crash(why)),
+        Once::Done(Attempt::Refused(r)) => Err(HelperFailed::Skipped(r.to_string())),
+        Once::Done(Attempt::Failed(why)) => Err(HelperFailed::Skipped(why)),
+        Once::Failed(e) => Err(HelperFailed::Skipped(e.to_string())),
+    }
+}
+
 /// One model call, under a reservation of its worst case, its timeout, the task's deadline and the
 /// task's cancellation.
-async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]) -> Once {
+async fn call_once(
+    cx: &TaskCx<'_>,
+    rung: &Rung,
+    step: u32,
+    messages: &[Message],
+    offer_tools: bool,
+) -> Once {
     let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
     let request = ModelRequest {
         agent: &me.name,
         step,
         messages,
-        tools: &me.schemas,
-        tool_tokens: Some(rung.tool_tokens),
+        tools: if offer_tools { &me.schemas } else { &[] },
+        tool_tokens: Some(if offer_tools { rung.tool_tokens } else { 0 }),
         max_tokens: rung.max_output,
         confidence: rung.local && me.min_confidence.is_some(),
     };
@@ -389,7 +424,15 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
     };
     let error = match result {
         Ok(Ok(response)) => {
-            let cost = book(cx, rung, step, reservation, &response.usage, true);
+            let (cost, energy) = book(
+                cx,
+                rung,
+                step,
+                reservation,
+                &response.usage,
+                true,
+                response.cpu,
+            );
             rung.requests_ok.increment(1);
             if response.estimated {
                 rung.estimated.increment(1);
@@ -422,6 +465,7 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
                 truncated: response.truncated,
                 latency,
                 cpu: response.cpu,
+                energy,
             });
             return Once::Done(Attempt::Answered(response));
         }
@@ -437,8 +481,9 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
                 input,
                 output: max_out,
                 cached_input: 0,
+                cache_write_input: 0,
             };
-            let cost = book(cx, rung, step, reservation, &usage, false);
+            let (cost, _) = book(cx, rung, step, reservation, &usage, false, Duration::ZERO);
             rung.requests_err.increment(1);
             rung.estimated.increment(1);
             account.record_model_error();
@@ -468,7 +513,7 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
     // A failed call the provider billed still costs: book it; otherwise release the reservation.
     match error.billed() {
         Some(usage) => {
-            book(cx, rung, step, reservation, &usage, false);
+            book(cx, rung, step, reservation, &usage, false, Duration::ZERO);
         }
         None => drop(reservation),
     }
@@ -486,19 +531,28 @@ async fn call_once(cx: &TaskCx<'_>, rung: &Rung, step: u32, messages: &[Message]
 }
 
 /// Books a billed call (answered, or failed and billed): commits it on the ledger, counts its
-/// cost and tokens, and records which model it went to. Returns its cost. A failed call saved
-/// nothing against the top rung (its record's baseline is zero).
-fn book(
+/// cost, tokens and energy, and records which model it went to. Returns its cost and energy. A
+/// failed call saved nothing against the top rung (its record's baseline is zero).
+pub(super) fn book(
     cx: &TaskCx<'_>,
     rung: &Rung,
     step: u32,
     reservation: Reservation,
     usage: &TokenUsage,
     answered: bool,
-) -> NanoUsd {
+    cpu: Duration,
+) -> (NanoUsd, baton_core::Energy) {
     let me = cx.me();
     let cost = rung.price.cost(usage);
     reservation.commit(usage, cost);
+    let energy = rung.energy.of(usage.output, cpu);
+    crate::plan::count_energy(&rung.energy_uj, energy);
+    cx.account
+        .record_energy(baton_core::ledger::EnergyKind::Model, energy);
+    if usage.cached_input > 0 || usage.cache_write_input > 0 {
+        cx.account
+            .record_cache_saving(rung.price.cache_saving(usage));
+    }
     rung.cost.increment(cost.0);
     rung.tokens_in.increment(usage.input);
     rung.tokens_out.increment(usage.output);
@@ -514,7 +568,8 @@ fn book(
             } else {
                 NanoUsd::ZERO
             },
+            energy,
         });
     }
-    cost
+    (cost, energy)
 }

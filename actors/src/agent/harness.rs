@@ -127,6 +127,9 @@ pub(crate) async fn run_tool(cx: &TaskCx<'_>, call: &ToolCall) -> Result<Observe
     };
     m.duration.record(started.elapsed().as_secs_f64());
     m.cpu.record(timed.cpu.as_secs_f64());
+    let energy = cx.plan().cpu_power.energy(timed.cpu);
+    crate::plan::count_energy(&m.energy_uj, energy);
+    account.record_energy(baton_core::ledger::EnergyKind::Tool, energy);
     let outcome = match &result {
         Some(Ok(Ok(_))) => 0,
         Some(Ok(Err(_))) => 1,

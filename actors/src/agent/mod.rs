@@ -19,6 +19,7 @@
 //! (`on_crash: retry`) or ends it `failed`.
 
 mod call;
+mod compact;
 mod delegation;
 mod harness;
 mod turn;

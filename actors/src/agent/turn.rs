@@ -18,7 +18,7 @@ use futures::StreamExt;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{TaskCx, TaskResult, call, delegation, end, harness, otel_int};
+use super::{TaskCx, TaskResult, call, compact, delegation, end, harness, otel_int};
 use crate::observer::Event;
 use crate::supervisor::Abort;
 
@@ -48,6 +48,10 @@ pub(crate) async fn run_task(cx: &TaskCx<'_>, task: String) -> Result<TaskResult
     messages.push(Message::new(Role::User, task));
     // The step's quality bar: the agent's, raised for the step after a bad answer.
     let mut bar = me.quality_bar;
+    // The previous call's billed prompt (re-sent in full by the next call, the transcript
+    // being append-only), and what compactions keep out of each call.
+    let mut previous_input: u64 = 0;
+    let mut compaction_saved: u64 = 0;
     for step in 1..=max_steps {
         if account.is_cancelled() {
             return Ok(end(Outcome::Cancelled, "cancelled"));
@@ -57,6 +61,18 @@ pub(crate) async fn run_task(cx: &TaskCx<'_>, task: String) -> Result<TaskResult
         }
         account.record_step();
         me.steps.increment(1);
+        if let Some(compactor) = &me.compactor {
+            match compact::maybe(cx, compactor, step, &mut messages).await {
+                compact::Compacted::No => {}
+                compact::Compacted::Saved(saved) => {
+                    compaction_saved += saved;
+                    // The prefix changed: the system prompt alone was sent before.
+                    previous_input = 0;
+                }
+                compact::Compacted::Ended(result) => return Ok(result),
+                compact::Compacted::Crash(why) => return Err(Abort(why)),
+            }
+        }
         // Spans cost a poll-time enter and exit even when nobody listens: only when enabled.
         let ladder = call::call_ladder(cx, (step, bar), &messages);
         let routed = if tracing::enabled!(tracing::Level::DEBUG) {
@@ -71,10 +87,32 @@ pub(crate) async fn run_task(cx: &TaskCx<'_>, task: String) -> Result<TaskResult
             Err(result) => return Ok(result),
         };
         let ModelResponse {
-            text, tool_calls, ..
+            text,
+            tool_calls,
+            usage,
+            ..
         } = response;
+        let rung = &me.ladder[answered];
+        let resent = previous_input.min(usage.input);
+        me.resent.increment(resent);
+        let free = rung.price.input_per_mtok.0 == 0 && rung.price.output_per_mtok.0 == 0;
+        if free {
+            me.free_steps.increment(1);
+        }
+        account.record_step_score(&baton_core::ledger::StepScore {
+            resent,
+            quality: rung.quality,
+            output: usage.output,
+            free,
+            compaction_saved,
+        });
+        previous_input = usage.input;
         if tool_calls.is_empty() {
-            return Ok(end(Outcome::Completed, text.unwrap_or_default()));
+            let answer = text.unwrap_or_default();
+            if let Some(value) = &me.value {
+                account.record_value(value.of(&answer));
+            }
+            return Ok(end(Outcome::Completed, answer));
         }
         let observations = match run_calls(cx, &tool_calls).await {
             Ok(o) => o,

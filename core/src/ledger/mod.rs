@@ -35,9 +35,11 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 mod records;
 mod reservation;
+mod score;
 
 pub use records::{AccountSnapshot, BudgetEvent, BudgetEventKind, CallRecord};
 pub use reservation::{Committed, Reservation};
+pub use score::{EnergyKind, EnergySplit, StepScore, TaskScore};
 
 use crate::money::NanoUsd;
 use crate::outcome::Outcome;
@@ -120,6 +122,8 @@ struct Node {
     private: std::sync::atomic::AtomicBool,
     /// Steps of this task served by a local model because it is private.
     private_steps: AtomicU64,
+    /// Scoreboard figures: value, energy, re-sent context, quality, caching, compaction.
+    score: score::ScoreCells,
     events: Mutex<Vec<BudgetEvent>>,
     calls: Mutex<Vec<CallRecord>>,
     sole_model: OnceLock<Arc<str>>,
@@ -412,6 +416,34 @@ impl Account {
             .push(call);
     }
 
+    /// Records the energy of one of this task's model or tool calls (a model call without a
+    /// figure is counted as such).
+    pub fn record_energy(&self, kind: EnergyKind, energy: crate::energy::Energy) {
+        self.0.node.score.energy(kind, energy);
+    }
+
+    /// Credits this task with the value of its completed work.
+    pub fn record_value(&self, value: NanoUsd) {
+        self.0.node.score.value(value);
+    }
+
+    /// Records an answered step's context and quality figures (see [`StepScore`]).
+    pub fn record_step_score(&self, step: &StepScore) {
+        self.0.node.score.step(step);
+    }
+
+    /// Records what prompt caching changed on a call (nano-dollars; negative when writes cost
+    /// more than reads saved).
+    pub fn record_cache_saving(&self, saved: i64) {
+        self.0.node.score.cache(saved);
+    }
+
+    /// Counts a transcript compaction (the tokens it saves are counted call by call, in
+    /// [`StepScore::compaction_saved`]).
+    pub fn record_compaction(&self) {
+        self.0.node.score.compaction();
+    }
+
     /// Says that every call of this task goes to `model` (its agent has a one-model ladder), so
     /// that calls need no per-call record to be attributed.
     pub fn set_sole_model(&self, model: Arc<str>) {
@@ -601,6 +633,7 @@ impl Node {
             private_steps: AtomicU64::new(0),
             tool_tokens_saved: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            score: score::ScoreCells::default(),
             events: Mutex::new(Vec::new()),
             calls: Mutex::new(Vec::new()),
             sole_model: OnceLock::new(),
@@ -670,6 +703,7 @@ impl Node {
                     input: self.input_own.load(Ordering::Acquire),
                     output: self.output_own.load(Ordering::Acquire),
                     cached_input: self.cached_own.load(Ordering::Acquire),
+                    cache_write_input: self.score.cache_write_own.load(Ordering::Acquire),
                 },
                 cost: NanoUsd(self.cost_own.load(Ordering::Acquire)),
                 model_calls: self.model_calls.load(Ordering::Acquire),
@@ -696,6 +730,7 @@ impl Node {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone(),
             sole_model: self.sole_model.get().map(|m| m.to_string()),
+            score: self.score.snapshot(),
             outcome: self.outcome.get().copied(),
             children: self.children().iter().map(|c| c.snapshot()).collect(),
         }
@@ -737,6 +772,7 @@ mod tests {
             input,
             output,
             cached_input: 0,
+            cache_write_input: 0,
         }
     }
 

@@ -24,6 +24,9 @@ pub struct CallRecord {
     /// baseline routing is measured against. Zero for a call whose answer was not used (failed,
     /// or set aside): it saved nothing, and its cost counts against the savings.
     pub top_rung_cost: NanoUsd,
+    /// The call's energy, and how it was obtained.
+    #[serde(default)]
+    pub energy: crate::energy::Energy,
 }
 
 /// What happened to a task's budget.
@@ -93,6 +96,10 @@ pub struct AccountSnapshot {
     /// The one model all its calls went to, when its agent's ladder has one model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sole_model: Option<String>,
+    /// Scoreboard figures of the task's own work: value, energy, re-sent tokens, quality,
+    /// free-tier steps, caching, compaction.
+    #[serde(default)]
+    pub score: super::TaskScore,
     /// The task's terminal outcome, once recorded.
     pub outcome: Option<Outcome>,
     /// How long the task waited before an agent began it (in its agent's queue, for a slot); its

@@ -54,6 +54,11 @@ impl Reservation {
         n.output_own.fetch_add(usage.output, Ordering::Relaxed);
         n.cached_own
             .fetch_add(usage.cached_input, Ordering::Relaxed);
+        if usage.cache_write_input > 0 {
+            n.score
+                .cache_write_own
+                .fetch_add(usage.cache_write_input, Ordering::Relaxed);
+        }
         n.model_calls.fetch_add(1, Ordering::Relaxed);
         let overrun = cost.0.saturating_sub(self.cost);
         if overrun > 0 {

@@ -528,6 +528,7 @@ impl Model for LocalModel {
             output: generated.output_tokens,
             // The prompt's beginning the context held from an earlier call: not computed again.
             cached_input: generated.reused,
+            cache_write_input: 0,
         };
         // The end-of-generation token counts too: the model chose to stop.
         let confidence = (request.confidence && generated.scored > 0)

@@ -184,6 +184,20 @@ pub struct ModelSpec {
     /// For `local`: the sampler's seed when `temperature` is above 0 (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u32>,
+    /// For hosted models: active parameters per token, in billions — what the energy estimate
+    /// (EcoLogits' method) needs. Without it, and without a built-in estimate for the model,
+    /// its calls have no energy figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params_b: Option<f64>,
+    /// For hosted mixture-of-experts models: total parameters, in billions (default
+    /// `params_b`): how many GPUs hold the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params_total_b: Option<f64>,
+    /// For `anthropic`: mark the stable prefix (system prompt, tools, the transcript so far)
+    /// for prompt caching (`cache_control` breakpoints). Reads are billed at `cached_input`,
+    /// writes at `cache_write` (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_cache: Option<bool>,
 }
 
 fn default_max_output() -> u32 {
@@ -223,6 +237,9 @@ impl ModelSpec {
             instances: None,
             temperature: None,
             seed: None,
+            params_b: None,
+            params_total_b: None,
+            prompt_cache: None,
         }
     }
 
@@ -293,6 +310,10 @@ pub struct PriceSpec {
     /// Cached input tokens (defaults to the input price).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_input: Option<Usd>,
+    /// Input tokens written to the prompt cache (defaults to the input price; Anthropic bills
+    /// 1.25× the input's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write: Option<Usd>,
 }
 
 impl PriceSpec {
@@ -302,6 +323,7 @@ impl PriceSpec {
             input: Usd(input),
             output: Usd(output),
             cached_input: None,
+            cache_write: None,
         }
     }
 }
@@ -313,6 +335,8 @@ impl From<baton_core::Price> for PriceSpec {
             output: Usd(p.output_per_mtok),
             cached_input: (p.cached_input_per_mtok != p.input_per_mtok)
                 .then_some(Usd(p.cached_input_per_mtok)),
+            cache_write: (p.cache_write_per_mtok != p.input_per_mtok)
+                .then_some(Usd(p.cache_write_per_mtok)),
         }
     }
 }

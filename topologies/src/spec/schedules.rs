@@ -28,7 +28,7 @@ pub enum OnInterrupted {
 }
 
 /// A standing loop.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// How often (`1m`, `5m`); the first run starts at once. Give this or `cron`.
@@ -78,13 +78,17 @@ pub struct ScheduleSpec {
     /// A spend circuit breaker: pauses the loop when its spend runs away.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerSpec>,
+    /// What a completed run is worth (its ROI, and the breaker's `min_roi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<ValueSpec>,
 }
 
-/// A loop's spend circuit breaker. It opens (the loop pauses) when the runs that ended within
-/// `window` spent more than `max_usd`, or when a completed run cost more than `spike` times the
-/// median of the recent completed runs; after `cool_down` it half-opens and lets one run
-/// through, which closes it again or re-opens it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// A loop's circuit breaker. It opens (the loop pauses) when the runs that ended within
+/// `window` spent more than `max_usd`, when a completed run cost more than `spike` times the
+/// median of the recent completed runs, or when the value the window's runs produced is below
+/// `min_roi` times their cost; after `cool_down` it half-opens and lets one run through, which
+/// closes it again or re-opens it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerSpec {
     /// The sliding window over which spend is summed (`1h`).
@@ -98,8 +102,20 @@ pub struct BreakerSpec {
     /// (at least 3 of them) opens the breaker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spike: Option<u32>,
-    /// How long the breaker stays open before letting one run through.
-    #[serde(with = "baton_core::duration_req")]
+    /// The least return on the window's spend: the breaker opens when the value its runs
+    /// produced is below `min_roi` × their cost (`1.0`: the loop must pay for itself). Needs the
+    /// schedule's `value:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_roi: Option<f64>,
+    /// Runs that must have ended within the window before `min_roi` judges (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_runs: Option<u32>,
+    /// How long the breaker stays open before letting one run through (default: the window).
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(schema_with = "baton_core::duration_schema")]
-    pub cool_down: Duration,
+    pub cool_down: Option<Duration>,
 }

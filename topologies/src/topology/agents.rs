@@ -267,6 +267,10 @@ impl Validator<'_> {
                 Some(false) => 1,
                 _ => a.max_parallel_tools.unwrap_or(DEFAULT_MAX_PARALLEL_TOOLS),
             },
+            value: a.value.as_ref().map(|v| {
+                self.check_value(&[Seg::Key("agents"), Seg::Key(name), Seg::Key("value")], v)
+            }),
+            context: None,
         }
     }
 

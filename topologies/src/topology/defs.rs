@@ -74,6 +74,10 @@ pub struct AgentNode {
     pub queue: u32,
     /// The most tool calls of one reply that run at once (1 when `parallel_tool_calls: false`).
     pub max_parallel_tools: u32,
+    /// What its completed tasks are worth.
+    pub value: Option<ValueDef>,
+    /// Transcript compaction.
+    pub context: Option<ContextDef>,
 }
 
 /// A model as the runtime sees it.
@@ -123,6 +127,10 @@ pub struct ModelDef {
     pub logprobs: bool,
     /// For `local`: how the embedded model is loaded and sampled.
     pub local: Option<LocalDef>,
+    /// Its size for the energy estimate of hosted calls, and where that comes from.
+    pub size: Option<(baton_core::ModelSize, SizeSource)>,
+    /// `anthropic`: mark the stable prefix for prompt caching.
+    pub prompt_cache: bool,
 }
 
 /// An embedded model's settings, resolved (`provider: local`).
@@ -165,6 +173,8 @@ pub struct ScheduleDef {
     pub breaker: Option<BreakerDef>,
     /// What becomes of a run the process died in.
     pub on_interrupted: OnInterrupted,
+    /// What a completed run is worth.
+    pub value: Option<ValueDef>,
 }
 
 /// A loop's spend circuit breaker, resolved (see [`crate::BreakerSpec`]).
@@ -178,6 +188,11 @@ pub struct BreakerDef {
     pub spike: Option<u32>,
     /// How long it stays open before a trial run.
     pub cool_down: Duration,
+    /// The least value per dollar of the window's runs, in thousandths (`min_roi: 1.0` is
+    /// 1000): integer, so that the check is exact.
+    pub min_roi_permille: Option<u64>,
+    /// Runs that must have ended within the window before `min_roi` judges.
+    pub min_runs: u32,
 }
 
 /// Retries with defaults applied.

@@ -157,7 +157,8 @@ impl Validator<'_> {
                         p.input.0,
                         p.output.0,
                         p.cached_input.map_or(p.input.0, |c| c.0),
-                    ),
+                    )
+                    .with_cache_write(p.cache_write.map_or(p.input.0, |c| c.0)),
                     PriceSource::Topology,
                 ),
                 // Nothing is metered on this machine's CPU.
@@ -183,6 +184,14 @@ impl Validator<'_> {
                     }
                 },
             };
+            let size = self.check_size(name, m, &wire);
+            if m.prompt_cache.is_some() && m.provider != Provider::Anthropic {
+                self.report(
+                    &at("prompt_cache"),
+                    "`prompt_cache` applies to `anthropic` models".into(),
+                    Some("OpenAI caches long prompts by itself; its cached tokens are priced at `cached_input`".into()),
+                );
+            }
             let retry = m.retry.clone().unwrap_or_default();
             if retry.max_attempts == Some(0) {
                 self.report(
@@ -232,6 +241,8 @@ impl Validator<'_> {
                         .logprobs
                         .unwrap_or(!matches!(m.provider, Provider::Anthropic)),
                     local,
+                    size,
+                    prompt_cache: m.prompt_cache.unwrap_or(false),
                 },
             );
         }

@@ -186,14 +186,25 @@ impl Validator<'_> {
                 per_hour: s.per_hour_usd.map(|u| u.0),
                 overlap: s.overlap.unwrap_or_default(),
                 jitter: s.jitter.unwrap_or_default(),
-                breaker: s.breaker.as_ref().map(|b| self.check_breaker(name, b)),
+                breaker: s.breaker.as_ref().map(|b| self.check_breaker(name, b, s)),
                 on_interrupted: s.on_interrupted.unwrap_or_default(),
+                value: s.value.as_ref().map(|v| {
+                    self.check_value(
+                        &[Seg::Key("schedules"), Seg::Key(name), Seg::Key("value")],
+                        v,
+                    )
+                }),
             });
         }
         out
     }
 
-    pub(super) fn check_breaker(&mut self, name: &str, b: &crate::spec::BreakerSpec) -> BreakerDef {
+    pub(super) fn check_breaker(
+        &mut self,
+        name: &str,
+        b: &crate::spec::BreakerSpec,
+        s: &crate::spec::ScheduleSpec,
+    ) -> BreakerDef {
         let at = |k: &'static str| {
             [
                 Seg::Key("schedules"),
@@ -209,7 +220,7 @@ impl Validator<'_> {
                 None,
             );
         }
-        if b.cool_down.is_zero() {
+        if b.cool_down.is_some_and(|c| c.is_zero()) {
             self.report(
                 &at("cool_down"),
                 "`cool_down` must be longer than zero".into(),
@@ -230,10 +241,42 @@ impl Validator<'_> {
                 Some("it is a multiple of the median run's cost: 2 means twice as much".into()),
             );
         }
-        if b.max_usd.is_none() && b.spike.is_none() {
+        let min_roi_permille = match b.min_roi {
+            Some(r) if !(r.is_finite() && r > 0.0 && r <= 1_000_000.0) => {
+                self.report(
+                    &at("min_roi"),
+                    format!("`min_roi: {r}` is not a return on spend"),
+                    Some(
+                        "value per dollar spent, above 0: `1.0` means the loop must pay for itself"
+                            .into(),
+                    ),
+                );
+                None
+            }
+            Some(r) => {
+                if s.value.is_none() {
+                    self.report(
+                        &at("min_roi"),
+                        "`min_roi` needs the schedule's `value:` (what a completed run is worth)"
+                            .into(),
+                        Some("e.g. `value: { value_usd: 0.05 }` on the schedule".into()),
+                    );
+                }
+                Some((r * 1000.0).round() as u64)
+            }
+            None => None,
+        };
+        if b.min_runs == Some(0) {
+            self.report(
+                &at("min_runs"),
+                "`min_runs` must be at least 1".into(),
+                None,
+            );
+        }
+        if b.max_usd.is_none() && b.spike.is_none() && b.min_roi.is_none() {
             self.report(
                 &[Seg::Key("schedules"), Seg::Key(name), Seg::Key("breaker")],
-                "a breaker needs `max_usd`, `spike` or both".into(),
+                "a breaker needs `max_usd`, `spike` or `min_roi`".into(),
                 Some("e.g. `max_usd: 1` to pause when the window's spend passes $1".into()),
             );
         }
@@ -241,7 +284,9 @@ impl Validator<'_> {
             window: b.window,
             max_cost: b.max_usd.map(|u| u.0),
             spike: b.spike,
-            cool_down: b.cool_down,
+            cool_down: b.cool_down.unwrap_or(b.window),
+            min_roi_permille,
+            min_runs: b.min_runs.unwrap_or(5).max(1),
         }
     }
 }
