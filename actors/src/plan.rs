@@ -815,6 +815,7 @@ fn http_model(m: &ModelDef) -> Result<Arc<dyn Model>, RuntimeError> {
         stream: m.stream,
         connect_timeout: m.connect_timeout,
         tool_choice: m.tool_choice,
+        prompt_cache: m.prompt_cache,
         null_content: m.null_content,
         ..baton_providers::ProviderConfig::new(
             m.name.to_string(),

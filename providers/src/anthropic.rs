@@ -61,20 +61,40 @@ impl Anthropic {
                 _ => messages.push(json!({"role": role, "content": blocks})),
             }
         }
+        let cache = self.config.prompt_cache;
+        let breakpoint = json!({"type": "ephemeral"});
+        if cache
+            && let Some(last) = messages
+                .last_mut()
+                .and_then(|m| m["content"].as_array_mut())
+                .and_then(|blocks| blocks.last_mut())
+        {
+            // The transcript so far: the next call's prefix.
+            last["cache_control"] = breakpoint.clone();
+        }
         let mut body = json!({
             "model": self.config.model,
             "max_tokens": req.max_tokens,
             "messages": messages,
         });
         if !system.is_empty() {
-            body["system"] = json!(system.join("\n\n"));
+            let text = system.join("\n\n");
+            body["system"] = if cache {
+                json!([{"type": "text", "text": text, "cache_control": breakpoint}])
+            } else {
+                json!(text)
+            };
         }
         if !req.tools.is_empty() {
-            body["tools"] = req
+            let mut tools: Vec<Value> = req
                 .tools
                 .iter()
                 .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
                 .collect();
+            if cache && let Some(last) = tools.last_mut() {
+                last["cache_control"] = breakpoint;
+            }
+            body["tools"] = Value::Array(tools);
         }
         if self.config.stream {
             body["stream"] = json!(true);

@@ -53,6 +53,9 @@ pub struct ProviderConfig {
     pub tool_choice: baton_core::ToolChoice,
     /// OpenAI-compatible servers: how an assistant turn with tool calls and no text is sent.
     pub null_content: baton_core::NullContent,
+    /// Anthropic: mark the stable prefix (tools, system prompt, the transcript so far) with
+    /// `cache_control` breakpoints, so that the next call reads it from the prompt cache.
+    pub prompt_cache: bool,
 }
 
 impl ProviderConfig {
@@ -72,6 +75,7 @@ impl ProviderConfig {
             connect_timeout: Duration::from_secs(10),
             tool_choice: baton_core::ToolChoice::default(),
             null_content: baton_core::NullContent::default(),
+            prompt_cache: false,
         }
     }
 }

@@ -114,6 +114,15 @@ mod openai {
         assert_eq!(b["tools"][0]["type"], "function");
         assert_eq!(b["tools"][0]["function"]["name"], "lookup_owners");
         assert!(b.get("stream").is_none());
+        // Cached tokens are priced at the cached rate ($0.15 in, $0.075 cached, $0.60 out), and
+        // OpenAI bills no cache writes.
+        let price = baton_core::prices::builtin_price("gpt-4o-mini").expect("known");
+        assert_eq!(r.usage.cache_write_input, 0);
+        assert_eq!(
+            price.cost(&r.usage),
+            baton_core::NanoUsd(93 * 150 + 1024 * 75 + 12 * 600)
+        );
+        assert_eq!(price.cache_saving(&r.usage), 1024 * 75);
     }
 
     /// Asked for its confidence, the request carries `logprobs: true`, and the reply's token
@@ -267,6 +276,69 @@ mod anthropic {
         assert_eq!(b["messages"][2]["content"][0]["type"], "tool_result");
         assert_eq!(b["messages"][2]["content"][0]["tool_use_id"], "call_1");
         assert_eq!(b["tools"][0]["input_schema"]["type"], "object");
+    }
+
+    /// `prompt_cache: true`: breakpoints on the tools, the system prompt and the transcript (the
+    /// request as Anthropic documents it); the reply's cache reads and writes are booked at
+    /// their own prices — reads at a tenth of the input's, writes at 1.25× — to the nano-dollar.
+    #[tokio::test]
+    async fn prompt_cache_breakpoints_and_cache_write_pricing() {
+        let server =
+            FakeServer::start([Reply::json(200, fixture("anthropic/message_tool_use.json"))]).await;
+        let cfg = ProviderConfig {
+            prompt_cache: true,
+            ..config(&server, false, "claude-sonnet-4-20250514")
+        };
+        let m = Anthropic::new(cfg).expect("client");
+        let r = call(&m).await.expect("reply");
+        let u = r.usage;
+        assert_eq!(
+            (u.input, u.cached_input, u.cache_write_input, u.output),
+            (2620, 2048, 100, 91)
+        );
+        let b = server.received()[0].json();
+        let ephemeral = json!({"type": "ephemeral"});
+        assert_eq!(b["system"][0]["type"], "text");
+        assert_eq!(b["system"][0]["text"], "You find root causes.");
+        assert_eq!(b["system"][0]["cache_control"], ephemeral);
+        let tools = b["tools"].as_array().expect("tools");
+        assert_eq!(tools.last().expect("a tool")["cache_control"], ephemeral);
+        assert!(
+            tools[..tools.len() - 1]
+                .iter()
+                .all(|t| t.get("cache_control").is_none())
+        );
+        let last = b["messages"]
+            .as_array()
+            .expect("messages")
+            .last()
+            .cloned()
+            .expect("a message");
+        let blocks = last["content"].as_array().expect("blocks");
+        assert_eq!(blocks.last().expect("a block")["cache_control"], ephemeral);
+        // Four breakpoints at most: three used.
+        assert_eq!(b.to_string().matches("cache_control").count(), 3);
+        // $3 in, $0.30 cache reads, $3.75 cache writes, $15 out per million tokens.
+        let price = baton_core::prices::builtin_price("claude-sonnet-4-20250514").expect("known");
+        assert_eq!(
+            price.cost(&u),
+            baton_core::NanoUsd(472 * 3_000 + 2048 * 300 + 100 * 3_750 + 91 * 15_000)
+        );
+        assert_eq!(
+            price.cache_saving(&u),
+            2620 * 3_000 - (472 * 3_000 + 2048 * 300 + 100 * 3_750)
+        );
+        // The reservation's worst case prices every prompt token at the dearer write rate.
+        assert_eq!(
+            price.worst_case(2620, 256),
+            baton_core::NanoUsd(2620 * 3_750 + 256 * 15_000)
+        );
+        // Without `prompt_cache`, nothing is marked.
+        let server =
+            FakeServer::start([Reply::json(200, fixture("anthropic/message_tool_use.json"))]).await;
+        let m = Anthropic::new(config(&server, false, "claude-sonnet-4-20250514")).expect("client");
+        call(&m).await.expect("reply");
+        assert!(!server.received()[0].body.contains("cache_control"));
     }
 
     #[tokio::test]

@@ -109,7 +109,16 @@ pub(crate) async fn maybe(
         ),
     ];
     let summary = match helper_call(cx, rung, step, &request).await {
-        Ok(r) => r.text.unwrap_or_default(),
+        Ok(r) => {
+            // Its output counts in the task's quality like any answer's.
+            cx.account
+                .record_step_score(&baton_core::ledger::StepScore {
+                    quality: rung.quality,
+                    output: r.usage.output,
+                    ..baton_core::ledger::StepScore::default()
+                });
+            r.text.unwrap_or_default()
+        }
         Err(HelperFailed::Ended(t)) => return Compacted::Ended(t),
         Err(HelperFailed::Crash(why)) => return Compacted::Crash(why),
         Err(HelperFailed::Skipped(why)) => {
