@@ -181,8 +181,23 @@ pub(crate) async fn run_loops(
             } else {
                 String::new()
             };
+            // Value, ROI and energy per completed run, when the loop declares a value or its
+            // calls have an energy figure.
+            let score = s
+                .scoreboard
+                .as_ref()
+                .filter(|b| b.value_nanousd > 0 || b.energy_j > 0.0)
+                .map_or(String::new(), |b| {
+                    format!(
+                        " · value {} · ROI {} · {} per completed run",
+                        usd(NanoUsd(b.value_nanousd)),
+                        b.roi.map_or("-".into(), |r| format!("{r:.1}")),
+                        b.energy_per_completed_workflow_j
+                            .map_or("-".into(), |j| format!("{j:.0} J")),
+                    )
+                });
             println!(
-                "■ {}: {} run(s), {} skipped{breaker}, {}",
+                "■ {}: {} run(s), {} skipped{breaker}, {}{score}",
                 s.schedule,
                 s.runs,
                 s.skipped,

@@ -249,9 +249,14 @@ impl Breaker {
         {
             let (cost, value) = self.window_sums();
             if u128::from(value) * 1000 < u128::from(min) * u128::from(cost) {
+                let n = self.window.len();
                 reason = Some(format!(
-                    "the last {} runs in {} produced {} of value for {} spent: ROI {:.2}, below min_roi {}",
-                    self.window.len(),
+                    "{} in the last {} produced {} of value for {} spent: ROI {:.2}, below min_roi {}",
+                    if n == 1 {
+                        "1 run".to_string()
+                    } else {
+                        format!("{n} runs")
+                    },
                     baton_core::format_duration(self.def.window),
                     usd(value),
                     usd(cost),

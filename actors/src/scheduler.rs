@@ -118,6 +118,8 @@ pub struct LoopSummary {
     /// Why the runtime went down, when it did: the loop stopped then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_down: Option<String>,
+    /// The scoreboard of its runs in this process (value, ROI, energy per run).
+    pub scoreboard: Option<crate::scoreboard::Scoreboard>,
 }
 
 fn jittered(jitter: Duration, seed: u64) -> Duration {
@@ -339,6 +341,10 @@ async fn run_loop(
         |day: &Account| day.open_child(TaskId::fresh().0, Arc::clone(&label), def.per_hour, None);
     let mut hour = new_hour(&period);
     let mut hour_start = period_start;
+    // The runs' scoreboard sums, added as each run ends.
+    let scores = Arc::new(std::sync::Mutex::new(
+        crate::scoreboard::ScoreSums::default(),
+    ));
     let mut summary = LoopSummary {
         schedule: def.name.to_string(),
         ..LoopSummary::default()
@@ -602,6 +608,7 @@ async fn run_loop(
         let acct = account.clone();
         let breaker2 = breaker.clone();
         let value2 = def.value.clone();
+        let scores2 = Arc::clone(&scores);
         let handle = tokio::spawn(async move {
             let done = match rt2.submit_prepared(envelope, acct).await {
                 Ok(done) => done,
@@ -636,6 +643,9 @@ async fn run_loop(
                     report.scoreboard.add_value(v.of(a));
                 }
                 crate::scoreboard::count_workflow(&name, &report.scoreboard);
+                if let Ok(mut sums) = scores2.lock() {
+                    sums.absorb(&report.scoreboard.sums);
+                }
                 let mut field = None;
                 let change = breaker2.as_ref().and_then(|b| {
                     let mut b = b.lock().ok()?;
@@ -711,6 +721,11 @@ async fn run_loop(
         .as_ref()
         .and_then(|b| b.lock().ok().map(|b| b.trips()))
         .unwrap_or(0);
+    summary.scoreboard = scores
+        .lock()
+        .ok()
+        .filter(|s| s.workflows > 0)
+        .map(|s| crate::scoreboard::Scoreboard::from_sums(s.clone()));
     summary
 }
 

@@ -3158,6 +3158,76 @@ mod loops {
         );
     }
 
+    /// `min_roi`: a loop whose runs are worth less than they cost pauses itself once `min_runs`
+    /// runs are in the window; the half-open trial is judged on its own value and re-opens it.
+    /// Each run's report carries the schedule's value and its ROI, to the nano-dollar.
+    #[tokio::test(start_paused = true)]
+    async fn the_roi_breaker_pauses_a_loop_that_does_not_pay_for_itself() {
+        // A run books $0.000015 and is worth $0.00001: ROI 0.67.
+        let mut spec = looped(60, Overlap::Skip, None, None).spec().clone();
+        if let Some(s) = spec.schedules.get_mut("latency") {
+            s.value = Some(baton_topologies::ValueSpec {
+                value_usd: usd("0.00001"),
+                on_answer_matching: Vec::new(),
+            });
+            s.breaker = Some(baton_topologies::BreakerSpec {
+                window: Duration::from_secs(600),
+                max_usd: None,
+                spike: None,
+                cool_down: None, // the window: 10 minutes
+                min_roi: Some(1.0),
+                min_runs: Some(3),
+            });
+        }
+        let t = Topology::from_spec(spec, std::path::Path::new(".")).expect("valid breaker");
+        let rt = Arc::new(
+            Runtime::builder(t)
+                .model("m", ScriptedModel::always("m", "all quiet"))
+                .start()
+                .await
+                .expect("starts"),
+        );
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let ev = Arc::clone(&events);
+        let start = tokio::time::Instant::now();
+        rt.run_schedules(
+            tokio::time::sleep(Duration::from_secs(12 * 60 + 30)),
+            Duration::from_secs(5),
+            move |e| {
+                let at = start.elapsed().as_secs() / 60;
+                let line = match e {
+                    LoopEvent::Ran { run, report, .. } => {
+                        let b = &report.scoreboard;
+                        assert_eq!(b.value_nanousd, 10_000);
+                        assert_eq!(b.sums.cost_nanousd, 15_000);
+                        assert_eq!(b.roi, Some(10_000.0 / 15_000.0));
+                        format!("{at}m run {run} {}", report.outcome)
+                    }
+                    LoopEvent::Breaker { state, reason, .. } => {
+                        format!("{at}m breaker {state}: {reason}")
+                    }
+                    _ => return,
+                };
+                ev.lock().expect("lock").push(line);
+            },
+        )
+        .await;
+        let events = events.lock().expect("lock").clone();
+        let roi = "3 runs in the last 10m produced $0.000030 of value for $0.000045 spent: ROI 0.67, below min_roi 1";
+        assert_eq!(
+            events,
+            [
+                "0m run 1 completed".to_string(),
+                "1m run 2 completed".into(),
+                "2m run 3 completed".into(),
+                format!("2m breaker open: {roi}"),
+                "12m breaker half_open: the cool-down has passed: one trial run".into(),
+                "12m run 4 completed".into(),
+                "12m breaker open: the trial run: 1 run in the last 10m produced $0.000010 of value for $0.000015 spent: ROI 0.67, below min_roi 1".into(),
+            ]
+        );
+    }
+
     /// An open breaker and the day's spend are in the state file: a new runtime on the same
     /// file stays paused and reports the spend carried over.
     #[tokio::test(start_paused = true)]

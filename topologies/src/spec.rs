@@ -795,6 +795,12 @@ impl AgentSpec {
         }
     }
 
+    /// Sets what its completed tasks are worth.
+    pub fn value(mut self, value: ValueSpec) -> AgentSpec {
+        self.value = Some(value);
+        self
+    }
+
     /// Sets the lowest model quality the router may use for it.
     pub fn quality_bar(mut self, bar: u8) -> AgentSpec {
         self.quality_bar = Some(bar);

@@ -44,10 +44,12 @@ mod examples {
             ..BudgetSpec::default()
         };
         let mut small = ModelSpec::scripted("ops-triage.rules.yaml", usd("0.15"), usd("0.60"))
-            .max_output_tokens(512);
+            .max_output_tokens(512)
+            .params(18.0, None);
         small.latency = Some(std::time::Duration::from_millis(40));
         small.price.as_mut().expect("priced").cached_input = Some(baton_core::Usd(usd("0.075")));
-        let mut frontier = ModelSpec::scripted("ops-triage.rules.yaml", usd("3"), usd("15"));
+        let mut frontier = ModelSpec::scripted("ops-triage.rules.yaml", usd("3"), usd("15"))
+            .params(137.5, Some(440.0));
         frontier.latency = Some(std::time::Duration::from_millis(150));
         frontier.price.as_mut().expect("priced").cached_input = Some(baton_core::Usd(usd("0.30")));
         let mut deploys = ToolSpec::builtin(ToolKind::LogSearch, "fixtures/deploys.log");
@@ -99,6 +101,13 @@ mod examples {
                     .tools(["restart_service"])
                     .children(["rca", "paging"])
                     .budget(triage_budget)
+                    .value(
+                        baton_topologies::ValueSpec::fixed(baton_core::Usd(usd("0.05")))
+                            .on_answer_matching(
+                                "Suspected change: [0-9a-f]{7}",
+                                baton_core::Usd(usd("0.50")),
+                            ),
+                    )
                     .system(spec_of("triage").system.expect("prompt"))
                     .description(spec_of("triage").description.expect("description")),
             )

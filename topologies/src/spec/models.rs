@@ -291,6 +291,14 @@ impl ModelSpec {
         self
     }
 
+    /// Sets its size for the energy estimate: active parameters and, for a mixture of experts,
+    /// total parameters, in billions (`params_b`, `params_total_b`).
+    pub fn params(mut self, active_b: f64, total_b: Option<f64>) -> ModelSpec {
+        self.params_b = Some(active_b);
+        self.params_total_b = total_b;
+        self
+    }
+
     /// Sets where it runs and its quality score (0 to 100).
     pub fn tier(mut self, tier: Tier, quality: u8) -> ModelSpec {
         self.tier = Some(tier);

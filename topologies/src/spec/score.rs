@@ -17,6 +17,26 @@ pub struct ValueSpec {
     pub on_answer_matching: Vec<AnswerValueSpec>,
 }
 
+impl ValueSpec {
+    /// Completed work worth `value` dollars.
+    pub fn fixed(value: Usd) -> ValueSpec {
+        ValueSpec {
+            value_usd: Some(value),
+            on_answer_matching: Vec::new(),
+        }
+    }
+
+    /// Adds a pattern: a completed answer matching `pattern` (a regex) is worth `value` instead
+    /// (the first match wins).
+    pub fn on_answer_matching(mut self, pattern: impl Into<String>, value: Usd) -> ValueSpec {
+        self.on_answer_matching.push(AnswerValueSpec {
+            pattern: pattern.into(),
+            value_usd: value,
+        });
+        self
+    }
+}
+
 /// One answer pattern and its value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
