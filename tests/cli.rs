@@ -1127,6 +1127,62 @@ mod run {
         );
     }
 
+    /// An ROI breaker opened by runs worth less than they cost survives SIGKILL like the spend
+    /// breaker: the restarted loop stays paused, and the event said which rule tripped it.
+    #[test]
+    fn an_open_roi_breaker_survives_sigkill() {
+        let body = example(
+            "latency-watch.yaml",
+            &[
+                ("every: 2s", "every: 300ms"),
+                (
+                    "    breaker: { window: 1h, max_usd: 0.01, spike: 5, cool_down: 15m }",
+                    "    breaker: { window: 1h, min_roi: 1.0, min_runs: 2, cool_down: 15m }\n    value: { value_usd: 0.000000001 }",
+                ),
+            ],
+        );
+        let topo = temp_file("roi-kill.yaml", &body);
+        let state = temp_path("roi-kill.redb");
+        let (topo, state) = (
+            topo.to_str().expect("utf-8"),
+            state.to_str().expect("utf-8"),
+        );
+        let (mut child, mut lines) = spawn_json(&["run", topo, "--json", "--state", state]);
+        let mut runs_before = Vec::new();
+        let opened = loop {
+            let l = lines.next().expect("the breaker opens");
+            if l.get("breaker").is_some() {
+                break l;
+            }
+            runs_before.push(l);
+        };
+        assert_eq!(opened["breaker"], "open");
+        let why = opened["reason"].as_str().expect("a reason");
+        assert!(why.contains("below min_roi 1"), "{why}");
+        assert_eq!(
+            runs_before.len(),
+            2,
+            "min_runs: two runs, then it judges: {runs_before:?}"
+        );
+        for r in &runs_before {
+            let b = &r["report"]["scoreboard"];
+            assert_eq!(u(&b["value_nanousd"]), 1);
+            assert!(b["roi"].as_f64().expect("roi") < 1.0, "{b}");
+        }
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        let lines = json_lines(&["run", topo, "--json", "--state", state, "--for", "1s"]);
+        assert!(
+            lines.iter().all(|l| l.get("run").is_none()),
+            "no run while the breaker is open: {lines:?}"
+        );
+        let shown: Value = serde_json::from_slice(&baton(&["state", state]).stdout).expect("JSON");
+        assert_eq!(
+            shown["loops"][0]["state"]["breaker"][0], "open",
+            "{shown:#}"
+        );
+    }
+
     /// SIGKILL in the middle of a run, then a restart on the same state file: the day's spend
     /// continues (the interrupted run charged its worst case), run numbers continue, and the
     /// interrupted run is recorded as such.
