@@ -108,6 +108,13 @@ fn value_roi_energy_and_resent_tokens_agree_with_the_calls() {
     let j = b["energy_j"].as_f64().expect("J");
     assert!((j - total_uj as f64 / 1e6).abs() < 1e-9);
     assert!((b["energy_wh"].as_f64().expect("Wh") - j / 3600.0).abs() < 1e-12);
+    // The audit trail's end-of-task record carries the same value and energy.
+    let end = records
+        .iter()
+        .find(|r| r["kind"] == "task_end")
+        .expect("a task_end record");
+    assert_eq!(u(&end["value_nanousd"]), 500_000_000);
+    assert_eq!(u(&end["energy_uj"]), total_uj);
     // Re-sent tokens: the transcript only grows, so each call re-sends the previous prompt.
     let ins: Vec<u64> = calls.iter().map(|c| u(&c["tokens_in"])).collect();
     assert!(ins.windows(2).all(|w| w[0] < w[1]), "{ins:?}");

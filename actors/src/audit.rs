@@ -159,6 +159,7 @@ mod tests {
             root: task,
             outcome: baton_core::Outcome::Completed,
             detail: "done",
+            score: baton_core::ledger::TaskScore::default(),
         }
     }
 

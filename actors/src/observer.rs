@@ -195,6 +195,8 @@ pub enum Event<'a> {
         outcome: Outcome,
         /// The final answer or the reason it ended.
         detail: &'a str,
+        /// The task's own scoreboard figures: value credited, energy, re-sent tokens.
+        score: baton_core::ledger::TaskScore,
     },
 }
 
@@ -378,10 +380,20 @@ impl Event<'_> {
                 root,
                 outcome,
                 detail,
-            } => (
-                "task_end",
-                json!({"agent": agent, "task": task, "root": root, "outcome": outcome, "detail": cap(detail)}),
-            ),
+                score,
+            } => {
+                let mut f = json!({"agent": agent, "task": task, "root": root, "outcome": outcome, "detail": cap(detail)});
+                if score.value.0 > 0 {
+                    f["value_nanousd"] = json!(score.value.0);
+                }
+                if score.energy_uj() > 0 {
+                    f["energy_uj"] = json!(score.energy_uj());
+                }
+                if score.tokens_resent > 0 {
+                    f["tokens_resent"] = json!(score.tokens_resent);
+                }
+                ("task_end", f)
+            }
         };
         (kind, fields)
     }

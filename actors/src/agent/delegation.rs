@@ -219,6 +219,7 @@ impl Drop for Abandoned<'_, '_> {
                 root: self.cx.env.trace.0,
                 outcome: Outcome::Cancelled,
                 detail: why,
+                score: self.account.score(),
             });
         }
     }

@@ -423,6 +423,7 @@ fn admission(shared: &AgentShared, assignment: &Assignment) -> Result<(), TaskRe
         root: assignment.envelope.trace.0,
         outcome: Outcome::Busy,
         detail: &why,
+        score: account.score(),
     });
     Err(end(Outcome::Busy, why))
 }
@@ -481,6 +482,7 @@ impl Drop for Unfinished<'_> {
             root: self.root,
             outcome: self.account.outcome().unwrap_or(Outcome::Cancelled),
             detail: why,
+            score: self.account.score(),
         });
     }
 }
@@ -572,6 +574,7 @@ async fn worker(shared: Arc<AgentShared>, assignment: Assignment) -> Option<Task
         root: envelope.trace.0,
         outcome: result.outcome,
         detail: &result.text,
+        score: account.score(),
     });
     Some(result)
 }

@@ -422,6 +422,11 @@ impl Account {
         self.0.node.score.energy(kind, energy);
     }
 
+    /// This task's own scoreboard figures so far (not its children's).
+    pub fn score(&self) -> TaskScore {
+        self.0.node.score.snapshot()
+    }
+
     /// Credits this task with the value of its completed work.
     pub fn record_value(&self, value: NanoUsd) {
         self.0.node.score.value(value);
