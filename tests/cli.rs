@@ -1086,29 +1086,36 @@ mod run {
         assert_eq!(runs[0]["report"]["outcome"], "cancelled", "{lines:?}");
     }
 
-    /// An open spend breaker survives SIGKILL: the restarted loop stays paused.
-    #[test]
-    fn an_open_breaker_survives_sigkill() {
+    /// Runs latency-watch with `breaker` (its breaker line replaced) until the breaker opens,
+    /// kills it (SIGKILL), and restarts it on the same state file for a second: no run starts,
+    /// ticks are paused, and the state file says open. Returns the run lines before the breaker
+    /// opened, and the opening line.
+    fn breaker_survives_sigkill(name: &str, breaker: &str) -> (Vec<Value>, Value) {
         let body = example(
             "latency-watch.yaml",
             &[
                 ("every: 2s", "every: 300ms"),
                 (
-                    "breaker: { window: 1h, max_usd: 0.01, spike: 5, cool_down: 15m }",
-                    "breaker: { window: 1h, max_usd: 0.000001, cool_down: 15m }",
+                    "    breaker: { window: 1h, max_usd: 0.01, spike: 5, cool_down: 15m }",
+                    breaker,
                 ),
             ],
         );
-        let topo = temp_file("breaker-kill.yaml", &body);
-        let state = temp_path("breaker-kill.redb");
+        let topo = temp_file(&format!("{name}.yaml"), &body);
+        let state = temp_path(&format!("{name}.redb"));
         let (topo, state) = (
             topo.to_str().expect("utf-8"),
             state.to_str().expect("utf-8"),
         );
         let (mut child, mut lines) = spawn_json(&["run", topo, "--json", "--state", state]);
-        let opened = lines
-            .find(|l| l.get("breaker").is_some())
-            .expect("the breaker opens after the first run");
+        let mut runs = Vec::new();
+        let opened = loop {
+            let l = lines.next().expect("the breaker opens");
+            if l.get("breaker").is_some() {
+                break l;
+            }
+            runs.push(l);
+        };
         assert_eq!(opened["breaker"], "open");
         child.kill().expect("SIGKILL");
         let _ = child.wait();
@@ -1125,62 +1132,39 @@ mod run {
             shown["loops"][0]["state"]["breaker"][0], "open",
             "{shown:#}"
         );
+        (runs, opened)
+    }
+
+    /// An open spend breaker survives SIGKILL: the restarted loop stays paused.
+    #[test]
+    fn an_open_breaker_survives_sigkill() {
+        let (runs, _) = breaker_survives_sigkill(
+            "breaker-kill",
+            "    breaker: { window: 1h, max_usd: 0.000001, cool_down: 15m }",
+        );
+        assert_eq!(runs.len(), 1, "the breaker opens after the first run");
     }
 
     /// An ROI breaker opened by runs worth less than they cost survives SIGKILL like the spend
-    /// breaker: the restarted loop stays paused, and the event said which rule tripped it.
+    /// breaker, and the event said which rule tripped it.
     #[test]
     fn an_open_roi_breaker_survives_sigkill() {
-        let body = example(
-            "latency-watch.yaml",
-            &[
-                ("every: 2s", "every: 300ms"),
-                (
-                    "    breaker: { window: 1h, max_usd: 0.01, spike: 5, cool_down: 15m }",
-                    "    breaker: { window: 1h, min_roi: 1.0, min_runs: 2, cool_down: 15m }\n    value: { value_usd: 0.000000001 }",
-                ),
-            ],
+        let (runs, opened) = breaker_survives_sigkill(
+            "roi-kill",
+            "    breaker: { window: 1h, min_roi: 1.0, min_runs: 2, cool_down: 15m }\n    value: { value_usd: 0.000000001 }",
         );
-        let topo = temp_file("roi-kill.yaml", &body);
-        let state = temp_path("roi-kill.redb");
-        let (topo, state) = (
-            topo.to_str().expect("utf-8"),
-            state.to_str().expect("utf-8"),
-        );
-        let (mut child, mut lines) = spawn_json(&["run", topo, "--json", "--state", state]);
-        let mut runs_before = Vec::new();
-        let opened = loop {
-            let l = lines.next().expect("the breaker opens");
-            if l.get("breaker").is_some() {
-                break l;
-            }
-            runs_before.push(l);
-        };
-        assert_eq!(opened["breaker"], "open");
         let why = opened["reason"].as_str().expect("a reason");
         assert!(why.contains("below min_roi 1"), "{why}");
         assert_eq!(
-            runs_before.len(),
+            runs.len(),
             2,
-            "min_runs: two runs, then it judges: {runs_before:?}"
+            "min_runs: two runs, then it judges: {runs:?}"
         );
-        for r in &runs_before {
+        for r in &runs {
             let b = &r["report"]["scoreboard"];
             assert_eq!(u(&b["value_nanousd"]), 1);
             assert!(b["roi"].as_f64().expect("roi") < 1.0, "{b}");
         }
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
-        let lines = json_lines(&["run", topo, "--json", "--state", state, "--for", "1s"]);
-        assert!(
-            lines.iter().all(|l| l.get("run").is_none()),
-            "no run while the breaker is open: {lines:?}"
-        );
-        let shown: Value = serde_json::from_slice(&baton(&["state", state]).stdout).expect("JSON");
-        assert_eq!(
-            shown["loops"][0]["state"]["breaker"][0], "open",
-            "{shown:#}"
-        );
     }
 
     /// SIGKILL in the middle of a run, then a restart on the same state file: the day's spend
