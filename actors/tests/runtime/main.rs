@@ -1,0 +1,178 @@
+//! Integration tests of the runtime: a task's life through the conductor and its agents.
+//!
+//! - `loop_`: termination conditions (answer, max_steps, deadline, budget) and failures (model
+//!   errors and panics, tool errors and panics).
+//! - `delegation`: delegation, child budgets, and ledger conservation across the tree.
+//! - `concurrency`: many tasks at once, each ending exactly once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use baton_actors::{RunReport, Runtime};
+use baton_core::{
+    Budget, Model, ModelError, ModelRequest, ModelResponse, NanoUsd, Outcome, Role, ScriptedModel,
+    TokenUsage, Tool, ToolCall, ToolError, async_trait,
+};
+use baton_topologies::{AgentSpec, BudgetSpec, ModelSpec, ToolSpec, Topology, TopologyBuilder};
+use serde_json::json;
+
+/// $1 per million tokens in and out: 1000 nano-dollars per token.
+fn dollar_per_mtok() -> ModelSpec {
+    ModelSpec::custom(baton_core::Price::per_million_tokens(
+        NanoUsd::from_usd(1),
+        NanoUsd::from_usd(1),
+    ))
+    .max_output_tokens(100)
+}
+
+fn usd(s: &str) -> Option<baton_core::Usd> {
+    Some(baton_core::Usd(
+        NanoUsd::parse_usd(s).expect("valid amount"),
+    ))
+}
+
+/// A model driven by a closure over (agent, step, last message).
+struct FnModel<F>(F);
+
+#[async_trait]
+impl<F> Model for FnModel<F>
+where
+    F: Fn(&ModelRequest<'_>) -> Result<ModelResponse, ModelError> + Send + Sync + 'static,
+{
+    async fn call(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
+        (self.0)(&request)
+    }
+    fn estimate_input_tokens(&self, request: &ModelRequest<'_>) -> u64 {
+        baton_core::scripted::input_tokens(request.messages, request.tools)
+    }
+}
+
+/// Wraps a model and writes down, apart from the ledger, every reply it gave and to which agent:
+/// the oracle that conservation checks compare the report with.
+struct Recording<M> {
+    inner: M,
+    seen: Arc<std::sync::Mutex<Vec<(String, TokenUsage)>>>,
+}
+
+#[async_trait]
+impl<M: Model> Model for Recording<M> {
+    async fn call(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
+        let agent = request.agent.to_string();
+        let r = self.inner.call(request).await;
+        if let Ok(reply) = &r {
+            self.seen.lock().expect("oracle").push((agent, reply.usage));
+        }
+        r
+    }
+    fn estimate_input_tokens(&self, request: &ModelRequest<'_>) -> u64 {
+        self.inner.estimate_input_tokens(request)
+    }
+}
+
+fn usage(req: &ModelRequest<'_>, output: u64) -> TokenUsage {
+    TokenUsage {
+        input: baton_core::scripted::input_tokens(req.messages, req.tools),
+        output,
+        cached_input: 0,
+        cache_write_input: 0,
+    }
+}
+
+fn text(req: &ModelRequest<'_>, t: &str) -> ModelResponse {
+    ModelResponse {
+        text: Some(t.to_string()),
+        tool_calls: vec![],
+        usage: usage(req, 5),
+        ..ModelResponse::default()
+    }
+}
+
+fn call(req: &ModelRequest<'_>, name: &str, args: serde_json::Value) -> ModelResponse {
+    ModelResponse {
+        text: None,
+        tool_calls: vec![ToolCall {
+            id: format!("c{}", req.step),
+            name: name.into(),
+            arguments: args,
+        }],
+        usage: usage(req, 10),
+        ..ModelResponse::default()
+    }
+}
+
+struct Echo;
+
+#[async_trait]
+impl Tool for Echo {
+    fn name(&self) -> &str {
+        "echo"
+    }
+    fn description(&self) -> &str {
+        "echo"
+    }
+    fn parameters(&self) -> serde_json::Value {
+        json!({"type": "object"})
+    }
+    async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+        match args.get("mode").and_then(|m| m.as_str()) {
+            Some("panic") => panic!("echo was asked to panic"),
+            Some("fail") => Err(ToolError::Failed("echo failed on purpose".into())),
+            _ => Ok(format!("echo {args}")),
+        }
+    }
+}
+
+fn single(agent: AgentSpec) -> Topology {
+    TopologyBuilder::new("t")
+        .model("m", dollar_per_mtok())
+        .tool("echo", ToolSpec::custom())
+        .agent("solo", agent)
+        .build()
+        .expect("valid topology")
+}
+
+async fn run_with<M: Model>(
+    topology: Topology,
+    model: M,
+    task: &str,
+) -> (RunReport, baton_actors::TaskRun) {
+    let rt = Runtime::builder(topology.clone())
+        .model("m", model)
+        .tool(Echo)
+        .start()
+        .await
+        .expect("starts");
+    let raw = rt.submit(task, Budget::UNLIMITED).await.expect("runs");
+    let snapshot = raw.account.snapshot();
+    let report = RunReport::from_ledger(&snapshot, raw.result.outcome, None, None);
+    raw.account.check_conservation().expect("conservation");
+    rt.shutdown().await;
+    (report, raw)
+}
+
+mod loop_;
+
+mod crashes;
+
+mod delegation;
+
+mod concurrency;
+
+mod supervision;
+
+mod chaos;
+
+mod policy;
+
+mod harness;
+
+mod router;
+
+mod builtins;
+
+mod loops;
+
+/// Errors you can match and read (#19): a custom model or tool registered under a name the
+/// topology does not use says which name it meant, both ways.
+mod registration;
