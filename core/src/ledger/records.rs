@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::atomic::Ordering;
+
+use super::{Account, EnergyKind, StepScore, TaskScore};
 use crate::money::NanoUsd;
 use crate::outcome::Outcome;
 use crate::usage::{TokenUsage, Usage};
@@ -117,5 +120,136 @@ impl AccountSnapshot {
         for c in &self.children {
             c.walk(f);
         }
+    }
+}
+
+/// What an account records besides money: the counts and figures its task adds up as it runs
+/// (steps, tool calls, errors, privacy, calls and their models, scoreboard figures, budget events).
+impl Account {
+    /// Counts one loop iteration of this account's task.
+    pub fn record_step(&self) {
+        self.0.node.steps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one tool call (delegations included) of this account's task.
+    pub fn record_tool_call(&self) {
+        self.0.node.tool_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failed model call of this task.
+    pub fn record_model_error(&self) {
+        self.0.node.model_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Makes this task private: from now on its steps, and the tasks it delegates, are served by
+    /// local models only.
+    pub fn mark_private(&self) {
+        self.0.node.private.store(true, Ordering::Release);
+    }
+
+    /// Whether this task is private (see [`Account::mark_private`]).
+    pub fn is_private(&self) -> bool {
+        self.0.node.private.load(Ordering::Acquire)
+    }
+
+    /// Counts a step of this task kept on a local model because the task is private.
+    pub fn record_private_step(&self) {
+        self.0.node.private_steps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a model call of this task booked at Baton's estimate (the server reported no usage).
+    pub fn record_estimated_call(&self) {
+        self.0.node.estimated_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks this task's last booked model call as set aside (its answer was not used: low or
+    /// missing confidence, a truncated tool call): it saved nothing against the top rung.
+    pub fn set_aside_last_call(&self) {
+        if let Some(last) = self
+            .0
+            .node
+            .calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .last_mut()
+        {
+            last.top_rung_cost = NanoUsd::ZERO;
+        }
+    }
+
+    /// Counts tokens of tool output cut before it re-entered this task's context.
+    pub fn record_tool_tokens_saved(&self, tokens: u64) {
+        self.0
+            .node
+            .tool_tokens_saved
+            .fetch_add(tokens, Ordering::Relaxed);
+    }
+
+    /// Counts a crash-and-restart of the agent that held this task.
+    pub fn record_restart(&self) {
+        self.0.node.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records which model answered a step of this task, and what it cost (one uncontended lock
+    /// per call: only this task's agent writes here).
+    pub fn record_call(&self, call: CallRecord) {
+        self.0
+            .node
+            .calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(call);
+    }
+
+    /// Records the energy of one of this task's model or tool calls (a model call without a
+    /// figure is counted as such).
+    pub fn record_energy(&self, kind: EnergyKind, energy: crate::energy::Energy) {
+        self.0.node.score.energy(kind, energy);
+    }
+
+    /// This task's own scoreboard figures so far (not its children's).
+    pub fn score(&self) -> TaskScore {
+        self.0.node.score.snapshot()
+    }
+
+    /// Credits this task with the value of its completed work.
+    pub fn record_value(&self, value: NanoUsd) {
+        self.0.node.score.value(value);
+    }
+
+    /// Records an answered step's context and quality figures (see [`StepScore`]).
+    pub fn record_step_score(&self, step: &StepScore) {
+        self.0.node.score.step(step);
+    }
+
+    /// Records what prompt caching changed on a call (nano-dollars; negative when writes cost
+    /// more than reads saved).
+    pub fn record_cache_saving(&self, saved: i64) {
+        self.0.node.score.cache(saved);
+    }
+
+    /// Counts a transcript compaction (the tokens it saves are counted call by call, in
+    /// [`StepScore::compaction_saved`]).
+    pub fn record_compaction(&self) {
+        self.0.node.score.compaction();
+    }
+
+    /// Says that every call of this task goes to `model` (its agent has a one-model ladder), so
+    /// that calls need no per-call record to be attributed.
+    pub fn set_sole_model(&self, model: Arc<str>) {
+        let _ = self.0.node.sole_model.set(model);
+    }
+
+    /// Records a budget event (cold path: a lock per event).
+    pub fn record_event(&self, kind: BudgetEventKind, detail: impl Into<String>) {
+        self.0
+            .node
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(BudgetEvent {
+                kind,
+                detail: detail.into(),
+            });
     }
 }
