@@ -17,6 +17,9 @@ pub struct Freeze {
     pub to: u64,
     /// Why, shown with a denial.
     pub reason: String,
+    /// Dry runs are refused too (by default a dry run, which changes nothing, is allowed
+    /// during a freeze).
+    pub block_dry_runs: bool,
 }
 
 /// The policy of a topology.
@@ -24,7 +27,8 @@ pub struct Freeze {
 pub struct Policy {
     /// Role → tools it may call (`delegate` is always allowed).
     pub roles: BTreeMap<String, BTreeSet<String>>,
-    /// Windows during which destructive calls are refused.
+    /// Windows during which destructive calls are refused (their dry runs are allowed, unless
+    /// the window says `block_dry_runs`).
     pub freeze: Vec<Freeze>,
     /// A destructive call must have run with `dry_run: true` and the same arguments earlier in
     /// the task.
@@ -96,13 +100,17 @@ impl Policy {
         if effect != Effect::Destructive {
             return Verdict::Allow;
         }
-        if let Some(f) = self.freeze.iter().find(|f| f.from <= now && now < f.to) {
+        // `args` reach here with `dry_run: true` only for a tool that honours it (the harness
+        // judges a dry-run flag to any other tool as the real call): such a dry run changes
+        // nothing, so a freeze lets it through unless it blocks dry runs too.
+        let dry = is_dry_run(args);
+        if let Some(f) = self.freeze_at(now).filter(|f| !dry || f.block_dry_runs) {
             return Verdict::Deny {
                 rule: "freeze",
                 reason: format!("change freeze in force: {}", f.reason),
             };
         }
-        if is_dry_run(args) {
+        if dry {
             return Verdict::Allow;
         }
         if self.dry_run_first {
@@ -121,6 +129,13 @@ impl Policy {
         } else {
             Verdict::Allow
         }
+    }
+}
+
+impl Policy {
+    /// The change-freeze window in force at `now` (Unix seconds), if any.
+    pub fn freeze_at(&self, now: u64) -> Option<&Freeze> {
+        self.freeze.iter().find(|f| f.from <= now && now < f.to)
     }
 }
 
@@ -178,6 +193,7 @@ mod tests {
                 from: parse_utc("2026-12-20T00:00:00Z").expect("time"),
                 to: parse_utc("2027-01-02T00:00:00Z").expect("time"),
                 reason: "holiday freeze".into(),
+                block_dry_runs: false,
             }],
             dry_run_first: true,
             approval: true,
@@ -231,10 +247,34 @@ mod tests {
                 ..
             }
         ));
+        // During a freeze: the real call is refused, even after its dry run; the dry run itself
+        // changes nothing and goes ahead, unless the window blocks dry runs too.
         let frozen = parse_utc("2026-12-24T12:00:00Z").expect("time");
-        assert!(matches!(
+        assert_eq!(
             p.check(None, "restart", Effect::Destructive, &dry, &[], frozen),
+            Verdict::Allow
+        );
+        assert!(matches!(
+            p.check(None, "restart", Effect::Destructive, &svc, &done, frozen),
             Verdict::Deny { rule: "freeze", .. }
+        ));
+        let mut strict = p.clone();
+        strict.freeze[0].block_dry_runs = true;
+        assert!(matches!(
+            strict.check(None, "restart", Effect::Destructive, &dry, &[], frozen),
+            Verdict::Deny { rule: "freeze", .. }
+        ));
+        // A role is checked first, freeze or not.
+        assert!(matches!(
+            p.check(
+                Some("intern"),
+                "restart",
+                Effect::Destructive,
+                &dry,
+                &[],
+                frozen
+            ),
+            Verdict::Deny { rule: "role", .. }
         ));
     }
 }

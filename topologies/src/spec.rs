@@ -137,6 +137,10 @@ pub struct FreezeSpec {
     /// Why, shown with a denial.
     #[serde(default)]
     pub reason: String,
+    /// Refuse dry runs too (default false: during a freeze a dry run of a tool that supports
+    /// them changes nothing, and is allowed and recorded as such).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub block_dry_runs: bool,
 }
 
 /// How a supervisor reacts when one of its children stops (OTP's strategies).

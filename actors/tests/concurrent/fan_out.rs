@@ -214,6 +214,7 @@ async fn a_freeze_holds_for_a_destructive_call_among_reads() {
             from: "2000-01-01T00:00:00Z".into(),
             to: "2999-01-01T00:00:00Z".into(),
             reason: "year-end freeze".into(),
+            block_dry_runs: false,
         }],
         ..PolicySpec::default()
     };

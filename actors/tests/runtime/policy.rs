@@ -214,6 +214,7 @@ async fn an_approval_granted_after_a_freeze_began_does_not_run_the_call() {
         from: utc(begins),
         to: utc(begins + 3600),
         reason: "year-end freeze".into(),
+        block_dry_runs: false,
     }];
     let log = Decisions::default();
     let rt = Runtime::builder(topology(p, None))
@@ -314,19 +315,32 @@ async fn denied_by_role() {
     assert_eq!(log[0], "restart denied role");
 }
 
+/// During a freeze the real restart is refused; its dry run, which changes nothing, goes
+/// ahead and is recorded as a dry run (#19) — unless the window blocks dry runs too.
 #[tokio::test]
-async fn denied_during_a_freeze() {
-    let mut p = guarded();
-    p.freeze.push(baton_topologies::FreezeSpec {
-        from: "2000-01-01T00:00:00Z".into(),
-        to: "2100-01-01T00:00:00Z".into(),
-        reason: "the century freeze".into(),
-    });
-    let (text, _) = run(p, None, None, false).await;
+async fn denied_during_a_freeze_but_its_dry_run_goes_ahead() {
+    let century = |block_dry_runs| {
+        let mut p = guarded();
+        p.freeze.push(baton_topologies::FreezeSpec {
+            from: "2000-01-01T00:00:00Z".into(),
+            to: "2100-01-01T00:00:00Z".into(),
+            reason: "the century freeze".into(),
+            block_dry_runs,
+        });
+        p
+    };
+    let (text, log) = run(century(false), None, None, false).await;
     assert_eq!(
         text,
         "denied by policy (freeze): change freeze in force: the century freeze"
     );
+    assert_eq!(log, ["restart allowed dry_run", "restart denied freeze"]);
+    let (text, log) = run(century(true), None, None, false).await;
+    assert_eq!(
+        text,
+        "denied by policy (freeze): change freeze in force: the century freeze"
+    );
+    assert_eq!(log, ["restart denied freeze", "restart denied freeze"]);
 }
 
 #[tokio::test]

@@ -61,6 +61,7 @@ impl Validator<'_> {
                     } else {
                         f.reason.clone()
                     },
+                    block_dry_runs: f.block_dry_runs,
                 }),
                 (Ok(_), Ok(_)) => self.report(
                     &[Seg::Key("policy"), Seg::Key("freeze")],
