@@ -173,12 +173,17 @@ pub(crate) fn verify_audit(file: &Path, expect_head: Option<baton::core::audit::
 }
 
 /// `baton graph FILE`: the topology drawn as Graphviz dot or Mermaid.
-pub(crate) fn graph(file: &Path, format: GraphFormat) -> ExitCode {
+pub(crate) fn graph(file: &Path, format: GraphFormat, detail: bool) -> ExitCode {
+    let detail = if detail {
+        baton::topologies::Detail::Full
+    } else {
+        baton::topologies::Detail::Agents
+    };
     match Topology::from_path(file) {
         Ok(t) => {
             let drawing = match format {
-                GraphFormat::Dot => baton::topologies::to_dot(&t),
-                GraphFormat::Mermaid => baton::topologies::to_mermaid(&t),
+                GraphFormat::Dot => baton::topologies::to_dot_with(&t, detail),
+                GraphFormat::Mermaid => baton::topologies::to_mermaid_with(&t, detail),
             };
             print!("{drawing}");
             ExitCode::SUCCESS

@@ -113,6 +113,10 @@ enum Command {
         /// `dot` (Graphviz, the default) or `mermaid`.
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
+        /// Also draw each agent's role and tools (kind, effect; destructive ones in red) and the
+        /// standing loops that tick the root.
+        #[arg(long)]
+        detail: bool,
     },
 }
 
@@ -261,7 +265,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Graph { file, format } => inspect::graph(&file, format),
+        Command::Graph {
+            file,
+            format,
+            detail,
+        } => inspect::graph(&file, format, detail),
     }
 }
 

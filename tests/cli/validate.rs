@@ -69,6 +69,44 @@ fn validate_loads_the_rules_files_a_topology_names() {
     );
 }
 
+/// `--detail` adds roles, tools (kind, effect; destructive in red) and the loops that tick the
+/// root (#19); without it the drawing is agents and edges only.
+#[test]
+fn graph_detail_shows_roles_tools_and_schedules() {
+    let file = "examples/topologies/ops-loop.yaml";
+    let plain = String::from_utf8_lossy(&baton(&["graph", file]).stdout).into_owned();
+    assert!(
+        !plain.contains("tool:") && !plain.contains("schedule:"),
+        "{plain}"
+    );
+    let out = baton(&["graph", file, "--detail"]);
+    assert!(out.status.success());
+    let dot = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        r#""triage" [label="triage\nfrontier\n$0.100000 · 8 steps · 5m\nrole: commander"];"#,
+        r#""tool:restart_service" [shape=note, label="restart_service\nrestart_service · destructive", color=red, fontcolor=red];"#,
+        r#""tool:query_metrics" [shape=note, label="query_metrics\nmetrics_series · read"];"#,
+        r#""rca" -> "tool:lookup_owners" [style=dashed, color=gray, arrowhead=none];"#,
+        r#""schedule:search-latency" [shape=hexagon, label="search-latency\nevery 1m"];"#,
+        r#""schedule:checkout-latency" -> "watcher" [color=darkgreen, label="ticks"];"#,
+    ] {
+        assert!(dot.contains(needle), "missing {needle}:\n{dot}");
+    }
+    // A tool two agents use is drawn once, linked to both.
+    assert_eq!(dot.matches("\"tool:query_metrics\" [shape").count(), 1);
+    assert_eq!(dot.matches("-> \"tool:query_metrics\"").count(), 2);
+    let out = baton(&["graph", file, "--detail", "--format", "mermaid"]);
+    let mermaid = String::from_utf8_lossy(&out.stdout);
+    assert!(mermaid.contains("role: commander"), "{mermaid}");
+    assert!(
+        mermaid.contains("restart_service<br/>restart_service · destructive"),
+        "{mermaid}"
+    );
+    assert!(mermaid.contains("stroke:#d00"), "{mermaid}");
+    assert!(mermaid.contains("search-latency<br/>every 1m"), "{mermaid}");
+    assert!(mermaid.contains("-->|ticks|"), "{mermaid}");
+}
+
 #[test]
 fn graph_draws_dot_and_mermaid() {
     let out = baton(&["graph", "examples/topologies/flaky-providers.yaml"]);

@@ -1,5 +1,7 @@
 //! Drawing a topology: Graphviz DOT and Mermaid. Supervision edges are solid, delegation dashed,
-//! fallbacks dotted; each node shows the agent's model ladder and budget.
+//! fallbacks dotted; each node shows the agent's model ladder and budget. With detail
+//! ([`Detail::Full`]) the drawing also shows each agent's role and tools (with their kind and
+//! effect, destructive ones in red), and the standing loops that give the root its tasks.
 
 use std::fmt::Write as _;
 
@@ -32,12 +34,69 @@ fn ladder_line(a: &AgentNode) -> String {
         .join(" → ")
 }
 
+/// How much a drawing shows.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Detail {
+    /// Agents, their ladders and budgets, and the edges between them.
+    #[default]
+    Agents,
+    /// Also roles, tools and schedules.
+    Full,
+}
+
+/// A tool's line: its kind, and its effect when the topology declares it or the kind fixes it.
+fn tool_line(t: &Topology, name: &str) -> (String, bool) {
+    let Some(def) = t.tools().find(|d| &*d.name == name) else {
+        // An MCP server's tool, or a whole server: what it is, as far as the file says.
+        return ("mcp".into(), false);
+    };
+    use crate::spec::ToolKind as K;
+    let effect = def.effect.or(match def.kind {
+        K::MetricsSeries | K::LogSearch | K::Codeowners | K::ReadFile | K::ListDir | K::HttpGet => {
+            Some(baton_core::Effect::Read)
+        }
+        K::RestartService => Some(baton_core::Effect::Destructive),
+        _ => None,
+    });
+    let kind = serde_json::to_value(def.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let destructive = effect == Some(baton_core::Effect::Destructive);
+    let mut line = match effect {
+        Some(e) => format!("{kind} · {}", format!("{e:?}").to_lowercase()),
+        None => kind,
+    };
+    if def.sensitive {
+        line.push_str(" · sensitive");
+    }
+    (line, destructive)
+}
+
+/// The tools any agent lists, in first-seen order.
+fn tools_used(t: &Topology) -> Vec<std::sync::Arc<str>> {
+    let mut seen: Vec<std::sync::Arc<str>> = Vec::new();
+    for n in t.graph().node_indices() {
+        for tool in &t.graph()[n].tools {
+            if !seen.contains(tool) {
+                seen.push(std::sync::Arc::clone(tool));
+            }
+        }
+    }
+    seen
+}
+
 fn dot_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// The topology as a Graphviz digraph.
+/// The topology as a Graphviz digraph (agents and edges).
 pub fn to_dot(t: &Topology) -> String {
+    to_dot_with(t, Detail::Agents)
+}
+
+/// The topology as a Graphviz digraph, with `detail`.
+pub fn to_dot_with(t: &Topology, detail: Detail) -> String {
     let g = t.graph();
     let mut out = String::new();
     let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(t.name()));
@@ -49,14 +108,60 @@ pub fn to_dot(t: &Topology) -> String {
     for n in g.node_indices() {
         let a = &g[n];
         let root = if n == t.root() { ", penwidth=2" } else { "" };
+        let role = match (&a.role, detail) {
+            (Some(r), Detail::Full) => format!("\\nrole: {}", dot_escape(r)),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "  \"{}\" [label=\"{}\\n{}\\n{}\"{root}];",
+            "  \"{}\" [label=\"{}\\n{}\\n{}{role}\"{root}];",
             dot_escape(&a.name),
             dot_escape(&a.name),
             dot_escape(&ladder_line(a)),
             dot_escape(&budget_line(a))
         );
+    }
+    if detail == Detail::Full {
+        for tool in tools_used(t) {
+            let (line, destructive) = tool_line(t, &tool);
+            let color = if destructive {
+                ", color=red, fontcolor=red"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "  \"tool:{}\" [shape=note, label=\"{}\\n{}\"{color}];",
+                dot_escape(&tool),
+                dot_escape(&tool),
+                dot_escape(&line)
+            );
+        }
+        for n in g.node_indices() {
+            for tool in &g[n].tools {
+                let _ = writeln!(
+                    out,
+                    "  \"{}\" -> \"tool:{}\" [style=dashed, color=gray, arrowhead=none];",
+                    dot_escape(&g[n].name),
+                    dot_escape(tool)
+                );
+            }
+        }
+        for s in t.schedules() {
+            let _ = writeln!(
+                out,
+                "  \"schedule:{}\" [shape=hexagon, label=\"{}\\n{}\"];",
+                dot_escape(&s.name),
+                dot_escape(&s.name),
+                dot_escape(&s.cadence.to_string())
+            );
+            let _ = writeln!(
+                out,
+                "  \"schedule:{}\" -> \"{}\" [color=darkgreen, label=\"ticks\"];",
+                dot_escape(&s.name),
+                dot_escape(&g[t.root()].name)
+            );
+        }
     }
     for e in g.edge_references() {
         let (from, to) = (&g[e.source()].name, &g[e.target()].name);
@@ -76,22 +181,57 @@ pub fn to_dot(t: &Topology) -> String {
     out
 }
 
-/// The topology as a Mermaid flowchart.
+/// The topology as a Mermaid flowchart (agents and edges).
 pub fn to_mermaid(t: &Topology) -> String {
+    to_mermaid_with(t, Detail::Agents)
+}
+
+/// The topology as a Mermaid flowchart, with `detail`.
+pub fn to_mermaid_with(t: &Topology, detail: Detail) -> String {
     let g = t.graph();
     let id = |n: petgraph::graph::NodeIndex| format!("a{}", n.index());
     let text = |s: &str| s.replace('"', "#quot;");
     let mut out = String::from("flowchart TD\n");
     for n in g.node_indices() {
         let a = &g[n];
+        let role = match (&a.role, detail) {
+            (Some(r), Detail::Full) => format!("<br/>role: {}", text(r)),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "  {}[\"<b>{}</b><br/>{}<br/>{}\"]",
+            "  {}[\"<b>{}</b><br/>{}<br/>{}{role}\"]",
             id(n),
             text(&a.name),
             text(&ladder_line(a)),
             text(&budget_line(a))
         );
+    }
+    if detail == Detail::Full {
+        let tools = tools_used(t);
+        for (i, tool) in tools.iter().enumerate() {
+            let (line, destructive) = tool_line(t, tool);
+            let _ = writeln!(out, "  t{i}[/\"{}<br/>{}\"/]", text(tool), text(&line));
+            if destructive {
+                let _ = writeln!(out, "  style t{i} stroke:#d00,color:#d00");
+            }
+        }
+        for n in g.node_indices() {
+            for tool in &g[n].tools {
+                if let Some(i) = tools.iter().position(|x| x == tool) {
+                    let _ = writeln!(out, "  {} -.- t{i}", id(n));
+                }
+            }
+        }
+        for (i, s) in t.schedules().iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  s{i}{{{{\"{}<br/>{}\"}}}}",
+                text(&s.name),
+                text(&s.cadence.to_string())
+            );
+            let _ = writeln!(out, "  s{i} -->|ticks| {}", id(t.root()));
+        }
     }
     for e in g.edge_references() {
         let arrow = match e.weight() {
