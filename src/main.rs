@@ -26,6 +26,7 @@ mod loops;
 mod otel;
 mod print;
 mod push;
+mod rules;
 mod serve;
 mod service;
 
@@ -99,6 +100,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Scripted rules files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// List the built-in tools a topology's `kind:` can name, with their arguments (from their
     /// JSON schemas), effect and dry-run support.
     Tools {
@@ -155,6 +161,34 @@ enum ApprovalsCommand {
         /// Why (the model is told).
         #[arg(long)]
         reason: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Which rule of an agent's scripted model fires for a step, why the rules before it do
+    /// not, and the reply it gives (nothing runs). Exit 0 when a rule fires, 1 when none does.
+    Test {
+        /// The topology file.
+        file: PathBuf,
+        /// The calling agent.
+        #[arg(long)]
+        agent: String,
+        /// The step of its task (from 1).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        step: u32,
+        /// The task (the first user message).
+        #[arg(long, default_value = "")]
+        task: String,
+        /// The last message (a tool's result, say); without it the task is the last message.
+        #[arg(long)]
+        last: Option<String>,
+        /// The scripted model (default: the first scripted model on the agent's ladder).
+        #[arg(long)]
+        model: Option<String>,
+        /// Print the explanation as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -244,6 +278,28 @@ fn main() -> ExitCode {
             command: AuditCommand::Verify { file, expect_head },
         } => inspect::verify_audit(&file, expect_head),
         Command::Tools { format } => inspect::tools(format),
+        Command::Rules {
+            command:
+                RulesCommand::Test {
+                    file,
+                    agent,
+                    step,
+                    task,
+                    last,
+                    model,
+                    json,
+                },
+        } => rules::test(
+            &file,
+            &rules::Probe {
+                agent,
+                step,
+                task,
+                last,
+                model,
+                json,
+            },
+        ),
         Command::Schema { rules: true, .. } => {
             print!("{}", baton::core::rules_json_schema());
             ExitCode::SUCCESS
@@ -291,6 +347,10 @@ struct RunOptions {
     /// Print one JSON report instead of the step-by-step log.
     #[arg(long)]
     json: bool,
+    /// With --task: under each step, why its model answered so (a scripted model: the rule that
+    /// fired, with its conditions). The audit's model_call records carry it as `explain`.
+    #[arg(long, conflicts_with = "json")]
+    explain: bool,
     /// Override the root agent's money budget, in dollars (e.g. 0.05).
     #[arg(long, value_name = "USD", allow_negative_numbers = true, value_parser = parse_usd)]
     budget_usd: Option<NanoUsd>,
@@ -426,6 +486,7 @@ async fn run(o: RunOptions) -> ExitCode {
         tasks,
         concurrency,
         json,
+        explain,
         budget_usd,
         metrics_addr,
         linger,
@@ -566,7 +627,7 @@ async fn run(o: RunOptions) -> ExitCode {
             )
             .await
         }
-        (Some(task), None) => run_inner(topology, task, json, audit, approvals)
+        (Some(task), None) => run_inner(topology, task, (json, explain), audit, approvals)
             .await
             .map(|r| r.outcome),
         (None, None) => {
@@ -616,7 +677,7 @@ const LINGER_FOR_A_SCRAPE: std::time::Duration = std::time::Duration::from_secs(
 async fn run_inner(
     topology: Topology,
     task: String,
-    json: bool,
+    (json, explain): (bool, bool),
     audit: Option<baton::core::audit::AuditLog>,
     approvals: Option<std::sync::Arc<baton::actors::ApprovalQueue>>,
 ) -> anyhow::Result<RunReport> {
@@ -633,7 +694,7 @@ async fn run_inner(
     // (`cancelled`, exit 6), audited and reported like any other.
     let interrupt = interrupted();
     if !json {
-        builder = builder.observer(Printer::new(&topology));
+        builder = builder.observer(Printer::new(&topology).explain(explain));
         println!("▶ {} ← {task}", topology.graph()[topology.root()].name);
     }
     let runtime = builder.start().await.context("starting the runtime")?;

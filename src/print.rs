@@ -10,6 +10,8 @@ use baton::topologies::Topology;
 /// Prints the run step by step, indented by each agent's depth in the tree.
 pub(crate) struct Printer {
     depth: HashMap<String, usize>,
+    /// `--explain`: each step says why its model answered so (the scripted rule that fired).
+    explain: bool,
 }
 
 impl Printer {
@@ -20,7 +22,16 @@ impl Printer {
             depth.insert(t.graph()[n].name.to_string(), d);
             stack.extend(t.children(n).into_iter().map(|c| (c, d + 1)));
         }
-        Printer { depth }
+        Printer {
+            depth,
+            explain: false,
+        }
+    }
+
+    /// Shows, on each step, why its model answered so (`--explain`).
+    pub(crate) fn explain(mut self, on: bool) -> Printer {
+        self.explain = on;
+        self
     }
 
     fn pad(&self, agent: &str) -> String {
@@ -76,9 +87,10 @@ impl Observer for Printer {
                 estimated,
                 truncated,
                 cpu,
+                explain,
                 ..
             } => format!(
-                "{}[{agent}] step {step} · {model} · {} in / {} out · {}{}{}{}",
+                "{}[{agent}] step {step} · {model} · {} in / {} out · {}{}{}{}{}",
                 self.pad(agent),
                 usage.input,
                 usage.output,
@@ -97,6 +109,10 @@ impl Observer for Printer {
                     " (cut at max_output_tokens)"
                 } else {
                     ""
+                },
+                match explain {
+                    Some(why) if self.explain => format!("\n{}  ↳ {why}", self.pad(agent)),
+                    _ => String::new(),
                 }
             ),
             Event::Escalated {

@@ -35,6 +35,8 @@ pub enum Event<'a> {
         cpu: std::time::Duration,
         /// The call's energy and how it was obtained (see docs/tokenomics.md).
         energy: baton_core::Energy,
+        /// Why the model answered so, when it says (the scripted model: the rule that fired).
+        explain: Option<&'a str>,
     },
     /// The router set a model's answer aside, or raised the step's quality bar: the next call
     /// goes up the ladder.
@@ -242,6 +244,7 @@ impl Event<'_> {
                 latency,
                 cpu,
                 energy,
+                explain,
             } => {
                 let mut f = json!({"agent": agent, "task": task, "root": root, "step": step, "model": model, "tokens_in": usage.input,
                        "tokens_out": usage.output, "tokens_cached": usage.cached_input, "cost_nanousd": cost.0,
@@ -257,6 +260,9 @@ impl Event<'_> {
                 }
                 if usage.cache_write_input > 0 {
                     f["tokens_cache_write"] = json!(usage.cache_write_input);
+                }
+                if let Some(why) = explain {
+                    f["explain"] = json!(why);
                 }
                 f["energy_uj"] = json!(energy.microjoules);
                 f["energy_method"] = json!(energy.method.as_str());

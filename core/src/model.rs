@@ -176,6 +176,9 @@ pub struct ModelResponse {
     /// for a model that runs elsewhere.
     #[serde(default, skip_serializing_if = "Duration::is_zero")]
     pub cpu: Duration,
+    /// The model's own account of why it answered so, when it has one (the scripted model:
+    /// the rule that fired); `baton run --explain` shows it beside the step.
+    pub explain: Option<String>,
 }
 
 impl ModelResponse {

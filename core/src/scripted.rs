@@ -52,7 +52,6 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -65,6 +64,15 @@ use crate::usage::TokenUsage;
 mod faults;
 pub use faults::{Fault, FaultSpec, InjectedFaults};
 pub(crate) use faults::{FaultCounts, RandomFaults};
+
+// Rule patterns and reply templates (captures, `{{task}}`, `{{last}}`) in their own file.
+mod template;
+use template::{Pattern, fill_json, push_captures, render};
+
+// Why a rule fires or not (`baton rules test`, `baton run --explain`) in its own file.
+mod explain;
+use explain::Miss;
+pub use explain::{Explanation, RuleVerdict};
 
 // The rules file's shape (what serde reads and the JSON Schema documents) in its own file.
 mod spec;
@@ -296,11 +304,11 @@ impl ScriptedModel {
     ) -> Result<(Result<ModelResponse, Fault>, Duration), ModelError> {
         let last = req.messages.last().map_or("", |m| m.content.as_str());
         let mut captures: Vec<(String, String)> = Vec::new();
-        let rule = self.rules.iter().find(|r| {
+        let rule = self.rules.iter().position(|r| {
             captures.clear();
-            r.model.as_deref().is_none_or(|m| m == self.name) && r.matches(req, last, &mut captures)
+            r.check(&self.name, req, last, &mut captures, true).is_ok()
         });
-        let Some(rule) = rule else {
+        let Some(i) = rule else {
             return Err(ModelError::NoRule {
                 model: self.name.clone(),
                 agent: req.agent.to_string(),
@@ -308,15 +316,27 @@ impl ScriptedModel {
                 last: last.chars().take(120).collect(),
             });
         };
+        Ok(self.reply(i, req, last, &captures))
+    }
+
+    /// The reply of rule `i` (0-based) to `req`, its templates filled from `captures`.
+    fn reply(
+        &self,
+        i: usize,
+        req: &ModelRequest<'_>,
+        last: &str,
+        captures: &[(String, String)],
+    ) -> (Result<ModelResponse, Fault>, Duration) {
+        let rule = &self.rules[i];
         if let Some(f) = rule.fault {
-            return Ok((Err(f), rule.latency.unwrap_or(self.latency)));
+            return (Err(f), rule.latency.unwrap_or(self.latency));
         }
         let task = req
             .messages
             .iter()
             .find(|m| m.role == Role::User)
             .map_or("", |m| m.content.as_str());
-        let fill = |s: &str| render(s, task, last, &captures);
+        let fill = |s: &str| render(s, task, last, captures);
         let max_chars = usize::try_from(req.max_tokens)
             .unwrap_or(usize::MAX)
             .saturating_mul(4);
@@ -348,7 +368,7 @@ impl ScriptedModel {
             cached_input: 0,
             cache_write_input: 0,
         };
-        Ok((
+        (
             Ok(ModelResponse {
                 text,
                 tool_calls,
@@ -357,45 +377,49 @@ impl ScriptedModel {
                 truncated: output > u64::from(req.max_tokens),
                 estimated: false,
                 cpu: std::time::Duration::ZERO,
+                explain: Some(explain::fired(i, rule)),
             }),
             rule.latency.unwrap_or(self.latency),
-        ))
+        )
     }
 }
 
 impl Rule {
-    fn matches(
-        &self,
+    /// Whether the rule answers `req` to model `model`, or the first condition that stops it.
+    /// `claim` takes one of a `times:` rule's firings (a call does; an explanation does not).
+    fn check<'r>(
+        &'r self,
+        model: &str,
         req: &ModelRequest<'_>,
         last: &str,
         caps: &mut Vec<(String, String)>,
-    ) -> bool {
-        if self
-            .times
-            .is_some_and(|t| self.fired.load(Ordering::Relaxed) >= u64::from(t))
-        {
-            return false;
+        claim: bool,
+    ) -> Result<(), Miss<'r>> {
+        if let Some(m) = self.model.as_deref().filter(|m| *m != model) {
+            return Err(Miss::Model(m));
         }
-        if self
+        if let Some(t) = self
+            .times
+            .filter(|t| self.fired.load(Ordering::Relaxed) >= u64::from(*t))
+        {
+            return Err(Miss::Times(t));
+        }
+        if let Some(a) = self
             .agent
             .as_deref()
-            .is_some_and(|a| a != req.agent && a != "*")
+            .filter(|a| *a != req.agent && *a != "*")
         {
-            return false;
+            return Err(Miss::Agent(a));
         }
-        if self.step.is_some_and(|s| s != req.step) {
-            return false;
+        if let Some(s) = self.step.filter(|s| *s != req.step) {
+            return Err(Miss::Step(s));
         }
-        if self
-            .last_contains
-            .as_deref()
-            .is_some_and(|c| !last.contains(c))
-        {
-            return false;
+        if let Some(c) = self.last_contains.as_deref().filter(|c| !last.contains(c)) {
+            return Err(Miss::LastContains(c));
         }
-        for re in &self.transcript_matches {
-            let Some(re) = re.get() else {
-                return false;
+        for p in &self.transcript_matches {
+            let Some(re) = p.get() else {
+                return Err(Miss::Transcript(&p.src));
             };
             // The most recent message that matches supplies the captures.
             let Some(c) = req
@@ -404,125 +428,31 @@ impl Rule {
                 .rev()
                 .find_map(|m| re.captures(&m.content))
             else {
-                return false;
+                return Err(Miss::Transcript(&p.src));
             };
             push_captures(re, &c, caps);
         }
-        if let Some(re) = &self.last_matches {
-            let Some(re) = re.get() else {
-                return false;
+        if let Some(p) = &self.last_matches {
+            let Some(c) = p.get().and_then(|re| re.captures(last)) else {
+                return Err(Miss::LastMatches(&p.src));
             };
-            let Some(c) = re.captures(last) else {
-                return false;
-            };
-            push_captures(re, &c, caps);
+            if let Some(re) = p.get() {
+                push_captures(re, &c, caps);
+            }
         }
         // Last, once everything else matched: a rule with `times:` claims one of its firings in
         // one atomic step, so that concurrent tasks never fire it more than N times between them.
         // (Rules without `times:` count nothing: no counter for every task to contend on.)
-        self.times.is_none_or(|t| {
-            self.fired
+        match self.times {
+            Some(t) if claim => self
+                .fired
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                     (n < u64::from(t)).then_some(n + 1)
                 })
-                .is_ok()
-        })
-    }
-}
-
-/// A rule's regex: its syntax is checked when the rules load, and it is compiled on first use.
-/// Compiling Unicode classes (`\w`, `\d`) costs up to a millisecond per pattern, which a runtime's
-/// start-up should not pay for rules it may never reach.
-#[derive(Debug)]
-struct Pattern {
-    src: String,
-    re: std::sync::OnceLock<Option<Regex>>,
-}
-
-impl Pattern {
-    fn new(src: &str) -> Result<Pattern, String> {
-        // One line, with the position: "unclosed group (at character 1)".
-        regex_syntax::Parser::new()
-            .parse(src)
-            .map_err(|e| match &e {
-                regex_syntax::Error::Parse(p) => {
-                    format!("{} (at character {})", p.kind(), p.span().start.column)
-                }
-                regex_syntax::Error::Translate(t) => {
-                    format!("{} (at character {})", t.kind(), t.span().start.column)
-                }
-                other => other.to_string(),
-            })?;
-        Ok(Pattern {
-            src: src.to_string(),
-            re: std::sync::OnceLock::new(),
-        })
-    }
-
-    /// The compiled regex; `None` (never matches, logged once) if it parses but cannot compile
-    /// (past the size limit).
-    fn get(&self) -> Option<&Regex> {
-        self.re
-            .get_or_init(|| match Regex::new(&self.src) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::error!("scripted rule regex `{}`: {e}", self.src);
-                    None
-                }
-            })
-            .as_ref()
-    }
-}
-
-fn push_captures(re: &Regex, c: &regex::Captures<'_>, caps: &mut Vec<(String, String)>) {
-    for name in re.capture_names().flatten() {
-        if let Some(m) = c.name(name) {
-            caps.push((name.to_string(), m.as_str().to_string()));
+                .map(|_| ())
+                .map_err(|_| Miss::Times(t)),
+            _ => Ok(()),
         }
-    }
-}
-
-fn render(template: &str, task: &str, last: &str, caps: &[(String, String)]) -> String {
-    if !template.contains("{{") {
-        return template.to_string();
-    }
-    let mut out = String::with_capacity(template.len() + 64);
-    let mut rest = template;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 2..];
-        let Some(close) = after.find("}}") else {
-            out.push_str(&rest[open..]);
-            return out;
-        };
-        let key = after[..close].trim();
-        match key {
-            "task" => out.push_str(task),
-            "last" => out.push_str(last),
-            _ => match caps.iter().rev().find(|(k, _)| k == key) {
-                Some((_, v)) => out.push_str(v),
-                None => {
-                    out.push_str("{{");
-                    out.push_str(&after[..close]);
-                    out.push_str("}}");
-                }
-            },
-        }
-        rest = &after[close + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn fill_json(v: &serde_json::Value, fill: &impl Fn(&str) -> String) -> serde_json::Value {
-    match v {
-        serde_json::Value::String(s) => serde_json::Value::String(fill(s)),
-        serde_json::Value::Array(a) => a.iter().map(|x| fill_json(x, fill)).collect(),
-        serde_json::Value::Object(o) => o
-            .iter()
-            .map(|(k, x)| (k.clone(), fill_json(x, fill)))
-            .collect(),
-        other => other.clone(),
     }
 }
 

@@ -180,6 +180,7 @@ pub(crate) fn parse_reply(model: &str, v: &Value) -> Result<ModelResponse, Model
     }
     Ok(ModelResponse {
         cpu: std::time::Duration::ZERO,
+        explain: None,
         text: (!text.is_empty()).then_some(text),
         tool_calls,
         usage: billed.unwrap_or_default(),
@@ -394,6 +395,7 @@ impl Anthropic {
         }
         Ok(ModelResponse {
             cpu: std::time::Duration::ZERO,
+            explain: None,
             text: (!text.is_empty()).then_some(text),
             tool_calls,
             usage: billed.unwrap_or_default(),

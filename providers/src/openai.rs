@@ -187,6 +187,7 @@ pub(crate) fn parse_reply(model: &str, v: &Value) -> Result<ModelResponse, Model
     }
     Ok(ModelResponse {
         cpu: std::time::Duration::ZERO,
+        explain: None,
         text: msg
             .get("content")
             .and_then(Value::as_str)
@@ -349,6 +350,7 @@ impl Model for OpenAi {
             }
             ModelResponse {
                 cpu: std::time::Duration::ZERO,
+                explain: None,
                 text: (!p.text.is_empty()).then_some(p.text),
                 tool_calls,
                 usage: p.usage.unwrap_or_default(),

@@ -301,3 +301,85 @@ fn unknown_key_is_a_parse_error_with_position() {
     assert!(err.contains("typo.yaml:3:"), "{err}");
     assert!(err.contains("modles"), "{err}");
 }
+
+/// `baton rules test`: the rule that fires for a step, why the earlier ones do not, its reply
+/// with templates filled; exit 1 when no rule fires, 2 for an agent the topology lacks (with a
+/// did-you-mean). `baton run --explain` names the rule under each step.
+#[test]
+fn rules_test_explains_which_rule_fires() {
+    let out = baton(&[
+        "rules",
+        "test",
+        "examples/topologies/ops-triage.yaml",
+        "--agent",
+        "rca",
+        "--step",
+        "2",
+        "--last",
+        "checkout_p99_ms: baseline 120; spike at 14:05: 260 ms",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("rule  7 ✗ agent: rca · step: 1 — it is for step 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rule 10 ✓ agent: rca · last_matches: 'spike at"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"call: read_deploy_log {"before":"14:05","contains":"deploy checkout","last":1}"#
+        ),
+        "{text}"
+    );
+    let out = baton(&[
+        "rules",
+        "test",
+        "examples/topologies/ops-triage.yaml",
+        "--agent",
+        "rca",
+        "--step",
+        "2",
+        "--last",
+        "nothing useful",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["model"], "small");
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(v["fires"].is_null())),
+        "{v:#}"
+    );
+    let out = baton(&[
+        "rules",
+        "test",
+        "examples/topologies/ops-triage.yaml",
+        "--agent",
+        "rcaa",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no agent `rcaa`") && err.contains("did you mean `rca`?"),
+        "{err}"
+    );
+    let out = baton(&[
+        "run",
+        "examples/topologies/ops-triage.yaml",
+        "--task",
+        "p99 latency of checkout doubled at 14:05",
+        "--explain",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("  ↳ rule 1 (agent: triage · step: 1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    ↳ rule 7 (agent: rca · step: 1)"),
+        "{text}"
+    );
+}

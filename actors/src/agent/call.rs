@@ -466,6 +466,7 @@ async fn call_once(
                 latency,
                 cpu: response.cpu,
                 energy,
+                explain: response.explain.as_deref(),
             });
             return Once::Done(Attempt::Answered(response));
         }
