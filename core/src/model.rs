@@ -178,7 +178,7 @@ pub struct ModelResponse {
     pub cpu: Duration,
     /// The model's own account of why it answered so, when it has one (the scripted model:
     /// the rule that fired); `baton run --explain` shows it beside the step.
-    pub explain: Option<String>,
+    pub explain: Option<std::sync::Arc<str>>,
 }
 
 impl ModelResponse {

@@ -105,6 +105,9 @@ struct Rule {
     /// Fires at most this many times (then it no longer matches).
     times: Option<u32>,
     fired: AtomicU64,
+    /// How a reply names it (`rule 3 (agent: rca · step: 2)`), made once at load so that a
+    /// call only clones a pointer.
+    label: std::sync::Arc<str>,
 }
 
 impl ScriptedModel {
@@ -185,7 +188,10 @@ impl ScriptedModel {
                 latency: r.latency,
                 times: r.times,
                 fired: AtomicU64::new(0),
+                label: std::sync::Arc::from(""),
             });
+            let last = rules.len() - 1;
+            rules[last].label = std::sync::Arc::from(explain::fired(last, &rules[last]));
         }
         let model = ScriptedModel {
             name: name.to_string(),
@@ -292,6 +298,7 @@ impl ScriptedModel {
                 latency: None,
                 times: None,
                 fired: AtomicU64::new(0),
+                label: std::sync::Arc::from("rule 1 (any request)"),
             }],
             faults: None,
             injected: Default::default(),
@@ -377,7 +384,7 @@ impl ScriptedModel {
                 truncated: output > u64::from(req.max_tokens),
                 estimated: false,
                 cpu: std::time::Duration::ZERO,
-                explain: Some(explain::fired(i, rule)),
+                explain: Some(std::sync::Arc::clone(&rule.label)),
             }),
             rule.latency.unwrap_or(self.latency),
         )
