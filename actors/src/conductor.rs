@@ -79,7 +79,7 @@ impl ConductorState {
     fn count(&mut self, reason: &str) -> Result<(), String> {
         let sup = &self.plan.supervision;
         let root = &self.plan.agents[self.plan.root];
-        if !self.restarts.admit(sup) {
+        if !crate::supervisor::admit(&mut self.restarts, sup) {
             return Err(format!(
                 "the conductor gave up: the root agent `{}` crashed more than {} times within {} (last: {reason})",
                 root.name,

@@ -11,13 +11,11 @@
 //! Children are kept in declaration order, which is their start order. A lazy child that never ran
 //! is "not started": strategies restart only children that were running.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use baton_core::Outcome;
 use baton_topologies::{RestartType, Strategy, Supervision};
 use ractor::{Actor, ActorCell, ActorRef, SupervisionEvent};
-use tokio::time::Instant;
 
 use crate::agent::{AgentActor, AgentArgs, AgentMsg, AgentShared, Running, Supervisor, Verdict};
 use crate::observer::Event;
@@ -43,26 +41,13 @@ pub(crate) struct Children {
     restarts: Intensity,
 }
 
-/// A supervisor's restart intensity: the restarts of the last `within`, refused past
-/// `max_restarts` (the conductor's and every agent's).
-#[derive(Default)]
-pub(crate) struct Intensity(VecDeque<Instant>);
+/// A supervisor's restart intensity (the conductor's and every agent's): baton-core's, shared
+/// with the MCP connector.
+pub(crate) type Intensity = baton_core::RestartIntensity;
 
-impl Intensity {
-    /// Counts a restart now; `false` when it makes more than `sup.max_restarts` within
-    /// `sup.within` (the supervisor must give up).
-    pub(crate) fn admit(&mut self, sup: &Supervision) -> bool {
-        let now = Instant::now();
-        self.0.push_back(now);
-        while self
-            .0
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > sup.within)
-        {
-            self.0.pop_front();
-        }
-        self.0.len() <= sup.max_restarts as usize
-    }
+/// Counts a restart under `sup`'s intensity; `false` when the supervisor must give up.
+pub(crate) fn admit(i: &mut Intensity, sup: &Supervision) -> bool {
+    i.admit(sup.max_restarts, sup.within)
 }
 
 /// Whether a child of this restart type comes back after it exited (`crashed`: not a normal stop).
@@ -252,7 +237,7 @@ impl Children {
 
     /// Counts a restart of slot `i` against the intensity.
     fn count(&mut self, i: usize, reason: &str) -> Result<(), Abort> {
-        if !self.restarts.admit(&self.sup) {
+        if !crate::supervisor::admit(&mut self.restarts, &self.sup) {
             let me = &self.own.me;
             let why = format!(
                 "supervisor `{}` gave up: more than {} restarts within {} (last: `{}` {reason})",

@@ -31,6 +31,7 @@ mod outcome;
 pub mod policy;
 pub mod prices;
 pub mod scripted;
+mod supervision;
 mod tool;
 pub mod tools;
 mod usage;
@@ -53,6 +54,7 @@ pub use model::{
 pub use money::{NanoUsd, Price, Usd};
 pub use outcome::Outcome;
 pub use scripted::{Fault, FaultSpec, InjectedFaults, ScriptedModel, rules_json_schema};
+pub use supervision::{RestartIntensity, panic_text};
 pub use tool::{Effect, Tool, ToolError, opt_str_arg, parse_args, schema_for, str_arg};
 pub use usage::{TokenUsage, Usage};
 

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_core::{Effect, Tool, ToolError};
@@ -123,7 +123,7 @@ type Session = RunningService<RoleClient, ()>;
 
 struct Live {
     session: Option<Arc<Session>>,
-    restarts: Vec<Instant>,
+    restarts: baton_core::RestartIntensity,
     gave_up: bool,
     pid: Option<u32>,
 }
@@ -213,7 +213,7 @@ impl McpServer {
             config,
             live: tokio::sync::Mutex::new(Live {
                 session: Some(Arc::new(session)),
-                restarts: Vec::new(),
+                restarts: baton_core::RestartIntensity::default(),
                 gave_up: false,
                 pid,
             }),
@@ -366,10 +366,10 @@ impl McpServer {
                 self.config.name, self.config.max_restarts, self.config.restart_window
             )));
         }
-        let now = Instant::now();
-        live.restarts
-            .retain(|t| now.duration_since(*t) < self.config.restart_window);
-        if live.restarts.len() >= self.config.max_restarts as usize {
+        if !live
+            .restarts
+            .admit(self.config.max_restarts, self.config.restart_window)
+        {
             live.gave_up = true;
             live.session = None;
             tracing::error!(server = %self.config.name, "MCP server gave up: restart intensity exceeded");
@@ -378,7 +378,6 @@ impl McpServer {
                 self.config.name, self.config.max_restarts, self.config.restart_window
             )));
         }
-        live.restarts.push(now);
         tracing::warn!(server = %self.config.name, "MCP server's session closed: restarting it");
         self.restarts_total
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -47,12 +47,10 @@ pub(super) fn instance(
             // Nothing is known of the cache after a panic: start the next call afresh.
             cached.clear();
             ctx.clear_kv_cache();
-            let what = p
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into());
-            Err(format!("llama.cpp binding panicked: {what}"))
+            Err(format!(
+                "llama.cpp binding panicked: {}",
+                baton_core::panic_text(&*p)
+            ))
         });
         let _ = job.reply.send(result);
     }
