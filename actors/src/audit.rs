@@ -118,36 +118,6 @@ impl Drop for AuditObserver {
     }
 }
 
-/// Fans one event out to several observers, in order.
-pub(crate) struct Many(pub(crate) Vec<Box<dyn Observer>>);
-
-impl Observer for Many {
-    fn on_event(&self, event: &Event<'_>) {
-        for o in &self.0 {
-            o.on_event(event);
-        }
-    }
-
-    fn flush(&self) {
-        for o in &self.0 {
-            o.flush();
-        }
-    }
-
-    fn on_decision(&self, event: &Event<'_>) -> Result<(), String> {
-        // Every observer sees it; the first failure is the answer.
-        let mut first = Ok(());
-        for o in &self.0 {
-            if let Err(e) = o.on_decision(event)
-                && first.is_ok()
-            {
-                first = Err(e);
-            }
-        }
-        first
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,6 +96,37 @@ pub(crate) struct AgentPlan {
 /// is short (`reroute`); past models whose worst case the budget could not cover.
 pub(crate) const ROUTE_REASONS: [&str; 4] = ["cheapest", "escalated", "fallback", "budget"];
 
+/// A route reason, as the index of its label in [`ROUTE_REASONS`] and of its counter in
+/// `Rung::decisions`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    Cheapest = 0,
+    Escalated = 1,
+    Fallback = 2,
+    Budget = 3,
+}
+
+impl Route {
+    /// The `reason` label.
+    pub(crate) fn label(self) -> &'static str {
+        ROUTE_REASONS[self as usize]
+    }
+}
+
+/// How a tool call ended, as the index of its counter in `ToolMetrics::calls` (the `outcome`
+/// label of `baton_tool_calls_total`, in [`TOOL_OUTCOMES`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ToolOutcome {
+    Ok = 0,
+    Error = 1,
+    Timeout = 2,
+    Panic = 3,
+    Invalid = 4,
+}
+
+/// The `outcome` labels of `baton_tool_calls_total`, in [`ToolOutcome`]'s order.
+pub(crate) const TOOL_OUTCOMES: [&str; 5] = ["ok", "error", "timeout", "panic", "invalid"];
+
 /// The policy rules that deny a tool call: the `rule` label of `baton_policy_denials_total`.
 pub(crate) const DENIAL_RULES: [&str; 4] = ["role", "freeze", "dry_run_first", "approval"];
 
@@ -535,7 +566,7 @@ impl Plan {
                     let labels = [("agent", agent_label.clone()), ("tool", t.to_string())];
                     ToolMetrics {
                         saved: metrics::counter!("baton_tool_output_tokens_saved_total", "agent" => agent_label.clone(), "tool" => t.to_string()),
-                        calls: ["ok", "error", "timeout", "panic", "invalid"].map(|o| {
+                        calls: TOOL_OUTCOMES.map(|o| {
                             metrics::counter!("baton_tool_calls_total", "agent" => agent_label.clone(), "tool" => t.to_string(), "outcome" => o)
                         }),
                         duration: metrics::histogram!("baton_tool_duration_seconds", &labels[..]),

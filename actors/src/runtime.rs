@@ -61,7 +61,7 @@ impl RuntimeBuilder {
     pub async fn start(self) -> Result<Runtime, RuntimeError> {
         let observer: Option<Arc<dyn Observer>> = match self.observers.len() {
             0 => None,
-            _ => Some(Arc::new(crate::audit::Many(self.observers))),
+            _ => Some(Arc::new(crate::observer::Many(self.observers))),
         };
         let mcp = crate::plan::connect_mcp(&self.topology).await?;
         let plan = Arc::new(Plan::build(

@@ -123,14 +123,15 @@ pub(crate) async fn call_ladder(
                         _ => {}
                     }
                 }
+                use crate::plan::Route;
                 let reason = match (&failure, &refusal) {
-                    (Some(_), _) => 1,
-                    (None, Some(_)) => 3,
-                    (None, None) if doubted || bar > me.quality_bar => 1,
-                    (None, None) => 0,
+                    (Some(_), _) => Route::Escalated,
+                    (None, Some(_)) => Route::Budget,
+                    (None, None) if doubted || bar > me.quality_bar => Route::Escalated,
+                    (None, None) => Route::Cheapest,
                 };
-                rung.decisions[reason].increment(1);
-                tracing::debug!(agent = %me.name, task = env.task.0, step, model = %rung.name, reason = crate::plan::ROUTE_REASONS[reason], "routed");
+                rung.decisions[reason as usize].increment(1);
+                tracing::debug!(agent = %me.name, task = env.task.0, step, model = %rung.name, reason = reason.label(), "routed");
                 if private {
                     account.record_private_step();
                     me.private_steps.increment(1);
@@ -152,8 +153,9 @@ pub(crate) async fn call_ladder(
         {
             match attempt(cx, rung, step, messages).await {
                 Attempt::Answered(r) => {
-                    rung.decisions[2].increment(1);
-                    tracing::debug!(agent = %me.name, task = env.task.0, step, model = %rung.name, reason = "fallback", "routed");
+                    let reason = crate::plan::Route::Fallback;
+                    rung.decisions[reason as usize].increment(1);
+                    tracing::debug!(agent = %me.name, task = env.task.0, step, model = %rung.name, reason = reason.label(), "routed");
                     let action = format!("rerouted to model {}", rung.name);
                     account.record_event(
                         BudgetEventKind::ReroutedModel,

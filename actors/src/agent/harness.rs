@@ -57,7 +57,7 @@ pub(crate) async fn run_tool(cx: &TaskCx<'_>, call: &ToolCall) -> Result<Observe
                 .collect()
         };
         if !problems.is_empty() {
-            m.calls[4].increment(1);
+            m.calls[crate::plan::ToolOutcome::Invalid as usize].increment(1);
             return Ok((
                 format!(
                     "error: invalid arguments for `{}`: {}. Its parameters: {}",
@@ -130,13 +130,14 @@ pub(crate) async fn run_tool(cx: &TaskCx<'_>, call: &ToolCall) -> Result<Observe
     let energy = cx.plan().cpu_power.energy(timed.cpu);
     crate::plan::count_energy(&m.energy_uj, energy);
     account.record_energy(baton_core::ledger::EnergyKind::Tool, energy);
+    use crate::plan::ToolOutcome;
     let outcome = match &result {
-        Some(Ok(Ok(_))) => 0,
-        Some(Ok(Err(_))) => 1,
-        None => 2,
-        Some(Err(_)) => 3,
+        Some(Ok(Ok(_))) => ToolOutcome::Ok,
+        Some(Ok(Err(_))) => ToolOutcome::Error,
+        None => ToolOutcome::Timeout,
+        Some(Err(_)) => ToolOutcome::Panic,
     };
-    m.calls[outcome].increment(1);
+    m.calls[outcome as usize].increment(1);
     let result = match result {
         Some(Err(why)) => return Err(Stop::Crash(why)),
         Some(Ok(r)) => Some(r),
