@@ -134,10 +134,8 @@ pub(crate) fn show_state(file: &Path) -> ExitCode {
 /// `baton audit verify FILE`: the hash chain, and every head there is (the signed one beside the
 /// file, one kept elsewhere with `--expect-head`); exit 1 when broken.
 pub(crate) fn verify_audit(file: &Path, expect_head: Option<baton::core::audit::Head>) -> ExitCode {
-    let key = std::env::var("BATON_AUDIT_KEY")
-        .ok()
-        .filter(|k| !k.is_empty());
-    let key = key.as_deref().map(str::as_bytes);
+    let key = crate::audit_key();
+    let key = key.as_deref();
     // The chain, and every head there is (the signed one beside the file, one kept
     // elsewhere): the trail must still reach each.
     let checked = baton::core::audit::read_head(file, key).and_then(|signed| {

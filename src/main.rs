@@ -450,7 +450,7 @@ async fn serve_command(o: ServeOptions) -> ExitCode {
     }
     let audit = match o
         .audit
-        .map(|p| baton::core::audit::AuditLog::open(&p))
+        .map(|p| baton::core::audit::AuditLog::open_with_key(&p, audit_key()))
         .transpose()
     {
         Ok(a) => a,
@@ -562,7 +562,7 @@ async fn run(o: RunOptions) -> ExitCode {
     }
     let topology_name = topology.name().to_string();
     let audit = match audit
-        .map(|p| baton::core::audit::AuditLog::open(&p))
+        .map(|p| baton::core::audit::AuditLog::open_with_key(&p, audit_key()))
         .transpose()
     {
         Ok(a) => a,
@@ -664,6 +664,15 @@ async fn run(o: RunOptions) -> ExitCode {
         }
     }
     code
+}
+
+/// `BATON_AUDIT_KEY`, when set and not empty: the key of keyed audit trails (read here, by the
+/// binary; the libraries read no environment for it).
+pub(crate) fn audit_key() -> Option<Vec<u8>> {
+    std::env::var("BATON_AUDIT_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+        .map(String::into_bytes)
 }
 
 /// How long `--linger` goes on, past its duration, for a scrape of the final figures.

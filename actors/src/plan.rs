@@ -643,9 +643,9 @@ impl Plan {
 
 /// Builds an HTTP provider, reading its API key from the environment.
 fn http_model(m: &ModelDef) -> Result<Arc<dyn Model>, RuntimeError> {
-    let err = |message: String| RuntimeError::Provider {
+    let err = |e: baton_providers::ProviderError| RuntimeError::Provider {
         model: m.name.to_string(),
-        message,
+        message: e.to_string(),
     };
     let api_key = m
         .api_key

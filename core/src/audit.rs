@@ -2,7 +2,7 @@
 //! so that an edited, deleted, reordered or forged record is detectable (`baton audit verify`).
 //!
 //! A record is `{"seq", "ts", "kind", ...fields, "prev", "hash"}`. `hash` is SHA-256 over `prev`
-//! and the record's JSON without `hash` (keys in a fixed order). With `BATON_AUDIT_KEY` set it is
+//! and the record's JSON without `hash` (keys in a fixed order). With a key ([`AuditLog::open_with_key`]; the `baton` binary reads it from `BATON_AUDIT_KEY`) it is
 //! an HMAC-SHA256 under that key instead: then even someone who recomputes hashes cannot append or
 //! rewrite records without the key. Each record is written and flushed at once, so a crash loses at
 //! most the record being written; a record that must precede an action (the decision on a
@@ -72,21 +72,19 @@ fn digest(key: Option<&[u8]>, prev: &str, body: &str) -> String {
 }
 
 impl AuditLog {
-    /// Opens (or creates) the trail at `path`, continuing an existing chain. Uses
-    /// `BATON_AUDIT_KEY` from the environment when set.
+    /// Opens (or creates) the trail at `path`, continuing an existing chain, unkeyed (plain
+    /// SHA-256 chain). The library reads no environment: the `baton` binary passes
+    /// `BATON_AUDIT_KEY` to [`AuditLog::open_with_key`].
     ///
     /// # Errors
-    /// [`Error::Io`] when the file cannot be read or opened for appending; [`Error::Rules`] (with
-    /// the line) when an existing trail's last record is unreadable.
+    /// [`Error::Io`] when the file cannot be read or opened for appending; [`Error::Audit`] when
+    /// it is not a regular file, another process holds it, or its last record is unreadable.
     pub fn open(path: &Path) -> Result<AuditLog, Error> {
-        let key = std::env::var("BATON_AUDIT_KEY")
-            .ok()
-            .filter(|k| !k.is_empty())
-            .map(String::into_bytes);
-        Self::open_with_key(path, key)
+        Self::open_with_key(path, None)
     }
 
-    /// As [`AuditLog::open`], with an explicit key (or none).
+    /// As [`AuditLog::open`], with an HMAC key (or none): a keyed chain, and a signed head
+    /// beside the trail.
     ///
     /// # Errors
     /// As [`AuditLog::open`].

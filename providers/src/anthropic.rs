@@ -36,7 +36,7 @@ impl Anthropic {
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(config: ProviderConfig) -> Result<Anthropic, String> {
+    pub fn new(config: ProviderConfig) -> Result<Anthropic, crate::ProviderError> {
         let client = http::client(config.connect_timeout)?;
         Ok(Anthropic { config, client })
     }

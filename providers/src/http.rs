@@ -9,7 +9,7 @@ use futures::StreamExt;
 /// The process's HTTP client: rustls with the ring provider, connection pooling, HTTP/2 when the
 /// server offers it. No overall request timeout here: the agent's per-call timeout and the task's
 /// deadline bound each call (a streaming reply may legitimately take minutes).
-pub(crate) fn client(connect_timeout: Duration) -> Result<reqwest::Client, String> {
+pub(crate) fn client(connect_timeout: Duration) -> Result<reqwest::Client, crate::ProviderError> {
     static PROVIDER: OnceLock<()> = OnceLock::new();
     PROVIDER.get_or_init(|| {
         // Fails only if another provider was installed first, which is just as good.
@@ -20,7 +20,7 @@ pub(crate) fn client(connect_timeout: Duration) -> Result<reqwest::Client, Strin
         .pool_idle_timeout(Duration::from_secs(90))
         .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        .map_err(crate::ProviderError::Client)
 }
 
 /// `Retry-After` (seconds or an HTTP date) or `retry-after-ms`.

@@ -14,6 +14,7 @@
 //! reference ([`Secret`]) and never appear in errors, logs or reports.
 
 mod anthropic;
+mod error;
 mod http;
 #[cfg(feature = "local")]
 pub mod local;
@@ -26,6 +27,7 @@ pub mod tools;
 use std::time::Duration;
 
 pub use anthropic::{ANTHROPIC_VERSION, Anthropic};
+pub use error::ProviderError;
 pub use openai::OpenAi;
 pub use secret::{Secret, parse_reference, register_secret, scrub};
 

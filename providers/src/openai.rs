@@ -30,7 +30,7 @@ impl OpenAi {
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(config: ProviderConfig) -> Result<OpenAi, String> {
+    pub fn new(config: ProviderConfig) -> Result<OpenAi, crate::ProviderError> {
         let client = http::client(config.connect_timeout)?;
         // Loading a tokenizer takes a quarter of a second: start it now, off the first call's path.
         tokens::warm_up(&config.model);

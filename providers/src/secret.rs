@@ -53,7 +53,7 @@ impl Secret {
     /// # Errors
     /// When `reference` is not of the form `${VAR}` (a literal key in a file is refused), or the
     /// variable is unset or empty. The message names the variable, never a value.
-    pub fn from_reference(reference: &str) -> Result<Secret, String> {
+    pub fn from_reference(reference: &str) -> Result<Secret, crate::ProviderError> {
         let var = parse_reference(reference)?;
         match std::env::var(var) {
             Ok(v) if !v.is_empty() => {
@@ -63,7 +63,9 @@ impl Secret {
                     value: v,
                 })
             }
-            _ => Err(format!("environment variable `{var}` is not set")),
+            _ => Err(crate::ProviderError::Unset {
+                var: var.to_string(),
+            }),
         }
     }
 
@@ -88,14 +90,12 @@ impl Secret {
 ///
 /// # Errors
 /// When the text is not a reference.
-pub fn parse_reference(reference: &str) -> Result<&str, String> {
+pub fn parse_reference(reference: &str) -> Result<&str, crate::ProviderError> {
     reference
         .strip_prefix("${")
         .and_then(|r| r.strip_suffix('}'))
         .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-        .ok_or_else(|| {
-            "secrets are given by reference, like `${OPENAI_API_KEY}`, never inline".to_string()
-        })
+        .ok_or(crate::ProviderError::NotAReference)
 }
 
 impl fmt::Debug for Secret {
@@ -116,7 +116,17 @@ mod tests {
 
     #[test]
     fn references_only_and_redacted() {
-        assert!(parse_reference("sk-live-123").is_err());
+        // Typed errors a caller can branch on (#18): an inline key, an unset variable.
+        assert!(matches!(
+            parse_reference("sk-live-123"),
+            Err(crate::ProviderError::NotAReference)
+        ));
+        match Secret::from_reference("${BATON_TEST_SURELY_UNSET_VAR}") {
+            Err(crate::ProviderError::Unset { var }) => {
+                assert_eq!(var, "BATON_TEST_SURELY_UNSET_VAR");
+            }
+            other => panic!("not Unset: {other:?}"),
+        }
         assert_eq!(
             parse_reference("${OPENAI_API_KEY}").expect("a reference"),
             "OPENAI_API_KEY"

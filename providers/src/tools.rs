@@ -56,7 +56,7 @@ impl HttpGet {
         name: impl Into<String>,
         allow: Vec<String>,
         timeout: Duration,
-    ) -> Result<HttpGet, String> {
+    ) -> Result<HttpGet, crate::ProviderError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let allow = Arc::new(allow);
         let for_redirects = Arc::clone(&allow);
@@ -77,7 +77,7 @@ impl HttpGet {
                 }
             }))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(crate::ProviderError::Client)?;
         let description = format!(
             "Fetch a URL with GET and read the response body. Allowed hosts: {}.",
             allow.join(", ")
