@@ -11,7 +11,7 @@ use crate::print::{one_line, usd};
 /// Runs the topology's standing loops until `--for` elapses or Ctrl-C / SIGTERM, printing each run.
 pub(crate) async fn run_loops(
     topology: Topology,
-    json: bool,
+    (json, verbose): (bool, bool),
     audit: Option<baton::core::audit::AuditLog>,
     (run_for, grace): (Option<std::time::Duration>, std::time::Duration),
     store: Option<std::sync::Arc<baton::actors::LoopStore>>,
@@ -24,6 +24,9 @@ pub(crate) async fn run_loops(
     }
     if let Some(log) = audit {
         builder = builder.observer(baton::actors::AuditObserver::new(log));
+    }
+    if verbose {
+        builder = builder.observer(crate::print::Printer::new(&topology));
     }
     let runtime = std::sync::Arc::new(builder.start().await.context("starting the runtime")?);
     crate::serve::before_work().await;
@@ -51,6 +54,7 @@ pub(crate) async fn run_loops(
             report,
             period_spent,
             period_limit,
+            hour,
             tick_ms,
             resumes,
             ..
@@ -62,10 +66,14 @@ pub(crate) async fn run_loops(
             if json {
                 let line = serde_json::json!({"schedule": schedule.to_string(), "run": run, "report": report,
                         "period_spent_nanousd": period_spent.0, "period_limit_nanousd": period_limit.map(|l| l.0),
+                        "hour_spent_nanousd": hour.map(|h| h.0.0), "hour_limit_nanousd": hour.map(|h| h.1.0),
                         "tick": tick, "resumes": resumes});
                 println!("{line}");
             } else {
                 let limit = period_limit.map_or(String::new(), |l| format!(" of {}", usd(l)));
+                let hour = hour.map_or(String::new(), |(spent, limit)| {
+                    format!(" · this hour {} of {}", usd(spent), usd(limit))
+                });
                 let resumed = resumes.map_or(String::new(), |n| format!(" (resumes run {n})"));
                 // The time it was due, UTC, to the second.
                 let at = tick.as_deref().and_then(|t| t.get(11..19)).unwrap_or("");
@@ -79,8 +87,12 @@ pub(crate) async fn run_loops(
                 } else {
                     String::new()
                 };
+                if verbose {
+                    // As a --task run ends: the agents' table and the scoreboard.
+                    let _ = crate::print::print_summary(&mut std::io::stdout(), report);
+                }
                 println!(
-                    "{at} [{schedule}] run {run}{resumed}: {} · {}{value} · today {}{limit} · {}",
+                    "{at} [{schedule}] run {run}{resumed}: {} · {}{value} · today {}{limit}{hour} · {}",
                     report.outcome,
                     usd(NanoUsd(report.totals.cost_nanousd)),
                     usd(*period_spent),
@@ -96,7 +108,10 @@ pub(crate) async fn run_loops(
             }
         }
         LoopEvent::Skipped { schedule } if !json => {
-            println!("[{schedule}] tick skipped: the previous run is still going");
+            println!(
+                "{} [{schedule}] tick skipped: the previous run is still going",
+                now_utc()
+            );
         }
         LoopEvent::Breaker {
             schedule,
@@ -108,11 +123,11 @@ pub(crate) async fn run_loops(
                 println!("{line}");
             } else {
                 let what = match state {
-                    baton::actors::BreakerState::Open => "⏸ spend breaker open, loop paused",
-                    baton::actors::BreakerState::HalfOpen => "◐ spend breaker half-open",
-                    _ => "▶ spend breaker closed, loop resumed",
+                    baton::actors::BreakerState::Open => "⏸ breaker open, loop paused",
+                    baton::actors::BreakerState::HalfOpen => "◐ breaker half-open",
+                    _ => "▶ breaker closed, loop resumed",
                 };
-                println!("[{schedule}] {what}: {reason}");
+                println!("{} [{schedule}] {what}: {reason}", now_utc());
             }
         }
         LoopEvent::Resumed {
@@ -136,13 +151,14 @@ pub(crate) async fn run_loops(
                     )
                 };
                 println!(
-                    "[{schedule}] resumed after run {runs_before}: today {} so far{lost}",
+                    "{} [{schedule}] resumed after run {runs_before}: today {} so far{lost}",
+                    now_utc(),
                     usd(*period_spent)
                 );
             }
         }
         LoopEvent::NewPeriod { schedule } if !json => {
-            println!("[{schedule}] new budget period");
+            println!("{} [{schedule}] new budget period", now_utc());
         }
         LoopEvent::Refused {
             schedule,
@@ -155,7 +171,8 @@ pub(crate) async fn run_loops(
             } else {
                 let which = run.map_or_else(|| "tick".to_string(), |n| format!("run {n}"));
                 println!(
-                    "[{schedule}] ✗ {which} refused, nothing charged: the runtime is down ({}); the loop stops",
+                    "{} [{schedule}] ✗ {which} refused, nothing charged: the runtime is down ({}); the loop stops",
+                    now_utc(),
                     one_line(reason, 200)
                 );
             }
@@ -222,6 +239,12 @@ pub(crate) async fn run_loops(
         None,
         down,
     ))
+}
+
+/// The wall-clock time, UTC, to the second (`14:05:00`): what every loop line starts with.
+fn now_utc() -> String {
+    let t = format!("{:.0}", jiff::Timestamp::now());
+    t.get(11..19).unwrap_or("").to_string()
 }
 
 /// Completes when `signal` arrives (never, without one).

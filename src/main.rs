@@ -346,6 +346,9 @@ struct RunOptions {
     /// fired, with its conditions). The audit's model_call records carry it as `explain`.
     #[arg(long, conflicts_with = "json")]
     explain: bool,
+    /// With standing loops: print each run's step log and agent table, as --task runs do.
+    #[arg(long, conflicts_with = "json")]
+    verbose: bool,
     /// Override the root agent's money budget, in dollars (e.g. 0.05).
     #[arg(long, value_name = "USD", allow_negative_numbers = true, value_parser = parse_usd)]
     budget_usd: Option<NanoUsd>,
@@ -482,6 +485,7 @@ async fn run(o: RunOptions) -> ExitCode {
         concurrency,
         json,
         explain,
+        verbose,
         budget_usd,
         metrics_addr,
         linger,
@@ -627,9 +631,16 @@ async fn run(o: RunOptions) -> ExitCode {
             .map(|r| r.outcome),
         (None, None) => {
             let grace = grace.unwrap_or(std::time::Duration::from_secs(30));
-            run_loops(topology, json, audit, (run_for, grace), store, approvals)
-                .await
-                .map(|r| r.outcome)
+            run_loops(
+                topology,
+                (json, verbose),
+                audit,
+                (run_for, grace),
+                store,
+                approvals,
+            )
+            .await
+            .map(|r| r.outcome)
         }
     };
     let code = match code {

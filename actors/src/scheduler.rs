@@ -45,6 +45,9 @@ pub enum LoopEvent {
         period_spent: NanoUsd,
         /// The period's limit, if any.
         period_limit: Option<NanoUsd>,
+        /// Spent in the current hour so far (this run included), and the hour's limit, when the
+        /// loop has `per_hour_usd`.
+        hour: Option<(NanoUsd, NanoUsd)>,
         /// When the run was due (Unix milliseconds): the tick of `every` or the cron time,
         /// before jitter.
         tick_ms: u64,
@@ -687,6 +690,7 @@ async fn run_loop(
                     report: Box::new(report),
                     period_spent: per.spent(),
                     period_limit: per.cost_limit(),
+                    hour: hour2.cost_limit().map(|l| (hour2.spent(), l)),
                     tick_ms,
                     resumes,
                 });

@@ -31,6 +31,9 @@ fn standing_loop_runs_for_a_bounded_time() {
             "the period's spend is the runs' spend"
         );
         assert_eq!(u(&r["period_limit_nanousd"]), 500_000_000);
+        // The hour's spend beside the day's (latency-watch has per_hour_usd: 0.05).
+        assert_eq!(u(&r["hour_spent_nanousd"]), spent);
+        assert_eq!(u(&r["hour_limit_nanousd"]), 50_000_000);
     }
     let l = &summary[0]["loops"][0];
     assert_eq!(
@@ -552,5 +555,54 @@ fn standing_loop_state_survives_sigkill() {
         outcomes,
         [(1, "completed"), (2, "interrupted"), (3, "completed")],
         "{shown:#}"
+    );
+}
+
+/// The loop's console tells the story (#19): every line starts with a time, the run line shows
+/// the hour's spend beside the day's, and `--verbose` prints each run's step log and agent
+/// table as a `--task` run does.
+#[test]
+fn loop_lines_carry_a_time_the_hours_spend_and_verbose_step_logs() {
+    let out = baton(&[
+        "run",
+        "examples/topologies/latency-watch.yaml",
+        "--for",
+        "1s",
+        "--verbose",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let run = text
+        .lines()
+        .find(|l| l.contains("[search-latency] run 1:"))
+        .unwrap_or_else(|| panic!("a run line:\n{text}"));
+    let time = run.get(..8).expect("a time");
+    assert!(
+        time.len() == 8
+            && time.chars().enumerate().all(|(i, c)| if i == 2 || i == 5 {
+                c == ':'
+            } else {
+                c.is_ascii_digit()
+            }),
+        "{run}"
+    );
+    assert!(run.contains(" of $0.500000 · this hour $"), "{run}");
+    assert!(run.contains(" of $0.050000 · quiet:"), "{run}");
+    // --verbose: the step log and the agent table, before the run line.
+    let step = text.find("[watcher] step 1 · local").expect("the step log");
+    let table = text.find("agent   tasks calls").expect("the agent table");
+    let line = text.find("[search-latency] run 1:").expect("the run line");
+    assert!(step < table && table < line, "{text}");
+    // Without it, neither.
+    let quiet = baton(&[
+        "run",
+        "examples/topologies/latency-watch.yaml",
+        "--for",
+        "1s",
+    ]);
+    let text = String::from_utf8_lossy(&quiet.stdout);
+    assert!(
+        !text.contains("[watcher] step 1") && !text.contains("agent   tasks"),
+        "{text}"
     );
 }
