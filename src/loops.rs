@@ -77,6 +77,23 @@ pub(crate) async fn run_loops(
                 let resumed = resumes.map_or(String::new(), |n| format!(" (resumes run {n})"));
                 // The time it was due, UTC, to the second.
                 let at = tick.as_deref().and_then(|t| t.get(11..19)).unwrap_or("");
+                // What the policy refused in the run, if anything: tool (rule).
+                let mut denied: Vec<String> = Vec::new();
+                for p in report
+                    .policy
+                    .iter()
+                    .filter(|p| p.decision.decision == "denied")
+                {
+                    let d = format!("{} ({})", p.decision.tool, p.decision.rule);
+                    if !denied.contains(&d) {
+                        denied.push(d);
+                    }
+                }
+                let denied = if denied.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · denied {}", denied.join(", "))
+                };
                 let b = &report.scoreboard;
                 let value = if b.value_nanousd > 0 {
                     format!(
@@ -92,7 +109,7 @@ pub(crate) async fn run_loops(
                     let _ = crate::print::print_summary(&mut std::io::stdout(), report);
                 }
                 println!(
-                    "{at} [{schedule}] run {run}{resumed}: {} · {}{value} · today {}{limit}{hour} · {}",
+                    "{at} [{schedule}] run {run}{resumed}: {} · {}{value} · today {}{limit}{hour}{denied} · {}",
                     report.outcome,
                     usd(NanoUsd(report.totals.cost_nanousd)),
                     usd(*period_spent),

@@ -34,7 +34,9 @@ pub use audit::AuditObserver;
 pub use breaker::BreakerState;
 pub use error::{Component, RuntimeError};
 pub use observer::{Event, Observer};
-pub use report::{AgentReport, ModelReport, RunReport, TaskBudgetEvent, TaskReport, Totals};
+pub use report::{
+    AgentReport, ModelReport, RunReport, TaskBudgetEvent, TaskPolicyDecision, TaskReport, Totals,
+};
 pub use runtime::{Runtime, RuntimeBuilder, TaskHandle, TaskRun};
 pub use scheduler::{HOUR, LoopEvent, LoopSummary, PERIOD};
 pub use scoreboard::{ScoreSums, Scoreboard, ValuePerWattInputs};

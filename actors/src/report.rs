@@ -26,6 +26,21 @@ pub struct RunReport {
     /// The tokenomics scoreboard: value, ROI, energy, quality, re-sent context (see
     /// docs/tokenomics.md).
     pub scoreboard: crate::scoreboard::Scoreboard,
+    /// The harness's policy decisions on the run's tool calls (allowed, requested, approved,
+    /// denied, with the rule and why), task by task in the order of `tasks`.
+    pub policy: Vec<TaskPolicyDecision>,
+}
+
+/// A policy decision and the task whose tool call it was about.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct TaskPolicyDecision {
+    /// Task id.
+    pub task: u64,
+    /// The agent that made the call.
+    pub agent: String,
+    /// The decision.
+    #[serde(flatten)]
+    pub decision: baton_core::PolicyRecord,
 }
 
 /// What one model did in a run.
@@ -189,6 +204,7 @@ impl RunReport {
         let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
         let mut tasks = Vec::new();
         let mut models: Vec<ModelReport> = Vec::new();
+        let mut policy: Vec<TaskPolicyDecision> = Vec::new();
         let mut saved: i128 = 0;
         let mut stack: Vec<(&AccountSnapshot, Option<u64>)> = vec![(root, None)];
         while let Some((a, parent)) = stack.pop() {
@@ -328,6 +344,11 @@ impl RunReport {
                 (Some(prev), Some(Outcome::Completed)) if prev != Outcome::Completed => Some(prev),
                 (_, o) => o,
             };
+            policy.extend(a.policy.iter().map(|p| TaskPolicyDecision {
+                task: a.task,
+                agent: a.agent.clone(),
+                decision: p.clone(),
+            }));
             tasks.push(TaskReport {
                 task: a.task,
                 parent,
@@ -356,6 +377,7 @@ impl RunReport {
             agents,
             tasks,
             models,
+            policy,
         }
     }
 }

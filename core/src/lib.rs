@@ -44,7 +44,7 @@ pub use envelope::{Envelope, TaskId, TraceId};
 pub use error::Error;
 pub use ledger::{
     Account, AccountSnapshot, BudgetEvent, BudgetEventKind, CallRecord, Committed, LimitKind,
-    Refusal, Reservation, live_accounts,
+    PolicyRecord, Refusal, Reservation, live_accounts,
 };
 pub use mcp::McpTransport;
 pub use model::{

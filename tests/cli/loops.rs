@@ -606,3 +606,25 @@ fn loop_lines_carry_a_time_the_hours_spend_and_verbose_step_logs() {
         "{text}"
     );
 }
+
+/// A loop's run line says what the policy refused (#19): the ops loop's incidents propose a
+/// restart, which needs an approval no one gives in an unattended run.
+#[test]
+fn a_loop_run_line_says_what_was_denied() {
+    let topo = fast_ops_loop();
+    let out = baton(&["run", topo.to_str().expect("utf-8"), "--for", "1500ms"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let incident = text
+        .lines()
+        .find(|l| l.contains("[checkout-latency] run 1:"))
+        .unwrap_or_else(|| panic!("a checkout run:\n{text}"));
+    assert!(
+        incident.contains(" · denied restart_service (approval) · "),
+        "{incident}"
+    );
+    let quiet = text
+        .lines()
+        .find(|l| l.contains("[search-latency] run 1:"))
+        .unwrap_or_else(|| panic!("a search run:\n{text}"));
+    assert!(!quiet.contains("denied"), "{quiet}");
+}

@@ -647,3 +647,36 @@ fn missing_task_and_missing_file_are_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/file.yaml"));
 }
+
+/// `--json` reports carry the policy's decisions (#19): the dry run allowed, the approval
+/// requested, the real restart denied (unattended), with the rule and why.
+#[test]
+fn json_reports_carry_policy_decisions() {
+    let (r, _) = json_report(&["run", TRIAGE, "--task", ALERT, "--json"]);
+    let policy = r["policy"].as_array().expect("policy");
+    let seen: Vec<(String, String, String)> = policy
+        .iter()
+        .map(|p| {
+            let s = |k: &str| p[k].as_str().expect(k).to_string();
+            (s("tool"), s("decision"), s("rule"))
+        })
+        .collect();
+    let want = |t: &str, d: &str, ru: &str| (t.to_string(), d.to_string(), ru.to_string());
+    assert_eq!(
+        seen,
+        [
+            want("restart_service", "allowed", "dry_run"),
+            want("restart_service", "requested", "approval"),
+            want("restart_service", "denied", "approval"),
+        ],
+        "{policy:#?}"
+    );
+    assert!(policy.iter().all(|p| p["agent"] == "triage"));
+    assert!(
+        policy[2]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("denied at once (unattended runs never wait)"),
+        "{policy:#?}"
+    );
+}

@@ -258,12 +258,23 @@ async fn judge(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     };
+    // Every decision is kept on the task's account too (the run's report lists them).
+    let keep = |decision: &str, rule: &str, reason: &str| {
+        account.record_policy(baton_core::PolicyRecord {
+            tool: call.name.clone(),
+            decision: decision.to_string(),
+            rule: rule.to_string(),
+            reason: reason.to_string(),
+        });
+    };
     let decided = |decision: &str, rule: &str, reason: &str| {
+        keep(decision, rule, reason);
         plan.observe(&policy_event(cx, call, [decision, rule, reason]));
     };
     // A decision to go ahead with a destructive call is on the record (synced to disk) before
     // the call runs; when it cannot be, the call is not made.
     let go = |decision: &'static str, rule: &'static str, reason: &str| {
+        keep(decision, rule, reason);
         let recorded = plan.observe_decision(&policy_event(cx, call, [decision, rule, reason]));
         match recorded {
             Ok(()) => Judged::Go,

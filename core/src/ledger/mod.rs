@@ -37,7 +37,7 @@ mod records;
 mod reservation;
 mod score;
 
-pub use records::{AccountSnapshot, BudgetEvent, BudgetEventKind, CallRecord};
+pub use records::{AccountSnapshot, BudgetEvent, BudgetEventKind, CallRecord, PolicyRecord};
 pub use reservation::{Committed, Reservation};
 pub use score::{EnergyKind, EnergySplit, StepScore, TaskScore};
 
@@ -125,6 +125,8 @@ struct Node {
     /// Scoreboard figures: value, energy, re-sent context, quality, caching, compaction.
     score: score::ScoreCells,
     events: Mutex<Vec<BudgetEvent>>,
+    /// The harness's policy decisions on the task's tool calls.
+    policy: Mutex<Vec<PolicyRecord>>,
     calls: Mutex<Vec<CallRecord>>,
     sole_model: OnceLock<Arc<str>>,
     crash: Mutex<Option<String>>,
@@ -513,6 +515,7 @@ impl Node {
             restarts: AtomicU64::new(0),
             score: score::ScoreCells::default(),
             events: Mutex::new(Vec::new()),
+            policy: Mutex::new(Vec::new()),
             calls: Mutex::new(Vec::new()),
             sole_model: OnceLock::new(),
             crash: Mutex::new(None),
@@ -608,6 +611,11 @@ impl Node {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone(),
             sole_model: self.sole_model.get().map(|m| m.to_string()),
+            policy: self
+                .policy
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
             score: self.score.snapshot(),
             outcome: self.outcome.get().copied(),
             children: self.children().iter().map(|c| c.snapshot()).collect(),

@@ -32,6 +32,19 @@ pub struct CallRecord {
     pub energy: crate::energy::Energy,
 }
 
+/// A policy decision on one of a task's tool calls, as the harness made it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PolicyRecord {
+    /// The tool.
+    pub tool: String,
+    /// `allowed`, `requested`, `approved` or `denied`.
+    pub decision: String,
+    /// The rule that decided: `role`, `freeze`, `dry_run_first`, `approval`, `dry_run`, `none`.
+    pub rule: String,
+    /// Why (for an approval or a denial by a person, who).
+    pub reason: String,
+}
+
 /// What happened to a task's budget.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -94,6 +107,9 @@ pub struct AccountSnapshot {
     pub restarts: u64,
     /// Budget events of this task: refusals, cut-offs, reroutes, overruns.
     pub events: Vec<BudgetEvent>,
+    /// The harness's policy decisions on this task's tool calls, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy: Vec<PolicyRecord>,
     /// Its booked model calls, in order (empty when `sole_model` says where they all went).
     pub calls: Vec<CallRecord>,
     /// The one model all its calls went to, when its agent's ladder has one model.
@@ -188,6 +204,16 @@ impl Account {
     /// Counts a crash-and-restart of the agent that held this task.
     pub fn record_restart(&self) {
         self.0.node.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a policy decision on one of this task's tool calls.
+    pub fn record_policy(&self, record: PolicyRecord) {
+        self.0
+            .node
+            .policy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(record);
     }
 
     /// Records which model answered a step of this task, and what it cost (one uncontended lock
