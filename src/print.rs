@@ -88,9 +88,10 @@ impl Observer for Printer {
                 truncated,
                 cpu,
                 explain,
+                said,
                 ..
             } => format!(
-                "{}[{agent}] step {step} · {model} · {} in / {} out · {}{}{}{}{}",
+                "{}[{agent}] step {step} · {model} · {} in / {} out · {}{}{}{}{}{}",
                 self.pad(agent),
                 usage.input,
                 usage.output,
@@ -113,7 +114,13 @@ impl Observer for Printer {
                 match explain {
                     Some(why) if self.explain => format!("\n{}  ↳ {why}", self.pad(agent)),
                     _ => String::new(),
-                }
+                },
+                // What the model said beside its tool calls (a final answer is the ■ line).
+                said.map_or(String::new(), |t| format!(
+                    "\n{}[{agent}] says: {}",
+                    self.pad(agent),
+                    one_line(t, 300)
+                ))
             ),
             Event::Escalated {
                 agent,

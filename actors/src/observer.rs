@@ -37,6 +37,9 @@ pub enum Event<'a> {
         energy: baton_core::Energy,
         /// Why the model answered so, when it says (the scripted model: the rule that fired).
         explain: Option<&'a str>,
+        /// The text of a reply that also calls tools (a final answer's text is the task's
+        /// outcome instead).
+        said: Option<&'a str>,
     },
     /// The router set a model's answer aside, or raised the step's quality bar: the next call
     /// goes up the ladder.
@@ -245,6 +248,7 @@ impl Event<'_> {
                 cpu,
                 energy,
                 explain,
+                said,
             } => {
                 let mut f = json!({"agent": agent, "task": task, "root": root, "step": step, "model": model, "tokens_in": usage.input,
                        "tokens_out": usage.output, "tokens_cached": usage.cached_input, "cost_nanousd": cost.0,
@@ -263,6 +267,9 @@ impl Event<'_> {
                 }
                 if let Some(why) = explain {
                     f["explain"] = json!(why);
+                }
+                if let Some(text) = said {
+                    f["said"] = json!(cap(text));
                 }
                 f["energy_uj"] = json!(energy.microjoules);
                 f["energy_method"] = json!(energy.method.as_str());

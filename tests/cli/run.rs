@@ -680,3 +680,34 @@ fn json_reports_carry_policy_decisions() {
         "{policy:#?}"
     );
 }
+
+/// The model's text beside its tool calls is shown (#19): the step log says what the commander
+/// said when it delegated, and the audit's model_call record carries it as `said`.
+#[test]
+fn the_models_text_beside_tool_calls_is_shown() {
+    let trail = temp_path("said.audit.jsonl");
+    let out = baton(&[
+        "run",
+        TRIAGE,
+        "--task",
+        ALERT,
+        "--audit",
+        trail.to_str().expect("utf-8"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let step = text.find("[triage] step 1 ·").expect("step 1");
+    let said = text
+        .find("[triage] says: Delegating root-cause analysis.")
+        .unwrap_or_else(|| panic!("{text}"));
+    let call = text.find("[triage] → delegate").expect("the delegation");
+    assert!(step < said && said < call, "{text}");
+    let first: Value = std::fs::read_to_string(&trail)
+        .expect("trail")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON"))
+        .find(|r| r["kind"] == "model_call")
+        .expect("a model call");
+    assert_eq!(first["said"], "Delegating root-cause analysis.");
+    // A final answer is the task's outcome, not a `says` line.
+    assert!(!text.contains("says: Suspected change"), "{text}");
+}

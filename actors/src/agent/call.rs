@@ -469,6 +469,10 @@ async fn call_once(
                 cpu: response.cpu,
                 energy,
                 explain: response.explain.as_deref(),
+                said: response
+                    .text
+                    .as_deref()
+                    .filter(|t| !t.trim().is_empty() && !response.tool_calls.is_empty()),
             });
             return Once::Done(Attempt::Answered(response));
         }
