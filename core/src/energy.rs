@@ -168,7 +168,7 @@ impl CpuPower {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let fallback = DEFAULT_TDP_W * 0.5 / cores as f64;
         let rapl = if declared.is_none() {
-            rapl::start(std::path::Path::new(rapl::ROOT))
+            rapl::shared()
         } else {
             None
         };
@@ -302,8 +302,16 @@ pub mod rapl {
         (busy_s >= MIN_BUSY_S && joules > 0.0).then(|| joules / busy_s)
     }
 
-    /// Starts the sampler when RAPL is readable: a thread that every second stores the watts
-    /// per busy core of the last second (kept when the machine was idle).
+    /// The process's one sampler of the machine's RAPL, started on first use (every runtime
+    /// shares it: one thread, not one per runtime built); `None` without RAPL.
+    pub fn shared() -> Option<Arc<AtomicU64>> {
+        static SAMPLER: std::sync::OnceLock<Option<Arc<AtomicU64>>> = std::sync::OnceLock::new();
+        SAMPLER.get_or_init(|| start(Path::new(ROOT))).clone()
+    }
+
+    /// Starts a sampler when RAPL is readable under `root`: a thread that every second stores
+    /// the watts per busy core of the last second (kept when the machine was idle). It runs for
+    /// the life of the process: call [`shared`] rather than this.
     pub fn start(root: &Path) -> Option<Arc<AtomicU64>> {
         let zones = packages(root);
         if zones.is_empty() {
