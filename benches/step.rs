@@ -66,7 +66,11 @@ impl Tool for Noop {
     fn parameters(&self) -> serde_json::Value {
         serde_json::json!({"type": "object"})
     }
-    async fn call(&self, _: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &baton_core::ToolContext<'_>,
+        _: serde_json::Value,
+    ) -> Result<String, ToolError> {
         Ok("ok".into())
     }
 }

@@ -18,7 +18,7 @@ impl Tool for Weather {
     fn parameters(&self) -> Value {
         json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
     }
-    async fn call(&self, args: Value) -> Result<String, ToolError> {
+    async fn call(&self, _cx: &ToolContext<'_>, args: Value) -> Result<String, ToolError> {
         Ok(format!("{}: 21°C, clear skies", str_arg(&args, "city")?))
     }
 }

@@ -16,7 +16,7 @@
 //!     fn parameters(&self) -> serde_json::Value {
 //!         serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
 //!     }
-//!     async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+//!     async fn call(&self, _cx: &ToolContext<'_>, args: serde_json::Value) -> Result<String, ToolError> {
 //!         Ok(format!("{}: 21°C, clear", str_arg(&args, "city")?))
 //!     }
 //! }
@@ -62,8 +62,8 @@ pub mod prelude {
     };
     pub use baton_core::{
         Budget, Effect, Message, Model, ModelError, ModelRequest, ModelResponse, NanoUsd, Outcome,
-        Price, Role, ScriptedModel, TokenUsage, Tool, ToolCall, ToolError, Usd, async_trait,
-        opt_str_arg, parse_args, schema_for, str_arg,
+        Price, Role, ScriptedModel, TaskId, TokenUsage, Tool, ToolCall, ToolContext, ToolError,
+        Usd, async_trait, opt_str_arg, parse_args, schema_for, str_arg,
     };
     pub use baton_topologies::{
         AgentSpec, BudgetSpec, ModelSpec, PolicySpec, ToolSpec, Topology, TopologyBuilder,

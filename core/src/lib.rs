@@ -55,7 +55,9 @@ pub use money::{NanoUsd, Price, Usd};
 pub use outcome::Outcome;
 pub use scripted::{Fault, FaultSpec, InjectedFaults, ScriptedModel, rules_json_schema};
 pub use supervision::{RestartIntensity, panic_text};
-pub use tool::{Effect, Tool, ToolError, opt_str_arg, parse_args, schema_for, str_arg};
+pub use tool::{
+    Effect, Tool, ToolContext, ToolError, opt_str_arg, parse_args, schema_for, str_arg,
+};
 pub use usage::{TokenUsage, Usage};
 
 /// Re-exported so that users implementing [`Model`] or [`Tool`] need no extra dependency.

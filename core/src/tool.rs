@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::envelope::{TaskId, TraceId};
 use crate::model::ToolSchema;
 
 /// What a tool's call can change, which decides the policy it must pass.
@@ -33,6 +34,74 @@ pub enum ToolError {
     Failed(String),
 }
 
+/// Who calls a tool, and how: given to every [`Tool::call`].
+///
+/// A tool can scope what it does by the caller (a per-agent sandbox, a per-task scratch folder),
+/// tag what it sends elsewhere with the task and trace ids (so that a downstream log joins the
+/// audit trail), and know whether the harness judged the call a dry run.
+///
+/// ```
+/// use baton_core::{TaskId, ToolContext};
+///
+/// let cx = ToolContext::new("triage", TaskId(7)).with_dry_run(true);
+/// assert_eq!((cx.agent, cx.task, cx.root, cx.dry_run), ("triage", TaskId(7), TaskId(7), true));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ToolContext<'a> {
+    /// The agent whose model asked for the call.
+    pub agent: &'a str,
+    /// That agent's task.
+    pub task: TaskId,
+    /// The run's root task (the task that was submitted; its id is the run's trace id).
+    pub root: TaskId,
+    /// The run's trace id: the same on every task of the run.
+    pub trace: TraceId,
+    /// Whether the harness judged this call a dry run: the arguments say `dry_run: true` and the
+    /// tool [supports dry runs](Tool::supports_dry_run). A dry run must change nothing.
+    pub dry_run: bool,
+    /// When the task must end (its deadline), if it has one. The harness also stops waiting for
+    /// the call then; a tool that hands work to another system can pass the deadline on.
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+impl<'a> ToolContext<'a> {
+    /// The context of a call by `agent` on its root task `task` (no deadline, not a dry run):
+    /// what a test or a direct caller outside a runtime passes.
+    pub fn new(agent: &'a str, task: TaskId) -> ToolContext<'a> {
+        ToolContext {
+            agent,
+            task,
+            root: task,
+            trace: TraceId(task.0),
+            dry_run: false,
+            deadline: None,
+        }
+    }
+
+    /// The same, on a delegated task of the run rooted at `root`.
+    #[must_use]
+    pub fn with_root(mut self, root: TaskId) -> ToolContext<'a> {
+        self.root = root;
+        self.trace = TraceId(root.0);
+        self
+    }
+
+    /// The same, judged a dry run (or not).
+    #[must_use]
+    pub fn with_dry_run(mut self, dry_run: bool) -> ToolContext<'a> {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// The same, with the task's deadline.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Option<tokio::time::Instant>) -> ToolContext<'a> {
+        self.deadline = deadline;
+        self
+    }
+}
+
 /// A tool an agent may call.
 #[async_trait]
 pub trait Tool: Send + Sync + 'static {
@@ -53,11 +122,15 @@ pub trait Tool: Send + Sync + 'static {
     fn supports_dry_run(&self) -> bool {
         false
     }
-    /// Runs the tool.
+    /// Runs the tool for the caller `cx` describes.
     ///
     /// # Errors
     /// A [`ToolError`], which the model sees as the call's result.
-    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError>;
+    async fn call(
+        &self,
+        cx: &ToolContext<'_>,
+        arguments: serde_json::Value,
+    ) -> Result<String, ToolError>;
 
     /// The schema the model sees.
     fn schema(&self) -> ToolSchema {
@@ -83,8 +156,15 @@ impl<T: Tool + ?Sized> Tool for std::sync::Arc<T> {
     fn effect(&self) -> Effect {
         (**self).effect()
     }
-    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError> {
-        (**self).call(arguments).await
+    fn supports_dry_run(&self) -> bool {
+        (**self).supports_dry_run()
+    }
+    async fn call(
+        &self,
+        cx: &ToolContext<'_>,
+        arguments: serde_json::Value,
+    ) -> Result<String, ToolError> {
+        (**self).call(cx, arguments).await
     }
 }
 

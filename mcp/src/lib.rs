@@ -443,7 +443,11 @@ impl Tool for McpTool {
     fn supports_dry_run(&self) -> bool {
         self.server.config.dry_run
     }
-    async fn call(&self, arguments: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        cx: &baton_core::ToolContext<'_>,
+        arguments: serde_json::Value,
+    ) -> Result<String, ToolError> {
         let args = match arguments {
             serde_json::Value::Object(m) => Some(m),
             serde_json::Value::Null => None,
@@ -456,6 +460,7 @@ impl Tool for McpTool {
         let session = self.server.session().await?;
         let mut params = CallToolRequestParams::new(self.remote.clone());
         params.arguments = args;
+        params.meta = Some(caller_meta(cx));
         let result = session.call_tool(params).await.map_err(|e| {
             ToolError::Failed(format!(
                 "MCP server `{}`: {e} (the call is not retried: it may have had an effect)",
@@ -491,9 +496,41 @@ fn render(content: &[ContentBlock], structured: Option<&serde_json::Value>) -> S
     parts.join("\n")
 }
 
+/// The caller, as the request's `_meta`: a W3C `traceparent` (the run's trace id, the task as the
+/// parent span) that a traced server joins, and `dev.baton/agent`, `dev.baton/task`,
+/// `dev.baton/root` and `dev.baton/dry_run`.
+fn caller_meta(cx: &baton_core::ToolContext<'_>) -> rmcp::model::RequestMetaObject {
+    let mut meta = rmcp::model::RequestMetaObject::new();
+    meta.set_traceparent(format!("00-{:032x}-{:016x}-01", cx.trace.0, cx.task.0));
+    let fields = &mut meta.0.0;
+    fields.insert("dev.baton/agent".into(), cx.agent.into());
+    fields.insert("dev.baton/task".into(), cx.task.0.into());
+    fields.insert("dev.baton/root".into(), cx.root.0.into());
+    fields.insert("dev.baton/dry_run".into(), cx.dry_run.into());
+    meta
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_caller_travels_in_the_request_meta() {
+        let cx = baton_core::ToolContext::new("ops", baton_core::TaskId(0x2a))
+            .with_root(baton_core::TaskId(7))
+            .with_dry_run(true);
+        let meta = serde_json::to_value(caller_meta(&cx)).expect("serialises");
+        assert_eq!(
+            meta,
+            serde_json::json!({
+                "traceparent": "00-00000000000000000000000000000007-000000000000002a-01",
+                "dev.baton/agent": "ops",
+                "dev.baton/task": 42,
+                "dev.baton/root": 7,
+                "dev.baton/dry_run": true,
+            })
+        );
+    }
 
     #[test]
     fn references_are_read_from_the_environment_and_missing_ones_named() {

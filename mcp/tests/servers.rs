@@ -58,12 +58,20 @@ async fn everything_over_stdio_lists_and_calls_tools() {
         .expect("echo is exposed as everything__echo");
     assert_eq!(echo.parameters()["properties"]["message"]["type"], "string");
     let out = echo
-        .call(json!({"message": "hello from baton"}))
+        .call(
+            &baton_core::ToolContext::new("test", baton_core::TaskId(1)),
+            json!({"message": "hello from baton"}),
+        )
         .await
         .expect("echo answers");
     assert!(out.contains("hello from baton"), "{out}");
     // The server's own validation error comes back as a failure the model can read.
-    let bad = echo.call(json!({"wrong": 1})).await;
+    let bad = echo
+        .call(
+            &baton_core::ToolContext::new("test", baton_core::TaskId(1)),
+            json!({"wrong": 1}),
+        )
+        .await;
     assert!(bad.is_err(), "{bad:?}");
 }
 
@@ -84,7 +92,13 @@ async fn allow_list_effects_and_a_missing_tool() {
         .find(|t| t.name() == "ev__get-sum")
         .expect("sum");
     assert_eq!(sum.effect(), Effect::Write, "the topology's effect wins");
-    let out = sum.call(json!({"a": 2, "b": 40})).await.expect("adds");
+    let out = sum
+        .call(
+            &baton_core::ToolContext::new("test", baton_core::TaskId(1)),
+            json!({"a": 2, "b": 40}),
+        )
+        .await
+        .expect("adds");
     assert!(out.contains("42"), "{out}");
 
     let mut config = ServerConfig::new("ev", stdio(bin, &["stdio"]));
@@ -124,11 +138,19 @@ async fn filesystem_server_reads_inside_its_root_only() {
         .expect("read_text_file");
     assert_eq!(read.effect(), Effect::Read, "annotated read-only, trusted");
     let out = read
-        .call(json!({"path": root.join("runbook.md")}))
+        .call(
+            &baton_core::ToolContext::new("test", baton_core::TaskId(1)),
+            json!({"path": root.join("runbook.md")}),
+        )
         .await
         .expect("reads");
     assert_eq!(out, "restart the cache first");
-    let outside = read.call(json!({"path": "/etc/passwd"})).await;
+    let outside = read
+        .call(
+            &baton_core::ToolContext::new("test", baton_core::TaskId(1)),
+            json!({"path": "/etc/passwd"}),
+        )
+        .await;
     assert!(outside.is_err(), "outside the root: {outside:?}");
     let write = tools
         .iter()
@@ -166,7 +188,10 @@ async fn a_killed_stdio_server_is_restarted_then_given_up() {
     // Wait for the session to notice the closed pipe.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let out = echo
-        .call(json!({"message": "again"}))
+        .call(
+            &baton_core::ToolContext::new("test", baton_core::TaskId(1)),
+            json!({"message": "again"}),
+        )
         .await
         .expect("restarted");
     assert!(out.contains("again"), "{out}");
@@ -176,7 +201,10 @@ async fn a_killed_stdio_server_is_restarted_then_given_up() {
     kill(second);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let e = echo
-        .call(json!({"message": "x"}))
+        .call(
+            &baton_core::ToolContext::new("test", baton_core::TaskId(1)),
+            json!({"message": "x"}),
+        )
         .await
         .expect_err("given up");
     assert!(
@@ -221,7 +249,10 @@ async fn everything_over_streamable_http() {
         .find(|t| t.name() == "remote__echo")
         .expect("echo");
     let out = echo
-        .call(json!({"message": "over http"}))
+        .call(
+            &baton_core::ToolContext::new("test", baton_core::TaskId(1)),
+            json!({"message": "over http"}),
+        )
         .await
         .expect("echo");
     assert!(out.contains("over http"), "{out}");

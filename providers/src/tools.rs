@@ -103,7 +103,11 @@ impl Tool for HttpGet {
     fn parameters(&self) -> serde_json::Value {
         baton_core::schema_for::<HttpGetArgs>()
     }
-    async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &baton_core::ToolContext<'_>,
+        args: serde_json::Value,
+    ) -> Result<String, ToolError> {
         let args: HttpGetArgs = baton_core::parse_args(args)?;
         let url = reqwest::Url::parse(&args.url)
             .map_err(|e| ToolError::InvalidArguments(format!("`{}`: {e}", args.url)))?;

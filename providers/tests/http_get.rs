@@ -51,19 +51,28 @@ async fn fetches_from_allowed_hosts_only_redirects_included() {
     .expect("client");
     let base = format!("http://127.0.0.1:{port}");
     assert_eq!(
-        t.call(json!({"url": format!("{base}/ok")}))
-            .await
-            .expect("200"),
+        t.call(
+            &baton_core::ToolContext::new("test", baton_core::TaskId(1)),
+            json!({"url": format!("{base}/ok")})
+        )
+        .await
+        .expect("200"),
         "service healthy"
     );
     assert_eq!(
-        t.call(json!({"url": format!("{base}/home")}))
-            .await
-            .expect("same-host redirect"),
+        t.call(
+            &baton_core::ToolContext::new("test", baton_core::TaskId(1)),
+            json!({"url": format!("{base}/home")})
+        )
+        .await
+        .expect("same-host redirect"),
         "service healthy"
     );
     let e = t
-        .call(json!({"url": format!("{base}/away")}))
+        .call(
+            &baton_core::ToolContext::new("test", baton_core::TaskId(1)),
+            json!({"url": format!("{base}/away")}),
+        )
         .await
         .expect_err("a redirect elsewhere is not followed");
     assert!(
@@ -72,7 +81,10 @@ async fn fetches_from_allowed_hosts_only_redirects_included() {
         "{e}"
     );
     let e = t
-        .call(json!({"url": format!("{base}/broken")}))
+        .call(
+            &baton_core::ToolContext::new("test", baton_core::TaskId(1)),
+            json!({"url": format!("{base}/broken")}),
+        )
         .await
         .expect_err("500");
     assert!(
@@ -80,7 +92,10 @@ async fn fetches_from_allowed_hosts_only_redirects_included() {
         "{e}"
     );
     let e = t
-        .call(json!({"url": format!("http://localhost:{port}/ok")}))
+        .call(
+            &baton_core::ToolContext::new("test", baton_core::TaskId(1)),
+            json!({"url": format!("http://localhost:{port}/ok")}),
+        )
         .await
         .expect_err("another name for the host is another host");
     assert!(
@@ -89,7 +104,10 @@ async fn fetches_from_allowed_hosts_only_redirects_included() {
         "{e}"
     );
     let e = t
-        .call(json!({"url": "file:///etc/passwd"}))
+        .call(
+            &baton_core::ToolContext::new("test", baton_core::TaskId(1)),
+            json!({"url": "file:///etc/passwd"}),
+        )
         .await
         .expect_err("not http");
     assert!(e.to_string().contains("only http and https"), "{e}");

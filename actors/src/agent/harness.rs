@@ -98,7 +98,11 @@ pub(crate) async fn run_tool(cx: &TaskCx<'_>, call: &ToolCall) -> Result<Observe
         Judged::Unrecorded(why) => return Err(Stop::Fail(why)),
     }
     let started = std::time::Instant::now();
-    let mut timed = CpuTimed::new(tool.call(call.arguments.clone()));
+    let tool_cx = baton_core::ToolContext::new(&me.name, env.task)
+        .with_root(baton_core::TaskId(env.trace.0))
+        .with_dry_run(dry_run)
+        .with_deadline(env.deadline);
+    let mut timed = CpuTimed::new(tool.call(&tool_cx, call.arguments.clone()));
     let run = async {
         match AssertUnwindSafe(&mut timed).catch_unwind().await {
             Ok(r) => Ok(r),

@@ -19,7 +19,11 @@ impl Tool for Blunt {
     fn effect(&self) -> Effect {
         Effect::Destructive
     }
-    async fn call(&self, _: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &baton_core::ToolContext<'_>,
+        _: serde_json::Value,
+    ) -> Result<String, ToolError> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Ok("wiped".into())
     }

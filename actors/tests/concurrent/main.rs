@@ -150,7 +150,11 @@ impl Tool for Timed {
     fn supports_dry_run(&self) -> bool {
         true
     }
-    async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &baton_core::ToolContext<'_>,
+        args: serde_json::Value,
+    ) -> Result<String, ToolError> {
         let at = |i: Instant| i.duration_since(self.origin).as_millis();
         let dry = if args.get("dry_run").and_then(serde_json::Value::as_bool) == Some(true) {
             " dry"

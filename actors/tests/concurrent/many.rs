@@ -43,7 +43,11 @@ impl Tool for Echo {
     fn parameters(&self) -> serde_json::Value {
         json!({"type": "object"})
     }
-    async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &baton_core::ToolContext<'_>,
+        args: serde_json::Value,
+    ) -> Result<String, ToolError> {
         Ok(format!("echo {args}"))
     }
 }

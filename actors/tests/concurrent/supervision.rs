@@ -78,7 +78,11 @@ impl Tool for Boom {
     fn parameters(&self) -> serde_json::Value {
         json!({"type": "object"})
     }
-    async fn call(&self, _: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &baton_core::ToolContext<'_>,
+        _: serde_json::Value,
+    ) -> Result<String, ToolError> {
         panic!("the tool broke")
     }
 }

@@ -1,6 +1,7 @@
 //! One tool call under the harness: schemas, timeouts, output caps, journal.
 
 use super::*;
+use baton_actors::{Event, Observer};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A tool that takes `{service: string, lines?: integer}` and prints that many long lines.
@@ -25,7 +26,11 @@ impl Tool for Logs {
             "additionalProperties": false
         })
     }
-    async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &baton_core::ToolContext<'_>,
+        args: serde_json::Value,
+    ) -> Result<String, ToolError> {
         self.0.fetch_add(1, Ordering::SeqCst);
         let n = args["lines"].as_u64().unwrap_or(1);
         Ok((0..n)
@@ -127,7 +132,11 @@ async fn a_tool_past_its_timeout_is_abandoned() {
         fn parameters(&self) -> serde_json::Value {
             json!({"type": "object"})
         }
-        async fn call(&self, _: serde_json::Value) -> Result<String, ToolError> {
+        async fn call(
+            &self,
+            _cx: &baton_core::ToolContext<'_>,
+            _: serde_json::Value,
+        ) -> Result<String, ToolError> {
             std::future::pending().await
         }
     }
@@ -184,4 +193,131 @@ async fn long_output_is_cut_before_it_reenters_the_context() {
     assert!(seen.chars().count() < 400 + 200, "{}", seen.len());
     let (short, _) = run(vec![json!({"service": "checkout", "lines": 2})], Some(100)).await;
     assert!(!short.contains("cut by Baton"), "short output is untouched");
+}
+
+/// What a tool was told about its caller, call by call.
+#[derive(Clone, Debug, PartialEq)]
+struct Seen {
+    agent: String,
+    task: baton_core::TaskId,
+    root: baton_core::TaskId,
+    trace: baton_core::TraceId,
+    dry_run: bool,
+    deadline: bool,
+}
+
+/// A tool that honours `dry_run` and remembers each call's context.
+struct Probe(Arc<std::sync::Mutex<Vec<Seen>>>);
+
+#[async_trait]
+impl Tool for Probe {
+    fn name(&self) -> &str {
+        "probe"
+    }
+    fn description(&self) -> &str {
+        "remembers who called it"
+    }
+    fn parameters(&self) -> serde_json::Value {
+        json!({"type": "object", "properties": {"dry_run": {"type": "boolean"}}})
+    }
+    fn supports_dry_run(&self) -> bool {
+        true
+    }
+    async fn call(
+        &self,
+        cx: &baton_core::ToolContext<'_>,
+        _: serde_json::Value,
+    ) -> Result<String, ToolError> {
+        self.0.lock().expect("not poisoned").push(Seen {
+            agent: cx.agent.to_string(),
+            task: cx.task,
+            root: cx.root,
+            trace: cx.trace,
+            dry_run: cx.dry_run,
+            deadline: cx.deadline.is_some(),
+        });
+        Ok("probed".into())
+    }
+}
+
+/// The tasks each agent started, from the events.
+struct Starts(Arc<std::sync::Mutex<Vec<(String, u64, u64)>>>);
+
+impl Observer for Starts {
+    fn on_event(&self, event: &Event<'_>) {
+        if let Event::Started {
+            agent, task, root, ..
+        } = event
+        {
+            let mut v = self.0.lock().expect("not poisoned");
+            v.push(((*agent).to_string(), *task, *root));
+        }
+    }
+}
+
+/// A tool sees who calls it: the agent, its task (a delegated one here), the run's root task and
+/// trace, whether the harness judged the call a dry run (a `dry_run: true` the tool honours), and
+/// the task's deadline.
+#[tokio::test]
+async fn a_tool_sees_its_caller_task_trace_and_dry_run() {
+    let t = TopologyBuilder::new("t")
+        .model("m", dollar_per_mtok())
+        .tool("probe", ToolSpec::custom())
+        .agent(
+            "lead",
+            AgentSpec::new(["m"]).children(["ops"]).tools(["probe"]),
+        )
+        .agent("ops", AgentSpec::new(["m"]).tools(["probe"]))
+        .build()
+        .expect("valid");
+    let model = FnModel(|r: &ModelRequest<'_>| {
+        Ok(match (r.agent, r.step) {
+            ("lead", 1) => call(r, "probe", json!({})),
+            ("lead", 2) => call(r, "delegate", json!({"agent": "ops", "task": "look"})),
+            ("ops", 1) => call(r, "probe", json!({"dry_run": true})),
+            ("ops", 2) => call(r, "probe", json!({"dry_run": false})),
+            _ => text(r, "done"),
+        })
+    });
+    let (seen, starts) = (Arc::default(), Arc::default());
+    let rt = Runtime::builder(t)
+        .model("m", model)
+        .tool(Probe(Arc::clone(&seen)))
+        .observer(Starts(Arc::clone(&starts)))
+        .start()
+        .await
+        .expect("starts");
+    let budget = Budget {
+        max_wall: Some(std::time::Duration::from_secs(60)),
+        ..Budget::UNLIMITED
+    };
+    let handle = rt.spawn_with("probe twice", budget, None);
+    let root = handle.id();
+    let report = handle.await.expect("answered");
+    rt.shutdown().await;
+    assert_eq!(report.outcome, Outcome::Completed);
+    let starts = starts.lock().expect("not poisoned").clone();
+    let ops_task = starts
+        .iter()
+        .find(|(a, ..)| a == "ops")
+        .map(|(_, t, _)| baton_core::TaskId(*t))
+        .expect("ops started a task");
+    assert_ne!(ops_task, root);
+    let trace = baton_core::TraceId(root.0);
+    let at = |agent: &str, task, dry_run| Seen {
+        agent: agent.into(),
+        task,
+        root,
+        trace,
+        dry_run,
+        deadline: true,
+    };
+    assert_eq!(
+        *seen.lock().expect("not poisoned"),
+        vec![
+            at("lead", root, false),
+            at("ops", ops_task, true),
+            at("ops", ops_task, false),
+        ]
+    );
 }

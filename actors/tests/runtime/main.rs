@@ -114,7 +114,11 @@ impl Tool for Echo {
     fn parameters(&self) -> serde_json::Value {
         json!({"type": "object"})
     }
-    async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &baton_core::ToolContext<'_>,
+        args: serde_json::Value,
+    ) -> Result<String, ToolError> {
         match args.get("mode").and_then(|m| m.as_str()) {
             Some("panic") => panic!("echo was asked to panic"),
             Some("fail") => Err(ToolError::Failed("echo failed on purpose".into())),

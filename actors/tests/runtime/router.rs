@@ -34,7 +34,11 @@ impl Tool for Probe {
         json!({"type": "object", "properties": {"service": {"type": "string"}},
                    "required": ["service"], "additionalProperties": false})
     }
-    async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &baton_core::ToolContext<'_>,
+        args: serde_json::Value,
+    ) -> Result<String, ToolError> {
         Ok(format!(
             "{} is healthy",
             args["service"].as_str().unwrap_or("?")

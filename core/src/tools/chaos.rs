@@ -41,7 +41,11 @@ impl Tool for Chaos {
     fn parameters(&self) -> serde_json::Value {
         json!({"type": "object"})
     }
-    async fn call(&self, _args: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &crate::tool::ToolContext<'_>,
+        _args: serde_json::Value,
+    ) -> Result<String, ToolError> {
         let Some(fault) = self.dice.draw() else {
             return Ok("ok".into());
         };

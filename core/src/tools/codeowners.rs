@@ -66,7 +66,11 @@ impl Tool for Codeowners {
     fn parameters(&self) -> serde_json::Value {
         schema_for::<CodeownersArgs>()
     }
-    async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &crate::tool::ToolContext<'_>,
+        args: serde_json::Value,
+    ) -> Result<String, ToolError> {
         let args: CodeownersArgs = parse_args(args)?;
         let path = args.path.trim_start_matches('/');
         let text = super::read(&self.path).await?;
@@ -98,7 +102,8 @@ mod tests {
         let p = std::env::temp_dir().join(format!("baton-co-{}", std::process::id()));
         std::fs::write(&p, "* @org/all\n/services/checkout/ @team-checkout\n*.go @gophers # comment\n/services/checkout/pricing/** @alice @payments\n").unwrap();
         let t = Codeowners::new("owners", &p);
-        let ask = |path: &str| t.call(json!({"path": path}));
+        let cx = crate::tool::ToolContext::new("test", crate::TaskId(1));
+        let ask = |path: &str| t.call(&cx, json!({"path": path}));
         assert_eq!(
             ask("README.md").await.unwrap(),
             "README.md: owners @org/all"

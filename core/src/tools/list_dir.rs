@@ -97,7 +97,11 @@ impl Tool for ListDir {
     fn parameters(&self) -> serde_json::Value {
         schema_for::<ListDirArgs>()
     }
-    async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &crate::tool::ToolContext<'_>,
+        args: serde_json::Value,
+    ) -> Result<String, ToolError> {
         let args: ListDirArgs = parse_args(args)?;
         let me = self.clone();
         let path = args.path.unwrap_or_else(|| ".".into());
@@ -122,10 +126,23 @@ mod tests {
         std::fs::create_dir_all(&outside).expect("outside");
         let t = ListDir::new("list_dir", &root);
         assert_eq!(
-            t.call(json!({"path": "inbox"})).await.expect("lists"),
+            t.call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"path": "inbox"})
+            )
+            .await
+            .expect("lists"),
             "a.eml  5 bytes\nold/"
         );
-        assert_eq!(t.call(json!({})).await.expect("lists the root"), "inbox/");
+        assert_eq!(
+            t.call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({})
+            )
+            .await
+            .expect("lists the root"),
+            "inbox/"
+        );
         let name = outside.file_name().and_then(|n| n.to_str()).expect("name");
         for escape in [
             format!("../{name}"),
@@ -133,13 +150,21 @@ mod tests {
             format!("inbox/../../{name}"),
         ] {
             let e = t
-                .call(json!({ "path": escape }))
+                .call(
+                    &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                    json!({ "path": escape }),
+                )
                 .await
                 .expect_err("refused");
             assert!(e.to_string().contains("outside the root"), "{escape}: {e}");
         }
         assert!(
-            t.call(json!({"folder": "x"})).await.is_err(),
+            t.call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"folder": "x"})
+            )
+            .await
+            .is_err(),
             "unknown argument"
         );
     }

@@ -63,7 +63,11 @@ impl Tool for LogSearch {
     fn parameters(&self) -> serde_json::Value {
         schema_for::<LogSearchArgs>()
     }
-    async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &crate::tool::ToolContext<'_>,
+        args: serde_json::Value,
+    ) -> Result<String, ToolError> {
         let args: LogSearchArgs = parse_args(args)?;
         let (contains, after, before) = (
             args.contains.as_deref(),
@@ -115,19 +119,39 @@ mod tests {
         .unwrap();
         let t = LogSearch::new("log", &p);
         assert_eq!(
-            t.call(json!({"contains": "deploy", "before": "14:05", "last": 1}))
-                .await
-                .unwrap(),
+            t.call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"contains": "deploy", "before": "14:05", "last": 1})
+            )
+            .await
+            .unwrap(),
             "13:58 deploy b"
         );
         assert_eq!(
-            t.call(json!({"after": "14:21"})).await.unwrap(),
+            t.call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"after": "14:21"})
+            )
+            .await
+            .unwrap(),
             "14:21 note x"
         );
         assert_eq!(
-            t.call(json!({"contains": "zzz"})).await.unwrap(),
+            t.call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"contains": "zzz"})
+            )
+            .await
+            .unwrap(),
             "no matching lines"
         );
-        assert!(t.call(json!({"last": 0})).await.is_err());
+        assert!(
+            t.call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"last": 0})
+            )
+            .await
+            .is_err()
+        );
     }
 }

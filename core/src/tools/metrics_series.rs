@@ -81,7 +81,11 @@ impl Tool for MetricsSeries {
             })
             .clone()
     }
-    async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &crate::tool::ToolContext<'_>,
+        args: serde_json::Value,
+    ) -> Result<String, ToolError> {
         let args: MetricsSeriesArgs = parse_args(args)?;
         let series = args.series.as_str();
         if series.is_empty()
@@ -160,12 +164,21 @@ mod tests {
             t.parameters()["properties"]["series"]["enum"],
             json!(["lat"])
         );
-        let out = t.call(json!({"series": "lat"})).await.unwrap();
+        let out = t
+            .call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"series": "lat"}),
+            )
+            .await
+            .unwrap();
         assert!(out.contains("baseline 105"), "{out}");
         assert!(out.contains("spike at 14:03: 160"), "{out}");
         assert!(out.contains("peak 200 at 14:04"), "{out}");
         let out = t
-            .call(json!({"series": "lat", "to": "14:02"}))
+            .call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"series": "lat", "to": "14:02"}),
+            )
             .await
             .unwrap();
         assert!(out.contains("no spike"), "{out}");
@@ -179,11 +192,28 @@ mod tests {
             outside.file_name().and_then(|n| n.to_str()).unwrap()
         );
         let e = t
-            .call(json!({"series": escape}))
+            .call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"series": escape}),
+            )
             .await
             .expect_err("outside");
         assert!(!e.to_string().contains("baseline"), "{e}");
-        assert!(t.call(json!({"series": "../etc/passwd"})).await.is_err());
-        assert!(t.call(json!({})).await.is_err());
+        assert!(
+            t.call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"series": "../etc/passwd"})
+            )
+            .await
+            .is_err()
+        );
+        assert!(
+            t.call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({})
+            )
+            .await
+            .is_err()
+        );
     }
 }

@@ -107,7 +107,11 @@ impl Tool for ReadFile {
     fn parameters(&self) -> serde_json::Value {
         schema_for::<ReadFileArgs>()
     }
-    async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &crate::tool::ToolContext<'_>,
+        args: serde_json::Value,
+    ) -> Result<String, ToolError> {
         let args: ReadFileArgs = parse_args(args)?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.read_beneath(&args.path))
@@ -135,9 +139,12 @@ mod tests {
         let root = root();
         let t = ReadFile::new("read_file", &root);
         assert_eq!(
-            t.call(json!({"path": "runbooks/cache.md"}))
-                .await
-                .expect("reads"),
+            t.call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"path": "runbooks/cache.md"})
+            )
+            .await
+            .expect("reads"),
             "flush the cache"
         );
         let name = outside.file_name().and_then(|n| n.to_str()).expect("name");
@@ -146,7 +153,13 @@ mod tests {
             outside.to_string_lossy().into_owned(),
             format!("runbooks/../../{name}"),
         ] {
-            let e = t.call(json!({"path": escape})).await.expect_err("outside");
+            let e = t
+                .call(
+                    &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                    json!({"path": escape}),
+                )
+                .await
+                .expect_err("outside");
             assert!(e.to_string().contains("outside the root"), "{escape}: {e}");
         }
         #[cfg(unix)]
@@ -155,13 +168,19 @@ mod tests {
             let _ = std::fs::remove_file(&link);
             std::os::unix::fs::symlink(&outside, &link).expect("symlink");
             let e = t
-                .call(json!({"path": "sneaky"}))
+                .call(
+                    &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                    json!({"path": "sneaky"}),
+                )
                 .await
                 .expect_err("link out");
             assert!(e.to_string().contains("outside the root"), "{e}");
         }
         let e = t
-            .call(json!({"file": "x"}))
+            .call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"file": "x"}),
+            )
             .await
             .expect_err("wrong argument");
         assert!(matches!(e, ToolError::InvalidArguments(_)), "{e}");
@@ -206,7 +225,13 @@ mod tests {
         let t = ReadFile::new("read_file", &root);
         let mut read_inside = 0;
         for _ in 0..2000 {
-            if let Ok(text) = t.call(json!({"path": "d/f"})).await {
+            if let Ok(text) = t
+                .call(
+                    &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                    json!({"path": "d/f"}),
+                )
+                .await
+            {
                 assert_ne!(text, "SECRET", "a read led outside the root");
                 read_inside += 1;
             }

@@ -46,7 +46,11 @@ impl Tool for RestartService {
     fn supports_dry_run(&self) -> bool {
         true
     }
-    async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &crate::tool::ToolContext<'_>,
+        args: serde_json::Value,
+    ) -> Result<String, ToolError> {
         let args: RestartServiceArgs = parse_args(args)?;
         let service = &args.service;
         if args.dry_run {

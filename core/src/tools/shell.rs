@@ -105,7 +105,11 @@ impl Tool for Shell {
     fn supports_dry_run(&self) -> bool {
         true
     }
-    async fn call(&self, args: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(
+        &self,
+        _cx: &crate::tool::ToolContext<'_>,
+        args: serde_json::Value,
+    ) -> Result<String, ToolError> {
         let args: ShellArgs = parse_args(args)?;
         if !self.allow.contains(&args.command) {
             return Err(ToolError::Failed(format!(
@@ -194,12 +198,18 @@ mod tests {
     #[tokio::test]
     async fn runs_allowed_programs_without_a_shell() {
         let out = shell()
-            .call(json!({"command": "echo", "args": ["$(id)", ";", "rm", "-rf", "*"]}))
+            .call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"command": "echo", "args": ["$(id)", ";", "rm", "-rf", "*"]}),
+            )
             .await
             .expect("runs");
         assert_eq!(out, "$(id) ; rm -rf *\n", "nothing interpolated or chained");
         let e = shell()
-            .call(json!({"command": "rm", "args": ["-rf", "/tmp/x"]}))
+            .call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"command": "rm", "args": ["-rf", "/tmp/x"]}),
+            )
             .await
             .expect_err("not allowed");
         assert!(
@@ -207,7 +217,10 @@ mod tests {
             "{e}"
         );
         let e = shell()
-            .call(json!({"command": "/bin/echo"}))
+            .call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"command": "/bin/echo"}),
+            )
             .await
             .expect_err("a path is not the allowed name");
         assert!(e.to_string().contains("not an allowed command"), "{e}");
@@ -219,13 +232,19 @@ mod tests {
         let _ = std::fs::remove_file(&f);
         let path = f.to_string_lossy().into_owned();
         let out = shell()
-            .call(json!({"command": "touch", "args": [path], "dry_run": true}))
+            .call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"command": "touch", "args": [path], "dry_run": true}),
+            )
             .await
             .expect("dry run");
         assert!(out.starts_with("dry run: would run \"touch\""), "{out}");
         assert!(!f.exists(), "nothing ran");
         let e = shell()
-            .call(json!({"command": "sleep", "args": ["5"]}))
+            .call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"command": "sleep", "args": ["5"]}),
+            )
             .await
             .expect_err("too slow");
         assert!(e.to_string().contains("did not finish within"), "{e}");
@@ -241,12 +260,18 @@ mod tests {
         std::fs::write(dir.join("inbox/mail-1.txt"), "hi").expect("file");
         let ls = Shell::new("shell", vec!["ls".into()], Duration::from_secs(5)).cwd(&dir);
         let out = ls
-            .call(json!({"command": "ls", "args": ["inbox"]}))
+            .call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"command": "ls", "args": ["inbox"]}),
+            )
             .await
             .expect("runs");
         assert_eq!(out.trim(), "mail-1.txt");
         let e = ls
-            .call(json!({"command": "ls", "args": ["no-such-folder"]}))
+            .call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"command": "ls", "args": ["no-such-folder"]}),
+            )
             .await
             .expect_err("ls fails");
         assert!(e.to_string().contains("exited with"), "{e}");
@@ -259,7 +284,10 @@ mod tests {
     async fn endless_output_is_cut_at_the_cap_and_the_program_stopped() {
         let cat = Shell::new("shell", vec!["cat".into()], Duration::from_secs(10)).max_output(4096);
         let out = cat
-            .call(json!({"command": "cat", "args": ["/dev/zero"]}))
+            .call(
+                &crate::tool::ToolContext::new("test", crate::TaskId(1)),
+                json!({"command": "cat", "args": ["/dev/zero"]}),
+            )
             .await
             .expect("cut, not failed");
         assert!(
