@@ -94,7 +94,16 @@ pub(crate) fn validate(files: &[PathBuf], format: ValidateFormat) -> ExitCode {
     }
 }
 
-/// `baton state FILE`: the state file as JSON.
+/// Unix milliseconds as an RFC 3339 time (UTC, to the millisecond); empty when out of range.
+fn rfc3339(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(String::new, |t| format!("{t:.3}"))
+}
+
+/// `baton state FILE`: the state file as JSON: each run and approval with its times in RFC 3339
+/// beside the Unix milliseconds, and each approval a loop's run asked for naming that run.
 pub(crate) fn show_state(file: &Path) -> ExitCode {
     if !file.is_file() {
         eprintln!("error: {}: no such state file", file.display());
@@ -103,13 +112,19 @@ pub(crate) fn show_state(file: &Path) -> ExitCode {
     let shown = (|| -> Result<serde_json::Value, baton::actors::StoreError> {
         let store = baton::actors::LoopStore::open(file)?;
         let mut loops = Vec::new();
+        // Root task → (schedule, run): which run asked for each approval.
+        let mut run_of = std::collections::HashMap::new();
         for name in store.schedules()? {
             let runs: Vec<serde_json::Value> = store
                 .runs(&name)?
                 .into_iter()
                 .map(|(n, r)| {
+                    if r.task != 0 {
+                        run_of.insert(r.task, (name.clone(), n));
+                    }
                     let mut v = serde_json::json!(r);
                     v["run"] = n.into();
+                    v["started"] = rfc3339(r.started_ms).into();
                     v
                 })
                 .collect();
@@ -117,7 +132,23 @@ pub(crate) fn show_state(file: &Path) -> ExitCode {
                 serde_json::json!({"schedule": name, "state": store.load(&name)?, "runs": runs}),
             );
         }
-        Ok(serde_json::json!({ "loops": loops, "approvals": store.approvals()? }))
+        let approvals: Vec<serde_json::Value> = store
+            .approvals()?
+            .into_iter()
+            .map(|a| {
+                let mut v = serde_json::json!(a);
+                v["requested"] = rfc3339(a.requested_ms).into();
+                if let Some(ms) = a.decided_ms {
+                    v["decided"] = rfc3339(ms).into();
+                }
+                if let Some((schedule, run)) = run_of.get(&a.root) {
+                    v["schedule"] = schedule.as_str().into();
+                    v["run"] = (*run).into();
+                }
+                v
+            })
+            .collect();
+        Ok(serde_json::json!({ "loops": loops, "approvals": approvals }))
     })();
     match shown {
         Ok(v) => {

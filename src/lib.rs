@@ -39,7 +39,51 @@
 //! ```
 //!
 //! See `examples/custom_tool.rs` for a model that calls the tool, and `examples/topologies/` for
-//! topology files. The crates underneath:
+//! topology files.
+//!
+//! # Serving many requests
+//!
+//! A [`Runtime`](actors::Runtime) is a cheap `Clone` handle: give one to every request handler.
+//! Each task runs on its own (its agent's actor hands it to a worker of its own, up to the agent's
+//! `max_concurrency`), so a task waiting on a slow model never holds up another; one ledger
+//! enforces every budget across all of them. [`Runtime::spawn`](actors::Runtime::spawn) returns a
+//! [`TaskHandle`](actors::TaskHandle) at once — its id, `cancel()`, and `.await` for the report;
+//! [`Runtime::spawn_with`](actors::Runtime::spawn_with) opens the task's account under a parent
+//! [`Account`](core::Account), so that a service-wide budget caps every request together (as
+//! `baton serve` does). Observers see every task's events, each tagged with its `root` task.
+//!
+//! ```
+//! use baton::prelude::*;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let topology = TopologyBuilder::new("t")
+//! #     .model("m", ModelSpec::custom(Price::per_million_tokens(NanoUsd(1), NanoUsd(1))))
+//! #     .agent("desk", AgentSpec::new(["m"]))
+//! #     .build()?;
+//! // A model that takes 50 ms a call.
+//! let model = ScriptedModel::always("m", "ok").with_latency(std::time::Duration::from_millis(50));
+//! let runtime = Runtime::builder(topology).model("m", model).start().await?;
+//! let started = tokio::time::Instant::now();
+//! let handles: Vec<TaskHandle> = (0..100).map(|i| runtime.spawn(format!("request {i}"))).collect();
+//! for handle in handles {
+//!     assert_eq!(handle.await?.outcome, Outcome::Completed);
+//! }
+//! // A hundred waits overlap: 50 ms in all, not 5 s.
+//! assert!(started.elapsed() < std::time::Duration::from_millis(100));
+//! runtime.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `mimalloc` | yes | the `baton` binary allocates with mimalloc (many tasks on every worker thread) |
+//! | `local` | no | `provider: local`: a GGUF model run in-process by llama.cpp (builds llama.cpp: needs cmake and clang) |
+//! | `otel` | no | spans exported over OTLP (OpenTelemetry) when an OTLP endpoint is set in the environment |
+//!
+//! The crates underneath:
 //!
 //! | crate | owns |
 //! |---|---|

@@ -37,6 +37,25 @@ pub enum ApprovalDecision {
 
 /// Someone who answers approval requests: a terminal prompt, a queue behind an HTTP endpoint, a
 /// chat bot.
+///
+/// ```
+/// use baton::prelude::*;
+///
+/// /// Approves restarts of anything but the database; says who decided.
+/// struct OnCall;
+///
+/// #[async_trait]
+/// impl Approver for OnCall {
+///     async fn decide(&self, request: &ApprovalRequest) -> ApprovalDecision {
+///         if request.arguments.to_string().contains("postgres") {
+///             ApprovalDecision::Denied("the database is restarted by hand".into())
+///         } else {
+///             ApprovalDecision::ApprovedBy("on-call bot".into())
+///         }
+///     }
+/// }
+/// // Runtime::builder(topology).approver(OnCall) — asked when the policy requires approval.
+/// ```
 #[async_trait]
 pub trait Approver: Send + Sync + 'static {
     /// Decides on one request.

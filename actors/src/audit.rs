@@ -19,6 +19,8 @@ use crate::observer::{Event, Observer};
 pub struct AuditObserver {
     tx: Option<std::sync::mpsc::Sender<Write>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// The standing-loop runs in flight: root task → (schedule, run), to tag their records.
+    runs: std::sync::Mutex<std::collections::HashMap<u64, (String, u64)>>,
 }
 
 /// What the writer thread is asked to do, in order.
@@ -67,7 +69,41 @@ impl AuditObserver {
         AuditObserver {
             tx: Some(tx),
             writer: Some(writer),
+            runs: std::sync::Mutex::default(),
         }
+    }
+
+    /// The event's record, tagged with the schedule and run of the loop run it belongs to.
+    fn tagged(&self, event: &Event<'_>) -> Option<(&'static str, Map<String, Value>)> {
+        let (kind, fields) = event.record();
+        let Value::Object(mut fields) = fields else {
+            return None;
+        };
+        let Some(root) = event.root() else {
+            return Some((kind, fields));
+        };
+        let mut runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match event {
+            Event::RunStarted { schedule, run, .. } => {
+                runs.insert(root, ((*schedule).to_string(), *run));
+            }
+            _ => {
+                if let Some((schedule, run)) = runs.get(&root) {
+                    fields.insert("schedule".into(), Value::from(schedule.as_str()));
+                    fields.insert("run".into(), Value::from(*run));
+                }
+                // The run's root task ended: nothing more of it comes.
+                if let Event::Finished { task, .. } = event
+                    && *task == root
+                {
+                    runs.remove(&root);
+                }
+            }
+        }
+        Some((kind, fields))
     }
 
     fn send(&self, w: Write) -> bool {
@@ -77,8 +113,7 @@ impl AuditObserver {
 
 impl Observer for AuditObserver {
     fn on_event(&self, event: &Event<'_>) {
-        let (kind, fields) = event.record();
-        let Value::Object(fields) = fields else {
+        let Some((kind, fields)) = self.tagged(event) else {
             return;
         };
         if !self.send(Write::Record(kind, fields)) {
@@ -88,8 +123,7 @@ impl Observer for AuditObserver {
 
     /// Written and synced to disk before the call it decides runs.
     fn on_decision(&self, event: &Event<'_>) -> Result<(), String> {
-        let (kind, fields) = event.record();
-        let Value::Object(fields) = fields else {
+        let Some((kind, fields)) = self.tagged(event) else {
             return Ok(());
         };
         let (ack, done) = std::sync::mpsc::sync_channel(1);

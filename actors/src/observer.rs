@@ -203,6 +203,21 @@ pub enum Event<'a> {
         /// The task's own scoreboard figures: value credited, energy, re-sent tokens.
         score: baton_core::ledger::TaskScore,
     },
+    /// A standing loop started a run: its root task, which every event of the run names as
+    /// `root`. Audited as `run_start`; the audit trail then tags each record of the run with its
+    /// `schedule` and `run`.
+    RunStarted {
+        /// The schedule.
+        schedule: &'a str,
+        /// The run's number (counted across restarts when the loop keeps a state file).
+        run: u64,
+        /// The run's root task.
+        task: u64,
+        /// The most the run may spend (nano-dollars), when it has a limit.
+        limit_nanousd: Option<u64>,
+        /// The interrupted run it resumes, if any.
+        resumes: Option<u64>,
+    },
 }
 
 impl Event<'_> {
@@ -228,6 +243,7 @@ impl Event<'_> {
             | Event::BudgetAction { root, .. }
             | Event::Started { root, .. }
             | Event::Finished { root, .. } => Some(*root),
+            Event::RunStarted { task, .. } => Some(*task),
             Event::Restarted { .. } | Event::Breaker { .. } | Event::GaveUp { .. } => None,
         }
     }
@@ -365,6 +381,17 @@ impl Event<'_> {
                 "breaker",
                 json!({"schedule": schedule, "state": state, "reason": reason}),
             ),
+            Event::RunStarted {
+                schedule,
+                run,
+                task,
+                limit_nanousd,
+                resumes,
+            } => (
+                "run_start",
+                json!({"schedule": schedule, "run": run, "task": task, "root": task,
+                    "limit_nanousd": limit_nanousd, "resumes": resumes}),
+            ),
             Event::GaveUp { supervisor, reason } => (
                 "escalation",
                 json!({"supervisor": supervisor, "reason": reason}),
@@ -421,7 +448,42 @@ fn cap(s: &str) -> String {
     }
 }
 
-/// Receives [`Event`]s. Called inline on the agent's actor: keep it quick.
+/// Receives [`Event`]s. Called inline on the agent's actor: keep it quick (send the event's
+/// [record](Event::record) down a channel for anything slow).
+///
+/// ```
+/// use baton::prelude::*;
+/// use std::sync::{Arc, Mutex};
+///
+/// /// Every task's outcome, by agent.
+/// #[derive(Default)]
+/// struct Outcomes(Mutex<Vec<(String, Outcome)>>);
+///
+/// impl Observer for Outcomes {
+///     fn on_event(&self, event: &Event<'_>) {
+///         if let Event::Finished { agent, outcome, .. } = event {
+///             self.0.lock().unwrap().push((agent.to_string(), *outcome));
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let topology = TopologyBuilder::new("t")
+/// #     .model("m", ModelSpec::custom(Price::per_million_tokens(NanoUsd(1), NanoUsd(1))))
+/// #     .agent("desk", AgentSpec::new(["m"]))
+/// #     .build()?;
+/// let outcomes = Arc::new(Outcomes::default());
+/// let runtime = Runtime::builder(topology)
+///     .model("m", ScriptedModel::always("m", "done"))
+///     .observer(Arc::clone(&outcomes)) // keep a handle to read it
+///     .start()
+///     .await?;
+/// runtime.run("a task").await?;
+/// runtime.shutdown().await;
+/// assert_eq!(*outcomes.0.lock().unwrap(), [("desk".to_string(), Outcome::Completed)]);
+/// # Ok(()) }
+/// ```
 pub trait Observer: Send + Sync + 'static {
     /// One event.
     fn on_event(&self, event: &Event<'_>);

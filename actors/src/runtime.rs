@@ -94,18 +94,31 @@ impl RuntimeBuilder {
 /// A cheap handle: clones share the one runtime (its agents, ledger and observers), so that
 /// many callers (request handlers, loops) can submit to it at once. Tasks run concurrently.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use baton_actors::Runtime;
-/// use baton_topologies::Topology;
+/// ```
+/// use baton::prelude::*;
 ///
-/// let topology = Topology::from_path("examples/topologies/ops-triage.yaml")?;
-/// let runtime = Runtime::builder(topology).start().await?;
-/// let report = runtime.run("p99 latency of checkout doubled at 14:05").await?;
-/// println!("{:?}: {}", report.outcome, report.answer.unwrap_or_default());
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let price = Price::per_million_tokens(NanoUsd::parse_usd("0.50")?, NanoUsd::parse_usd("1.50")?);
+/// let topology = TopologyBuilder::new("desk")
+///     .model("house", ModelSpec::custom(price))
+///     .agent("desk", AgentSpec::new(["house"]))
+///     .build()?;
+/// let runtime = Runtime::builder(topology)
+///     .model("house", ScriptedModel::always("house", "All green."))
+///     .start()
+///     .await?;
+/// // Many callers at once: each clone is the same runtime, each task runs on its own.
+/// let handles: Vec<TaskHandle> = (0..3).map(|i| runtime.spawn(format!("check {i}"))).collect();
+/// for handle in handles {
+///     let report = handle.await?;
+///     assert_eq!(report.answer.as_deref(), Some("All green."));
+/// }
 /// runtime.shutdown().await;
 /// # Ok(()) }
 /// ```
+///
+/// From a file: `Runtime::builder(Topology::from_path("ops-triage.yaml")?)`.
 #[derive(Clone)]
 pub struct Runtime(Arc<Inner>);
 
@@ -207,6 +220,26 @@ impl Runtime {
 
     /// Cancels a root task (by id) and its whole subtree; it ends `cancelled`, its reservations
     /// released. Returns whether the task was in flight.
+    ///
+    /// ```
+    /// use baton::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let topology = TopologyBuilder::new("t")
+    /// #     .model("slow", ModelSpec::custom(Price::per_million_tokens(NanoUsd(1), NanoUsd(1))))
+    /// #     .agent("a", AgentSpec::new(["slow"]))
+    /// #     .build()?;
+    /// // A model that takes an hour to answer.
+    /// let slow = ScriptedModel::always("slow", "late").with_latency(std::time::Duration::from_secs(3600));
+    /// let runtime = Runtime::builder(topology).model("slow", slow).start().await?;
+    /// let handle = runtime.spawn("take your time");
+    /// assert!(runtime.cancel(handle.id()));
+    /// let report = handle.await?; // a cancelled task still yields its report
+    /// assert_eq!(report.outcome, Outcome::Cancelled);
+    /// runtime.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn cancel(&self, task: TaskId) -> bool {
         match self.0.plan.tasks.get(&task) {
             Some(e) => {

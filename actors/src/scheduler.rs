@@ -594,8 +594,16 @@ async fn run_loop(
             limit_nanousd: (worst.0 < u64::MAX).then_some(worst.0),
             started_ms: now_ms(),
             resumes: resume.take(),
+            task: envelope.task.0,
         };
         let resumes = record.resumes;
+        rt.observe(&Event::RunStarted {
+            schedule: &def.name,
+            run,
+            task: envelope.task.0,
+            limit_nanousd: record.limit_nanousd,
+            resumes,
+        });
         if let Some(d) = &durable {
             d.save(|s| s.runs = run, Some((run, &record)));
         }

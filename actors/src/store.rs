@@ -63,6 +63,10 @@ pub struct RunRecord {
     /// The interrupted run this one takes up again (`on_interrupted: resume`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumes: Option<u64>,
+    /// Its root task's id (the `root` of its audit records and of the approvals it asked for);
+    /// 0 in records written before it was kept.
+    #[serde(default)]
+    pub task: u64,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -403,6 +407,7 @@ mod tests {
             ..LoopState::default()
         };
         let rec = RunRecord {
+            task: 0,
             outcome: "completed".into(),
             cost_nanousd: 21,
             limit_nanousd: None,

@@ -8,7 +8,11 @@ use tokio::time::Instant;
 use crate::budget::Budget;
 use crate::usage::Usage;
 
-/// Identifies one task (a run's root task, or a delegated sub-task). Unique within a process.
+/// Identifies one task (a run's root task, or a delegated sub-task). Unique within a process, and
+/// across its restarts and other processes too: a process's ids start at the time it took its
+/// first one, in microseconds since the Unix epoch, so an audit trail or a state file appended
+/// across restarts never sees an id twice (unless a process took more ids than microseconds had
+/// passed since the other started). They stay below 2^53, exact as JSON numbers.
 #[derive(
     Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
@@ -18,7 +22,21 @@ pub struct TaskId(pub u64);
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TraceId(pub u64);
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// How many ids this process has taken.
+static TAKEN: AtomicU64 = AtomicU64::new(0);
+/// The process's first id: the clock when it took one.
+static FIRST: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Microseconds since the Unix epoch now (at least 1).
+fn epoch_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| {
+            u64::try_from(d.as_micros())
+                .unwrap_or(u64::MAX >> 11)
+                .max(1)
+        })
+}
 
 impl std::fmt::Display for TaskId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -27,9 +45,10 @@ impl std::fmt::Display for TaskId {
 }
 
 impl TaskId {
-    /// A fresh, process-unique id.
+    /// A fresh id, unique in the process and across its restarts (see [`TaskId`]).
     pub fn fresh() -> TaskId {
-        TaskId(NEXT_ID.fetch_add(1, Ordering::Relaxed))
+        let first = *FIRST.get_or_init(epoch_micros);
+        TaskId(first + TAKEN.fetch_add(1, Ordering::Relaxed))
     }
 }
 
@@ -107,5 +126,25 @@ impl<T> Envelope<T> {
             hops: self.hops,
             payload,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids are distinct, increase, start at the clock (so a later process's ids are above an
+    /// earlier one's), and stay exact in JSON (below 2^53).
+    #[test]
+    fn ids_start_at_the_clock_and_never_repeat() {
+        let before = epoch_micros();
+        let ids: Vec<TaskId> = (0..1000).map(|_| TaskId::fresh()).collect();
+        let after = epoch_micros();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "increasing");
+        // Another test may have taken the first id earlier in this process: never later.
+        assert!(ids[0].0 <= after + 1000, "{} vs {after}", ids[0].0);
+        // 2026 or later, in microseconds.
+        assert!(ids[0].0 > 1_760_000_000_000_000, "{}", ids[0].0);
+        assert!(before > 0 && ids[999].0 < (1 << 53));
     }
 }

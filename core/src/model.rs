@@ -360,6 +360,26 @@ impl ModelError {
 /// A language model: one async call from a request to a response.
 ///
 /// Implementations must be cheap to share (`Arc<dyn Model>`) and report the usage the provider bills.
+///
+/// ```
+/// use baton::prelude::*;
+///
+/// /// Looks the weather up once, then answers with what the tool said.
+/// struct House;
+///
+/// #[async_trait]
+/// impl Model for House {
+///     async fn call(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
+///         // What the provider would bill: here, an estimate from the request (12 output tokens).
+///         let usage = request.usage_for(12);
+///         Ok(match request.messages.last() {
+///             Some(m) if m.role == Role::Tool => ModelResponse::text(m.content.clone(), usage),
+///             _ => ModelResponse::tool_calls([("weather", serde_json::json!({"city": "Lisbon"}))], usage),
+///         })
+///     }
+/// }
+/// // Runtime::builder(topology).model("house", House), for a `custom` model named `house`.
+/// ```
 #[async_trait]
 pub trait Model: Send + Sync + 'static {
     /// Calls the model.

@@ -103,6 +103,39 @@ impl<'a> ToolContext<'a> {
 }
 
 /// A tool an agent may call.
+///
+/// ```
+/// use baton::prelude::*;
+///
+/// /// The on-call engineer of a service, from a roster.
+/// struct OnCall;
+///
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct Args {
+///     /// The service, e.g. `checkout-api`.
+///     service: String,
+/// }
+///
+/// #[async_trait]
+/// impl Tool for OnCall {
+///     fn name(&self) -> &str { "on_call" }
+///     fn description(&self) -> &str { "Who is on call for a service." }
+///     fn parameters(&self) -> serde_json::Value { schema_for::<Args>() }
+///     async fn call(&self, cx: &ToolContext<'_>, args: serde_json::Value) -> Result<String, ToolError> {
+///         let args: Args = parse_args(args)?; // a bad argument is an observation the model sees
+///         Ok(format!("{}: alice (asked by {} for task {})", args.service, cx.agent, cx.task))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cx = ToolContext::new("triage", TaskId(1));
+/// let said = OnCall.call(&cx, serde_json::json!({"service": "checkout-api"})).await;
+/// assert_eq!(said.unwrap(), "checkout-api: alice (asked by triage for task 1)");
+/// # }
+/// ```
+/// A runtime takes it with `Runtime::builder(topology).tool(OnCall)`, for a `custom` tool of that
+/// name in the topology.
 #[async_trait]
 pub trait Tool: Send + Sync + 'static {
     /// Unique name, as the model calls it.

@@ -290,9 +290,11 @@ fn the_approvals_endpoint_refuses_rebinding_csrf_and_open_binds() {
 fn a_pending_approval_survives_sigkill_and_is_taken_up_by_the_resumed_run() {
     let topo = restart_loop("approve", "    on_interrupted: resume\n");
     let state = temp_path("approve.redb");
-    let (topo, state) = (
+    let audit = temp_path("approve.audit.jsonl");
+    let (topo, state, audit) = (
         topo.to_str().expect("utf-8"),
         state.to_str().expect("utf-8"),
+        audit.to_str().expect("utf-8"),
     );
     let addr = free_addr();
     let args = [
@@ -303,6 +305,8 @@ fn a_pending_approval_survives_sigkill_and_is_taken_up_by_the_resumed_run() {
         state,
         "--approvals-addr",
         &addr,
+        "--audit",
+        audit,
     ];
     let (mut child, _) = spawn_json(&args);
     let before = approvals_until(&addr, |l| l.len() == 1);
@@ -314,6 +318,22 @@ fn a_pending_approval_survives_sigkill_and_is_taken_up_by_the_resumed_run() {
     let shown: Value =
         serde_json::from_slice(&baton(&["state", state]).stdout).expect("state JSON");
     assert_eq!(shown["approvals"][0]["state"], "pending", "{shown:#}");
+    // The approval names the run that asked for it, and says when in RFC 3339 too.
+    let asked = &shown["approvals"][0];
+    assert_eq!(
+        (&asked["schedule"], &asked["run"]),
+        (&Value::from("fix"), &Value::from(1)),
+        "{shown:#}"
+    );
+    let requested = asked["requested"].as_str().expect("requested");
+    assert!(
+        requested.ends_with('Z') && requested.len() == 24,
+        "{requested}"
+    );
+    assert_eq!(
+        shown["loops"][0]["runs"][0]["task"], asked["root"],
+        "{shown:#}"
+    );
 
     let addr = free_addr();
     let args = [
@@ -324,6 +344,8 @@ fn a_pending_approval_survives_sigkill_and_is_taken_up_by_the_resumed_run() {
         state,
         "--approvals-addr",
         &addr,
+        "--audit",
+        audit,
     ];
     let (mut child, mut lines) = spawn_json(&args);
     let resumed = lines.next().expect("a line");
@@ -375,6 +397,40 @@ fn a_pending_approval_survives_sigkill_and_is_taken_up_by_the_resumed_run() {
         "{shown:#}"
     );
     assert_eq!(shown["approvals"].as_array().map(Vec::len), Some(1));
+    // The trail, appended by both processes: a run_start for each run, every record of a run
+    // tagged with its schedule and number, and task ids that never repeat across the restart.
+    let records: Vec<Value> = std::fs::read_to_string(audit)
+        .expect("the trail")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON record"))
+        .collect();
+    let starts: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["kind"] == "run_start")
+        .collect();
+    assert_eq!(starts.len(), 2, "{records:#?}");
+    let roots: Vec<u64> = starts.iter().map(|r| u(&r["task"])).collect();
+    assert_ne!(roots[0], roots[1], "ids restart at the clock, not at 1");
+    for (n, root) in roots.iter().enumerate() {
+        let of_run: Vec<&Value> = records.iter().filter(|r| r["root"] == *root).collect();
+        assert!(of_run.len() > 2, "{of_run:#?}");
+        for r in of_run {
+            assert_eq!(
+                (&r["schedule"], u(&r["run"])),
+                (&Value::from("fix"), n as u64 + 1),
+                "{r}"
+            );
+        }
+    }
+    let started: Vec<u64> = records
+        .iter()
+        .filter(|r| r["kind"] == "task_start")
+        .map(|r| u(&r["task"]))
+        .collect();
+    let mut unique = started.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), started.len(), "{started:?}");
 }
 
 /// `--grace`: on stop, a run in flight gets that long, then is cancelled — and still ends

@@ -8,6 +8,22 @@ use crate::topology::Topology;
 
 /// Builds a [`Topology`] in code. It fills a [`TopologySpec`], exactly what a file deserializes to,
 /// so a tree built here and the same tree written in YAML yield the same graph.
+///
+/// ```
+/// use baton::prelude::*;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let price = Price::per_million_tokens(NanoUsd::parse_usd("3")?, NanoUsd::parse_usd("15")?);
+/// let topology = TopologyBuilder::new("triage")
+///     .model("frontier", ModelSpec::custom(price))
+///     .tool("logs", ToolSpec::custom())
+///     .agent("lead", AgentSpec::new(["frontier"]).children(["rca"]))
+///     .agent("rca", AgentSpec::new(["frontier"]).tools(["logs"]))
+///     .build()?; // validated as a file is: a typo is an error naming it
+/// assert_eq!(topology.root(), topology.agent("lead").expect("declared"));
+/// assert_eq!(topology.children(topology.root()), [topology.agent("rca").expect("declared")]);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct TopologyBuilder {
     spec: TopologySpec,

@@ -580,6 +580,7 @@ async fn an_interrupted_run_is_resumed_or_ended_as_the_loop_says() {
             ..Default::default()
         };
         let running = baton_actors::RunRecord {
+            task: 0,
             outcome: "running".into(),
             cost_nanousd: 0,
             limit_nanousd: Some(1_000),
