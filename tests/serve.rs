@@ -544,7 +544,16 @@ mod drain {
         let slow = research("serve-j.yaml", &[("latency: 100ms", "latency: 60s")], "");
         let mut s = Server::start(&slow, &["--state", state_arg, "--grace", "300ms"], &[]);
         let id = s.submit("How healthy are our services?").await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Until the task is running (its first 60 s model call under way): polled, not slept.
+        let mut status = serde_json::Value::Null;
+        for _ in 0..200 {
+            status = s.get(&format!("/v1/tasks/{id}")).await.1["status"].clone();
+            if status == "running" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(status, "running");
         assert_eq!(s.terminate(), Some(0));
         assert!(s.log().contains("draining"), "{}", s.log());
         let s = Server::start(&slow, &["--state", state_arg], &[]);
