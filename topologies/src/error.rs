@@ -114,7 +114,7 @@ impl TopologyError {
                 .find_map(|p| message.strip_prefix(p))
                 .and_then(|rest| rest.split('`').next())
                 .map(|w| w.chars().count().max(1));
-                let hint = message.contains("tabs disallowed").then(|| {
+                let hint = message.starts_with("a tab in the indentation").then(|| {
                     "indent with spaces: YAML does not allow tabs in indentation".to_string()
                 });
                 let d = Diagnostic {

@@ -629,8 +629,11 @@ impl Validator<'_> {
                     .map(|e| e.target()),
             );
         }
+        // A root that is someone's child is already reported: that its ancestors are "not under
+        // the root" is a knock-on of the same mistake, not a second one.
+        let root_is_a_child = parent_of.contains_key(&*graph[root].name);
         for (name, &n) in &index {
-            if !seen[n.index()] {
+            if !seen[n.index()] && !root_is_a_child {
                 self.report(
                     &[Seg::Key("agents"), Seg::Key(name)],
                     format!("agent `{name}` is not under the root `{}` (a second root, or a supervision cycle)", graph[root].name),

@@ -10,6 +10,10 @@ pub(crate) fn parse_message(s: &str) -> String {
     {
         msg = after;
     }
+    // The YAML parser's own wording, said in ours: what is wrong and what usually causes it.
+    if let Some(ours) = in_our_words(msg) {
+        return ours;
+    }
     let mut out = msg.to_string();
     if let Some(rest) = msg
         .strip_prefix("unknown field `")
@@ -32,6 +36,31 @@ pub(crate) fn parse_message(s: &str) -> String {
         }
     }
     out
+}
+
+/// Baton's words for the YAML parser's messages about the file's structure (its own are terse:
+/// "expected sequence start"); `None` for a message kept as it is.
+fn in_our_words(msg: &str) -> Option<String> {
+    let said = if msg.starts_with("tabs disallowed") {
+        "a tab in the indentation"
+    } else if msg.starts_with("expected sequence start") {
+        "expected a list here: write `[a, b]`, or one `- item` per line"
+    } else if msg.starts_with("expected mapping start") {
+        "expected keys and values here: write `{ key: value }`, or one `key: value` per line"
+    } else if msg.starts_with("illegal placement of ':' indicator")
+        || msg.starts_with("mapping values are not allowed")
+    {
+        "a `:` YAML cannot place here: is a `[` or `{` above left unclosed, or does a value with `: ` in it need quotes?"
+    } else if msg.contains("did not find expected ',' or ']'")
+        || msg.contains("did not find expected ',' or '}'")
+    {
+        "a `[` or `{` is not closed: a `]` or `}` (or a `,` between items) is missing"
+    } else if msg.starts_with("found character that cannot start any token") {
+        "a character YAML cannot start a value with (a `@` or a backtick?): put the value in quotes"
+    } else {
+        return None;
+    };
+    Some(said.to_string())
 }
 
 /// The name among `names` closest to `wrong` (within two edits, letter case ignored): what a
