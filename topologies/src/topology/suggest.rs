@@ -51,11 +51,14 @@ fn in_our_words(msg: &str) -> Option<String> {
         || msg.starts_with("mapping values are not allowed")
     {
         "a `:` YAML cannot place here: is a `[` or `{` above left unclosed, or does a value with `: ` in it need quotes?"
-    } else if msg.contains("did not find expected ',' or ']'")
+    } else if msg.starts_with("unclosed bracket")
+        || msg.contains("did not find expected ',' or ']'")
         || msg.contains("did not find expected ',' or '}'")
     {
         "a `[` or `{` is not closed: a `]` or `}` (or a `,` between items) is missing"
-    } else if msg.starts_with("found character that cannot start any token") {
+    } else if msg.starts_with("found character that cannot start any token")
+        || msg.starts_with("unexpected character")
+    {
         "a character YAML cannot start a value with (a `@` or a backtick?): put the value in quotes"
     } else {
         return None;
@@ -100,4 +103,43 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Topology, TopologyError};
+
+    fn parse_error(yaml: &str) -> String {
+        match Topology::from_yaml_str(
+            yaml,
+            std::path::Path::new("t.yaml"),
+            std::path::Path::new("."),
+        ) {
+            Err(TopologyError::Parse { message, .. }) => message,
+            other => panic!("not a parse error: {other:?}"),
+        }
+    }
+
+    /// What the YAML parser really says about broken structure reaches the user in Baton's
+    /// words, never as the parser's own.
+    #[test]
+    fn structure_errors_are_said_in_our_words() {
+        let cases = [
+            ("agents:\n  a:\n    models: m\n", "expected a list here"),
+            ("agents:\n  a: { models: [m]\n", "is not closed"),
+            (
+                "agents:\n  a:\n    models: [m\n  b: {\n",
+                "a `:` YAML cannot place here",
+            ),
+            ("agents:\n\ta:\n", "a tab in the indentation"),
+            ("agents:\n  a: `x`\n", "put the value in quotes"),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .map(|(yaml, ours)| (yaml, ours, parse_error(yaml)))
+            .filter(|(_, ours, said)| !said.contains(*ours))
+            .map(|(yaml, _, said)| format!("{yaml:?}: {said}"))
+            .collect();
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
 }
