@@ -362,6 +362,7 @@ impl ModelError {
 /// Implementations must be cheap to share (`Arc<dyn Model>`) and report the usage the provider bills.
 ///
 /// ```
+/// # mod baton { pub mod prelude { pub use baton_core::*; } }
 /// use baton::prelude::*;
 ///
 /// /// Looks the weather up once, then answers with what the tool said.

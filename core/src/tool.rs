@@ -105,6 +105,7 @@ impl<'a> ToolContext<'a> {
 /// A tool an agent may call.
 ///
 /// ```
+/// # mod baton { pub mod prelude { pub use baton_core::*; } }
 /// use baton::prelude::*;
 ///
 /// /// The on-call engineer of a service, from a roster.
