@@ -125,6 +125,30 @@ async fn server_errors_back_off_exponentially_then_succeed() {
     );
 }
 
+/// Retries give up after `max_attempts` (3 by default): a server failing every time gets
+/// exactly three requests, then the step escalates to the next model on the ladder; no
+/// failed attempt is billed.
+#[tokio::test]
+async fn retries_give_up_after_three_attempts_and_escalate() {
+    let server = FakeServer::start([
+        Reply::json(503, fixture("openai/error_500.json")),
+        Reply::json(503, fixture("openai/error_500.json")),
+        Reply::json(503, fixture("openai/error_500.json")),
+        Reply::json(200, fixture("openai/chat_text.json")),
+    ])
+    .await;
+    let (r, _) = run(topology("openai", &server, "{max_steps: 4}", true)).await;
+    assert_eq!(server.received().len(), 3, "three attempts, no fourth");
+    assert_eq!(r.answer.as_deref(), Some("answered by steady"));
+    let remote = r
+        .models
+        .iter()
+        .find(|m| m.name == "remote")
+        .map_or((0, 0), |m| (m.calls, m.cost_nanousd));
+    assert_eq!(remote, (0, 0), "nothing billed for the remote model");
+    assert_eq!(r.totals.model_errors, 3, "each failed attempt is counted");
+}
+
 #[tokio::test]
 async fn client_errors_are_not_retried_and_escalate() {
     let server = FakeServer::start([Reply::json(400, fixture("openai/error_400.json"))]).await;

@@ -324,6 +324,7 @@ impl Children {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::Duration;
 
     use baton_core::{Model, NanoUsd, ScriptedModel};
     use baton_topologies::{AgentSpec, ModelSpec, TopologyBuilder};
@@ -342,6 +343,125 @@ mod tests {
         async fn pre_start(&self, _: ActorRef<AgentMsg>, _: ()) -> Result<(), ActorProcessingErr> {
             Ok(())
         }
+    }
+
+    /// Stands in for the supervising agent's actor and reports which of its children
+    /// terminated, in order.
+    struct Watcher;
+
+    impl Actor for Watcher {
+        type Msg = AgentMsg;
+        type State = tokio::sync::mpsc::UnboundedSender<ractor::ActorId>;
+        type Arguments = tokio::sync::mpsc::UnboundedSender<ractor::ActorId>;
+        async fn pre_start(
+            &self,
+            _: ActorRef<AgentMsg>,
+            tx: Self::Arguments,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(tx)
+        }
+        async fn handle_supervisor_evt(
+            &self,
+            _: ActorRef<AgentMsg>,
+            event: ractor::SupervisionEvent,
+            tx: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            if let ractor::SupervisionEvent::ActorTerminated(who, ..)
+            | ractor::SupervisionEvent::ActorFailed(who, _) = event
+            {
+                let _ = tx.send(who.get_id());
+            }
+            Ok(())
+        }
+    }
+
+    fn plan_of(topology: &baton_topologies::Topology) -> Arc<Plan> {
+        let mut models: HashMap<String, Arc<dyn Model>> = HashMap::new();
+        models.insert("m".into(), Arc::new(ScriptedModel::always("m", "ok")));
+        Arc::new(
+            Plan::build(topology, models, HashMap::new(), HashMap::new(), None, None)
+                .expect("plan"),
+        )
+    }
+
+    /// Children are stopped last started first, by `stop_all` and by a strategy restarting
+    /// the siblings of a crashed child (which itself keeps running).
+    #[tokio::test]
+    async fn children_stop_last_started_first() {
+        let topology = TopologyBuilder::new("t")
+            .model(
+                "m",
+                ModelSpec::custom(baton_core::Price::per_million_tokens(
+                    NanoUsd(1),
+                    NanoUsd(1),
+                )),
+            )
+            .agent(
+                "lead",
+                AgentSpec::new(["m"]).children(["a", "b", "c"]).supervision(
+                    baton_topologies::SupervisionSpec {
+                        strategy: Some(baton_topologies::Strategy::OneForAll),
+                        ..baton_topologies::SupervisionSpec::default()
+                    },
+                ),
+            )
+            .agent("a", AgentSpec::new(["m"]))
+            .agent("b", AgentSpec::new(["m"]))
+            .agent("c", AgentSpec::new(["m"]))
+            .build()
+            .expect("valid");
+        let plan = plan_of(&topology);
+        let lead = plan
+            .agents
+            .iter()
+            .position(|a| &*a.name == "lead")
+            .expect("lead");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (host, _) = Actor::spawn(None, Watcher, tx).await.expect("host");
+        let cell = host.get_cell();
+        let own = AgentShared::new(Arc::clone(&plan), lead, Supervisor::Agent(host.clone(), 0));
+        own.set_myself(host.clone());
+        let mut kids = Children::new(own);
+        let slots: Vec<usize> = ["a", "b", "c"]
+            .iter()
+            .map(|n| kids.position(n).expect("a child"))
+            .collect();
+        let mut started = Vec::new();
+        for &i in &slots {
+            kids.get(i, &cell).await.expect("starts");
+            started.push(kids.slots[i].actor.as_ref().expect("running").get_id());
+        }
+        let (a, b, c) = (started[0], started[1], started[2]);
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("a termination")
+                .expect("open")
+        };
+
+        // `b` crashed: one_for_all stops `c`, then `a`; `b` runs on.
+        kids.crashed(slots[1], "crashed", &cell)
+            .await
+            .expect("within intensity");
+        assert_eq!([next().await, next().await], [c, a]);
+        let b_now = kids.slots[slots[1]]
+            .actor
+            .as_ref()
+            .expect("b runs")
+            .get_id();
+        assert_eq!(b_now, b, "the crashed child keeps its actor");
+
+        // stop_all: c, b, a (the restarted ones have new actors).
+        let now: Vec<_> = slots
+            .iter()
+            .map(|&i| kids.slots[i].actor.as_ref().expect("running").get_id())
+            .collect();
+        kids.stop_all(Outcome::Cancelled, "test over").await;
+        assert_eq!(
+            [next().await, next().await, next().await],
+            [now[2], now[1], now[0]]
+        );
+        host.stop(None);
     }
 
     impl Children {
@@ -367,19 +487,7 @@ mod tests {
             .agent("tmp", AgentSpec::new(["m"]).restart(RestartType::Temporary))
             .build()
             .expect("valid");
-        let mut models: HashMap<String, Arc<dyn Model>> = HashMap::new();
-        models.insert("m".into(), Arc::new(ScriptedModel::always("m", "ok")));
-        let plan = Arc::new(
-            Plan::build(
-                &topology,
-                models,
-                HashMap::new(),
-                HashMap::new(),
-                None,
-                None,
-            )
-            .expect("plan"),
-        );
+        let plan = plan_of(&topology);
         let lead = plan
             .agents
             .iter()

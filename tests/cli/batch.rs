@@ -16,8 +16,18 @@ fn lines(out: &Output) -> Vec<Value> {
 /// its one report line, and the exit code is `cancelled`'s.
 #[test]
 fn sigterm_cancels_the_rest_of_a_batch() {
+    a_signal_cancels_the_rest_of_a_batch("TERM", 15);
+}
+
+/// Ctrl-C (SIGINT) does the same as SIGTERM.
+#[test]
+fn ctrl_c_cancels_the_rest_of_a_batch() {
+    a_signal_cancels_the_rest_of_a_batch("INT", 2);
+}
+
+fn a_signal_cancels_the_rest_of_a_batch(name: &str, signo: u32) {
     let slow = temp_file(
-        "batch-slow.yaml",
+        &format!("batch-slow-{name}.yaml"),
         &example("ops-triage.yaml", &[("latency: 150ms", "latency: 60s")]),
     );
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
@@ -34,13 +44,13 @@ fn sigterm_cancels_the_rest_of_a_batch() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("baton runs");
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    let out = common::terminate(child);
-    assert_eq!(
-        out.status.code(),
-        Some(6),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::wait_until_catching(child.id(), signo);
+    let out = common::signal(child, name);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: cancelling the batch"),
+        "{stderr}"
     );
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -51,6 +61,9 @@ fn sigterm_cancels_the_rest_of_a_batch() {
         lines.iter().all(|r| r["outcome"] == "cancelled"),
         "{lines:?}"
     );
+    let mut numbers: Vec<u64> = lines.iter().filter_map(|r| r["line"].as_u64()).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=20).collect::<Vec<u64>>(), "each line once");
 }
 
 #[test]

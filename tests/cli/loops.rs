@@ -684,3 +684,102 @@ fn a_loop_run_line_says_what_was_denied() {
         .unwrap_or_else(|| panic!("a search run:\n{text}"));
     assert!(!quiet.contains("denied"), "{quiet}");
 }
+
+/// With `BATON_APPROVALS_TOKEN` set, the approvals endpoint answers only requests bearing
+/// that token: none or a wrong one is 401 (and approves nothing); `baton approvals` sends the
+/// token from the same variable, and the approved call then runs.
+#[test]
+fn the_approvals_endpoint_requires_its_bearer_token() {
+    use std::io::BufRead;
+    let topo = restart_loop("token", "");
+    let addr = free_addr();
+    let token = "s3cret-approvals-token";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["run", topo.to_str().expect("utf-8"), "--json"])
+        .args(["--approvals-addr", &addr])
+        .env("BATON_APPROVALS_TOKEN", token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let with_token = |args: &[&str], token: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_baton"));
+        c.args(args).env_remove("BATON_APPROVALS_TOKEN");
+        if let Some(t) = token {
+            c.env("BATON_APPROVALS_TOKEN", t);
+        }
+        c.output().expect("runs")
+    };
+    // Wait for the request, asking with the token.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let id = loop {
+        let out = with_token(
+            &["approvals", "list", "--addr", &addr, "--json"],
+            Some(token),
+        );
+        let first = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .and_then(|l| serde_json::from_str::<Value>(l).ok());
+        if let Some(id) = first.and_then(|v| v["id"].as_u64()) {
+            break id;
+        }
+        assert!(std::time::Instant::now() < deadline, "no request listed");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let get = |auth: &str| {
+        format!("GET /approvals HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")
+    };
+    assert_eq!(raw_http(&addr, &get("")), 401, "no token");
+    assert_eq!(
+        raw_http(&addr, &get("Authorization: Bearer wrong-token\r\n")),
+        401
+    );
+    assert_eq!(
+        raw_http(&addr, &get(&format!("Authorization: Bearer {token}\r\n"))),
+        200
+    );
+    let approve = |auth: &str| {
+        format!(
+            "POST /approvals/{id}/approve HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        )
+    };
+    assert_eq!(raw_http(&addr, &approve("")), 401);
+    assert_eq!(
+        raw_http(&addr, &approve("Authorization: Bearer wrong-token\r\n")),
+        401
+    );
+    let refused = with_token(
+        &["approvals", "approve", &id.to_string(), "--addr", &addr],
+        None,
+    );
+    assert!(!refused.status.success(), "the CLI without the token");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let out = with_token(
+        &["approvals", "list", "--addr", &addr, "--json"],
+        Some(token),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"pending\""),
+        "nothing was approved without the token"
+    );
+    let approved = with_token(
+        &["approvals", "approve", &id.to_string(), "--addr", &addr],
+        Some(token),
+    );
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    let run: Value =
+        serde_json::from_str(&lines.next().expect("a run line").expect("utf-8")).expect("JSON");
+    assert_eq!(run["report"]["outcome"], "completed", "{run}");
+    child.kill().expect("stop");
+    let _ = child.wait();
+}

@@ -79,9 +79,37 @@ pub(crate) fn skip_notice(why: &str) {
 
 /// Sends SIGTERM to `child` (as a service manager stopping it would) and waits for its output.
 pub(crate) fn terminate(child: std::process::Child) -> std::process::Output {
+    signal(child, "TERM")
+}
+
+/// Sends the signal `name` (`TERM`, `INT`) to `child` and waits for its output.
+pub(crate) fn signal(child: std::process::Child, name: &str) -> std::process::Output {
     let sent = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{name}"), &child.id().to_string()])
         .status();
-    assert!(sent.is_ok_and(|s| s.success()), "SIGTERM sent");
+    assert!(sent.is_ok_and(|s| s.success()), "SIG{name} sent");
     child.wait_with_output().expect("exits")
+}
+
+/// Waits (up to a minute) until process `pid` catches signal number `signo` — its handler is
+/// installed, as Linux reports in `/proc/PID/status` (`SigCgt`) — instead of guessing with a
+/// sleep how long start-up takes.
+pub(crate) fn wait_until_catching(pid: u32, signo: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (signo - 1)) != 0);
+        if caught {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} never installed a handler for signal {signo}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

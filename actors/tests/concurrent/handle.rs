@@ -150,3 +150,104 @@ fn fan_out_topology() -> Topology {
         .build()
         .expect("valid")
 }
+
+/// A tool that takes a minute of (virtual) time and counts the calls that finished.
+struct Minute(Arc<AtomicU32>);
+
+#[async_trait]
+impl Tool for Minute {
+    fn name(&self) -> &str {
+        "crunch"
+    }
+    fn description(&self) -> &str {
+        "takes a minute"
+    }
+    fn parameters(&self) -> serde_json::Value {
+        json!({"type": "object"})
+    }
+    async fn call(
+        &self,
+        _cx: &baton_core::ToolContext<'_>,
+        _: serde_json::Value,
+    ) -> Result<String, ToolError> {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok("crunched".into())
+    }
+}
+
+/// An agent whose first step calls `crunch` (a minute long; its own timeout is two) and whose
+/// second answers; the task's `max_wall` is `wall`.
+async fn crunching(wall: Option<Duration>, finished: Arc<AtomicU32>) -> Runtime {
+    let mut crunch = ToolSpec::custom();
+    crunch.timeout = Some(Duration::from_secs(120));
+    let topology = TopologyBuilder::new("t")
+        .model("m", priced())
+        .tool("crunch", crunch)
+        .agent(
+            "solo",
+            AgentSpec::new(["m"]).tools(["crunch"]).budget(BudgetSpec {
+                max_wall: wall,
+                ..BudgetSpec::default()
+            }),
+        )
+        .build()
+        .expect("valid");
+    let model = slow(10, |r: &ModelRequest<'_>| {
+        Ok(match r.step {
+            1 => calls(r, &[("crunch", json!({}))]),
+            _ => text(r, "crunched"),
+        })
+    });
+    Runtime::builder(topology)
+        .model("m", model)
+        .tool(Minute(finished))
+        .start()
+        .await
+        .expect("starts")
+}
+
+/// The task's deadline ends it in the middle of a tool call, at the deadline, not when the
+/// tool would have finished: the call is abandoned (it never completes) and the task ends
+/// `timed_out` with nothing left reserved.
+#[tokio::test(start_paused = true)]
+async fn a_deadline_ends_a_task_during_a_tool_call() {
+    let finished = Arc::new(AtomicU32::new(0));
+    let rt = crunching(Some(Duration::from_secs(5)), Arc::clone(&finished)).await;
+    let t0 = Instant::now();
+    let handle = rt.spawn("crunch it");
+    let account = handle.account().clone();
+    let report = handle.await.expect("a report");
+    assert_eq!(report.outcome, Outcome::TimedOut);
+    assert_eq!(
+        t0.elapsed(),
+        Duration::from_secs(5),
+        "ended at its deadline"
+    );
+    assert_eq!(report.totals.tool_calls, 1, "the call was made");
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(finished.load(Ordering::SeqCst), 0, "and abandoned");
+    assert_eq!(account.snapshot().reserved, NanoUsd::ZERO);
+    account.check_conservation().expect("conserved");
+    rt.shutdown().await;
+}
+
+/// Cancelling a task while its tool runs ends it at once, `cancelled`; the tool call is
+/// abandoned.
+#[tokio::test(start_paused = true)]
+async fn cancelling_a_task_abandons_its_tool_call() {
+    let finished = Arc::new(AtomicU32::new(0));
+    let rt = crunching(None, Arc::clone(&finished)).await;
+    let handle = rt.spawn("crunch it");
+    // The model takes 10 ms; the tool call then runs for a minute.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    handle.cancel();
+    let report = handle.await.expect("a report");
+    assert_eq!(report.outcome, Outcome::Cancelled);
+    assert_eq!(t0.elapsed(), Duration::ZERO, "ended when cancelled");
+    assert_eq!(report.totals.tool_calls, 1);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(finished.load(Ordering::SeqCst), 0, "the call was abandoned");
+    rt.shutdown().await;
+}

@@ -476,3 +476,123 @@ async fn a_retry_does_not_repeat_a_completed_destructive_call() {
     );
     assert_eq!(run.account.snapshot().restarts, 1);
 }
+
+/// A retried task whose retry crashes too ends `failed` with the crash reason: a task is
+/// retried once, never in a loop.
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_crashes_again_ends_failed() {
+    let topology = TopologyBuilder::new("t")
+        .model("m", priced())
+        .agent("lead", AgentSpec::new(["m"]).children(["c"]))
+        .agent("c", AgentSpec::new(["m"]).on_crash(OnCrash::Retry))
+        .build()
+        .expect("valid");
+    let attempts = Arc::new(AtomicU32::new(0));
+    let seen = Arc::clone(&attempts);
+    let model = slow(1, move |r: &ModelRequest<'_>| {
+        if r.agent == "c" {
+            let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+            panic!("c crashed on attempt {n}");
+        }
+        Ok(match r.step {
+            1 => calls(r, &[("delegate", json!({"agent": "c", "task": "x"}))]),
+            _ => text(r, &observations(r)),
+        })
+    });
+    let log = Log::default();
+    let rt = Runtime::builder(topology)
+        .model("m", model)
+        .observer(log.clone())
+        .start()
+        .await
+        .expect("starts");
+    let run = rt.submit("go", Budget::UNLIMITED).await.expect("runs");
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        2,
+        "one attempt and one retry"
+    );
+    assert_eq!(run.result.outcome, Outcome::Completed, "lead carries on");
+    let snap = run.account.snapshot();
+    let c = &snap.children[0];
+    assert_eq!(c.outcome, Some(Outcome::Failed));
+    assert!(
+        run.result.text.contains("c crashed on attempt 2"),
+        "the retry's crash is the reason: {}",
+        run.result.text
+    );
+    assert_eq!(
+        *log.0.lock().expect("log"),
+        ["restart c by lead", "restart c by lead"],
+        "c is permanent: restarted after each crash; the task was retried once"
+    );
+    assert_eq!(c.restarts, 2, "the report agrees with the log");
+    run.account.check_conservation().expect("conserved");
+    rt.shutdown().await;
+}
+
+/// Tasks waiting (admitted, not started) for a root agent that gives up are delivered to the
+/// root the conductor starts in its place, and complete; only the task in flight fails.
+#[tokio::test(start_paused = true)]
+async fn tasks_waiting_for_a_root_that_gives_up_run_on_its_successor() {
+    let topology = TopologyBuilder::new("t")
+        .model("m", priced())
+        .agent(
+            "lead",
+            AgentSpec::new(["m"])
+                .children(["c"])
+                .concurrency(1, 4)
+                .supervision(SupervisionSpec {
+                    max_restarts: Some(0),
+                    ..SupervisionSpec::default()
+                }),
+        )
+        .agent("c", AgentSpec::new(["m"]))
+        .build()
+        .expect("valid");
+    let model = slow(10, |r: &ModelRequest<'_>| {
+        if r.agent == "c" {
+            panic!("c broke");
+        }
+        Ok(match (task_of(r).as_str(), r.step) {
+            ("crash", 1) => calls(r, &[("delegate", json!({"agent": "c", "task": "x"}))]),
+            (task, _) => text(r, &format!("{task} done")),
+        })
+    });
+    let log = Log::default();
+    let rt = Runtime::builder(topology)
+        .model("m", model)
+        .observer(log.clone())
+        .start()
+        .await
+        .expect("starts");
+    let crash = rt.spawn("crash");
+    let first = rt.spawn("first");
+    let second = rt.spawn("second");
+    let crash = crash.await.expect("a report");
+    assert_eq!(crash.outcome, Outcome::Failed);
+    assert!(
+        crash
+            .answer
+            .as_deref()
+            .unwrap_or_default()
+            .contains("gave up")
+            || crash
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("gave up"),
+        "{crash:?}"
+    );
+    for (handle, want) in [(first, "first done"), (second, "second done")] {
+        let report = handle.await.expect("a report");
+        assert_eq!(report.outcome, Outcome::Completed, "{report:?}");
+        assert_eq!(report.answer.as_deref(), Some(want));
+    }
+    assert_eq!(
+        *log.0.lock().expect("log"),
+        ["gave up lead", "restart lead by conductor"]
+    );
+    assert!(rt.down().is_none(), "the runtime carries on");
+    rt.shutdown().await;
+}
