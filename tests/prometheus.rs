@@ -193,6 +193,24 @@ fn await_agreement(prom_port: u16, expected: &[(&str, f64)]) {
     }
 }
 
+/// Waits until Prometheus holds at least `n` scrapes of `metric` in the last minute, so that
+/// every rate window of a panel holds samples: polled, not a guessed sleep.
+fn await_scrapes(prom_port: u16, metric: &str, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let promql = format!("max(count_over_time({metric}[1m]))");
+    loop {
+        let got = query(prom_port, &promql);
+        if got.is_some_and(|c| c >= f64::from(n)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never held {n} scrapes of {metric}: {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// Skips (or, in CI, fails) when Prometheus is not installed.
 fn prometheus_available() -> bool {
     if installed("prometheus") && installed("promtool") {
@@ -486,7 +504,7 @@ fn every_dashboard_panel_answers_from_a_real_prometheus() {
     // Prometheus holds the final figures (the process lingers, still scraped)...
     await_agreement(prom_port, &[("sum(baton_cost_nanousd_total)", cost as f64)]);
     // ... and a few scrapes of them, so that every rate window holds samples.
-    std::thread::sleep(Duration::from_secs(5));
+    await_scrapes(prom_port, "baton_cost_nanousd_total", 5);
     let dashboard = dashboard();
     let mut empty = Vec::new();
     let mut checked = 0;
@@ -622,7 +640,7 @@ fn the_dashboards_headline_numbers_match_the_report() {
     let report = read_report(&mut baton);
     let cost = report["totals"]["cost_nanousd"].as_u64().expect("cost");
     await_agreement(prom_port, &[("sum(baton_cost_nanousd_total)", cost as f64)]);
-    std::thread::sleep(Duration::from_secs(3));
+    await_scrapes(prom_port, "baton_cost_nanousd_total", 3);
     let agents = report["agents"].as_array().expect("agents");
     let events = |kind: &str| {
         agents

@@ -243,7 +243,7 @@ fn an_interrupted_run_pushes_too() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("baton runs");
-    std::thread::sleep(Duration::from_millis(800));
+    common::wait_until_catching(child.id(), 15);
     let out = common::terminate(child);
     assert_eq!(
         out.status.code(),

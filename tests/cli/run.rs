@@ -511,22 +511,13 @@ fn each_outcome_has_its_exit_code() {
     let mut first = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut first).expect("the start line");
     assert!(first.starts_with("▶ solo"), "{first}");
-    // The start line is printed just before the runtime starts: give it a moment to install
-    // its signal handler (polled, not a fixed sleep: resend until the process reacts).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let status = loop {
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "SIGTERM was not acted on"
-        );
-    };
+    // The start line is printed just before the runtime starts: wait until its signal handler
+    // is installed (polled, not a fixed sleep).
+    common::wait_until_catching(child.id(), 15);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("exits");
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).expect("rest");
     assert_eq!(status.code(), Some(6), "{rest}");
