@@ -296,29 +296,9 @@ impl Drop for AuditLog {
     }
 }
 
+/// Now, in RFC 3339 UTC to the millisecond (`2026-12-05T23:59:01.123Z`).
 fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    format!("{:.3}", jiff::Timestamp::now())
 }
 
 /// The first problem `verify` found.
@@ -775,5 +755,63 @@ mod tests {
             .expect("read")
             .expect_err("cut");
         assert!(b.reason.contains("reached seq 5"), "{b:?}");
+    }
+
+    #[test]
+    fn records_are_numbered_timed_and_chained() {
+        let p = temp("shape");
+        write(&p, 3, None);
+        let before = jiff::Timestamp::now();
+        let records: Vec<Value> = lines(&p)
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        let mut prev = GENESIS.to_string();
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(r["seq"], json!(i + 1));
+            assert_eq!(
+                (r["kind"].as_str(), r["i"].as_u64()),
+                (Some("tool_call"), Some(i as u64))
+            );
+            let ts = r["ts"].as_str().expect("ts");
+            assert_eq!(ts.len(), "2026-12-05T23:59:01.123Z".len(), "{ts}");
+            let at: jiff::Timestamp = ts.parse().expect("RFC 3339");
+            let age = before.as_millisecond() - at.as_millisecond();
+            assert!((0..60_000).contains(&age), "{ts} is now");
+            assert_eq!(r["prev"].as_str(), Some(prev.as_str()), "chained");
+            prev = r["hash"].as_str().expect("hash").to_string();
+            assert_eq!(prev.len(), 64, "SHA-256 in hex");
+        }
+    }
+
+    #[test]
+    fn a_directory_is_refused_and_a_cut_record_names_its_line() {
+        let dir = std::env::temp_dir();
+        let e = AuditLog::open_with_key(&dir, None).expect_err("a directory");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let p = temp("cut-line");
+        write(&p, 4, None);
+        let text = std::fs::read_to_string(&p).expect("read");
+        std::fs::write(&p, &text[..text.len() - 20]).expect("cut");
+        let e = AuditLog::open_with_key(&p, None).expect_err("cut");
+        assert!(e.to_string().contains("line 4: "), "{e}");
+    }
+
+    #[test]
+    fn failed_appends_are_counted() {
+        let p = temp("failing");
+        let log = AuditLog::open_with_key(&p, Some(b"k".to_vec())).expect("open");
+        log.append("a", Map::new()).expect("written");
+        // The file handle turns read-only: every write fails from here on.
+        log.state.lock().expect("lock").0 = File::open(&p).expect("read-only");
+        assert!(log.append("b", Map::new()).is_err());
+        assert!(log.append_durable("c", Map::new()).is_err());
+        assert_eq!(log.failures(), 2);
+        let shown = format!("{log:?}");
+        assert!(shown.contains("keyed: true"), "{shown}");
+        assert!(
+            !shown.contains("107"),
+            "the key's bytes are not shown: {shown}"
+        );
     }
 }
