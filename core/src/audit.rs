@@ -726,6 +726,7 @@ mod tests {
         rewrite(&p, &all[..3]);
         let b = verify(&p, Some(b"secret")).expect("read").expect_err("cut");
         assert!(b.reason.contains("records were cut from its end"), "{b:?}");
+        assert_eq!(b.line, 4, "the line after the trail's last");
         std::fs::write(&p, "").expect("emptied");
         let b = verify(&p, Some(b"secret"))
             .expect("read")
@@ -813,5 +814,29 @@ mod tests {
             !shown.contains("107"),
             "the key's bytes are not shown: {shown}"
         );
+    }
+
+    #[test]
+    fn a_head_signed_with_another_key_or_unreadable_is_refused() {
+        let p = temp("head-key");
+        write(&p, 2, Some(b"secret".to_vec()));
+        let genuine = read_head(&p, Some(b"secret"))
+            .expect("reads")
+            .expect("a head");
+        assert_eq!(genuine.seq, 2);
+        let forged = json!({
+            "seq": genuine.seq,
+            "hash": genuine.hash,
+            "mac": head_mac(b"another key", &genuine),
+        });
+        std::fs::write(head_path(&p), forged.to_string()).expect("forged head");
+        let e = read_head(&p, Some(b"secret")).expect_err("another key");
+        assert!(e.to_string().contains("signature does not verify"), "{e}");
+        // A head that cannot be read is an error, not "no head".
+        std::fs::remove_file(head_path(&p)).expect("removed");
+        std::fs::create_dir(head_path(&p)).expect("a directory in its place");
+        let e = read_head(&p, Some(b"secret")).expect_err("unreadable");
+        std::fs::remove_dir(head_path(&p)).expect("cleaned");
+        assert!(matches!(e, Error::Io { .. }), "{e}");
     }
 }
