@@ -143,6 +143,20 @@ mod tests {
         assert!(parse_duration("-1s").is_err());
         assert_eq!(format_duration(Duration::from_secs(300)), "5m");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        // Each unit, both ways: the largest unit that divides it exactly is the one written.
+        for (text, d) in [
+            ("0ms", Duration::ZERO),
+            ("250ms", Duration::from_millis(250)),
+            ("30s", Duration::from_secs(30)),
+            ("90s", Duration::from_secs(90)),
+            ("5m", Duration::from_secs(300)),
+            ("90m", Duration::from_secs(5_400)),
+            ("2h", Duration::from_secs(7_200)),
+        ] {
+            assert_eq!(parse_duration(text).unwrap(), d, "{text}");
+            assert_eq!(format_duration(d), text, "{d:?}");
+        }
+        assert_eq!(parse_duration("3min").unwrap(), Duration::from_secs(180));
     }
 
     #[test]
