@@ -725,4 +725,100 @@ mod tests {
         assert!(!a.finish(Outcome::Completed));
         assert_eq!(a.outcome(), Some(Outcome::Failed));
     }
+
+    #[test]
+    fn a_refusal_says_what_was_asked_and_what_is_left() {
+        let root = Account::root(7, "lead", Some(NanoUsd(1_500_000)), Some(1_000));
+        let _held = root.reserve(NanoUsd(1_000_000), 400).expect("fits");
+        let cost = root.reserve(NanoUsd(600_000), 0).err().expect("over");
+        assert_eq!(
+            cost.to_string(),
+            "budget of `lead` (task 7) cannot cover the next call: its worst case is $0.000600, $0.000500 is left of $0.001500"
+        );
+        assert_eq!(
+            (cost.limit, cost.used, cost.requested),
+            (1_500_000, 1_000_000, 600_000)
+        );
+        let tokens = root.reserve(NanoUsd(0), 700).err().expect("over");
+        assert_eq!(
+            tokens.to_string(),
+            "token budget of `lead` (task 7) cannot cover the next call: it may use 700 tokens, 600 are left of 1000"
+        );
+        assert_eq!(root.snapshot().refusals, 2, "each refusal is counted");
+    }
+
+    #[test]
+    fn carried_spend_is_a_child_of_its_own_capped_at_what_is_left() {
+        let root = Account::root(1, "root", Some(NanoUsd(100)), None);
+        assert_eq!(root.carry(NanoUsd::ZERO), NanoUsd::ZERO);
+        assert!(
+            root.snapshot().children.is_empty(),
+            "nothing carried, no child"
+        );
+        assert_eq!(root.carry(NanoUsd(30)), NanoUsd(30));
+        assert_eq!(
+            root.carry(NanoUsd(500)),
+            NanoUsd(70),
+            "capped at what is left"
+        );
+        let snap = root.snapshot();
+        assert_eq!((snap.spent, snap.own.cost), (NanoUsd(100), NanoUsd::ZERO));
+        let carried: Vec<_> = snap
+            .children
+            .iter()
+            .map(|c| (c.agent.as_str(), c.spent))
+            .collect();
+        assert_eq!(
+            carried,
+            [("carried over", NanoUsd(30)), ("carried over", NanoUsd(70))]
+        );
+        root.check_conservation().expect("conserved");
+    }
+
+    #[test]
+    fn remaining_tokens_is_the_tightest_headroom_up_the_chain() {
+        let root = Account::root(1, "root", None, Some(1_000));
+        let child = root.open_child(2, "c", None, Some(300));
+        assert_eq!(root.remaining_tokens(), 1_000);
+        assert_eq!(child.remaining_tokens(), 300);
+        let sibling = root.open_child(3, "s", None, None);
+        let held = sibling.reserve(NanoUsd(0), 800).expect("fits");
+        assert_eq!(child.remaining_tokens(), 200, "the root has 200 left");
+        drop(held);
+        assert_eq!(child.remaining_tokens(), 300);
+        assert_eq!(
+            Account::root(4, "free", None, None).remaining_tokens(),
+            u64::MAX
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queued_time_is_until_an_agent_began_the_task() {
+        let a = Account::root(1, "a", None, None);
+        assert!(!a.was_started());
+        tokio::time::advance(Duration::from_millis(50)).await;
+        a.mark_started();
+        assert!(a.was_started());
+        tokio::time::advance(Duration::from_millis(30)).await;
+        a.mark_started();
+        assert!(a.finish(Outcome::Completed));
+        let snap = a.snapshot();
+        assert_eq!(
+            snap.queued,
+            Duration::from_millis(50),
+            "the first start counts"
+        );
+        assert_eq!(snap.own.wall, Duration::from_millis(80));
+        // A task no agent began waited all its life.
+        let b = Account::root(2, "b", None, None);
+        tokio::time::advance(Duration::from_millis(20)).await;
+        assert!(b.end(Outcome::Cancelled, "stopped before it began"));
+        assert_eq!(b.snapshot().queued, Duration::from_millis(20));
+        assert_eq!(b.end_reason(), Some("stopped before it began"));
+        assert!(
+            !b.end(Outcome::Failed, "too late"),
+            "the first outcome stays"
+        );
+        assert_eq!(b.end_reason(), Some("stopped before it began"));
+    }
 }
