@@ -352,4 +352,114 @@ mod tests {
         assert_eq!(NanoUsd(1_234_000).to_string(), "$0.001234");
         assert_eq!(NanoUsd(150).to_string(), "$0.000000150");
     }
+
+    #[test]
+    fn arithmetic_and_conversions() {
+        assert_eq!(NanoUsd::from_usd(2), NanoUsd(2_000_000_000));
+        assert_eq!(NanoUsd::from_usd(u64::MAX), NanoUsd::MAX, "saturates");
+        assert!((NanoUsd(1_500_000_000).as_usd_f64() - 1.5).abs() < 1e-12);
+        assert_eq!(NanoUsd(5).saturating_sub(NanoUsd(7)), NanoUsd::ZERO);
+        assert_eq!(NanoUsd(7).saturating_sub(NanoUsd(5)), NanoUsd(2));
+        assert_eq!(NanoUsd(7).saturating_add(NanoUsd(5)), NanoUsd(12));
+        assert_eq!(NanoUsd::MAX.saturating_add(NanoUsd(1)), NanoUsd::MAX);
+        assert_eq!(NanoUsd(3_000_000_000).to_string(), "$3.000000");
+        assert_eq!(NanoUsd(12_345_678_901).to_string(), "$12.345678901");
+        for (text, nanos) in [
+            (" 0.25 ", 250_000_000),
+            ("+2", 2_000_000_000),
+            ("1.", 1_000_000_000),
+            ("0.100000000", 100_000_000),
+            ("0.123456789", 123_456_789),
+        ] {
+            assert_eq!(
+                NanoUsd::parse_usd(text).expect(text),
+                NanoUsd(nanos),
+                "{text}"
+            );
+        }
+        for bad in ["abc", "1.2.3", ".", "$", "--1", "1,5"] {
+            assert!(NanoUsd::parse_usd(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn usd_reads_every_json_number_form_and_writes_back_exactly() {
+        let read = |json: &str| serde_json::from_str::<Usd>(json).map(|u| u.0);
+        assert_eq!(read("3").expect("u64"), NanoUsd(3_000_000_000));
+        assert_eq!(read("0.5").expect("f64"), NanoUsd(500_000_000));
+        assert_eq!(read("\"$0.000000001\"").expect("str"), NanoUsd(1));
+        let e = read("-2").expect_err("negative");
+        assert!(e.to_string().contains("cannot be negative"), "{e}");
+        let e = read("18446744074").expect_err("too large");
+        assert!(e.to_string().contains("too large"), "{e}");
+        assert!(read("true").is_err());
+        let e = serde_json::from_value::<Usd>(serde_json::json!(-0.5)).expect_err("negative");
+        assert!(e.to_string().contains("negative"), "{e}");
+        for (nanos, json) in [
+            (0, "0.0"),
+            (2_000_000_000, "2.0"),
+            (150_000_000, "0.15"),
+            (1_000_000_001, "1.000000001"),
+            (u64::MAX - 1, "\"18446744073.709551614\""),
+        ] {
+            let written = serde_json::to_string(&Usd(NanoUsd(nanos))).expect("json");
+            assert_eq!(written, json, "{nanos}");
+            assert_eq!(read(&written).expect("round trip"), NanoUsd(nanos));
+        }
+        let schema = schemars::schema_for!(Usd);
+        assert_eq!(schema.get("title").and_then(|t| t.as_str()), Some("Usd"));
+        assert!(
+            schema.get("anyOf").is_some(),
+            "a number or a decimal string"
+        );
+    }
+
+    #[test]
+    fn cache_writes_worst_cases_and_savings() {
+        // $3/M input, $15/M output, $0.30/M cache reads, $3.75/M cache writes.
+        let p = Price::per_mtok(
+            NanoUsd::from_usd(3),
+            NanoUsd::from_usd(15),
+            NanoUsd(300_000_000),
+        )
+        .with_cache_write(NanoUsd(3_750_000_000));
+        let u = TokenUsage {
+            input: 1000,
+            output: 10,
+            cached_input: 200,
+            cache_write_input: 300,
+        };
+        // 500*3000 + 200*300 + 300*3750 + 10*15000 = 1_500_000 + 60_000 + 1_125_000 + 150_000
+        assert_eq!(p.cost(&u), NanoUsd(2_835_000));
+        // Without caching: 1000*3000 + 10*15000 = 3_150_000; saved 315_000.
+        assert_eq!(p.cache_saving(&u), 315_000);
+        let writes_only = TokenUsage {
+            cached_input: 0,
+            cache_write_input: 1000,
+            ..u
+        };
+        assert_eq!(p.cache_saving(&writes_only), -750_000, "writes cost more");
+        // The worst case prices every prompt token at the dearer of input and cache writes.
+        assert_eq!(p.worst_case(1000, 10), NanoUsd(3_750_000 + 150_000));
+        let plain = Price::per_million_tokens(NanoUsd::from_usd(1), NanoUsd::from_usd(2));
+        assert_eq!(
+            plain.cached_input_per_mtok,
+            NanoUsd::from_usd(1),
+            "cached at the input rate"
+        );
+        assert_eq!(plain.cache_write_per_mtok, NanoUsd::from_usd(1));
+        assert_eq!(plain.worst_case(1000, 500), NanoUsd(2_000_000));
+        // More cached or written tokens than input are capped at the input.
+        let odd = TokenUsage {
+            input: 100,
+            output: 0,
+            cached_input: 150,
+            cache_write_input: 50,
+        };
+        assert_eq!(
+            p.cost(&odd),
+            NanoUsd(30_000),
+            "all 100 priced as cache reads"
+        );
+    }
 }
