@@ -139,43 +139,15 @@ impl Policy {
     }
 }
 
-/// Parses `2026-12-20T00:00:00Z` (UTC, seconds precision) to Unix seconds.
+/// Parses an RFC 3339 time such as `2026-12-20T00:00:00Z` (or with an offset,
+/// `2026-12-20T01:00:00+01:00`) to Unix seconds.
 ///
 /// # Errors
-/// A description of what is wrong.
+/// A description of what is wrong: not a time with an offset, or before 1970.
 pub fn parse_utc(text: &str) -> Result<u64, String> {
     let bad = || format!("`{text}` is not a UTC time like 2026-12-20T00:00:00Z");
-    let t = text.trim();
-    let t = t.strip_suffix('Z').ok_or_else(bad)?;
-    let (date, time) = t.split_once('T').ok_or_else(bad)?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|p| p.parse().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    let h: Vec<i64> = time
-        .split(':')
-        .map(|p| p.parse().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), h.as_slice()) else {
-        return Err(bad());
-    };
-    if !(1..=12).contains(m)
-        || !(1..=31).contains(day)
-        || !(0..24).contains(hh)
-        || !(0..60).contains(mm)
-        || !(0..61).contains(ss)
-    {
-        return Err(bad());
-    }
-    // Days from civil (Howard Hinnant).
-    let y = if *m <= 2 { y - 1 } else { *y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).map_err(|_| bad())
+    let t: jiff::Timestamp = text.trim().parse().map_err(|_| bad())?;
+    u64::try_from(t.as_second()).map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -205,8 +177,113 @@ mod tests {
     fn utc_times() {
         assert_eq!(parse_utc("1970-01-01T00:00:00Z"), Ok(0));
         assert_eq!(parse_utc("2026-11-24T00:00:00Z"), Ok(1_795_478_400));
-        assert!(parse_utc("2026-13-01T00:00:00Z").is_err());
-        assert!(parse_utc("tomorrow").is_err());
+        assert_eq!(parse_utc(" 2026-11-24T01:00:00+01:00 "), Ok(1_795_478_400));
+        assert_eq!(parse_utc("2028-02-29T23:59:59Z"), Ok(1_835_481_599));
+        for bad in [
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-24T24:00:00Z",
+            "2026-11-24T00:00:00",
+            "1969-12-31T23:59:59Z",
+            "tomorrow",
+        ] {
+            let e = parse_utc(bad).expect_err(bad);
+            assert!(e.contains("is not a UTC time like"), "{e}");
+        }
+    }
+
+    #[test]
+    fn dry_run_flags_and_freeze_windows() {
+        assert!(is_dry_run(&json!({"dry_run": true})));
+        assert!(!is_dry_run(&json!({"dry_run": "true"})), "only the boolean");
+        assert!(!is_dry_run(&json!({"dry_run": false})));
+        assert!(!is_dry_run(&json!({})));
+        assert_eq!(
+            without_dry_run(&json!({"service": "a", "dry_run": true})),
+            json!({"service": "a"})
+        );
+        assert_eq!(without_dry_run(&json!("plain")), json!("plain"));
+        let p = policy();
+        let (from, to) = (p.freeze[0].from, p.freeze[0].to);
+        assert!(p.freeze_at(from - 1).is_none());
+        assert_eq!(
+            p.freeze_at(from).map(|f| f.reason.as_str()),
+            Some("holiday freeze")
+        );
+        assert!(p.freeze_at(to - 1).is_some());
+        assert!(p.freeze_at(to).is_none(), "the end is exclusive");
+    }
+
+    #[test]
+    fn what_each_rule_says_and_what_it_leaves_alone() {
+        let mut p = policy();
+        let now = parse_utc("2026-11-24T12:00:00Z").expect("time");
+        let frozen = parse_utc("2026-12-24T12:00:00Z").expect("time");
+        let svc = json!({"service": "checkout-api"});
+        let deny = |v: Verdict| match v {
+            Verdict::Deny { rule, reason } => (rule, reason),
+            other => panic!("not a denial: {other:?}"),
+        };
+        assert_eq!(
+            deny(p.check(Some("intern"), "read", Effect::Read, &svc, &[], now)),
+            ("role", "role `intern` may not call `read`".to_string())
+        );
+        assert_eq!(
+            deny(p.check(None, "restart", Effect::Destructive, &svc, &[], frozen)),
+            (
+                "freeze",
+                "change freeze in force: holiday freeze".to_string()
+            )
+        );
+        assert_eq!(
+            deny(p.check(None, "restart", Effect::Destructive, &svc, &[], now)),
+            (
+                "dry_run_first",
+                "`restart` is destructive: call it with `dry_run: true` and the same arguments first"
+                    .to_string()
+            )
+        );
+        // Writes and reads pass freezes, dry-run-first and approval.
+        for effect in [Effect::Read, Effect::Write] {
+            assert_eq!(
+                p.check(None, "restart", effect, &svc, &[], frozen),
+                Verdict::Allow,
+                "{effect:?}"
+            );
+        }
+        // A dry run of another tool with the same arguments does not count.
+        let other_tool = [("drain".to_string(), svc.clone())];
+        assert!(matches!(
+            p.check(None, "restart", Effect::Destructive, &svc, &other_tool, now),
+            Verdict::Deny {
+                rule: "dry_run_first",
+                ..
+            }
+        ));
+        // Without approval, a dry-run-first call goes ahead; without either rule, at once.
+        p.approval = false;
+        let done = [("restart".to_string(), svc.clone())];
+        assert_eq!(
+            p.check(None, "restart", Effect::Destructive, &svc, &done, now),
+            Verdict::Allow
+        );
+        p.dry_run_first = false;
+        assert_eq!(
+            p.check(None, "restart", Effect::Destructive, &svc, &[], now),
+            Verdict::Allow
+        );
+        p.approval = true;
+        assert_eq!(
+            p.check(
+                Some("responder"),
+                "restart",
+                Effect::Destructive,
+                &svc,
+                &[],
+                now
+            ),
+            Verdict::NeedsApproval
+        );
     }
 
     #[test]
