@@ -107,6 +107,7 @@ impl TopologyError {
                 let quoted = [
                     "unknown field `",
                     "unknown variant `",
+                    "unknown value `",
                     "invalid dollar amount `",
                     "invalid duration `",
                 ]

@@ -428,6 +428,7 @@ fn rules_problem(path: &Path, e: &baton_core::Error) -> String {
                 _ => what,
             };
             let what = if what.starts_with("unknown field") || what.starts_with("unknown variant") {
+                // Said in Baton's words, with the closest name.
                 super::parse_message(&what)
             } else {
                 what

@@ -14,28 +14,44 @@ pub(crate) fn parse_message(s: &str) -> String {
     if let Some(ours) = in_our_words(msg) {
         return ours;
     }
-    let mut out = msg.to_string();
-    if let Some(rest) = msg
-        .strip_prefix("unknown field `")
-        .or_else(|| msg.strip_prefix("unknown variant `"))
-        && let Some((field, tail)) = rest.split_once('`')
-    {
-        let expected: Vec<String> = tail
-            .split_once("expected one of ")
-            .or_else(|| tail.split_once("expected "))
-            .map(|(_, list)| {
-                list.split(',')
-                    .map(|n| n.trim().trim_matches('`').to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(hint) = did_you_mean(field, expected.iter()) {
-            out.push_str(" (hint: ");
-            out.push_str(&hint);
-            out.push(')');
-        }
+    let (what, rest) = if let Some(rest) = msg.strip_prefix("unknown field `") {
+        ("field", rest)
+    } else if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        ("value", rest)
+    } else {
+        return msg.to_string();
+    };
+    let Some((name, tail)) = rest.split_once('`') else {
+        return msg.to_string();
+    };
+    let expected: Vec<String> = tail
+        .split_once("expected one of ")
+        .or_else(|| tail.split_once("expected "))
+        .map(|(_, list)| {
+            list.split(',')
+                .map(|n| n.trim().trim_matches('`').to_string())
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    // The parser lists every name it expected; Baton says the closest one when there is one
+    // (the list is then noise), and the list, each name quoted, when there is none.
+    if let Some(hint) = did_you_mean(name, expected.iter()) {
+        format!("unknown {what} `{name}` (hint: {hint})")
+    } else if expected.is_empty() {
+        format!("unknown {what} `{name}`")
+    } else {
+        let list: Vec<String> = expected.iter().map(|n| format!("`{n}`")).collect();
+        let here = if what == "field" {
+            "the keys"
+        } else {
+            "the values"
+        };
+        format!(
+            "unknown {what} `{name}`: {here} allowed here are {}",
+            list.join(", ")
+        )
     }
-    out
 }
 
 /// Baton's words for the YAML parser's messages about the file's structure (its own are terse:
@@ -141,5 +157,32 @@ mod tests {
             .map(|(yaml, _, said)| format!("{yaml:?}: {said}"))
             .collect();
         assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    /// An unknown key or value: the closest allowed name when there is one (without the
+    /// parser's full list), the allowed names in our words when there is none.
+    #[test]
+    fn unknown_names_get_the_closest_or_the_list() {
+        let said = parse_error("agents:\n  a: { modles: [m] }\n");
+        assert_eq!(
+            said,
+            "unknown field `modles` (hint: did you mean `models`?)"
+        );
+        let said = parse_error("agents:\n  a:\n    budget: { max_dollars: 1 }\n");
+        assert_eq!(
+            said,
+            "unknown field `max_dollars`: the keys allowed here are `max_usd`, `max_tokens`, `max_steps`, `max_wall`"
+        );
+        let said = parse_error("models:\n  m: { provider: openia }\n");
+        assert_eq!(
+            said,
+            "unknown value `openia` (hint: did you mean `openai`?)"
+        );
+        let said = parse_error("models:\n  m: { provider: gemini }\n");
+        assert!(
+            said.starts_with("unknown value `gemini`: the values allowed here are `scripted`, "),
+            "{said}"
+        );
+        assert!(!said.contains("expected one of"), "{said}");
     }
 }
