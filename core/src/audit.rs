@@ -839,4 +839,37 @@ mod tests {
         std::fs::remove_dir(head_path(&p)).expect("cleaned");
         assert!(matches!(e, Error::Io { .. }), "{e}");
     }
+
+    #[test]
+    fn heads_are_written_read_and_bound_to_their_figures() {
+        let hash = "ab".repeat(32);
+        let head = Head {
+            seq: 5,
+            hash: hash.clone(),
+        };
+        assert_eq!(head.to_string(), format!("5:{hash}"));
+        assert_eq!(
+            format!("5:{}", hash.to_uppercase()).parse::<Head>(),
+            Ok(head)
+        );
+        for bad in [
+            format!("5{hash}"),
+            format!("x:{hash}"),
+            format!("5:{}", &hash[1..]),
+            format!("5:{}", "zz".repeat(32)),
+        ] {
+            assert!(bad.parse::<Head>().is_err(), "{bad}");
+        }
+        // A signed head edited to another seq, its signature kept, no longer verifies.
+        let p = temp("head-bound");
+        write(&p, 3, Some(b"secret".to_vec()));
+        let signed: Value =
+            serde_json::from_str(&std::fs::read_to_string(head_path(&p)).expect("head"))
+                .expect("json");
+        let mut edited = signed.clone();
+        edited["seq"] = json!(2);
+        std::fs::write(head_path(&p), edited.to_string()).expect("edited head");
+        let e = read_head(&p, Some(b"secret")).expect_err("edited seq");
+        assert!(e.to_string().contains("signature does not verify"), "{e}");
+    }
 }
