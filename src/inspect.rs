@@ -210,9 +210,17 @@ pub(crate) fn graph(file: &Path, format: GraphFormat, detail: bool) -> ExitCode 
     };
     match Topology::from_path(file) {
         Ok(t) => {
+            // Each built-in kind's effect, as its tool says (`Tool::effect()`).
+            let tools = builtins();
+            let effect_of = |kind: &str| {
+                tools
+                    .iter()
+                    .find(|(k, _)| *k == kind)
+                    .map(|(_, tool)| tool.effect())
+            };
             let drawing = match format {
-                GraphFormat::Dot => baton::topologies::to_dot_with(&t, detail),
-                GraphFormat::Mermaid => baton::topologies::to_mermaid_with(&t, detail),
+                GraphFormat::Dot => baton::topologies::to_dot_with(&t, detail, &effect_of),
+                GraphFormat::Mermaid => baton::topologies::to_mermaid_with(&t, detail, &effect_of),
             };
             print!("{drawing}");
             ExitCode::SUCCESS

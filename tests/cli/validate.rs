@@ -105,6 +105,29 @@ fn graph_detail_shows_roles_tools_and_schedules() {
     assert!(mermaid.contains("stroke:#d00"), "{mermaid}");
     assert!(mermaid.contains("search-latency<br/>every 1m"), "{mermaid}");
     assert!(mermaid.contains("-->|ticks|"), "{mermaid}");
+    // The effect is the tool's own (`Tool::effect()`), not a table in the drawing code: a
+    // `shell` tool is destructive, and a file's `effect:` wins.
+    let rules = temp_file(
+        "graph-shell.rules.yaml",
+        "rules:\n  - reply: { text: ok }\n",
+    );
+    let shells = temp_file(
+        "graph-shell.yaml",
+        &format!(
+            "models:\n  m: {{ provider: scripted, rules: {}, price: {{ input: 1, output: 1 }} }}\n\
+             tools:\n  sh: {{ kind: shell, allow: [cat] }}\n  \
+             ls: {{ kind: shell, allow: [ls], effect: read }}\n\
+             agents:\n  ops: {{ models: [m], tools: [sh, ls] }}\n",
+            rules.display()
+        ),
+    );
+    let out = baton(&["graph", shells.to_str().expect("utf-8"), "--detail"]);
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dot.contains(r#"label="sh\nshell · destructive", color=red"#),
+        "{dot}"
+    );
+    assert!(dot.contains(r#"label="ls\nshell · read"]"#), "{dot}");
 }
 
 #[test]

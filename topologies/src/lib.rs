@@ -29,7 +29,7 @@ pub use builder::TopologyBuilder;
 pub use cadence::{Cadence, CadenceError, CronSchedule};
 pub use error::{Diagnostic, Severity, TopologyError, render_diagnostics};
 pub use mcp::{MCP_SEPARATOR, McpServerDef};
-pub use render::{Detail, to_dot, to_dot_with, to_mermaid, to_mermaid_with};
+pub use render::{Detail, EffectOf, to_dot, to_dot_with, to_mermaid, to_mermaid_with};
 pub use spec::{
     Activation, BreakerSpec, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MODEL_TIMEOUT,
     DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, DEFAULT_TOOL_OUTPUT_TOKENS, FreezeSpec,

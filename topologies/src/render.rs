@@ -44,24 +44,22 @@ pub enum Detail {
     Full,
 }
 
-/// A tool's line: its kind, and its effect when the topology declares it or the kind fixes it.
-fn tool_line(t: &Topology, name: &str) -> (String, bool) {
+/// What a built-in tool kind (named as in the file: `restart_service`) can change, as its
+/// implementation says (`Tool::effect()`): the CLI asks the tools themselves. Drawings with
+/// [`Detail::Full`] show it; a tool's own `effect:` in the file wins.
+pub type EffectOf<'a> = &'a dyn Fn(&str) -> Option<baton_core::Effect>;
+
+/// A tool's line: its kind, and its effect as the file declares it or its kind's tool says.
+fn tool_line(t: &Topology, name: &str, effect_of: EffectOf<'_>) -> (String, bool) {
     let Some(def) = t.tools().find(|d| &*d.name == name) else {
         // An MCP server's tool, or a whole server: what it is, as far as the file says.
         return ("mcp".into(), false);
     };
-    use crate::spec::ToolKind as K;
-    let effect = def.effect.or(match def.kind {
-        K::MetricsSeries | K::LogSearch | K::Codeowners | K::ReadFile | K::ListDir | K::HttpGet => {
-            Some(baton_core::Effect::Read)
-        }
-        K::RestartService => Some(baton_core::Effect::Destructive),
-        _ => None,
-    });
     let kind = serde_json::to_value(def.kind)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
+    let effect = def.effect.or_else(|| effect_of(&kind));
     let destructive = effect == Some(baton_core::Effect::Destructive);
     let mut line = match effect {
         Some(e) => format!("{kind} · {}", format!("{e:?}").to_lowercase()),
@@ -92,11 +90,11 @@ fn dot_escape(s: &str) -> String {
 
 /// The topology as a Graphviz digraph (agents and edges).
 pub fn to_dot(t: &Topology) -> String {
-    to_dot_with(t, Detail::Agents)
+    to_dot_with(t, Detail::Agents, &|_| None)
 }
 
-/// The topology as a Graphviz digraph, with `detail`.
-pub fn to_dot_with(t: &Topology, detail: Detail) -> String {
+/// The topology as a Graphviz digraph, with `detail` (tools' effects from `effect_of`).
+pub fn to_dot_with(t: &Topology, detail: Detail, effect_of: EffectOf<'_>) -> String {
     let g = t.graph();
     let mut out = String::new();
     let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(t.name()));
@@ -123,7 +121,7 @@ pub fn to_dot_with(t: &Topology, detail: Detail) -> String {
     }
     if detail == Detail::Full {
         for tool in tools_used(t) {
-            let (line, destructive) = tool_line(t, &tool);
+            let (line, destructive) = tool_line(t, &tool, effect_of);
             let color = if destructive {
                 ", color=red, fontcolor=red"
             } else {
@@ -183,11 +181,11 @@ pub fn to_dot_with(t: &Topology, detail: Detail) -> String {
 
 /// The topology as a Mermaid flowchart (agents and edges).
 pub fn to_mermaid(t: &Topology) -> String {
-    to_mermaid_with(t, Detail::Agents)
+    to_mermaid_with(t, Detail::Agents, &|_| None)
 }
 
-/// The topology as a Mermaid flowchart, with `detail`.
-pub fn to_mermaid_with(t: &Topology, detail: Detail) -> String {
+/// The topology as a Mermaid flowchart, with `detail` (tools' effects from `effect_of`).
+pub fn to_mermaid_with(t: &Topology, detail: Detail, effect_of: EffectOf<'_>) -> String {
     let g = t.graph();
     let id = |n: petgraph::graph::NodeIndex| format!("a{}", n.index());
     let text = |s: &str| s.replace('"', "#quot;");
@@ -210,7 +208,7 @@ pub fn to_mermaid_with(t: &Topology, detail: Detail) -> String {
     if detail == Detail::Full {
         let tools = tools_used(t);
         for (i, tool) in tools.iter().enumerate() {
-            let (line, destructive) = tool_line(t, tool);
+            let (line, destructive) = tool_line(t, tool, effect_of);
             let _ = writeln!(out, "  t{i}[/\"{}<br/>{}\"/]", text(tool), text(&line));
             if destructive {
                 let _ = writeln!(out, "  style t{i} stroke:#d00,color:#d00");
