@@ -177,4 +177,44 @@ mod tests {
         assert_eq!(t.max_tokens, Some(100));
         assert_eq!(t.max_wall, None);
     }
+
+    /// The serde helpers topology fields use: `30s` in, `30s` out; absent is `None`; a bad
+    /// duration is an error naming it; the schema says the same pattern.
+    #[test]
+    fn durations_through_serde() {
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+        struct T {
+            #[serde(with = "duration_req")]
+            every: Duration,
+            #[serde(default, with = "duration_opt")]
+            wall: Option<Duration>,
+        }
+        let t: T = serde_json::from_str(r#"{"every": "90s", "wall": "5m"}"#).expect("valid");
+        assert_eq!(
+            t,
+            T {
+                every: Duration::from_secs(90),
+                wall: Some(Duration::from_secs(300)),
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&t).expect("json"),
+            r#"{"every":"90s","wall":"5m"}"#
+        );
+        let t: T = serde_json::from_str(r#"{"every": "250ms"}"#).expect("valid");
+        assert_eq!((t.every, t.wall), (Duration::from_millis(250), None));
+        assert_eq!(
+            serde_json::to_string(&t).expect("json"),
+            r#"{"every":"250ms","wall":null}"#
+        );
+        let e = serde_json::from_str::<T>(r#"{"every": "soon"}"#).expect_err("bad");
+        assert!(e.to_string().contains("soon"), "{e}");
+        let e = serde_json::from_str::<T>(r#"{"every": "1s", "wall": "later"}"#).expect_err("bad");
+        assert!(e.to_string().contains("later"), "{e}");
+        let schema = duration_schema(&mut schemars::SchemaGenerator::default());
+        assert_eq!(
+            schema.get("pattern").and_then(|p| p.as_str()),
+            Some("^[0-9]+ *(ms|s|m|min|h)$")
+        );
+    }
 }
