@@ -2,7 +2,7 @@
 //! `--for` elapses or Ctrl-C / SIGTERM; and the signal handling the one-task run shares.
 
 use anyhow::Context;
-use baton::actors::{RunReport, Runtime};
+use baton::actors::Runtime;
 use baton::core::NanoUsd;
 use baton::topologies::Topology;
 
@@ -16,7 +16,7 @@ pub(crate) async fn run_loops(
     (run_for, grace): (Option<std::time::Duration>, std::time::Duration),
     store: Option<std::sync::Arc<baton::actors::LoopStore>>,
     approvals: Option<std::sync::Arc<baton::actors::ApprovalQueue>>,
-) -> anyhow::Result<RunReport> {
+) -> anyhow::Result<baton::core::Outcome> {
     use baton::actors::LoopEvent;
     let mut builder = Runtime::builder(topology.clone());
     if let Some(q) = approvals {
@@ -246,16 +246,11 @@ pub(crate) async fn run_loops(
     if let Some(why) = &down {
         eprintln!("error: the runtime is down, the standing loops stopped: {why}");
     }
-    Ok(RunReport::from_ledger(
-        &baton::core::Account::root(0, "loops", None, None).snapshot(),
-        if down.is_some() {
-            baton::core::Outcome::Failed
-        } else {
-            baton::core::Outcome::Completed
-        },
-        None,
-        down,
-    ))
+    Ok(if down.is_some() {
+        baton::core::Outcome::Failed
+    } else {
+        baton::core::Outcome::Completed
+    })
 }
 
 /// The wall-clock time, UTC, to the second (`14:05:00`): what every loop line starts with.

@@ -477,204 +477,204 @@ async fn serve_command(o: ServeOptions) -> ExitCode {
     }
 }
 
-async fn run(o: RunOptions) -> ExitCode {
-    let RunOptions {
-        file,
-        task,
-        tasks,
-        concurrency,
-        json,
-        explain,
-        verbose,
-        budget_usd,
-        metrics_addr,
-        linger,
-        wait_for_scrape,
-        audit,
-        run_for,
-        state,
-        approvals_addr,
-        grace,
-        push_metrics,
-        push_instance,
-    } = o;
-    if let Some(url) = &push_metrics
+/// Says a bad input on stderr; the exit code for it.
+fn invalid(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_INVALID)
+}
+
+/// What `baton run` sets up before its first task, each part refused with exit 2 when a flag
+/// or a file is wrong: the topology (with `--budget-usd`), the batch, the metrics recorder
+/// (and its endpoint), the audit trail, the state file and the approvals endpoint.
+struct RunSetup {
+    topology: Topology,
+    batch: Option<Vec<batch::BatchTask>>,
+    recorder: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    audit: Option<baton::core::audit::AuditLog>,
+    store: Option<std::sync::Arc<baton::actors::LoopStore>>,
+    approvals: Option<std::sync::Arc<baton::actors::ApprovalQueue>>,
+}
+
+async fn set_up(o: &RunOptions) -> Result<RunSetup, ExitCode> {
+    if let Some(url) = &o.push_metrics
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
-        eprintln!(
-            "error: --push-metrics takes the Pushgateway's http:// or https:// URL, not {url:?}"
-        );
-        return ExitCode::from(EXIT_INVALID);
+        return Err(invalid(format_args!(
+            "--push-metrics takes the Pushgateway's http:// or https:// URL, not {url:?}"
+        )));
     }
-    let mut topology = match Topology::from_path(&file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprint!("{}", e.render());
-            return ExitCode::from(EXIT_INVALID);
-        }
-    };
+    let mut topology = Topology::from_path(&o.file).map_err(|e| {
+        eprint!("{}", e.render());
+        ExitCode::from(EXIT_INVALID)
+    })?;
     if !topology.warnings().is_empty() {
         eprint!("{}", topology.render_warnings());
     }
-    let batch = match tasks.as_deref().map(batch::read_tasks).transpose() {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(EXIT_INVALID);
-        }
-    };
-    if task.is_none() && batch.is_none() && topology.schedules().is_empty() {
-        eprintln!(
-            "error: --task is required: give the root agent something to do (this topology has no schedules)"
-        );
-        return ExitCode::from(EXIT_INVALID);
+    let batch = o
+        .tasks
+        .as_deref()
+        .map(batch::read_tasks)
+        .transpose()
+        .map_err(|e| invalid(format_args!("{e:#}")))?;
+    if o.task.is_none() && batch.is_none() && topology.schedules().is_empty() {
+        return Err(invalid(
+            "--task is required: give the root agent something to do (this topology has no schedules)",
+        ));
     }
-    if let Some(b) = budget_usd {
+    if let Some(b) = o.budget_usd {
         if b == NanoUsd::ZERO {
-            eprintln!("error: --budget-usd must be more than zero");
-            return ExitCode::from(EXIT_INVALID);
+            return Err(invalid("--budget-usd must be more than zero"));
         }
         // A batch's budget is the batch's, not each task's.
         if batch.is_none() {
             topology.set_root_budget(b);
         }
     }
+    if (o.task.is_some() || batch.is_some()) && o.state.is_some() {
+        return Err(invalid(
+            "--state applies to standing loops (a run without --task)",
+        ));
+    }
     // The recorder, when anything reads it: the live endpoint, or the push at the end.
-    let recorder = if metrics_addr.is_some() || push_metrics.is_some() {
-        match baton::metrics::install_for_topology(topology.name()) {
-            Ok(handle) => Some(handle),
-            Err(e) => {
-                eprintln!("error: installing the Prometheus recorder: {e}");
-                return ExitCode::from(EXIT_INVALID);
-            }
-        }
+    let recorder = if o.metrics_addr.is_some() || o.push_metrics.is_some() {
+        Some(
+            baton::metrics::install_for_topology(topology.name())
+                .map_err(|e| invalid(format_args!("installing the Prometheus recorder: {e}")))?,
+        )
     } else {
         None
     };
-    if let (Some(addr), Some(handle)) = (metrics_addr, &recorder) {
-        match serve::serve(addr, handle.clone()).await {
-            Ok(bound) => eprintln!("metrics: http://{bound}/metrics"),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return ExitCode::from(EXIT_INVALID);
-            }
-        }
+    if let (Some(addr), Some(handle)) = (o.metrics_addr, &recorder) {
+        let bound = serve::serve(addr, handle.clone())
+            .await
+            .map_err(|e| invalid(format_args!("{e:#}")))?;
+        eprintln!("metrics: http://{bound}/metrics");
     }
-    if let Some(limit) = wait_for_scrape {
+    if let Some(limit) = o.wait_for_scrape {
         // Waited for once the runtime has started (its series are registered at zero).
         let _ = serve::WAIT_FOR_SCRAPE.set(limit);
     }
-    let topology_name = topology.name().to_string();
-    let audit = match audit
-        .map(|p| baton::core::audit::AuditLog::open_with_key(&p, audit_key()))
+    let audit = o
+        .audit
+        .as_ref()
+        .map(|p| baton::core::audit::AuditLog::open_with_key(p, audit_key()))
         .transpose()
-    {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: audit trail: {e}");
-            return ExitCode::from(EXIT_INVALID);
-        }
-    };
-    if (task.is_some() || batch.is_some()) && state.is_some() {
-        eprintln!("error: --state applies to standing loops (a run without --task)");
-        return ExitCode::from(EXIT_INVALID);
-    }
-    let store = match state
+        .map_err(|e| invalid(format_args!("audit trail: {e}")))?;
+    let store = o
+        .state
         .as_ref()
         .map(baton::actors::LoopStore::open)
         .transpose()
-    {
-        Ok(s) => s.map(std::sync::Arc::new),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_INVALID);
-        }
-    };
-    let approvals = match approvals_addr {
+        .map_err(invalid)?
+        .map(std::sync::Arc::new);
+    let approvals = match o.approvals_addr {
         None => None,
         Some(addr) => {
             let queue = match &store {
                 Some(s) => baton::actors::ApprovalQueue::durable(std::sync::Arc::clone(s)),
                 None => Ok(baton::actors::ApprovalQueue::new()),
-            };
-            let queue = match queue {
-                Ok(q) => std::sync::Arc::new(q),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match serve::serve_approvals(addr, std::sync::Arc::clone(&queue)).await {
-                Ok(bound) => eprintln!("approvals: http://{bound}/approvals"),
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    return ExitCode::from(EXIT_INVALID);
-                }
             }
+            .map_err(|e| {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            })?;
+            let queue = std::sync::Arc::new(queue);
+            let bound = serve::serve_approvals(addr, std::sync::Arc::clone(&queue))
+                .await
+                .map_err(|e| invalid(format_args!("{e:#}")))?;
+            eprintln!("approvals: http://{bound}/approvals");
             Some(queue)
         }
     };
-    let code = match (task, batch) {
+    Ok(RunSetup {
+        topology,
+        batch,
+        recorder,
+        audit,
+        store,
+        approvals,
+    })
+}
+
+async fn run(o: RunOptions) -> ExitCode {
+    let RunSetup {
+        topology,
+        batch,
+        recorder,
+        audit,
+        store,
+        approvals,
+    } = match set_up(&o).await {
+        Ok(setup) => setup,
+        Err(code) => return code,
+    };
+    let topology_name = topology.name().to_string();
+    let outcome = match (o.task, batch) {
         (_, Some(tasks)) => {
-            let concurrency = concurrency.unwrap_or(64) as usize;
+            let concurrency = o.concurrency.unwrap_or(64) as usize;
             run_batch(
                 topology,
                 tasks,
-                (concurrency, budget_usd, json),
+                (concurrency, o.budget_usd, o.json),
                 audit,
                 approvals,
             )
             .await
         }
-        (Some(task), None) => run_inner(topology, task, (json, explain), audit, approvals)
+        (Some(task), None) => run_inner(topology, task, (o.json, o.explain), audit, approvals)
             .await
             .map(|r| r.outcome),
         (None, None) => {
-            let grace = grace.unwrap_or(std::time::Duration::from_secs(30));
+            let grace = o.grace.unwrap_or(std::time::Duration::from_secs(30));
             run_loops(
                 topology,
-                (json, verbose),
+                (o.json, o.verbose),
                 audit,
-                (run_for, grace),
+                (o.run_for, grace),
                 store,
                 approvals,
             )
             .await
-            .map(|r| r.outcome)
         }
     };
-    let code = match code {
+    let code = match outcome {
         Ok(outcome) => ExitCode::from(u8::try_from(outcome.exit_code()).unwrap_or(1)),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     };
-    if let (Some(url), Some(handle)) = (&push_metrics, &recorder) {
-        let instance = push_instance.unwrap_or_else(push::host_name);
+    if let (Some(url), Some(handle)) = (&o.push_metrics, &recorder) {
+        let instance = o.push_instance.unwrap_or_else(push::host_name);
         match push::push(url, &topology_name, &instance, handle).await {
             Ok(target) => eprintln!("metrics: pushed to {target}"),
             // The run's outcome stands; the missing push is said.
             Err(e) => eprintln!("error: pushing metrics to {url}: {e:#}"),
         }
     }
-    if let Some(linger) = linger {
-        let ended = serve::scrapes();
-        eprintln!(
-            "metrics: serving for {} more",
-            baton::core::format_duration(linger)
-        );
-        tokio::time::sleep(linger).await;
-        if serve::scrapes() == ended {
-            eprintln!(
-                "metrics: nothing has scraped the final figures yet; serving until a scrape does (at most 5m more)"
-            );
-            if !serve::scraped_after(ended, LINGER_FOR_A_SCRAPE).await {
-                eprintln!("metrics: no scrape came; the final figures were not collected");
-            }
-        }
+    if let Some(linger) = o.linger {
+        linger_for_a_scrape(linger).await;
     }
     code
+}
+
+/// `--linger`: the final figures stay served for `linger`, and past it until a scrape has
+/// collected them (at most [`LINGER_FOR_A_SCRAPE`] more).
+async fn linger_for_a_scrape(linger: std::time::Duration) {
+    let ended = serve::scrapes();
+    eprintln!(
+        "metrics: serving for {} more",
+        baton::core::format_duration(linger)
+    );
+    tokio::time::sleep(linger).await;
+    if serve::scrapes() == ended {
+        eprintln!(
+            "metrics: nothing has scraped the final figures yet; serving until a scrape does (at most 5m more)"
+        );
+        if !serve::scraped_after(ended, LINGER_FOR_A_SCRAPE).await {
+            eprintln!("metrics: no scrape came; the final figures were not collected");
+        }
+    }
 }
 
 /// `BATON_AUDIT_KEY`, when set and not empty: the key of keyed audit trails (read here, by the
