@@ -377,9 +377,11 @@ mod tests {
                 "{text}"
             );
         }
-        for bad in ["abc", "1.2.3", ".", "$", "--1", "1,5"] {
+        for bad in ["abc", "1.2.3", ".", "$", "--1", "1,5", "a.5"] {
             assert!(NanoUsd::parse_usd(bad).is_err(), "{bad}");
         }
+        let e = NanoUsd::parse_usd("a.5").expect_err("not a number");
+        assert!(e.to_string().contains("plain decimal number"), "{e}");
     }
 
     #[test]
@@ -392,7 +394,22 @@ mod tests {
         assert!(e.to_string().contains("cannot be negative"), "{e}");
         let e = read("18446744074").expect_err("too large");
         assert!(e.to_string().contains("too large"), "{e}");
-        assert!(read("true").is_err());
+        let e = read("true").expect_err("not a number");
+        assert!(
+            e.to_string()
+                .contains("a non-negative dollar amount such as 0.25"),
+            "{e}"
+        );
+        // Integers a format hands over as signed (YAML, TOML): zero and up are dollars.
+        let signed = |v: i64| {
+            Usd::deserialize(
+                serde::de::IntoDeserializer::<serde::de::value::Error>::into_deserializer(v),
+            )
+            .map(|u| u.0)
+        };
+        assert_eq!(signed(0).expect("zero"), NanoUsd::ZERO);
+        assert_eq!(signed(4).expect("four"), NanoUsd::from_usd(4));
+        assert!(signed(-1).is_err());
         let e = serde_json::from_value::<Usd>(serde_json::json!(-0.5)).expect_err("negative");
         assert!(e.to_string().contains("negative"), "{e}");
         for (nanos, json) in [

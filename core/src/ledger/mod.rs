@@ -809,6 +809,16 @@ mod tests {
             "the first start counts"
         );
         assert_eq!(snap.own.wall, Duration::from_millis(80));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(
+            a.snapshot().own.wall,
+            Duration::from_millis(80),
+            "fixed once finished"
+        );
+        // A task still running: its wall time so far.
+        let running = Account::root(3, "r", None, None);
+        tokio::time::advance(Duration::from_millis(40)).await;
+        assert_eq!(running.snapshot().own.wall, Duration::from_millis(40));
         // A task no agent began waited all its life.
         let b = Account::root(2, "b", None, None);
         tokio::time::advance(Duration::from_millis(20)).await;

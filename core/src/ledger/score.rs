@@ -200,3 +200,27 @@ impl ScoreCells {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn energy_adds_by_method() {
+        let mut split = EnergySplit::default();
+        let e = |microjoules, method| Energy {
+            microjoules,
+            method,
+        };
+        split.add(e(5, EnergyMethod::Measured));
+        split.add(e(7, EnergyMethod::Measured));
+        split.add(e(11, EnergyMethod::Estimated));
+        split.add(e(13, EnergyMethod::Estimated));
+        split.add(e(999, EnergyMethod::Unknown));
+        assert_eq!((split.measured_uj, split.estimated_uj), (12, 24));
+        assert_eq!(split.total_uj(), 36);
+        let mut twice = split;
+        twice.absorb(&split);
+        assert_eq!((twice.measured_uj, twice.estimated_uj), (24, 48));
+    }
+}
