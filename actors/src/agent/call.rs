@@ -34,6 +34,15 @@ enum Attempt {
     Crash(String),
 }
 
+/// How a step's routing ended, when the agent goes on (a crash is the `Err(Abort)` beside it).
+pub(crate) enum Routed {
+    /// A model answered: its reply, and its rung on the ladder.
+    Answered(ModelResponse, usize),
+    /// The task ends on this step, with this result (nothing fit the budget, every rung
+    /// failed, it was cancelled or timed out).
+    Ended(TaskResult),
+}
+
 /// Routes one step: the cheapest model on the ladder that clears the agent's quality bar and whose
 /// worst case fits the budget, escalating to the next on a failure. With `reroute`, when nothing at
 /// or above the bar fits, a cheaper model below the bar is tried before giving up.
@@ -41,7 +50,7 @@ pub(crate) async fn call_ladder(
     cx: &TaskCx<'_>,
     (step, bar): (u32, u8),
     messages: &[Message],
-) -> Result<Result<(ModelResponse, usize), TaskResult>, Abort> {
+) -> Result<Routed, Abort> {
     let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
     let mut refusal: Option<Refusal> = None;
     let mut failure: Option<String> = None;
@@ -79,7 +88,7 @@ pub(crate) async fn call_ladder(
                             MissingConfidence::Accept => None,
                             MissingConfidence::Fail => {
                                 account.set_aside_last_call();
-                                return Ok(Err(end(
+                                return Ok(Routed::Ended(end(
                                     Outcome::Failed,
                                     format!(
                                         "model `{}` reported no confidence and `{}` requires it (on_missing_confidence: fail)",
@@ -112,7 +121,7 @@ pub(crate) async fn call_ladder(
                         }
                         Truncated::Fail => {
                             account.set_aside_last_call();
-                            return Ok(Err(end(
+                            return Ok(Routed::Ended(end(
                                 Outcome::Failed,
                                 format!(
                                     "model `{}` cut its tool call at max_output_tokens ({}) and `{}` does not accept truncated calls (on_truncated: fail)",
@@ -136,11 +145,11 @@ pub(crate) async fn call_ladder(
                     account.record_private_step();
                     me.private_steps.increment(1);
                 }
-                return Ok(Ok((r, i)));
+                return Ok(Routed::Answered(r, i));
             }
             Attempt::Refused(r) => refusal = Some(r),
             Attempt::Failed(f) => failure = Some(f),
-            Attempt::Ended(result) => return Ok(Err(result)),
+            Attempt::Ended(result) => return Ok(Routed::Ended(result)),
             Attempt::Crash(why) => return Err(Abort(why)),
         }
     }
@@ -168,11 +177,11 @@ pub(crate) async fn call_ladder(
                         root: env.trace.0,
                         action: &action,
                     });
-                    return Ok(Ok((r, i)));
+                    return Ok(Routed::Answered(r, i));
                 }
                 Attempt::Refused(_) => {}
                 Attempt::Failed(f) => failure = Some(f),
-                Attempt::Ended(result) => return Ok(Err(result)),
+                Attempt::Ended(result) => return Ok(Routed::Ended(result)),
                 Attempt::Crash(why) => return Err(Abort(why)),
             }
         }
@@ -188,7 +197,7 @@ pub(crate) async fn call_ladder(
             }
             None => String::new(),
         };
-        return Ok(Err(end(
+        return Ok(Routed::Ended(end(
             Outcome::Failed,
             format!(
                 "privacy: `{}`'s task may use local models only (a sensitive tool's output is in its transcript, or the agent is `privacy: local_only`), and none could serve step {step}{why}",
@@ -196,7 +205,7 @@ pub(crate) async fn call_ladder(
             ),
         )));
     }
-    Ok(Err(match (failure, refusal) {
+    Ok(Routed::Ended(match (failure, refusal) {
         (Some(f), _) => end(Outcome::Failed, f),
         (None, Some(r)) => {
             account.record_event(BudgetEventKind::Refused, r.to_string());

@@ -83,8 +83,8 @@ pub(crate) async fn run_task(cx: &TaskCx<'_>, task: String) -> Result<TaskResult
             ladder.await
         };
         let (response, answered) = match routed? {
-            Ok(r) => r,
-            Err(result) => return Ok(result),
+            call::Routed::Answered(response, rung) => (response, rung),
+            call::Routed::Ended(result) => return Ok(result),
         };
         let ModelResponse {
             text,

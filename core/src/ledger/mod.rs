@@ -819,6 +819,11 @@ mod tests {
         let running = Account::root(3, "r", None, None);
         tokio::time::advance(Duration::from_millis(40)).await;
         assert_eq!(running.snapshot().own.wall, Duration::from_millis(40));
+        // Finished the instant it opened: its wall time stays zero.
+        let instant = Account::root(4, "i", None, None);
+        assert!(instant.finish(Outcome::Completed));
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert_eq!(instant.snapshot().own.wall, Duration::ZERO);
         // A task no agent began waited all its life.
         let b = Account::root(2, "b", None, None);
         tokio::time::advance(Duration::from_millis(20)).await;
