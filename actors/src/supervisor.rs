@@ -375,6 +375,17 @@ mod tests {
         }
     }
 
+    /// A topology under construction with one model, `m`.
+    fn with_model() -> TopologyBuilder {
+        TopologyBuilder::new("t").model(
+            "m",
+            ModelSpec::custom(baton_core::Price::per_million_tokens(
+                NanoUsd(1),
+                NanoUsd(1),
+            )),
+        )
+    }
+
     fn plan_of(topology: &baton_topologies::Topology) -> Arc<Plan> {
         let mut models: HashMap<String, Arc<dyn Model>> = HashMap::new();
         models.insert("m".into(), Arc::new(ScriptedModel::always("m", "ok")));
@@ -388,14 +399,7 @@ mod tests {
     /// the siblings of a crashed child (which itself keeps running).
     #[tokio::test]
     async fn children_stop_last_started_first() {
-        let topology = TopologyBuilder::new("t")
-            .model(
-                "m",
-                ModelSpec::custom(baton_core::Price::per_million_tokens(
-                    NanoUsd(1),
-                    NanoUsd(1),
-                )),
-            )
+        let topology = with_model()
             .agent(
                 "lead",
                 AgentSpec::new(["m"]).children(["a", "b", "c"]).supervision(
@@ -473,14 +477,7 @@ mod tests {
     /// Restart types on a normal exit and on a crash, as OTP defines them.
     #[tokio::test]
     async fn restart_types_on_normal_exit_and_crash() {
-        let topology = TopologyBuilder::new("t")
-            .model(
-                "m",
-                ModelSpec::custom(baton_core::Price::per_million_tokens(
-                    NanoUsd(1),
-                    NanoUsd(1),
-                )),
-            )
+        let topology = with_model()
             .agent("lead", AgentSpec::new(["m"]).children(["p", "tr", "tmp"]))
             .agent("p", AgentSpec::new(["m"]).restart(RestartType::Permanent))
             .agent("tr", AgentSpec::new(["m"]).restart(RestartType::Transient))
