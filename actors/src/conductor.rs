@@ -92,8 +92,8 @@ impl ConductorState {
 
     /// Stops taking tasks: records why, ends the root agent's tasks `failed` and stops it.
     async fn give_up(&mut self, why: &str) {
-        let _ = self.plan.gave_up.set(why.to_string());
-        self.plan.down.cancel();
+        let _ = self.plan.live.gave_up.set(why.to_string());
+        self.plan.live.down.cancel();
         conductor_escalations().increment(1);
         self.plan.observe(&Event::GaveUp {
             supervisor: "conductor",

@@ -275,14 +275,26 @@ pub(crate) async fn connect_mcp(topology: &Topology) -> Result<McpTools, Runtime
 /// The whole resolved topology.
 pub(crate) struct Plan {
     pub(crate) agents: Vec<Arc<AgentPlan>>,
-    /// Root tasks submitted and not yet ended, with their accounts (for `in_flight` and `cancel`).
-    pub(crate) tasks: DashMap<TaskId, Account, BuildHasherDefault<IdHasher>>,
-    /// The running root agent, published by the conductor so callers reach it without a hop.
-    root_ref: RwLock<Option<crate::agent::Running>>,
     pub(crate) root: usize,
     pub(crate) observer: Option<Arc<dyn Observer>>,
     /// How the conductor supervises the root agent.
     pub(crate) supervision: Supervision,
+    /// The harness's policy, and who approves destructive calls.
+    pub(crate) policy: baton_core::policy::Policy,
+    pub(crate) approver: Arc<dyn crate::approval::Approver>,
+    /// The power per busy core, for the energy of tools and the local model.
+    pub(crate) cpu_power: Arc<baton_core::CpuPower>,
+    /// What changes while the runtime runs; everything above is fixed at start.
+    pub(crate) live: Live,
+}
+
+/// A runtime's state while it runs, apart from the [`Plan`]'s configuration.
+#[derive(Default)]
+pub(crate) struct Live {
+    /// Root tasks submitted and not yet ended, with their accounts (for `in_flight` and `cancel`).
+    pub(crate) tasks: DashMap<TaskId, Account, BuildHasherDefault<IdHasher>>,
+    /// The running root agent, published by the conductor so callers reach it without a hop.
+    root_ref: RwLock<Option<crate::agent::Running>>,
     /// Set when the conductor gives up: why.
     pub(crate) gave_up: std::sync::OnceLock<String>,
     /// Cancelled when the conductor gives up (after `gave_up` is set): what waits for the
@@ -291,11 +303,6 @@ pub(crate) struct Plan {
     /// Standing loops paused by hand ([`crate::Runtime::pause_schedule`]): their ticks are
     /// skipped until resumed.
     pub(crate) paused: dashmap::DashSet<String>,
-    /// The harness's policy, and who approves destructive calls.
-    pub(crate) policy: baton_core::policy::Policy,
-    pub(crate) approver: Arc<dyn crate::approval::Approver>,
-    /// The power per busy core, for the energy of tools and the local model.
-    pub(crate) cpu_power: Arc<baton_core::CpuPower>,
 }
 
 impl Plan {
@@ -319,13 +326,15 @@ impl Plan {
 
     pub(crate) fn publish_root(&self, root: Option<crate::agent::Running>) {
         *self
+            .live
             .root_ref
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = root;
     }
 
     pub(crate) fn root_agent(&self) -> Option<crate::agent::Running> {
-        self.root_ref
+        self.live
+            .root_ref
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()

@@ -138,7 +138,7 @@ struct Unlist<'a>(&'a Plan, baton_core::TaskId);
 
 impl Drop for Unlist<'_> {
     fn drop(&mut self) {
-        self.0.tasks.remove(&self.1);
+        self.0.live.tasks.remove(&self.1);
     }
 }
 
@@ -210,12 +210,12 @@ impl Runtime {
 
     /// Root tasks submitted and not yet ended: running, or waiting for a running slot.
     pub fn in_flight(&self) -> usize {
-        self.0.plan.tasks.len()
+        self.0.plan.live.tasks.len()
     }
 
     /// Root tasks an agent holds right now, with their ids.
     pub fn tasks_in_flight(&self) -> Vec<TaskId> {
-        self.0.plan.tasks.iter().map(|e| *e.key()).collect()
+        self.0.plan.live.tasks.iter().map(|e| *e.key()).collect()
     }
 
     /// Cancels a root task (by id) and its whole subtree; it ends `cancelled`, its reservations
@@ -241,7 +241,7 @@ impl Runtime {
     /// # Ok(()) }
     /// ```
     pub fn cancel(&self, task: TaskId) -> bool {
-        match self.0.plan.tasks.get(&task) {
+        match self.0.plan.live.tasks.get(&task) {
             Some(e) => {
                 e.value().cancel();
                 true
@@ -321,7 +321,7 @@ impl Runtime {
     /// Why the runtime takes no more tasks, when it is down: its conductor gave up on the root
     /// agent (every later submission is refused with this reason).
     pub fn down(&self) -> Option<&str> {
-        self.0.plan.gave_up.get().map(String::as_str)
+        self.0.plan.live.gave_up.get().map(String::as_str)
     }
 
     /// Pauses the standing loop `schedule`: its ticks are skipped (counted as
@@ -330,7 +330,7 @@ impl Runtime {
     pub fn pause_schedule(&self, schedule: &str) -> bool {
         let known = self.has_schedule(schedule);
         if known {
-            self.0.plan.paused.insert(schedule.to_string());
+            self.0.plan.live.paused.insert(schedule.to_string());
         }
         known
     }
@@ -338,13 +338,13 @@ impl Runtime {
     /// Resumes a paused standing loop: its next tick runs. Returns whether the topology has that
     /// schedule.
     pub fn resume_schedule(&self, schedule: &str) -> bool {
-        self.0.plan.paused.remove(schedule);
+        self.0.plan.live.paused.remove(schedule);
         self.has_schedule(schedule)
     }
 
     /// Whether the standing loop `schedule` is paused by hand.
     pub fn schedule_paused(&self, schedule: &str) -> bool {
-        self.0.plan.paused.contains(schedule)
+        self.0.plan.live.paused.contains(schedule)
     }
 
     fn has_schedule(&self, schedule: &str) -> bool {
@@ -357,7 +357,7 @@ impl Runtime {
 
     /// Completes when the runtime goes down (see [`Runtime::down`]).
     pub async fn gone_down(&self) {
-        self.0.plan.down.cancelled().await;
+        self.0.plan.live.down.cancelled().await;
     }
 
     /// Runs a prepared task to its result.
@@ -366,13 +366,13 @@ impl Runtime {
         envelope: Envelope<String>,
         account: Account,
     ) -> Result<TaskRun, RuntimeError> {
-        if let Some(why) = self.0.plan.gave_up.get() {
+        if let Some(why) = self.0.plan.live.gave_up.get() {
             account.end(Outcome::Failed, why.clone());
             return Err(RuntimeError::ConductorDown(why.clone()));
         }
         let root = &self.0.plan.agents[self.0.plan.root];
         let id = envelope.task;
-        self.0.plan.tasks.insert(id, account.clone());
+        self.0.plan.live.tasks.insert(id, account.clone());
         let _listed = Unlist(&self.0.plan, id);
         let guard = CancelOnDrop(Some(account.clone()));
         loop {
@@ -397,6 +397,7 @@ impl Runtime {
                         let why = self
                             .0
                             .plan
+                            .live
                             .gave_up
                             .get()
                             .cloned()
@@ -420,7 +421,7 @@ impl Runtime {
                 // conductor starts its successor); this is neither a retry nor a restart.
                 None if !account.was_started()
                     && !account.is_cancelled()
-                    && self.0.plan.gave_up.get().is_none() =>
+                    && self.0.plan.live.gave_up.get().is_none() =>
                 {
                     tokio::task::yield_now().await;
                 }
@@ -429,7 +430,7 @@ impl Runtime {
                     let why = account
                         .end_reason()
                         .map(str::to_string)
-                        .or_else(|| self.0.plan.gave_up.get().cloned())
+                        .or_else(|| self.0.plan.live.gave_up.get().cloned())
                         .or_else(|| account.crash_reason())
                         .unwrap_or_else(|| "the root agent stopped while it held the task".into());
                     if account.end(Outcome::Failed, why.clone()) {
@@ -475,7 +476,7 @@ impl Runtime {
         let (envelope, account) = self.prepare(task.into(), budget, parent);
         let id = envelope.task;
         // Listed before the handle returns, so that `cancel(handle.id())` finds it at once.
-        self.0.plan.tasks.insert(id, account.clone());
+        self.0.plan.live.tasks.insert(id, account.clone());
         let runtime = self.clone();
         let ledger = account.clone();
         let join = tokio::spawn(async move {

@@ -3,12 +3,11 @@
 //! [`AgentPlan`] per declared agent with its ladder, tools, schemas and metric handles.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use baton_core::tools::{Chaos, Codeowners, LogSearch, MetricsSeries};
 use baton_core::{Model, ScriptedModel, Tool, ToolSchema};
 use baton_topologies::{AgentNode, ModelDef, NodeIndex, Provider, ToolDef, ToolKind, Topology};
-use dashmap::DashMap;
 
 use super::rung::{EnergySetup, make_rung};
 use super::{
@@ -70,18 +69,14 @@ impl Plan {
             .map(|node| build.agent(node).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Plan {
-            tasks: DashMap::default(),
-            root_ref: RwLock::new(None),
             root: index_of[&topology.root()],
             agents,
             observer,
             supervision: topology.supervision().clone(),
-            gave_up: std::sync::OnceLock::new(),
-            down: tokio_util::sync::CancellationToken::new(),
-            paused: dashmap::DashSet::new(),
             policy,
             approver: approver.unwrap_or_else(|| Arc::new(crate::approval::Unattended)),
             cpu_power: energy.cpu,
+            live: super::Live::default(),
         })
     }
 }
