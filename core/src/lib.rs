@@ -32,6 +32,8 @@ pub mod policy;
 pub mod prices;
 pub mod scripted;
 mod supervision;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tool;
 pub mod tools;
 mod usage;

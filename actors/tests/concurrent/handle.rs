@@ -151,31 +151,6 @@ fn fan_out_topology() -> Topology {
         .expect("valid")
 }
 
-/// A tool that takes a minute of (virtual) time and counts the calls that finished.
-struct Minute(Arc<AtomicU32>);
-
-#[async_trait]
-impl Tool for Minute {
-    fn name(&self) -> &str {
-        "crunch"
-    }
-    fn description(&self) -> &str {
-        "takes a minute"
-    }
-    fn parameters(&self) -> serde_json::Value {
-        json!({"type": "object"})
-    }
-    async fn call(
-        &self,
-        _cx: &baton_core::ToolContext<'_>,
-        _: serde_json::Value,
-    ) -> Result<String, ToolError> {
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Ok("crunched".into())
-    }
-}
-
 /// An agent whose first step calls `crunch` (a minute long; its own timeout is two) and whose
 /// second answers; the task's `max_wall` is `wall`.
 async fn crunching(wall: Option<Duration>, finished: Arc<AtomicU32>) -> Runtime {
@@ -201,7 +176,14 @@ async fn crunching(wall: Option<Duration>, finished: Arc<AtomicU32>) -> Runtime 
     });
     Runtime::builder(topology)
         .model("m", model)
-        .tool(Minute(finished))
+        // A minute long, counting the calls that finished.
+        .tool(
+            baton_core::testing::FnTool::new("crunch", move |_, _| {
+                finished.fetch_add(1, Ordering::SeqCst);
+                Ok("crunched".into())
+            })
+            .with_latency(Duration::from_secs(60)),
+        )
         .start()
         .await
         .expect("starts")

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use baton_actors::{ApprovalDecision, ApprovalRequest, Approver, Event, Observer, Runtime};
 use baton_core::{
-    Budget, Effect, Model, ModelError, ModelRequest, ModelResponse, NanoUsd, Outcome, Role,
-    TokenUsage, Tool, ToolCall, ToolError, async_trait,
+    Budget, Effect, Model, ModelError, ModelRequest, ModelResponse, NanoUsd, Outcome, Role, Tool,
+    ToolError, async_trait,
 };
 use baton_topologies::{
     AgentSpec, BudgetSpec, ModelSpec, PolicySpec, ToolSpec, Topology, TopologyBuilder,
@@ -33,69 +33,14 @@ fn priced() -> ModelSpec {
     .max_output_tokens(100)
 }
 
-/// A model that takes `latency` of (virtual) time per call, then answers as the closure says.
-struct Slow<F> {
-    latency: Duration,
-    f: F,
-}
+use baton_core::testing::{FnModel, calls, text, usage};
 
-#[async_trait]
-impl<F> Model for Slow<F>
+/// A model that takes `ms` of (virtual) time per call, then answers as the closure says.
+fn slow<F>(ms: u64, f: F) -> FnModel<F>
 where
     F: Fn(&ModelRequest<'_>) -> Result<ModelResponse, ModelError> + Send + Sync + 'static,
 {
-    async fn call(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
-        tokio::time::sleep(self.latency).await;
-        (self.f)(&request)
-    }
-    fn estimate_input_tokens(&self, request: &ModelRequest<'_>) -> u64 {
-        baton_core::scripted::input_tokens(request.messages, request.tools)
-    }
-}
-
-fn slow<F>(ms: u64, f: F) -> Slow<F>
-where
-    F: Fn(&ModelRequest<'_>) -> Result<ModelResponse, ModelError> + Send + Sync + 'static,
-{
-    Slow {
-        latency: Duration::from_millis(ms),
-        f,
-    }
-}
-
-fn usage(req: &ModelRequest<'_>, output: u64) -> TokenUsage {
-    TokenUsage {
-        input: baton_core::scripted::input_tokens(req.messages, req.tools),
-        output,
-        cached_input: 0,
-        cache_write_input: 0,
-    }
-}
-
-fn text(req: &ModelRequest<'_>, t: &str) -> ModelResponse {
-    ModelResponse {
-        text: Some(t.to_string()),
-        tool_calls: vec![],
-        usage: usage(req, 5),
-        ..ModelResponse::default()
-    }
-}
-
-fn calls(req: &ModelRequest<'_>, list: &[(&str, serde_json::Value)]) -> ModelResponse {
-    ModelResponse {
-        text: None,
-        tool_calls: list
-            .iter()
-            .enumerate()
-            .map(|(i, (name, args))| ToolCall {
-                id: format!("c{}_{i}", req.step),
-                name: (*name).into(),
-                arguments: args.clone(),
-            })
-            .collect(),
-        usage: usage(req, 10),
-        ..ModelResponse::default()
-    }
+    FnModel::new(f).with_latency(Duration::from_millis(ms))
 }
 
 /// One reply delegating each (agent, task) of `list`.

@@ -31,7 +31,7 @@ async fn read_file_and_shell_under_dry_run_first() {
     });
     let t = Topology::from_spec(spec, std::path::Path::new(".")).expect("valid");
     let model = |dry_first: bool| {
-        FnModel(move |r: &ModelRequest<'_>| {
+        FnModel::new(move |r: &ModelRequest<'_>| {
             let last = r
                 .messages
                 .last()
@@ -89,7 +89,7 @@ async fn list_dir_lists_inside_its_root() {
     let rt = Runtime::builder(t)
         .model(
             "m",
-            FnModel(|r: &ModelRequest<'_>| {
+            FnModel::new(|r: &ModelRequest<'_>| {
                 Ok(match r.step {
                     1 => call(r, "list_dir", json!({"path": "inbox"})),
                     2 => call(r, "list_dir", json!({"path": "../.."})),

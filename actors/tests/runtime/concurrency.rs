@@ -10,7 +10,7 @@ async fn many_tasks_each_end_once_and_conserve() {
         .agent("w", AgentSpec::new(["m"]))
         .build()
         .expect("valid");
-    let model = FnModel(|r: &ModelRequest<'_>| {
+    let model = FnModel::new(|r: &ModelRequest<'_>| {
         Ok(match (r.agent, r.step) {
             ("lead", 1) => call(r, "delegate", json!({"agent": "w", "task": "x"})),
             _ => text(r, "done"),

@@ -58,7 +58,7 @@ async fn child_crash_is_one_failed_outcome_for_the_parent_to_see() {
         .agent("w", AgentSpec::new(["m"]))
         .build()
         .expect("valid");
-    let model = FnModel(|r: &ModelRequest<'_>| {
+    let model = FnModel::new(|r: &ModelRequest<'_>| {
         Ok(match (r.agent, r.step) {
             ("lead", 1) => call(r, "delegate", json!({"agent": "w", "task": "x"})),
             ("lead", 2) => call(r, "delegate", json!({"agent": "w", "task": "again"})),

@@ -30,7 +30,7 @@ fn tree(child_budget: Option<&str>) -> Topology {
 
 /// lead delegates to a and b; b delegates to c; a and c call echo until told otherwise.
 fn model(loops: u32) -> impl Model {
-    FnModel(move |r: &ModelRequest<'_>| {
+    FnModel::new(move |r: &ModelRequest<'_>| {
         Ok(match (r.agent, r.step) {
             ("lead", 1) => call(r, "delegate", json!({"agent": "a", "task": "work"})),
             ("lead", 2) => call(r, "delegate", json!({"agent": "b", "task": "more"})),
@@ -66,7 +66,7 @@ async fn delegation_stops_at_64_hops() {
         b = b.agent(format!("a{i}"), agent);
     }
     let t = b.build().expect("valid");
-    let model = FnModel(|r: &ModelRequest<'_>| {
+    let model = FnModel::new(|r: &ModelRequest<'_>| {
         let me: usize = r.agent[1..].parse().expect("a number");
         Ok(if r.step == 1 && me + 1 < DEPTH {
             call(
@@ -166,7 +166,7 @@ async fn child_out_of_budget_parent_carries_on() {
 
 #[tokio::test]
 async fn budget_usd_argument_caps_the_slice() {
-    let model = FnModel(|r: &ModelRequest<'_>| {
+    let model = FnModel::new(|r: &ModelRequest<'_>| {
         Ok(match (r.agent, r.step) {
             ("lead", 1) => call(
                 r,
@@ -186,7 +186,7 @@ async fn budget_usd_argument_caps_the_slice() {
 
 #[tokio::test]
 async fn delegating_to_a_stranger_is_an_observation() {
-    let model = FnModel(|r: &ModelRequest<'_>| {
+    let model = FnModel::new(|r: &ModelRequest<'_>| {
         Ok(match (r.agent, r.step) {
             ("lead", 1) => call(r, "delegate", json!({"agent": "c", "task": "skip a level"})),
             ("lead", _) => text(

@@ -42,7 +42,7 @@ impl Tool for Logs {
 
 /// Calls `logs` with the arguments of its step, then answers with what it last saw.
 fn model(steps: Vec<serde_json::Value>) -> impl Model {
-    FnModel(move |r: &ModelRequest<'_>| {
+    FnModel::new(move |r: &ModelRequest<'_>| {
         let last = r
             .messages
             .last()
@@ -270,7 +270,7 @@ async fn a_tool_sees_its_caller_task_trace_and_dry_run() {
         .agent("ops", AgentSpec::new(["m"]).tools(["probe"]))
         .build()
         .expect("valid");
-    let model = FnModel(|r: &ModelRequest<'_>| {
+    let model = FnModel::new(|r: &ModelRequest<'_>| {
         Ok(match (r.agent, r.step) {
             ("lead", 1) => call(r, "probe", json!({})),
             ("lead", 2) => call(r, "delegate", json!({"agent": "ops", "task": "look"})),

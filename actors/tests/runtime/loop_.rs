@@ -4,7 +4,7 @@ use super::*;
 
 #[tokio::test]
 async fn tool_then_answer() {
-    let model = FnModel(|r: &ModelRequest<'_>| {
+    let model = FnModel::new(|r: &ModelRequest<'_>| {
         Ok(match r.step {
             1 => call(r, "echo", json!({"x": 1})),
             _ => {
@@ -29,7 +29,7 @@ async fn tool_then_answer() {
 
 #[tokio::test]
 async fn runaway_agent_stops_at_max_steps() {
-    let model = FnModel(|r: &ModelRequest<'_>| Ok(call(r, "echo", json!({}))));
+    let model = FnModel::new(|r: &ModelRequest<'_>| Ok(call(r, "echo", json!({}))));
     let agent = AgentSpec::new(["m"]).tools(["echo"]).budget(BudgetSpec {
         max_steps: Some(5),
         ..BudgetSpec::default()
@@ -42,7 +42,7 @@ async fn runaway_agent_stops_at_max_steps() {
 
 #[tokio::test]
 async fn runaway_agent_without_max_steps_stops_at_default() {
-    let model = FnModel(|r: &ModelRequest<'_>| Ok(call(r, "echo", json!({}))));
+    let model = FnModel::new(|r: &ModelRequest<'_>| Ok(call(r, "echo", json!({}))));
     let (report, raw) =
         run_with(single(AgentSpec::new(["m"]).tools(["echo"])), model, "loop").await;
     assert_eq!(raw.result.outcome, Outcome::MaxSteps);
@@ -53,7 +53,7 @@ async fn runaway_agent_without_max_steps_stops_at_default() {
 
 #[tokio::test]
 async fn runaway_agent_is_stopped_by_its_budget() {
-    let model = FnModel(|r: &ModelRequest<'_>| Ok(call(r, "echo", json!({}))));
+    let model = FnModel::new(|r: &ModelRequest<'_>| Ok(call(r, "echo", json!({}))));
     let agent = AgentSpec::new(["m"]).tools(["echo"]).budget(BudgetSpec {
         max_usd: usd("0.002"),
         max_steps: Some(1000),
@@ -86,7 +86,7 @@ async fn runaway_agent_is_stopped_by_its_budget() {
 
 #[tokio::test]
 async fn reservation_refused_before_any_spend() {
-    let model = FnModel(|r: &ModelRequest<'_>| Ok(text(r, "never")));
+    let model = FnModel::new(|r: &ModelRequest<'_>| Ok(text(r, "never")));
     // 100 output tokens alone cost 100_000 nanos; the budget is 50_000.
     let agent = AgentSpec::new(["m"]).budget(BudgetSpec {
         max_usd: usd("0.00005"),
@@ -100,7 +100,7 @@ async fn reservation_refused_before_any_spend() {
 
 #[tokio::test]
 async fn token_budget_is_enforced() {
-    let model = FnModel(|r: &ModelRequest<'_>| Ok(call(r, "echo", json!({}))));
+    let model = FnModel::new(|r: &ModelRequest<'_>| Ok(call(r, "echo", json!({}))));
     let agent = AgentSpec::new(["m"]).tools(["echo"]).budget(BudgetSpec {
         max_tokens: Some(700),
         ..BudgetSpec::default()
@@ -147,7 +147,7 @@ async fn slow_model_times_out_at_max_wall() {
 
 #[tokio::test]
 async fn tool_errors_are_observations() {
-    let model = FnModel(|r: &ModelRequest<'_>| {
+    let model = FnModel::new(|r: &ModelRequest<'_>| {
         Ok(match r.step {
             1 => call(r, "echo", json!({"mode": "fail"})),
             2 => call(r, "nope", json!({})),
@@ -171,7 +171,7 @@ async fn tool_errors_are_observations() {
 
 #[tokio::test]
 async fn tool_panic_crashes_the_agent_and_the_task_fails_once() {
-    let model = FnModel(|r: &ModelRequest<'_>| {
+    let model = FnModel::new(|r: &ModelRequest<'_>| {
         Ok(
             match (r.messages[r.messages.len() - 1].content.as_str(), r.step) {
                 ("boom", 1) => call(r, "echo", json!({"mode": "panic"})),
@@ -221,7 +221,7 @@ async fn tool_panic_crashes_the_agent_and_the_task_fails_once() {
 async fn model_panic_fails_the_task_not_the_runtime() {
     let calls = Arc::new(AtomicU32::new(0));
     let c = Arc::clone(&calls);
-    let model = FnModel(move |r: &ModelRequest<'_>| {
+    let model = FnModel::new(move |r: &ModelRequest<'_>| {
         if c.fetch_add(1, Ordering::SeqCst) == 0 {
             panic!("provider bug");
         }
@@ -254,7 +254,7 @@ async fn ladder_escalates_on_provider_error() {
         .agent("solo", AgentSpec::new(["cheap", "m"]))
         .build()
         .expect("valid");
-    let broken = FnModel(|_: &ModelRequest<'_>| {
+    let broken = FnModel::new(|_: &ModelRequest<'_>| {
         Err(ModelError::Provider {
             model: "cheap".into(),
             message: "503".into(),

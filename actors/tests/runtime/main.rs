@@ -32,21 +32,7 @@ fn usd(s: &str) -> Option<baton_core::Usd> {
     ))
 }
 
-/// A model driven by a closure over (agent, step, last message).
-struct FnModel<F>(F);
-
-#[async_trait]
-impl<F> Model for FnModel<F>
-where
-    F: Fn(&ModelRequest<'_>) -> Result<ModelResponse, ModelError> + Send + Sync + 'static,
-{
-    async fn call(&self, request: ModelRequest<'_>) -> Result<ModelResponse, ModelError> {
-        (self.0)(&request)
-    }
-    fn estimate_input_tokens(&self, request: &ModelRequest<'_>) -> u64 {
-        baton_core::scripted::input_tokens(request.messages, request.tools)
-    }
-}
+use baton_core::testing::{FnModel, text, usage};
 
 /// Wraps a model and writes down, apart from the ledger, every reply it gave and to which agent:
 /// the oracle that conservation checks compare the report with.
@@ -67,24 +53,6 @@ impl<M: Model> Model for Recording<M> {
     }
     fn estimate_input_tokens(&self, request: &ModelRequest<'_>) -> u64 {
         self.inner.estimate_input_tokens(request)
-    }
-}
-
-fn usage(req: &ModelRequest<'_>, output: u64) -> TokenUsage {
-    TokenUsage {
-        input: baton_core::scripted::input_tokens(req.messages, req.tools),
-        output,
-        cached_input: 0,
-        cache_write_input: 0,
-    }
-}
-
-fn text(req: &ModelRequest<'_>, t: &str) -> ModelResponse {
-    ModelResponse {
-        text: Some(t.to_string()),
-        tool_calls: vec![],
-        usage: usage(req, 5),
-        ..ModelResponse::default()
     }
 }
 

@@ -38,7 +38,7 @@ impl Approver for Says {
 /// The model tries a dry run, then the real restart, then reports what it saw — or, when
 /// `inject`, obeys tool output telling it to restart at once.
 fn model(inject: bool) -> impl Model {
-    FnModel(move |r: &ModelRequest<'_>| {
+    FnModel::new(move |r: &ModelRequest<'_>| {
         let last = r
             .messages
             .last()

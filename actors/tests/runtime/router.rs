@@ -123,7 +123,7 @@ async fn run_agent_with(
 }
 
 fn unsure(confidence: f32) -> impl Model {
-    FnModel(move |r: &ModelRequest<'_>| {
+    FnModel::new(move |r: &ModelRequest<'_>| {
         assert!(r.confidence, "a local model is asked for its confidence");
         let mut reply = text(r, "probably fine");
         reply.confidence = Some(confidence);
@@ -132,7 +132,7 @@ fn unsure(confidence: f32) -> impl Model {
 }
 
 fn sure() -> impl Model {
-    FnModel(|r: &ModelRequest<'_>| Ok(text(r, "checkout is healthy")))
+    FnModel::new(|r: &ModelRequest<'_>| Ok(text(r, "checkout is healthy")))
 }
 
 /// A local model's reply below `min_confidence` is set aside (and still paid for); the step
@@ -159,7 +159,7 @@ async fn low_confidence_from_a_local_model_escalates_the_step() {
     assert_eq!((answer.as_str(), seen.len()), ("probably fine", 1));
     let (answer, _, _) = run(
         None,
-        FnModel(|r: &ModelRequest<'_>| {
+        FnModel::new(|r: &ModelRequest<'_>| {
             assert!(!r.confidence, "nobody asked for it");
             let mut reply = text(r, "probably fine");
             reply.confidence = Some(0.1);
@@ -173,7 +173,7 @@ async fn low_confidence_from_a_local_model_escalates_the_step() {
 
 /// A local model that probes with confidence and then answers unsure of itself.
 fn probes_then_doubts() -> impl Model {
-    FnModel(|r: &ModelRequest<'_>| {
+    FnModel::new(|r: &ModelRequest<'_>| {
         let mut reply = if r.messages.iter().any(|m| m.role == baton_core::Role::Tool) {
             let mut t = text(r, "probably fine");
             t.confidence = Some(0.2);
@@ -215,7 +215,7 @@ async fn a_sensitive_observation_keeps_the_task_on_local_models() {
         sensitive: Some(true),
         ..ToolSpec::custom()
     };
-    let frontier = FnModel(
+    let frontier = FnModel::new(
         |_: &ModelRequest<'_>| -> Result<ModelResponse, ModelError> {
             panic!("a private task's data reached the frontier model")
         },
@@ -236,7 +236,7 @@ async fn a_sensitive_observation_keeps_the_task_on_local_models() {
 /// parent's next step stays local too, and the frontier never sees it.
 #[tokio::test]
 async fn a_private_sub_tasks_answer_makes_its_parent_private() {
-    let local = FnModel(|r: &ModelRequest<'_>| {
+    let local = FnModel::new(|r: &ModelRequest<'_>| {
         let after_tool = r.messages.iter().any(|m| m.role == baton_core::Role::Tool);
         let mut reply = match (r.agent, after_tool) {
             ("ops", false) => call(
@@ -255,7 +255,7 @@ async fn a_private_sub_tasks_answer_makes_its_parent_private() {
         });
         Ok(reply)
     });
-    let frontier = FnModel(
+    let frontier = FnModel::new(
         |r: &ModelRequest<'_>| -> Result<ModelResponse, ModelError> {
             panic!(
                 "private data reached the frontier model (agent {})",
@@ -317,7 +317,7 @@ async fn a_private_sub_tasks_answer_makes_its_parent_private() {
 async fn a_local_only_agent_never_reaches_a_hosted_model() {
     let mut agent = AgentSpec::new(["frontier"]).tools(["probe"]);
     agent.privacy = Some(baton_topologies::Privacy::LocalOnly);
-    let frontier = FnModel(
+    let frontier = FnModel::new(
         |_: &ModelRequest<'_>| -> Result<ModelResponse, ModelError> {
             panic!("a local_only agent's task reached the frontier model")
         },
@@ -334,7 +334,7 @@ async fn a_local_only_agent_never_reaches_a_hosted_model() {
 /// only what the cheaper model actually answered, and its cost counts against it.
 #[tokio::test]
 async fn a_local_reply_without_confidence_follows_on_missing_confidence() {
-    let silent = || FnModel(|r: &ModelRequest<'_>| Ok(text(r, "probably fine")));
+    let silent = || FnModel::new(|r: &ModelRequest<'_>| Ok(text(r, "probably fine")));
     let agent = || AgentSpec::new(["local", "frontier"]).min_confidence(70);
     let local = || dollar_per_mtok().tier(Tier::Local, 50);
     let (answer, seen, report) = run_agent(agent(), local(), silent(), sure()).await;
@@ -371,7 +371,7 @@ async fn a_local_reply_without_confidence_follows_on_missing_confidence() {
 /// a tool call cut at the token ceiling is asked again one rung up.
 #[tokio::test]
 async fn estimated_usage_is_counted_and_a_truncated_tool_call_escalates() {
-    let estimated = FnModel(|r: &ModelRequest<'_>| {
+    let estimated = FnModel::new(|r: &ModelRequest<'_>| {
         let mut reply = text(r, "fine");
         reply.estimated = true;
         Ok(reply)
@@ -382,7 +382,7 @@ async fn estimated_usage_is_counted_and_a_truncated_tool_call_escalates() {
     assert_eq!(report.agents[0].estimated_calls, 1);
     assert_eq!(report.totals.model_calls, 1, "booked like any call");
 
-    let cut = FnModel(|r: &ModelRequest<'_>| {
+    let cut = FnModel::new(|r: &ModelRequest<'_>| {
         let mut reply = call(r, "probe", json!({"service": "checkout"}));
         reply.truncated = true;
         Ok(reply)
@@ -404,7 +404,7 @@ async fn estimated_usage_is_counted_and_a_truncated_tool_call_escalates() {
 #[tokio::test]
 async fn on_truncated_accepts_or_fails_as_declared() {
     let cut = || {
-        FnModel(|r: &ModelRequest<'_>| {
+        FnModel::new(|r: &ModelRequest<'_>| {
             Ok(if r.step == 1 {
                 let mut reply = call(r, "probe", json!({"service": "checkout"}));
                 reply.truncated = true;
@@ -431,7 +431,7 @@ async fn on_truncated_accepts_or_fails_as_declared() {
 async fn escalates_without_a_retry(error: fn() -> ModelError) {
     let calls = Arc::new(AtomicU32::new(0));
     let seen = Arc::clone(&calls);
-    let failing = FnModel(move |_: &ModelRequest<'_>| {
+    let failing = FnModel::new(move |_: &ModelRequest<'_>| {
         seen.fetch_add(1, Ordering::SeqCst);
         Err(error())
     });
@@ -482,7 +482,7 @@ async fn a_local_timeout_escalates_instead_of_retrying() {
 /// window (but whose real count does) is no longer passed over.
 #[tokio::test]
 async fn the_estimate_learns_from_what_the_server_counts() {
-    let halved = FnModel(|r: &ModelRequest<'_>| {
+    let halved = FnModel::new(|r: &ModelRequest<'_>| {
         let mut reply = text(r, "fine");
         reply.usage.input = baton_core::scripted::input_tokens(r.messages, r.tools) / 2;
         Ok(reply)
@@ -566,14 +566,14 @@ async fn a_model_whose_context_window_is_too_small_is_passed_over() {
 /// raised above the model that gave it; once a step goes well, the bar is the agent's again.
 #[tokio::test]
 async fn a_bad_answer_raises_the_bar_for_the_retry() {
-    let local = FnModel(|r: &ModelRequest<'_>| {
+    let local = FnModel::new(|r: &ModelRequest<'_>| {
         Ok(match r.step {
             1 => call(r, "probe", json!({"svc": "checkout"})),
             _ => text(r, "checkout is healthy (local)"),
         })
     });
     let frontier =
-        FnModel(|r: &ModelRequest<'_>| Ok(call(r, "probe", json!({"service": "checkout"}))));
+        FnModel::new(|r: &ModelRequest<'_>| Ok(call(r, "probe", json!({"service": "checkout"}))));
     let (answer, seen, _) = run(None, local, frontier).await;
     assert_eq!(answer, "checkout is healthy (local)");
     assert_eq!(

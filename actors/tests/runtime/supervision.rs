@@ -39,7 +39,7 @@ impl Log {
 /// A model where `lead` delegates the task's words `to X` to X (once per step, in order), and
 /// children panic when their task says `crash` while `bombs` lasts.
 fn model(bombs: Arc<AtomicU32>) -> impl Model {
-    FnModel(move |r: &ModelRequest<'_>| {
+    FnModel::new(move |r: &ModelRequest<'_>| {
         let task = r
             .messages
             .iter()
@@ -243,8 +243,9 @@ async fn conductor_gives_up_past_its_own_intensity() {
         ..SupervisionSpec::default()
     });
     let topology = Topology::from_spec(spec, std::path::Path::new(".")).expect("valid");
-    let boom =
-        FnModel(|_: &ModelRequest<'_>| -> Result<ModelResponse, ModelError> { panic!("always") });
+    let boom = FnModel::new(
+        |_: &ModelRequest<'_>| -> Result<ModelResponse, ModelError> { panic!("always") },
+    );
     let rt = Runtime::builder(topology)
         .model("m", boom)
         .start()
@@ -340,7 +341,7 @@ fn budget_tree(action: BudgetAction) -> Topology {
 }
 
 fn spender() -> impl Model {
-    FnModel(|r: &ModelRequest<'_>| {
+    FnModel::new(|r: &ModelRequest<'_>| {
         Ok(match (r.agent, r.step) {
             ("lead", 1) => call(r, "delegate", json!({"agent": "a", "task": "spend"})),
             ("lead", _) => text(
@@ -479,7 +480,7 @@ async fn cancelling_a_task_cancels_its_subtree() {
         Runtime::builder(topology)
             .model(
                 "m",
-                FnModel(|r: &ModelRequest<'_>| {
+                FnModel::new(|r: &ModelRequest<'_>| {
                     Ok(match r.step {
                         1 => call(
                             r,
