@@ -462,7 +462,7 @@ fn cap(s: &str) -> String {
 /// impl Observer for Outcomes {
 ///     fn on_event(&self, event: &Event<'_>) {
 ///         if let Event::Finished { agent, outcome, .. } = event {
-///             self.0.lock().unwrap().push((agent.to_string(), *outcome));
+///             self.0.lock().expect("no observer panicked holding it").push((agent.to_string(), *outcome));
 ///         }
 ///     }
 /// }
@@ -481,7 +481,7 @@ fn cap(s: &str) -> String {
 ///     .await?;
 /// runtime.run("a task").await?;
 /// runtime.shutdown().await;
-/// assert_eq!(*outcomes.0.lock().unwrap(), [("desk".to_string(), Outcome::Completed)]);
+/// assert_eq!(*outcomes.0.lock().expect("not poisoned"), [("desk".to_string(), Outcome::Completed)]);
 /// # Ok(()) }
 /// ```
 pub trait Observer: Send + Sync + 'static {

@@ -132,7 +132,7 @@ impl<'a> ToolContext<'a> {
 /// # async fn main() {
 /// let cx = ToolContext::new("triage", TaskId(1));
 /// let said = OnCall.call(&cx, serde_json::json!({"service": "checkout-api"})).await;
-/// assert_eq!(said.unwrap(), "checkout-api: alice (asked by triage for task 1)");
+/// assert_eq!(said.expect("the roster answers"), "checkout-api: alice (asked by triage for task 1)");
 /// # }
 /// ```
 /// A runtime takes it with `Runtime::builder(topology).tool(OnCall)`, for a `custom` tool of that
