@@ -386,13 +386,22 @@ mod tests {
         )
     }
 
-    fn plan_of(topology: &baton_topologies::Topology) -> Arc<Plan> {
+    /// The children of agent `lead` in `topology`, supervised by `host`.
+    fn lead_children(topology: &baton_topologies::Topology, host: &ActorRef<AgentMsg>) -> Children {
         let mut models: HashMap<String, Arc<dyn Model>> = HashMap::new();
         models.insert("m".into(), Arc::new(ScriptedModel::always("m", "ok")));
-        Arc::new(
+        let plan = Arc::new(
             Plan::build(topology, models, HashMap::new(), HashMap::new(), None, None)
                 .expect("plan"),
-        )
+        );
+        let lead = plan
+            .agents
+            .iter()
+            .position(|a| &*a.name == "lead")
+            .expect("lead");
+        let own = AgentShared::new(Arc::clone(&plan), lead, Supervisor::Agent(host.clone(), 0));
+        own.set_myself(host.clone());
+        Children::new(own)
     }
 
     /// Children are stopped last started first, by `stop_all` and by a strategy restarting
@@ -414,18 +423,10 @@ mod tests {
             .agent("c", AgentSpec::new(["m"]))
             .build()
             .expect("valid");
-        let plan = plan_of(&topology);
-        let lead = plan
-            .agents
-            .iter()
-            .position(|a| &*a.name == "lead")
-            .expect("lead");
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let (host, _) = Actor::spawn(None, Watcher, tx).await.expect("host");
         let cell = host.get_cell();
-        let own = AgentShared::new(Arc::clone(&plan), lead, Supervisor::Agent(host.clone(), 0));
-        own.set_myself(host.clone());
-        let mut kids = Children::new(own);
+        let mut kids = lead_children(&topology, &host);
         let slots: Vec<usize> = ["a", "b", "c"]
             .iter()
             .map(|n| kids.position(n).expect("a child"))
@@ -484,17 +485,9 @@ mod tests {
             .agent("tmp", AgentSpec::new(["m"]).restart(RestartType::Temporary))
             .build()
             .expect("valid");
-        let plan = plan_of(&topology);
-        let lead = plan
-            .agents
-            .iter()
-            .position(|a| &*a.name == "lead")
-            .expect("lead");
         let (host, _) = Actor::spawn(None, Host, ()).await.expect("host");
         let cell = host.get_cell();
-        let own = AgentShared::new(Arc::clone(&plan), lead, Supervisor::Agent(host.clone(), 0));
-        own.set_myself(host.clone());
-        let mut kids = Children::new(own);
+        let mut kids = lead_children(&topology, &host);
         let (p, tr, tmp) = (
             kids.position("p").expect("p"),
             kids.position("tr").expect("tr"),

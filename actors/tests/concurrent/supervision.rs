@@ -21,6 +21,18 @@ impl Observer for Log {
     }
 }
 
+/// A runtime of `topology` on `model` (named `m`), with its supervision events logged.
+async fn start_logged(topology: Topology, model: impl Model) -> (Runtime, Log) {
+    let log = Log::default();
+    let rt = Runtime::builder(topology)
+        .model("m", model)
+        .observer(log.clone())
+        .start()
+        .await
+        .expect("starts");
+    (rt, log)
+}
+
 /// Two concurrent tasks on one agent, one panics: the other completes; one restart is
 /// recorded, on the crashed task's account.
 #[tokio::test(start_paused = true)]
@@ -308,13 +320,7 @@ async fn temporary_siblings_stay_stopped_and_lazy_ones_are_left_alone() {
             _ => text(r, "ok"),
         })
     });
-    let log = Log::default();
-    let rt = Runtime::builder(topology)
-        .model("m", model)
-        .observer(log.clone())
-        .start()
-        .await
-        .expect("starts");
+    let (rt, log) = start_logged(topology, model).await;
     let first = rt.submit("crash", Budget::UNLIMITED).await.expect("runs");
     assert!(
         first.result.text.starts_with("`a` ended failed"),
@@ -363,13 +369,7 @@ async fn a_give_up_leaves_every_task_with_an_outcome() {
             _ => text(r, &observations(r)),
         })
     });
-    let log = Log::default();
-    let rt = Runtime::builder(topology)
-        .model("m", model)
-        .observer(log.clone())
-        .start()
-        .await
-        .expect("starts");
+    let (rt, log) = start_logged(topology, model).await;
     let run = rt.submit("go", Budget::UNLIMITED).await.expect("runs");
     assert_eq!(run.result.outcome, Outcome::Failed);
     assert!(
@@ -499,13 +499,7 @@ async fn a_retry_that_crashes_again_ends_failed() {
             _ => text(r, &observations(r)),
         })
     });
-    let log = Log::default();
-    let rt = Runtime::builder(topology)
-        .model("m", model)
-        .observer(log.clone())
-        .start()
-        .await
-        .expect("starts");
+    let (rt, log) = start_logged(topology, model).await;
     let run = rt.submit("go", Budget::UNLIMITED).await.expect("runs");
     assert_eq!(
         attempts.load(Ordering::SeqCst),
@@ -559,13 +553,7 @@ async fn tasks_waiting_for_a_root_that_gives_up_run_on_its_successor() {
             (task, _) => text(r, &format!("{task} done")),
         })
     });
-    let log = Log::default();
-    let rt = Runtime::builder(topology)
-        .model("m", model)
-        .observer(log.clone())
-        .start()
-        .await
-        .expect("starts");
+    let (rt, log) = start_logged(topology, model).await;
     let crash = rt.spawn("crash");
     let first = rt.spawn("first");
     let second = rt.spawn("second");
