@@ -2,7 +2,7 @@
 //! `--for` elapses or Ctrl-C / SIGTERM; and the signal handling the one-task run shares.
 
 use anyhow::Context;
-use baton::actors::Runtime;
+use baton::actors::{LoopEvent, Runtime};
 use baton::core::NanoUsd;
 use baton::topologies::Topology;
 
@@ -17,7 +17,6 @@ pub(crate) async fn run_loops(
     store: Option<std::sync::Arc<baton::actors::LoopStore>>,
     approvals: Option<std::sync::Arc<baton::actors::ApprovalQueue>>,
 ) -> anyhow::Result<baton::core::Outcome> {
-    use baton::actors::LoopEvent;
     let mut builder = Runtime::builder(topology.clone());
     if let Some(q) = approvals {
         builder = builder.approver(q);
@@ -47,83 +46,33 @@ pub(crate) async fn run_loops(
             None => interrupt.await,
         }
     };
-    let on_event = move |e: &LoopEvent| match e {
-        LoopEvent::Ran {
-            schedule,
-            run,
-            report,
-            period_spent,
-            period_limit,
-            hour,
-            tick_ms,
-            resumes,
-            ..
-        } => {
-            let tick = i64::try_from(*tick_ms)
-                .ok()
-                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-                .map(|t| format!("{t:.0}"));
-            if json {
-                let line = serde_json::json!({"schedule": schedule.to_string(), "run": run, "report": report,
-                        "period_spent_nanousd": period_spent.0, "period_limit_nanousd": period_limit.map(|l| l.0),
-                        "hour_spent_nanousd": hour.map(|h| h.0.0), "hour_limit_nanousd": hour.map(|h| h.1.0),
-                        "tick": tick, "resumes": resumes});
-                println!("{line}");
-            } else {
-                let limit = period_limit.map_or(String::new(), |l| format!(" of {}", usd(l)));
-                let hour = hour.map_or(String::new(), |(spent, limit)| {
-                    format!(" · this hour {} of {}", usd(spent), usd(limit))
-                });
-                let resumed = resumes.map_or(String::new(), |n| format!(" (resumes run {n})"));
-                // The time it was due, UTC, to the second.
-                let at = tick.as_deref().and_then(|t| t.get(11..19)).unwrap_or("");
-                // What the policy refused in the run, if anything: tool (rule).
-                let mut denied: Vec<String> = Vec::new();
-                for p in report
-                    .policy
-                    .iter()
-                    .filter(|p| p.decision.decision == "denied")
-                {
-                    let d = format!("{} ({})", p.decision.tool, p.decision.rule);
-                    if !denied.contains(&d) {
-                        denied.push(d);
-                    }
-                }
-                let denied = if denied.is_empty() {
-                    String::new()
-                } else {
-                    format!(" · denied {}", denied.join(", "))
-                };
-                let b = &report.scoreboard;
-                let value = if b.value_nanousd > 0 {
-                    format!(
-                        " · value {}{}",
-                        usd(NanoUsd(b.value_nanousd)),
-                        b.roi.map_or(String::new(), |r| format!(" (ROI {r:.1})"))
-                    )
-                } else {
-                    String::new()
-                };
-                if verbose {
-                    // As a --task run ends: the agents' table and the scoreboard.
-                    let _ = crate::print::print_summary(&mut std::io::stdout(), report);
-                }
-                println!(
-                    "{at} [{schedule}] run {run}{resumed}: {} · {}{value} · today {}{limit}{hour}{denied} · {}",
-                    report.outcome,
-                    usd(NanoUsd(report.totals.cost_nanousd)),
-                    usd(*period_spent),
-                    one_line(
-                        report
-                            .answer
-                            .as_deref()
-                            .or(report.error.as_deref())
-                            .unwrap_or(""),
-                        90
-                    )
-                );
-            }
-        }
+    let on_event = move |e: &LoopEvent| print_event(e, json, verbose);
+    let summaries = match store {
+        Some(store) => runtime
+            .run_schedules_durable(store, stop, grace, on_event)
+            .await
+            .context("standing loops")?,
+        None => runtime.run_schedules(stop, grace, on_event).await,
+    };
+    print_summaries(&summaries, json);
+    runtime.shutdown().await;
+    // A loop's exit code is 0: its runs' outcomes are in what it printed — unless the runtime
+    // went down, which stops every loop: then the process fails, saying why.
+    let down = summaries.iter().find_map(|s| s.runtime_down.clone());
+    if let Some(why) = &down {
+        eprintln!("error: the runtime is down, the standing loops stopped: {why}");
+    }
+    Ok(if down.is_some() {
+        baton::core::Outcome::Failed
+    } else {
+        baton::core::Outcome::Completed
+    })
+}
+
+/// Prints one event of the loops: a line of text, or a JSON line with `--json`.
+fn print_event(e: &LoopEvent, json: bool, verbose: bool) {
+    match e {
+        LoopEvent::Ran { .. } => print_run(e, json, verbose),
         LoopEvent::Skipped { schedule } if !json => {
             println!(
                 "{} [{schedule}] tick skipped: the previous run is still going",
@@ -195,18 +144,98 @@ pub(crate) async fn run_loops(
             }
         }
         _ => {}
+    }
+}
+
+/// Prints a finished run ([`LoopEvent::Ran`]): the tick it was due, its outcome and cost, the
+/// period's spend, what the policy denied and the answer.
+fn print_run(e: &LoopEvent, json: bool, verbose: bool) {
+    let LoopEvent::Ran {
+        schedule,
+        run,
+        report,
+        period_spent,
+        period_limit,
+        hour,
+        tick_ms,
+        resumes,
+        ..
+    } = e
+    else {
+        return;
     };
-    let summaries = match store {
-        Some(store) => runtime
-            .run_schedules_durable(store, stop, grace, on_event)
-            .await
-            .context("standing loops")?,
-        None => runtime.run_schedules(stop, grace, on_event).await,
-    };
+    let tick = i64::try_from(*tick_ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map(|t| format!("{t:.0}"));
+    if json {
+        let line = serde_json::json!({"schedule": schedule.to_string(), "run": run, "report": report,
+                "period_spent_nanousd": period_spent.0, "period_limit_nanousd": period_limit.map(|l| l.0),
+                "hour_spent_nanousd": hour.map(|h| h.0.0), "hour_limit_nanousd": hour.map(|h| h.1.0),
+                "tick": tick, "resumes": resumes});
+        println!("{line}");
+    } else {
+        let limit = period_limit.map_or(String::new(), |l| format!(" of {}", usd(l)));
+        let hour = hour.map_or(String::new(), |(spent, limit)| {
+            format!(" · this hour {} of {}", usd(spent), usd(limit))
+        });
+        let resumed = resumes.map_or(String::new(), |n| format!(" (resumes run {n})"));
+        // The time it was due, UTC, to the second.
+        let at = tick.as_deref().and_then(|t| t.get(11..19)).unwrap_or("");
+        // What the policy refused in the run, if anything: tool (rule).
+        let mut denied: Vec<String> = Vec::new();
+        for p in report
+            .policy
+            .iter()
+            .filter(|p| p.decision.decision == "denied")
+        {
+            let d = format!("{} ({})", p.decision.tool, p.decision.rule);
+            if !denied.contains(&d) {
+                denied.push(d);
+            }
+        }
+        let denied = if denied.is_empty() {
+            String::new()
+        } else {
+            format!(" · denied {}", denied.join(", "))
+        };
+        let b = &report.scoreboard;
+        let value = if b.value_nanousd > 0 {
+            format!(
+                " · value {}{}",
+                usd(NanoUsd(b.value_nanousd)),
+                b.roi.map_or(String::new(), |r| format!(" (ROI {r:.1})"))
+            )
+        } else {
+            String::new()
+        };
+        if verbose {
+            // As a --task run ends: the agents' table and the scoreboard.
+            let _ = crate::print::print_summary(&mut std::io::stdout(), report);
+        }
+        println!(
+            "{at} [{schedule}] run {run}{resumed}: {} · {}{value} · today {}{limit}{hour}{denied} · {}",
+            report.outcome,
+            usd(NanoUsd(report.totals.cost_nanousd)),
+            usd(*period_spent),
+            one_line(
+                report
+                    .answer
+                    .as_deref()
+                    .or(report.error.as_deref())
+                    .unwrap_or(""),
+                90
+            )
+        );
+    }
+}
+
+/// Prints what each loop did in the end: runs, skips, the breaker, cost and score.
+fn print_summaries(summaries: &[baton::actors::LoopSummary], json: bool) {
     if json {
         println!("{}", serde_json::json!({ "loops": summaries }));
     } else {
-        for s in &summaries {
+        for s in summaries {
             let breaker = if s.paused + s.breaker_trips > 0 {
                 format!(
                     ", {} paused by the breaker ({} trip(s))",
@@ -239,18 +268,6 @@ pub(crate) async fn run_loops(
             );
         }
     }
-    runtime.shutdown().await;
-    // A loop's exit code is 0: its runs' outcomes are in what it printed — unless the runtime
-    // went down, which stops every loop: then the process fails, saying why.
-    let down = summaries.iter().find_map(|s| s.runtime_down.clone());
-    if let Some(why) = &down {
-        eprintln!("error: the runtime is down, the standing loops stopped: {why}");
-    }
-    Ok(if down.is_some() {
-        baton::core::Outcome::Failed
-    } else {
-        baton::core::Outcome::Completed
-    })
 }
 
 /// The wall-clock time, UTC, to the second (`14:05:00`): what every loop line starts with.

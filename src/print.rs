@@ -75,53 +75,65 @@ pub(crate) fn one_line(s: &str, max: usize) -> String {
     }
 }
 
+impl Printer {
+    /// A model call's line: step, model, tokens, cost, and what the model said beside its tool
+    /// calls.
+    fn step_line(&self, e: &Event<'_>) -> String {
+        let Event::Step {
+            agent,
+            step,
+            model,
+            usage,
+            cost,
+            estimated,
+            truncated,
+            cpu,
+            explain,
+            said,
+            ..
+        } = e
+        else {
+            return String::new();
+        };
+        format!(
+            "{}[{agent}] step {step} · {model} · {} in / {} out · {}{}{}{}{}{}",
+            self.pad(agent),
+            usage.input,
+            usage.output,
+            usd(*cost),
+            if cpu.is_zero() {
+                String::new()
+            } else {
+                format!(" · {} ms CPU", cpu.as_millis())
+            },
+            if *estimated {
+                " (estimated: the server reported no usage)"
+            } else {
+                ""
+            },
+            if *truncated {
+                " (cut at max_output_tokens)"
+            } else {
+                ""
+            },
+            match explain {
+                Some(why) if self.explain => format!("\n{}  ↳ {why}", self.pad(agent)),
+                _ => String::new(),
+            },
+            // What the model said beside its tool calls (a final answer is the ■ line).
+            said.map_or(String::new(), |t| format!(
+                "\n{}[{agent}] says: {}",
+                self.pad(agent),
+                one_line(t, 300)
+            ))
+        )
+    }
+}
+
 impl Observer for Printer {
     fn on_event(&self, e: &Event<'_>) {
         let line = match e {
-            Event::Step {
-                agent,
-                step,
-                model,
-                usage,
-                cost,
-                estimated,
-                truncated,
-                cpu,
-                explain,
-                said,
-                ..
-            } => format!(
-                "{}[{agent}] step {step} · {model} · {} in / {} out · {}{}{}{}{}{}",
-                self.pad(agent),
-                usage.input,
-                usage.output,
-                usd(*cost),
-                if cpu.is_zero() {
-                    String::new()
-                } else {
-                    format!(" · {} ms CPU", cpu.as_millis())
-                },
-                if *estimated {
-                    " (estimated: the server reported no usage)"
-                } else {
-                    ""
-                },
-                if *truncated {
-                    " (cut at max_output_tokens)"
-                } else {
-                    ""
-                },
-                match explain {
-                    Some(why) if self.explain => format!("\n{}  ↳ {why}", self.pad(agent)),
-                    _ => String::new(),
-                },
-                // What the model said beside its tool calls (a final answer is the ■ line).
-                said.map_or(String::new(), |t| format!(
-                    "\n{}[{agent}] says: {}",
-                    self.pad(agent),
-                    one_line(t, 300)
-                ))
-            ),
+            Event::Step { .. } => self.step_line(e),
             Event::Escalated {
                 agent,
                 model,

@@ -51,7 +51,7 @@ pub(crate) fn test(file: &Path, probe: &Probe) -> ExitCode {
     }
 }
 
-fn explain(t: &Topology, probe: &Probe) -> Result<baton::core::scripted::Explanation, String> {
+fn explain(t: &Topology, probe: &Probe) -> Result<baton::core::Explanation, String> {
     let node = t
         .graph()
         .node_indices()
@@ -111,7 +111,7 @@ fn explain(t: &Topology, probe: &Probe) -> Result<baton::core::scripted::Explana
     }))
 }
 
-fn print_explanation(e: &baton::core::scripted::Explanation, probe: &Probe) {
+fn print_explanation(e: &baton::core::Explanation, probe: &Probe) {
     println!(
         "model `{}`, agent `{}`, step {}:",
         e.model, probe.agent, probe.step

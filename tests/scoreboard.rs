@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use baton_core::ModelSize;
-use baton_core::energy::hosted_joules;
+use baton_core::hosted_joules;
 use serde_json::Value;
 
 mod common;

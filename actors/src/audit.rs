@@ -163,7 +163,7 @@ mod tests {
             root: task,
             outcome: baton_core::Outcome::Completed,
             detail: "done",
-            score: baton_core::ledger::TaskScore::default(),
+            score: baton_core::TaskScore::default(),
         }
     }
 

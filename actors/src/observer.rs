@@ -201,7 +201,7 @@ pub enum Event<'a> {
         /// The final answer or the reason it ended.
         detail: &'a str,
         /// The task's own scoreboard figures: value credited, energy, re-sent tokens.
-        score: baton_core::ledger::TaskScore,
+        score: baton_core::TaskScore,
     },
     /// A standing loop started a run: its root task, which every event of the run names as
     /// `root`. Audited as `run_start`; the audit trail then tags each record of the run with its
@@ -248,49 +248,82 @@ impl Event<'_> {
         }
     }
 
+    /// The fields of a `model_call` record.
+    fn step_fields(&self) -> Value {
+        let Event::Step {
+            agent,
+            task,
+            root,
+            step,
+            model,
+            usage,
+            cost,
+            estimated,
+            truncated,
+            latency,
+            cpu,
+            energy,
+            explain,
+            said,
+        } = self
+        else {
+            return Value::Null;
+        };
+        let mut f = json!({"agent": agent, "task": task, "root": root, "step": step, "model": model, "tokens_in": usage.input,
+               "tokens_out": usage.output, "tokens_cached": usage.cached_input, "cost_nanousd": cost.0,
+               "latency_ms": u64::try_from(latency.as_millis()).unwrap_or(u64::MAX)});
+        if *estimated {
+            f["estimated"] = json!(true);
+        }
+        if *truncated {
+            f["truncated"] = json!(true);
+        }
+        if !cpu.is_zero() {
+            f["cpu_ms"] = json!(cpu.as_secs_f64() * 1000.0);
+        }
+        if usage.cache_write_input > 0 {
+            f["tokens_cache_write"] = json!(usage.cache_write_input);
+        }
+        if let Some(why) = explain {
+            f["explain"] = json!(why);
+        }
+        if let Some(text) = said {
+            f["said"] = json!(cap(text));
+        }
+        f["energy_uj"] = json!(energy.microjoules);
+        f["energy_method"] = json!(energy.method.as_str());
+        f
+    }
+
+    /// The fields of a `task_end` record.
+    fn finished_fields(&self) -> Value {
+        let Event::Finished {
+            agent,
+            task,
+            root,
+            outcome,
+            detail,
+            score,
+        } = self
+        else {
+            return Value::Null;
+        };
+        let mut f = json!({"agent": agent, "task": task, "root": root, "outcome": outcome, "detail": cap(detail)});
+        if score.value.0 > 0 {
+            f["value_nanousd"] = json!(score.value.0);
+        }
+        if score.energy_uj() > 0 {
+            f["energy_uj"] = json!(score.energy_uj());
+        }
+        if score.tokens_resent > 0 {
+            f["tokens_resent"] = json!(score.tokens_resent);
+        }
+        f
+    }
+
     fn record_fields(&self) -> (&'static str, Value) {
         let (kind, fields) = match self {
-            Event::Step {
-                agent,
-                task,
-                root,
-                step,
-                model,
-                usage,
-                cost,
-                estimated,
-                truncated,
-                latency,
-                cpu,
-                energy,
-                explain,
-                said,
-            } => {
-                let mut f = json!({"agent": agent, "task": task, "root": root, "step": step, "model": model, "tokens_in": usage.input,
-                       "tokens_out": usage.output, "tokens_cached": usage.cached_input, "cost_nanousd": cost.0,
-                       "latency_ms": u64::try_from(latency.as_millis()).unwrap_or(u64::MAX)});
-                if *estimated {
-                    f["estimated"] = json!(true);
-                }
-                if *truncated {
-                    f["truncated"] = json!(true);
-                }
-                if !cpu.is_zero() {
-                    f["cpu_ms"] = json!(cpu.as_secs_f64() * 1000.0);
-                }
-                if usage.cache_write_input > 0 {
-                    f["tokens_cache_write"] = json!(usage.cache_write_input);
-                }
-                if let Some(why) = explain {
-                    f["explain"] = json!(why);
-                }
-                if let Some(text) = said {
-                    f["said"] = json!(cap(text));
-                }
-                f["energy_uj"] = json!(energy.microjoules);
-                f["energy_method"] = json!(energy.method.as_str());
-                ("model_call", f)
-            }
+            Event::Step { .. } => ("model_call", self.step_fields()),
             Event::Escalated {
                 agent,
                 task,
@@ -340,19 +373,10 @@ impl Event<'_> {
                 tool,
                 call,
                 text,
-            } => {
-                let outcome = if text.starts_with("denied by policy") {
-                    "denied"
-                } else if text.starts_with("error") {
-                    "error"
-                } else {
-                    "ok"
-                };
-                (
-                    "tool_result",
-                    json!({"agent": agent, "task": task, "root": root, "tool": tool, "call": call, "outcome": outcome, "result": cap(text)}),
-                )
-            }
+            } => (
+                "tool_result",
+                json!({"agent": agent, "task": task, "root": root, "tool": tool, "call": call, "outcome": result_outcome(text), "result": cap(text)}),
+            ),
             Event::Policy {
                 agent,
                 task,
@@ -414,28 +438,20 @@ impl Event<'_> {
                 "task_start",
                 json!({"agent": agent, "task": task, "root": root, "parent": parent}),
             ),
-            Event::Finished {
-                agent,
-                task,
-                root,
-                outcome,
-                detail,
-                score,
-            } => {
-                let mut f = json!({"agent": agent, "task": task, "root": root, "outcome": outcome, "detail": cap(detail)});
-                if score.value.0 > 0 {
-                    f["value_nanousd"] = json!(score.value.0);
-                }
-                if score.energy_uj() > 0 {
-                    f["energy_uj"] = json!(score.energy_uj());
-                }
-                if score.tokens_resent > 0 {
-                    f["tokens_resent"] = json!(score.tokens_resent);
-                }
-                ("task_end", f)
-            }
+            Event::Finished { .. } => ("task_end", self.finished_fields()),
         };
         (kind, fields)
+    }
+}
+
+/// How a tool result reads: `denied` by the policy, an `error`, or `ok`.
+fn result_outcome(text: &str) -> &'static str {
+    if text.starts_with("denied by policy") {
+        "denied"
+    } else if text.starts_with("error") {
+        "error"
+    } else {
+        "ok"
     }
 }
 

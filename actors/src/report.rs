@@ -208,142 +208,25 @@ impl RunReport {
         let mut saved: i128 = 0;
         let mut stack: Vec<(&AccountSnapshot, Option<u64>)> = vec![(root, None)];
         while let Some((a, parent)) = stack.pop() {
-            let u = &a.own;
-            totals.tokens_in += u.tokens.input;
-            totals.tokens_out += u.tokens.output;
-            totals.tokens_cached += u.tokens.cached_input;
-            totals.tokens_cache_write += u.tokens.cache_write_input;
-            totals.tokens_resent += a.score.tokens_resent;
-            totals.value_nanousd += a.score.value.0;
-            totals.energy_uj += a.score.energy_uj();
-            totals.cost_nanousd += u.cost.0;
-            totals.steps += u.steps;
-            totals.model_calls += u.model_calls;
-            totals.tool_calls += u.tool_calls;
-            totals.model_errors += a.model_errors;
-            totals.estimated_calls += a.estimated_calls;
-            totals.private_steps += a.private_steps;
-            totals.tool_tokens_saved += a.tool_tokens_saved;
-            totals.restarts += a.restarts;
-            let reroutes = a
-                .events
-                .iter()
-                .filter(|e| {
-                    matches!(
-                        e.kind,
-                        BudgetEventKind::ReroutedModel | BudgetEventKind::ReroutedAgent
-                    )
-                })
-                .count() as u64;
-            totals.reroutes += reroutes;
+            let reroutes = reroutes_of(a);
+            totals.add(a, reroutes);
             // A one-model ladder: all the task's own usage went to that model.
-            let sole = a
-                .sole_model
-                .as_ref()
-                .filter(|_| a.calls.is_empty() && u.model_calls > 0)
-                .map(|m| CallRecord {
-                    step: 0,
-                    model: std::sync::Arc::from(m.as_str()),
-                    tokens: u.tokens,
-                    cost: u.cost,
-                    top_rung_cost: u.cost,
-                    energy: baton_core::Energy {
-                        microjoules: a.score.model_energy.total_uj(),
-                        method: if a.score.calls_without_energy > 0 {
-                            baton_core::EnergyMethod::Unknown
-                        } else if a.score.model_energy.measured_uj > 0 {
-                            baton_core::EnergyMethod::Measured
-                        } else {
-                            baton_core::EnergyMethod::Estimated
-                        },
-                    },
-                });
+            let sole = sole_model_record(a);
             for (c, n) in a
                 .calls
                 .iter()
                 .map(|c| (c, 1))
-                .chain(sole.as_ref().map(|c| (c, u.model_calls)))
+                .chain(sole.as_ref().map(|c| (c, a.own.model_calls)))
             {
                 // (The sole-model record holds the task's totals: counted once.)
                 saved += i128::from(c.top_rung_cost.0) - i128::from(c.cost.0);
-                let m = match models.iter_mut().position(|m| m.name == *c.model) {
-                    Some(i) => &mut models[i],
-                    None => {
-                        models.push(ModelReport {
-                            name: c.model.to_string(),
-                            calls: 0,
-                            tokens_in: 0,
-                            tokens_out: 0,
-                            cost_nanousd: 0,
-                            energy_uj: 0,
-                            energy_method: c.energy.method,
-                        });
-                        let last = models.len() - 1;
-                        &mut models[last]
-                    }
-                };
-                m.calls += n;
-                m.tokens_in += c.tokens.input;
-                m.tokens_out += c.tokens.output;
-                m.cost_nanousd += c.cost.0;
-                m.energy_uj += c.energy.microjoules;
-                // A model with one call of unknown energy has an incomplete figure.
-                if c.energy.method == baton_core::EnergyMethod::Unknown
-                    || m.energy_method == baton_core::EnergyMethod::Unknown
-                {
-                    m.energy_method = baton_core::EnergyMethod::Unknown;
-                } else if c.energy.method == baton_core::EnergyMethod::Estimated {
-                    m.energy_method = baton_core::EnergyMethod::Estimated;
-                }
+                ModelReport::add_to(&mut models, c, n);
             }
             let i = *by_name.entry(a.agent.as_str()).or_insert_with(|| {
-                agents.push(AgentReport {
-                    name: a.agent.clone(),
-                    model_calls: 0,
-                    tokens_in: 0,
-                    tokens_out: 0,
-                    cost_nanousd: 0,
-                    value_nanousd: 0,
-                    energy_uj: 0,
-                    tokens_resent: 0,
-                    steps: 0,
-                    tool_calls: 0,
-                    tasks: 0,
-                    model_errors: 0,
-                    estimated_calls: 0,
-                    private_steps: 0,
-                    restarts: 0,
-                    reroutes: 0,
-                    budget_events: Vec::new(),
-                    outcome: None,
-                });
+                agents.push(AgentReport::new(a.agent.clone()));
                 agents.len() - 1
             });
-            let r = &mut agents[i];
-            r.model_calls += u.model_calls;
-            r.tokens_in += u.tokens.input;
-            r.tokens_out += u.tokens.output;
-            r.cost_nanousd += u.cost.0;
-            r.value_nanousd += a.score.value.0;
-            r.energy_uj += a.score.energy_uj();
-            r.tokens_resent += a.score.tokens_resent;
-            r.steps += u.steps;
-            r.tool_calls += u.tool_calls;
-            r.tasks += 1;
-            r.model_errors += a.model_errors;
-            r.estimated_calls += a.estimated_calls;
-            r.private_steps += a.private_steps;
-            r.restarts += a.restarts;
-            r.reroutes += reroutes;
-            r.budget_events
-                .extend(a.events.iter().map(|e| TaskBudgetEvent {
-                    task: a.task,
-                    event: e.clone(),
-                }));
-            r.outcome = match (r.outcome, a.outcome) {
-                (Some(prev), Some(Outcome::Completed)) if prev != Outcome::Completed => Some(prev),
-                (_, o) => o,
-            };
+            agents[i].add(a, reroutes);
             policy.extend(a.policy.iter().map(|p| TaskPolicyDecision {
                 task: a.task,
                 agent: a.agent.clone(),
@@ -379,5 +262,159 @@ impl RunReport {
             models,
             policy,
         }
+    }
+}
+
+/// The reroutes (to a cheaper model or to the fallback agent) among a task's budget events.
+fn reroutes_of(a: &AccountSnapshot) -> u64 {
+    a.events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                BudgetEventKind::ReroutedModel | BudgetEventKind::ReroutedAgent
+            )
+        })
+        .count() as u64
+}
+
+/// A task of a one-model ladder keeps no per-call records: one record holding its own usage,
+/// attributed to that model.
+fn sole_model_record(a: &AccountSnapshot) -> Option<CallRecord> {
+    let u = &a.own;
+    a.sole_model
+        .as_ref()
+        .filter(|_| a.calls.is_empty() && u.model_calls > 0)
+        .map(|m| CallRecord {
+            step: 0,
+            model: std::sync::Arc::from(m.as_str()),
+            tokens: u.tokens,
+            cost: u.cost,
+            top_rung_cost: u.cost,
+            energy: baton_core::Energy {
+                microjoules: a.score.model_energy.total_uj(),
+                method: if a.score.calls_without_energy > 0 {
+                    baton_core::EnergyMethod::Unknown
+                } else if a.score.model_energy.measured_uj > 0 {
+                    baton_core::EnergyMethod::Measured
+                } else {
+                    baton_core::EnergyMethod::Estimated
+                },
+            },
+        })
+}
+
+impl Totals {
+    /// Adds one task's own figures (`reroutes` counted from its events).
+    fn add(&mut self, a: &AccountSnapshot, reroutes: u64) {
+        let u = &a.own;
+        self.tokens_in += u.tokens.input;
+        self.tokens_out += u.tokens.output;
+        self.tokens_cached += u.tokens.cached_input;
+        self.tokens_cache_write += u.tokens.cache_write_input;
+        self.tokens_resent += a.score.tokens_resent;
+        self.value_nanousd += a.score.value.0;
+        self.energy_uj += a.score.energy_uj();
+        self.cost_nanousd += u.cost.0;
+        self.steps += u.steps;
+        self.model_calls += u.model_calls;
+        self.tool_calls += u.tool_calls;
+        self.model_errors += a.model_errors;
+        self.estimated_calls += a.estimated_calls;
+        self.private_steps += a.private_steps;
+        self.tool_tokens_saved += a.tool_tokens_saved;
+        self.restarts += a.restarts;
+        self.reroutes += reroutes;
+    }
+}
+
+impl ModelReport {
+    /// Adds `n` calls held by record `c` to its model's line in `models` (added when new).
+    fn add_to(models: &mut Vec<ModelReport>, c: &CallRecord, n: u64) {
+        let i = match models.iter().position(|m| m.name == *c.model) {
+            Some(i) => i,
+            None => {
+                models.push(ModelReport {
+                    name: c.model.to_string(),
+                    calls: 0,
+                    tokens_in: 0,
+                    tokens_out: 0,
+                    cost_nanousd: 0,
+                    energy_uj: 0,
+                    energy_method: c.energy.method,
+                });
+                models.len() - 1
+            }
+        };
+        let m = &mut models[i];
+        m.calls += n;
+        m.tokens_in += c.tokens.input;
+        m.tokens_out += c.tokens.output;
+        m.cost_nanousd += c.cost.0;
+        m.energy_uj += c.energy.microjoules;
+        // A model with one call of unknown energy has an incomplete figure.
+        if c.energy.method == baton_core::EnergyMethod::Unknown
+            || m.energy_method == baton_core::EnergyMethod::Unknown
+        {
+            m.energy_method = baton_core::EnergyMethod::Unknown;
+        } else if c.energy.method == baton_core::EnergyMethod::Estimated {
+            m.energy_method = baton_core::EnergyMethod::Estimated;
+        }
+    }
+}
+
+impl AgentReport {
+    /// An agent's line before any of its tasks is added.
+    fn new(name: String) -> AgentReport {
+        AgentReport {
+            name,
+            model_calls: 0,
+            tokens_in: 0,
+            tokens_out: 0,
+            cost_nanousd: 0,
+            value_nanousd: 0,
+            energy_uj: 0,
+            tokens_resent: 0,
+            steps: 0,
+            tool_calls: 0,
+            tasks: 0,
+            model_errors: 0,
+            estimated_calls: 0,
+            private_steps: 0,
+            restarts: 0,
+            reroutes: 0,
+            budget_events: Vec::new(),
+            outcome: None,
+        }
+    }
+
+    /// Adds one of its tasks: its own figures, its budget events, and its outcome (a failure
+    /// is not hidden by a later success).
+    fn add(&mut self, a: &AccountSnapshot, reroutes: u64) {
+        let u = &a.own;
+        self.model_calls += u.model_calls;
+        self.tokens_in += u.tokens.input;
+        self.tokens_out += u.tokens.output;
+        self.cost_nanousd += u.cost.0;
+        self.value_nanousd += a.score.value.0;
+        self.energy_uj += a.score.energy_uj();
+        self.tokens_resent += a.score.tokens_resent;
+        self.steps += u.steps;
+        self.tool_calls += u.tool_calls;
+        self.tasks += 1;
+        self.model_errors += a.model_errors;
+        self.estimated_calls += a.estimated_calls;
+        self.private_steps += a.private_steps;
+        self.restarts += a.restarts;
+        self.reroutes += reroutes;
+        self.budget_events
+            .extend(a.events.iter().map(|e| TaskBudgetEvent {
+                task: a.task,
+                event: e.clone(),
+            }));
+        self.outcome = match (self.outcome, a.outcome) {
+            (Some(prev), Some(Outcome::Completed)) if prev != Outcome::Completed => Some(prev),
+            (_, o) => o,
+        };
     }
 }

@@ -25,14 +25,11 @@ pub(crate) fn backoff(
         .min(policy.max_delay);
     let half = exp / 2;
     let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-    half + Duration::from_nanos(if nanos == 0 { 0 } else { mix(seed) % nanos })
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    half + Duration::from_nanos(if nanos == 0 {
+        0
+    } else {
+        baton_core::splitmix64(seed) % nanos
+    })
 }
 
 #[cfg(test)]

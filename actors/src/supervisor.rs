@@ -29,10 +29,28 @@ struct Slot {
     gone: bool,
 }
 
-/// The agent must stop its children and fail (crash), for this reason: its restart intensity was
-/// exceeded, or a model or tool panicked in its hands.
-#[derive(Debug)]
-pub(crate) struct Abort(pub(crate) String);
+/// Why an agent must stop its children and fail (crash). Its text is the crash reason the log,
+/// the audit and the report carry.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Abort {
+    /// Its restart intensity was exceeded: more than `max_restarts` within `within`.
+    #[error(
+        "supervisor `{supervisor}` gave up: more than {max_restarts} restarts within {within} (last: `{last}` {reason})"
+    )]
+    GaveUp {
+        /// The agent that gave up.
+        supervisor: Arc<str>,
+        max_restarts: u32,
+        /// The intensity's window, as written in the topology (`5s`).
+        within: String,
+        /// The child whose crash was one too many, and why it crashed.
+        last: Arc<str>,
+        reason: String,
+    },
+    /// A model or a tool crashed (panicked) in its hands: the reason names which.
+    #[error("{0}")]
+    Crashed(String),
+}
 
 pub(crate) struct Children {
     own: Arc<AgentShared>,
@@ -239,19 +257,19 @@ impl Children {
     fn count(&mut self, i: usize, reason: &str) -> Result<(), Abort> {
         if !crate::supervisor::admit(&mut self.restarts, &self.sup) {
             let me = &self.own.me;
-            let why = format!(
-                "supervisor `{}` gave up: more than {} restarts within {} (last: `{}` {reason})",
-                me.name,
-                self.sup.max_restarts,
-                baton_core::format_duration(self.sup.within),
-                self.slots[i].name
-            );
+            let abort = Abort::GaveUp {
+                supervisor: me.name.clone(),
+                max_restarts: self.sup.max_restarts,
+                within: baton_core::format_duration(self.sup.within),
+                last: self.slots[i].name.clone(),
+                reason: reason.to_string(),
+            };
             self.own.plan.observe(&Event::GaveUp {
                 supervisor: &me.name,
-                reason: &why,
+                reason: &abort.to_string(),
             });
             me.escalations.increment(1);
-            return Err(Abort(why));
+            return Err(abort);
         }
         Ok(())
     }
@@ -538,10 +556,20 @@ mod tests {
             .exited(p, true, "crashed", &cell)
             .await
             .expect_err("fourth exceeds");
+        let Abort::GaveUp {
+            max_restarts,
+            ref within,
+            ref last,
+            ..
+        } = err
+        else {
+            panic!("a give-up, not {err:?}");
+        };
+        assert_eq!((max_restarts, within.as_str()), (3, "5s"));
+        assert_eq!(&**last, "p", "the child whose crash was one too many");
         assert!(
-            err.0.contains("more than 3 restarts within 5s"),
-            "{}",
-            err.0
+            err.to_string().contains("more than 3 restarts within 5s"),
+            "{err}"
         );
         kids.stop_all(Outcome::Cancelled, "test over").await;
         host.stop(None);

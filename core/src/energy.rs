@@ -137,9 +137,6 @@ pub fn hosted_joules(size: ModelSize, output_tokens: u64, pue: f64) -> f64 {
     pue * (server_wh + gpus * gpu_wh) * 3600.0
 }
 
-/// The thermal design power CodeCarbon assumes for a CPU it does not know, W.
-pub const DEFAULT_TDP_W: f64 = 85.0;
-
 /// Where the per-core power figure comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -166,7 +163,7 @@ impl CpuPower {
     /// fallback.
     pub fn new(declared: Option<f64>) -> CpuPower {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let fallback = DEFAULT_TDP_W * 0.5 / cores as f64;
+        let fallback = crate::defaults::TDP_W * 0.5 / cores as f64;
         let rapl = if declared.is_none() {
             rapl::shared()
         } else {

@@ -1,10 +1,14 @@
 //! baton-core: Baton's domain types and pure logic, with no actors.
 //!
-//! - [`money`]: integer nano-dollars and prices per million tokens.
-//! - [`ledger`]: the tree of accounts that reserves before and commits after every model call.
+//! - Money: [`NanoUsd`] (integer nano-dollars) and [`Price`] (per million tokens).
+//! - The ledger: [`Account`], the tree of accounts that reserves before and commits after every
+//!   model call.
 //! - [`Model`] and [`Tool`]: the traits providers and tools implement; [`ScriptedModel`] is the
 //!   offline provider every example runs on; [`tools`] holds the built-in tools.
 //! - [`Envelope`], [`Budget`], [`Usage`], [`Outcome`]: what travels between agents.
+//!
+//! Every item has one path: the crate root, except the areas reached through their modules
+//! ([`audit`], [`defaults`], [`policy`], [`prices`], [`tools`] and, behind the `testing` feature, `testing`).
 //!
 //! ```
 //! use baton_core::{Account, NanoUsd, TokenUsage};
@@ -20,17 +24,19 @@
 
 pub mod audit;
 mod budget;
-pub mod energy;
+pub mod defaults;
+mod energy;
 mod envelope;
 mod error;
-pub mod ledger;
+mod ledger;
 mod mcp;
-pub mod model;
-pub mod money;
+mod model;
+mod money;
 mod outcome;
 pub mod policy;
 pub mod prices;
-pub mod scripted;
+mod random;
+mod scripted;
 mod supervision;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -41,21 +47,29 @@ mod usage;
 pub use budget::{
     Budget, duration_opt, duration_req, duration_schema, format_duration, parse_duration,
 };
-pub use energy::{CpuPower, Energy, EnergyMethod, ModelSize};
+pub use energy::{
+    CpuPower, Energy, EnergyMethod, ModelSize, PowerSource, ecologits, gpus_for, hosted_joules,
+    rapl,
+};
 pub use envelope::{Envelope, TaskId, TraceId};
 pub use error::Error;
 pub use ledger::{
-    Account, AccountSnapshot, BudgetEvent, BudgetEventKind, CallRecord, Committed, LimitKind,
-    PolicyRecord, Refusal, Reservation, live_accounts,
+    Account, AccountSnapshot, BudgetEvent, BudgetEventKind, CallRecord, Committed, EnergyKind,
+    EnergySplit, LimitKind, PolicyRecord, Refusal, Reservation, StepScore, TaskScore,
+    live_accounts,
 };
 pub use mcp::McpTransport;
 pub use model::{
     Message, Model, ModelError, ModelRequest, ModelResponse, NullContent, Role, ToolCall,
-    ToolChoice, ToolSchema, tool_tokens,
+    ToolChoice, ToolSchema, conservative_input_tokens, tool_tokens,
 };
-pub use money::{NanoUsd, Price, Usd};
+pub use money::{NANOS_PER_USD, NanoUsd, Price, Usd};
 pub use outcome::Outcome;
-pub use scripted::{Fault, FaultSpec, InjectedFaults, ScriptedModel, rules_json_schema};
+pub use random::splitmix64;
+pub use scripted::{
+    Explanation, Fault, FaultSpec, InjectedFaults, RuleVerdict, ScriptedModel, input_tokens,
+    rules_json_schema,
+};
 pub use supervision::{RestartIntensity, panic_text};
 pub use tool::{
     Effect, Tool, ToolContext, ToolError, opt_str_arg, parse_args, schema_for, str_arg,

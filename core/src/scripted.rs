@@ -46,7 +46,7 @@
 //!
 //! [`ScriptedModel::injected`] counts what was injected, so tests can check reports against it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -464,7 +464,7 @@ impl Rule {
 }
 
 /// The scripted tokenizer: one token per four characters, rounded up.
-pub fn tokens(text: &str) -> u64 {
+pub(crate) fn tokens(text: &str) -> u64 {
     let chars = if text.is_ascii() {
         text.len()
     } else {
@@ -534,14 +534,6 @@ impl Model for ScriptedModel {
     }
 }
 
-/// The path a scripted rules file is read from, resolved against a topology's directory.
-pub fn resolve(base: &Path, file: &Path) -> PathBuf {
-    if file.is_absolute() {
-        file.to_path_buf()
-    } else {
-        base.join(file)
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -60,6 +60,8 @@ pub struct FnTool<F> {
     name: String,
     effect: Effect,
     latency: Duration,
+    parameters: Value,
+    dry_run: bool,
     f: F,
 }
 
@@ -73,8 +75,24 @@ where
             name: name.into(),
             effect: Effect::Read,
             latency: Duration::ZERO,
+            parameters: serde_json::json!({"type": "object"}),
+            dry_run: false,
             f,
         }
+    }
+
+    /// Its parameters' JSON schema (by default any object).
+    #[must_use]
+    pub fn with_parameters(mut self, parameters: Value) -> Self {
+        self.parameters = parameters;
+        self
+    }
+
+    /// It honours `dry_run: true` (its closure sees the flag in [`ToolContext`]).
+    #[must_use]
+    pub fn with_dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
     }
 
     /// What a call can change.
@@ -104,10 +122,13 @@ where
         "a test tool"
     }
     fn parameters(&self) -> Value {
-        serde_json::json!({"type": "object"})
+        self.parameters.clone()
     }
     fn effect(&self) -> Effect {
         self.effect
+    }
+    fn supports_dry_run(&self) -> bool {
+        self.dry_run
     }
     async fn call(&self, cx: &ToolContext<'_>, arguments: Value) -> Result<String, ToolError> {
         if !self.latency.is_zero() {

@@ -70,9 +70,9 @@ impl ServerConfig {
             effect: None,
             trust_annotations: false,
             dry_run: false,
-            startup_timeout: Duration::from_secs(30),
-            max_restarts: 3,
-            restart_window: Duration::from_secs(60),
+            startup_timeout: baton_core::defaults::MCP_STARTUP_TIMEOUT,
+            max_restarts: baton_core::defaults::MCP_MAX_RESTARTS,
+            restart_window: baton_core::defaults::MCP_RESTART_WINDOW,
         }
     }
 }

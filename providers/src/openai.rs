@@ -377,7 +377,7 @@ impl Model for OpenAi {
     fn estimate_input_tokens(&self, request: &ModelRequest<'_>) -> u64 {
         match tokens::openai_tokenizer(&self.config.model) {
             Some(bpe) => tokens::estimate_with(bpe, request),
-            None => baton_core::model::conservative_input_tokens(request),
+            None => baton_core::conservative_input_tokens(request),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! OpenAI models use their real tokenizer (tiktoken's `o200k_base` or `cl100k_base`, shipped
 //! offline by tiktoken-rs) plus the documented framing (4 tokens per message, 3 to prime the
 //! reply), with a 10% + 16 token margin for tool schemas, whose formatting is not documented.
-//! Other models get [`baton_core::model::conservative_input_tokens`].
+//! Other models get [`baton_core::conservative_input_tokens`].
 
 use std::sync::OnceLock;
 

@@ -239,7 +239,7 @@ mod openai {
         // A real tokenizer: far tighter than a bytes-based bound, and still an upper bound of the
         // ~70 tokens OpenAI bills for this prompt.
         assert!((70..140).contains(&est), "{est}");
-        assert!(est < baton_core::model::conservative_input_tokens(&req));
+        assert!(est < baton_core::conservative_input_tokens(&req));
     }
 }
 

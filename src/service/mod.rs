@@ -179,16 +179,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl Service {
-    /// Submits a task: started at once (its id returned), or refused.
-    pub(crate) fn submit(self: &Arc<Self>, new: NewTask) -> Result<Submitted, SubmitError> {
-        if new.task.trim().is_empty() {
-            return Err(SubmitError::EmptyTask);
-        }
-        if new.idempotency_key.as_ref().is_some_and(|k| k.len() > 255) {
-            return Err(SubmitError::KeyTooLong);
-        }
-        let max_cost = match &new.budget_usd {
+impl NewTask {
+    /// The task's own budget: `budget_usd` (dollars, more than zero, as a number or a decimal
+    /// string) and `deadline` (a duration longer than zero).
+    fn budget(&self) -> Result<Budget, SubmitError> {
+        let max_cost = match &self.budget_usd {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => {
                 let text = match v {
@@ -208,7 +203,7 @@ impl Service {
                 Some(usd)
             }
         };
-        let max_wall = new
+        let max_wall = self
             .deadline
             .as_deref()
             .map(|d| {
@@ -223,6 +218,24 @@ impl Service {
                     })
             })
             .transpose()?;
+        Ok(Budget {
+            max_cost,
+            max_wall,
+            ..Budget::UNLIMITED
+        })
+    }
+}
+
+impl Service {
+    /// Submits a task: started at once (its id returned), or refused.
+    pub(crate) fn submit(self: &Arc<Self>, new: NewTask) -> Result<Submitted, SubmitError> {
+        if new.task.trim().is_empty() {
+            return Err(SubmitError::EmptyTask);
+        }
+        if new.idempotency_key.as_ref().is_some_and(|k| k.len() > 255) {
+            return Err(SubmitError::KeyTooLong);
+        }
+        let budget = new.budget()?;
         if self.draining.load(Ordering::Acquire) {
             return Ok(Submitted::Draining);
         }
@@ -252,11 +265,6 @@ impl Service {
                 self.capacity
             )));
         }
-        let budget = Budget {
-            max_cost,
-            max_wall,
-            ..Budget::UNLIMITED
-        };
         let handle = {
             let mut periods = lock(&self.periods);
             let under = periods.current().clone();
@@ -485,6 +493,133 @@ impl Service {
     }
 }
 
+/// Takes up the served tasks the state file holds: those that were running when the server
+/// died end `interrupted`, charged their worst case (counted in `periods`); the newest are kept
+/// in the table, older ones are read from the file when asked for.
+fn take_up(store: Option<&LoopStore>, mut periods: Periods) -> anyhow::Result<(Periods, Table)> {
+    let mut table = Table::default();
+    if let Some(s) = store {
+        // What earlier runs of the service spent counts against the total (the day and the hour
+        // are counted from this start).
+        if let Some(b) = s.load_meta::<SavedBudget>("serve.budget")? {
+            periods.carry_total(b.spent_nanousd);
+        }
+        let records = s.tasks::<TaskRecord>()?;
+        let keep_from = records.len().saturating_sub(KEPT_FINISHED);
+        for (i, (id, mut r)) in records.into_iter().enumerate() {
+            if r.running() {
+                let charged = r.limit_nanousd.unwrap_or(0);
+                r.status = "interrupted".into();
+                r.finished_ms = Some(now_ms());
+                r.cost_nanousd = charged;
+                r.error = Some(format!(
+                    "the server stopped while this task ran; charged its worst case, {}",
+                    NanoUsd(charged)
+                ));
+                periods.charge(charged);
+                s.save_task(id, &r)?;
+            }
+            if let Some(k) = &r.idempotency_key {
+                table.by_key.insert(k.clone(), id);
+            }
+            // The newest are kept in memory; older ones are read from the file when asked for.
+            if i < keep_from {
+                continue;
+            }
+            table.by_id.insert(
+                id,
+                Entry {
+                    record: r,
+                    account: None,
+                },
+            );
+        }
+    }
+    Ok((periods, table))
+}
+
+/// Runs the topology's standing loops on the service's runtime until `stop` turns true (the
+/// drain); `None` when it has none.
+fn start_loops(
+    service: &Arc<Service>,
+    store: Option<Arc<LoopStore>>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+    grace: Duration,
+) -> Option<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    if service.topology.schedules().is_empty() {
+        return None;
+    }
+    let rt = Arc::new(service.runtime.clone());
+    let s = Arc::clone(service);
+    let mut rx = stop_rx;
+    let stop = async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    Some(tokio::spawn(async move {
+        let on_event = move |e: &LoopEvent| s.on_loop_event(e);
+        match store {
+            Some(st) => rt
+                .run_schedules_durable(st, stop, grace, on_event)
+                .await
+                .map(|_| ())
+                .map_err(anyhow::Error::new),
+            None => {
+                rt.run_schedules(stop, grace, on_event).await;
+                Ok(())
+            }
+        }
+    }))
+}
+
+/// Drains the service: new tasks refused, the loops told to stop (`stop`), running tasks given
+/// `grace` to end, the rest cancelled; returns once every served task has recorded its end (or
+/// after 5 s more).
+async fn drain(service: &Arc<Service>, grace: Duration, stop: &tokio::sync::watch::Sender<bool>) {
+    eprintln!(
+        "draining: new tasks refused; running tasks have {} to end",
+        baton::core::format_duration(grace)
+    );
+    service.draining.store(true, Ordering::Release);
+    let _ = stop.send(true);
+    let deadline = Instant::now() + grace;
+    while service.runtime.in_flight() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for id in service.runtime.tasks_in_flight() {
+        service.runtime.cancel(id);
+    }
+    // Every served task records its end before the process goes.
+    let settle = Instant::now() + Duration::from_secs(5);
+    while lock(&service.table)
+        .by_id
+        .values()
+        .any(|e| e.record.running())
+        && Instant::now() < settle
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The console's view of each standing loop before it has run.
+fn loop_views(topology: &Topology) -> BTreeMap<String, LoopView> {
+    topology
+        .schedules()
+        .iter()
+        .map(|s| {
+            (
+                s.name.to_string(),
+                LoopView {
+                    schedule: s.name.to_string(),
+                    cadence: s.cadence.to_string(),
+                    task: s.task.clone(),
+                    breaker: "closed".into(),
+                    ..LoopView::default()
+                },
+            )
+        })
+        .collect()
+}
+
 /// Runs `baton serve`: binds, starts the runtime, serves until SIGTERM / Ctrl-C, then drains
 /// (new tasks refused, running ones given `grace` to end, the rest cancelled).
 pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Result<()> {
@@ -541,63 +676,8 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
     let runtime = builder.start().await.context("starting the runtime")?;
     let root = &topology.graph()[topology.root()];
     let capacity = root.max_concurrency as usize + root.queue as usize;
-    let mut periods = Periods::new(topology.budget());
-    let mut table = Table::default();
-    // Take up the served tasks the state file holds: those that were running when the server
-    // died end `interrupted`, charged their worst case.
-    if let Some(s) = &store {
-        // What earlier runs of the service spent counts against the total (the day and the hour
-        // are counted from this start).
-        if let Some(b) = s.load_meta::<SavedBudget>("serve.budget")? {
-            periods.carry_total(b.spent_nanousd);
-        }
-        let records = s.tasks::<TaskRecord>()?;
-        let keep_from = records.len().saturating_sub(KEPT_FINISHED);
-        for (i, (id, mut r)) in records.into_iter().enumerate() {
-            if r.running() {
-                let charged = r.limit_nanousd.unwrap_or(0);
-                r.status = "interrupted".into();
-                r.finished_ms = Some(now_ms());
-                r.cost_nanousd = charged;
-                r.error = Some(format!(
-                    "the server stopped while this task ran; charged its worst case, {}",
-                    NanoUsd(charged)
-                ));
-                periods.charge(charged);
-                s.save_task(id, &r)?;
-            }
-            if let Some(k) = &r.idempotency_key {
-                table.by_key.insert(k.clone(), id);
-            }
-            // The newest are kept in memory; older ones are read from the file when asked for.
-            if i < keep_from {
-                continue;
-            }
-            table.by_id.insert(
-                id,
-                Entry {
-                    record: r,
-                    account: None,
-                },
-            );
-        }
-    }
-    let loops = topology
-        .schedules()
-        .iter()
-        .map(|s| {
-            (
-                s.name.to_string(),
-                LoopView {
-                    schedule: s.name.to_string(),
-                    cadence: s.cadence.to_string(),
-                    task: s.task.clone(),
-                    breaker: "closed".into(),
-                    ..LoopView::default()
-                },
-            )
-        })
-        .collect();
+    let (periods, table) = take_up(store.as_deref(), Periods::new(topology.budget()))?;
+    let loops = loop_views(&topology);
     let service = Arc::new(Service {
         runtime: runtime.clone(),
         topology: topology.clone(),
@@ -625,31 +705,7 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
 
     // The standing loops, on the same runtime, until the drain begins.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let loops_task = if topology.schedules().is_empty() {
-        None
-    } else {
-        let rt = Arc::new(runtime.clone());
-        let s = Arc::clone(&service);
-        let mut rx = stop_rx.clone();
-        let stop = async move {
-            let _ = rx.wait_for(|v| *v).await;
-        };
-        let grace = options.grace;
-        Some(tokio::spawn(async move {
-            let on_event = move |e: &LoopEvent| s.on_loop_event(e);
-            match store {
-                Some(st) => rt
-                    .run_schedules_durable(st, stop, grace, on_event)
-                    .await
-                    .map(|_| ())
-                    .map_err(anyhow::Error::new),
-                None => {
-                    rt.run_schedules(stop, grace, on_event).await;
-                    Ok(())
-                }
-            }
-        }))
-    };
+    let loops_task = start_loops(&service, store, stop_rx, options.grace);
 
     tokio::select! {
         () = interrupt => {}
@@ -657,29 +713,7 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
             eprintln!("error: the runtime is down: {}", runtime.down().unwrap_or("its conductor gave up"));
         }
     }
-    eprintln!(
-        "draining: new tasks refused; running tasks have {} to end",
-        baton::core::format_duration(options.grace)
-    );
-    service.draining.store(true, Ordering::Release);
-    let _ = stop_tx.send(true);
-    let deadline = Instant::now() + options.grace;
-    while service.runtime.in_flight() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for id in service.runtime.tasks_in_flight() {
-        service.runtime.cancel(id);
-    }
-    // Every served task records its end before the process goes.
-    let settle = Instant::now() + Duration::from_secs(5);
-    while lock(&service.table)
-        .by_id
-        .values()
-        .any(|e| e.record.running())
-        && Instant::now() < settle
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    drain(&service, options.grace, &stop_tx).await;
     if let Some(l) = loops_task
         && let Ok(Err(e)) = l.await
     {

@@ -31,22 +31,20 @@ pub use error::{Diagnostic, Severity, TopologyError, render_diagnostics};
 pub use mcp::{MCP_SEPARATOR, McpServerDef};
 pub use render::{Detail, EffectOf, to_dot, to_dot_with, to_mermaid, to_mermaid_with};
 pub use spec::{
-    Activation, BreakerSpec, BudgetAction, DEFAULT_MAX_RESTARTS, DEFAULT_MODEL_TIMEOUT,
-    DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, DEFAULT_TOOL_OUTPUT_TOKENS, FreezeSpec,
-    McpServerSpec, MissingConfidence, OnCrash, OnInterrupted, Overlap, PolicySpec, Privacy,
-    RestartType, RetrySpec, ScheduleSpec, Strategy, SupervisionSpec, Tier, Truncated,
+    Activation, BreakerSpec, BudgetAction, FreezeSpec, McpServerSpec, MissingConfidence, OnCrash,
+    OnInterrupted, Overlap, PolicySpec, Privacy, RestartType, RetrySpec, ScheduleSpec, Strategy,
+    SupervisionSpec, Tier, Truncated,
 };
 pub use spec::{
-    AgentSpec, BudgetSpec, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_OUTPUT_TOKENS,
-    DEFAULT_MAX_PARALLEL_TOOLS, DEFAULT_MAX_STEPS, DEFAULT_QUEUE, DryRunSupport, ModelSpec,
-    PriceSpec, Provider, ToolKind, ToolSpec, TopologyBudgetSpec, TopologySpec,
+    AgentSpec, BudgetSpec, DryRunSupport, ModelSpec, PriceSpec, Provider, ToolKind, ToolSpec,
+    TopologyBudgetSpec, TopologySpec,
 };
 pub use spec::{AnswerValueSpec, ContextSpec, EnergySpec, ValueSpec};
 pub use topology::{
     AgentNode, BreakerDef, DELEGATE_TOOL, Edge, LocalDef, ModelDef, PriceSource, RetryPolicy,
     ScheduleDef, Supervision, ToolDef, Topology, TopologyBudget, YAML_MAX_NODES, closest,
 };
-pub use topology::{ContextDef, DEFAULT_KEEP_LAST, EnergyDef, SizeSource, ValueDef};
+pub use topology::{ContextDef, EnergyDef, SizeSource, ValueDef};
 
 /// Re-exported graph types, so users need not depend on petgraph directly.
 pub use petgraph::graph::{DiGraph, NodeIndex};

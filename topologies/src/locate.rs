@@ -166,95 +166,37 @@ fn is_word(b: u8) -> bool {
 mod tests {
     use super::*;
 
-    const Y: &str = "models:\n  small:\n    provider: scripted\nagents:\n  lead:\n    models: [small, big]\n    children:\n      - rca\n      - paging\n  rca:\n    models: [small]\n";
+    /// One topology written in both formats.
+    const Y: &str = "models:\n  small:\n    provider: scripted\nagents:\n  lead:\n    models: [small, big]\n    children:\n      - rca\n      - paging\n    budget:\n      max_usd: 0\n  rca:\n    models: [small]\n";
+    const T: &str = "[models.small]\nprovider = \"scripted\"\n\n[agents.lead]\nmodels = [\"small\", \"big\"]\nchildren = [\n  \"rca\",\n  \"paging\",\n]\n[agents.lead.budget]\nmax_usd = 0\n\n[agents.rca]\nmodels = [\"small\"]\n";
 
-    #[test]
-    fn finds_toml_keys_and_items() {
-        let t = "[models.small]\nprovider = \"scripted\"\n\n[agents.lead]\nmodels = [\"small\", \"big\"]\nchildren = [\n  \"rca\",\n  \"paging\",\n]\n[agents.lead.budget]\nmax_usd = 0\n";
-        assert_eq!(
-            locate_toml(t, &[Seg::Key("agents"), Seg::Key("lead")]),
-            Some((4, 2))
-        );
-        assert_eq!(
-            locate_toml(
-                t,
-                &[
-                    Seg::Key("agents"),
-                    Seg::Key("lead"),
-                    Seg::Key("models"),
-                    Seg::Item("big")
-                ]
-            ),
-            Some((5, 21))
-        );
-        assert_eq!(
-            locate_toml(
-                t,
-                &[
-                    Seg::Key("agents"),
-                    Seg::Key("lead"),
-                    Seg::Key("children"),
-                    Seg::Item("paging")
-                ]
-            ),
-            Some((8, 4))
-        );
-        assert_eq!(
-            locate_toml(
-                t,
-                &[
-                    Seg::Key("agents"),
-                    Seg::Key("lead"),
-                    Seg::Key("budget"),
-                    Seg::Key("max_usd")
-                ]
-            ),
-            Some((11, 1))
-        );
+    /// `agents.lead.models[big]` as segments.
+    fn path(p: &str) -> Vec<Seg<'_>> {
+        p.split('.')
+            .flat_map(|part| match part.split_once('[') {
+                Some((key, item)) => vec![Seg::Key(key), Seg::Item(item.trim_end_matches(']'))],
+                None => vec![Seg::Key(part)],
+            })
+            .collect()
     }
 
     #[test]
-    fn finds_keys_and_items() {
-        assert_eq!(
-            locate(Y, &[Seg::Key("agents"), Seg::Key("rca")]),
-            Some((10, 3))
-        );
-        assert_eq!(
-            locate(
-                Y,
-                &[
-                    Seg::Key("agents"),
-                    Seg::Key("lead"),
-                    Seg::Key("models"),
-                    Seg::Item("big")
-                ]
-            ),
-            Some((6, 21))
-        );
-        assert_eq!(
-            locate(
-                Y,
-                &[
-                    Seg::Key("agents"),
-                    Seg::Key("lead"),
-                    Seg::Key("children"),
-                    Seg::Item("paging")
-                ]
-            ),
-            Some((9, 9))
-        );
-        assert_eq!(
-            locate(
-                Y,
-                &[
-                    Seg::Key("agents"),
-                    Seg::Key("rca"),
-                    Seg::Key("models"),
-                    Seg::Item("small")
-                ]
-            ),
-            Some((11, 14))
-        );
-        assert_eq!(locate(Y, &[Seg::Key("agents"), Seg::Key("nobody")]), None);
+    fn finds_keys_and_items_in_yaml_and_toml() {
+        // (path, (line, column) in the YAML, in the TOML): a key is found where it is written
+        // (a TOML table at its header), a list item at its word.
+        type At = Option<(usize, usize)>;
+        let table: [(&str, At, At); 7] = [
+            ("agents.lead", Some((5, 3)), Some((4, 2))),
+            ("agents.rca", Some((12, 3)), Some((13, 2))),
+            ("agents.lead.models[big]", Some((6, 21)), Some((5, 21))),
+            ("agents.lead.children[paging]", Some((9, 9)), Some((8, 4))),
+            ("agents.rca.models[small]", Some((13, 14)), Some((14, 12))),
+            ("agents.lead.budget.max_usd", Some((11, 7)), Some((11, 1))),
+            ("agents.nobody", None, None),
+        ];
+        for (p, yaml, toml) in table {
+            assert_eq!(locate(Y, &path(p)), yaml, "{p} in YAML");
+            assert_eq!(locate_toml(T, &path(p)), toml, "{p} in TOML");
+        }
     }
 }

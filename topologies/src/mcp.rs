@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::McpTransport;
+use baton_core::{McpTransport, defaults};
 
 use crate::locate::Seg;
 use crate::spec::{McpServerSpec, TopologySpec};
@@ -129,11 +129,11 @@ impl Validator<'_> {
                         dry_run: s.dry_run == Some(crate::spec::DryRunSupport::Supported),
                         max_output_tokens: s
                             .max_output_tokens
-                            .unwrap_or(crate::spec::DEFAULT_TOOL_OUTPUT_TOKENS),
-                        timeout: s.timeout.unwrap_or(Duration::from_secs(60)),
-                        startup_timeout: s.startup_timeout.unwrap_or(Duration::from_secs(30)),
-                        max_restarts: s.max_restarts.unwrap_or(3),
-                        restart_window: s.restart_window.unwrap_or(Duration::from_secs(60)),
+                            .unwrap_or(defaults::TOOL_OUTPUT_TOKENS),
+                        timeout: s.timeout.unwrap_or(defaults::MCP_TIMEOUT),
+                        startup_timeout: s.startup_timeout.unwrap_or(defaults::MCP_STARTUP_TIMEOUT),
+                        max_restarts: s.max_restarts.unwrap_or(defaults::MCP_MAX_RESTARTS),
+                        restart_window: s.restart_window.unwrap_or(defaults::MCP_RESTART_WINDOW),
                         sensitive: s.sensitive.unwrap_or(false),
                     },
                 );

@@ -23,23 +23,6 @@ use percent::{min_confidence_pct, quality_bar_pct, quality_pct};
 pub use schedules::{BreakerSpec, OnInterrupted, Overlap, ScheduleSpec};
 pub use score::{AnswerValueSpec, ContextSpec, EnergySpec, ValueSpec};
 
-/// Default completion-token ceiling per call when a model does not set `max_output_tokens`.
-pub const DEFAULT_MAX_OUTPUT_TOKENS: u32 = 1024;
-/// Default loop-iteration ceiling when an agent's budget does not set `max_steps`: a runaway agent
-/// always stops.
-pub const DEFAULT_MAX_STEPS: u32 = 16;
-
-/// Default number of tasks one declared agent runs at once (`max_concurrency`): enough for a
-/// server's worth of tasks in flight; each waiting task costs a few KiB, not a thread.
-pub const DEFAULT_MAX_CONCURRENCY: u32 = 1024;
-
-/// Default number of tasks that may wait for an agent beyond its `max_concurrency` (`queue`);
-/// past that, a task is refused at once with outcome `busy`.
-pub const DEFAULT_QUEUE: u32 = 8192;
-
-/// Default number of one reply's tool calls that run at once (`max_parallel_tools`).
-pub const DEFAULT_MAX_PARALLEL_TOOLS: u32 = 16;
-
 /// A whole topology file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -232,15 +215,6 @@ pub struct SupervisionSpec {
     pub shutdown: Option<Duration>,
 }
 
-/// Default restart intensity: at most 3 restarts ...
-pub const DEFAULT_MAX_RESTARTS: u32 = 3;
-/// ... within 5 seconds.
-pub const DEFAULT_RESTART_WINDOW: Duration = Duration::from_secs(5);
-/// Default time a stopping child gets before it is killed.
-pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
-/// Default time a model call may take before it is abandoned (and the agent escalates).
-pub const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// Where an agent's data may be sent.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -385,9 +359,6 @@ pub struct McpServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sensitive: Option<bool>,
 }
-
-/// What a tool's output may take of the context, in tokens, unless the topology says otherwise.
-pub const DEFAULT_TOOL_OUTPUT_TOKENS: u32 = 4000;
 
 /// A tool declaration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::{Budget, NanoUsd, Price};
+use baton_core::{Budget, NanoUsd, Price, defaults};
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
@@ -15,10 +15,8 @@ use crate::error::{Diagnostic, Severity, TopologyError};
 use crate::locate::{Seg, locate, locate_toml};
 use crate::mcp::McpServerDef;
 use crate::spec::{
-    Activation, AgentSpec, BudgetAction, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_PARALLEL_TOOLS,
-    DEFAULT_MAX_RESTARTS, DEFAULT_MAX_STEPS, DEFAULT_MODEL_TIMEOUT, DEFAULT_QUEUE,
-    DEFAULT_RESTART_WINDOW, DEFAULT_SHUTDOWN, MissingConfidence, ModelSpec, OnCrash, Privacy,
-    Provider, RestartType, Strategy, SupervisionSpec, ToolKind, ToolSpec, TopologySpec,
+    Activation, AgentSpec, BudgetAction, MissingConfidence, ModelSpec, OnCrash, Privacy, Provider,
+    RestartType, Strategy, SupervisionSpec, ToolKind, ToolSpec, TopologySpec,
 };
 use crate::spec::{OnInterrupted, Overlap, Tier};
 use baton_core::FaultSpec;
@@ -37,7 +35,7 @@ mod models;
 mod policy;
 mod schedules;
 mod score;
-pub use score::{ContextDef, DEFAULT_KEEP_LAST, EnergyDef, SizeSource, ValueDef};
+pub use score::{ContextDef, EnergyDef, SizeSource, ValueDef};
 mod tools;
 // Did-you-mean suggestions and the parser's messages, in their own file.
 mod suggest;

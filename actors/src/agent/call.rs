@@ -51,7 +51,7 @@ pub(crate) async fn call_ladder(
     (step, bar): (u32, u8),
     messages: &[Message],
 ) -> Result<Routed, Abort> {
-    let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
+    let (me, env, account) = (cx.me(), cx.env, cx.account);
     let mut refusal: Option<Refusal> = None;
     let mut failure: Option<String> = None;
     let mut doubted = false;
@@ -71,65 +71,18 @@ pub(crate) async fn call_ladder(
     }) {
         match attempt(cx, rung, step, messages).await {
             Attempt::Answered(r) => {
-                let above = Some(i) != last;
-                // A local model unsure of its answer (or silent about it): paid for, set aside,
-                // one rung up.
-                if let (true, Some(min), true) = (rung.local, me.min_confidence, above) {
-                    let doubt = match r.confidence {
-                        Some(c) if c * 100.0 < f32::from(min) => {
-                            Some(format!("low confidence {:.0}% < {min}%", c * 100.0))
-                        }
-                        Some(_) => None,
-                        None => match me.on_missing_confidence {
-                            MissingConfidence::Escalate => Some(
-                                "no confidence reported (on_missing_confidence: escalate)"
-                                    .to_string(),
-                            ),
-                            MissingConfidence::Accept => None,
-                            MissingConfidence::Fail => {
-                                account.set_aside_last_call();
-                                return Ok(Routed::Ended(end(
-                                    Outcome::Failed,
-                                    format!(
-                                        "model `{}` reported no confidence and `{}` requires it (on_missing_confidence: fail)",
-                                        rung.name, me.name
-                                    ),
-                                )));
-                            }
-                        },
-                    };
-                    if let Some(reason) = doubt {
+                let higher = (Some(i) != last, i + 1 < me.ladder.len());
+                match vet(cx, rung, higher, &r) {
+                    Vetted::Use => {}
+                    Vetted::Escalate(reason) => {
                         account.set_aside_last_call();
                         escalated(cx, &rung.name, &reason);
                         doubted = true;
                         continue;
                     }
-                }
-                // A tool call cut at the token ceiling may be incomplete: as the agent says,
-                // asked again one rung up (at the top: used), used, or the end of the task.
-                if r.truncated && !r.tool_calls.is_empty() {
-                    match me.on_truncated {
-                        Truncated::Escalate if i + 1 < me.ladder.len() => {
-                            account.set_aside_last_call();
-                            escalated(
-                                cx,
-                                &rung.name,
-                                "tool call cut at max_output_tokens (finish_reason: length)",
-                            );
-                            doubted = true;
-                            continue;
-                        }
-                        Truncated::Fail => {
-                            account.set_aside_last_call();
-                            return Ok(Routed::Ended(end(
-                                Outcome::Failed,
-                                format!(
-                                    "model `{}` cut its tool call at max_output_tokens ({}) and `{}` does not accept truncated calls (on_truncated: fail)",
-                                    rung.name, rung.max_output, me.name
-                                ),
-                            )));
-                        }
-                        _ => {}
+                    Vetted::End(result) => {
+                        account.set_aside_last_call();
+                        return Ok(Routed::Ended(result));
                     }
                 }
                 use crate::plan::Route;
@@ -150,41 +103,16 @@ pub(crate) async fn call_ladder(
             Attempt::Refused(r) => refusal = Some(r),
             Attempt::Failed(f) => failure = Some(f),
             Attempt::Ended(result) => return Ok(Routed::Ended(result)),
-            Attempt::Crash(why) => return Err(Abort(why)),
+            Attempt::Crash(why) => return Err(Abort::Crashed(why)),
         }
     }
-    if failure.is_none() && refusal.is_some() && me.on_budget_exceeded == BudgetAction::Reroute {
-        for (i, rung) in me
-            .ladder
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.quality < bar && allowed(r))
-        {
-            match attempt(cx, rung, step, messages).await {
-                Attempt::Answered(r) => {
-                    let reason = crate::plan::Route::Fallback;
-                    rung.decisions[reason as usize].increment(1);
-                    tracing::debug!(agent = %me.name, task = env.task.0, step, model = %rung.name, reason = reason.label(), "routed");
-                    let action = format!("rerouted to model {}", rung.name);
-                    account.record_event(
-                        BudgetEventKind::ReroutedModel,
-                        format!("step {step}: {action}"),
-                    );
-                    me.reroutes_model.increment(1);
-                    plan.observe(&Event::BudgetAction {
-                        agent: &me.name,
-                        task: env.task.0,
-                        root: env.trace.0,
-                        action: &action,
-                    });
-                    return Ok(Routed::Answered(r, i));
-                }
-                Attempt::Refused(_) => {}
-                Attempt::Failed(f) => failure = Some(f),
-                Attempt::Ended(result) => return Ok(Routed::Ended(result)),
-                Attempt::Crash(why) => return Err(Abort(why)),
-            }
-        }
+    if failure.is_none()
+        && refusal.is_some()
+        && me.on_budget_exceeded == BudgetAction::Reroute
+        && let Some(routed) =
+            reroute_below(cx, (step, bar), messages, &allowed, &mut failure).await?
+    {
+        return Ok(routed);
     }
     // Nothing local could serve a private step, and a hosted model might have: the data is
     // never sent on, and the reason says why hosted models were not tried.
@@ -216,6 +144,114 @@ pub(crate) async fn call_ladder(
             "no model on the ladder clears the agent's quality bar",
         ),
     }))
+}
+
+/// What becomes of a model's reply before the step uses it.
+enum Vetted {
+    Use,
+    /// Paid for, set aside, asked again one rung up, for this reason.
+    Escalate(String),
+    /// Set aside, and the task ends with this result.
+    End(TaskResult),
+}
+
+/// Vets a reply of `rung`: a local model unsure of its answer (or silent about it) when a model
+/// above it may answer (`higher.0`), and a tool call cut at the token ceiling, as the agent says
+/// (`higher.1`: a rung above exists).
+fn vet(cx: &TaskCx<'_>, rung: &Rung, higher: (bool, bool), r: &ModelResponse) -> Vetted {
+    let me = cx.me();
+    if let (true, Some(min), true) = (rung.local, me.min_confidence, higher.0) {
+        let doubt = match r.confidence {
+            Some(c) if c * 100.0 < f32::from(min) => {
+                Some(format!("low confidence {:.0}% < {min}%", c * 100.0))
+            }
+            Some(_) => None,
+            None => match me.on_missing_confidence {
+                MissingConfidence::Escalate => {
+                    Some("no confidence reported (on_missing_confidence: escalate)".to_string())
+                }
+                MissingConfidence::Accept => None,
+                MissingConfidence::Fail => {
+                    return Vetted::End(end(
+                        Outcome::Failed,
+                        format!(
+                            "model `{}` reported no confidence and `{}` requires it (on_missing_confidence: fail)",
+                            rung.name, me.name
+                        ),
+                    ));
+                }
+            },
+        };
+        if let Some(reason) = doubt {
+            return Vetted::Escalate(reason);
+        }
+    }
+    // A tool call cut at the token ceiling may be incomplete: as the agent says, asked again one
+    // rung up (at the top: used), used, or the end of the task.
+    if r.truncated && !r.tool_calls.is_empty() {
+        match me.on_truncated {
+            Truncated::Escalate if higher.1 => {
+                return Vetted::Escalate(
+                    "tool call cut at max_output_tokens (finish_reason: length)".into(),
+                );
+            }
+            Truncated::Fail => {
+                return Vetted::End(end(
+                    Outcome::Failed,
+                    format!(
+                        "model `{}` cut its tool call at max_output_tokens ({}) and `{}` does not accept truncated calls (on_truncated: fail)",
+                        rung.name, rung.max_output, me.name
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Vetted::Use
+}
+
+/// `reroute`: nothing at or above the bar fit the budget, so the models below it are tried,
+/// cheapest first. `None` when none answered (a failure is kept in `failure`).
+async fn reroute_below(
+    cx: &TaskCx<'_>,
+    (step, bar): (u32, u8),
+    messages: &[Message],
+    allowed: &impl Fn(&Rung) -> bool,
+    failure: &mut Option<String>,
+) -> Result<Option<Routed>, Abort> {
+    let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
+    for (i, rung) in me
+        .ladder
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.quality < bar && allowed(r))
+    {
+        match attempt(cx, rung, step, messages).await {
+            Attempt::Answered(r) => {
+                let reason = crate::plan::Route::Fallback;
+                rung.decisions[reason as usize].increment(1);
+                tracing::debug!(agent = %me.name, task = env.task.0, step, model = %rung.name, reason = reason.label(), "routed");
+                let action = format!("rerouted to model {}", rung.name);
+                account.record_event(
+                    BudgetEventKind::ReroutedModel,
+                    format!("step {step}: {action}"),
+                );
+                me.reroutes_model.increment(1);
+                plan.observe(&Event::BudgetAction {
+                    agent: &me.name,
+                    task: env.task.0,
+                    root: env.trace.0,
+                    action: &action,
+                });
+                return Ok(Some(Routed::Answered(r, i)));
+            }
+            Attempt::Refused(_) => {}
+            Attempt::Failed(f) => *failure = Some(f),
+            Attempt::Ended(result) => return Ok(Some(Routed::Ended(result))),
+            Attempt::Crash(why) => return Err(Abort::Crashed(why)),
+        }
+    }
+    Ok(None)
 }
 
 /// Tells the observers that `model`'s answer was not good enough, or a step goes above it.
@@ -364,7 +400,7 @@ async fn call_once(
     messages: &[Message],
     offer_tools: bool,
 ) -> Once {
-    let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
+    let (me, env, account) = (cx.me(), cx.env, cx.account);
     let request = ModelRequest {
         agent: &me.name,
         step,
@@ -435,55 +471,7 @@ async fn call_once(
     };
     let error = match result {
         Ok(Ok(response)) => {
-            let (cost, energy) = book(
-                cx,
-                rung,
-                step,
-                reservation,
-                &response.usage,
-                true,
-                response.cpu,
-            );
-            rung.requests_ok.increment(1);
-            if response.estimated {
-                rung.estimated.increment(1);
-                account.record_estimated_call();
-            }
-            if response.truncated {
-                rung.truncated.increment(1);
-            }
-            if !response.cpu.is_zero() {
-                rung.cpu.record(response.cpu.as_secs_f64());
-            }
-            if estimate > 0 && !response.estimated {
-                rung.estimate_ratio
-                    .record(response.usage.input as f64 / estimate as f64);
-                rung.learn(response.usage.input, estimate);
-            }
-            let left = account.remaining_cost();
-            if left != NanoUsd::MAX {
-                me.remaining.set(left.as_usd_f64());
-            }
-            plan.observe(&Event::Step {
-                agent: &me.name,
-                task: env.task.0,
-                root: env.trace.0,
-                step,
-                model: &rung.name,
-                usage: &response.usage,
-                cost,
-                estimated: response.estimated,
-                truncated: response.truncated,
-                latency,
-                cpu: response.cpu,
-                energy,
-                explain: response.explain.as_deref(),
-                said: response
-                    .text
-                    .as_deref()
-                    .filter(|t| !t.trim().is_empty() && !response.tool_calls.is_empty()),
-            });
-            return Once::Done(Attempt::Answered(response));
+            return answered(cx, rung, step, reservation, response, estimate, latency);
         }
         Ok(Err(e)) => e,
         Err(_)
@@ -491,41 +479,129 @@ async fn call_once(
                 .deadline
                 .is_some_and(|d| timeout_at.is_none_or(|t| d <= t)) =>
         {
-            // The request reached the provider, which may bill it: the abandoned attempt is
-            // booked at its worst case (marked estimated), counted, and on the record.
-            let usage = TokenUsage {
-                input,
-                output: max_out,
-                cached_input: 0,
-                cache_write_input: 0,
-            };
-            let (cost, _) = book(cx, rung, step, reservation, &usage, false, Duration::ZERO);
-            rung.requests_err.increment(1);
-            rung.estimated.increment(1);
-            account.record_model_error();
-            account.record_estimated_call();
-            let error = format!(
-                "{}: abandoned at the task's deadline; booked at its worst case, {input} + {max_out} tokens (estimated: the provider may bill it)",
-                rung.name
-            );
-            plan.observe(&Event::ModelFailed {
-                agent: &me.name,
-                task: env.task.0,
-                root: env.trace.0,
-                model: &rung.name,
-                error: &error,
-            });
-            tracing::debug!(agent = %me.name, task = env.task.0, cost = cost.0, "{error}");
-            return Once::Done(Attempt::Ended(end(
-                Outcome::TimedOut,
-                format!("deadline passed waiting for {}", rung.name),
-            )));
+            return abandoned(cx, rung, step, reservation, (input, max_out));
         }
         Err(_) => ModelError::Timeout {
             model: rung.name.to_string(),
             timeout_ms: u64::try_from(rung.timeout.as_millis()).unwrap_or(u64::MAX),
         },
     };
+    failed(cx, rung, step, reservation, error)
+}
+
+/// A model call that answered: booked, counted and observed.
+fn answered(
+    cx: &TaskCx<'_>,
+    rung: &Rung,
+    step: u32,
+    reservation: Reservation,
+    response: ModelResponse,
+    estimate: u64,
+    latency: Duration,
+) -> Once {
+    let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
+    let (cost, energy) = book(
+        cx,
+        rung,
+        step,
+        reservation,
+        &response.usage,
+        true,
+        response.cpu,
+    );
+    rung.requests_ok.increment(1);
+    if response.estimated {
+        rung.estimated.increment(1);
+        account.record_estimated_call();
+    }
+    if response.truncated {
+        rung.truncated.increment(1);
+    }
+    if !response.cpu.is_zero() {
+        rung.cpu.record(response.cpu.as_secs_f64());
+    }
+    if estimate > 0 && !response.estimated {
+        rung.estimate_ratio
+            .record(response.usage.input as f64 / estimate as f64);
+        rung.learn(response.usage.input, estimate);
+    }
+    let left = account.remaining_cost();
+    if left != NanoUsd::MAX {
+        me.remaining.set(left.as_usd_f64());
+    }
+    plan.observe(&Event::Step {
+        agent: &me.name,
+        task: env.task.0,
+        root: env.trace.0,
+        step,
+        model: &rung.name,
+        usage: &response.usage,
+        cost,
+        estimated: response.estimated,
+        truncated: response.truncated,
+        latency,
+        cpu: response.cpu,
+        energy,
+        explain: response.explain.as_deref(),
+        said: response
+            .text
+            .as_deref()
+            .filter(|t| !t.trim().is_empty() && !response.tool_calls.is_empty()),
+    });
+    Once::Done(Attempt::Answered(response))
+}
+
+/// A model call abandoned at the task's deadline: the request reached the provider, which may
+/// bill it, so it is booked at its worst case, `(input, max_out)` tokens.
+fn abandoned(
+    cx: &TaskCx<'_>,
+    rung: &Rung,
+    step: u32,
+    reservation: Reservation,
+    (input, max_out): (u64, u64),
+) -> Once {
+    let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
+    // The request reached the provider, which may bill it: the abandoned attempt is
+    // booked at its worst case (marked estimated), counted, and on the record.
+    let usage = TokenUsage {
+        input,
+        output: max_out,
+        cached_input: 0,
+        cache_write_input: 0,
+    };
+    let (cost, _) = book(cx, rung, step, reservation, &usage, false, Duration::ZERO);
+    rung.requests_err.increment(1);
+    rung.estimated.increment(1);
+    account.record_model_error();
+    account.record_estimated_call();
+    let error = format!(
+        "{}: abandoned at the task's deadline; booked at its worst case, {input} + {max_out} tokens (estimated: the provider may bill it)",
+        rung.name
+    );
+    plan.observe(&Event::ModelFailed {
+        agent: &me.name,
+        task: env.task.0,
+        root: env.trace.0,
+        model: &rung.name,
+        error: &error,
+    });
+    tracing::debug!(agent = %me.name, task = env.task.0, cost = cost.0, "{error}");
+    Once::Done(Attempt::Ended(end(
+        Outcome::TimedOut,
+        format!("deadline passed waiting for {}", rung.name),
+    )))
+}
+
+/// A model call that failed: booked when the provider billed it (else its reservation is
+/// released), counted and observed.
+fn failed(
+    cx: &TaskCx<'_>,
+    rung: &Rung,
+    step: u32,
+    reservation: Reservation,
+    error: ModelError,
+) -> Once {
+    let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
     // A failed call the provider billed still costs: book it; otherwise release the reservation.
     match error.billed() {
         Some(usage) => {
@@ -564,7 +640,7 @@ pub(super) fn book(
     let energy = rung.energy.of(usage.output, cpu);
     crate::plan::count_energy(&rung.energy_uj, energy);
     cx.account
-        .record_energy(baton_core::ledger::EnergyKind::Model, energy);
+        .record_energy(baton_core::EnergyKind::Model, energy);
     if usage.cached_input > 0 || usage.cache_write_input > 0 {
         cx.account
             .record_cache_saving(rung.price.cache_saving(usage));

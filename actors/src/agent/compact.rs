@@ -111,12 +111,11 @@ pub(crate) async fn maybe(
     let summary = match helper_call(cx, rung, step, &request).await {
         Ok(r) => {
             // Its output counts in the task's quality like any answer's.
-            cx.account
-                .record_step_score(&baton_core::ledger::StepScore {
-                    quality: rung.quality,
-                    output: r.usage.output,
-                    ..baton_core::ledger::StepScore::default()
-                });
+            cx.account.record_step_score(&baton_core::StepScore {
+                quality: rung.quality,
+                output: r.usage.output,
+                ..baton_core::StepScore::default()
+            });
             r.text.unwrap_or_default()
         }
         Err(HelperFailed::Ended(t)) => return Compacted::Ended(t),

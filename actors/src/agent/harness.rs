@@ -17,7 +17,7 @@ use crate::telemetry::CpuTimed;
 /// Runs a tool call through the harness and returns what the model will see, and whether the
 /// call was a bad one. A panicking tool crashes the task ([`Stop::Crash`]).
 pub(crate) async fn run_tool(cx: &TaskCx<'_>, call: &ToolCall) -> Result<Observed, Stop> {
-    let (me, env, account) = (cx.me(), cx.env, cx.account);
+    let (me, account) = (cx.me(), cx.account);
     let Some(i) = me.tools.iter().position(|t| t.name() == call.name) else {
         let names: Vec<&str> = me.schemas.iter().map(|s| s.name.as_str()).collect();
         return Ok((
@@ -33,41 +33,16 @@ pub(crate) async fn run_tool(cx: &TaskCx<'_>, call: &ToolCall) -> Result<Observe
     let effect = gate.effect;
     // Arguments that do not fit the tool's schema never reach it (nor a human approver): the
     // model is told what is wrong and can correct itself.
-    if let Some(v) = &gate.validator {
-        let empty = serde_json::Value::Object(serde_json::Map::new());
-        let args = if call.arguments.is_null() {
-            &empty
-        } else {
-            &call.arguments
-        };
-        // The common case, valid arguments, allocates nothing.
-        let problems: Vec<String> = if v.is_valid(args) {
-            Vec::new()
-        } else {
-            v.iter_errors(args)
-                .take(5)
-                .map(|e| {
-                    let at = e.instance_path().to_string();
-                    if at.is_empty() {
-                        e.to_string()
-                    } else {
-                        format!("{at}: {e}")
-                    }
-                })
-                .collect()
-        };
-        if !problems.is_empty() {
-            m.calls[crate::plan::ToolOutcome::Invalid as usize].increment(1);
-            return Ok((
-                format!(
-                    "error: invalid arguments for `{}`: {}. Its parameters: {}",
-                    call.name,
-                    problems.join("; "),
-                    tool.parameters()
-                ),
-                true,
-            ));
-        }
+    if let Some(problems) = invalid_arguments(gate, call) {
+        m.calls[crate::plan::ToolOutcome::Invalid as usize].increment(1);
+        return Ok((
+            format!(
+                "error: invalid arguments for `{}`: {problems}. Its parameters: {}",
+                call.name,
+                tool.parameters()
+            ),
+            true,
+        ));
     }
     // A retried task resumes: a write or destructive call its crashed attempt completed is not
     // made again; the model sees the earlier result.
@@ -97,51 +72,7 @@ pub(crate) async fn run_tool(cx: &TaskCx<'_>, call: &ToolCall) -> Result<Observe
         Judged::Cancelled => return Err(Stop::Cancelled),
         Judged::Unrecorded(why) => return Err(Stop::Fail(why)),
     }
-    let started = std::time::Instant::now();
-    let tool_cx = baton_core::ToolContext::new(&me.name, env.task)
-        .with_root(baton_core::TaskId(env.trace.0))
-        .with_dry_run(dry_run)
-        .with_deadline(env.deadline);
-    let mut timed = CpuTimed::new(tool.call(&tool_cx, call.arguments.clone()));
-    let run = async {
-        match AssertUnwindSafe(&mut timed).catch_unwind().await {
-            Ok(r) => Ok(r),
-            Err(panic) => Err(format!(
-                "`{}` crashed: tool `{}` panicked: {}",
-                me.name,
-                call.name,
-                panic_text(&*panic)
-            )),
-        }
-    };
-    let mut run = std::pin::pin!(run);
-    // A tool that answers at once needs no timer: poll it first (as model calls are).
-    let result = match futures::poll!(&mut run) {
-        std::task::Poll::Ready(r) => Some(r),
-        std::task::Poll::Pending => tokio::select! {
-            biased;
-            r = async {
-                // The tool's own timeout, or the task's deadline if that comes first.
-                let own = tokio::time::Instant::now() + gate.timeout;
-                let limit = env.deadline.map_or(own, |d| d.min(own));
-                tokio::time::timeout_at(limit, &mut run).await.ok()
-            } => r,
-            () = account.cancelled() => return Err(Stop::Cancelled),
-        },
-    };
-    m.duration.record(started.elapsed().as_secs_f64());
-    m.cpu.record(timed.cpu.as_secs_f64());
-    let energy = cx.plan().cpu_power.energy(timed.cpu);
-    crate::plan::count_energy(&m.energy_uj, energy);
-    account.record_energy(baton_core::ledger::EnergyKind::Tool, energy);
-    use crate::plan::ToolOutcome;
-    let outcome = match &result {
-        Some(Ok(Ok(_))) => ToolOutcome::Ok,
-        Some(Ok(Err(_))) => ToolOutcome::Error,
-        None => ToolOutcome::Timeout,
-        Some(Err(_)) => ToolOutcome::Panic,
-    };
-    m.calls[outcome as usize].increment(1);
+    let result = invoke(cx, i, call, dry_run).await?;
     let result = match result {
         Some(Err(why)) => return Err(Stop::Crash(why)),
         Some(Ok(r)) => Some(r),
@@ -188,6 +119,95 @@ pub(crate) async fn run_tool(cx: &TaskCx<'_>, call: &ToolCall) -> Result<Observe
         cx.journal.record(&call.name, &call.arguments, &observation);
     }
     Ok((observation, false))
+}
+
+/// What is wrong with a call's arguments against the tool's schema (at most five problems), or
+/// `None` when they fit (or the schema did not compile). Valid arguments allocate nothing.
+fn invalid_arguments(gate: &crate::plan::ToolGate, call: &ToolCall) -> Option<String> {
+    let v = gate.validator.as_ref()?;
+    let empty = serde_json::Value::Object(serde_json::Map::new());
+    let args = if call.arguments.is_null() {
+        &empty
+    } else {
+        &call.arguments
+    };
+    if v.is_valid(args) {
+        return None;
+    }
+    let problems: Vec<String> = v
+        .iter_errors(args)
+        .take(5)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("{at}: {e}")
+            }
+        })
+        .collect();
+    Some(problems.join("; "))
+}
+
+/// What a tool call gave: its result, a panic's reason (`Err`), or `None` when it ran out of time.
+type Invoked = Option<Result<Result<String, baton_core::ToolError>, String>>;
+
+/// Calls the agent's tool `i` under its timeout, the task's deadline and cancellation, with its
+/// panics caught and its CPU time metered; counts its duration, CPU, energy and outcome.
+async fn invoke(
+    cx: &TaskCx<'_>,
+    i: usize,
+    call: &ToolCall,
+    dry_run: bool,
+) -> Result<Invoked, Stop> {
+    let (me, env, account) = (cx.me(), cx.env, cx.account);
+    let (tool, m, gate) = (&me.tools[i], &me.tool_metrics[i], &me.tool_gates[i]);
+    let started = std::time::Instant::now();
+    let tool_cx = baton_core::ToolContext::new(&me.name, env.task)
+        .with_root(baton_core::TaskId(env.trace.0))
+        .with_dry_run(dry_run)
+        .with_deadline(env.deadline);
+    let mut timed = CpuTimed::new(tool.call(&tool_cx, call.arguments.clone()));
+    let run = async {
+        match AssertUnwindSafe(&mut timed).catch_unwind().await {
+            Ok(r) => Ok(r),
+            Err(panic) => Err(format!(
+                "`{}` crashed: tool `{}` panicked: {}",
+                me.name,
+                call.name,
+                panic_text(&*panic)
+            )),
+        }
+    };
+    let mut run = std::pin::pin!(run);
+    // A tool that answers at once needs no timer: poll it first (as model calls are).
+    let result = match futures::poll!(&mut run) {
+        std::task::Poll::Ready(r) => Some(r),
+        std::task::Poll::Pending => tokio::select! {
+            biased;
+            r = async {
+                // The tool's own timeout, or the task's deadline if that comes first.
+                let own = tokio::time::Instant::now() + gate.timeout;
+                let limit = env.deadline.map_or(own, |d| d.min(own));
+                tokio::time::timeout_at(limit, &mut run).await.ok()
+            } => r,
+            () = account.cancelled() => return Err(Stop::Cancelled),
+        },
+    };
+    m.duration.record(started.elapsed().as_secs_f64());
+    m.cpu.record(timed.cpu.as_secs_f64());
+    let energy = cx.plan().cpu_power.energy(timed.cpu);
+    crate::plan::count_energy(&m.energy_uj, energy);
+    account.record_energy(baton_core::EnergyKind::Tool, energy);
+    use crate::plan::ToolOutcome;
+    let outcome = match &result {
+        Some(Ok(Ok(_))) => ToolOutcome::Ok,
+        Some(Ok(Err(_))) => ToolOutcome::Error,
+        None => ToolOutcome::Timeout,
+        Some(Err(_)) => ToolOutcome::Panic,
+    };
+    m.calls[outcome as usize].increment(1);
+    Ok(result)
 }
 
 /// Cuts a tool's output longer than `max_tokens` (about four characters a token): keeps the
@@ -251,65 +271,20 @@ async fn judge(
     effect: baton_core::Effect,
 ) -> Judged {
     use baton_core::policy::Verdict;
-    let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
     let dry_runs = if effect == baton_core::Effect::Destructive {
         cx.journal.dry_runs()
     } else {
         Vec::new()
     };
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+    let j = Judge {
+        cx,
+        call,
+        arguments,
+        effect,
+        dry_runs,
     };
-    // Every decision is kept on the task's account too (the run's report lists them).
-    let keep = |decision: &str, rule: &str, reason: &str| {
-        account.record_policy(baton_core::PolicyRecord {
-            tool: call.name.clone(),
-            decision: decision.to_string(),
-            rule: rule.to_string(),
-            reason: reason.to_string(),
-        });
-    };
-    let decided = |decision: &str, rule: &str, reason: &str| {
-        keep(decision, rule, reason);
-        plan.observe(&policy_event(cx, call, [decision, rule, reason]));
-    };
-    // A decision to go ahead with a destructive call is on the record (synced to disk) before
-    // the call runs; when it cannot be, the call is not made.
-    let go = |decision: &'static str, rule: &'static str, reason: &str| {
-        keep(decision, rule, reason);
-        let recorded = plan.observe_decision(&policy_event(cx, call, [decision, rule, reason]));
-        match recorded {
-            Ok(()) => Judged::Go,
-            Err(e) => Judged::Unrecorded(format!(
-                "the audit trail cannot record the decision to run `{}` ({e}): the call was not made",
-                call.name
-            )),
-        }
-    };
-    let deny = |rule: &str, reason: String| {
-        // A rule not on the list (none today) counts as the last resort that denied it.
-        let i = crate::plan::DENIAL_RULES
-            .iter()
-            .position(|r| *r == rule)
-            .unwrap_or(crate::plan::DENIAL_RULES.len() - 1);
-        me.denials[i].increment(1);
-        decided("denied", rule, &reason);
-        Judged::Denied(format!("denied by policy ({rule}): {reason}"))
-    };
-    let check = |at: u64| {
-        plan.policy.check(
-            me.role.as_deref(),
-            &call.name,
-            effect,
-            arguments,
-            &dry_runs,
-            at,
-        )
-    };
-    match check(now()) {
-        Verdict::Deny { rule, reason } => deny(rule, reason),
+    match j.check() {
+        Verdict::Deny { rule, reason } => j.deny(rule, reason),
         Verdict::Allow => {
             if effect == baton_core::Effect::Destructive {
                 let rule = if baton_core::policy::is_dry_run(arguments) {
@@ -317,57 +292,135 @@ async fn judge(
                 } else {
                     "none"
                 };
-                return go("allowed", rule, "allowed");
+                return j.go("allowed", rule, "allowed");
             }
             Judged::Go
         }
-        Verdict::NeedsApproval => {
-            let request = crate::approval::ApprovalRequest {
-                agent: me.name.to_string(),
-                task: env.task.0,
-                root: env.trace.0,
-                tool: call.name.clone(),
-                arguments: arguments.clone(),
-                dry_run: cx.journal.dry_run_output(&call.name, arguments),
-                timeout: plan.policy.approval_timeout,
-            };
-            decided("requested", "approval", "waiting for a human's approval");
-            let timeout = plan.policy.approval_timeout;
-            let answer = tokio::select! {
-                biased;
-                () = account.cancelled() => return Judged::Cancelled,
-                r = tokio::time::timeout(timeout, plan.approver.decide(&request)) => r,
-            };
-            match answer {
-                Ok(
-                    d @ (crate::approval::ApprovalDecision::Approved
-                    | crate::approval::ApprovalDecision::ApprovedBy(_)),
-                ) => {
-                    let who = match d {
-                        crate::approval::ApprovalDecision::ApprovedBy(who) => who,
-                        _ => "approved by a human".to_string(),
-                    };
-                    // The approval may come minutes later: the policy is judged again as it
-                    // stands now (a change freeze may have begun meanwhile).
-                    if let Verdict::Deny { rule, reason } = check(now()) {
-                        return deny(
-                            rule,
-                            format!(
-                                "{reason} (it began after the request; the approval no longer applies)"
-                            ),
-                        );
-                    }
-                    go("approved", "approval", &who)
+        Verdict::NeedsApproval => j.ask_a_human().await,
+    }
+}
+
+/// One tool call before the policy: what [`judge`] decides with.
+struct Judge<'a, 'c> {
+    cx: &'a TaskCx<'c>,
+    call: &'a ToolCall,
+    arguments: &'a serde_json::Value,
+    effect: baton_core::Effect,
+    /// The destructive calls the task dry-ran (for `dry_run_first`).
+    dry_runs: Vec<(String, serde_json::Value)>,
+}
+
+impl Judge<'_, '_> {
+    /// The policy's verdict as it stands now.
+    fn check(&self) -> baton_core::policy::Verdict {
+        let (plan, me) = (self.cx.plan(), self.cx.me());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        plan.policy.check(
+            me.role.as_deref(),
+            &self.call.name,
+            self.effect,
+            self.arguments,
+            &self.dry_runs,
+            now,
+        )
+    }
+
+    /// Keeps a decision on the task's account (the run's report lists them).
+    fn keep(&self, decision: &str, rule: &str, reason: &str) {
+        self.cx.account.record_policy(baton_core::PolicyRecord {
+            tool: self.call.name.clone(),
+            decision: decision.to_string(),
+            rule: rule.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Keeps a decision and tells the observers.
+    fn decided(&self, decision: &str, rule: &str, reason: &str) {
+        self.keep(decision, rule, reason);
+        self.cx
+            .plan()
+            .observe(&policy_event(self.cx, self.call, [decision, rule, reason]));
+    }
+
+    /// A decision to go ahead with a destructive call is on the record (synced to disk) before
+    /// the call runs; when it cannot be, the call is not made.
+    fn go(&self, decision: &str, rule: &str, reason: &str) -> Judged {
+        self.keep(decision, rule, reason);
+        let event = policy_event(self.cx, self.call, [decision, rule, reason]);
+        match self.cx.plan().observe_decision(&event) {
+            Ok(()) => Judged::Go,
+            Err(e) => Judged::Unrecorded(format!(
+                "the audit trail cannot record the decision to run `{}` ({e}): the call was not made",
+                self.call.name
+            )),
+        }
+    }
+
+    /// Denies the call by `rule`, counted and on the record; the model sees why.
+    fn deny(&self, rule: &str, reason: String) -> Judged {
+        // A rule not on the list (none today) counts as the last resort that denied it.
+        let i = crate::plan::DENIAL_RULES
+            .iter()
+            .position(|r| *r == rule)
+            .unwrap_or(crate::plan::DENIAL_RULES.len() - 1);
+        self.cx.me().denials[i].increment(1);
+        self.decided("denied", rule, &reason);
+        Judged::Denied(format!("denied by policy ({rule}): {reason}"))
+    }
+
+    /// Asks the approver and waits, within the policy's approval timeout (cancellation ends the
+    /// wait); an approval is judged again against the policy as it stands when it comes.
+    async fn ask_a_human(&self) -> Judged {
+        use crate::approval::ApprovalDecision;
+        let (plan, me, env) = (self.cx.plan(), self.cx.me(), self.cx.env);
+        let request = crate::approval::ApprovalRequest {
+            agent: me.name.to_string(),
+            task: env.task.0,
+            root: env.trace.0,
+            tool: self.call.name.clone(),
+            arguments: self.arguments.clone(),
+            dry_run: self
+                .cx
+                .journal
+                .dry_run_output(&self.call.name, self.arguments),
+            timeout: plan.policy.approval_timeout,
+        };
+        self.decided("requested", "approval", "waiting for a human's approval");
+        let timeout = plan.policy.approval_timeout;
+        let answer = tokio::select! {
+            biased;
+            () = self.cx.account.cancelled() => return Judged::Cancelled,
+            r = tokio::time::timeout(timeout, plan.approver.decide(&request)) => r,
+        };
+        match answer {
+            Ok(d @ (ApprovalDecision::Approved | ApprovalDecision::ApprovedBy(_))) => {
+                let who = match d {
+                    ApprovalDecision::ApprovedBy(who) => who,
+                    _ => "approved by a human".to_string(),
+                };
+                // The approval may come minutes later: the policy is judged again as it stands
+                // now (a change freeze may have begun meanwhile).
+                if let baton_core::policy::Verdict::Deny { rule, reason } = self.check() {
+                    return self.deny(
+                        rule,
+                        format!(
+                            "{reason} (it began after the request; the approval no longer applies)"
+                        ),
+                    );
                 }
-                Ok(crate::approval::ApprovalDecision::Denied(why)) => deny("approval", why),
-                Err(_) => deny(
-                    "approval",
-                    format!(
-                        "no answer within {}: denied",
-                        baton_core::format_duration(timeout)
-                    ),
-                ),
+                self.go("approved", "approval", &who)
             }
+            Ok(ApprovalDecision::Denied(why)) => self.deny("approval", why),
+            Err(_) => self.deny(
+                "approval",
+                format!(
+                    "no answer within {}: denied",
+                    baton_core::format_duration(timeout)
+                ),
+            ),
         }
     }
 }

@@ -40,7 +40,7 @@ use tracing::Instrument;
 use crate::conductor::ConductorMsg;
 use crate::observer::Event;
 use crate::plan::{AgentPlan, IdHasher, Plan};
-use crate::supervisor::{Abort, Children};
+use crate::supervisor::Children;
 
 /// Delegations deeper than this are refused: a guard against handoff loops.
 pub(crate) const MAX_HOPS: u32 = 64;
@@ -365,7 +365,8 @@ impl Actor for AgentActor {
                 .await
             {
                 Ok(v) => drop(reply.send(v)),
-                Err(Abort(why)) => {
+                Err(abort) => {
+                    let why = abort.to_string();
                     drop(reply.send(Verdict::GaveUp(why.clone())));
                     state.give_up(&why).await;
                     return Err(why.into());
@@ -388,11 +389,12 @@ impl Actor for AgentActor {
         let Some(i) = state.children.find(cell) else {
             return Ok(());
         };
-        if let Err(Abort(why)) = state
+        if let Err(abort) = state
             .children
             .exited(i, crashed, &reason, &myself.get_cell())
             .await
         {
+            let why = abort.to_string();
             state.give_up(&why).await;
             return Err(why.into());
         }
@@ -634,7 +636,7 @@ async fn run(
             .await;
         let why = match run {
             Ok(Ok(result)) => break result,
-            Ok(Err(Abort(why))) => why,
+            Ok(Err(abort)) => abort.to_string(),
             Err(panic) => format!("`{}` crashed: {}", me.name, panic_text(&*panic)),
         };
         account.record_crash(why.clone());

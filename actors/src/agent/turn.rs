@@ -12,8 +12,9 @@
 //! observations in call order. A call that ends the task (cancellation, a crash) drops the turn's
 //! other calls: their reservations are released and their sub-tasks cancelled.
 
+use baton_core::defaults::MAX_STEPS;
 use baton_core::{Effect, Message, ModelResponse, Outcome, Role, ToolCall};
-use baton_topologies::{DEFAULT_MAX_STEPS, DELEGATE_TOOL};
+use baton_topologies::DELEGATE_TOOL;
 use futures::StreamExt;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -40,7 +41,7 @@ pub(crate) type Observed = (String, bool);
 pub(crate) async fn run_task(cx: &TaskCx<'_>, task: String) -> Result<TaskResult, Abort> {
     let me = cx.me();
     let (env, account) = (cx.env, cx.account);
-    let max_steps = env.budget.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
+    let max_steps = env.budget.max_steps.unwrap_or(MAX_STEPS);
     let mut messages: Vec<Message> = Vec::with_capacity(2 + 2 * max_steps.min(16) as usize);
     if let Some(system) = &me.system {
         messages.push(Message::new(Role::System, system.as_str()));
@@ -70,7 +71,7 @@ pub(crate) async fn run_task(cx: &TaskCx<'_>, task: String) -> Result<TaskResult
                     previous_input = 0;
                 }
                 compact::Compacted::Ended(result) => return Ok(result),
-                compact::Compacted::Crash(why) => return Err(Abort(why)),
+                compact::Compacted::Crash(why) => return Err(Abort::Crashed(why)),
             }
         }
         // Spans cost a poll-time enter and exit even when nobody listens: only when enabled.
@@ -99,7 +100,7 @@ pub(crate) async fn run_task(cx: &TaskCx<'_>, task: String) -> Result<TaskResult
         if free {
             me.free_steps.increment(1);
         }
-        account.record_step_score(&baton_core::ledger::StepScore {
+        account.record_step_score(&baton_core::StepScore {
             resent,
             quality: rung.quality,
             output: usage.output,
@@ -117,7 +118,7 @@ pub(crate) async fn run_task(cx: &TaskCx<'_>, task: String) -> Result<TaskResult
         let observations = match run_calls(cx, &tool_calls).await {
             Ok(o) => o,
             Err(Stop::Cancelled) => return Ok(end(Outcome::Cancelled, "cancelled")),
-            Err(Stop::Crash(why)) => return Err(Abort(why)),
+            Err(Stop::Crash(why)) => return Err(Abort::Crashed(why)),
             Err(Stop::Fail(why)) => return Ok(end(Outcome::Failed, why)),
         };
         // A bad answer (a call of no tool, or arguments that do not fit) raises the next step's

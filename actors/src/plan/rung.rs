@@ -181,7 +181,7 @@ impl RungEnergy {
     pub(crate) fn of(&self, output: u64, cpu: Duration) -> baton_core::Energy {
         match self {
             RungEnergy::Hosted { size, pue } => baton_core::Energy::from_joules(
-                baton_core::energy::hosted_joules(*size, output, *pue),
+                baton_core::hosted_joules(*size, output, *pue),
                 baton_core::EnergyMethod::Estimated,
             ),
             RungEnergy::Cpu(power) => power.energy(cpu),

@@ -130,11 +130,8 @@ fn jittered(jitter: Duration, seed: u64) -> Duration {
     if jitter.is_zero() {
         return Duration::ZERO;
     }
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z ^= z >> 31;
     let nanos = u64::try_from(jitter.as_nanos()).unwrap_or(u64::MAX).max(1);
-    Duration::from_nanos(z % nanos)
+    Duration::from_nanos(baton_core::splitmix64(seed) % nanos)
 }
 
 impl Runtime {

@@ -26,7 +26,7 @@ async fn root_agent_crash_ends_its_task_failed_and_the_next_task_runs() {
     let topology = single(AgentSpec::new(["m"]));
     let rt = Runtime::builder(topology)
         .model("m", ScriptedModel::always("m", "ok"))
-        .tool(Echo)
+        .tool(echo())
         .observer(Bomb {
             agent: "solo",
             armed: AtomicU32::new(1),

@@ -4,40 +4,26 @@ use super::*;
 use baton_actors::{Event, Observer};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A tool that takes `{service: string, lines?: integer}` and prints that many long lines.
-struct Logs(Arc<AtomicU32>);
-
-#[async_trait]
-impl Tool for Logs {
-    fn name(&self) -> &str {
-        "logs"
-    }
-    fn description(&self) -> &str {
-        "a service's recent log lines"
-    }
-    fn parameters(&self) -> serde_json::Value {
-        json!({
-            "type": "object",
-            "properties": {
-                "service": {"type": "string"},
-                "lines": {"type": "integer", "minimum": 1}
-            },
-            "required": ["service"],
-            "additionalProperties": false
-        })
-    }
-    async fn call(
-        &self,
-        _cx: &baton_core::ToolContext<'_>,
-        args: serde_json::Value,
-    ) -> Result<String, ToolError> {
-        self.0.fetch_add(1, Ordering::SeqCst);
+/// `logs`: takes `{service: string, lines?: integer}` and prints that many long lines, counting
+/// its calls in `calls`.
+fn logs_tool(calls: Arc<AtomicU32>) -> impl Tool {
+    baton_core::testing::FnTool::new("logs", move |_, args| {
+        calls.fetch_add(1, Ordering::SeqCst);
         let n = args["lines"].as_u64().unwrap_or(1);
         Ok((0..n)
             .map(|i| format!("line {i:05} {}", "x".repeat(90)))
             .collect::<Vec<_>>()
             .join("\n"))
-    }
+    })
+    .with_parameters(json!({
+        "type": "object",
+        "properties": {
+            "service": {"type": "string"},
+            "lines": {"type": "integer", "minimum": 1}
+        },
+        "required": ["service"],
+        "additionalProperties": false
+    }))
 }
 
 /// Calls `logs` with the arguments of its step, then answers with what it last saw.
@@ -72,7 +58,7 @@ async fn run_saving(steps: Vec<serde_json::Value>, cap: Option<u32>) -> (String,
     let calls = Arc::new(AtomicU32::new(0));
     let rt = Runtime::builder(t)
         .model("m", model(steps))
-        .tool(Logs(Arc::clone(&calls)))
+        .tool(logs_tool(Arc::clone(&calls)))
         .start()
         .await
         .expect("starts");
@@ -120,26 +106,6 @@ async fn invalid_arguments_are_an_observation_the_model_can_correct() {
 /// the task goes on (no task deadline is needed).
 #[tokio::test]
 async fn a_tool_past_its_timeout_is_abandoned() {
-    struct Hangs;
-    #[async_trait]
-    impl Tool for Hangs {
-        fn name(&self) -> &str {
-            "logs"
-        }
-        fn description(&self) -> &str {
-            "never answers"
-        }
-        fn parameters(&self) -> serde_json::Value {
-            json!({"type": "object"})
-        }
-        async fn call(
-            &self,
-            _cx: &baton_core::ToolContext<'_>,
-            _: serde_json::Value,
-        ) -> Result<String, ToolError> {
-            std::future::pending().await
-        }
-    }
     let mut logs = ToolSpec::custom();
     logs.timeout = Some(Duration::from_millis(50));
     let t = TopologyBuilder::new("t")
@@ -150,7 +116,10 @@ async fn a_tool_past_its_timeout_is_abandoned() {
         .expect("valid");
     let rt = Runtime::builder(t)
         .model("m", model(vec![json!({})]))
-        .tool(Hangs)
+        .tool(
+            baton_core::testing::FnTool::new("logs", |_, _| Ok(String::new()))
+                .with_latency(Duration::MAX),
+        )
         .start()
         .await
         .expect("starts");
@@ -206,29 +175,10 @@ struct Seen {
     deadline: bool,
 }
 
-/// A tool that honours `dry_run` and remembers each call's context.
-struct Probe(Arc<std::sync::Mutex<Vec<Seen>>>);
-
-#[async_trait]
-impl Tool for Probe {
-    fn name(&self) -> &str {
-        "probe"
-    }
-    fn description(&self) -> &str {
-        "remembers who called it"
-    }
-    fn parameters(&self) -> serde_json::Value {
-        json!({"type": "object", "properties": {"dry_run": {"type": "boolean"}}})
-    }
-    fn supports_dry_run(&self) -> bool {
-        true
-    }
-    async fn call(
-        &self,
-        cx: &baton_core::ToolContext<'_>,
-        _: serde_json::Value,
-    ) -> Result<String, ToolError> {
-        self.0.lock().expect("not poisoned").push(Seen {
+/// `probe`: honours `dry_run` and remembers each call's context in `seen`.
+fn probe(seen: Arc<std::sync::Mutex<Vec<Seen>>>) -> impl Tool {
+    baton_core::testing::FnTool::new("probe", move |cx, _| {
+        seen.lock().expect("not poisoned").push(Seen {
             agent: cx.agent.to_string(),
             task: cx.task,
             root: cx.root,
@@ -237,7 +187,9 @@ impl Tool for Probe {
             deadline: cx.deadline.is_some(),
         });
         Ok("probed".into())
-    }
+    })
+    .with_parameters(json!({"type": "object", "properties": {"dry_run": {"type": "boolean"}}}))
+    .with_dry_run()
 }
 
 /// The tasks each agent started, from the events.
@@ -282,7 +234,7 @@ async fn a_tool_sees_its_caller_task_trace_and_dry_run() {
     let (seen, starts) = (Arc::default(), Arc::default());
     let rt = Runtime::builder(t)
         .model("m", model)
-        .tool(Probe(Arc::clone(&seen)))
+        .tool(probe(Arc::clone(&seen)))
         .observer(Starts(Arc::clone(&starts)))
         .start()
         .await

@@ -182,7 +182,7 @@ async fn tool_panic_crashes_the_agent_and_the_task_fails_once() {
     let topology = single(AgentSpec::new(["m"]).tools(["echo"]));
     let rt = Runtime::builder(topology)
         .model("m", model)
-        .tool(Echo)
+        .tool(echo())
         .start()
         .await
         .expect("starts");
@@ -230,7 +230,7 @@ async fn model_panic_fails_the_task_not_the_runtime() {
     let topology = single(AgentSpec::new(["m"]));
     let rt = Runtime::builder(topology)
         .model("m", model)
-        .tool(Echo)
+        .tool(echo())
         .start()
         .await
         .expect("starts");

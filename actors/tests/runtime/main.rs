@@ -69,30 +69,15 @@ fn call(req: &ModelRequest<'_>, name: &str, args: serde_json::Value) -> ModelRes
     }
 }
 
-struct Echo;
-
-#[async_trait]
-impl Tool for Echo {
-    fn name(&self) -> &str {
-        "echo"
-    }
-    fn description(&self) -> &str {
-        "echo"
-    }
-    fn parameters(&self) -> serde_json::Value {
-        json!({"type": "object"})
-    }
-    async fn call(
-        &self,
-        _cx: &baton_core::ToolContext<'_>,
-        args: serde_json::Value,
-    ) -> Result<String, ToolError> {
+/// `echo`: answers with its arguments; `{"mode": "panic"}` panics, `{"mode": "fail"}` fails.
+fn echo() -> impl Tool {
+    baton_core::testing::FnTool::new("echo", |_, args| {
         match args.get("mode").and_then(|m| m.as_str()) {
             Some("panic") => panic!("echo was asked to panic"),
             Some("fail") => Err(ToolError::Failed("echo failed on purpose".into())),
             _ => Ok(format!("echo {args}")),
         }
-    }
+    })
 }
 
 fn single(agent: AgentSpec) -> Topology {
@@ -111,7 +96,7 @@ async fn run_with<M: Model>(
 ) -> (RunReport, baton_actors::TaskRun) {
     let rt = Runtime::builder(topology.clone())
         .model("m", model)
-        .tool(Echo)
+        .tool(echo())
         .start()
         .await
         .expect("starts");

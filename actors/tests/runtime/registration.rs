@@ -15,7 +15,7 @@ async fn a_misnamed_registration_gets_a_did_you_mean() {
     };
     let Err(e) = Runtime::builder(topology())
         .model("Fake", ScriptedModel::always("Fake", "hi"))
-        .tool(Echo)
+        .tool(echo())
         .start()
         .await
     else {
@@ -40,7 +40,7 @@ async fn a_misnamed_registration_gets_a_did_you_mean() {
     let Err(e) = Runtime::builder(topology())
         .model("fake", ScriptedModel::always("fake", "hi"))
         .model("fakes", ScriptedModel::always("fakes", "hi"))
-        .tool(Echo)
+        .tool(echo())
         .start()
         .await
     else {

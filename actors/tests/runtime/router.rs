@@ -484,7 +484,7 @@ async fn a_local_timeout_escalates_instead_of_retrying() {
 async fn the_estimate_learns_from_what_the_server_counts() {
     let halved = FnModel::new(|r: &ModelRequest<'_>| {
         let mut reply = text(r, "fine");
-        reply.usage.input = baton_core::scripted::input_tokens(r.messages, r.tools) / 2;
+        reply.usage.input = baton_core::input_tokens(r.messages, r.tools) / 2;
         Ok(reply)
     });
     let mut small = dollar_per_mtok().tier(Tier::Local, 50);

@@ -363,7 +363,7 @@ async fn cut_off_stops_the_child_and_records_it() {
     let rt = Runtime::builder(budget_tree(BudgetAction::CutOff))
         .model("m", spender())
         .model("cheap", spender())
-        .tool(Echo)
+        .tool(echo())
         .observer(log.clone())
         .start()
         .await
@@ -398,7 +398,7 @@ async fn reroute_hands_the_rest_to_the_fallback_with_what_is_left() {
     let rt = Runtime::builder(budget_tree(BudgetAction::Reroute))
         .model("m", spender())
         .model("cheap", spender())
-        .tool(Echo)
+        .tool(echo())
         .start()
         .await
         .expect("starts");
@@ -537,7 +537,7 @@ async fn dropping_the_caller_cancels_the_task() {
             "m",
             ScriptedModel::always("m", "late").with_latency(Duration::from_secs(60)),
         )
-        .tool(Echo)
+        .tool(echo())
         .observer(log.clone())
         .start()
         .await

@@ -97,12 +97,7 @@ impl InjectedFaults {
 
 /// The next value of a splitmix64 generator (for reproducible fault injection).
 pub(crate) fn next_random(state: &AtomicU64) -> u64 {
-    let mut z = state
-        .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-        .wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    crate::splitmix64(state.fetch_add(crate::random::GOLDEN_GAMMA, Ordering::Relaxed))
 }
 
 impl RandomFaults {

@@ -547,7 +547,7 @@ impl Model for LocalModel {
     fn estimate_input_tokens(&self, request: &ModelRequest<'_>) -> u64 {
         match self.prompt(request) {
             Ok(p) => self.tokenize(&p).len() as u64,
-            Err(_) => baton_core::model::conservative_input_tokens(request),
+            Err(_) => baton_core::conservative_input_tokens(request),
         }
     }
 }

@@ -201,11 +201,11 @@ pub struct ModelSpec {
 }
 
 fn default_max_output() -> u32 {
-    DEFAULT_MAX_OUTPUT_TOKENS
+    baton_core::defaults::MAX_OUTPUT_TOKENS
 }
 
 fn is_default_max_output(v: &u32) -> bool {
-    *v == DEFAULT_MAX_OUTPUT_TOKENS
+    *v == baton_core::defaults::MAX_OUTPUT_TOKENS
 }
 
 impl ModelSpec {
@@ -222,7 +222,7 @@ impl ModelSpec {
             rules: None,
             latency: None,
             price: None,
-            max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
+            max_output_tokens: baton_core::defaults::MAX_OUTPUT_TOKENS,
             context_window: None,
             tier: None,
             quality: None,

@@ -244,7 +244,7 @@ impl Validator<'_> {
             budget: Budget {
                 max_cost: b.max_usd.map(|u| u.0),
                 max_tokens: b.max_tokens,
-                max_steps: Some(b.max_steps.unwrap_or(DEFAULT_MAX_STEPS)),
+                max_steps: Some(b.max_steps.unwrap_or(defaults::MAX_STEPS)),
                 max_wall: b.max_wall,
             },
             system: a.system.clone(),
@@ -255,17 +255,17 @@ impl Validator<'_> {
             on_budget_exceeded: a.on_budget_exceeded.unwrap_or_default(),
             fallback: a.fallback.as_deref().map(Arc::from),
             activation: a.activation.unwrap_or_default(),
-            quality_bar: a.quality_bar.unwrap_or(0),
+            quality_bar: a.quality_bar.unwrap_or(defaults::QUALITY_BAR),
             min_confidence: a.min_confidence,
             on_missing_confidence: a.on_missing_confidence.unwrap_or_default(),
             privacy: a.privacy.unwrap_or_default(),
             on_truncated: a.on_truncated.unwrap_or_default(),
             role: a.role.as_deref().map(Arc::from),
-            max_concurrency: a.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY),
-            queue: a.queue.unwrap_or(DEFAULT_QUEUE),
+            max_concurrency: a.max_concurrency.unwrap_or(defaults::MAX_CONCURRENCY),
+            queue: a.queue.unwrap_or(defaults::QUEUE),
             max_parallel_tools: match a.parallel_tool_calls {
                 Some(false) => 1,
-                _ => a.max_parallel_tools.unwrap_or(DEFAULT_MAX_PARALLEL_TOOLS),
+                _ => a.max_parallel_tools.unwrap_or(defaults::MAX_PARALLEL_TOOLS),
             },
             value: a.value.as_ref().map(|v| {
                 self.check_value(&[Seg::Key("agents"), Seg::Key(name), Seg::Key("value")], v)

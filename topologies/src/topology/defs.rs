@@ -22,9 +22,9 @@ impl Supervision {
         let s = s.unwrap_or(&d);
         Supervision {
             strategy: s.strategy.unwrap_or_default(),
-            max_restarts: s.max_restarts.unwrap_or(DEFAULT_MAX_RESTARTS),
-            within: s.within.unwrap_or(DEFAULT_RESTART_WINDOW),
-            shutdown: s.shutdown.unwrap_or(DEFAULT_SHUTDOWN),
+            max_restarts: s.max_restarts.unwrap_or(baton_core::defaults::MAX_RESTARTS),
+            within: s.within.unwrap_or(baton_core::defaults::RESTART_WINDOW),
+            shutdown: s.shutdown.unwrap_or(baton_core::defaults::SHUTDOWN),
         }
     }
 }

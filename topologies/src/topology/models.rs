@@ -66,187 +66,218 @@ impl Validator<'_> {
         models: &BTreeMap<String, ModelSpec>,
         base: &Path,
     ) -> BTreeMap<Arc<str>, ModelDef> {
-        let mut out = BTreeMap::new();
-        for (name, m) in models {
-            let at = |k: &'static str| [Seg::Key("models"), Seg::Key(name), Seg::Key(k)];
-            let rules = match (m.provider, &m.rules) {
-                (Provider::Scripted, None) => {
-                    self.report(
-                        &at("provider"),
-                        format!("scripted model `{name}` needs `rules:`"),
-                        Some("point `rules:` at a rules file".into()),
-                    );
-                    None
-                }
-                (Provider::Scripted, Some(r)) => {
-                    let p = base.join(r);
-                    if !p.is_file() {
-                        self.report(
-                            &at("rules"),
-                            format!("rules file `{}` not found", p.display()),
-                            Some("paths are relative to the topology file".into()),
-                        );
-                    } else if let Err(e) = baton_core::ScriptedModel::from_file(name, &p) {
-                        // The rules load as the run would load them: a file that cannot is
-                        // this topology's error, found by `validate`, not at start.
-                        self.report(
-                            &at("rules"),
-                            rules_problem(&p, &e),
-                            Some("the rules language: docs/scripted.md".into()),
-                        );
-                    }
-                    Some(p)
-                }
-                (_, Some(_)) => {
-                    self.report(
-                        &at("rules"),
-                        "`rules` applies to scripted models only".into(),
-                        None,
-                    );
-                    None
-                }
-                (_, None) => None,
-            };
-            self.check_http(name, m);
-            let local = self.check_local(name, m, base);
-            if m.faults.is_some() && m.provider != Provider::Scripted {
-                self.report(
-                    &at("faults"),
-                    "`faults` applies to scripted models only".into(),
-                    None,
-                );
-            }
-            self.check_faults(&[Seg::Key("models"), Seg::Key(name)], m.faults.as_ref());
-            if m.quality.is_some_and(|q| q > 100) {
-                self.report(
-                    &at("quality"),
-                    "`quality` is a score from 0 to 100".into(),
-                    None,
-                );
-            }
-            if m.timeout.is_some_and(|t| t.is_zero()) {
-                self.report(
-                    &at("timeout"),
-                    "`timeout` must be longer than zero".into(),
-                    None,
-                );
-            }
-            if let Some(w) = m.context_window
-                && w <= m.max_output_tokens
-            {
-                self.report(
-                    &at("context_window"),
-                    format!(
-                        "a context window of {w} tokens leaves no room for a prompt next to `max_output_tokens: {}`",
-                        m.max_output_tokens
-                    ),
-                    Some("the window holds the prompt and the completion: make it larger than max_output_tokens".into()),
-                );
-            }
-            if m.max_output_tokens == 0 {
-                self.report(
-                    &at("max_output_tokens"),
-                    "`max_output_tokens` must be at least 1".into(),
-                    None,
-                );
-            }
-            let wire = m.model.clone().unwrap_or_else(|| name.clone());
-            let (price, price_source) = match &m.price {
-                Some(p) => (
-                    Price::per_mtok(
-                        p.input.0,
-                        p.output.0,
-                        p.cached_input.map_or(p.input.0, |c| c.0),
-                    )
-                    .with_cache_write(p.cache_write.map_or(p.input.0, |c| c.0)),
-                    PriceSource::Topology,
-                ),
-                // Nothing is metered on this machine's CPU.
-                None if m.provider == Provider::Local => (Price::default(), PriceSource::Topology),
-                None => match baton_core::prices::builtin_price(&wire) {
-                    Some(p) if m.provider.is_http() => (p, PriceSource::BuiltIn),
-                    _ => {
-                        let hint = if m.provider.is_http() {
-                            format!(
-                                "the built-in price table (as of {}) does not know `{wire}`: add `price: {{ input: …, output: … }}` (dollars per million tokens)",
-                                baton_core::prices::PRICES_AS_OF
-                            )
-                        } else {
-                            "add `price: { input: …, output: … }` (dollars per million tokens)"
-                                .into()
-                        };
-                        self.report(
-                            &[Seg::Key("models"), Seg::Key(name)],
-                            format!("model `{name}` has no price"),
-                            Some(hint),
-                        );
-                        (Price::default(), PriceSource::Topology)
-                    }
-                },
-            };
-            let size = self.check_size(name, m, &wire);
-            if m.prompt_cache.is_some() && m.provider != Provider::Anthropic {
-                self.report(
-                    &at("prompt_cache"),
-                    "`prompt_cache` applies to `anthropic` models".into(),
-                    Some("OpenAI caches long prompts by itself; its cached tokens are priced at `cached_input`".into()),
-                );
-            }
-            let retry = m.retry.clone().unwrap_or_default();
-            if retry.max_attempts == Some(0) {
-                self.report(
-                    &at("retry"),
-                    "`retry.max_attempts` must be at least 1 (1 means no retry)".into(),
-                    None,
-                );
-            }
-            let retry = RetryPolicy {
-                max_attempts: retry
-                    .max_attempts
-                    .unwrap_or(if m.provider.is_http() { 3 } else { 1 })
-                    .max(1),
-                base_delay: retry.base_delay.unwrap_or(Duration::from_millis(500)),
-                max_delay: retry.max_delay.unwrap_or(Duration::from_secs(30)),
-                max_retry_after: retry.max_retry_after.unwrap_or(Duration::from_secs(60)),
-            };
-            let name: Arc<str> = name.as_str().into();
-            out.insert(
-                Arc::clone(&name),
-                ModelDef {
-                    name,
-                    provider: m.provider,
-                    rules,
-                    latency: m.latency,
-                    price,
-                    max_output_tokens: m.max_output_tokens,
-                    context_window: m
-                        .context_window
-                        .or(local.as_ref().map(|l: &LocalDef| l.context)),
-                    tier: m
-                        .tier
-                        .or((m.provider == Provider::Local).then_some(Tier::Local)),
-                    quality: m.quality.unwrap_or(100),
-                    timeout: m.timeout.unwrap_or(DEFAULT_MODEL_TIMEOUT),
-                    faults: m.faults.clone(),
-                    wire_model: wire,
-                    endpoint: m.endpoint.clone(),
-                    api_key: m.api_key.clone(),
-                    stream: m.stream.unwrap_or(false),
-                    connect_timeout: m.connect_timeout.unwrap_or(Duration::from_secs(10)),
-                    retry,
-                    price_source,
-                    tool_choice: m.tool_choice.unwrap_or_default(),
-                    null_content: m.null_content.unwrap_or_default(),
-                    logprobs: m
-                        .logprobs
-                        .unwrap_or(!matches!(m.provider, Provider::Anthropic)),
-                    local,
-                    size,
-                    prompt_cache: m.prompt_cache.unwrap_or(false),
-                },
+        models
+            .iter()
+            .map(|(name, m)| {
+                let def = self.check_model(name, m, base);
+                (Arc::clone(&def.name), def)
+            })
+            .collect()
+    }
+
+    /// One model: its keys checked, its defaults applied.
+    fn check_model(&mut self, name: &str, m: &ModelSpec, base: &Path) -> ModelDef {
+        let at = |k: &'static str| [Seg::Key("models"), Seg::Key(name), Seg::Key(k)];
+        let rules = self.check_rules(name, m, base);
+        self.check_http(name, m);
+        let local = self.check_local(name, m, base);
+        if m.faults.is_some() && m.provider != Provider::Scripted {
+            self.report(
+                &at("faults"),
+                "`faults` applies to scripted models only".into(),
+                None,
             );
         }
-        out
+        self.check_faults(&[Seg::Key("models"), Seg::Key(name)], m.faults.as_ref());
+        self.check_model_limits(name, m);
+        let wire = m.model.clone().unwrap_or_else(|| name.to_string());
+        let (price, price_source) = self.model_price(name, m, &wire);
+        let size = self.check_size(name, m, &wire);
+        if m.prompt_cache.is_some() && m.provider != Provider::Anthropic {
+            self.report(
+                &at("prompt_cache"),
+                "`prompt_cache` applies to `anthropic` models".into(),
+                Some("OpenAI caches long prompts by itself; its cached tokens are priced at `cached_input`".into()),
+            );
+        }
+        let retry = self.model_retry(name, m);
+        let name: Arc<str> = name.into();
+        ModelDef {
+            name,
+            provider: m.provider,
+            rules,
+            latency: m.latency,
+            price,
+            max_output_tokens: m.max_output_tokens,
+            context_window: m
+                .context_window
+                .or(local.as_ref().map(|l: &LocalDef| l.context)),
+            tier: m
+                .tier
+                .or((m.provider == Provider::Local).then_some(Tier::Local)),
+            quality: m.quality.unwrap_or(defaults::MODEL_QUALITY),
+            timeout: m.timeout.unwrap_or(defaults::MODEL_TIMEOUT),
+            faults: m.faults.clone(),
+            wire_model: wire,
+            endpoint: m.endpoint.clone(),
+            api_key: m.api_key.clone(),
+            stream: m.stream.unwrap_or(false),
+            connect_timeout: m.connect_timeout.unwrap_or(defaults::CONNECT_TIMEOUT),
+            retry,
+            price_source,
+            tool_choice: m.tool_choice.unwrap_or_default(),
+            null_content: m.null_content.unwrap_or_default(),
+            logprobs: m
+                .logprobs
+                .unwrap_or(!matches!(m.provider, Provider::Anthropic)),
+            local,
+            size,
+            prompt_cache: m.prompt_cache.unwrap_or(false),
+        }
+    }
+
+    /// A scripted model's rules file: present, and loading as the run would load it.
+    fn check_rules(&mut self, name: &str, m: &ModelSpec, base: &Path) -> Option<PathBuf> {
+        let at = |k: &'static str| [Seg::Key("models"), Seg::Key(name), Seg::Key(k)];
+        match (m.provider, &m.rules) {
+            (Provider::Scripted, None) => {
+                self.report(
+                    &at("provider"),
+                    format!("scripted model `{name}` needs `rules:`"),
+                    Some("point `rules:` at a rules file".into()),
+                );
+                None
+            }
+            (Provider::Scripted, Some(r)) => {
+                let p = base.join(r);
+                if !p.is_file() {
+                    self.report(
+                        &at("rules"),
+                        format!("rules file `{}` not found", p.display()),
+                        Some("paths are relative to the topology file".into()),
+                    );
+                } else if let Err(e) = baton_core::ScriptedModel::from_file(name, &p) {
+                    // The rules load as the run would load them: a file that cannot is
+                    // this topology's error, found by `validate`, not at start.
+                    self.report(
+                        &at("rules"),
+                        rules_problem(&p, &e),
+                        Some("the rules language: docs/scripted.md".into()),
+                    );
+                }
+                Some(p)
+            }
+            (_, Some(_)) => {
+                self.report(
+                    &at("rules"),
+                    "`rules` applies to scripted models only".into(),
+                    None,
+                );
+                None
+            }
+            (_, None) => None,
+        }
+    }
+
+    /// A model's bounded numbers: quality, timeout, context window, completion ceiling.
+    fn check_model_limits(&mut self, name: &str, m: &ModelSpec) {
+        let at = |k: &'static str| [Seg::Key("models"), Seg::Key(name), Seg::Key(k)];
+        if m.quality.is_some_and(|q| q > 100) {
+            self.report(
+                &at("quality"),
+                "`quality` is a score from 0 to 100".into(),
+                None,
+            );
+        }
+        if m.timeout.is_some_and(|t| t.is_zero()) {
+            self.report(
+                &at("timeout"),
+                "`timeout` must be longer than zero".into(),
+                None,
+            );
+        }
+        if let Some(w) = m.context_window
+            && w <= m.max_output_tokens
+        {
+            self.report(
+                &at("context_window"),
+                format!(
+                    "a context window of {w} tokens leaves no room for a prompt next to `max_output_tokens: {}`",
+                    m.max_output_tokens
+                ),
+                Some("the window holds the prompt and the completion: make it larger than max_output_tokens".into()),
+            );
+        }
+        if m.max_output_tokens == 0 {
+            self.report(
+                &at("max_output_tokens"),
+                "`max_output_tokens` must be at least 1".into(),
+                None,
+            );
+        }
+    }
+
+    /// A model's price: the topology's, free for a local model, or the built-in table's for a
+    /// hosted model it knows; otherwise an error.
+    fn model_price(&mut self, name: &str, m: &ModelSpec, wire: &str) -> (Price, PriceSource) {
+        match &m.price {
+            Some(p) => (
+                Price::per_mtok(
+                    p.input.0,
+                    p.output.0,
+                    p.cached_input.map_or(p.input.0, |c| c.0),
+                )
+                .with_cache_write(p.cache_write.map_or(p.input.0, |c| c.0)),
+                PriceSource::Topology,
+            ),
+            // Nothing is metered on this machine's CPU.
+            None if m.provider == Provider::Local => (Price::default(), PriceSource::Topology),
+            None => match baton_core::prices::builtin_price(wire) {
+                Some(p) if m.provider.is_http() => (p, PriceSource::BuiltIn),
+                _ => {
+                    let hint = if m.provider.is_http() {
+                        format!(
+                            "the built-in price table (as of {}) does not know `{wire}`: add `price: {{ input: …, output: … }}` (dollars per million tokens)",
+                            baton_core::prices::PRICES_AS_OF
+                        )
+                    } else {
+                        "add `price: { input: …, output: … }` (dollars per million tokens)".into()
+                    };
+                    self.report(
+                        &[Seg::Key("models"), Seg::Key(name)],
+                        format!("model `{name}` has no price"),
+                        Some(hint),
+                    );
+                    (Price::default(), PriceSource::Topology)
+                }
+            },
+        }
+    }
+
+    /// A model's retry policy, its defaults applied.
+    fn model_retry(&mut self, name: &str, m: &ModelSpec) -> RetryPolicy {
+        let at = |k: &'static str| [Seg::Key("models"), Seg::Key(name), Seg::Key(k)];
+        let retry = m.retry.clone().unwrap_or_default();
+        if retry.max_attempts == Some(0) {
+            self.report(
+                &at("retry"),
+                "`retry.max_attempts` must be at least 1 (1 means no retry)".into(),
+                None,
+            );
+        }
+        RetryPolicy {
+            max_attempts: retry
+                .max_attempts
+                .unwrap_or(if m.provider.is_http() {
+                    defaults::HTTP_MAX_ATTEMPTS
+                } else {
+                    1
+                })
+                .max(1),
+            base_delay: retry.base_delay.unwrap_or(defaults::RETRY_BASE_DELAY),
+            max_delay: retry.max_delay.unwrap_or(defaults::RETRY_MAX_DELAY),
+            max_retry_after: retry.max_retry_after.unwrap_or(defaults::MAX_RETRY_AFTER),
+        }
     }
 
     /// `provider: local`'s keys: the GGUF file (which must exist and be one: a missing file names
@@ -338,7 +369,7 @@ impl Validator<'_> {
                 Some("0 always takes the likeliest token (the default)".into()),
             );
         }
-        let context = m.context.unwrap_or(DEFAULT_LOCAL_CONTEXT);
+        let context = m.context.unwrap_or(defaults::LOCAL_CONTEXT);
         if context <= m.max_output_tokens {
             self.report(
                 &at("context"),
@@ -440,9 +471,6 @@ fn rules_problem(path: &Path, e: &baton_core::Error) -> String {
 }
 
 use baton_core::LOCAL_MODEL_FETCH_SCRIPT as FETCH_SCRIPT;
-
-/// A local model's context when `context` is not set.
-const DEFAULT_LOCAL_CONTEXT: u32 = 4096;
 
 /// `raw` with `${VAR}`s replaced from the environment and a leading `~` by `$HOME`; the name of
 /// the first variable that is not set otherwise.

@@ -7,7 +7,7 @@ impl Validator<'_> {
     /// parse.
     pub(super) fn check_policy(&mut self, spec: &TopologySpec) -> Policy {
         let mut out = Policy {
-            approval_timeout: Duration::from_secs(300),
+            approval_timeout: baton_core::defaults::APPROVAL_TIMEOUT,
             ..Policy::default()
         };
         for (name, a) in &spec.agents {

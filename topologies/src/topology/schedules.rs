@@ -55,75 +55,7 @@ impl Validator<'_> {
         let mut out = Vec::new();
         for (name, s) in &spec.schedules {
             let at = |k: &'static str| [Seg::Key("schedules"), Seg::Key(name), Seg::Key(k)];
-            let cadence = match (s.every, &s.cron) {
-                (Some(_), Some(_)) => {
-                    self.report(
-                        &at("cron"),
-                        "a schedule has `every` or `cron`, not both".into(),
-                        Some("keep the one that says when it should run".into()),
-                    );
-                    None
-                }
-                (None, None) => {
-                    self.report(
-                        &[Seg::Key("schedules"), Seg::Key(name)],
-                        "a schedule needs `every` or `cron`".into(),
-                        Some("e.g. `every: 5m`, or `cron: \"*/5 * * * *\"`".into()),
-                    );
-                    None
-                }
-                (Some(every), None) => {
-                    if every.is_zero() {
-                        self.report(
-                            &at("every"),
-                            "`every` must be longer than zero".into(),
-                            None,
-                        );
-                    }
-                    if s.timezone.is_some() {
-                        self.report(
-                            &at("timezone"),
-                            "`timezone` only applies to `cron`".into(),
-                            Some("`every` counts from the loop's start".into()),
-                        );
-                    }
-                    Some(Cadence::Every(every))
-                }
-                (None, Some(expr)) => match CronSchedule::parse(expr, s.timezone.as_deref()) {
-                    Ok(c) => Some(Cadence::Cron(c)),
-                    Err(e @ CadenceError::Zone { .. }) => {
-                        self.report(
-                            &at("timezone"),
-                            e.to_string(),
-                            Some("an IANA name such as `Europe/Paris` or `UTC`".into()),
-                        );
-                        None
-                    }
-                    Err(e @ CadenceError::Never(_)) => {
-                        self.report(
-                            &at("cron"),
-                            e.to_string(),
-                            Some(
-                                "no date has all its fields: check the day against the month"
-                                    .into(),
-                            ),
-                        );
-                        None
-                    }
-                    Err(e) => {
-                        self.report(
-                            &at("cron"),
-                            e.to_string(),
-                            Some(
-                                "five fields (minute hour day-of-month month day-of-week), \
-                                     or six with seconds first; e.g. `*/5 * * * *`"
-                                    .into(),
-                            ),
-                        );
-                        None
-                    }
-                },
-            };
+            let cadence = self.check_cadence(name, s);
             if let (Some(j), Some(c)) = (s.jitter, &cadence)
                 && j >= c.min_gap()
             {
@@ -197,6 +129,77 @@ impl Validator<'_> {
             });
         }
         out
+    }
+
+    /// A schedule's cadence: `every` or `cron` (with its `timezone`), exactly one of them.
+    fn check_cadence(&mut self, name: &str, s: &crate::spec::ScheduleSpec) -> Option<Cadence> {
+        let at = |k: &'static str| [Seg::Key("schedules"), Seg::Key(name), Seg::Key(k)];
+        match (s.every, &s.cron) {
+            (Some(_), Some(_)) => {
+                self.report(
+                    &at("cron"),
+                    "a schedule has `every` or `cron`, not both".into(),
+                    Some("keep the one that says when it should run".into()),
+                );
+                None
+            }
+            (None, None) => {
+                self.report(
+                    &[Seg::Key("schedules"), Seg::Key(name)],
+                    "a schedule needs `every` or `cron`".into(),
+                    Some("e.g. `every: 5m`, or `cron: \"*/5 * * * *\"`".into()),
+                );
+                None
+            }
+            (Some(every), None) => {
+                if every.is_zero() {
+                    self.report(
+                        &at("every"),
+                        "`every` must be longer than zero".into(),
+                        None,
+                    );
+                }
+                if s.timezone.is_some() {
+                    self.report(
+                        &at("timezone"),
+                        "`timezone` only applies to `cron`".into(),
+                        Some("`every` counts from the loop's start".into()),
+                    );
+                }
+                Some(Cadence::Every(every))
+            }
+            (None, Some(expr)) => match CronSchedule::parse(expr, s.timezone.as_deref()) {
+                Ok(c) => Some(Cadence::Cron(c)),
+                Err(e @ CadenceError::Zone { .. }) => {
+                    self.report(
+                        &at("timezone"),
+                        e.to_string(),
+                        Some("an IANA name such as `Europe/Paris` or `UTC`".into()),
+                    );
+                    None
+                }
+                Err(e @ CadenceError::Never(_)) => {
+                    self.report(
+                        &at("cron"),
+                        e.to_string(),
+                        Some("no date has all its fields: check the day against the month".into()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.report(
+                        &at("cron"),
+                        e.to_string(),
+                        Some(
+                            "five fields (minute hour day-of-month month day-of-week), \
+                                 or six with seconds first; e.g. `*/5 * * * *`"
+                                .into(),
+                        ),
+                    );
+                    None
+                }
+            },
+        }
     }
 
     pub(super) fn check_breaker(
@@ -286,7 +289,10 @@ impl Validator<'_> {
             spike: b.spike,
             cool_down: b.cool_down.unwrap_or(b.window),
             min_roi_permille,
-            min_runs: b.min_runs.unwrap_or(5).max(1),
+            min_runs: b
+                .min_runs
+                .unwrap_or(baton_core::defaults::BREAKER_MIN_RUNS)
+                .max(1),
         }
     }
 }

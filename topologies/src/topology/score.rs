@@ -51,7 +51,7 @@ impl Default for EnergyDef {
     fn default() -> EnergyDef {
         EnergyDef {
             cpu_watts_per_core: None,
-            pue: baton_core::energy::ecologits::PUE,
+            pue: baton_core::ecologits::PUE,
         }
     }
 }
@@ -66,9 +66,6 @@ pub struct ContextDef {
     /// Turns kept verbatim at the end.
     pub keep_last: u32,
 }
-
-/// Turns `context:` keeps by default.
-pub const DEFAULT_KEEP_LAST: u32 = 4;
 
 /// Where a model's size comes from.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -134,7 +131,7 @@ impl Validator<'_> {
         }
         EnergyDef {
             cpu_watts_per_core: e.cpu_watts_per_core,
-            pue: e.pue.unwrap_or(baton_core::energy::ecologits::PUE),
+            pue: e.pue.unwrap_or(baton_core::ecologits::PUE),
         }
     }
 
@@ -239,7 +236,7 @@ impl Validator<'_> {
         ContextDef {
             compact_over_tokens: c.compact_over_tokens,
             compactor: Arc::from(c.compactor.as_str()),
-            keep_last: c.keep_last.unwrap_or(DEFAULT_KEEP_LAST),
+            keep_last: c.keep_last.unwrap_or(baton_core::defaults::KEEP_LAST),
         }
     }
 }
