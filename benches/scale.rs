@@ -5,12 +5,16 @@
 //! - `ractor_spawn_and_stop` (baseline): spawn one bare ractor actor and stop it.
 //! - `start_ops_triage`: load, validate and start the main job's topology file (parse, graph,
 //!   plan with models and tools, conductor, root agent), then shut it down.
-//! - `start_100k_agents`: validate and start a declared fleet of 100,000 agents (a root over 100
-//!   leads over 999 workers each; agents are lazy, so only the root's actor starts).
-//! - `parse_100k_agents_yaml`: parse and validate the same fleet written as a YAML file (one
-//!   line per agent), generated here: what `baton validate` does with a 100,000-agent file.
-//! - The resident memory the started 100k-agent runtime holds is printed once (`/proc/self/statm`),
-//!   since criterion measures time only.
+//! - `parse_100k_agents_yaml`: read and validate a declared fleet of 100,000 agents from a YAML
+//!   file (a root over 100 leads over 999 workers each, one line per agent; every agent has one
+//!   model, every worker two tools), generated here: what `baton validate` does with the file.
+//! - `start_100k_agents`: start a runtime on that validated fleet and shut it down (agents are
+//!   lazy, so only the root's actor starts).
+//! - What a declared agent costs, printed once (criterion measures time only): the heap the
+//!   validated topology and the started runtime hold (bytes allocated minus bytes freed, counted
+//!   by stats_alloc's instrumented allocator, which every benchmark here runs under), per
+//!   declared agent; the resident memory (`/proc/self/statm`); and the time to validate and to
+//!   start.
 //! - `first_call/cli_custom_priced` (baseline) and `first_call/cli_openai_priced`: a whole
 //!   `baton run --task` process answering one step, against a local server speaking OpenAI's
 //!   wire format: with an OpenAI model (whose tokenizer is loaded, off the call's path) and with
@@ -20,12 +24,16 @@
 use std::time::Duration;
 
 use baton::actors::Runtime;
-use baton::core::{NanoUsd, ScriptedModel};
-use baton::topologies::{AgentSpec, ModelSpec, Topology, TopologyBuilder};
+use baton::core::ScriptedModel;
+use baton::topologies::Topology;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 mod common;
 use common::rss;
+
+/// Every allocation of this benchmark counted, so the heap a fleet holds can be read exactly.
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
 
 struct Idle;
 
@@ -45,35 +53,15 @@ impl ractor::Actor for Idle {
 const LEADS: usize = 100;
 const WORKERS: usize = 999;
 
-fn fleet() -> Topology {
-    let mut b = TopologyBuilder::new("fleet").model(
-        "m",
-        ModelSpec::custom(baton::core::Price::per_million_tokens(
-            NanoUsd::from_usd(1),
-            NanoUsd::from_usd(2),
-        ))
-        .max_output_tokens(256),
-    );
-    let leads: Vec<String> = (0..LEADS).map(|l| format!("lead-{l}")).collect();
-    b = b.agent(
-        "root",
-        AgentSpec::new(["m"]).children(leads.iter().cloned()),
-    );
-    for (l, lead) in leads.iter().enumerate() {
-        let workers: Vec<String> = (0..WORKERS).map(|w| format!("worker-{l}-{w}")).collect();
-        for w in &workers {
-            b = b.agent(w.clone(), AgentSpec::new(["m"]));
-        }
-        b = b.agent(lead.clone(), AgentSpec::new(["m"]).children(workers));
-    }
-    b.build().expect("a valid fleet")
-}
-
-/// [`fleet`] as a YAML file's text.
+/// The 100,000-agent fleet as a YAML file's text: a root over [`LEADS`] leads over [`WORKERS`]
+/// workers each, one line per agent; every agent has model `m`, every worker the tools `status`
+/// and `uptime`.
 fn fleet_yaml() -> String {
     use std::fmt::Write as _;
     let mut y = String::from(
-        "models:\n  m: { provider: custom, price: { input: 1, output: 2 }, max_output_tokens: 256 }\nagents:\n",
+        "models:\n  m: { provider: custom, price: { input: 1, output: 2 }, max_output_tokens: 256 }\n\
+         tools:\n  status: { kind: http_get, allow: [status.example.com] }\n  uptime: { kind: shell, allow: [uptime] }\n\
+         agents:\n",
     );
     let leads: Vec<String> = (0..LEADS).map(|l| format!("lead-{l}")).collect();
     let _ = writeln!(
@@ -84,7 +72,7 @@ fn fleet_yaml() -> String {
     for (l, lead) in leads.iter().enumerate() {
         let workers: Vec<String> = (0..WORKERS).map(|w| format!("worker-{l}-{w}")).collect();
         for w in &workers {
-            let _ = writeln!(y, "  {w}: {{ models: [m] }}");
+            let _ = writeln!(y, "  {w}: {{ models: [m], tools: [status, uptime] }}");
         }
         let _ = writeln!(
             y,
@@ -93,6 +81,49 @@ fn fleet_yaml() -> String {
         );
     }
     y
+}
+
+/// The fleet written to a file in the temporary folder.
+fn fleet_file() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("baton-fleet-{}.yaml", std::process::id()));
+    std::fs::write(&path, fleet_yaml()).expect("the fleet file is written");
+    path
+}
+
+/// Bytes the heap holds now (allocated minus freed since the start).
+fn heap() -> i128 {
+    let s = GLOBAL.stats();
+    s.bytes_allocated as i128 - s.bytes_deallocated as i128 + s.bytes_reallocated as i128
+}
+
+/// Reads, validates and starts the fleet file once, and prints what a declared agent costs.
+fn declared_agent_cost(rt: &tokio::runtime::Runtime, file: &std::path::Path) {
+    let agents = (1 + LEADS + LEADS * WORKERS) as i128;
+    let (heap_before, rss_before) = (heap(), rss());
+    let t0 = std::time::Instant::now();
+    let t = Topology::from_path(file).expect("a valid fleet");
+    let validated = t0.elapsed();
+    assert_eq!(t.graph().node_count() as i128, agents);
+    let heap_validated = heap();
+    let t1 = std::time::Instant::now();
+    let runtime = rt
+        .block_on(
+            Runtime::builder(t)
+                .model("m", ScriptedModel::always("m", "done"))
+                .start(),
+        )
+        .expect("starts");
+    let started = t1.elapsed();
+    let (heap_after, rss_after) = (heap(), rss());
+    println!(
+        "declared agents: {agents} from YAML · validate {validated:.2?} · start {started:.2?} · \
+         heap held {:.0} B per declared agent (topology {:.0} B, runtime {:.0} B) · RSS {} MB",
+        (heap_after - heap_before) as f64 / agents as f64,
+        (heap_validated - heap_before) as f64 / agents as f64,
+        (heap_after - heap_validated) as f64 / agents as f64,
+        rss_after.saturating_sub(rss_before) / 1_000_000
+    );
+    rt.block_on(runtime.shutdown());
 }
 
 fn start(c: &mut Criterion) {
@@ -122,43 +153,32 @@ fn start(c: &mut Criterion) {
         })
     });
 
-    let before = rss();
-    let t = fleet();
-    assert_eq!(t.graph().node_count(), 1 + LEADS + LEADS * WORKERS);
-    let runtime = rt
-        .block_on(
-            Runtime::builder(t.clone())
-                .model("m", ScriptedModel::always("m", "done"))
-                .start(),
-        )
-        .expect("starts");
-    let held = rss().saturating_sub(before);
-    println!(
-        "start/100k_agents: resident memory of the validated topology and started runtime: {} MB",
-        held / 1_000_000
-    );
-    rt.block_on(runtime.shutdown());
-    drop(t);
+    let file = fleet_file();
+    declared_agent_cost(&rt, &file);
 
     g.sample_size(10).measurement_time(Duration::from_secs(30));
-    let yaml = fleet_yaml();
     g.bench_function("parse_100k_agents_yaml", |b| {
         b.iter(|| {
-            let t = Topology::from_yaml_str(&yaml, "fleet.yaml".as_ref(), ".".as_ref())
-                .expect("a valid fleet");
+            let t = Topology::from_path(&file).expect("a valid fleet");
             assert_eq!(t.graph().node_count(), 1 + LEADS + LEADS * WORKERS);
         })
     });
+    let fleet = Topology::from_path(&file).expect("a valid fleet");
     g.bench_function("start_100k_agents", |b| {
-        b.to_async(&rt).iter(|| async {
-            let runtime = Runtime::builder(fleet())
-                .model("m", ScriptedModel::always("m", "done"))
-                .start()
-                .await
-                .expect("starts");
-            runtime.shutdown().await;
-        })
+        b.to_async(&rt).iter_batched(
+            || fleet.clone(),
+            |t| async {
+                let runtime = Runtime::builder(t)
+                    .model("m", ScriptedModel::always("m", "done"))
+                    .start()
+                    .await
+                    .expect("starts");
+                runtime.shutdown().await;
+            },
+            criterion::BatchSize::PerIteration,
+        )
     });
+    let _ = std::fs::remove_file(&file);
     g.finish();
 }
 

@@ -7,7 +7,7 @@ use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use baton_core::{Account, Budget, Outcome, Price, TaskId, Tool, ToolSchema};
-use baton_topologies::{Activation, BudgetAction, OnCrash, RestartType, Supervision};
+use baton_topologies::{BudgetAction, OnCrash, RestartType, Supervision};
 use dashmap::DashMap;
 use std::sync::RwLock;
 
@@ -53,7 +53,6 @@ pub(crate) struct AgentPlan {
     pub(crate) on_budget_exceeded: BudgetAction,
     /// Index into `Plan::agents` of the sibling that takes over on `reroute`.
     pub(crate) fallback: Option<usize>,
-    pub(crate) activation: Activation,
     pub(crate) quality_bar: u8,
     /// The least confidence (percent) accepted from a local-tier model.
     pub(crate) min_confidence: Option<u8>,
@@ -272,9 +271,55 @@ pub(crate) async fn connect_mcp(topology: &Topology) -> Result<McpTools, Runtime
         .map(|v| v.into_iter().collect())
 }
 
+/// The agents' plans, by the index of their node in the topology's graph. In a large fleet (more
+/// than [`build::EAGER_PLANS_UP_TO`] agents) each is built the first time it is needed (the agent
+/// activates, or its parent looks at its restart type): a declared agent that never works holds
+/// one empty slot, not a ladder of models, schemas and metric handles.
+pub(crate) struct Agents {
+    slots: Box<[std::sync::OnceLock<Arc<AgentPlan>>]>,
+    build: build::AgentBuild,
+}
+
+impl Agents {
+    fn new(build: build::AgentBuild) -> Agents {
+        let n = build.topology.graph().node_count();
+        Agents {
+            slots: (0..n).map(|_| std::sync::OnceLock::new()).collect(),
+            build,
+        }
+    }
+
+    /// How many agents the topology declares.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Agent `i` as the topology declares it: what its parent reads before the agent works (its
+    /// activation), without building its plan.
+    pub(crate) fn declared(&self, i: usize) -> &baton_topologies::AgentNode {
+        &self.build.topology.graph()[baton_topologies::NodeIndex::new(i)]
+    }
+
+    /// The plans built so far (the agents that have been needed).
+    #[cfg(test)]
+    pub(crate) fn built(&self) -> usize {
+        self.slots.iter().filter(|s| s.get().is_some()).count()
+    }
+}
+
+impl std::ops::Index<usize> for Agents {
+    type Output = Arc<AgentPlan>;
+
+    /// Agent `i`'s plan, built now if this is its first use.
+    fn index(&self, i: usize) -> &Arc<AgentPlan> {
+        self.slots[i]
+            .get_or_init(|| Arc::new(self.build.agent(baton_topologies::NodeIndex::new(i))))
+    }
+}
+
 /// The whole resolved topology.
 pub(crate) struct Plan {
-    pub(crate) agents: Vec<Arc<AgentPlan>>,
+    pub(crate) agents: Agents,
     pub(crate) root: usize,
     pub(crate) observer: Option<Arc<dyn Observer>>,
     /// How the conductor supervises the root agent.
@@ -366,5 +411,137 @@ fn delegate_schema(topology: &Topology, children: &[(Arc<str>, usize)]) -> ToolS
             "required": ["agent", "task"],
             "additionalProperties": false
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_topologies::{AgentSpec, ModelSpec, ToolSpec, TopologyBuilder};
+
+    /// A root over three workers with a tool each, and the plan built on it.
+    fn plan() -> (Arc<Topology>, Plan) {
+        let topology = TopologyBuilder::new("t")
+            .model(
+                "m",
+                ModelSpec::custom(baton_core::Price::per_million_tokens(
+                    baton_core::NanoUsd(1),
+                    baton_core::NanoUsd(1),
+                )),
+            )
+            .tool("clock", ToolSpec::custom())
+            .agent("root", AgentSpec::new(["m"]).children(["a", "b", "c"]))
+            .agent("a", AgentSpec::new(["m"]).tools(["clock"]))
+            .agent("b", AgentSpec::new(["m"]).tools(["clock"]))
+            .agent("c", AgentSpec::new(["m"]).tools(["clock"]))
+            .build()
+            .expect("valid");
+        let topology = Arc::new(topology);
+        let models: HashMap<String, Arc<dyn baton_core::Model>> = HashMap::from([(
+            "m".to_string(),
+            Arc::new(baton_core::ScriptedModel::always("m", "ok")) as Arc<dyn baton_core::Model>,
+        )]);
+        let tools: HashMap<String, Arc<dyn Tool>> = HashMap::from([(
+            "clock".to_string(),
+            Arc::new(baton_core::testing::FnTool::new("clock", |_, _| {
+                Ok("12:00".into())
+            })) as Arc<dyn Tool>,
+        )]);
+        // Lazy from the first agent, as a fleet past `EAGER_PLANS_UP_TO` is.
+        let plan = Plan::build_eager_up_to(
+            Arc::clone(&topology),
+            (models, tools, McpTools::new()),
+            None,
+            None,
+            0,
+        )
+        .expect("plan");
+        (topology, plan)
+    }
+
+    #[test]
+    fn an_agents_plan_is_built_on_its_first_use_only() {
+        let (topology, plan) = plan();
+        assert_eq!(plan.agents.built(), 0, "nothing is built at start");
+        let root = &plan.agents[plan.root];
+        assert_eq!(&*root.name, "root");
+        assert_eq!(plan.agents.built(), 1);
+        // The root knows its children by name and index, and how they activate, without
+        // building their plans.
+        assert!(root.children.iter().all(
+            |(_, i)| plan.agents.declared(*i).activation == baton_topologies::Activation::Lazy
+        ));
+        let b = root
+            .children
+            .iter()
+            .find(|(n, _)| &**n == "b")
+            .expect("b")
+            .1;
+        assert_eq!(b, topology.agent("b").expect("b").index());
+        assert_eq!(plan.agents.built(), 1);
+        let child = &plan.agents[b];
+        assert_eq!((&*child.name, child.tools.len()), ("b", 1));
+        assert!(
+            Arc::ptr_eq(child, &plan.agents[b]),
+            "built once, then shared"
+        );
+        assert_eq!(
+            plan.agents.built(),
+            2,
+            "`a` and `c` never worked: never built"
+        );
+    }
+
+    #[test]
+    fn a_small_topology_has_every_plan_built_at_start() {
+        let (topology, _) = plan();
+        let models: HashMap<String, Arc<dyn baton_core::Model>> = HashMap::from([(
+            "m".to_string(),
+            Arc::new(baton_core::ScriptedModel::always("m", "ok")) as Arc<dyn baton_core::Model>,
+        )]);
+        let tools: HashMap<String, Arc<dyn Tool>> = HashMap::from([(
+            "clock".to_string(),
+            Arc::new(baton_core::testing::FnTool::new("clock", |_, _| {
+                Ok("12:00".into())
+            })) as Arc<dyn Tool>,
+        )]);
+        let plan = Plan::build(topology, models, tools, McpTools::new(), None, None).expect("plan");
+        assert_eq!(
+            plan.agents.built(),
+            4,
+            "every agent's series exist from the first scrape"
+        );
+    }
+
+    #[test]
+    fn an_undeclared_tool_fails_the_start_not_the_first_use() {
+        let topology = TopologyBuilder::new("t")
+            .model(
+                "m",
+                ModelSpec::custom(baton_core::Price::per_million_tokens(
+                    baton_core::NanoUsd(1),
+                    baton_core::NanoUsd(1),
+                )),
+            )
+            .tool("clock", ToolSpec::custom())
+            .agent("root", AgentSpec::new(["m"]).tools(["clock"]))
+            .build()
+            .expect("valid");
+        let models: HashMap<String, Arc<dyn baton_core::Model>> = HashMap::from([(
+            "m".to_string(),
+            Arc::new(baton_core::ScriptedModel::always("m", "ok")) as Arc<dyn baton_core::Model>,
+        )]);
+        // `clock` is declared `custom` but not registered.
+        let err = Plan::build(
+            Arc::new(topology),
+            models,
+            HashMap::new(),
+            McpTools::new(),
+            None,
+            None,
+        )
+        .err()
+        .expect("refused at start");
+        assert!(err.to_string().contains("clock"), "{err}");
     }
 }

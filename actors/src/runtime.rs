@@ -64,8 +64,9 @@ impl RuntimeBuilder {
             _ => Some(Arc::new(crate::observer::Many(self.observers))),
         };
         let mcp = crate::plan::connect_mcp(&self.topology).await?;
+        let topology = Arc::new(self.topology);
         let plan = Arc::new(Plan::build(
-            &self.topology,
+            Arc::clone(&topology),
             self.models,
             self.tools,
             mcp,
@@ -79,12 +80,12 @@ impl RuntimeBuilder {
                 message: e.to_string(),
             })?;
         Ok(Runtime(Arc::new(Inner {
-            workflow_cost: metrics::histogram!("baton_workflow_cost_usd", "topology" => self.topology.name().to_string()),
+            workflow_cost: metrics::histogram!("baton_workflow_cost_usd", "topology" => topology.name().to_string()),
             user: Arc::from("user"),
             conductor,
             handle: tokio::sync::Mutex::new(Some(handle)),
             plan,
-            topology: self.topology,
+            topology,
         })))
     }
 }
@@ -130,7 +131,8 @@ struct Inner {
     plan: Arc<Plan>,
     /// The conductor's task, taken by the first `shutdown`.
     handle: tokio::sync::Mutex<Option<JoinHandle<()>>>,
-    topology: Topology,
+    /// Shared with the plan, which builds an agent's plan from it on first use.
+    topology: Arc<Topology>,
 }
 
 /// Takes a root task off the table of tasks in flight when its caller is done with it.

@@ -143,7 +143,8 @@ impl Children {
     /// Starts the children declared `activation: eager`, in order.
     pub(crate) async fn start_eager(&mut self, myself: &ActorCell) -> Result<(), String> {
         for i in 0..self.slots.len() {
-            if self.own.plan.agents[self.slots[i].plan].activation
+            // Read off the declaration: a lazy child's plan is not built until it works.
+            if self.own.plan.agents.declared(self.slots[i].plan).activation
                 == baton_topologies::Activation::Eager
             {
                 self.spawn(i, myself).await?;
@@ -408,15 +409,12 @@ mod tests {
     fn lead_children(topology: &baton_topologies::Topology, host: &ActorRef<AgentMsg>) -> Children {
         let mut models: HashMap<String, Arc<dyn Model>> = HashMap::new();
         models.insert("m".into(), Arc::new(ScriptedModel::always("m", "ok")));
+        let lead = topology.agent("lead").expect("lead").index();
+        let topology = Arc::new(topology.clone());
         let plan = Arc::new(
             Plan::build(topology, models, HashMap::new(), HashMap::new(), None, None)
                 .expect("plan"),
         );
-        let lead = plan
-            .agents
-            .iter()
-            .position(|a| &*a.name == "lead")
-            .expect("lead");
         let own = AgentShared::new(Arc::clone(&plan), lead, Supervisor::Agent(host.clone(), 0));
         own.set_myself(host.clone());
         Children::new(own)

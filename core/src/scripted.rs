@@ -534,7 +534,6 @@ impl Model for ScriptedModel {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,7 +62,11 @@ pub enum Edge {
 #[derive(Clone, Debug)]
 pub struct Topology {
     name: String,
-    spec: TopologySpec,
+    /// The spec as written: a built topology's at once; a file's parsed again from `text` on
+    /// first use (the validated graph is what runs, so a 100,000-agent file keeps its agents once,
+    /// not twice).
+    spec: std::sync::OnceLock<TopologySpec>,
+    format: Format,
     base_dir: PathBuf,
     graph: DiGraph<AgentNode, Edge>,
     root: NodeIndex,
@@ -255,12 +259,18 @@ impl Topology {
             diagnostics: Vec::new(),
             text: None,
         })?;
+        let name = spec.name.clone().unwrap_or_else(|| {
+            file.file_stem()
+                .map_or_else(|| "topology".into(), |s| s.to_string_lossy().into_owned())
+        });
+        let kept = std::sync::OnceLock::new();
+        if text.is_none() {
+            let _ = kept.set(spec);
+        }
         Ok(Topology {
-            name: spec.name.clone().unwrap_or_else(|| {
-                file.file_stem()
-                    .map_or_else(|| "topology".into(), |s| s.to_string_lossy().into_owned())
-            }),
-            spec,
+            name,
+            spec: kept,
+            format,
             base_dir: base_dir.to_path_buf(),
             graph,
             root,
@@ -319,9 +329,21 @@ impl Topology {
         &self.name
     }
 
-    /// The spec as written (or built).
+    /// The spec as written (or built). A file's is parsed again from its text the first time it
+    /// is asked for.
     pub fn spec(&self) -> &TopologySpec {
-        &self.spec
+        self.spec.get_or_init(|| {
+            let text = self.text.as_deref().unwrap_or_default();
+            let parsed = match self.format {
+                Format::Yaml => {
+                    serde_saphyr::from_str_with_options(text, yaml_options(yaml_max_nodes()))
+                        .map_err(|e| e.to_string())
+                }
+                Format::Toml => toml::from_str(text).map_err(|e| e.to_string()),
+            };
+            // The same text parsed when the topology was validated: it cannot fail now.
+            parsed.unwrap_or_default()
+        })
     }
 
     /// The folder relative paths resolve against.
@@ -412,7 +434,7 @@ struct Built {
     tools: BTreeMap<Arc<str>, ToolDef>,
 }
 
-#[derive(Copy, Clone)]
+#[derive(Clone, Copy, Debug)]
 enum Format {
     Yaml,
     Toml,

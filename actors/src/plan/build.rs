@@ -9,7 +9,7 @@ use baton_core::tools::{Chaos, Codeowners, LogSearch, MetricsSeries};
 use baton_core::{Model, ScriptedModel, Tool, ToolSchema};
 use baton_topologies::{AgentNode, ModelDef, NodeIndex, Provider, ToolDef, ToolKind, Topology};
 
-use super::rung::{EnergySetup, make_rung};
+use super::rung::{EnergySetup, Rung, make_rung};
 use super::{
     AgentPlan, DENIAL_RULES, GatedTool, McpTools, OutcomeCounters, Plan, TOOL_OUTCOMES, ToolGate,
     ToolMetrics, delegate_schema, expand_tools,
@@ -18,25 +18,56 @@ use crate::error::{Component, RuntimeError};
 use crate::observer::Observer;
 
 /// A model instance beside its definition, by name.
-type Models<'t> = HashMap<Arc<str>, (Arc<dyn Model>, &'t ModelDef)>;
+pub(super) type Models = HashMap<Arc<str>, (Arc<dyn Model>, ModelDef)>;
 
 /// The closest of `among` to `name`, for a did-you-mean.
 fn near(name: &str, among: &[String]) -> Option<String> {
     baton_topologies::closest(name, among.iter().map(String::as_str)).map(str::to_string)
 }
 
+/// What the caller supplies beside the topology: its custom models and tools, and the MCP
+/// servers' tools.
+type Supplied = (
+    HashMap<String, Arc<dyn Model>>,
+    HashMap<String, Arc<dyn Tool>>,
+    McpTools,
+);
+
+/// Topologies of up to this many agents have every agent's plan built at start, metric handles
+/// included, so that every agent's series exist (at zero) from the first scrape and Prometheus'
+/// `increase()` counts their first events. Larger fleets build an agent's plan when it first
+/// works: a declared agent costs its slot, not its handles (its series appear then).
+pub(crate) const EAGER_PLANS_UP_TO: usize = 1024;
+
 impl Plan {
     pub(crate) fn build(
-        topology: &Topology,
+        topology: Arc<Topology>,
         custom_models: HashMap<String, Arc<dyn Model>>,
         custom_tools: HashMap<String, Arc<dyn Tool>>,
         mcp: McpTools,
         observer: Option<Arc<dyn Observer>>,
         approver: Option<Arc<dyn crate::approval::Approver>>,
     ) -> Result<Plan, RuntimeError> {
-        let models = build_models(topology, custom_models)?;
-        let mut tools = build_tools(topology, custom_tools)?;
-        add_mcp_tools(topology, &mcp, &mut tools);
+        Self::build_eager_up_to(
+            topology,
+            (custom_models, custom_tools, mcp),
+            observer,
+            approver,
+            EAGER_PLANS_UP_TO,
+        )
+    }
+
+    /// [`Plan::build`], every agent's plan built at once when there are at most `eager_up_to`.
+    pub(crate) fn build_eager_up_to(
+        topology: Arc<Topology>,
+        (custom_models, custom_tools, mcp): Supplied,
+        observer: Option<Arc<dyn Observer>>,
+        approver: Option<Arc<dyn crate::approval::Approver>>,
+        eager_up_to: usize,
+    ) -> Result<Plan, RuntimeError> {
+        let models = build_models(&topology, custom_models)?;
+        let mut tools = build_tools(&topology, custom_tools)?;
+        add_mcp_tools(&topology, &mcp, &mut tools);
         // An agent's (or a role's) `tools:` entry naming an MCP server means all its tools.
         let mut policy = topology.policy().clone();
         for allowed in policy.roles.values_mut() {
@@ -50,32 +81,33 @@ impl Plan {
             )),
             pue: topology.energy().pue,
         };
-        let graph = topology.graph();
-        let index_of: HashMap<NodeIndex, usize> = graph
-            .node_indices()
-            .enumerate()
-            .map(|(i, n)| (n, i))
-            .collect();
+        let cpu_power = Arc::clone(&energy.cpu);
         let build = AgentBuild {
             topology,
-            models: &models,
-            tools: &tools,
-            mcp: &mcp,
-            energy: &energy,
-            index_of: &index_of,
+            models,
+            tools,
+            mcp,
+            energy,
         };
-        let agents = graph
-            .node_indices()
-            .map(|node| build.agent(node).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Every agent's models and tools resolve now, so that building its plan on its first
+        // activation cannot fail.
+        build.check()?;
+        let root = build.topology.root().index();
+        let supervision = build.topology.supervision().clone();
+        let agents = super::Agents::new(build);
+        if agents.len() <= eager_up_to {
+            for i in 0..agents.len() {
+                let _ = &agents[i];
+            }
+        }
         Ok(Plan {
-            root: index_of[&topology.root()],
+            root,
             agents,
             observer,
-            supervision: topology.supervision().clone(),
+            supervision,
             policy,
             approver: approver.unwrap_or_else(|| Arc::new(crate::approval::Unattended)),
-            cpu_power: energy.cpu,
+            cpu_power,
             live: super::Live::default(),
         })
     }
@@ -86,7 +118,7 @@ impl Plan {
 fn build_models(
     topology: &Topology,
     mut custom: HashMap<String, Arc<dyn Model>>,
-) -> Result<Models<'_>, RuntimeError> {
+) -> Result<Models, RuntimeError> {
     let registered: Vec<String> = custom.keys().cloned().collect();
     let mut models = Models::new();
     for m in topology.models() {
@@ -104,7 +136,7 @@ fn build_models(
                     })?
             }
         };
-        models.insert(Arc::clone(&m.name), (model, m));
+        models.insert(Arc::clone(&m.name), (model, m.clone()));
     }
     if let Some(name) = custom.keys().next() {
         let declared: Vec<String> = topology
@@ -330,54 +362,81 @@ fn add_mcp_tools(topology: &Topology, mcp: &McpTools, tools: &mut HashMap<Arc<st
     }
 }
 
-/// What every agent's plan is built from.
-struct AgentBuild<'a, 't> {
-    topology: &'t Topology,
-    models: &'a Models<'t>,
-    tools: &'a HashMap<Arc<str>, GatedTool>,
-    mcp: &'a McpTools,
-    energy: &'a EnergySetup,
-    index_of: &'a HashMap<NodeIndex, usize>,
+/// What every agent's plan is built from: kept by the plan, which builds an agent's plan the first
+/// time it is needed.
+pub(crate) struct AgentBuild {
+    pub(super) topology: Arc<Topology>,
+    models: Models,
+    tools: HashMap<Arc<str>, GatedTool>,
+    mcp: McpTools,
+    energy: EnergySetup,
 }
 
-impl AgentBuild<'_, '_> {
+impl AgentBuild {
+    /// Checks that every agent's models and tools resolve, naming the first that does not.
+    fn check(&self) -> Result<(), RuntimeError> {
+        let graph = self.topology.graph();
+        for node in graph.node_indices() {
+            let a = &graph[node];
+            let models = a
+                .ladder
+                .iter()
+                .chain(a.context.as_ref().map(|c| &c.compactor));
+            for m in models {
+                if !self.models.contains_key(m) {
+                    return Err(RuntimeError::Setup {
+                        kind: Component::Model,
+                        name: m.to_string(),
+                        message: "not declared in the topology".into(),
+                    });
+                }
+            }
+            for t in expand_tools(&self.mcp, a.tools.iter().map(|t| &**t)) {
+                if !self.tools.contains_key(t) {
+                    return Err(RuntimeError::Setup {
+                        kind: Component::Tool,
+                        name: t.to_string(),
+                        message: "not declared in the topology".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// One agent's plan: its ladder (each rung knowing its tools' token cost), tools, schemas,
-    /// children, settings and metric handles.
-    fn agent(&self, node: NodeIndex) -> Result<AgentPlan, RuntimeError> {
-        let (topology, graph) = (self.topology, self.topology.graph());
+    /// children, settings and metric handles. Its models and tools were resolved at start
+    /// ([`AgentBuild::check`]); one that does not (it cannot happen) is left out, logged.
+    pub(super) fn agent(&self, node: NodeIndex) -> AgentPlan {
+        let (topology, graph) = (&*self.topology, self.topology.graph());
         let a: &AgentNode = &graph[node];
         let label = a.name.to_string();
-        let mut ladder = a
-            .ladder
-            .iter()
-            .map(|m| make_rung(&label, m, self.models, self.energy))
-            .collect::<Result<Vec<_>, RuntimeError>>()?;
-        let compactor = match &a.context {
-            Some(c) => Some((
-                make_rung(&label, &c.compactor, self.models, self.energy)?,
-                c.clone(),
-            )),
-            None => None,
+        let rung = |m: &Arc<str>| match make_rung(&label, m, &self.models, &self.energy) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::error!(agent = %label, "left off the ladder: {e}");
+                None
+            }
         };
+        let mut ladder: Vec<Rung> = a.ladder.iter().filter_map(rung).collect();
+        let compactor = a
+            .context
+            .as_ref()
+            .and_then(|c| Some((rung(&c.compactor)?, c.clone())));
         let (tools, tool_gates): (Vec<Arc<dyn Tool>>, Vec<Arc<ToolGate>>) =
-            expand_tools(self.mcp, a.tools.iter().map(|t| &**t))
-                .map(|t| {
-                    self.tools
-                        .get(t)
-                        .cloned()
-                        .ok_or_else(|| RuntimeError::Setup {
-                            kind: Component::Tool,
-                            name: t.to_string(),
-                            message: "not declared in the topology".into(),
-                        })
+            expand_tools(&self.mcp, a.tools.iter().map(|t| &**t))
+                .filter_map(|t| {
+                    let found = self.tools.get(t).cloned();
+                    if found.is_none() {
+                        tracing::error!(agent = %label, tool = t, "left out: not declared");
+                    }
+                    found
                 })
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
                 .unzip();
         let children: Vec<(Arc<str>, usize)> = topology
             .delegates(node)
             .into_iter()
-            .map(|c| (Arc::clone(&graph[c].name), self.index_of[&c]))
+            .map(|c| (Arc::clone(&graph[c].name), c.index()))
             .collect();
         let mut schemas: Vec<ToolSchema> = tools.iter().map(|t| t.schema()).collect();
         if !children.is_empty() {
@@ -399,7 +458,7 @@ impl AgentBuild<'_, '_> {
             .iter()
             .map(|t| tool_metrics(&label, t.name()))
             .collect();
-        Ok(AgentPlan {
+        AgentPlan {
             tool_gates,
             role: a.role.clone(),
             denials: DENIAL_RULES.map(|rule| {
@@ -419,8 +478,7 @@ impl AgentBuild<'_, '_> {
             restart: a.restart,
             on_crash: a.on_crash,
             on_budget_exceeded: a.on_budget_exceeded,
-            fallback: topology.fallback(node).map(|f| self.index_of[&f]),
-            activation: a.activation,
+            fallback: topology.fallback(node).map(NodeIndex::index),
             quality_bar: a.quality_bar,
             min_confidence: a.min_confidence,
             on_missing_confidence: a.on_missing_confidence,
@@ -444,7 +502,7 @@ impl AgentBuild<'_, '_> {
             queue: a.queue,
             max_parallel_tools: a.max_parallel_tools.max(1),
             steps: metrics::counter!("baton_agent_steps_total", "agent" => label),
-        })
+        }
     }
 }
 

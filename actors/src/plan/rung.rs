@@ -1,12 +1,11 @@
 //! One model on an agent's ladder, as the plan resolves it: the model, its price and limits,
 //! its metric handles, and how its calls get their energy figure.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{Model, Price};
-use baton_topologies::{ModelDef, Provider};
+use baton_topologies::Provider;
 use metrics::{Counter, Histogram};
 
 use super::ROUTE_REASONS;
@@ -103,13 +102,13 @@ pub(super) struct EnergySetup {
 pub(super) fn make_rung(
     agent: &str,
     m: &Arc<str>,
-    models: &HashMap<Arc<str>, (Arc<dyn Model>, &ModelDef)>,
+    models: &super::build::Models,
     energy: &EnergySetup,
 ) -> Result<Rung, RuntimeError> {
     let agent_label = agent.to_string();
     let (model, def) = models
         .get(m)
-        .map(|(model, def)| (Arc::clone(model), *def))
+        .map(|(model, def)| (Arc::clone(model), def))
         .ok_or_else(|| RuntimeError::Setup {
             kind: crate::error::Component::Model,
             name: m.to_string(),
