@@ -21,6 +21,7 @@ macro_rules! println {
 mod approvals;
 mod batch;
 mod inspect;
+mod ledger;
 mod loops;
 #[cfg(feature = "otel")]
 mod otel;
@@ -99,6 +100,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// The shared ledger (PostgreSQL) through which replicas spend one budget.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
     },
     /// Scripted rules files.
     Rules {
@@ -193,6 +199,21 @@ enum RulesCommand {
 }
 
 #[derive(Subcommand)]
+enum LedgerCommand {
+    /// Each shared budget: its limit, what settled leases spent, what live leases hold, and how
+    /// many leases are live (and expired: their replica stopped renewing them; any replica
+    /// books them, conservatively).
+    Status {
+        /// The database (`postgres://user@host:port/db`).
+        #[arg(long, env = "DATABASE_URL", value_name = "URL")]
+        ledger: String,
+        /// One JSON object per budget.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Check a trail's hash chain; exit 0 when intact, 1 naming the first broken record. Uses
     /// BATON_AUDIT_KEY when the trail was written with one.
@@ -273,6 +294,9 @@ fn main() -> ExitCode {
             command: AuditCommand::Verify { file, expect_head },
         } => inspect::verify_audit(&file, expect_head),
         Command::Tools { format } => inspect::tools(format),
+        Command::Ledger {
+            command: LedgerCommand::Status { ledger, json },
+        } => on_tokio(ledger::status(ledger, json), None),
         Command::Rules {
             command:
                 RulesCommand::Test {

@@ -64,3 +64,5 @@ mod examples;
 mod validate;
 
 mod batch;
+
+mod ledger;

@@ -20,30 +20,18 @@ impl Observer for Steps {
     }
 }
 
-struct Probe;
-
-#[async_trait]
-impl Tool for Probe {
-    fn name(&self) -> &str {
-        "probe"
-    }
-    fn description(&self) -> &str {
-        "checks a service"
-    }
-    fn parameters(&self) -> serde_json::Value {
-        json!({"type": "object", "properties": {"service": {"type": "string"}},
-                   "required": ["service"], "additionalProperties": false})
-    }
-    async fn call(
-        &self,
-        _cx: &baton_core::ToolContext<'_>,
-        args: serde_json::Value,
-    ) -> Result<String, ToolError> {
+/// `probe`: takes `{service}` and says it is healthy.
+fn probe_tool() -> impl Tool {
+    baton_core::testing::FnTool::new("probe", |_, args| {
         Ok(format!(
             "{} is healthy",
             args["service"].as_str().unwrap_or("?")
         ))
-    }
+    })
+    .with_parameters(
+        json!({"type": "object", "properties": {"service": {"type": "string"}},
+               "required": ["service"], "additionalProperties": false}),
+    )
 }
 
 async fn run(
@@ -111,7 +99,7 @@ async fn run_agent_with(
     let rt = Runtime::builder(t)
         .model("local", local)
         .model("frontier", frontier)
-        .tool(Probe)
+        .tool(probe_tool())
         .observer(steps.clone())
         .start()
         .await
@@ -292,7 +280,7 @@ async fn a_private_sub_tasks_answer_makes_its_parent_private() {
     let rt = Runtime::builder(t)
         .model("local", local)
         .model("frontier", frontier)
-        .tool(Probe)
+        .tool(probe_tool())
         .start()
         .await
         .expect("starts");

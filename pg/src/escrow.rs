@@ -1,0 +1,456 @@
+//! Budgets, leases drawn from them, and a replica's local side of its leases.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use baton_core::NanoUsd;
+
+use crate::{PgError, SharedLedger, big, db, nanos};
+
+/// A slice of a shared budget drawn into one replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// Its id (the replica's name and a counter): what settling it is keyed by.
+    pub id: String,
+    /// The budget it was drawn from.
+    pub budget: String,
+    /// What it holds.
+    pub amount: NanoUsd,
+}
+
+/// A shared budget as the database holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BudgetStatus {
+    /// Its name.
+    pub name: String,
+    /// Its limit, if any.
+    pub limit: Option<NanoUsd>,
+    /// What settled leases spent.
+    pub spent: NanoUsd,
+    /// What live leases hold.
+    pub leased: NanoUsd,
+    /// How many leases are live, and how many of them have outlived their time to live.
+    pub live_leases: u64,
+    /// Live leases past their time to live (their replica stopped renewing them).
+    pub expired_leases: u64,
+}
+
+impl SharedLedger {
+    /// Creates budget `name` with `limit` (`None`: unlimited), or sets the limit of the one that
+    /// exists.
+    ///
+    /// # Errors
+    /// [`PgError::LimitBelowSpend`] when the limit is below what the budget has already spent and
+    /// leased; [`PgError::Db`] otherwise.
+    pub async fn ensure_budget(&self, name: &str, limit: Option<NanoUsd>) -> Result<(), PgError> {
+        let limit = limit.map(|l| big("a limit", l)).transpose()?;
+        let row = self
+            .client()
+            .query_opt(
+                "INSERT INTO baton_budgets AS b (name, limit_nanousd) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET limit_nanousd = $2
+                     WHERE $2::bigint IS NULL OR b.spent_nanousd + b.leased_nanousd <= $2
+                 RETURNING true",
+                &[&name, &limit],
+            )
+            .await
+            .map_err(db("creating a budget"))?;
+        if row.is_some() {
+            return Ok(());
+        }
+        // The conflict's WHERE refused the new limit: say what stands in the way.
+        let s = self.status(name).await?;
+        Err(PgError::LimitBelowSpend {
+            budget: name.to_string(),
+            limit: limit.map_or(NanoUsd::MAX, nanos),
+            committed: NanoUsd(s.spent.0.saturating_add(s.leased.0)),
+        })
+    }
+
+    /// Draws a lease from `budget`: at least `need` (else `None`: the budget cannot cover it, or
+    /// there is no such budget), at most `want`, and at most a quarter of what is left unless
+    /// `need` is more — so that slices shrink as the budget runs low. One call: the budget's row
+    /// is locked for it alone.
+    ///
+    /// # Errors
+    /// [`PgError::Db`].
+    pub async fn draw(
+        &self,
+        budget: &str,
+        need: NanoUsd,
+        want: NanoUsd,
+    ) -> Result<Option<Lease>, PgError> {
+        let need = big("a reservation", need)?.max(1);
+        let want = big("a slice", want)?.max(need);
+        let id = format!(
+            "{}-{}",
+            self.replica,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        let ttl = self.ttl.as_secs_f64();
+        // (A function: a statement's snapshot would not see what a concurrent draw leased
+        // once the row's lock is ours; the database's CHECK refused such a draw.)
+        let row = self
+            .client()
+            .query_one(
+                "SELECT baton_draw($1, $2, $3, $4, $5, $6)",
+                &[&budget, &need, &want, &id, &self.replica, &ttl],
+            )
+            .await
+            .map_err(db("drawing a lease"))?;
+        let granted: Option<i64> = row.get(0);
+        Ok(granted.map(|g| Lease {
+            id,
+            budget: budget.to_string(),
+            amount: nanos(g),
+        }))
+    }
+
+    /// Renews `lease` for another time to live, recording what it has spent and what it holds
+    /// in flight (what a reaper books if this replica dies). `false` when the lease is settled
+    /// (or was reaped).
+    ///
+    /// # Errors
+    /// [`PgError::Db`].
+    pub async fn renew(
+        &self,
+        lease: &Lease,
+        used: NanoUsd,
+        held: NanoUsd,
+    ) -> Result<bool, PgError> {
+        let (used, held) = (big("spend", used)?, big("a hold", held)?);
+        let n = self
+            .client()
+            .execute(
+                "UPDATE baton_leases
+                 SET used_nanousd = $2, held_nanousd = $3,
+                     expires_at = now() + make_interval(secs => $4)
+                 WHERE id = $1 AND settled_at IS NULL",
+                &[&lease.id, &used, &held, &self.ttl.as_secs_f64()],
+            )
+            .await
+            .map_err(db("renewing a lease"))?;
+        Ok(n == 1)
+    }
+
+    /// Settles `lease`: books `used` on its budget and returns the rest. Idempotent: `false`
+    /// when it was settled already (a retry after a lost reply), and nothing is booked again.
+    ///
+    /// # Errors
+    /// [`PgError::Overdrawn`] when `used` is more than the lease holds; [`PgError::Db`].
+    pub async fn settle(&self, lease: &Lease, used: NanoUsd) -> Result<bool, PgError> {
+        if used > lease.amount {
+            return Err(PgError::Overdrawn {
+                lease: lease.id.clone(),
+                used,
+                amount: lease.amount,
+            });
+        }
+        let used = big("spend", used)?;
+        let n = self
+            .client()
+            .execute(
+                "WITH l AS (
+                     UPDATE baton_leases SET used_nanousd = $2, held_nanousd = 0, settled_at = now()
+                     WHERE id = $1 AND settled_at IS NULL
+                     RETURNING budget, amount_nanousd
+                 )
+                 UPDATE baton_budgets b
+                 SET spent_nanousd = spent_nanousd + $2, leased_nanousd = leased_nanousd - l.amount_nanousd
+                 FROM l WHERE b.name = l.budget",
+                &[&lease.id, &used],
+            )
+            .await
+            .map_err(db("settling a lease"))?;
+        Ok(n == 1)
+    }
+
+    /// Books every lease past its time to live (its replica stopped renewing it):
+    /// conservatively, what it had spent plus what it held in flight at its last renewal (a call
+    /// in flight may have been billed); the rest returns to its budget. Any replica may run it.
+    /// Returns how many leases it reaped.
+    ///
+    /// # Errors
+    /// [`PgError::Db`].
+    pub async fn reap(&self) -> Result<u64, PgError> {
+        let rows = self
+            .client()
+            .query(
+                "WITH l AS (
+                     UPDATE baton_leases
+                     SET used_nanousd = LEAST(amount_nanousd, used_nanousd + held_nanousd),
+                         held_nanousd = 0, settled_at = now(), reaped = true
+                     WHERE settled_at IS NULL AND expires_at < now()
+                     RETURNING budget, amount_nanousd, used_nanousd
+                 ), s AS (
+                     SELECT budget, sum(amount_nanousd)::bigint AS amount,
+                            sum(used_nanousd)::bigint AS used, count(*) AS n
+                     FROM l GROUP BY budget
+                 )
+                 UPDATE baton_budgets b
+                 SET spent_nanousd = spent_nanousd + s.used, leased_nanousd = leased_nanousd - s.amount
+                 FROM s WHERE b.name = s.budget
+                 RETURNING s.n",
+                &[],
+            )
+            .await
+            .map_err(db("reaping expired leases"))?;
+        Ok(rows
+            .iter()
+            .map(|r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0))
+            .sum())
+    }
+
+    /// Budget `name` as the database holds it.
+    ///
+    /// # Errors
+    /// [`PgError::Db`] (also when there is no such budget).
+    pub async fn status(&self, name: &str) -> Result<BudgetStatus, PgError> {
+        let all = self.statuses().await?;
+        all.into_iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| PgError::NoBudget {
+                budget: name.to_string(),
+            })
+    }
+
+    /// Every shared budget, by name.
+    ///
+    /// # Errors
+    /// [`PgError::Db`].
+    pub async fn statuses(&self) -> Result<Vec<BudgetStatus>, PgError> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT b.name, b.limit_nanousd, b.spent_nanousd, b.leased_nanousd,
+                        count(l.id) FILTER (WHERE l.settled_at IS NULL),
+                        count(l.id) FILTER (WHERE l.settled_at IS NULL AND l.expires_at < now())
+                 FROM baton_budgets b LEFT JOIN baton_leases l ON l.budget = b.name
+                 GROUP BY b.name ORDER BY b.name",
+                &[],
+            )
+            .await
+            .map_err(db("reading the budgets"))?;
+        Ok(rows
+            .iter()
+            .map(|r| BudgetStatus {
+                name: r.get(0),
+                limit: r.get::<_, Option<i64>>(1).map(nanos),
+                spent: nanos(r.get(2)),
+                leased: nanos(r.get(3)),
+                live_leases: u64::try_from(r.get::<_, i64>(4)).unwrap_or(0),
+                expired_leases: u64::try_from(r.get::<_, i64>(5)).unwrap_or(0),
+            })
+            .collect())
+    }
+}
+
+/// A replica's side of one shared budget: reservations served from its leases, without a round
+/// trip to the database unless its leases cannot cover one.
+pub struct EscrowBudget {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ledger: Arc<SharedLedger>,
+    budget: String,
+    /// What one draw asks for (the database gives less as the budget runs low).
+    slice: NanoUsd,
+    leases: Mutex<Vec<Local>>,
+    /// Held while drawing: reservations that miss together wait for one draw, not one each.
+    drawing: tokio::sync::Mutex<()>,
+}
+
+/// A lease as this replica uses it.
+struct Local {
+    lease: Lease,
+    /// Committed from it.
+    used: NanoUsd,
+    /// Reserved from it and not yet committed or released.
+    held: NanoUsd,
+}
+
+impl Local {
+    fn free(&self) -> NanoUsd {
+        NanoUsd(self.lease.amount.0 - self.used.0 - self.held.0)
+    }
+}
+
+fn lock(m: &Mutex<Vec<Local>>) -> std::sync::MutexGuard<'_, Vec<Local>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A reservation on a shared budget: committed with what was spent, or released (as it is when
+/// dropped).
+pub struct Hold {
+    inner: Arc<Inner>,
+    lease: String,
+    amount: NanoUsd,
+    done: bool,
+}
+
+impl EscrowBudget {
+    /// This replica's side of `budget`, drawing `slice` at a time.
+    pub fn new(ledger: Arc<SharedLedger>, budget: impl Into<String>, slice: NanoUsd) -> Self {
+        EscrowBudget {
+            inner: Arc::new(Inner {
+                ledger,
+                budget: budget.into(),
+                slice,
+                leases: Mutex::new(Vec::new()),
+                drawing: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Reserves `cost`: from a lease this replica holds, else from a new one (idle leases are
+    /// settled first, so that their rest goes back to the budget). `None` when the shared
+    /// budget cannot cover it.
+    ///
+    /// # Errors
+    /// [`PgError::Db`] when the database is needed and cannot be reached: nothing is reserved.
+    pub async fn reserve(&self, cost: NanoUsd) -> Result<Option<Hold>, PgError> {
+        if let Some(hold) = self.reserve_locally(cost) {
+            return Ok(Some(hold));
+        }
+        let _drawing = self.inner.drawing.lock().await;
+        // Another reservation may have drawn while this one waited.
+        if let Some(hold) = self.reserve_locally(cost) {
+            return Ok(Some(hold));
+        }
+        let idle: Vec<(Lease, NanoUsd)> = {
+            let mut leases = lock(&self.inner.leases);
+            let (idle, busy): (Vec<Local>, Vec<Local>) =
+                leases.drain(..).partition(|l| l.held == NanoUsd::ZERO);
+            *leases = busy;
+            idle.into_iter().map(|l| (l.lease, l.used)).collect()
+        };
+        for (lease, used) in &idle {
+            self.inner.ledger.settle(lease, *used).await?;
+        }
+        let Some(lease) = self
+            .inner
+            .ledger
+            .draw(&self.inner.budget, cost, self.inner.slice)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let id = lease.id.clone();
+        lock(&self.inner.leases).push(Local {
+            lease,
+            used: NanoUsd::ZERO,
+            held: cost,
+        });
+        Ok(Some(self.hold(id, cost)))
+    }
+
+    fn reserve_locally(&self, cost: NanoUsd) -> Option<Hold> {
+        let mut leases = lock(&self.inner.leases);
+        let l = leases.iter_mut().find(|l| l.free() >= cost)?;
+        l.held = NanoUsd(l.held.0 + cost.0);
+        let id = l.lease.id.clone();
+        drop(leases);
+        Some(self.hold(id, cost))
+    }
+
+    fn hold(&self, lease: String, amount: NanoUsd) -> Hold {
+        Hold {
+            inner: Arc::clone(&self.inner),
+            lease,
+            amount,
+            done: false,
+        }
+    }
+
+    /// What this replica's leases have committed, and hold in flight.
+    pub fn local(&self) -> (NanoUsd, NanoUsd) {
+        let leases = lock(&self.inner.leases);
+        leases
+            .iter()
+            .fold((NanoUsd::ZERO, NanoUsd::ZERO), |(u, h), l| {
+                (NanoUsd(u.0 + l.used.0), NanoUsd(h.0 + l.held.0))
+            })
+    }
+
+    /// Renews every lease, recording what each has spent and holds (run it well within the time
+    /// to live).
+    ///
+    /// # Errors
+    /// [`PgError::Db`].
+    pub async fn renew(&self) -> Result<(), PgError> {
+        let leases: Vec<(Lease, NanoUsd, NanoUsd)> = lock(&self.inner.leases)
+            .iter()
+            .map(|l| (l.lease.clone(), l.used, l.held))
+            .collect();
+        for (lease, used, held) in leases {
+            self.inner.ledger.renew(&lease, used, held).await?;
+        }
+        Ok(())
+    }
+
+    /// Settles every lease whose reservations have all ended, returning its rest to the budget.
+    ///
+    /// # Errors
+    /// [`PgError::Db`]: the leases not yet settled stay, and a later call settles them.
+    pub async fn settle_idle(&self) -> Result<(), PgError> {
+        loop {
+            let next = {
+                let leases = lock(&self.inner.leases);
+                leases
+                    .iter()
+                    .find(|l| l.held == NanoUsd::ZERO)
+                    .map(|l| (l.lease.clone(), l.used))
+            };
+            let Some((lease, used)) = next else {
+                return Ok(());
+            };
+            self.inner.ledger.settle(&lease, used).await?;
+            lock(&self.inner.leases).retain(|l| l.lease.id != lease.id);
+        }
+    }
+}
+
+impl Hold {
+    /// What it reserved.
+    pub fn amount(&self) -> NanoUsd {
+        self.amount
+    }
+
+    /// Commits `spent` (at most what was reserved: a reservation is a call's worst case).
+    ///
+    /// # Errors
+    /// [`PgError::Overdrawn`] when `spent` is more than the reservation: nothing is committed and
+    /// the reservation is released.
+    pub fn commit(mut self, spent: NanoUsd) -> Result<(), PgError> {
+        self.done = true;
+        let over = spent > self.amount;
+        let mut leases = lock(&self.inner.leases);
+        if let Some(l) = leases.iter_mut().find(|l| l.lease.id == self.lease) {
+            l.held = NanoUsd(l.held.0 - self.amount.0);
+            if !over {
+                l.used = NanoUsd(l.used.0 + spent.0);
+            }
+        }
+        if over {
+            return Err(PgError::Overdrawn {
+                lease: self.lease.clone(),
+                used: spent,
+                amount: self.amount,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut leases = lock(&self.inner.leases);
+        if let Some(l) = leases.iter_mut().find(|l| l.lease.id == self.lease) {
+            l.held = NanoUsd(l.held.0 - self.amount.0);
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! The shared ledger against a real PostgreSQL (`BATON_TEST_POSTGRES_URL`, a role that may create
+//! databases; `.ci/run` starts a throwaway cluster). Each test works in a database of its own.
+//! Without the variable the tests say why and pass, unless `BATON_REQUIRE_POSTGRES=1`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_core::NanoUsd;
+use baton_pg::{EscrowBudget, PgError, SharedLedger};
+
+/// A fresh database on the test server, or `None` (with the reason printed) when there is none.
+async fn database(name: &str) -> Option<String> {
+    let Ok(url) = std::env::var("BATON_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("BATON_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "BATON_REQUIRE_POSTGRES=1 but BATON_TEST_POSTGRES_URL is not set"
+        );
+        eprintln!("SKIPPED: no PostgreSQL (set BATON_TEST_POSTGRES_URL, as .ci/run does)");
+        return None;
+    };
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("the test server answers");
+    tokio::spawn(conn);
+    let db = format!("baton_test_{name}_{}", std::process::id());
+    // (One statement a call: DROP and CREATE DATABASE cannot share a transaction.)
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {db}"),
+        format!("CREATE DATABASE {db}"),
+    ] {
+        client.batch_execute(&sql).await.expect("a test database");
+    }
+    // The same server and role, the new database.
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    Some(format!("{base}/{db}"))
+}
+
+async fn ledger(url: &str, replica: &str) -> Arc<SharedLedger> {
+    Arc::new(
+        SharedLedger::connect(url, replica, Duration::from_secs(30))
+            .await
+            .expect("connects"),
+    )
+}
+
+/// Reads the database's own books: each budget's spent and leased beside the sums over its leases.
+async fn books(url: &str) -> Vec<(String, i64, i64, i64, i64)> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(conn);
+    client
+        .query(
+            "SELECT b.name, b.spent_nanousd, b.leased_nanousd,
+                    COALESCE(sum(l.used_nanousd) FILTER (WHERE l.settled_at IS NOT NULL), 0)::bigint,
+                    COALESCE(sum(l.amount_nanousd) FILTER (WHERE l.settled_at IS NULL), 0)::bigint
+             FROM baton_budgets b LEFT JOIN baton_leases l ON l.budget = b.name
+             GROUP BY b.name ORDER BY b.name",
+            &[],
+        )
+        .await
+        .expect("books")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_a_newer_schema_is_refused() {
+    let Some(url) = database("migrations").await else {
+        return;
+    };
+    let a = ledger(&url, "a").await;
+    // A second replica starting against the same database finds it migrated.
+    let _b = ledger(&url, "b").await;
+    a.ensure_budget("total", Some(NanoUsd::from_usd(1)))
+        .await
+        .expect("budget");
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(conn);
+    let version: i32 = client
+        .query_one("SELECT version FROM baton_schema", &[])
+        .await
+        .expect("version")
+        .get(0);
+    assert_eq!(version, baton_pg::migrations::latest());
+    client
+        .batch_execute("UPDATE baton_schema SET version = version + 1")
+        .await
+        .expect("bump");
+    let err = SharedLedger::connect(&url, "c", Duration::from_secs(30))
+        .await
+        .err()
+        .expect("a newer schema is refused");
+    assert!(
+        matches!(err, PgError::NewerSchema { found, supported } if found == supported + 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains("upgrade Baton"), "{err}");
+}
+
+#[tokio::test]
+async fn draws_stop_at_the_limit_and_a_settle_books_once() {
+    let Some(url) = database("draws").await else {
+        return;
+    };
+    let l = ledger(&url, "r1").await;
+    let limit = NanoUsd(1_000);
+    l.ensure_budget("total", Some(limit)).await.expect("budget");
+    // A slice is at most a quarter of what is left, at least what is needed.
+    let a = l
+        .draw("total", NanoUsd(10), NanoUsd(600))
+        .await
+        .expect("draw")
+        .expect("granted");
+    assert_eq!(a.amount, NanoUsd(250), "a quarter of 1,000");
+    let b = l
+        .draw("total", NanoUsd(700), NanoUsd(700))
+        .await
+        .expect("draw")
+        .expect("granted");
+    assert_eq!(
+        b.amount,
+        NanoUsd(700),
+        "what is needed, when more than a quarter"
+    );
+    assert_eq!(
+        l.draw("total", NanoUsd(51), NanoUsd(51))
+            .await
+            .expect("draw"),
+        None,
+        "50 left: a need of 51 is refused"
+    );
+    // Settling books what was used and returns the rest; settling again books nothing.
+    assert!(l.settle(&a, NanoUsd(100)).await.expect("settle"));
+    assert!(
+        !l.settle(&a, NanoUsd(100)).await.expect("again"),
+        "idempotent"
+    );
+    let s = l.status("total").await.expect("status");
+    assert_eq!(
+        (s.spent, s.leased, s.live_leases),
+        (NanoUsd(100), NanoUsd(700), 1)
+    );
+    // Over-settling is refused before it reaches the database.
+    assert!(matches!(
+        l.settle(&b, NanoUsd(701)).await,
+        Err(PgError::Overdrawn { .. })
+    ));
+    // A limit below what is spent and leased is refused, naming both.
+    let err = l
+        .ensure_budget("total", Some(NanoUsd(500)))
+        .await
+        .expect_err("below the spend");
+    assert!(err.to_string().contains("800"), "{err}");
+    assert!(l.settle(&b, NanoUsd(700)).await.expect("settle"));
+    let s = l.status("total").await.expect("status");
+    assert_eq!((s.spent, s.leased), (NanoUsd(800), NanoUsd::ZERO));
+    // Slices shrink as the budget runs low: what is left unspent at the end is a few
+    // reservations' worth (each is at most 5,001 n$), not a replica's idle lease.
+    assert!(
+        limit.0 - s.spent.0 < 30_000,
+        "the budget was not used up: {} of {} left",
+        limit.0 - s.spent.0,
+        limit.0
+    );
+    for (name, spent, leased, used, live) in books(&url).await {
+        assert_eq!((spent, leased), (used, live), "{name}: the books agree");
+    }
+}
+
+#[tokio::test]
+async fn a_dead_replicas_lease_is_booked_conservatively_and_the_rest_returns() {
+    let Some(url) = database("reap").await else {
+        return;
+    };
+    let dying = Arc::new(
+        SharedLedger::connect(&url, "dying", Duration::from_millis(300))
+            .await
+            .expect("connects"),
+    );
+    dying
+        .ensure_budget("total", Some(NanoUsd(10_000)))
+        .await
+        .expect("budget");
+    let lease = dying
+        .draw("total", NanoUsd(1_000), NanoUsd(2_000))
+        .await
+        .expect("draw")
+        .expect("granted");
+    assert_eq!(
+        lease.amount,
+        NanoUsd(2_000),
+        "what was wanted, under a quarter of 10,000"
+    );
+    // Its last renewal: 300 spent, 400 in flight. Then it stops renewing.
+    assert!(
+        dying
+            .renew(&lease, NanoUsd(300), NanoUsd(400))
+            .await
+            .expect("renew")
+    );
+    let survivor = ledger(&url, "survivor").await;
+    assert_eq!(survivor.reap().await.expect("reap"), 0, "not expired yet");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        survivor
+            .status("total")
+            .await
+            .expect("status")
+            .expired_leases,
+        1
+    );
+    assert_eq!(survivor.reap().await.expect("reap"), 1);
+    let s = survivor.status("total").await.expect("status");
+    assert_eq!(
+        (s.spent, s.leased, s.live_leases),
+        (NanoUsd(700), NanoUsd::ZERO, 0),
+        "spent + in flight booked, the rest returned"
+    );
+    // The dead replica's late settle (it was only slow) books nothing twice.
+    assert!(!dying.settle(&lease, NanoUsd(300)).await.expect("settle"));
+    assert_eq!(
+        survivor.status("total").await.expect("status").spent,
+        NanoUsd(700)
+    );
+}
+
+/// One replica's share of the contention test: `tasks` concurrent reservations of 1-5 µ$ each,
+/// committing 60-100% of what they reserved; prints `committed <nanos>` for the parent.
+async fn replica_work(url: &str, replica: &str, tasks: u64) {
+    let ledger = ledger(url, replica).await;
+    let budget = Arc::new(EscrowBudget::new(
+        Arc::clone(&ledger),
+        "total",
+        NanoUsd(200_000),
+    ));
+    let mut handles = Vec::new();
+    for i in 0..tasks {
+        let budget = Arc::clone(&budget);
+        let seed = baton_core::splitmix64(i ^ u64::from(replica.as_bytes()[0]) << 32);
+        handles.push(tokio::spawn(async move {
+            let cost = NanoUsd(1_000 + seed % 4_001);
+            match budget.reserve(cost).await.expect("the database answers") {
+                Some(hold) => {
+                    tokio::task::yield_now().await;
+                    let spent = NanoUsd(cost.0 * (60 + (seed >> 8) % 41) / 100);
+                    hold.commit(spent).expect("within the reservation");
+                    (1u64, spent.0)
+                }
+                None => (0, 0),
+            }
+        }));
+    }
+    let (mut ran, mut committed) = (0, 0);
+    for h in handles {
+        let (n, c) = h.await.expect("a task");
+        ran += n;
+        committed += c;
+    }
+    budget.settle_idle().await.expect("settles");
+    assert_eq!(
+        budget.local(),
+        (NanoUsd::ZERO, NanoUsd::ZERO),
+        "every lease settled"
+    );
+    println!("committed {committed} ran {ran}");
+}
+
+/// Run by the contention test in a child process (`BATON_PG_REPLICA=<url> <name> <tasks>`).
+#[tokio::test]
+async fn replica_entry() {
+    let Ok(args) = std::env::var("BATON_PG_REPLICA") else {
+        return;
+    };
+    let mut parts = args.split(' ');
+    let (url, name, tasks) = (
+        parts.next().expect("url"),
+        parts.next().expect("name"),
+        parts.next().and_then(|t| t.parse().ok()).expect("tasks"),
+    );
+    replica_work(url, name, tasks).await;
+}
+
+/// Three replica processes × 1,000 concurrent reservations against one budget that covers about
+/// half of them: the total spend never passes the limit, to the nano-dollar; each replica's
+/// commits are on the books exactly; the database's own books agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_share_one_budget_without_overspend() {
+    let Some(url) = database("three").await else {
+        return;
+    };
+    let l = ledger(&url, "setup").await;
+    // 3,000 reservations averaging 3,000 n$ and committing 80% of that: about 7.2 m$ if all ran.
+    let limit = NanoUsd(3_600_000);
+    l.ensure_budget("total", Some(limit)).await.expect("budget");
+    let exe = std::env::current_exe().expect("the test binary");
+    let children: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            tokio::process::Command::new(&exe)
+                .args([
+                    "replica_entry",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("BATON_PG_REPLICA", format!("{url} {name} 1000"))
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("a replica process")
+        })
+        .collect();
+    let (mut committed, mut ran) = (0u64, 0u64);
+    for child in children {
+        let out = child.wait_with_output().await.expect("the replica ends");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "a replica failed: {text}");
+        let at = text
+            .find("committed ")
+            .unwrap_or_else(|| panic!("no figures from a replica: {text}"));
+        let line = text[at..].lines().next().unwrap_or_default();
+        let mut words = line.split(' ');
+        committed += words
+            .nth(1)
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("committed");
+        ran += words
+            .nth(1)
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("ran");
+    }
+    let s = l.status("total").await.expect("status");
+    eprintln!(
+        "{ran} of 3,000 reservations ran; spent {} of {}",
+        s.spent, limit
+    );
+    assert!(s.spent <= limit, "overspent: {} of {}", s.spent, limit);
+    assert_eq!(
+        s.spent,
+        NanoUsd(committed),
+        "the books hold what the replicas committed"
+    );
+    assert_eq!((s.leased, s.live_leases), (NanoUsd::ZERO, 0));
+    assert!(
+        (900..3_000).contains(&ran),
+        "the budget covers about half the reservations: {ran} of 3,000 ran"
+    );
+    // Slices shrink as the budget runs low: what is left unspent at the end is a few
+    // reservations' worth (each is at most 5,001 n$), not a replica's idle lease.
+    assert!(
+        limit.0 - s.spent.0 < 30_000,
+        "the budget was not used up: {} of {} left",
+        limit.0 - s.spent.0,
+        limit.0
+    );
+    for (name, spent, leased, used, live) in books(&url).await {
+        assert_eq!((spent, leased), (used, live), "{name}: the books agree");
+    }
+}
