@@ -419,9 +419,9 @@ mod tests {
     use super::*;
     use baton_topologies::{AgentSpec, ModelSpec, ToolSpec, TopologyBuilder};
 
-    /// A root over three workers with a tool each, and the plan built on it.
-    fn plan() -> (Arc<Topology>, Plan) {
-        let topology = TopologyBuilder::new("t")
+    /// A topology with model `m` and the custom tool `clock`, and `agents`.
+    fn topology(agents: &[(&str, AgentSpec)]) -> Arc<Topology> {
+        let mut b = TopologyBuilder::new("t")
             .model(
                 "m",
                 ModelSpec::custom(baton_core::Price::per_million_tokens(
@@ -429,39 +429,43 @@ mod tests {
                     baton_core::NanoUsd(1),
                 )),
             )
-            .tool("clock", ToolSpec::custom())
-            .agent("root", AgentSpec::new(["m"]).children(["a", "b", "c"]))
-            .agent("a", AgentSpec::new(["m"]).tools(["clock"]))
-            .agent("b", AgentSpec::new(["m"]).tools(["clock"]))
-            .agent("c", AgentSpec::new(["m"]).tools(["clock"]))
-            .build()
-            .expect("valid");
-        let topology = Arc::new(topology);
+            .tool("clock", ToolSpec::custom());
+        for (name, spec) in agents {
+            b = b.agent(*name, spec.clone());
+        }
+        Arc::new(b.build().expect("valid"))
+    }
+
+    /// The implementations of `m` and (when `clock`) of the tool `clock`.
+    fn supplied(clock: bool) -> super::build::Supplied {
         let models: HashMap<String, Arc<dyn baton_core::Model>> = HashMap::from([(
             "m".to_string(),
             Arc::new(baton_core::ScriptedModel::always("m", "ok")) as Arc<dyn baton_core::Model>,
         )]);
-        let tools: HashMap<String, Arc<dyn Tool>> = HashMap::from([(
-            "clock".to_string(),
-            Arc::new(baton_core::testing::FnTool::new("clock", |_, _| {
-                Ok("12:00".into())
-            })) as Arc<dyn Tool>,
-        )]);
-        // Lazy from the first agent, as a fleet past `EAGER_PLANS_UP_TO` is.
-        let plan = Plan::build_eager_up_to(
-            Arc::clone(&topology),
-            (models, tools, McpTools::new()),
-            None,
-            None,
-            0,
-        )
-        .expect("plan");
-        (topology, plan)
+        let mut tools: HashMap<String, Arc<dyn Tool>> = HashMap::new();
+        if clock {
+            let tool = baton_core::testing::FnTool::new("clock", |_, _| Ok("12:00".into()));
+            tools.insert("clock".to_string(), Arc::new(tool));
+        }
+        (models, tools, McpTools::new())
+    }
+
+    /// A root over three workers with the tool each.
+    fn fleet() -> Arc<Topology> {
+        topology(&[
+            ("root", AgentSpec::new(["m"]).children(["a", "b", "c"])),
+            ("a", AgentSpec::new(["m"]).tools(["clock"])),
+            ("b", AgentSpec::new(["m"]).tools(["clock"])),
+            ("c", AgentSpec::new(["m"]).tools(["clock"])),
+        ])
     }
 
     #[test]
     fn an_agents_plan_is_built_on_its_first_use_only() {
-        let (topology, plan) = plan();
+        let topology = fleet();
+        // Lazy from the first agent, as a fleet past `EAGER_PLANS_UP_TO` is.
+        let plan = Plan::build_eager_up_to(Arc::clone(&topology), supplied(true), None, None, 0)
+            .expect("plan");
         assert_eq!(plan.agents.built(), 0, "nothing is built at start");
         let root = &plan.agents[plan.root];
         assert_eq!(&*root.name, "root");
@@ -494,18 +498,8 @@ mod tests {
 
     #[test]
     fn a_small_topology_has_every_plan_built_at_start() {
-        let (topology, _) = plan();
-        let models: HashMap<String, Arc<dyn baton_core::Model>> = HashMap::from([(
-            "m".to_string(),
-            Arc::new(baton_core::ScriptedModel::always("m", "ok")) as Arc<dyn baton_core::Model>,
-        )]);
-        let tools: HashMap<String, Arc<dyn Tool>> = HashMap::from([(
-            "clock".to_string(),
-            Arc::new(baton_core::testing::FnTool::new("clock", |_, _| {
-                Ok("12:00".into())
-            })) as Arc<dyn Tool>,
-        )]);
-        let plan = Plan::build(topology, models, tools, McpTools::new(), None, None).expect("plan");
+        let (models, tools, mcp) = supplied(true);
+        let plan = Plan::build(fleet(), models, tools, mcp, None, None).expect("plan");
         assert_eq!(
             plan.agents.built(),
             4,
@@ -515,33 +509,11 @@ mod tests {
 
     #[test]
     fn an_undeclared_tool_fails_the_start_not_the_first_use() {
-        let topology = TopologyBuilder::new("t")
-            .model(
-                "m",
-                ModelSpec::custom(baton_core::Price::per_million_tokens(
-                    baton_core::NanoUsd(1),
-                    baton_core::NanoUsd(1),
-                )),
-            )
-            .tool("clock", ToolSpec::custom())
-            .agent("root", AgentSpec::new(["m"]).tools(["clock"]))
-            .build()
-            .expect("valid");
-        let models: HashMap<String, Arc<dyn baton_core::Model>> = HashMap::from([(
-            "m".to_string(),
-            Arc::new(baton_core::ScriptedModel::always("m", "ok")) as Arc<dyn baton_core::Model>,
-        )]);
         // `clock` is declared `custom` but not registered.
-        let err = Plan::build(
-            Arc::new(topology),
-            models,
-            HashMap::new(),
-            McpTools::new(),
-            None,
-            None,
-        )
-        .err()
-        .expect("refused at start");
+        let topology = topology(&[("root", AgentSpec::new(["m"]).tools(["clock"]))]);
+        let err = Plan::build_eager_up_to(topology, supplied(false), None, None, 0)
+            .err()
+            .expect("refused at start");
         assert!(err.to_string().contains("clock"), "{err}");
     }
 }

@@ -27,7 +27,7 @@ fn near(name: &str, among: &[String]) -> Option<String> {
 
 /// What the caller supplies beside the topology: its custom models and tools, and the MCP
 /// servers' tools.
-type Supplied = (
+pub(super) type Supplied = (
     HashMap<String, Arc<dyn Model>>,
     HashMap<String, Arc<dyn Tool>>,
     McpTools,
