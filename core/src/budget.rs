@@ -82,58 +82,10 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
-/// The JSON schema of a duration written as `30s`.
-pub fn duration_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "description": "A duration: a number followed by ms, s, m or h (e.g. `250ms`, `30s`, `5m`).",
-        "type": "string",
-        "pattern": "^[0-9]+ *(ms|s|m|min|h)$"
-    })
-}
-
-/// serde helpers for required durations written as `30s`.
-pub mod duration_req {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Serializes as `30s`.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_duration(*d))
-    }
-
-    /// Deserializes `30s`, `250ms`, `5m`, `2h`.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-/// serde helpers for optional durations written as `30s`.
-pub mod duration_opt {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Serializes as `30s`.
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&super::format_duration(*d)),
-            None => s.serialize_none(),
-        }
-    }
-
-    /// Deserializes `30s`, `250ms`, `5m`, `2h`.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text: Option<String> = Option::deserialize(d)?;
-        text.map(|t| super::parse_duration(&t).map_err(serde::de::Error::custom))
-            .transpose()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serde_helpers::{duration_opt, duration_req, duration_schema};
 
     #[test]
     fn durations() {

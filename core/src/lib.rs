@@ -8,7 +8,7 @@
 //! - [`Envelope`], [`Budget`], [`Usage`], [`Outcome`]: what travels between agents.
 //!
 //! Every item has one path: the crate root, except the areas reached through their modules
-//! ([`audit`], [`defaults`], [`policy`], [`prices`], [`tools`] and, behind the `testing` feature, `testing`).
+//! ([`audit`], [`defaults`], [`policy`], [`prices`], [`serde_helpers`], [`tools`] and, behind the `testing` feature, `testing`).
 //!
 //! ```
 //! use baton_core::{Account, NanoUsd, TokenUsage};
@@ -37,6 +37,7 @@ pub mod policy;
 pub mod prices;
 mod random;
 mod scripted;
+pub mod serde_helpers;
 mod supervision;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -44,9 +45,7 @@ mod tool;
 pub mod tools;
 mod usage;
 
-pub use budget::{
-    Budget, duration_opt, duration_req, duration_schema, format_duration, parse_duration,
-};
+pub use budget::{Budget, format_duration, parse_duration};
 pub use energy::{
     CpuPower, Energy, EnergyMethod, ModelSize, PowerSource, ecologits, gpus_for, hosted_joules,
     rapl,

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use baton_core::{FaultSpec, NanoUsd, Usd, duration_opt};
+use baton_core::serde_helpers::duration_opt;
+use baton_core::{FaultSpec, NanoUsd, Usd};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -105,7 +106,7 @@ pub struct PolicySpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub approval_timeout: Option<Duration>,
 }
 
@@ -203,7 +204,7 @@ pub struct SupervisionSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub within: Option<Duration>,
     /// How long a stopping child may take before it is killed.
     #[serde(
@@ -211,7 +212,7 @@ pub struct SupervisionSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub shutdown: Option<Duration>,
 }
 
@@ -334,7 +335,7 @@ pub struct McpServerSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub timeout: Option<Duration>,
     /// How long starting it and listing its tools may take (default `30s`).
     #[serde(
@@ -342,7 +343,7 @@ pub struct McpServerSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub startup_timeout: Option<Duration>,
     /// Restarts of a stdio server that died allowed within `restart_window` (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -353,7 +354,7 @@ pub struct McpServerSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub restart_window: Option<Duration>,
     /// Its tools' output is private (default false): as a tool's `sensitive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -392,7 +393,7 @@ pub struct ToolSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub timeout: Option<Duration>,
     /// `supported` when the tool honours `dry_run: true` (changes nothing): only then does such
     /// a call count as a dry run. Built-ins that do say so themselves; a custom tool's own
@@ -475,7 +476,7 @@ pub struct BudgetSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub max_wall: Option<Duration>,
 }
 

@@ -10,8 +10,8 @@ use super::*;
 pub(super) struct RulesFile {
     /// How long every reply takes, unless a rule or the topology's `latency` says otherwise
     /// (default 0).
-    #[serde(default, with = "crate::budget::duration_opt")]
-    #[schemars(schema_with = "crate::duration_schema")]
+    #[serde(default, with = "crate::serde_helpers::duration_opt")]
+    #[schemars(schema_with = "crate::serde_helpers::duration_schema")]
     pub(super) latency: Option<Duration>,
     /// Random faults to inject, drawn from a seeded generator.
     #[serde(default)]
@@ -41,8 +41,8 @@ pub(super) struct RuleSpec {
     /// What the model answers.
     pub(super) reply: ReplySpec,
     /// How long this reply takes.
-    #[serde(default, with = "crate::budget::duration_opt")]
-    #[schemars(schema_with = "crate::duration_schema")]
+    #[serde(default, with = "crate::serde_helpers::duration_opt")]
+    #[schemars(schema_with = "crate::serde_helpers::duration_schema")]
     pub(super) latency: Option<Duration>,
     /// The rule fires at most this many times (counted per model, across all tasks).
     pub(super) times: Option<u32>,

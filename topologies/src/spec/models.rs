@@ -53,7 +53,7 @@ pub struct RetrySpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub base_delay: Option<Duration>,
     /// The longest backoff (default `30s`).
     #[serde(
@@ -61,7 +61,7 @@ pub struct RetrySpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub max_delay: Option<Duration>,
     /// The longest `Retry-After` the provider may ask for and still be waited out (default
     /// `60s`); a longer one ends the attempt (escalate or fail) instead of sleeping.
@@ -70,7 +70,7 @@ pub struct RetrySpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub max_retry_after: Option<Duration>,
 }
 
@@ -98,7 +98,7 @@ pub struct ModelSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub connect_timeout: Option<Duration>,
     /// Retries of failed calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,7 +112,7 @@ pub struct ModelSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub latency: Option<Duration>,
     /// Dollars per million tokens; may be left out for models the built-in price table knows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,7 +145,7 @@ pub struct ModelSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub timeout: Option<Duration>,
     /// For `scripted`: random faults to inject (replacing the rules file's).
     #[serde(default, skip_serializing_if = "Option::is_none")]

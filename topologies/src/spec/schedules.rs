@@ -37,7 +37,7 @@ pub struct ScheduleSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub every: Option<Duration>,
     /// A cron expression (`*/5 * * * *`; five fields, or six with seconds first; `@hourly`,
     /// `L`, `W` and `#` are understood): runs start at its times. Give this or `every`.
@@ -73,7 +73,7 @@ pub struct ScheduleSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub jitter: Option<Duration>,
     /// A spend circuit breaker: pauses the loop when its spend runs away.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,8 +92,8 @@ pub struct ScheduleSpec {
 #[serde(deny_unknown_fields)]
 pub struct BreakerSpec {
     /// The sliding window over which spend is summed (`1h`).
-    #[serde(with = "baton_core::duration_req")]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[serde(with = "baton_core::serde_helpers::duration_req")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub window: Duration,
     /// Spend within the window that opens the breaker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,6 +116,6 @@ pub struct BreakerSpec {
         with = "duration_opt",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(schema_with = "baton_core::duration_schema")]
+    #[schemars(schema_with = "baton_core::serde_helpers::duration_schema")]
     pub cool_down: Option<Duration>,
 }
