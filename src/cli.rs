@@ -265,6 +265,11 @@ pub(crate) struct RunOptions {
     /// replaces that instance's previous one.
     #[arg(long, value_name = "NAME", env = "BATON_PUSH_INSTANCE")]
     pub(crate) push_instance: Option<String>,
+    /// A PostgreSQL database (`postgres://user@host:port/db`) through which the topology's
+    /// `budget: max_usd` is shared with every other process run with it: together they never
+    /// spend more (see docs/scale-out.md). For `--task` and `--tasks`.
+    #[arg(long, value_name = "URL")]
+    pub(crate) ledger: Option<String>,
 }
 
 #[derive(clap::Args)]

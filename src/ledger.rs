@@ -1,4 +1,6 @@
-//! `baton ledger status`: the shared budgets as the database holds them.
+//! `baton ledger status`: the shared budgets as the database holds them; and `--ledger URL` on
+//! `baton run`: the topology's `budget: max_usd` shared with every other process run with the
+//! same ledger.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -60,4 +62,80 @@ pub(crate) async fn status(url: String, json: bool) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// How long a lease lives unless renewed; leases are renewed every third of it.
+const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// This process's side of the topology's shared budget (`--ledger`).
+pub(crate) struct Shared {
+    budget: std::sync::Arc<baton_pg::EscrowBudget>,
+    renewing: tokio::task::JoinHandle<()>,
+}
+
+impl Shared {
+    /// Joins the shared ledger at `url` for `topology`: its budget (named after the topology,
+    /// limited by its `budget: max_usd`) is created or its limit updated, leases that dead
+    /// replicas left are reaped, and this process's leases are renewed until [`Shared::finish`].
+    ///
+    /// # Errors
+    /// The topology has no `budget: max_usd` (there would be nothing to share), or the database
+    /// cannot be reached or refuses the limit.
+    pub(crate) async fn join(
+        url: &str,
+        topology: &baton::topologies::Topology,
+    ) -> anyhow::Result<Shared> {
+        use anyhow::Context;
+        let Some(limit) = topology.budget().max else {
+            anyhow::bail!(
+                "`--ledger` shares the topology's `budget: max_usd` with the other processes run with it, and `{}` declares none",
+                topology.name()
+            );
+        };
+        let replica = format!("{}-{}", crate::push::host_name(), std::process::id());
+        let ledger = baton_pg::SharedLedger::connect(url, replica, LEASE_TTL)
+            .await
+            .context("the shared ledger")?;
+        ledger
+            .ensure_budget(topology.name(), Some(limit))
+            .await
+            .context("the shared ledger")?;
+        let reaped = ledger.reap().await.context("the shared ledger")?;
+        if reaped > 0 {
+            eprintln!("shared ledger: booked {reaped} lease(s) that stopped replicas left");
+        }
+        let ledger = std::sync::Arc::new(ledger);
+        // A draw asks for a fiftieth of the limit; the database gives less as the budget runs low.
+        let slice = baton::core::NanoUsd((limit.0 / 50).max(1));
+        let budget =
+            std::sync::Arc::new(baton_pg::EscrowBudget::new(ledger, topology.name(), slice));
+        let renewing = tokio::spawn({
+            let budget = std::sync::Arc::clone(&budget);
+            async move {
+                loop {
+                    tokio::time::sleep(LEASE_TTL / 3).await;
+                    if let Err(e) = budget.renew().await {
+                        tracing::error!("shared ledger: renewing leases: {e}");
+                    }
+                }
+            }
+        });
+        Ok(Shared { budget, renewing })
+    }
+
+    /// The budget, for the runtime.
+    pub(crate) fn budget(&self) -> std::sync::Arc<dyn baton::core::SharedBudget> {
+        std::sync::Arc::clone(&self.budget) as std::sync::Arc<dyn baton::core::SharedBudget>
+    }
+
+    /// Settles this process's leases (what they spent is booked, the rest returns to the
+    /// budget) and stops renewing them.
+    pub(crate) async fn finish(self) {
+        self.renewing.abort();
+        if let Err(e) = self.budget.settle_idle().await {
+            eprintln!(
+                "error: the shared ledger: settling this process's leases: {e} (they will be booked when they expire)"
+            );
+        }
+    }
 }

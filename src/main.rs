@@ -353,6 +353,19 @@ async fn run(o: RunOptions) -> ExitCode {
         Err(code) => return code,
     };
     let topology_name = topology.name().to_string();
+    let shared = match &o.ledger {
+        None => None,
+        Some(_) if o.task.is_none() && batch.is_none() => {
+            return invalid(
+                "`--ledger` applies to `--task` and `--tasks` for now; standing loops on a shared ledger are not built yet",
+            );
+        }
+        Some(url) => match ledger::Shared::join(url, &topology).await {
+            Ok(s) => Some(s),
+            Err(e) => return invalid(format!("{e:#}")),
+        },
+    };
+    let shared_budget = shared.as_ref().map(ledger::Shared::budget);
     let outcome = match (o.task, batch) {
         (_, Some(tasks)) => {
             let concurrency = o.concurrency.unwrap_or(64) as usize;
@@ -362,12 +375,20 @@ async fn run(o: RunOptions) -> ExitCode {
                 (concurrency, o.budget_usd, o.json),
                 audit,
                 approvals,
+                shared_budget,
             )
             .await
         }
-        (Some(task), None) => run_inner(topology, task, (o.json, o.explain), audit, approvals)
-            .await
-            .map(|r| r.outcome),
+        (Some(task), None) => run_inner(
+            topology,
+            task,
+            (o.json, o.explain),
+            audit,
+            approvals,
+            shared_budget,
+        )
+        .await
+        .map(|r| r.outcome),
         (None, None) => {
             let grace = o.grace.unwrap_or(std::time::Duration::from_secs(30));
             run_loops(
@@ -381,6 +402,9 @@ async fn run(o: RunOptions) -> ExitCode {
             .await
         }
     };
+    if let Some(shared) = shared {
+        shared.finish().await;
+    }
     let code = match outcome {
         Ok(outcome) => ExitCode::from(u8::try_from(outcome.exit_code()).unwrap_or(1)),
         Err(e) => {
@@ -439,8 +463,12 @@ async fn run_inner(
     (json, explain): (bool, bool),
     audit: Option<baton::core::audit::AuditLog>,
     approvals: Option<std::sync::Arc<baton::actors::ApprovalQueue>>,
+    shared: Option<std::sync::Arc<dyn baton::core::SharedBudget>>,
 ) -> anyhow::Result<RunReport> {
     let mut builder = Runtime::builder(topology.clone());
+    if let Some(budget) = shared {
+        builder = builder.shared_budget(budget);
+    }
     if let Some(log) = audit {
         builder = builder.observer(baton::actors::AuditObserver::new(log));
     }
@@ -489,8 +517,12 @@ async fn run_batch(
     options: (usize, Option<NanoUsd>, bool),
     audit: Option<baton::core::audit::AuditLog>,
     approvals: Option<std::sync::Arc<baton::actors::ApprovalQueue>>,
+    shared: Option<std::sync::Arc<dyn baton::core::SharedBudget>>,
 ) -> anyhow::Result<baton::core::Outcome> {
     let mut builder = Runtime::builder(topology.clone());
+    if let Some(budget) = shared {
+        builder = builder.shared_budget(budget);
+    }
     if let Some(log) = audit {
         builder = builder.observer(baton::actors::AuditObserver::new(log));
     }

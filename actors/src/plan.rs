@@ -329,6 +329,8 @@ pub(crate) struct Plan {
     pub(crate) approver: Arc<dyn crate::approval::Approver>,
     /// The power per busy core, for the energy of tools and the local model.
     pub(crate) cpu_power: Arc<baton_core::CpuPower>,
+    /// A budget shared with other replicas, which every model call also reserves on.
+    pub(crate) shared: Option<Arc<dyn baton_core::SharedBudget>>,
     /// What changes while the runtime runs; everything above is fixed at start.
     pub(crate) live: Live,
 }

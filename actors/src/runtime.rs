@@ -23,9 +23,18 @@ pub struct RuntimeBuilder {
     tools: HashMap<String, Arc<dyn Tool>>,
     observers: Vec<Box<dyn Observer>>,
     approver: Option<Arc<dyn crate::approval::Approver>>,
+    shared: Option<Arc<dyn baton_core::SharedBudget>>,
 }
 
 impl RuntimeBuilder {
+    /// A budget shared with other processes (replicas of this runtime): every model call also
+    /// reserves its worst case on it, and commits what it cost. A call it cannot cover ends the
+    /// task `budget_exceeded`, saying so.
+    pub fn shared_budget(mut self, budget: Arc<dyn baton_core::SharedBudget>) -> RuntimeBuilder {
+        self.shared = Some(budget);
+        self
+    }
+
     /// Who approves destructive tool calls when the policy asks for approval. Without one, such
     /// calls are denied at once (an unattended run never waits).
     pub fn approver(mut self, approver: impl crate::approval::Approver) -> RuntimeBuilder {
@@ -65,14 +74,16 @@ impl RuntimeBuilder {
         };
         let mcp = crate::plan::connect_mcp(&self.topology).await?;
         let topology = Arc::new(self.topology);
-        let plan = Arc::new(Plan::build(
+        let mut plan = Plan::build(
             Arc::clone(&topology),
             self.models,
             self.tools,
             mcp,
             observer,
             self.approver,
-        )?);
+        )?;
+        plan.shared = self.shared;
+        let plan = Arc::new(plan);
         let (conductor, handle) = Actor::spawn(None, Conductor, Arc::clone(&plan))
             .await
             .map_err(|e| RuntimeError::Spawn {
@@ -179,6 +190,7 @@ impl Runtime {
             models: HashMap::new(),
             tools: HashMap::new(),
             observers: Vec::new(),
+            shared: None,
             approver: None,
         }
     }

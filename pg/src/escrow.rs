@@ -454,3 +454,43 @@ impl Drop for Hold {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl baton_core::SharedBudget for EscrowBudget {
+    fn name(&self) -> &str {
+        &self.inner.budget
+    }
+
+    async fn reserve(
+        &self,
+        cost: NanoUsd,
+    ) -> Result<Option<Box<dyn baton_core::SharedHold>>, String> {
+        match EscrowBudget::reserve(self, cost).await {
+            Ok(hold) => Ok(hold.map(|h| Box::new(h) as Box<dyn baton_core::SharedHold>)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+impl baton_core::SharedHold for Hold {
+    /// Commits what the call cost. A call billed over its reservation (its worst case) takes the
+    /// difference from its lease's free part where it can; what no lease can hold is logged, as
+    /// it cannot be booked centrally.
+    fn commit(mut self: Box<Self>, spent: NanoUsd) {
+        self.done = true;
+        let mut leases = lock(&self.inner.leases);
+        let Some(l) = leases.iter_mut().find(|l| l.lease.id == self.lease) else {
+            return;
+        };
+        l.held = NanoUsd(l.held.0 - self.amount.0);
+        let booked = spent.min(NanoUsd(l.lease.amount.0 - l.used.0 - l.held.0));
+        l.used = NanoUsd(l.used.0 + booked.0);
+        if booked < spent {
+            tracing::error!(
+                lease = %self.lease,
+                "a call cost {spent}, over its reservation and its lease: {} not booked on the shared budget",
+                NanoUsd(spent.0 - booked.0)
+            );
+        }
+    }
+}

@@ -97,3 +97,137 @@ fn status_shows_each_budget_its_spend_and_its_leases() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A fresh database on the test server for `name`, or `None` (the reason printed) without one.
+fn database(name: &str) -> Option<(tokio::runtime::Runtime, String)> {
+    let Ok(url) = std::env::var("BATON_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("BATON_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "BATON_REQUIRE_POSTGRES=1 but BATON_TEST_POSTGRES_URL is not set"
+        );
+        eprintln!("SKIPPED: no PostgreSQL (set BATON_TEST_POSTGRES_URL, as .ci/run does)");
+        return None;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let db = format!("baton_cli_{name}_{}", std::process::id());
+    let url = rt.block_on(async {
+        let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("the test server");
+        tokio::spawn(conn);
+        // (One statement a call: DROP and CREATE DATABASE cannot share a transaction.)
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {db}"),
+            format!("CREATE DATABASE {db}"),
+        ] {
+            admin.batch_execute(&sql).await.expect("a database");
+        }
+        format!("{}/{db}", url.rsplit_once('/').expect("a path").0)
+    });
+    Some((rt, url))
+}
+
+/// Three `baton run --tasks` processes at once, each with 20 ops-triage tasks (about $0.25 a
+/// batch), share the topology's `budget: max_usd: 0.38` through one ledger: together they never
+/// spend more, the tasks it cannot cover end `budget_exceeded` saying so, and the database holds
+/// exactly what the three reports say was spent.
+#[test]
+fn three_batches_share_the_topologys_budget() {
+    let Some((rt, url)) = database("batches") else {
+        return;
+    };
+    let topology = temp_file(
+        "ops-triage-shared.yaml",
+        &example(
+            "ops-triage.yaml",
+            &[(
+                "name: ops-triage",
+                "name: ops-triage\nbudget:\n  max_usd: 0.38",
+            )],
+        ),
+    );
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_baton"))
+                .args([
+                    "run",
+                    topology.to_str().expect("utf-8"),
+                    "--tasks",
+                    "examples/tasks/alerts.jsonl",
+                    "--json",
+                    "--concurrency",
+                    "4",
+                    "--ledger",
+                    &url,
+                ])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("baton runs")
+        })
+        .collect();
+    let (mut spent, mut outcomes) = (0u64, std::collections::BTreeMap::<String, u64>::new());
+    let mut shared_refusals = 0;
+    for child in children {
+        let out = child.wait_with_output().expect("baton ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("not booked on the shared budget"),
+            "{stderr}"
+        );
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let r: Value = serde_json::from_str(line).expect("a JSON report line");
+            if r.get("totals").is_none() {
+                continue;
+            }
+            spent += u(&r["totals"]["cost_nanousd"]);
+            let outcome = r["outcome"].as_str().expect("an outcome").to_string();
+            *outcomes.entry(outcome).or_default() += 1;
+            if r["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("the shared budget `ops-triage` cannot cover"))
+            {
+                shared_refusals += 1;
+            }
+        }
+    }
+    assert_eq!(
+        outcomes.values().sum::<u64>(),
+        60,
+        "every task one outcome: {outcomes:?}"
+    );
+    assert!(
+        shared_refusals > 0,
+        "the shared budget refused some: {outcomes:?}"
+    );
+    let held = rt.block_on(async {
+        let l = baton_pg::SharedLedger::connect(&url, "check", std::time::Duration::from_secs(30))
+            .await
+            .expect("connects");
+        l.status("ops-triage").await.expect("the budget")
+    });
+    assert!(
+        held.spent <= NanoUsd(380_000_000),
+        "overspent: {}",
+        held.spent
+    );
+    assert_eq!(
+        held.spent,
+        NanoUsd(spent),
+        "the database holds what the reports spent"
+    );
+    assert_eq!(
+        (held.leased, held.live_leases),
+        (NanoUsd::ZERO, 0),
+        "every lease settled"
+    );
+    eprintln!("spent {} of $0.38: {outcomes:?}", held.spent);
+    // What is left is what the calls in flight when the budget ran low had reserved (their worst
+    // case) and did not spend: 12 tasks at once, each call reserving up to about $0.016.
+    assert!(
+        held.spent > NanoUsd(380_000_000 - 12 * 16_500_000),
+        "the budget was used up to what calls in flight held: {}",
+        held.spent
+    );
+}

@@ -34,6 +34,13 @@ enum Attempt {
     Crash(String),
 }
 
+/// A call's reservations: on the task's own ledger, and on the budget shared with other
+/// replicas when there is one. Dropped, both are released.
+pub(super) struct Holds {
+    local: Reservation,
+    shared: Option<Box<dyn baton_core::SharedHold>>,
+}
+
 /// How a step's routing ended, when the agent goes on (a crash is the `Err(Abort)` beside it).
 pub(crate) enum Routed {
     /// A model answered: its reply, and its rung on the ladder.
@@ -427,8 +434,34 @@ async fn call_once(
         return Once::Done(Attempt::Failed(format!("{}: {reason}", rung.name)));
     }
     let worst = rung.price.worst_case(input, max_out);
+    // A budget shared with other replicas is asked first (it may take a round trip to draw a
+    // lease); its hold is released if the task's own ledger then refuses.
+    let shared = match &cx.plan().shared {
+        None => None,
+        Some(s) => match s.reserve(worst).await {
+            Ok(Some(hold)) => Some(hold),
+            Ok(None) => {
+                me.refusals.increment(1);
+                let why = format!(
+                    "the shared budget `{}` cannot cover {} for a call to {} (spent or held by the replicas)",
+                    s.name(),
+                    worst,
+                    rung.name
+                );
+                account.record_event(BudgetEventKind::Refused, why.clone());
+                return Once::Done(Attempt::Ended(end(Outcome::BudgetExceeded, why)));
+            }
+            Err(e) => {
+                return Once::Done(Attempt::Failed(format!(
+                    "{}: the shared budget `{}` could not be asked: {e}",
+                    rung.name,
+                    s.name()
+                )));
+            }
+        },
+    };
     let reservation = match account.reserve(worst, input + max_out) {
-        Ok(r) => r,
+        Ok(r) => Holds { local: r, shared },
         Err(r) => {
             me.refusals.increment(1);
             return Once::Done(Attempt::Refused(r));
@@ -494,7 +527,7 @@ fn answered(
     cx: &TaskCx<'_>,
     rung: &Rung,
     step: u32,
-    reservation: Reservation,
+    reservation: Holds,
     response: ModelResponse,
     estimate: u64,
     latency: Duration,
@@ -557,7 +590,7 @@ fn abandoned(
     cx: &TaskCx<'_>,
     rung: &Rung,
     step: u32,
-    reservation: Reservation,
+    reservation: Holds,
     (input, max_out): (u64, u64),
 ) -> Once {
     let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
@@ -594,13 +627,7 @@ fn abandoned(
 
 /// A model call that failed: booked when the provider billed it (else its reservation is
 /// released), counted and observed.
-fn failed(
-    cx: &TaskCx<'_>,
-    rung: &Rung,
-    step: u32,
-    reservation: Reservation,
-    error: ModelError,
-) -> Once {
+fn failed(cx: &TaskCx<'_>, rung: &Rung, step: u32, reservation: Holds, error: ModelError) -> Once {
     let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
     // A failed call the provider billed still costs: book it; otherwise release the reservation.
     match error.billed() {
@@ -629,14 +656,17 @@ pub(super) fn book(
     cx: &TaskCx<'_>,
     rung: &Rung,
     step: u32,
-    reservation: Reservation,
+    reservation: Holds,
     usage: &TokenUsage,
     answered: bool,
     cpu: Duration,
 ) -> (NanoUsd, baton_core::Energy) {
     let me = cx.me();
     let cost = rung.price.cost(usage);
-    reservation.commit(usage, cost);
+    reservation.local.commit(usage, cost);
+    if let Some(shared) = reservation.shared {
+        shared.commit(cost);
+    }
     let energy = rung.energy.of(usage.output, cpu);
     crate::plan::count_energy(&rung.energy_uj, energy);
     cx.account

@@ -108,6 +108,7 @@ impl Plan {
             policy,
             approver: approver.unwrap_or_else(|| Arc::new(crate::approval::Unattended)),
             cpu_power,
+            shared: None,
             live: super::Live::default(),
         })
     }
