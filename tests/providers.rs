@@ -18,8 +18,14 @@ fn fixture(path: &str) -> String {
 
 /// One agent on one HTTP model (and, when `fallback` is set, a scripted second rung).
 fn topology(provider: &str, server: &FakeServer, budget: &str, fallback: bool) -> Topology {
-    let rules =
-        std::env::temp_dir().join(format!("baton-steady-{}.rules.yaml", std::process::id()));
+    // A file of its own per topology: tests run at once, and one writing the file while another
+    // reads it would hand the reader an empty file.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let rules = std::env::temp_dir().join(format!(
+        "baton-steady-{}-{n}.rules.yaml",
+        std::process::id()
+    ));
     std::fs::write(
         &rules,
         "rules:\n  - reply: { text: \"answered by steady\" }\n",

@@ -80,8 +80,10 @@ const LOCK: i64 = 0x6261_746f_6e00_0001;
 pub(crate) async fn apply(client: &tokio_postgres::Client) -> Result<(), PgError> {
     client
         .batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS baton_schema (version integer NOT NULL);
-             SELECT pg_advisory_lock({LOCK});"
+            // The lock first: two sessions racing through CREATE TABLE IF NOT EXISTS can both
+            // try to create it (PostgreSQL then reports a duplicate key in pg_type).
+            "SELECT pg_advisory_lock({LOCK});
+             CREATE TABLE IF NOT EXISTS baton_schema (version integer NOT NULL);"
         ))
         .await
         .map_err(db("creating baton_schema"))?;

@@ -1,4 +1,4 @@
-//! `baton ledger status` against a real PostgreSQL (`BATON_TEST_POSTGRES_URL`; skipped with the
+//! `baton ledger status` and `baton run --ledger` against a real PostgreSQL (`BATON_TEST_POSTGRES_URL`; skipped with the
 //! reason printed without it, unless `BATON_REQUIRE_POSTGRES=1`).
 
 use super::*;
@@ -9,29 +9,10 @@ use baton::core::NanoUsd;
 /// one expired.
 #[test]
 fn status_shows_each_budget_its_spend_and_its_leases() {
-    let Ok(url) = std::env::var("BATON_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("BATON_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-            "BATON_REQUIRE_POSTGRES=1 but BATON_TEST_POSTGRES_URL is not set"
-        );
-        eprintln!("SKIPPED: no PostgreSQL (set BATON_TEST_POSTGRES_URL, as .ci/run does)");
+    let Some((rt, url)) = database("status") else {
         return;
     };
-    let rt = tokio::runtime::Runtime::new().expect("a runtime");
-    let db = format!("baton_cli_ledger_{}", std::process::id());
-    let url = rt.block_on(async {
-        let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("the test server");
-        tokio::spawn(conn);
-        // (One statement a call: DROP and CREATE DATABASE cannot share a transaction.)
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {db}"),
-            format!("CREATE DATABASE {db}"),
-        ] {
-            admin.batch_execute(&sql).await.expect("a database");
-        }
-        let url = format!("{}/{db}", url.rsplit_once('/').expect("a path").0);
+    rt.block_on(async {
         let live = baton_pg::SharedLedger::connect(&url, "r1", std::time::Duration::from_secs(60))
             .await
             .expect("connects");
@@ -58,7 +39,6 @@ fn status_shows_each_budget_its_spend_and_its_leases() {
             .expect("draw")
             .expect("granted");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        url
     });
     let lines = json_lines(&["ledger", "status", "--ledger", &url, "--json"]);
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -172,6 +152,12 @@ fn three_batches_share_the_topologys_budget() {
     for child in children {
         let out = child.wait_with_output().expect("baton ends");
         let stderr = String::from_utf8_lossy(&out.stderr);
+        // Exit 0 when all completed, 4 (budget_exceeded) when some were refused.
+        assert!(
+            matches!(out.status.code(), Some(0 | 4)),
+            "a batch failed ({:?}): {stderr}",
+            out.status.code()
+        );
         assert!(
             !stderr.contains("not booked on the shared budget"),
             "{stderr}"
