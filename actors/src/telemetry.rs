@@ -13,6 +13,21 @@ use std::time::Duration;
 /// Every metric family Baton emits, with its kind and HELP text.
 pub const METRICS: &[(&str, &str, &str)] = &[
     (
+        "baton_shared_lease_draws_total",
+        "counter",
+        "Leases drawn from a budget shared with other replicas (--ledger), by budget and outcome: granted, refused (the budget cannot cover the reservation), error (the database could not be asked).",
+    ),
+    (
+        "baton_shared_draw_seconds",
+        "histogram",
+        "How long a draw from a shared budget took, by budget: the wait on the budget's row is the contention between replicas.",
+    ),
+    (
+        "baton_shared_leases_reaped_total",
+        "counter",
+        "Leases of replicas that stopped renewing them, booked (spent + in flight) and the rest returned by this replica, by budget: takeovers.",
+    ),
+    (
         "baton_tool_output_tokens_saved_total",
         "counter",
         "Tokens of long tool output cut before it re-entered a model's context, by agent and tool.",

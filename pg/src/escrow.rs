@@ -90,15 +90,26 @@ impl SharedLedger {
         let ttl = self.ttl.as_secs_f64();
         // (A function: a statement's snapshot would not see what a concurrent draw leased
         // once the row's lock is ours; the database's CHECK refused such a draw.)
+        let started = std::time::Instant::now();
         let row = self
             .client()
             .query_one(
                 "SELECT baton_draw($1, $2, $3, $4, $5, $6)",
                 &[&budget, &need, &want, &id, &self.replica, &ttl],
             )
-            .await
-            .map_err(db("drawing a lease"))?;
-        let granted: Option<i64> = row.get(0);
+            .await;
+        // How long a draw waits (the budget's row is locked for one draw at a time) is the
+        // contention between replicas.
+        metrics::histogram!("baton_shared_draw_seconds", "budget" => budget.to_string())
+            .record(started.elapsed().as_secs_f64());
+        let outcome = match &row {
+            Err(_) => "error",
+            Ok(r) if r.get::<_, Option<i64>>(0).is_some() => "granted",
+            Ok(_) => "refused",
+        };
+        metrics::counter!("baton_shared_lease_draws_total", "budget" => budget.to_string(), "outcome" => outcome)
+            .increment(1);
+        let granted: Option<i64> = row.map_err(db("drawing a lease"))?.get(0);
         Ok(granted.map(|g| Lease {
             id,
             budget: budget.to_string(),
@@ -190,15 +201,19 @@ impl SharedLedger {
                  UPDATE baton_budgets b
                  SET spent_nanousd = spent_nanousd + s.used, leased_nanousd = leased_nanousd - s.amount
                  FROM s WHERE b.name = s.budget
-                 RETURNING s.n",
+                 RETURNING s.budget, s.n",
                 &[],
             )
             .await
             .map_err(db("reaping expired leases"))?;
-        Ok(rows
-            .iter()
-            .map(|r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0))
-            .sum())
+        let mut reaped = 0;
+        for r in &rows {
+            let n = u64::try_from(r.get::<_, i64>(1)).unwrap_or(0);
+            metrics::counter!("baton_shared_leases_reaped_total", "budget" => r.get::<_, String>(0))
+                .increment(n);
+            reaped += n;
+        }
+        Ok(reaped)
     }
 
     /// Budget `name` as the database holds it.
