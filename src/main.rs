@@ -237,6 +237,8 @@ struct RunSetup {
     audit: Option<baton::core::audit::AuditLog>,
     store: Option<std::sync::Arc<baton::actors::LoopStore>>,
     approvals: Option<std::sync::Arc<baton::actors::ApprovalQueue>>,
+    /// `--ledger`: this process's side of the topology's shared budget.
+    shared: Option<ledger::Shared>,
 }
 
 async fn set_up(o: &RunOptions) -> Result<RunSetup, ExitCode> {
@@ -330,6 +332,19 @@ async fn set_up(o: &RunOptions) -> Result<RunSetup, ExitCode> {
             Some(queue)
         }
     };
+    let shared = match &o.ledger {
+        None => None,
+        Some(_) if o.task.is_none() && batch.is_none() => {
+            return Err(invalid(
+                "`--ledger` applies to `--task` and `--tasks` for now; standing loops on a shared ledger are not built yet",
+            ));
+        }
+        Some(url) => Some(
+            ledger::Shared::join(url, &topology)
+                .await
+                .map_err(|e| invalid(format!("{e:#}")))?,
+        ),
+    };
     Ok(RunSetup {
         topology,
         batch,
@@ -337,6 +352,7 @@ async fn set_up(o: &RunOptions) -> Result<RunSetup, ExitCode> {
         audit,
         store,
         approvals,
+        shared,
     })
 }
 
@@ -348,23 +364,12 @@ async fn run(o: RunOptions) -> ExitCode {
         audit,
         store,
         approvals,
+        shared,
     } = match set_up(&o).await {
         Ok(setup) => setup,
         Err(code) => return code,
     };
     let topology_name = topology.name().to_string();
-    let shared = match &o.ledger {
-        None => None,
-        Some(_) if o.task.is_none() && batch.is_none() => {
-            return invalid(
-                "`--ledger` applies to `--task` and `--tasks` for now; standing loops on a shared ledger are not built yet",
-            );
-        }
-        Some(url) => match ledger::Shared::join(url, &topology).await {
-            Ok(s) => Some(s),
-            Err(e) => return invalid(format!("{e:#}")),
-        },
-    };
     let shared_budget = shared.as_ref().map(ledger::Shared::budget);
     let outcome = match (o.task, batch) {
         (_, Some(tasks)) => {

@@ -438,35 +438,39 @@ impl Hold {
     /// [`PgError::Overdrawn`] when `spent` is more than the reservation: nothing is committed and
     /// the reservation is released.
     pub fn commit(mut self, spent: NanoUsd) -> Result<(), PgError> {
-        self.done = true;
-        let over = spent > self.amount;
-        let mut leases = lock(&self.inner.leases);
-        if let Some(l) = leases.iter_mut().find(|l| l.lease.id == self.lease) {
-            l.held = NanoUsd(l.held.0 - self.amount.0);
-            if !over {
+        let amount = self.amount;
+        self.end(|l| {
+            if spent <= amount {
                 l.used = NanoUsd(l.used.0 + spent.0);
             }
-        }
-        if over {
+        });
+        if spent > amount {
             return Err(PgError::Overdrawn {
                 lease: self.lease.clone(),
                 used: spent,
-                amount: self.amount,
+                amount,
             });
         }
         Ok(())
     }
-}
 
-impl Drop for Hold {
-    fn drop(&mut self) {
-        if self.done {
+    /// Ends the hold: its amount is no longer held on its lease, and `then` books on the lease
+    /// what the caller decides (nothing, for a release).
+    fn end(&mut self, then: impl FnOnce(&mut Local)) {
+        if std::mem::replace(&mut self.done, true) {
             return;
         }
         let mut leases = lock(&self.inner.leases);
         if let Some(l) = leases.iter_mut().find(|l| l.lease.id == self.lease) {
             l.held = NanoUsd(l.held.0 - self.amount.0);
+            then(l);
         }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.end(|_| {});
     }
 }
 
@@ -492,20 +496,17 @@ impl baton_core::SharedHold for Hold {
     /// difference from its lease's free part where it can; what no lease can hold is logged, as
     /// it cannot be booked centrally.
     fn commit(mut self: Box<Self>, spent: NanoUsd) {
-        self.done = true;
-        let mut leases = lock(&self.inner.leases);
-        let Some(l) = leases.iter_mut().find(|l| l.lease.id == self.lease) else {
-            return;
-        };
-        l.held = NanoUsd(l.held.0 - self.amount.0);
-        let booked = spent.min(NanoUsd(l.lease.amount.0 - l.used.0 - l.held.0));
-        l.used = NanoUsd(l.used.0 + booked.0);
-        if booked < spent {
-            tracing::error!(
-                lease = %self.lease,
-                "a call cost {spent}, over its reservation and its lease: {} not booked on the shared budget",
-                NanoUsd(spent.0 - booked.0)
-            );
-        }
+        let lease = self.lease.clone();
+        self.end(|l| {
+            let booked = spent.min(l.free());
+            l.used = NanoUsd(l.used.0 + booked.0);
+            if booked < spent {
+                tracing::error!(
+                    lease = %lease,
+                    "a call cost {spent}, over its reservation and its lease: {} not booked on the shared budget",
+                    NanoUsd(spent.0 - booked.0)
+                );
+            }
+        });
     }
 }

@@ -22,6 +22,8 @@
 
 mod escrow;
 pub mod migrations;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::time::Duration;
 

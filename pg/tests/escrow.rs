@@ -8,32 +8,7 @@ use std::time::Duration;
 use baton_core::NanoUsd;
 use baton_pg::{EscrowBudget, PgError, SharedLedger};
 
-/// A fresh database on the test server, or `None` (with the reason printed) when there is none.
-async fn database(name: &str) -> Option<String> {
-    let Ok(url) = std::env::var("BATON_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("BATON_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-            "BATON_REQUIRE_POSTGRES=1 but BATON_TEST_POSTGRES_URL is not set"
-        );
-        eprintln!("SKIPPED: no PostgreSQL (set BATON_TEST_POSTGRES_URL, as .ci/run does)");
-        return None;
-    };
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("the test server answers");
-    tokio::spawn(conn);
-    let db = format!("baton_test_{name}_{}", std::process::id());
-    // (One statement a call: DROP and CREATE DATABASE cannot share a transaction.)
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {db}"),
-        format!("CREATE DATABASE {db}"),
-    ] {
-        client.batch_execute(&sql).await.expect("a test database");
-    }
-    // The same server and role, the new database.
-    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-    Some(format!("{base}/{db}"))
-}
+use baton_pg::testing::database;
 
 async fn ledger(url: &str, replica: &str) -> Arc<SharedLedger> {
     Arc::new(

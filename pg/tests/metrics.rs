@@ -12,29 +12,12 @@ type Seen = (String, Vec<(String, String)>, DebugValue);
 
 #[tokio::test]
 async fn draws_and_reaps_are_counted_by_budget_and_outcome() {
-    let Ok(url) = std::env::var("BATON_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("BATON_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-            "BATON_REQUIRE_POSTGRES=1 but BATON_TEST_POSTGRES_URL is not set"
-        );
-        eprintln!("SKIPPED: no PostgreSQL (set BATON_TEST_POSTGRES_URL, as .ci/run does)");
+    let Some(url) = baton_pg::testing::database("metrics").await else {
         return;
     };
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     recorder.install().expect("the only recorder");
-    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("the test server");
-    tokio::spawn(conn);
-    let db = format!("baton_test_metrics_{}", std::process::id());
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {db}"),
-        format!("CREATE DATABASE {db}"),
-    ] {
-        admin.batch_execute(&sql).await.expect("a test database");
-    }
-    let url = format!("{}/{db}", url.rsplit_once('/').expect("a path").0);
     let dying = SharedLedger::connect(&url, "dying", Duration::from_millis(100))
         .await
         .expect("connects");

@@ -78,32 +78,11 @@ fn status_shows_each_budget_its_spend_and_its_leases() {
     );
 }
 
-/// A fresh database on the test server for `name`, or `None` (the reason printed) without one.
+/// A fresh database on the test server for `name` (and a runtime to reach it), or `None`, the
+/// reason printed, without one.
 fn database(name: &str) -> Option<(tokio::runtime::Runtime, String)> {
-    let Ok(url) = std::env::var("BATON_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("BATON_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-            "BATON_REQUIRE_POSTGRES=1 but BATON_TEST_POSTGRES_URL is not set"
-        );
-        eprintln!("SKIPPED: no PostgreSQL (set BATON_TEST_POSTGRES_URL, as .ci/run does)");
-        return None;
-    };
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
-    let db = format!("baton_cli_{name}_{}", std::process::id());
-    let url = rt.block_on(async {
-        let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("the test server");
-        tokio::spawn(conn);
-        // (One statement a call: DROP and CREATE DATABASE cannot share a transaction.)
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {db}"),
-            format!("CREATE DATABASE {db}"),
-        ] {
-            admin.batch_execute(&sql).await.expect("a database");
-        }
-        format!("{}/{db}", url.rsplit_once('/').expect("a path").0)
-    });
+    let url = rt.block_on(baton_pg::testing::database(&format!("cli_{name}")))?;
     Some((rt, url))
 }
 

@@ -593,7 +593,7 @@ fn abandoned(
     reservation: Holds,
     (input, max_out): (u64, u64),
 ) -> Once {
-    let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
+    let (me, env, account) = (cx.me(), cx.env, cx.account);
     // The request reached the provider, which may bill it: the abandoned attempt is
     // booked at its worst case (marked estimated), counted, and on the record.
     let usage = TokenUsage {
@@ -611,13 +611,7 @@ fn abandoned(
         "{}: abandoned at the task's deadline; booked at its worst case, {input} + {max_out} tokens (estimated: the provider may bill it)",
         rung.name
     );
-    plan.observe(&Event::ModelFailed {
-        agent: &me.name,
-        task: env.task.0,
-        root: env.trace.0,
-        model: &rung.name,
-        error: &error,
-    });
+    model_failed(cx, rung, &error);
     tracing::debug!(agent = %me.name, task = env.task.0, cost = cost.0, "{error}");
     Once::Done(Attempt::Ended(end(
         Outcome::TimedOut,
@@ -628,7 +622,7 @@ fn abandoned(
 /// A model call that failed: booked when the provider billed it (else its reservation is
 /// released), counted and observed.
 fn failed(cx: &TaskCx<'_>, rung: &Rung, step: u32, reservation: Holds, error: ModelError) -> Once {
-    let (plan, me, env, account) = (cx.plan(), cx.me(), cx.env, cx.account);
+    let account = cx.account;
     // A failed call the provider billed still costs: book it; otherwise release the reservation.
     match error.billed() {
         Some(usage) => {
@@ -638,15 +632,19 @@ fn failed(cx: &TaskCx<'_>, rung: &Rung, step: u32, reservation: Holds, error: Mo
     }
     rung.requests_err.increment(1);
     account.record_model_error();
-    let msg = error.to_string();
-    plan.observe(&Event::ModelFailed {
-        agent: &me.name,
-        task: env.task.0,
-        root: env.trace.0,
-        model: &rung.name,
-        error: &msg,
-    });
+    model_failed(cx, rung, &error.to_string());
     Once::Failed(error)
+}
+
+/// Tells the observers that a call to `rung`'s model failed, and why.
+fn model_failed(cx: &TaskCx<'_>, rung: &Rung, error: &str) {
+    cx.observe(&Event::ModelFailed {
+        agent: &cx.me().name,
+        task: cx.task(),
+        root: cx.env.trace.0,
+        model: &rung.name,
+        error,
+    });
 }
 
 /// Books a billed call (answered, or failed and billed): commits it on the ledger, counts its
