@@ -28,24 +28,32 @@ pub(crate) async fn serve(
     listen(addr, "metrics", app).await
 }
 
-/// Scrapes of `/metrics` answered by this process, and a wake-up for whoever waits on the next.
-static SCRAPES: (std::sync::atomic::AtomicU64, tokio::sync::Notify) = (
+/// Scrapes of `/metrics`: each takes a ticket (1, 2, …) before it renders; the highest ticket
+/// whose answer is rendered; and a wake-up for whoever waits on the next.
+static SCRAPES: (
+    std::sync::atomic::AtomicU64,
+    std::sync::atomic::AtomicU64,
+    tokio::sync::Notify,
+) = (
+    std::sync::atomic::AtomicU64::new(0),
     std::sync::atomic::AtomicU64::new(0),
     tokio::sync::Notify::const_new(),
 );
 
-/// How many scrapes of `/metrics` this process has answered.
+/// How many scrapes of `/metrics` this process has begun.
 pub(crate) fn scrapes() -> u64 {
     SCRAPES.0.load(std::sync::atomic::Ordering::Acquire)
 }
 
-/// Waits until more than `seen` scrapes have been answered, for at most `limit`. Returns whether
-/// one was.
+/// Waits, for at most `limit`, until a scrape that began after the first `seen` has been
+/// rendered: it saw the figures as they were when `seen` was read, or later. (A scrape that began
+/// before, and rendered, say, before the runtime's series existed, does not count.) Returns
+/// whether one was.
 pub(crate) async fn scraped_after(seen: u64, limit: Duration) -> bool {
     tokio::time::timeout(limit, async {
         loop {
-            let next = SCRAPES.1.notified();
-            if scrapes() > seen {
+            let next = SCRAPES.2.notified();
+            if SCRAPES.1.load(std::sync::atomic::Ordering::Acquire) > seen {
                 return;
             }
             next.await;
@@ -93,9 +101,10 @@ pub(crate) fn metrics_router<S>(handle: PrometheusHandle) -> Router<S> {
         .route(
             "/",
             get(|State(handle): State<PrometheusHandle>| async move {
+                let ticket = SCRAPES.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
                 let body = baton::metrics::render(&handle);
-                SCRAPES.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                SCRAPES.1.notify_waiters();
+                SCRAPES.1.fetch_max(ticket, std::sync::atomic::Ordering::AcqRel);
+                SCRAPES.2.notify_waiters();
                 (
                     [(
                         header::CONTENT_TYPE,
