@@ -103,7 +103,9 @@ pub(crate) fn metrics_router<S>(handle: PrometheusHandle) -> Router<S> {
             get(|State(handle): State<PrometheusHandle>| async move {
                 let ticket = SCRAPES.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
                 let body = baton::metrics::render(&handle);
-                SCRAPES.1.fetch_max(ticket, std::sync::atomic::Ordering::AcqRel);
+                SCRAPES
+                    .1
+                    .fetch_max(ticket, std::sync::atomic::Ordering::AcqRel);
                 SCRAPES.2.notify_waiters();
                 (
                     [(
