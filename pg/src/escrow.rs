@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use baton_core::NanoUsd;
 
-use crate::{PgError, SharedLedger, big, db, nanos};
+use crate::{PgError, SharedLedger, big, nanos};
 
 /// A slice of a shared budget drawn into one replica.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,16 +45,18 @@ impl SharedLedger {
     pub async fn ensure_budget(&self, name: &str, limit: Option<NanoUsd>) -> Result<(), PgError> {
         let limit = limit.map(|l| big("a limit", l)).transpose()?;
         let row = self
-            .client()
-            .query_opt(
-                "INSERT INTO baton_budgets AS b (name, limit_nanousd) VALUES ($1, $2)
-                 ON CONFLICT (name) DO UPDATE SET limit_nanousd = $2
-                     WHERE $2::bigint IS NULL OR b.spent_nanousd + b.leased_nanousd <= $2
-                 RETURNING true",
-                &[&name, &limit],
-            )
-            .await
-            .map_err(db("creating a budget"))?;
+            .conn()
+            .run("creating a budget", |c| async move {
+                c.query_opt(
+                    "INSERT INTO baton_budgets AS b (name, limit_nanousd) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET limit_nanousd = $2
+                         WHERE $2::bigint IS NULL OR b.spent_nanousd + b.leased_nanousd <= $2
+                     RETURNING true",
+                    &[&name, &limit],
+                )
+                .await
+            })
+            .await?;
         if row.is_some() {
             return Ok(());
         }
@@ -91,12 +93,16 @@ impl SharedLedger {
         // (A function: a statement's snapshot would not see what a concurrent draw leased
         // once the row's lock is ours; the database's CHECK refused such a draw.)
         let started = std::time::Instant::now();
+        let (id_ref, replica) = (&id, &self.replica);
         let row = self
-            .client()
-            .query_one(
-                "SELECT baton_draw($1, $2, $3, $4, $5, $6)",
-                &[&budget, &need, &want, &id, &self.replica, &ttl],
-            )
+            .conn()
+            .run("drawing a lease", |c| async move {
+                c.query_one(
+                    "SELECT baton_draw($1, $2, $3, $4, $5, $6)",
+                    &[&budget, &need, &want, id_ref, replica, &ttl],
+                )
+                .await
+            })
             .await;
         // How long a draw waits (the budget's row is locked for one draw at a time) is the
         // contention between replicas.
@@ -109,7 +115,7 @@ impl SharedLedger {
         };
         metrics::counter!("baton_shared_lease_draws_total", "budget" => budget.to_string(), "outcome" => outcome)
             .increment(1);
-        let granted: Option<i64> = row.map_err(db("drawing a lease"))?.get(0);
+        let granted: Option<i64> = row?.get(0);
         Ok(granted.map(|g| Lease {
             id,
             budget: budget.to_string(),
@@ -131,16 +137,18 @@ impl SharedLedger {
     ) -> Result<bool, PgError> {
         let (used, held) = (big("spend", used)?, big("a hold", held)?);
         let n = self
-            .client()
-            .execute(
-                "UPDATE baton_leases
-                 SET used_nanousd = $2, held_nanousd = $3,
-                     expires_at = now() + make_interval(secs => $4)
-                 WHERE id = $1 AND settled_at IS NULL",
-                &[&lease.id, &used, &held, &self.ttl.as_secs_f64()],
-            )
-            .await
-            .map_err(db("renewing a lease"))?;
+            .conn()
+            .run("renewing a lease", |c| async move {
+                c.execute(
+                    "UPDATE baton_leases
+                     SET used_nanousd = $2, held_nanousd = $3,
+                         expires_at = now() + make_interval(secs => $4)
+                     WHERE id = $1 AND settled_at IS NULL",
+                    &[&lease.id, &used, &held, &self.ttl.as_secs_f64()],
+                )
+                .await
+            })
+            .await?;
         Ok(n == 1)
     }
 
@@ -159,20 +167,22 @@ impl SharedLedger {
         }
         let used = big("spend", used)?;
         let n = self
-            .client()
-            .execute(
-                "WITH l AS (
-                     UPDATE baton_leases SET used_nanousd = $2, held_nanousd = 0, settled_at = now()
-                     WHERE id = $1 AND settled_at IS NULL
-                     RETURNING budget, amount_nanousd
-                 )
-                 UPDATE baton_budgets b
-                 SET spent_nanousd = spent_nanousd + $2, leased_nanousd = leased_nanousd - l.amount_nanousd
-                 FROM l WHERE b.name = l.budget",
-                &[&lease.id, &used],
-            )
-            .await
-            .map_err(db("settling a lease"))?;
+            .conn()
+            .run("settling a lease", |c| async move {
+                c.execute(
+                    "WITH l AS (
+                         UPDATE baton_leases SET used_nanousd = $2, held_nanousd = 0, settled_at = now()
+                         WHERE id = $1 AND settled_at IS NULL
+                         RETURNING budget, amount_nanousd
+                     )
+                     UPDATE baton_budgets b
+                     SET spent_nanousd = spent_nanousd + $2, leased_nanousd = leased_nanousd - l.amount_nanousd
+                     FROM l WHERE b.name = l.budget",
+                    &[&lease.id, &used],
+                )
+                .await
+            })
+            .await?;
         Ok(n == 1)
     }
 
@@ -185,27 +195,29 @@ impl SharedLedger {
     /// [`PgError::Db`].
     pub async fn reap(&self) -> Result<u64, PgError> {
         let rows = self
-            .client()
-            .query(
-                "WITH l AS (
-                     UPDATE baton_leases
-                     SET used_nanousd = LEAST(amount_nanousd, used_nanousd + held_nanousd),
-                         held_nanousd = 0, settled_at = now(), reaped = true
-                     WHERE settled_at IS NULL AND expires_at < now()
-                     RETURNING budget, amount_nanousd, used_nanousd
-                 ), s AS (
-                     SELECT budget, sum(amount_nanousd)::bigint AS amount,
-                            sum(used_nanousd)::bigint AS used, count(*) AS n
-                     FROM l GROUP BY budget
-                 )
-                 UPDATE baton_budgets b
-                 SET spent_nanousd = spent_nanousd + s.used, leased_nanousd = leased_nanousd - s.amount
-                 FROM s WHERE b.name = s.budget
-                 RETURNING s.budget, s.n",
-                &[],
-            )
-            .await
-            .map_err(db("reaping expired leases"))?;
+            .conn()
+            .run("reaping expired leases", |c| async move {
+                c.query(
+                    "WITH l AS (
+                         UPDATE baton_leases
+                         SET used_nanousd = LEAST(amount_nanousd, used_nanousd + held_nanousd),
+                             held_nanousd = 0, settled_at = now(), reaped = true
+                         WHERE settled_at IS NULL AND expires_at < now()
+                         RETURNING budget, amount_nanousd, used_nanousd
+                     ), s AS (
+                         SELECT budget, sum(amount_nanousd)::bigint AS amount,
+                                sum(used_nanousd)::bigint AS used, count(*) AS n
+                         FROM l GROUP BY budget
+                     )
+                     UPDATE baton_budgets b
+                     SET spent_nanousd = spent_nanousd + s.used, leased_nanousd = leased_nanousd - s.amount
+                     FROM s WHERE b.name = s.budget
+                     RETURNING s.budget, s.n",
+                    &[],
+                )
+                .await
+            })
+            .await?;
         let mut reaped = 0;
         for r in &rows {
             let n = u64::try_from(r.get::<_, i64>(1)).unwrap_or(0);
@@ -235,17 +247,19 @@ impl SharedLedger {
     /// [`PgError::Db`].
     pub async fn statuses(&self) -> Result<Vec<BudgetStatus>, PgError> {
         let rows = self
-            .client()
-            .query(
-                "SELECT b.name, b.limit_nanousd, b.spent_nanousd, b.leased_nanousd,
-                        count(l.id) FILTER (WHERE l.settled_at IS NULL),
-                        count(l.id) FILTER (WHERE l.settled_at IS NULL AND l.expires_at < now())
-                 FROM baton_budgets b LEFT JOIN baton_leases l ON l.budget = b.name
-                 GROUP BY b.name ORDER BY b.name",
-                &[],
-            )
-            .await
-            .map_err(db("reading the budgets"))?;
+            .conn()
+            .run("reading the budgets", |c| async move {
+                c.query(
+                    "SELECT b.name, b.limit_nanousd, b.spent_nanousd, b.leased_nanousd,
+                            count(l.id) FILTER (WHERE l.settled_at IS NULL),
+                            count(l.id) FILTER (WHERE l.settled_at IS NULL AND l.expires_at < now())
+                     FROM baton_budgets b LEFT JOIN baton_leases l ON l.budget = b.name
+                     GROUP BY b.name ORDER BY b.name",
+                    &[],
+                )
+                .await
+            })
+            .await?;
         Ok(rows
             .iter()
             .map(|r| BudgetStatus {
@@ -340,8 +354,20 @@ impl EscrowBudget {
             *leases = busy;
             idle.into_iter().map(|l| (l.lease, l.used)).collect()
         };
-        for (lease, used) in &idle {
-            self.inner.ledger.settle(lease, *used).await?;
+        let mut idle = idle.into_iter();
+        while let Some((lease, used)) = idle.next() {
+            if let Err(e) = self.inner.ledger.settle(&lease, used).await {
+                // Kept, to be settled later (settling twice books once).
+                let mut leases = lock(&self.inner.leases);
+                for (lease, used) in std::iter::once((lease, used)).chain(idle) {
+                    leases.push(Local {
+                        lease,
+                        used,
+                        held: NanoUsd::ZERO,
+                    });
+                }
+                return Err(e);
+            }
         }
         let Some(lease) = self
             .inner

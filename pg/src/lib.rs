@@ -20,6 +20,7 @@
 //! The schema is versioned ([`migrations`]): migrations apply at connect, and a database whose
 //! schema is newer than this build is refused, naming both versions.
 
+mod conn;
 mod escrow;
 pub mod migrations;
 #[cfg(feature = "testing")]
@@ -80,6 +81,21 @@ pub enum PgError {
         /// What the lease holds.
         amount: baton_core::NanoUsd,
     },
+    /// The ledger's URL could not be read.
+    #[error("the ledger's URL: {source}")]
+    Url {
+        /// The client's parse error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// `sslrootcert` names a file that is not a PEM certificate bundle.
+    #[error("sslrootcert `{path}`: {why}")]
+    RootCert {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A figure does not fit PostgreSQL's `bigint`.
     #[error("{what} of {value} nano-dollars does not fit a bigint")]
     TooLarge {
@@ -96,7 +112,7 @@ pub(crate) fn db(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Pg
 
 /// A connection to the shared ledger, as one replica.
 pub struct SharedLedger {
-    client: tokio_postgres::Client,
+    conn: conn::Conn,
     replica: String,
     ttl: Duration,
     next: std::sync::atomic::AtomicU64,
@@ -106,25 +122,44 @@ impl SharedLedger {
     /// Connects to `url` (`postgres://user@host:port/db`) as replica `replica`, and applies the
     /// migrations this build knows. Leases live `ttl` unless renewed.
     ///
+    /// TLS: the server's certificate is verified against the system's roots and the PEM bundle
+    /// named by the URL's `sslrootcert=PATH`, if any. `sslmode=require` refuses a server without
+    /// TLS; the default (`prefer`) uses TLS when the server offers it; `disable` never does.
+    ///
+    /// A statement that finds the connection gone is tried again on a new one for up to
+    /// [`SharedLedger::PATIENCE`] from the start of the outage; after that, calls fail at once
+    /// until the database answers again.
+    ///
     /// # Errors
-    /// [`PgError::Db`] when the database cannot be reached; [`PgError::NewerSchema`] when its
-    /// schema is newer than this build's.
+    /// [`PgError::Url`] or [`PgError::RootCert`] for a URL that cannot be used; [`PgError::Db`]
+    /// when the database cannot be reached; [`PgError::NewerSchema`] when its schema is newer
+    /// than this build's.
     pub async fn connect(
         url: &str,
         replica: impl Into<String>,
         ttl: Duration,
     ) -> Result<SharedLedger, PgError> {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .map_err(db("connecting"))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::error!("the shared ledger's connection ended: {e}");
-            }
-        });
-        migrations::apply(&client).await?;
+        Self::connect_with(url, replica, ttl, Self::PATIENCE).await
+    }
+
+    /// How long statements keep trying to reach a database that went away, by default.
+    pub const PATIENCE: Duration = Duration::from_secs(5);
+
+    /// [`SharedLedger::connect`] with statements trying for `patience` to reach a database that
+    /// went away.
+    ///
+    /// # Errors
+    /// As [`SharedLedger::connect`].
+    pub async fn connect_with(
+        url: &str,
+        replica: impl Into<String>,
+        ttl: Duration,
+        patience: Duration,
+    ) -> Result<SharedLedger, PgError> {
+        let conn = conn::Conn::open(conn::Target::parse(url)?, patience).await?;
+        migrations::apply(&*conn.session().await?).await?;
         Ok(SharedLedger {
-            client,
+            conn,
             replica: replica.into(),
             ttl,
             next: std::sync::atomic::AtomicU64::new(0),
@@ -136,8 +171,8 @@ impl SharedLedger {
         &self.replica
     }
 
-    pub(crate) fn client(&self) -> &tokio_postgres::Client {
-        &self.client
+    pub(crate) fn conn(&self) -> &conn::Conn {
+        &self.conn
     }
 }
 

@@ -1,0 +1,229 @@
+//! The connection to the database: TLS when the server offers it (and required by
+//! `sslmode=require`), re-established after the database or the network comes back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject as _;
+
+use crate::{PgError, db};
+
+/// How to reach the database, parsed once from its URL.
+pub(crate) struct Target {
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+impl Target {
+    /// Parses `url` (`postgres://user:password@host:port/db?sslmode=…`). Besides the parameters
+    /// tokio-postgres reads, `sslrootcert=PATH` adds the PEM certificates at PATH (a managed
+    /// database's CA bundle) to the system's roots.
+    pub(crate) fn parse(url: &str) -> Result<Target, PgError> {
+        let (url, root_cert) = take_param(url, "sslrootcert");
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|source| PgError::Url { source })?;
+        let mut roots = rustls::RootCertStore::empty();
+        // The system's roots (a missing or unreadable store leaves only `sslrootcert`'s).
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = root_cert {
+            let pem = std::fs::read(&path).map_err(|e| PgError::RootCert {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+            let mut added = 0;
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| PgError::RootCert {
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?;
+                roots.add(cert).map_err(|e| PgError::RootCert {
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(PgError::RootCert {
+                    path,
+                    why: "no PEM certificate in it".into(),
+                });
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| PgError::RootCert {
+                path: String::new(),
+                why: e.to_string(),
+            })?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Target {
+            config,
+            tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+        })
+    }
+
+    async fn connect(&self) -> Result<tokio_postgres::Client, PgError> {
+        let (client, connection) = self
+            .config
+            .connect(self.tls.clone())
+            .await
+            .map_err(db("connecting"))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!("the shared ledger's connection ended: {e}");
+            }
+        });
+        Ok(client)
+    }
+}
+
+/// `url` without its query parameter `name`, and that parameter's value.
+fn take_param(url: &str, name: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None);
+    };
+    let mut value = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|p| match p.split_once('=') {
+            Some((k, v)) if k == name => {
+                value = Some(v.to_string());
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    if rest.is_empty() {
+        (base.to_string(), value)
+    } else {
+        (format!("{base}?{}", rest.join("&")), value)
+    }
+}
+
+/// A client that reconnects: a statement that finds the connection gone is tried again on a new
+/// one, for up to `patience` from the start of the outage (so that during a long outage every
+/// caller fails fast, after one attempt, instead of each waiting its own `patience`).
+pub(crate) struct Conn {
+    target: Target,
+    client: tokio::sync::Mutex<Option<Arc<tokio_postgres::Client>>>,
+    /// When statements began failing for want of a connection, if they are failing.
+    outage: std::sync::Mutex<Option<Instant>>,
+    patience: Duration,
+}
+
+impl Conn {
+    pub(crate) async fn open(target: Target, patience: Duration) -> Result<Conn, PgError> {
+        let client = target.connect().await?;
+        Ok(Conn {
+            target,
+            client: tokio::sync::Mutex::new(Some(Arc::new(client))),
+            outage: std::sync::Mutex::new(None),
+            patience,
+        })
+    }
+
+    /// The live client, connecting anew if the last one's connection ended.
+    async fn client(&self) -> Result<Arc<tokio_postgres::Client>, PgError> {
+        let mut slot = self.client.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(c));
+        }
+        *slot = None;
+        let c = Arc::new(self.target.connect().await?);
+        tracing::info!("the shared ledger's connection is back");
+        *slot = Some(Arc::clone(&c));
+        Ok(c)
+    }
+
+    /// Runs `op` on the client; when it fails because the connection is gone (or a new one
+    /// cannot be made), waits and tries again on a new connection, until `patience` has passed
+    /// since the outage began. Only for statements that are safe to repeat: idempotent ones, or
+    /// ones whose lost effect is made good otherwise (a lease whose reply was lost is never
+    /// renewed, so it expires and returns to its budget).
+    pub(crate) async fn run<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, PgError>
+    where
+        F: Fn(Arc<tokio_postgres::Client>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let result = match self.client().await {
+                Ok(c) => {
+                    let r = op(Arc::clone(&c)).await;
+                    match r {
+                        Ok(v) => Ok(v),
+                        // A statement error on a live connection (a CHECK, a syntax error) is
+                        // the statement's, not the network's: no retry.
+                        Err(e) if !c.is_closed() && !is_connection(&e) => {
+                            return Err(PgError::Db { what, source: e });
+                        }
+                        Err(e) => Err(PgError::Db { what, source: e }),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let began = {
+                let mut outage = self
+                    .outage
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if result.is_ok() {
+                    *outage = None;
+                    None
+                } else {
+                    Some(*outage.get_or_insert_with(Instant::now))
+                }
+            };
+            match began {
+                None => return result,
+                Some(began) if began.elapsed() >= self.patience => return result,
+                Some(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// The current client, for statements that must share one session (the migrations' advisory
+    /// lock): no retry.
+    pub(crate) async fn session(&self) -> Result<Arc<tokio_postgres::Client>, PgError> {
+        self.client().await
+    }
+}
+
+/// Whether `e` means the connection (not the statement) failed.
+fn is_connection(e: &tokio_postgres::Error) -> bool {
+    e.is_closed() || e.as_db_error().is_none() && e.code().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_param;
+
+    #[test]
+    fn sslrootcert_is_taken_out_of_the_url() {
+        assert_eq!(
+            take_param(
+                "postgres://h/db?sslmode=require&sslrootcert=/ca.pem",
+                "sslrootcert"
+            ),
+            (
+                "postgres://h/db?sslmode=require".to_string(),
+                Some("/ca.pem".to_string())
+            )
+        );
+        assert_eq!(
+            take_param("postgres://h/db?sslrootcert=/ca.pem", "sslrootcert"),
+            ("postgres://h/db".to_string(), Some("/ca.pem".to_string()))
+        );
+        assert_eq!(
+            take_param("postgres://h/db", "sslrootcert"),
+            ("postgres://h/db".to_string(), None)
+        );
+    }
+}
