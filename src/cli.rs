@@ -266,8 +266,9 @@ pub(crate) struct RunOptions {
     #[arg(long, value_name = "NAME", env = "BATON_PUSH_INSTANCE")]
     pub(crate) push_instance: Option<String>,
     /// A PostgreSQL database (`postgres://user@host:port/db`) through which the topology's
-    /// `budget: max_usd` is shared with every other process run with it: together they never
-    /// spend more (see docs/scale-out.md). For `--task` and `--tasks`.
+    /// `budget:` (`max_usd`, `max_usd_per_day`, `max_usd_per_hour`) is shared with every other
+    /// process run with it — together they never spend more — and each tick of its standing
+    /// loops runs on one of them (see docs/scale-out.md). Overrides the topology's `ledger:`.
     #[arg(long, value_name = "URL")]
     pub(crate) ledger: Option<String>,
 }

@@ -67,37 +67,72 @@ pub(crate) async fn status(url: String, json: bool) -> ExitCode {
 /// How long a lease lives unless renewed; leases are renewed every third of it.
 const LEASE_TTL: Duration = Duration::from_secs(30);
 
-/// This process's side of the topology's shared budget (`--ledger`).
+/// The shared ledger's URL: `--ledger` if given, else the topology's `ledger: { postgres: … }`
+/// with its `${VAR}` references read from the environment.
+///
+/// # Errors
+/// A reference to a variable that is not set.
+pub(crate) fn url(
+    flag: Option<&str>,
+    topology: &baton::topologies::Topology,
+) -> anyhow::Result<Option<String>> {
+    if let Some(url) = flag {
+        return Ok(Some(url.to_string()));
+    }
+    let Some(written) = topology.ledger() else {
+        return Ok(None);
+    };
+    let mut out = String::new();
+    let mut rest = written;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            anyhow::bail!("`ledger: postgres:` has an unclosed `${{` in `{written}`");
+        };
+        let var = &rest[start + 2..start + end];
+        match std::env::var(var) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => anyhow::bail!(
+                "`ledger: postgres:` reads the environment variable `{var}`, which is not set"
+            ),
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(Some(out))
+}
+
+/// This process's side of the topology's shared ledger (`--ledger`, `ledger:`): its budget and
+/// its loops' ticks.
 pub(crate) struct Shared {
-    budget: std::sync::Arc<baton_pg::EscrowBudget>,
+    budget: std::sync::Arc<baton_pg::FleetBudget>,
+    claims: std::sync::Arc<baton_pg::TickClaimer>,
     renewing: tokio::task::JoinHandle<()>,
 }
 
 impl Shared {
     /// Joins the shared ledger at `url` for `topology`: its budget (named after the topology,
-    /// limited by its `budget: max_usd`) is created or its limit updated, leases that dead
-    /// replicas left are reaped, and this process's leases are renewed until [`Shared::finish`].
+    /// limited by its `budget:` — `max_usd`, `max_usd_per_day`, `max_usd_per_hour`) is created or
+    /// its limits updated, leases that dead replicas left are reaped, and this process's leases
+    /// are renewed until [`Shared::finish`].
     ///
     /// # Errors
-    /// The topology has no `budget: max_usd` (there would be nothing to share), or the database
-    /// cannot be reached or refuses the limit.
+    /// The topology has no `budget:` (there would be nothing to share), or the database cannot
+    /// be reached or refuses the limit.
     pub(crate) async fn join(
         url: &str,
         topology: &baton::topologies::Topology,
     ) -> anyhow::Result<Shared> {
         use anyhow::Context;
-        let Some(limit) = topology.budget().max else {
+        let b = topology.budget();
+        if b.max.is_none() && b.per_day.is_none() && b.per_hour.is_none() {
             anyhow::bail!(
-                "`--ledger` shares the topology's `budget: max_usd` with the other processes run with it, and `{}` declares none",
+                "a shared ledger shares the topology's `budget:` (`max_usd`, `max_usd_per_day`, `max_usd_per_hour`) with the other processes run with it, and `{}` declares none",
                 topology.name()
             );
-        };
+        }
         let replica = format!("{}-{}", crate::push::host_name(), std::process::id());
         let ledger = baton_pg::SharedLedger::connect(url, replica, LEASE_TTL)
-            .await
-            .context("the shared ledger")?;
-        ledger
-            .ensure_budget(topology.name(), Some(limit))
             .await
             .context("the shared ledger")?;
         let reaped = ledger.reap().await.context("the shared ledger")?;
@@ -105,27 +140,59 @@ impl Shared {
             eprintln!("shared ledger: booked {reaped} lease(s) that stopped replicas left");
         }
         let ledger = std::sync::Arc::new(ledger);
-        // A draw asks for a fiftieth of the limit; the database gives less as the budget runs low.
-        let slice = baton::core::NanoUsd((limit.0 / 50).max(1));
-        let budget =
-            std::sync::Arc::new(baton_pg::EscrowBudget::new(ledger, topology.name(), slice));
+        let limits = baton_pg::FleetLimits {
+            max: b.max,
+            per_day: b.per_day,
+            per_hour: b.per_hour,
+        };
+        let budget = std::sync::Arc::new(
+            baton_pg::FleetBudget::join(std::sync::Arc::clone(&ledger), topology.name(), limits)
+                .await
+                .context("the shared ledger")?,
+        );
+        let claims = std::sync::Arc::new(baton_pg::TickClaimer::new(
+            std::sync::Arc::clone(&ledger),
+            topology.name(),
+        ));
         let renewing = tokio::spawn({
-            let budget = std::sync::Arc::clone(&budget);
+            let (budget, claims) = (
+                std::sync::Arc::clone(&budget),
+                std::sync::Arc::clone(&claims),
+            );
             async move {
                 loop {
                     tokio::time::sleep(LEASE_TTL / 3).await;
                     if let Err(e) = budget.renew().await {
                         tracing::error!("shared ledger: renewing leases: {e}");
                     }
+                    // Dead replicas' leases go back to the budget (booked as documented).
+                    if let Err(e) = ledger.reap().await {
+                        tracing::error!("shared ledger: reaping expired leases: {e}");
+                    }
+                    if let Err(e) = claims.prune().await {
+                        tracing::error!("shared ledger: pruning loops' ticks: {e}");
+                    }
                 }
             }
         });
-        Ok(Shared { budget, renewing })
+        Ok(Shared {
+            budget,
+            claims,
+            renewing,
+        })
     }
 
-    /// The budget, for the runtime.
-    pub(crate) fn budget(&self) -> std::sync::Arc<dyn baton::core::SharedBudget> {
-        std::sync::Arc::clone(&self.budget) as std::sync::Arc<dyn baton::core::SharedBudget>
+    /// `builder` with this ledger's budget and loop tick claims.
+    pub(crate) fn attach(
+        &self,
+        builder: baton::actors::RuntimeBuilder,
+    ) -> baton::actors::RuntimeBuilder {
+        builder
+            .shared_budget(std::sync::Arc::clone(&self.budget)
+                as std::sync::Arc<dyn baton::core::SharedBudget>)
+            .tick_claims(
+                std::sync::Arc::clone(&self.claims) as std::sync::Arc<dyn baton::core::TickClaims>
+            )
     }
 
     /// Settles this process's leases (what they spent is booked, the rest returns to the

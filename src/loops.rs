@@ -16,8 +16,12 @@ pub(crate) async fn run_loops(
     (run_for, grace): (Option<std::time::Duration>, std::time::Duration),
     store: Option<std::sync::Arc<baton::actors::LoopStore>>,
     approvals: Option<std::sync::Arc<baton::actors::ApprovalQueue>>,
+    shared: Option<&crate::ledger::Shared>,
 ) -> anyhow::Result<baton::core::Outcome> {
     let mut builder = Runtime::builder(topology.clone());
+    if let Some(shared) = shared {
+        builder = shared.attach(builder);
+    }
     if let Some(q) = approvals {
         builder = builder.approver(q);
     }
@@ -172,7 +176,7 @@ fn print_run(e: &LoopEvent, json: bool, verbose: bool) {
         let line = serde_json::json!({"schedule": schedule.to_string(), "run": run, "report": report,
                 "period_spent_nanousd": period_spent.0, "period_limit_nanousd": period_limit.map(|l| l.0),
                 "hour_spent_nanousd": hour.map(|h| h.0.0), "hour_limit_nanousd": hour.map(|h| h.1.0),
-                "tick": tick, "resumes": resumes});
+                "tick": tick, "tick_ms": tick_ms, "resumes": resumes});
         println!("{line}");
     } else {
         let limit = period_limit.map_or(String::new(), |l| format!(" of {}", usd(l)));
@@ -259,8 +263,17 @@ fn print_summaries(summaries: &[baton::actors::LoopSummary], json: bool) {
                             .map_or("-".into(), |j| format!("{j:.0} J")),
                     )
                 });
+            // Loops shared through a ledger: ticks other replicas ran, and ticks no one could
+            // claim while the ledger was unreachable.
+            let shared = match (s.elsewhere, s.unclaimed) {
+                (0, 0) => String::new(),
+                (e, 0) => format!(", {e} run on other replicas"),
+                (e, u) => {
+                    format!(", {e} run on other replicas, {u} not run (the ledger was unreachable)")
+                }
+            };
             println!(
-                "■ {}: {} run(s), {} skipped{breaker}, {}{score}",
+                "■ {}: {} run(s), {} skipped{breaker}{shared}, {}{score}",
                 s.schedule,
                 s.runs,
                 s.skipped,

@@ -332,15 +332,11 @@ async fn set_up(o: &RunOptions) -> Result<RunSetup, ExitCode> {
             Some(queue)
         }
     };
-    let shared = match &o.ledger {
+    let url = ledger::url(o.ledger.as_deref(), &topology).map_err(|e| invalid(format!("{e:#}")))?;
+    let shared = match url {
         None => None,
-        Some(_) if o.task.is_none() && batch.is_none() => {
-            return Err(invalid(
-                "`--ledger` applies to `--task` and `--tasks` for now; standing loops on a shared ledger are not built yet",
-            ));
-        }
         Some(url) => Some(
-            ledger::Shared::join(url, &topology)
+            ledger::Shared::join(&url, &topology)
                 .await
                 .map_err(|e| invalid(format!("{e:#}")))?,
         ),
@@ -370,7 +366,6 @@ async fn run(o: RunOptions) -> ExitCode {
         Err(code) => return code,
     };
     let topology_name = topology.name().to_string();
-    let shared_budget = shared.as_ref().map(ledger::Shared::budget);
     let outcome = match (o.task, batch) {
         (_, Some(tasks)) => {
             let concurrency = o.concurrency.unwrap_or(64) as usize;
@@ -380,7 +375,7 @@ async fn run(o: RunOptions) -> ExitCode {
                 (concurrency, o.budget_usd, o.json),
                 audit,
                 approvals,
-                shared_budget,
+                shared.as_ref(),
             )
             .await
         }
@@ -390,7 +385,7 @@ async fn run(o: RunOptions) -> ExitCode {
             (o.json, o.explain),
             audit,
             approvals,
-            shared_budget,
+            shared.as_ref(),
         )
         .await
         .map(|r| r.outcome),
@@ -403,6 +398,7 @@ async fn run(o: RunOptions) -> ExitCode {
                 (o.run_for, grace),
                 store,
                 approvals,
+                shared.as_ref(),
             )
             .await
         }
@@ -468,11 +464,11 @@ async fn run_inner(
     (json, explain): (bool, bool),
     audit: Option<baton::core::audit::AuditLog>,
     approvals: Option<std::sync::Arc<baton::actors::ApprovalQueue>>,
-    shared: Option<std::sync::Arc<dyn baton::core::SharedBudget>>,
+    shared: Option<&ledger::Shared>,
 ) -> anyhow::Result<RunReport> {
     let mut builder = Runtime::builder(topology.clone());
-    if let Some(budget) = shared {
-        builder = builder.shared_budget(budget);
+    if let Some(shared) = shared {
+        builder = shared.attach(builder);
     }
     if let Some(log) = audit {
         builder = builder.observer(baton::actors::AuditObserver::new(log));
@@ -522,11 +518,11 @@ async fn run_batch(
     options: (usize, Option<NanoUsd>, bool),
     audit: Option<baton::core::audit::AuditLog>,
     approvals: Option<std::sync::Arc<baton::actors::ApprovalQueue>>,
-    shared: Option<std::sync::Arc<dyn baton::core::SharedBudget>>,
+    shared: Option<&ledger::Shared>,
 ) -> anyhow::Result<baton::core::Outcome> {
     let mut builder = Runtime::builder(topology.clone());
-    if let Some(budget) = shared {
-        builder = builder.shared_budget(budget);
+    if let Some(shared) = shared {
+        builder = shared.attach(builder);
     }
     if let Some(log) = audit {
         builder = builder.observer(baton::actors::AuditObserver::new(log));

@@ -331,6 +331,8 @@ pub(crate) struct Plan {
     pub(crate) cpu_power: Arc<baton_core::CpuPower>,
     /// A budget shared with other replicas, which every model call also reserves on.
     pub(crate) shared: Option<Arc<dyn baton_core::SharedBudget>>,
+    /// Standing loops' ticks claimed among replicas: each tick runs on one of them.
+    pub(crate) claims: Option<Arc<dyn baton_core::TickClaims>>,
     /// What changes while the runtime runs; everything above is fixed at start.
     pub(crate) live: Live,
 }

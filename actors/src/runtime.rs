@@ -24,6 +24,7 @@ pub struct RuntimeBuilder {
     observers: Vec<Box<dyn Observer>>,
     approver: Option<Arc<dyn crate::approval::Approver>>,
     shared: Option<Arc<dyn baton_core::SharedBudget>>,
+    claims: Option<Arc<dyn baton_core::TickClaims>>,
 }
 
 impl RuntimeBuilder {
@@ -32,6 +33,15 @@ impl RuntimeBuilder {
     /// task `budget_exceeded`, saying so.
     pub fn shared_budget(mut self, budget: Arc<dyn baton_core::SharedBudget>) -> RuntimeBuilder {
         self.shared = Some(budget);
+        self
+    }
+
+    /// Standing loops shared with other processes (replicas of this runtime): each tick is
+    /// claimed through `claims` and runs on the one replica that wins it. `every` ticks are then
+    /// aligned to the clock (multiples of the period since the Unix epoch), so that every
+    /// replica's ticks fall at the same times.
+    pub fn tick_claims(mut self, claims: Arc<dyn baton_core::TickClaims>) -> RuntimeBuilder {
+        self.claims = Some(claims);
         self
     }
 
@@ -83,6 +93,7 @@ impl RuntimeBuilder {
             self.approver,
         )?;
         plan.shared = self.shared;
+        plan.claims = self.claims;
         let plan = Arc::new(plan);
         let (conductor, handle) = Actor::spawn(None, Conductor, Arc::clone(&plan))
             .await
@@ -191,6 +202,7 @@ impl Runtime {
             tools: HashMap::new(),
             observers: Vec::new(),
             shared: None,
+            claims: None,
             approver: None,
         }
     }
@@ -336,6 +348,11 @@ impl Runtime {
     /// agent (every later submission is refused with this reason).
     pub fn down(&self) -> Option<&str> {
         self.0.plan.live.gave_up.get().map(String::as_str)
+    }
+
+    /// How standing loops' ticks are claimed among replicas, if they are.
+    pub(crate) fn tick_claims(&self) -> Option<&Arc<dyn baton_core::TickClaims>> {
+        self.0.plan.claims.as_ref()
     }
 
     /// Pauses the standing loop `schedule`: its ticks are skipped (counted as

@@ -10,11 +10,20 @@ pub trait SharedBudget: Send + Sync {
     /// Its name (in refusals).
     fn name(&self) -> &str;
 
-    /// Reserves `cost`: `Ok(None)` when the shared budget cannot cover it.
+    /// Reserves `cost`, or says which of its limits cannot cover it.
     ///
     /// # Errors
     /// Why the shared budget could not be asked (its store is unreachable): nothing is reserved.
-    async fn reserve(&self, cost: NanoUsd) -> Result<Option<Box<dyn SharedHold>>, String>;
+    async fn reserve(&self, cost: NanoUsd) -> Result<SharedReserved, String>;
+}
+
+/// What [`SharedBudget::reserve`] got.
+pub enum SharedReserved {
+    /// The reservation, to commit or drop.
+    Held(Box<dyn SharedHold>),
+    /// The shared budget cannot cover it: the limit that refused it (a budget's name, e.g.
+    /// `ops/hour/2026-12-06T09`), for the refusal's message.
+    Refused(String),
 }
 
 /// A reservation on a [`SharedBudget`]: committed with what the call cost, or released when
@@ -22,4 +31,16 @@ pub trait SharedBudget: Send + Sync {
 pub trait SharedHold: Send {
     /// Commits `spent` (the call's booked cost).
     fn commit(self: Box<Self>, spent: NanoUsd);
+}
+
+/// Ticks of standing loops claimed among replicas: of the replicas running the same loop, one
+/// runs each tick. `baton-pg` implements it on PostgreSQL.
+#[async_trait::async_trait]
+pub trait TickClaims: Send + Sync {
+    /// Claims the run of loop `schedule` due at `tick_ms` (Unix milliseconds, before jitter):
+    /// `Ok(true)` for exactly one of the replicas that ask.
+    ///
+    /// # Errors
+    /// Why the claim could not be asked (its store is unreachable): the tick is not run.
+    async fn claim(&self, schedule: &str, tick_ms: u64) -> Result<bool, String>;
 }

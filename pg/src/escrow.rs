@@ -82,6 +82,18 @@ impl SharedLedger {
         need: NanoUsd,
         want: NanoUsd,
     ) -> Result<Option<Lease>, PgError> {
+        self.draw_labelled(budget, budget, need, want).await
+    }
+
+    /// [`SharedLedger::draw`], counted in the metrics under `label` (a period's budget under
+    /// its limit's name, so that the series do not grow with every hour).
+    pub(crate) async fn draw_labelled(
+        &self,
+        label: &str,
+        budget: &str,
+        need: NanoUsd,
+        want: NanoUsd,
+    ) -> Result<Option<Lease>, PgError> {
         let need = big("a reservation", need)?.max(1);
         let want = big("a slice", want)?.max(need);
         let id = format!(
@@ -106,14 +118,14 @@ impl SharedLedger {
             .await;
         // How long a draw waits (the budget's row is locked for one draw at a time) is the
         // contention between replicas.
-        metrics::histogram!("baton_shared_draw_seconds", "budget" => budget.to_string())
+        metrics::histogram!("baton_shared_draw_seconds", "budget" => label.to_string())
             .record(started.elapsed().as_secs_f64());
         let outcome = match &row {
             Err(_) => "error",
             Ok(r) if r.get::<_, Option<i64>>(0).is_some() => "granted",
             Ok(_) => "refused",
         };
-        metrics::counter!("baton_shared_lease_draws_total", "budget" => budget.to_string(), "outcome" => outcome)
+        metrics::counter!("baton_shared_lease_draws_total", "budget" => label.to_string(), "outcome" => outcome)
             .increment(1);
         let granted: Option<i64> = row?.get(0);
         Ok(granted.map(|g| Lease {
@@ -283,6 +295,8 @@ pub struct EscrowBudget {
 struct Inner {
     ledger: Arc<SharedLedger>,
     budget: String,
+    /// The name its metrics carry.
+    label: String,
     /// What one draw asks for (the database gives less as the budget runs low).
     slice: NanoUsd,
     leases: Mutex<Vec<Local>>,
@@ -321,10 +335,22 @@ pub struct Hold {
 impl EscrowBudget {
     /// This replica's side of `budget`, drawing `slice` at a time.
     pub fn new(ledger: Arc<SharedLedger>, budget: impl Into<String>, slice: NanoUsd) -> Self {
+        let budget = budget.into();
+        Self::labelled(ledger, budget.clone(), budget, slice)
+    }
+
+    /// [`EscrowBudget::new`], its draws counted under `label` in the metrics.
+    pub(crate) fn labelled(
+        ledger: Arc<SharedLedger>,
+        budget: String,
+        label: String,
+        slice: NanoUsd,
+    ) -> Self {
         EscrowBudget {
             inner: Arc::new(Inner {
                 ledger,
-                budget: budget.into(),
+                budget,
+                label,
                 slice,
                 leases: Mutex::new(Vec::new()),
                 drawing: tokio::sync::Mutex::new(()),
@@ -372,7 +398,12 @@ impl EscrowBudget {
         let Some(lease) = self
             .inner
             .ledger
-            .draw(&self.inner.budget, cost, self.inner.slice)
+            .draw_labelled(
+                &self.inner.label,
+                &self.inner.budget,
+                cost,
+                self.inner.slice,
+            )
             .await?
         else {
             return Ok(None);
@@ -402,6 +433,16 @@ impl EscrowBudget {
             amount,
             done: false,
         }
+    }
+
+    /// The budget's name.
+    pub fn budget(&self) -> &str {
+        &self.inner.budget
+    }
+
+    /// Whether this replica holds no lease of it.
+    pub fn is_empty(&self) -> bool {
+        lock(&self.inner.leases).is_empty()
     }
 
     /// What this replica's leases have committed, and hold in flight.
@@ -506,12 +547,12 @@ impl baton_core::SharedBudget for EscrowBudget {
         &self.inner.budget
     }
 
-    async fn reserve(
-        &self,
-        cost: NanoUsd,
-    ) -> Result<Option<Box<dyn baton_core::SharedHold>>, String> {
+    async fn reserve(&self, cost: NanoUsd) -> Result<baton_core::SharedReserved, String> {
         match EscrowBudget::reserve(self, cost).await {
-            Ok(hold) => Ok(hold.map(|h| Box::new(h) as Box<dyn baton_core::SharedHold>)),
+            Ok(Some(h)) => Ok(baton_core::SharedReserved::Held(Box::new(h))),
+            Ok(None) => Ok(baton_core::SharedReserved::Refused(
+                self.inner.budget.clone(),
+            )),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -22,13 +22,17 @@
 
 mod conn;
 mod escrow;
+mod fleet;
 pub mod migrations;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod ticks;
 
 use std::time::Duration;
 
 pub use escrow::{BudgetStatus, EscrowBudget, Hold, Lease};
+pub use fleet::{FleetBudget, FleetHold, FleetLimits};
+pub use ticks::TickClaimer;
 
 /// What went wrong with the shared ledger.
 #[derive(Debug, thiserror::Error)]

@@ -63,6 +63,18 @@ pub const MIGRATIONS: &[&str] = &[
     END
     $$;
     ",
+    // 2: standing loops' ticks, each claimed by the one replica that runs it.
+    r"
+    CREATE TABLE baton_loop_ticks (
+        topology text NOT NULL,
+        schedule text NOT NULL,
+        tick_ms bigint NOT NULL,
+        replica text NOT NULL,
+        claimed_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (topology, schedule, tick_ms)
+    );
+    CREATE INDEX baton_loop_ticks_age ON baton_loop_ticks (claimed_at);
+    ",
 ];
 
 /// The newest schema version this build knows.

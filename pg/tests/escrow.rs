@@ -331,3 +331,85 @@ async fn three_processes_share_one_budget_without_overspend() {
     );
     assert_books_agree(&url).await;
 }
+
+/// A topology budget on the shared ledger: an hour's limit refuses once the hour's spend reaches
+/// it, naming the hour's budget; the next hour starts afresh; the total caps all hours; and the
+/// last hour's leases are settled once its reservations end.
+#[tokio::test]
+async fn a_fleet_budget_keeps_a_total_and_per_hour_limits() {
+    use baton_pg::{FleetBudget, FleetLimits};
+    let Some(url) = database("fleet").await else {
+        return;
+    };
+    let l = ledger(&url, "a").await;
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(
+        jiff::Timestamp::from_second(1_796_000_400)
+            .expect("a time")
+            .as_second(),
+    ));
+    let clock = Arc::clone(&now);
+    let limits = FleetLimits {
+        max: Some(NanoUsd(250)),
+        per_day: None,
+        per_hour: Some(NanoUsd(100)),
+    };
+    let fleet = FleetBudget::join(Arc::clone(&l), "ops", limits)
+        .await
+        .expect("joins")
+        .with_clock(move || {
+            jiff::Timestamp::from_second(clock.load(std::sync::atomic::Ordering::SeqCst))
+                .expect("a time")
+        });
+    let mut spent = 0;
+    // 60 + 40 fill the hour; 1 more is refused by the hour, not the total.
+    for cost in [60, 40] {
+        let h = fleet
+            .reserve(NanoUsd(cost))
+            .await
+            .expect("db")
+            .expect("covered");
+        h.commit(NanoUsd(cost)).expect("commits");
+        spent += cost;
+    }
+    let refused = fleet.reserve(NanoUsd(1)).await.expect("db").err();
+    let hour = jiff::Timestamp::from_second(1_796_000_400)
+        .expect("a time")
+        .strftime("%Y-%m-%dT%H")
+        .to_string();
+    assert_eq!(refused, Some(format!("ops/hour/{hour}")));
+    // The next hour: 100 more, then the total (250) refuses at 200 + 60.
+    now.fetch_add(3600, std::sync::atomic::Ordering::SeqCst);
+    let held = fleet
+        .reserve(NanoUsd(100))
+        .await
+        .expect("db")
+        .expect("a new hour");
+    held.commit(NanoUsd(100)).expect("commits");
+    spent += 100;
+    now.fetch_add(3600, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        fleet.reserve(NanoUsd(60)).await.expect("db").err(),
+        Some("ops".to_string()),
+        "the total refuses what the hour would allow"
+    );
+    fleet.renew().await.expect("renews");
+    fleet.settle_idle().await.expect("settles");
+    let total = l.status("ops").await.expect("the total");
+    assert_eq!((total.spent, total.leased), (NanoUsd(spent), NanoUsd::ZERO));
+    let statuses = l.statuses().await.expect("statuses");
+    let hours: Vec<_> = statuses
+        .iter()
+        .filter(|b| b.name.starts_with("ops/hour/"))
+        .map(|b| (b.spent.0, b.leased.0, b.limit))
+        .collect();
+    assert_eq!(
+        hours,
+        vec![
+            (100, 0, Some(NanoUsd(100))),
+            (100, 0, Some(NanoUsd(100))),
+            (0, 0, Some(NanoUsd(100)))
+        ],
+        "each hour its own budget, settled: {statuses:?}"
+    );
+    assert_books_agree(&url).await;
+}

@@ -196,3 +196,228 @@ fn three_batches_share_the_topologys_budget() {
         held.spent
     );
 }
+
+/// latency-watch ticking every 500 ms, with a topology budget to share and its ledger named by
+/// the environment (`ledger: { postgres: "${BATON_TEST_LEDGER}" }`).
+fn shared_loop_topology(name: &str) -> std::path::PathBuf {
+    temp_file(
+        name,
+        &example(
+            "latency-watch.yaml",
+            &[
+                ("every: 2s", "every: 500ms"),
+                (
+                    "name: latency-watch",
+                    "name: latency-watch\nbudget:\n  max_usd_per_day: 1\nledger:\n  postgres: \"${BATON_TEST_LEDGER}\"",
+                ),
+            ],
+        ),
+    )
+}
+
+/// `baton run` on the loops for `run_for`, as a child process, on the ledger at `url`: named by
+/// `--ledger` when `flag`, else by the topology's `ledger:` key through the environment.
+fn loop_replica(
+    topology: &std::path::Path,
+    url: &str,
+    run_for: &str,
+    flag: bool,
+) -> std::process::Child {
+    let mut args = vec![
+        "run",
+        topology.to_str().expect("utf-8"),
+        "--for",
+        run_for,
+        "--json",
+    ];
+    if flag {
+        args.extend(["--ledger", url]);
+    }
+    Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(args)
+        .env("BATON_TEST_LEDGER", if flag { "unused" } else { url })
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("baton runs")
+}
+
+/// The ticks (Unix ms) a replica's JSON lines say it ran, and its loops' summary if it printed one.
+fn ran_ticks(stdout: &[u8]) -> (Vec<u64>, Option<Value>) {
+    let (mut ticks, mut summary) = (Vec::new(), None);
+    for line in String::from_utf8_lossy(stdout).lines() {
+        let v: Value = serde_json::from_str(line).expect("a JSON line");
+        if v.get("loops").is_some() {
+            summary = Some(v);
+        } else if v.get("run").is_some() {
+            assert_eq!(v["report"]["outcome"], "completed", "{v}");
+            ticks.push(u(&v["tick_ms"]));
+        }
+    }
+    (ticks, summary)
+}
+
+/// The ticks the database says were claimed, in order.
+fn claimed_ticks(rt: &tokio::runtime::Runtime, url: &str) -> Vec<u64> {
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connects");
+        tokio::spawn(conn);
+        client
+            .query(
+                "SELECT tick_ms FROM baton_loop_ticks WHERE topology = 'latency-watch' ORDER BY tick_ms",
+                &[],
+            )
+            .await
+            .expect("claims")
+            .iter()
+            .map(|r| u64::try_from(r.get::<_, i64>(0)).expect("a tick"))
+            .collect()
+    })
+}
+
+/// Three replicas of a standing loop on one ledger run each tick once between them: no tick twice,
+/// no tick of the run's span missed, and each replica counts the ticks the others ran.
+#[test]
+fn a_loop_on_three_replicas_ticks_once_per_period() {
+    let Some((rt, url)) = database("loops") else {
+        return;
+    };
+    let topology = shared_loop_topology("latency-watch-shared.yaml");
+    // One replica finds the ledger through the topology's `ledger:` key, two through `--ledger`.
+    let replicas: Vec<_> = (0..3)
+        .map(|i| loop_replica(&topology, &url, "3s", i > 0))
+        .collect();
+    let mut all = Vec::new();
+    let mut elsewhere = 0;
+    for child in replicas {
+        let out = child.wait_with_output().expect("baton ends");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (ticks, summary) = ran_ticks(&out.stdout);
+        let summary = summary.expect("the loops' summary");
+        assert_eq!(u(&summary["loops"][0]["runs"]), ticks.len() as u64);
+        elsewhere += u(&summary["loops"][0]["elsewhere"]);
+        all.extend(ticks);
+    }
+    all.sort_unstable();
+    let runs = all.len();
+    all.dedup();
+    assert_eq!(all.len(), runs, "no tick ran twice: {all:?}");
+    assert!(elsewhere > 0, "the replicas saw each other's ticks");
+    // Every tick between the first and the last ran, one period apart.
+    assert!(all.len() >= 4, "about six ticks in 3 s: {all:?}");
+    for pair in all.windows(2) {
+        assert_eq!(pair[1] - pair[0], 500, "a tick missed: {all:?}");
+    }
+    // What ran is what was claimed (a claim taken as a replica stopped may not have run).
+    let claimed = claimed_ticks(&rt, &url);
+    assert!(
+        all.iter().all(|t| claimed.contains(t)),
+        "{all:?} ⊆ {claimed:?}"
+    );
+}
+
+/// kill -9 of one of three loop replicas: the others go on ticking, and every tick after the
+/// kill runs (the dead replica holds no lease to wait out: each tick is claimed afresh).
+#[test]
+fn a_killed_loop_replicas_ticks_are_taken_by_the_others() {
+    let Some((_rt, url)) = database("loops_kill") else {
+        return;
+    };
+    let topology = shared_loop_topology("latency-watch-kill.yaml");
+    let mut victim = loop_replica(&topology, &url, "5s", true);
+    let others: Vec<_> = (0..2)
+        .map(|_| loop_replica(&topology, &url, "5s", true))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    victim.kill().expect("SIGKILL");
+    let killed_at = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after the epoch")
+            .as_millis(),
+    )
+    .expect("ms");
+    let _ = victim.wait();
+    let mut after = Vec::new();
+    for child in others {
+        let out = child.wait_with_output().expect("baton ends");
+        assert!(out.status.success());
+        let (ticks, _) = ran_ticks(&out.stdout);
+        after.extend(ticks.into_iter().filter(|t| *t > killed_at));
+    }
+    after.sort_unstable();
+    let n = after.len();
+    after.dedup();
+    assert_eq!(after.len(), n, "no tick ran twice: {after:?}");
+    assert!(after.len() >= 4, "the survivors ticked on: {after:?}");
+    for pair in after.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            500,
+            "a tick missed after the kill: {after:?}"
+        );
+    }
+}
+
+/// `ledger:` in a topology: a password written inline is refused, naming the key; a URL that is
+/// not PostgreSQL's is refused; a variable that is not set stops the run, naming it.
+#[test]
+fn the_ledger_key_refuses_inline_passwords_and_unset_variables() {
+    let with = |ledger: &str| {
+        temp_file(
+            "ledger-key.yaml",
+            &example(
+                "latency-watch.yaml",
+                &[(
+                    "name: latency-watch",
+                    &format!(
+                        "name: latency-watch\nbudget:\n  max_usd: 1\nledger:\n  postgres: {ledger}"
+                    ),
+                )],
+            ),
+        )
+    };
+    let out = baton(&[
+        "validate",
+        with("\"postgres://baton:hunter2@db/x\"")
+            .to_str()
+            .expect("utf-8"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "validate fails: {err}");
+    assert!(err.contains("the URL holds a password inline"), "{err}");
+    assert!(err.contains("ledger"), "{err}");
+    assert!(!err.contains("hunter2"), "the password is masked: {err}");
+    let out = baton(&["validate", with("mysql://db/x").to_str().expect("utf-8")]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a PostgreSQL URL"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args([
+            "run",
+            with("\"${BATON_TEST_NO_SUCH_VAR}\"")
+                .to_str()
+                .expect("utf-8"),
+            "--for",
+            "1s",
+        ])
+        .env_remove("BATON_TEST_NO_SUCH_VAR")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("baton runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`BATON_TEST_NO_SUCH_VAR`, which is not set"),
+        "{err}"
+    );
+}

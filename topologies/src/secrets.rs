@@ -103,6 +103,10 @@ fn secret_ranges(line: &str) -> Vec<std::ops::Range<usize>> {
             out.push(start..end);
             continue;
         }
+        // A URL's password (`postgres://user:PASSWORD@host`) unless it is a `${VAR}` reference.
+        if let Some(r) = url_password(w) {
+            out.push(start + r.start..start + r.end);
+        }
         // A scheme word followed by a literal: mask the literal.
         if matches!(bare.to_ascii_lowercase().as_str(), "bearer" | "basic")
             && let Some(&(s2, e2)) = words.get(i + 1)
@@ -143,6 +147,20 @@ fn secret_ranges(line: &str) -> Vec<std::ops::Range<usize>> {
         }
     }
     out
+}
+
+/// The byte range, in `word`, of the password of a URL it holds (`scheme://user:pass@host`),
+/// unless the password is a `${VAR}` reference.
+fn url_password(word: &str) -> Option<std::ops::Range<usize>> {
+    let after = word.find("://")? + 3;
+    let authority_end = word[after..]
+        .find(['/', '?', '"', '\''])
+        .map_or(word.len(), |e| after + e);
+    let at = after + word[after..authority_end].rfind('@')?;
+    let colon = after + word[after..at].find(':')?;
+    let password = &word[colon + 1..at];
+    let reference = password.starts_with("${") && password.ends_with('}');
+    (!password.is_empty() && !reference).then_some(colon + 1..at)
 }
 
 /// Where the item starting at `from` ends: at a `,`, `}`, `#` or the line's end outside quotes
@@ -214,6 +232,14 @@ mod tests {
 
     #[test]
     fn inline_secrets_are_found_next_to_unused_references() {
+        assert_eq!(
+            mask_source("  postgres: \"postgres://baton:hunter2@db:5432/x\"\n"),
+            "  postgres: \"postgres://baton:*******@db:5432/x\"\n"
+        );
+        assert_eq!(
+            mask_source("  postgres: postgres://baton:${PGPASSWORD}@db/x\n"),
+            "  postgres: postgres://baton:${PGPASSWORD}@db/x\n"
+        );
         assert!(!has_inline_secret("Bearer ${MCP_TOKEN}"));
         assert!(!has_inline_secret("session=${SESSION}"));
         assert!(!has_inline_secret("${DB_PASSWORD}"));

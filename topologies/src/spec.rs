@@ -66,6 +66,20 @@ pub struct TopologySpec {
     /// How energy is figured: the CPU's watts per core, the data centres' PUE.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy: Option<EnergySpec>,
+    /// Where the topology's `budget:` is kept when several processes share it (replicas of
+    /// `baton serve`, batches run side by side): absent, each process keeps its own. The
+    /// command line's `--ledger` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerSpec>,
+}
+
+/// A shared ledger (`ledger:`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSpec {
+    /// A PostgreSQL URL (`postgres://user@host:5432/db?sslmode=require`), usually a reference to
+    /// the environment (`"${DATABASE_URL}"`): a password may not be written inline.
+    pub postgres: String,
 }
 
 /// The topology's own budget: limits on the tasks it runs, all together. Each task draws from

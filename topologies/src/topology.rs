@@ -81,6 +81,7 @@ pub struct Topology {
     schedules: Vec<ScheduleDef>,
     mcp_servers: BTreeMap<Arc<str>, McpServerDef>,
     budget: TopologyBudget,
+    ledger: Option<String>,
     energy: EnergyDef,
 }
 
@@ -235,6 +236,7 @@ impl Topology {
         let policy = v.check_policy(&spec);
         let schedules = v.check_schedules(&spec);
         let budget = v.check_budget(&spec);
+        let ledger = v.check_ledger(&spec);
         let energy = v.check_energy(spec.energy.as_ref());
         let mcp_servers = v.check_mcp(&spec, base_dir);
         v.diagnostics
@@ -286,7 +288,14 @@ impl Topology {
             mcp_servers,
             budget,
             energy,
+            ledger,
         })
+    }
+
+    /// The shared ledger's URL (`ledger: { postgres: … }`), as written: `${VAR}` references are
+    /// left for the caller to resolve when it connects.
+    pub fn ledger(&self) -> Option<&str> {
+        self.ledger.as_deref()
     }
 
     /// How energy is figured (`energy:`, defaults applied).

@@ -439,13 +439,11 @@ async fn call_once(
     let shared = match &cx.plan().shared {
         None => None,
         Some(s) => match s.reserve(worst).await {
-            Ok(Some(hold)) => Some(hold),
-            Ok(None) => {
+            Ok(baton_core::SharedReserved::Held(hold)) => Some(hold),
+            Ok(baton_core::SharedReserved::Refused(limit)) => {
                 me.refusals.increment(1);
                 let why = format!(
-                    "the shared budget `{}` cannot cover {} for a call to {} (spent or held by the replicas)",
-                    s.name(),
-                    worst,
+                    "the shared budget `{limit}` cannot cover {worst} for a call to {} (spent or held by the replicas)",
                     rung.name
                 );
                 account.record_event(BudgetEventKind::Refused, why.clone());

@@ -109,6 +109,7 @@ impl Plan {
             approver: approver.unwrap_or_else(|| Arc::new(crate::approval::Unattended)),
             cpu_power,
             shared: None,
+            claims: None,
             live: super::Live::default(),
         })
     }

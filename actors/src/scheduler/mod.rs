@@ -119,6 +119,10 @@ pub struct LoopSummary {
     pub interrupted: u64,
     /// Ticks refused because the runtime was down (nothing charged).
     pub refused: u64,
+    /// Ticks another replica claimed (loops shared through a ledger): run there, not here.
+    pub elsewhere: u64,
+    /// Ticks that could not be claimed (the shared ledger was unreachable): run nowhere.
+    pub unclaimed: u64,
     /// Why the runtime went down, when it did: the loop stopped then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_down: Option<String>,

@@ -38,6 +38,9 @@ pub(super) async fn run_loop(
     }
     runner.show_breaker();
     while let Some(tick_ms) = runner.wait_for_tick(&mut stop).await {
+        if !runner.claim(tick_ms).await {
+            continue;
+        }
         runner.roll_windows();
         match runner.admit(&mut stop).await {
             Admission::Run => runner.start_run(tick_ms),
@@ -148,9 +151,16 @@ impl LoopRunner {
     fn new(rt: Arc<Runtime>, def: ScheduleDef, on_event: OnEvent) -> LoopRunner {
         let label: Arc<str> = Arc::from(format!("loop:{}", def.name));
         let clock = LoopClock::start();
-        zero_series(&def);
-        // `every` runs at once, then every period; cron at its next time.
+        zero_series(&def, rt.tick_claims().is_some());
+        // `every` runs at once, then every period; cron at its next time. With ticks claimed
+        // among replicas, `every` keeps to the clock's multiples of the period (the current one
+        // at once), so that every replica names the same ticks.
         let next = match &def.cadence {
+            Cadence::Every(d) if rt.tick_claims().is_some() => {
+                let period = u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+                let now = clock.wall(Instant::now());
+                Some(clock.instant(now - now % period))
+            }
             Cadence::Every(_) => Some(Instant::now()),
             Cadence::Cron(_) => clock.after(&def.cadence, Instant::now()),
         };
@@ -279,6 +289,29 @@ impl LoopRunner {
             self.next = next;
         }
         Some(self.clock.wall(due))
+    }
+
+    /// Phase 2½, with ticks claimed among replicas: whether this replica runs the tick due at
+    /// `tick_ms`. A tick another replica claimed, or that could not be claimed (the store is
+    /// unreachable: better a tick not run than run twice), is counted as skipped.
+    async fn claim(&mut self, tick_ms: u64) -> bool {
+        let Some(claims) = self.rt.tick_claims() else {
+            return true;
+        };
+        match claims.claim(&self.def.name, tick_ms).await {
+            Ok(true) => true,
+            Ok(false) => {
+                self.summary.elsewhere += 1;
+                self.count_skip("elsewhere");
+                false
+            }
+            Err(e) => {
+                tracing::error!(schedule = %self.def.name, "the tick due at {tick_ms} ms could not be claimed, so it is not run: {e}");
+                self.summary.unclaimed += 1;
+                self.count_skip("unclaimed");
+                false
+            }
+        }
     }
 
     /// Phase 3: a day (or an hour) that has passed is closed and a new one opened, stored.
@@ -503,9 +536,17 @@ impl LoopRunner {
 
 /// Every series of the loop is born at zero: a panel shows 0 rather than "No data", and the
 /// first increment is a visible rise to `rate()`.
-fn zero_series(def: &ScheduleDef) {
-    for reason in ["overlap", "breaker", "paused", "runtime_down"] {
-        metrics::counter!("baton_loop_skipped_total", "schedule" => def.name.to_string(), "reason" => reason).absolute(0);
+fn zero_series(def: &ScheduleDef, claimed: bool) {
+    let shared: &[&str] = if claimed {
+        &["elsewhere", "unclaimed"]
+    } else {
+        &[]
+    };
+    for reason in ["overlap", "breaker", "paused", "runtime_down"]
+        .iter()
+        .chain(shared)
+    {
+        metrics::counter!("baton_loop_skipped_total", "schedule" => def.name.to_string(), "reason" => *reason).absolute(0);
     }
     for outcome in Outcome::ALL.iter().map(|o| o.as_str()).chain(["refused"]) {
         metrics::counter!("baton_loop_runs_total", "schedule" => def.name.to_string(), "outcome" => outcome).absolute(0);

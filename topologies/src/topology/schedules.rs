@@ -4,6 +4,37 @@ use super::*;
 
 impl Validator<'_> {
     /// The topology-level `budget:`: non-zero limits, each period's inside the longer one's.
+    /// `ledger:`: a PostgreSQL URL or a reference to one, without an inline password.
+    pub(super) fn check_ledger(&mut self, spec: &TopologySpec) -> Option<String> {
+        let l = spec.ledger.as_ref()?;
+        let at = [Seg::Key("ledger"), Seg::Key("postgres")];
+        let url = l.postgres.trim();
+        let reference = url.starts_with("${") && url.ends_with('}');
+        if !reference && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            self.report(
+                &at,
+                format!("`{url}` is not a PostgreSQL URL"),
+                Some("write `postgres://user@host:5432/db`, or `\"${DATABASE_URL}\"` to read it from the environment".into()),
+            );
+            return None;
+        }
+        let authority = url
+            .split_once("://")
+            .map_or("", |(_, rest)| rest.split(['/', '?']).next().unwrap_or(""));
+        if let Some((user, _)) = authority.rsplit_once('@')
+            && let Some((_, password)) = user.split_once(':')
+            && !(password.starts_with("${") && password.ends_with('}'))
+        {
+            self.report(
+                &at,
+                "the URL holds a password inline".into(),
+                Some("keep it out of the file: `\"${DATABASE_URL}\"`, or `postgres://user:${PGPASSWORD}@host/db`".into()),
+            );
+            return None;
+        }
+        Some(url.to_string())
+    }
+
     pub(super) fn check_budget(&mut self, spec: &TopologySpec) -> TopologyBudget {
         let Some(b) = &spec.budget else {
             return TopologyBudget::default();
