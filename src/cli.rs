@@ -271,6 +271,10 @@ pub(crate) struct RunOptions {
     /// loops runs on one of them (see docs/scale-out.md). Overrides the topology's `ledger:`.
     #[arg(long, value_name = "URL")]
     pub(crate) ledger: Option<String>,
+    /// How long a replica's leases on the shared ledger (budget slices, running tasks) live
+    /// unless renewed: after a replica dies, the others take them over once this has passed.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    pub(crate) ledger_lease: std::time::Duration,
 }
 
 #[derive(clap::Args)]
@@ -294,4 +298,15 @@ pub(crate) struct ServeOptions {
     /// (default 30s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) grace: Option<std::time::Duration>,
+    /// A PostgreSQL database (`postgres://user@host:port/db`) shared by replicas of this
+    /// server: one task queue (a task submitted to any replica runs on one, and every replica
+    /// answers for it and streams its events), the topology's `budget:` shared by all, and each
+    /// tick of the standing loops run on one replica (see docs/scale-out.md). Overrides the
+    /// topology's `ledger:`. Not with `--state`.
+    #[arg(long, value_name = "URL")]
+    pub(crate) ledger: Option<String>,
+    /// How long a replica's leases on the shared ledger (budget slices, running tasks) live
+    /// unless renewed: after a replica dies, the others take them over once this has passed.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    pub(crate) ledger_lease: std::time::Duration,
 }

@@ -64,9 +64,6 @@ pub(crate) async fn status(url: String, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// How long a lease lives unless renewed; leases are renewed every third of it.
-const LEASE_TTL: Duration = Duration::from_secs(30);
-
 /// The shared ledger's URL: `--ledger` if given, else the topology's `ledger: { postgres: … }`
 /// with its `${VAR}` references read from the environment.
 ///
@@ -105,6 +102,9 @@ pub(crate) fn url(
 /// This process's side of the topology's shared ledger (`--ledger`, `ledger:`): its budget and
 /// its loops' ticks.
 pub(crate) struct Shared {
+    /// How long a lease (of budget or of a task) lives unless renewed.
+    pub(crate) lease: Duration,
+    ledger: std::sync::Arc<baton_pg::SharedLedger>,
     budget: std::sync::Arc<baton_pg::FleetBudget>,
     claims: std::sync::Arc<baton_pg::TickClaimer>,
     renewing: tokio::task::JoinHandle<()>,
@@ -122,8 +122,14 @@ impl Shared {
     pub(crate) async fn join(
         url: &str,
         topology: &baton::topologies::Topology,
+        lease: Duration,
     ) -> anyhow::Result<Shared> {
         use anyhow::Context;
+        if lease < Duration::from_secs(1) {
+            anyhow::bail!(
+                "--ledger-lease must be at least 1s: leases are renewed every third of it"
+            );
+        }
         let b = topology.budget();
         if b.max.is_none() && b.per_day.is_none() && b.per_hour.is_none() {
             anyhow::bail!(
@@ -132,7 +138,7 @@ impl Shared {
             );
         }
         let replica = format!("{}-{}", crate::push::host_name(), std::process::id());
-        let ledger = baton_pg::SharedLedger::connect(url, replica, LEASE_TTL)
+        let ledger = baton_pg::SharedLedger::connect(url, replica, lease)
             .await
             .context("the shared ledger")?;
         let reaped = ledger.reap().await.context("the shared ledger")?;
@@ -159,9 +165,10 @@ impl Shared {
                 std::sync::Arc::clone(&budget),
                 std::sync::Arc::clone(&claims),
             );
+            let ledger = std::sync::Arc::clone(&ledger);
             async move {
                 loop {
-                    tokio::time::sleep(LEASE_TTL / 3).await;
+                    tokio::time::sleep(lease / 3).await;
                     if let Err(e) = budget.renew().await {
                         tracing::error!("shared ledger: renewing leases: {e}");
                     }
@@ -176,10 +183,17 @@ impl Shared {
             }
         });
         Ok(Shared {
+            lease,
+            ledger,
             budget,
             claims,
             renewing,
         })
+    }
+
+    /// The topology's shared task queue (`baton serve`).
+    pub(crate) fn queue(&self, topology: &str) -> baton_pg::TaskQueue {
+        baton_pg::TaskQueue::new(std::sync::Arc::clone(&self.ledger), topology)
     }
 
     /// `builder` with this ledger's budget and loop tick claims.

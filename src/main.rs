@@ -211,6 +211,8 @@ async fn serve_command(o: ServeOptions) -> ExitCode {
         state: o.state,
         audit,
         grace: o.grace.unwrap_or(std::time::Duration::from_secs(30)),
+        ledger: o.ledger,
+        lease: o.ledger_lease,
     };
     match service::serve(topology, options).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -336,7 +338,7 @@ async fn set_up(o: &RunOptions) -> Result<RunSetup, ExitCode> {
     let shared = match url {
         None => None,
         Some(url) => Some(
-            ledger::Shared::join(&url, &topology)
+            ledger::Shared::join(&url, &topology, o.ledger_lease)
                 .await
                 .map_err(|e| invalid(format!("{e:#}")))?,
         ),

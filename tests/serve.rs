@@ -735,3 +735,261 @@ mod loops {
         assert!(runs(&s, name).await.1, "still paused after the restart");
     }
 }
+
+/// `baton serve --ledger`: replicas (separate processes) sharing one PostgreSQL ledger — one
+/// task queue, one budget. Skipped, saying why, without a test server (`BATON_TEST_POSTGRES_URL`;
+/// required in CI).
+mod replicas {
+    use super::*;
+
+    /// The database's own view: each budget's spent and leased, the tasks by status, and how many
+    /// replicas ran tasks.
+    async fn db(url: &str) -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connects");
+        let h = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        (client, h)
+    }
+
+    async fn budget(client: &tokio_postgres::Client, name: &str) -> (i64, i64, i64) {
+        let r = client
+            .query_one(
+                "SELECT spent_nanousd, leased_nanousd, limit_nanousd FROM baton_budgets WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .expect("the budget");
+        (r.get(0), r.get(1), r.get(2))
+    }
+
+    fn replica(topology: &std::path::Path, url: &str, lease: &str) -> Server {
+        Server::start(topology, &["--ledger", url, "--ledger-lease", lease], &[])
+    }
+
+    /// Three replicas × 1,000 tasks submitted concurrently (round robin), against one
+    /// `budget: max_usd` that covers about half of them: the fleet never spends more, to the
+    /// nano-dollar; the database's spend is exactly the sum of the tasks' reports; every task
+    /// ends once; tasks run on every replica; any replica answers for any task and streams its
+    /// events; idempotency keys hold across replicas.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_replicas_share_one_queue_and_one_budget() {
+        let Some(url) = baton_pg::testing::database("serve_replicas").await else {
+            return;
+        };
+        let topology = research(
+            "serve-replicas.yaml",
+            &[
+                ("latency: 100ms", "latency: 5ms"),
+                ("name: research", "name: research\nbudget:\n  max_usd: 1.45"),
+            ],
+            "",
+        );
+        let servers: Vec<Arc<Server>> = (0..3)
+            .map(|_| Arc::new(replica(&topology, &url, "30s")))
+            .collect();
+        // A key used on one replica names the same task on another.
+        let (status, first) = servers[0]
+            .post(
+                "/v1/tasks",
+                json!({"task": "keyed", "idempotency_key": "k-1"}),
+            )
+            .await;
+        assert_eq!(status, 202, "{first}");
+        let (status, again) = servers[2]
+            .post(
+                "/v1/tasks",
+                json!({"task": "keyed", "idempotency_key": "k-1"}),
+            )
+            .await;
+        assert_eq!((status, &again["id"]), (200, &first["id"]), "{again}");
+        let (status, _) = servers[1]
+            .post(
+                "/v1/tasks",
+                json!({"task": "other", "idempotency_key": "k-1"}),
+            )
+            .await;
+        assert_eq!(
+            status, 422,
+            "a key reused for another text, on another replica"
+        );
+
+        let ids = Arc::new(Mutex::new(vec![first["id"].as_u64().expect("id")]));
+        let mut clients = Vec::new();
+        for c in 0..40 {
+            let (s, ids) = (Arc::clone(&servers[c % 3]), Arc::clone(&ids));
+            clients.push(tokio::spawn(async move {
+                for i in 0..25 {
+                    let id = s
+                        .submit(&format!("How healthy are our services? ({c}/{i})"))
+                        .await;
+                    ids.lock().expect("ids").push(id);
+                }
+            }));
+        }
+        for c in clients {
+            c.await.expect("client");
+        }
+        let ids = ids.lock().expect("ids").clone();
+        assert_eq!(ids.len(), 1001);
+        let (mut sum, mut outcomes) = (0u64, std::collections::BTreeMap::<String, u64>::new());
+        for (n, id) in ids.iter().enumerate() {
+            // Asked of any replica, whichever ran it.
+            let done = servers[n % 3].finished(*id).await;
+            let cost = done["cost_nanousd"].as_u64().expect("a cost");
+            assert_eq!(
+                Some(cost),
+                done["report"]["totals"]["cost_nanousd"].as_u64(),
+                "{done}"
+            );
+            sum += cost;
+            *outcomes
+                .entry(done["status"].as_str().expect("status").to_string())
+                .or_default() += 1;
+        }
+        assert!(
+            outcomes.get("budget_exceeded").copied().unwrap_or(0) > 0
+                && outcomes.get("completed").copied().unwrap_or(0) > 0,
+            "about half completed, the rest refused by the shared budget: {outcomes:?}"
+        );
+        // A task's events, streamed by a replica that did not run it (each replica runs about a
+        // third): from submission to report.
+        let (client, _conn) = db(&url).await;
+        let last = *ids.last().expect("a task");
+        let mut streamed = false;
+        for s in &servers {
+            let events = s
+                .events(&format!("/v1/tasks/{last}/events"), None, 10_000)
+                .await;
+            let kinds: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+            assert_eq!(kinds.first(), Some(&"task_submitted"), "{kinds:?}");
+            assert_eq!(kinds.last(), Some(&"task_report"), "{kinds:?}");
+            streamed = true;
+        }
+        assert!(streamed);
+        let replicas: i64 = client
+            .query_one(
+                "SELECT count(DISTINCT replica) FROM baton_tasks WHERE topology = 'research'",
+                &[],
+            )
+            .await
+            .expect("replicas")
+            .get(0);
+        assert_eq!(replicas, 3, "every replica took tasks");
+        let unfinished: i64 = client
+            .query_one(
+                "SELECT count(*) FROM baton_tasks WHERE status IN ('queued', 'running')",
+                &[],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(unfinished, 0);
+        // The replicas settle their leases as they stop: the database then holds exactly what the
+        // tasks' reports spent, within the limit.
+        for s in servers {
+            let mut s = Arc::try_unwrap(s).ok().expect("the clients are done");
+            assert_eq!(s.terminate(), Some(0), "{}", s.log());
+        }
+        let (spent, leased, limit) = budget(&client, "research").await;
+        assert_eq!(leased, 0, "every lease settled");
+        assert!(spent <= limit, "overspent: {spent} > {limit}");
+        assert_eq!(
+            u64::try_from(spent).expect("spent"),
+            sum,
+            "the database holds what the tasks' reports spent: {outcomes:?}"
+        );
+    }
+
+    /// kill -9 of one of three replicas mid-run: no task is lost (each ends once, on some
+    /// replica: those the dead one was running end `interrupted`, taken over once their lease
+    /// lapses), nothing is charged twice (the database's spend is what the surviving reports say
+    /// plus what the reaper booked for the dead replica's leases), and nothing is overspent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_replicas_tasks_end_once_on_the_others() {
+        let Some(url) = baton_pg::testing::database("serve_kill").await else {
+            return;
+        };
+        let topology = research(
+            "serve-kill.yaml",
+            &[
+                ("latency: 100ms", "latency: 1s"),
+                ("name: research", "name: research\nbudget:\n  max_usd: 5"),
+            ],
+            "",
+        );
+        let mut victim = replica(&topology, &url, "2s");
+        let others: Vec<Server> = (0..2).map(|_| replica(&topology, &url, "2s")).collect();
+        let mut ids = Vec::new();
+        for i in 0..60 {
+            let s = match i % 3 {
+                0 => &victim,
+                n => &others[n - 1],
+            };
+            ids.push(
+                s.submit(&format!("How healthy are our services? ({i})"))
+                    .await,
+            );
+        }
+        // Mid-run (each task takes about 4 s of model latency).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        victim.kill();
+        let mut outcomes = std::collections::BTreeMap::<String, u64>::new();
+        let mut reported = 0u64;
+        for id in &ids {
+            let done = others[0].finished(*id).await;
+            let status = done["status"].as_str().expect("status").to_string();
+            if status != "interrupted" {
+                reported += done["cost_nanousd"].as_u64().expect("a cost");
+            }
+            *outcomes.entry(status).or_default() += 1;
+        }
+        assert_eq!(outcomes.values().sum::<u64>(), 60, "{outcomes:?}");
+        assert!(
+            outcomes.get("interrupted").copied().unwrap_or(0) > 0,
+            "the dead replica was running some: {outcomes:?}"
+        );
+        for mut s in others {
+            assert_eq!(s.terminate(), Some(0), "{}", s.log());
+        }
+        let (client, _conn) = db(&url).await;
+        // The dead replica's leases: booked by a survivor's reaper (or by this one).
+        baton_pg::SharedLedger::connect(&url, "check", Duration::from_secs(30))
+            .await
+            .expect("connects")
+            .reap()
+            .await
+            .expect("reaps");
+        let (spent, leased, limit) = budget(&client, "research").await;
+        let reaped: i64 = client
+            .query_one(
+                "SELECT COALESCE(sum(used_nanousd), 0)::bigint FROM baton_leases WHERE reaped",
+                &[],
+            )
+            .await
+            .expect("reaped")
+            .get(0);
+        assert!(reaped > 0, "the dead replica's leases were reaped");
+        assert_eq!(leased, 0);
+        assert!(spent <= limit);
+        // The dead replica's tasks that completed before it died are in both `reported` and its
+        // reaped leases; so the database books at least the survivors' own and at most both.
+        let spent = u64::try_from(spent).expect("spent");
+        let reaped = u64::try_from(reaped).expect("reaped");
+        assert!(
+            spent <= reported + reaped && spent >= reaped,
+            "spent {spent}, reported {reported}, reaped {reaped}: {outcomes:?}"
+        );
+        let unfinished: i64 = client
+            .query_one(
+                "SELECT count(*) FROM baton_tasks WHERE status IN ('queued', 'running')",
+                &[],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(unfinished, 0);
+    }
+}

@@ -321,12 +321,27 @@ impl Runtime {
         budget: Budget,
         parent: Option<&Account>,
     ) -> (Envelope<String>, Account) {
+        self.prepare_as(None, task, budget, parent)
+    }
+
+    fn prepare_as(
+        &self,
+        id: Option<TaskId>,
+        task: String,
+        budget: Budget,
+        parent: Option<&Account>,
+    ) -> (Envelope<String>, Account) {
         let root = &self.0.plan.agents[self.0.plan.root];
-        let envelope = Envelope::root(
+        let mut envelope = Envelope::root(
             Arc::clone(&self.0.user),
             budget.tightest(&root.budget),
             task,
         );
+        if let Some(id) = id {
+            // The root every event carries is the trace's id.
+            envelope.task = id;
+            envelope.trace = baton_core::TraceId(id.0);
+        }
         let account = match parent {
             Some(p) => p.open_child(
                 envelope.task.0,
@@ -504,7 +519,31 @@ impl Runtime {
         budget: Budget,
         parent: Option<&Account>,
     ) -> TaskHandle {
-        let (envelope, account) = self.prepare(task.into(), budget, parent);
+        self.spawn_inner(None, task.into(), budget, parent)
+    }
+
+    /// [`Runtime::spawn_with`] under an id the caller chose (a task queue's, shared by
+    /// replicas): every event of its run carries it as `root`. The caller keeps ids unique: a
+    /// queue's ids are small numbers, and [`TaskId::fresh`] ones start at the process's start in
+    /// microseconds since the epoch.
+    pub fn spawn_as(
+        &self,
+        id: TaskId,
+        task: impl Into<String>,
+        budget: Budget,
+        parent: Option<&Account>,
+    ) -> TaskHandle {
+        self.spawn_inner(Some(id), task.into(), budget, parent)
+    }
+
+    fn spawn_inner(
+        &self,
+        id: Option<TaskId>,
+        task: String,
+        budget: Budget,
+        parent: Option<&Account>,
+    ) -> TaskHandle {
+        let (envelope, account) = self.prepare_as(id, task, budget, parent);
         let id = envelope.task;
         // Listed before the handle returns, so that `cancel(handle.id())` finds it at once.
         self.0.plan.live.tasks.insert(id, account.clone());

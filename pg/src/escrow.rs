@@ -135,9 +135,11 @@ impl SharedLedger {
         }))
     }
 
-    /// Renews `lease` for another time to live, recording what it has spent and what it holds
-    /// in flight (what a reaper books if this replica dies). `false` when the lease is settled
-    /// (or was reaped).
+    /// Renews `lease` for another time to live, recording what it has spent (`used`) and what
+    /// it may yet spend beyond that (`held`: what it holds in flight, or more). A reaper books
+    /// `used + held` if this replica dies, so a replica reports a ceiling before its spend can
+    /// pass it; a renewal never lowers the ceiling reported before (a late, stale renewal
+    /// cannot undo a raise). `false` when the lease is settled (or was reaped).
     ///
     /// # Errors
     /// [`PgError::Db`].
@@ -153,7 +155,8 @@ impl SharedLedger {
             .run("renewing a lease", |c| async move {
                 c.execute(
                     "UPDATE baton_leases
-                     SET used_nanousd = $2, held_nanousd = $3,
+                     SET used_nanousd = $2,
+                         held_nanousd = GREATEST($3, used_nanousd + held_nanousd - $2),
                          expires_at = now() + make_interval(secs => $4)
                      WHERE id = $1 AND settled_at IS NULL",
                     &[&lease.id, &used, &held, &self.ttl.as_secs_f64()],
@@ -311,11 +314,20 @@ struct Local {
     used: NanoUsd,
     /// Reserved from it and not yet committed or released.
     held: NanoUsd,
+    /// The most the database knows it may have spent (`used + held` as last reported): what a
+    /// reaper would book. Reservations stay under it; one that would pass it reports a higher
+    /// one first.
+    ceiling: NanoUsd,
 }
 
 impl Local {
     fn free(&self) -> NanoUsd {
         NanoUsd(self.lease.amount.0 - self.used.0 - self.held.0)
+    }
+
+    /// Whether `cost` can be reserved without reporting a higher ceiling first.
+    fn covers(&self, cost: NanoUsd) -> bool {
+        self.free() >= cost && self.used.0 + self.held.0 + cost.0 <= self.ceiling.0
     }
 }
 
@@ -373,6 +385,9 @@ impl EscrowBudget {
         if let Some(hold) = self.reserve_locally(cost) {
             return Ok(Some(hold));
         }
+        if let Some(hold) = self.reserve_raising(cost).await? {
+            return Ok(Some(hold));
+        }
         let idle: Vec<(Lease, NanoUsd)> = {
             let mut leases = lock(&self.inner.leases);
             let (idle, busy): (Vec<Local>, Vec<Local>) =
@@ -390,6 +405,7 @@ impl EscrowBudget {
                         lease,
                         used,
                         held: NanoUsd::ZERO,
+                        ceiling: used,
                     });
                 }
                 return Err(e);
@@ -409,17 +425,59 @@ impl EscrowBudget {
             return Ok(None);
         };
         let id = lease.id.clone();
+        // (The draw reported the reservation that asked for it as in flight.)
         lock(&self.inner.leases).push(Local {
             lease,
             used: NanoUsd::ZERO,
             held: cost,
+            ceiling: cost,
         });
         Ok(Some(self.hold(id, cost)))
     }
 
+    /// Reserves `cost` from a lease with room for it above its reported ceiling: the higher
+    /// ceiling (the reservation and a quarter of the lease more, so that the next few need no
+    /// round trip) is reported first. `None` when no lease has room, or the one that had was
+    /// reaped meanwhile (this replica was cut off past its time to live).
+    async fn reserve_raising(&self, cost: NanoUsd) -> Result<Option<Hold>, PgError> {
+        let (lease, used, ceiling) = {
+            let mut leases = lock(&self.inner.leases);
+            let Some(l) = leases.iter_mut().find(|l| l.free() >= cost) else {
+                return Ok(None);
+            };
+            l.held = NanoUsd(l.held.0 + cost.0);
+            let ceiling = (l.used.0 + l.held.0 + l.lease.amount.0 / 4).min(l.lease.amount.0);
+            (l.lease.clone(), l.used, NanoUsd(ceiling))
+        };
+        let reported = self
+            .inner
+            .ledger
+            .renew(&lease, used, NanoUsd(ceiling.0 - used.0))
+            .await;
+        let mut leases = lock(&self.inner.leases);
+        let at = leases.iter().position(|l| l.lease.id == lease.id);
+        match (reported, at) {
+            (Ok(true), Some(i)) => {
+                leases[i].ceiling = leases[i].ceiling.max(ceiling);
+                drop(leases);
+                Ok(Some(self.hold(lease.id, cost)))
+            }
+            (Ok(false), Some(i)) => {
+                // Reaped: what it spent was booked by the reaper; it serves no more.
+                leases.remove(i);
+                Ok(None)
+            }
+            (Err(e), Some(i)) => {
+                leases[i].held = NanoUsd(leases[i].held.0 - cost.0);
+                Err(e)
+            }
+            (_, None) => Ok(None),
+        }
+    }
+
     fn reserve_locally(&self, cost: NanoUsd) -> Option<Hold> {
         let mut leases = lock(&self.inner.leases);
-        let l = leases.iter_mut().find(|l| l.free() >= cost)?;
+        let l = leases.iter_mut().find(|l| l.covers(cost))?;
         l.held = NanoUsd(l.held.0 + cost.0);
         let id = l.lease.id.clone();
         drop(leases);
@@ -463,7 +521,13 @@ impl EscrowBudget {
     pub async fn renew(&self) -> Result<(), PgError> {
         let leases: Vec<(Lease, NanoUsd, NanoUsd)> = lock(&self.inner.leases)
             .iter()
-            .map(|l| (l.lease.clone(), l.used, l.held))
+            .map(|l| {
+                (
+                    l.lease.clone(),
+                    l.used,
+                    NanoUsd(l.ceiling.0.max(l.used.0 + l.held.0) - l.used.0),
+                )
+            })
             .collect();
         for (lease, used, held) in leases {
             self.inner.ledger.renew(&lease, used, held).await?;

@@ -24,6 +24,7 @@ mod conn;
 mod escrow;
 mod fleet;
 pub mod migrations;
+mod queue;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod ticks;
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 pub use escrow::{BudgetStatus, EscrowBudget, Hold, Lease};
 pub use fleet::{FleetBudget, FleetHold, FleetLimits};
+pub use queue::{Claimed, Enqueued, Row, TaskQueue};
 pub use ticks::TickClaimer;
 
 /// What went wrong with the shared ledger.
@@ -168,6 +170,11 @@ impl SharedLedger {
             ttl,
             next: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// How long a lease lives unless renewed.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// This replica's name.

@@ -75,6 +75,66 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX baton_loop_ticks_age ON baton_loop_ticks (claimed_at);
     ",
+    // 3: the shared task queue, and the events of the tasks in it.
+    r"
+    CREATE TABLE baton_tasks (
+        id bigserial PRIMARY KEY,
+        topology text NOT NULL,
+        idempotency_key text,
+        text text NOT NULL,
+        request text NOT NULL,
+        status text NOT NULL,
+        replica text,
+        lease_expires timestamptz,
+        attempts integer NOT NULL DEFAULT 0,
+        cancel boolean NOT NULL DEFAULT false,
+        record text NOT NULL,
+        submitted_at timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (topology, idempotency_key)
+    );
+    CREATE INDEX baton_tasks_waiting ON baton_tasks (topology, id)
+        WHERE status IN ('queued', 'running');
+    CREATE TABLE baton_task_events (
+        seq bigserial PRIMARY KEY,
+        task bigint NOT NULL,
+        data text NOT NULL,
+        last boolean NOT NULL DEFAULT false
+    );
+    CREATE INDEX baton_task_events_task ON baton_task_events (task, seq);
+    ",
+    // 4: a lease is drawn with the reservation that asked for it reported in flight, so that a
+    // replica dying before its first renewal has it booked.
+    r"
+    CREATE OR REPLACE FUNCTION baton_draw(p_budget text, p_need bigint, p_want bigint, p_id text,
+                               p_replica text, p_ttl double precision)
+    RETURNS bigint LANGUAGE plpgsql AS $$
+    DECLARE
+        b record;
+        left_over bigint;
+        slice bigint;
+    BEGIN
+        SELECT limit_nanousd, spent_nanousd, leased_nanousd INTO b
+            FROM baton_budgets WHERE name = p_budget FOR UPDATE;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        IF b.limit_nanousd IS NULL THEN
+            slice := p_want;
+        ELSE
+            left_over := b.limit_nanousd - b.spent_nanousd - b.leased_nanousd;
+            slice := LEAST(left_over, GREATEST(p_need, LEAST(p_want, left_over / 4)));
+        END IF;
+        IF slice < p_need THEN
+            RETURN NULL;
+        END IF;
+        UPDATE baton_budgets SET leased_nanousd = leased_nanousd + slice WHERE name = p_budget;
+        INSERT INTO baton_leases (id, budget, replica, amount_nanousd, held_nanousd, expires_at)
+            VALUES (p_id, p_budget, p_replica, slice, p_need,
+                    now() + make_interval(secs => p_ttl));
+        RETURN slice;
+    END
+    $$;
+    ",
 ];
 
 /// The newest schema version this build knows.

@@ -168,7 +168,9 @@ async fn a_dead_replicas_lease_is_booked_conservatively_and_the_rest_returns() {
         NanoUsd(2_000),
         "what was wanted, under a quarter of 10,000"
     );
-    // Its last renewal: 300 spent, 400 in flight. Then it stops renewing.
+    // The draw reported the 1,000 that asked for it in flight. Its last renewal: 300 spent and
+    // 400 in flight, which does not lower what it may have spent (1,000): it reported no more
+    // than that, so it cannot have spent more. Then it stops renewing.
     assert!(
         dying
             .renew(&lease, NanoUsd(300), NanoUsd(400))
@@ -190,15 +192,65 @@ async fn a_dead_replicas_lease_is_booked_conservatively_and_the_rest_returns() {
     let s = survivor.status("total").await.expect("status");
     assert_eq!(
         (s.spent, s.leased, s.live_leases),
-        (NanoUsd(700), NanoUsd::ZERO, 0),
-        "spent + in flight booked, the rest returned"
+        (NanoUsd(1_000), NanoUsd::ZERO, 0),
+        "what it may have spent booked, the rest returned"
     );
     // The dead replica's late settle (it was only slow) books nothing twice.
     assert!(!dying.settle(&lease, NanoUsd(300)).await.expect("settle"));
     assert_eq!(
         survivor.status("total").await.expect("status").spent,
-        NanoUsd(700)
+        NanoUsd(1_000)
     );
+}
+
+/// A replica never spends past what the database knows it may have spent: a reservation beyond
+/// the reported ceiling reports a higher one first, so a replica killed at any moment is booked
+/// at least what it spent (here: the dying replica's commits, checked against the reaper's
+/// booking after it stops renewing).
+#[tokio::test]
+async fn a_killed_replica_is_never_booked_less_than_it_spent() {
+    let Some(url) = database("ceiling").await else {
+        return;
+    };
+    let dying = Arc::new(
+        SharedLedger::connect(&url, "dying", Duration::from_millis(300))
+            .await
+            .expect("connects"),
+    );
+    dying
+        .ensure_budget("total", Some(NanoUsd(1_000_000)))
+        .await
+        .expect("budget");
+    let budget = EscrowBudget::new(Arc::clone(&dying), "total", NanoUsd(20_000));
+    // 37 calls of 300 each, committed in full, never renewed by the clock: only the ceiling
+    // reports tell the database.
+    let mut spent = 0;
+    for _ in 0..37 {
+        let h = budget
+            .reserve(NanoUsd(300))
+            .await
+            .expect("db")
+            .expect("covered");
+        h.commit(NanoUsd(300)).expect("commits");
+        spent += 300;
+    }
+    // It dies (never settles); once its lease expires a survivor books it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let survivor = ledger(&url, "survivor").await;
+    assert_eq!(survivor.reap().await.expect("reap"), 1);
+    let s = survivor.status("total").await.expect("status");
+    assert!(
+        s.spent >= NanoUsd(spent),
+        "booked {} for a replica that spent {spent}",
+        s.spent
+    );
+    assert!(
+        s.spent.0 <= spent + 20_000 / 4 + 300,
+        "and not much more: the ceiling runs a quarter of the lease ahead ({})",
+        s.spent
+    );
+    assert_eq!(s.leased, NanoUsd::ZERO);
+    assert_books_agree(&url).await;
 }
 
 /// One replica's share of the contention test: `tasks` concurrent reservations of 1-5 µ$ each,

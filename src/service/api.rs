@@ -362,7 +362,8 @@ async fn submit(Started(service): Started, body: axum::body::Bytes) -> Response 
             );
         }
     };
-    match service.submit(new) {
+    // With a shared queue the task is queued for whichever replica has room.
+    match service.enqueue(new).await {
         Ok(Submitted::New(id)) => (StatusCode::ACCEPTED, Json(links(id))).into_response(),
         Ok(Submitted::Again(id)) => (
             StatusCode::OK,
@@ -384,6 +385,12 @@ async fn submit(Started(service): Started, body: axum::body::Bytes) -> Response 
             }),
         )
             .into_response(),
+        Ok(Submitted::Unavailable(why)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            Json(ErrorBody { error: why }),
+        )
+            .into_response(),
         Err(e @ SubmitError::KeyReused { .. }) => json_error(StatusCode::UNPROCESSABLE_ENTITY, e),
         Err(e) => json_error(StatusCode::BAD_REQUEST, e),
     }
@@ -399,7 +406,7 @@ async fn status(Started(service): Started, Path(id): Path<String>) -> Response {
         Ok(id) => id,
         Err(r) => return r.into_response(),
     };
-    match service.task(id) {
+    match service.task_anywhere(id).await {
         Some(r) => Json(r).into_response(),
         None => json_error(StatusCode::NOT_FOUND, format!("no task {id}")),
     }
@@ -431,7 +438,21 @@ async fn list(
     if !(1..=1000).contains(&limit) {
         return json_error(StatusCode::BAD_REQUEST, "`limit` is from 1 to 1000");
     }
-    let (tasks, next) = service.list(q.status.as_deref(), limit, q.cursor);
+    let (tasks, next) = match &service.queue {
+        Some(queue) => match service
+            .list_shared(queue, q.status.as_deref(), limit, q.cursor)
+            .await
+        {
+            Ok(listed) => listed,
+            Err(e) => {
+                return json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the shared queue: {e}"),
+                );
+            }
+        },
+        None => service.list(q.status.as_deref(), limit, q.cursor),
+    };
     Json(TaskList {
         tasks,
         next_cursor: next,
@@ -444,7 +465,16 @@ async fn cancel(Started(service): Started, Path(id): Path<String>) -> Response {
         Ok(id) => id,
         Err(r) => return r.into_response(),
     };
-    match service.cancel(id) {
+    let cancelled = match service.cancel_anywhere(id).await {
+        Ok(c) => c,
+        Err(e) => {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the shared queue: {e}"),
+            );
+        }
+    };
+    match cancelled {
         None => json_error(StatusCode::NOT_FOUND, format!("no task {id}")),
         Some(true) => (
             StatusCode::ACCEPTED,
@@ -456,7 +486,11 @@ async fn cancel(Started(service): Started, Path(id): Path<String>) -> Response {
         )
             .into_response(),
         Some(false) => {
-            let status = service.task(id).map(|r| r.status).unwrap_or_default();
+            let status = service
+                .task_anywhere(id)
+                .await
+                .map(|r| r.status)
+                .unwrap_or_default();
             json_error(
                 StatusCode::CONFLICT,
                 format!("task {id} has already ended ({status})"),
@@ -592,10 +626,20 @@ async fn task_events(
         Ok(id) => id,
         Err(r) => return r.into_response(),
     };
+    let after = resume_point(&headers, q.after);
+    // A task another replica runs (or that waits in the shared queue): its events as that
+    // replica copied them to the database.
+    if !service.runs_here(id)
+        && let Some(queue) = &service.queue
+    {
+        if service.task_anywhere(id).await.is_none() {
+            return json_error(StatusCode::NOT_FOUND, format!("no task {id}"));
+        }
+        return super::queue::stream(Arc::clone(&queue.tasks), id, after);
+    }
     let Some(record) = service.task(id) else {
         return json_error(StatusCode::NOT_FOUND, format!("no task {id}"));
     };
-    let after = resume_point(&headers, q.after);
     stream(
         Arc::clone(&service.feed),
         Some(id),

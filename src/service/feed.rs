@@ -45,7 +45,14 @@ pub(crate) struct Feed {
     kept: Mutex<Kept>,
     live: broadcast::Sender<Arc<FeedEvent>>,
     agents: Mutex<BTreeMap<String, AgentStats>>,
+    /// On a shared queue: where the events of the queue's tasks this replica runs are copied
+    /// (to the database, for the other replicas' streams), and which tasks those are.
+    mirror: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Mirrored>>,
+    mirrored: Mutex<std::collections::HashSet<u64>>,
 }
+
+/// An event copied to the shared queue: its task, its JSON text, whether it is the task's last.
+pub(crate) type Mirrored = (u64, String, bool);
 
 /// What an agent has done since the server started, and what it is doing (for the console's
 /// supervision tree).
@@ -84,6 +91,8 @@ impl Feed {
             }),
             live,
             agents: Mutex::new(BTreeMap::new()),
+            mirror: std::sync::OnceLock::new(),
+            mirrored: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -145,6 +154,19 @@ impl Feed {
         }
     }
 
+    /// Copies the events of every task registered with [`Feed::mirror`] to `to`.
+    pub(crate) fn mirror_to(&self, to: tokio::sync::mpsc::UnboundedSender<Mirrored>) {
+        let _ = self.mirror.set(to);
+    }
+
+    /// Copies task `root`'s events (until its last) where [`Feed::mirror_to`] said.
+    pub(crate) fn mirror(&self, root: u64) {
+        self.mirrored
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(root);
+    }
+
     /// Numbers, keeps and broadcasts an event.
     pub(crate) fn publish(&self, kind: &'static str, root: Option<u64>, fields: Value, last: bool) {
         let mut data = serde_json::Map::new();
@@ -191,6 +213,18 @@ impl Feed {
             mine.push_back(Arc::clone(&event));
             if mine.len() > KEPT_PER_TASK {
                 mine.pop_front();
+            }
+        }
+        if let (Some(r), Some(to)) = (root, self.mirror.get()) {
+            let mut mirrored = self
+                .mirrored
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if mirrored.contains(&r) {
+                let _ = to.send((r, event.data.clone(), last));
+                if last {
+                    mirrored.remove(&r);
+                }
             }
         }
         // Sent under the lock, so that the live order is the numbering's order.

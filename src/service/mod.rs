@@ -11,6 +11,7 @@ mod budget;
 mod feed;
 mod loops;
 pub(crate) mod openapi;
+mod queue;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -49,6 +50,10 @@ pub(crate) struct Options {
     pub(crate) state: Option<PathBuf>,
     pub(crate) audit: Option<baton::core::audit::AuditLog>,
     pub(crate) grace: Duration,
+    /// `--ledger` (or the topology's `ledger:`): the shared ledger's URL.
+    pub(crate) ledger: Option<String>,
+    /// `--ledger-lease`.
+    pub(crate) lease: Duration,
 }
 
 /// A served task, as the API shows it and the state file keeps it.
@@ -58,8 +63,9 @@ pub(crate) struct TaskRecord {
     pub(crate) id: u64,
     /// What it was asked.
     pub(crate) task: String,
-    /// `running`, then its outcome (`completed`, `failed`, `busy`, ...), or `interrupted` (the
-    /// server stopped while it ran).
+    /// `queued` (on a shared queue, not yet taken by a replica), `running`, then its outcome
+    /// (`completed`, `failed`, `busy`, ...), or `interrupted` (the server — or, on a shared
+    /// queue, the replica — stopped while it ran).
     pub(crate) status: String,
     /// When it was submitted (Unix milliseconds).
     pub(crate) submitted_ms: u64,
@@ -94,7 +100,7 @@ impl TaskRecord {
 }
 
 /// A task to submit.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewTask {
     /// What to do.
@@ -130,6 +136,8 @@ pub(crate) enum Submitted {
     Busy(String),
     /// Refused: the server is draining (shutting down).
     Draining,
+    /// Refused: the shared queue could not be reached (why).
+    Unavailable(String),
 }
 
 /// Why a submission was refused as bad input.
@@ -172,6 +180,8 @@ pub(crate) struct Service {
     draining: AtomicBool,
     /// Root tasks the root agent holds at most (`max_concurrency + queue`).
     capacity: usize,
+    /// The task queue shared with other replicas (`--ledger`).
+    queue: Option<queue::Queue>,
     started_ms: u64,
 }
 
@@ -180,6 +190,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl NewTask {
+    /// Checks the submission: a task to do, a key of at most 255 characters, a budget.
+    fn check(&self) -> Result<Budget, SubmitError> {
+        if self.task.trim().is_empty() {
+            return Err(SubmitError::EmptyTask);
+        }
+        if self.idempotency_key.as_ref().is_some_and(|k| k.len() > 255) {
+            return Err(SubmitError::KeyTooLong);
+        }
+        self.budget()
+    }
+
     /// The task's own budget: `budget_usd` (dollars, more than zero, as a number or a decimal
     /// string) and `deadline` (a duration longer than zero).
     fn budget(&self) -> Result<Budget, SubmitError> {
@@ -229,13 +250,7 @@ impl NewTask {
 impl Service {
     /// Submits a task: started at once (its id returned), or refused.
     pub(crate) fn submit(self: &Arc<Self>, new: NewTask) -> Result<Submitted, SubmitError> {
-        if new.task.trim().is_empty() {
-            return Err(SubmitError::EmptyTask);
-        }
-        if new.idempotency_key.as_ref().is_some_and(|k| k.len() > 255) {
-            return Err(SubmitError::KeyTooLong);
-        }
-        let budget = new.budget()?;
+        let budget = new.check()?;
         if self.draining.load(Ordering::Acquire) {
             return Ok(Submitted::Draining);
         }
@@ -265,11 +280,31 @@ impl Service {
                 self.capacity
             )));
         }
+        let id = self.launch(&mut table, None, new, budget, now_ms());
+        Ok(Submitted::New(id))
+    }
+
+    /// Starts a task (under `id` when it comes from the shared queue, which then hears of its
+    /// end) and lists it in `table`.
+    fn launch(
+        self: &Arc<Self>,
+        table: &mut Table,
+        queued: Option<TaskId>,
+        new: NewTask,
+        budget: Budget,
+        submitted_ms: u64,
+    ) -> u64 {
         let handle = {
             let mut periods = lock(&self.periods);
             let under = periods.current().clone();
-            self.runtime
-                .spawn_with(new.task.clone(), budget, Some(&under))
+            match queued {
+                Some(id) => self
+                    .runtime
+                    .spawn_as(id, new.task.clone(), budget, Some(&under)),
+                None => self
+                    .runtime
+                    .spawn_with(new.task.clone(), budget, Some(&under)),
+            }
         };
         let id = handle.id().0;
         let account = handle.account().clone();
@@ -280,7 +315,7 @@ impl Service {
             id,
             task: new.task,
             status: "running".into(),
-            submitted_ms: now_ms(),
+            submitted_ms,
             finished_ms: None,
             idempotency_key: new.idempotency_key,
             limit_nanousd: limit,
@@ -290,6 +325,9 @@ impl Service {
             report: None,
         };
         self.persist(&record);
+        if queued.is_some() {
+            self.feed.mirror(id);
+        }
         self.feed.publish(
             "task_submitted",
             Some(id),
@@ -306,13 +344,15 @@ impl Service {
                 account: Some(account),
             },
         );
-        drop(table);
         let service = Arc::clone(self);
         tokio::spawn(async move {
             let report = handle.await;
             service.finish(id, report);
+            if queued.is_some() {
+                service.finish_queued(id).await;
+            }
         });
-        Ok(Submitted::New(id))
+        id
     }
 
     /// Records a task's end: its report, its status, its cost.
@@ -630,6 +670,16 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
             options.addr
         );
     }
+    let url = crate::ledger::url(options.ledger.as_deref(), &topology)?;
+    if url.is_some() && options.state.is_some() {
+        anyhow::bail!(
+            "--state and a shared ledger: replicas keep their tasks in the ledger's database, not in a state file; drop --state"
+        );
+    }
+    let shared = match &url {
+        Some(url) => Some(crate::ledger::Shared::join(url, &topology, options.lease).await?),
+        None => None,
+    };
     // The state file first: a damaged one stops us before anything listens.
     let store = options
         .state
@@ -673,6 +723,9 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
     if let Some(log) = options.audit {
         builder = builder.observer(baton::actors::AuditObserver::new(log));
     }
+    if let Some(shared) = &shared {
+        builder = shared.attach(builder);
+    }
     let runtime = builder.start().await.context("starting the runtime")?;
     let root = &topology.graph()[topology.root()];
     let capacity = root.max_concurrency as usize + root.queue as usize;
@@ -688,8 +741,12 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
         loops: Mutex::new(loops),
         draining: AtomicBool::new(false),
         capacity,
+        queue: shared
+            .as_ref()
+            .map(|s| queue::Queue::new(s.queue(topology.name()), s.lease)),
         started_ms: now_ms(),
     });
+    queue::mirror_events(&service);
     service.save_budget();
     // Loops paused by hand stay paused across restarts.
     if let Some(s) = &service.store {
@@ -706,6 +763,8 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
     // The standing loops, on the same runtime, until the drain begins.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let loops_task = start_loops(&service, store, stop_rx, options.grace);
+    // Tasks from the shared queue, while the root agent has room, until the drain.
+    let taking = tokio::spawn(queue::take_tasks(Arc::clone(&service)));
 
     tokio::select! {
         () = interrupt => {}
@@ -719,6 +778,11 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
     {
         eprintln!("error: standing loops: {e:#}");
     }
+    let _ = taking.await;
+    // The queued tasks that ended in the drain have written their end (finish_queued).
     runtime.shutdown().await;
+    if let Some(shared) = shared {
+        shared.finish().await;
+    }
     Ok(())
 }

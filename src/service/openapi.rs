@@ -50,7 +50,7 @@ pub(crate) fn document() -> Value {
             err("A bearer token is required (BATON_TOKEN is set) and was missing or wrong."),
         );
         responses.insert("403".into(), err("The Host header does not name this server (DNS rebinding), or a request that changes something came from another Origin."));
-        responses.insert("503".into(), err("The runtime is still starting."));
+        responses.insert("503".into(), err("The runtime is still starting, the server is draining, or (replicas on a shared ledger) the database cannot be reached: try again after Retry-After seconds."));
         Value::Object(responses)
     };
     let ok = |schema: &Value, description: &str| {
@@ -133,7 +133,7 @@ pub(crate) fn document() -> Value {
                     "responses": guarded(submit)},
                 "get": {"operationId": "listTasks", "summary": "List tasks, newest first",
                     "parameters": [
-                        {"name": "status", "in": "query", "schema": {"type": "string"}, "description": "`running`, an outcome (`completed`, `failed`, ...) or `interrupted`."},
+                        {"name": "status", "in": "query", "schema": {"type": "string"}, "description": "`queued` (replicas on a shared ledger), `running`, an outcome (`completed`, `failed`, ...) or `interrupted`."},
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}},
                         {"name": "cursor", "in": "query", "schema": {"type": "integer"}, "description": "The previous page's next_cursor."}
                     ],

@@ -100,7 +100,8 @@ impl Server {
         for _ in 0..600 {
             let (status, body) = self.get(&format!("/v1/tasks/{id}")).await;
             assert_eq!(status, 200, "{body}");
-            if body["status"] != "running" {
+            // (`queued`: waiting in a shared queue for a replica.)
+            if body["status"] != "running" && body["status"] != "queued" {
                 return body;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
