@@ -951,18 +951,44 @@ mod replicas {
             outcomes.get("interrupted").copied().unwrap_or(0) > 0,
             "the dead replica was running some: {outcomes:?}"
         );
+        // The survivors counted the takeovers they made: one per interrupted task.
+        let mut taken_over = 0;
+        for s in &others {
+            let text = s
+                .http
+                .get(s.url("/metrics"))
+                .send()
+                .await
+                .expect("GET /metrics")
+                .text()
+                .await
+                .expect("text");
+            taken_over += text
+                .lines()
+                .filter(|l| l.starts_with("baton_shared_tasks_taken_over_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        assert_eq!(Some(&taken_over), outcomes.get("interrupted"));
         for mut s in others {
             assert_eq!(s.terminate(), Some(0), "{}", s.log());
         }
         let (client, _conn) = db(&url).await;
-        // The dead replica's leases: booked by a survivor's reaper (or by this one).
-        baton_pg::SharedLedger::connect(&url, "check", Duration::from_secs(30))
+        // The dead replica's leases: booked by a survivor's reaper, or by this one once they
+        // expire (the survivors settled theirs as they stopped).
+        let check = baton_pg::SharedLedger::connect(&url, "check", Duration::from_secs(30))
             .await
-            .expect("connects")
-            .reap()
-            .await
-            .expect("reaps");
-        let (spent, leased, limit) = budget(&client, "research").await;
+            .expect("connects");
+        let mut waited = 0;
+        let (spent, leased, limit) = loop {
+            check.reap().await.expect("reaps");
+            let b = budget(&client, "research").await;
+            if b.1 == 0 || waited > 100 {
+                break b;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            waited += 1;
+        };
         let reaped: i64 = client
             .query_one(
                 "SELECT COALESCE(sum(used_nanousd), 0)::bigint FROM baton_leases WHERE reaped",

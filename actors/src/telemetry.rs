@@ -25,7 +25,17 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     (
         "baton_shared_leases_reaped_total",
         "counter",
-        "Leases of replicas that stopped renewing them, booked (spent + in flight) and the rest returned by this replica, by budget: takeovers.",
+        "Leases of replicas that stopped renewing them, booked (what they reported they may have spent) and the rest returned by this replica, by budget: takeovers.",
+    ),
+    (
+        "baton_shared_db_retries_total",
+        "counter",
+        "Statements to the shared ledger tried again on a new connection after the database or the network went away, by what they were doing.",
+    ),
+    (
+        "baton_shared_tasks_taken_over_total",
+        "counter",
+        "Tasks of the shared queue whose replica stopped renewing their lease (it died), ended interrupted by this replica, by topology.",
     ),
     (
         "baton_tool_output_tokens_saved_total",
@@ -45,7 +55,7 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     (
         "baton_loop_skipped_total",
         "counter",
-        "Ticks of standing loops that started no run, by schedule and reason (overlap, breaker).",
+        "Ticks of standing loops that started no run, by schedule and reason (overlap, breaker, paused, runtime_down; with a shared ledger elsewhere: another replica ran it, unclaimed: the ledger was unreachable).",
     ),
     (
         "baton_loop_breaker_state",

@@ -182,6 +182,7 @@ impl Conn {
                 None => return result,
                 Some(began) if began.elapsed() >= self.patience => return result,
                 Some(_) => {
+                    metrics::counter!("baton_shared_db_retries_total", "what" => what).increment(1);
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
                 }

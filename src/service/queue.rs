@@ -228,6 +228,8 @@ impl Service {
                 "status": r.status, "cost_nanousd": r.cost_nanousd, "error": r.error});
             match q.tasks.finish(c.id, "interrupted", &text).await {
                 Ok(true) => {
+                    metrics::counter!("baton_shared_tasks_taken_over_total", "topology" => self.topology.name().to_string())
+                        .increment(1);
                     let _ = q.tasks.publish(&[(c.id, event.to_string(), true)]).await;
                 }
                 Ok(false) => {}
