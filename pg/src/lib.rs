@@ -164,9 +164,18 @@ impl SharedLedger {
     ) -> Result<SharedLedger, PgError> {
         let conn = conn::Conn::open(conn::Target::parse(url)?, patience).await?;
         migrations::apply(&*conn.session().await?).await?;
+        // The name given and when it connected: a replica restarted under the same name (a
+        // container's pid 1) must not take up its earlier life's leases, ticks or tasks.
+        let replica = format!(
+            "{}-{:x}",
+            replica.into(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros())
+        );
         Ok(SharedLedger {
             conn,
-            replica: replica.into(),
+            replica,
             ttl,
             next: std::sync::atomic::AtomicU64::new(0),
         })
@@ -177,7 +186,8 @@ impl SharedLedger {
         self.ttl
     }
 
-    /// This replica's name.
+    /// This replica's name: the name it connected with, and when (`NAME-MICROS_HEX`), unique
+    /// across restarts.
     pub fn replica(&self) -> &str {
         &self.replica
     }
