@@ -145,6 +145,43 @@ fn every_example_topology_validates_renders_and_runs() {
         {
             continue;
         }
+        // research-fleet.yaml keeps its budget on a shared ledger named by DATABASE_URL.
+        if name == "research-fleet.yaml" {
+            let Some((_rt, url)) = super::ledger::database("example_fleet") else {
+                continue;
+            };
+            let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+                .args(["run", &file, "--task", "a task for the example", "--json"])
+                .env("DATABASE_URL", &url)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .expect("baton runs");
+            let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+            assert_eq!(
+                (r["outcome"].as_str(), out.status.code()),
+                (Some("completed"), Some(0)),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let status = Command::new(env!("CARGO_BIN_EXE_baton"))
+                .args(["ledger", "status", "--json"])
+                .env("DATABASE_URL", &url)
+                .output()
+                .expect("baton runs");
+            let listed = String::from_utf8_lossy(&status.stdout);
+            for budget in [
+                "research-fleet",
+                "research-fleet/day/",
+                "research-fleet/hour/",
+            ] {
+                assert!(
+                    listed.contains(&format!("\"budget\":\"{budget}")),
+                    "{listed}"
+                );
+            }
+            n += 1;
+            continue;
+        }
         let (r, code) = json_report(&["run", &file, "--task", "a task for the example", "--json"]);
         assert_eq!(
             (r["outcome"].as_str(), code),

@@ -80,7 +80,7 @@ fn status_shows_each_budget_its_spend_and_its_leases() {
 
 /// A fresh database on the test server for `name` (and a runtime to reach it), or `None`, the
 /// reason printed, without one.
-fn database(name: &str) -> Option<(tokio::runtime::Runtime, String)> {
+pub(super) fn database(name: &str) -> Option<(tokio::runtime::Runtime, String)> {
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     let url = rt.block_on(baton_pg::testing::database(&format!("cli_{name}")))?;
     Some((rt, url))
