@@ -15,50 +15,68 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// Parses `url` (`postgres://user:password@host:port/db?sslmode=…`). Besides the parameters
-    /// tokio-postgres reads, `sslrootcert=PATH` adds the PEM certificates at PATH (a managed
-    /// database's CA bundle) to the system's roots.
+    /// Parses `url` (`postgres://user:password@host:port/db?sslmode=…`). `sslmode` as libpq
+    /// documents it: `disable` (no TLS), `allow` and `prefer` (the default: TLS when the server
+    /// offers it, its certificate not checked), `require` (TLS; the certificate checked against
+    /// `sslrootcert` when one is given, as libpq does when a root file exists), `verify-ca` (TLS,
+    /// the certificate chain checked against the system's roots and `sslrootcert`) and
+    /// `verify-full` (that, and the certificate names the host). `sslrootcert=PATH` is a PEM
+    /// bundle (a managed database's CA).
     pub(crate) fn parse(url: &str) -> Result<Target, PgError> {
         let (url, root_cert) = take_param(url, "sslrootcert");
-        let config: tokio_postgres::Config =
+        let (url, mode) = take_param(&url, "sslmode");
+        let mode = mode.unwrap_or_else(|| "prefer".to_string());
+        let mut config: tokio_postgres::Config =
             url.parse().map_err(|source| PgError::Url { source })?;
-        let mut roots = rustls::RootCertStore::empty();
-        // The system's roots (a missing or unreadable store leaves only `sslrootcert`'s).
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
-        if let Some(path) = root_cert {
-            let pem = std::fs::read(&path).map_err(|e| PgError::RootCert {
-                path: path.clone(),
-                why: e.to_string(),
-            })?;
-            let mut added = 0;
-            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| PgError::RootCert {
-                    path: path.clone(),
-                    why: e.to_string(),
-                })?;
-                roots.add(cert).map_err(|e| PgError::RootCert {
-                    path: path.clone(),
-                    why: e.to_string(),
-                })?;
-                added += 1;
+        let check = match mode.as_str() {
+            "disable" => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                Check::Nothing
             }
-            if added == 0 {
-                return Err(PgError::RootCert {
-                    path,
-                    why: "no PEM certificate in it".into(),
-                });
+            "allow" | "prefer" => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Prefer);
+                Check::Nothing
             }
-        }
+            "require" => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                if root_cert.is_some() {
+                    Check::Chain
+                } else {
+                    Check::Nothing
+                }
+            }
+            "verify-ca" => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Check::Chain
+            }
+            "verify-full" => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Check::Full
+            }
+            other => return Err(PgError::SslMode(other.to_string())),
+        };
+        let roots = roots(root_cert)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls_error = |e: String| PgError::RootCert {
+            path: String::new(),
+            why: e,
+        };
+        let chain = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&provider),
+        )
+        .build()
+        .map_err(|e| tls_error(e.to_string()))?;
+        let verifier = Arc::new(Verifier {
+            chain,
+            check,
+            provider: Arc::clone(&provider),
+        });
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| PgError::RootCert {
-                path: String::new(),
-                why: e.to_string(),
-            })?
-            .with_root_certificates(roots)
+            .map_err(|e| tls_error(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
         Ok(Target {
             config,
@@ -78,6 +96,114 @@ impl Target {
             }
         });
         Ok(client)
+    }
+}
+
+/// The system's roots and the PEM certificates at `root_cert`, if given.
+fn roots(root_cert: Option<String>) -> Result<rustls::RootCertStore, PgError> {
+    let mut roots = rustls::RootCertStore::empty();
+    // The system's roots (a missing or unreadable store leaves only `sslrootcert`'s).
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    let Some(path) = root_cert else {
+        return Ok(roots);
+    };
+    let bad = |why: String| PgError::RootCert {
+        path: path.clone(),
+        why,
+    };
+    let pem = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
+    let mut added = 0;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok(roots)
+}
+
+/// What of the server's certificate is checked (libpq's `sslmode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Nothing (`prefer`, `require` without `sslrootcert`): encryption without authentication.
+    Nothing,
+    /// Its chain up to a trusted root (`verify-ca`; `require` with `sslrootcert`).
+    Chain,
+    /// Its chain and that it names the host (`verify-full`).
+    Full,
+}
+
+/// The server's certificate checked as `sslmode` says.
+#[derive(Debug)]
+struct Verifier {
+    chain: Arc<rustls::client::WebPkiServerVerifier>,
+    check: Check,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+        if self.check == Check::Nothing {
+            return Ok(rustls::client::danger::ServerCertVerified::assertion());
+        }
+        match self
+            .chain
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                NotValidForName | NotValidForNameContext { .. },
+            )) if self.check == Check::Chain => {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

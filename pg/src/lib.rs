@@ -94,6 +94,9 @@ pub enum PgError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// `sslmode` is none of libpq's.
+    #[error("sslmode `{0}`: expected disable, allow, prefer, require, verify-ca or verify-full")]
+    SslMode(String),
     /// `sslrootcert` names a file that is not a PEM certificate bundle.
     #[error("sslrootcert `{path}`: {why}")]
     RootCert {
@@ -128,9 +131,10 @@ impl SharedLedger {
     /// Connects to `url` (`postgres://user@host:port/db`) as replica `replica`, and applies the
     /// migrations this build knows. Leases live `ttl` unless renewed.
     ///
-    /// TLS: the server's certificate is verified against the system's roots and the PEM bundle
-    /// named by the URL's `sslrootcert=PATH`, if any. `sslmode=require` refuses a server without
-    /// TLS; the default (`prefer`) uses TLS when the server offers it; `disable` never does.
+    /// TLS as libpq's `sslmode` says: `disable`; `allow`/`prefer` (the default: TLS when the
+    /// server offers it, unauthenticated); `require` (TLS; the server's certificate checked
+    /// against `sslrootcert` when given); `verify-ca` (its chain checked against the system's
+    /// roots and `sslrootcert=PATH`); `verify-full` (and its name against the host).
     ///
     /// A statement that finds the connection gone is tried again on a new one for up to
     /// [`SharedLedger::PATIENCE`] from the start of the outage; after that, calls fail at once

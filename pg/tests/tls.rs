@@ -29,32 +29,14 @@ fn with(url: &str, query: &str) -> String {
     format!("{url}?{query}")
 }
 
-/// `sslmode=require` with the server's CA as `sslrootcert`: the session is encrypted (the server
-/// says so in `pg_stat_ssl`). Without the CA the server's certificate is not trusted and the
-/// connection is refused; an unreadable `sslrootcert` is named.
-#[tokio::test]
-async fn require_verifies_the_server_against_sslrootcert() {
-    let Some(ca) = ca() else { return };
-    let Some(url) = database("tls").await else {
-        return;
-    };
-    let ledger = SharedLedger::connect(
-        &with(&url, &format!("sslmode=require&sslrootcert={ca}")),
-        "tls",
-        Duration::from_secs(30),
-    )
-    .await
-    .expect("connects over TLS");
-    ledger
-        .ensure_budget("b", Some(baton_core::NanoUsd(1)))
-        .await
-        .expect("a statement over TLS");
-    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+/// How many of database `db`'s sessions are encrypted, as the server sees them.
+async fn encrypted_sessions(url: &str) -> i64 {
+    let (admin, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connects");
     tokio::spawn(conn);
     let db = url.rsplit('/').next().expect("a database name").to_string();
-    let encrypted: i64 = admin
+    admin
         .query_one(
             "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
              WHERE s.ssl AND a.datname = $1",
@@ -62,31 +44,64 @@ async fn require_verifies_the_server_against_sslrootcert() {
         )
         .await
         .expect("pg_stat_ssl")
-        .get(0);
-    assert!(encrypted >= 1, "the ledger's session is encrypted");
+        .get(0)
+}
 
-    let untrusted = SharedLedger::connect_with(
-        &with(&url, "sslmode=require"),
-        "tls",
-        Duration::from_secs(30),
-        Duration::ZERO,
-    )
-    .await;
-    let Err(e) = untrusted else {
-        panic!("a server whose CA is not trusted was accepted");
+async fn connect(url: &str) -> Result<SharedLedger, PgError> {
+    SharedLedger::connect_with(url, "tls", Duration::from_secs(30), Duration::ZERO).await
+}
+
+/// libpq's `sslmode`s against a server whose certificate comes from a CA of its own:
+/// `verify-full` with the CA as `sslrootcert` connects encrypted (the server says so in
+/// `pg_stat_ssl`); `verify-ca` without it refuses the unknown issuer, naming the certificate;
+/// `require` and the default `prefer` encrypt without checking (as libpq does); a mode libpq does
+/// not have and an unreadable `sslrootcert` are named.
+#[tokio::test]
+async fn sslmodes_as_libpq_documents_them() {
+    let Some(ca) = ca() else { return };
+    let Some(url) = database("tls").await else {
+        return;
     };
-    assert!(
-        format!("{e:?}").to_lowercase().contains("certificate"),
-        "the refusal names the certificate: {e:?}"
+    let ledger = connect(&with(
+        &url,
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .await
+    .expect("connects over TLS, the server verified");
+    ledger
+        .ensure_budget("b", Some(baton_core::NanoUsd(1)))
+        .await
+        .expect("a statement over TLS");
+    assert_eq!(
+        encrypted_sessions(&url).await,
+        1,
+        "the ledger's session is encrypted"
     );
 
-    let missing = SharedLedger::connect(
-        &with(&url, "sslmode=require&sslrootcert=/nonexistent/ca.pem"),
-        "tls",
-        Duration::from_secs(30),
-    )
-    .await;
-    match missing {
+    match connect(&with(&url, "sslmode=verify-ca")).await {
+        Ok(_) => panic!("a server whose CA is not trusted was accepted"),
+        Err(e) => assert!(
+            format!("{e:?}").contains("UnknownIssuer"),
+            "the refusal names the certificate's issuer: {e:?}"
+        ),
+    }
+    let _required = connect(&with(&url, "sslmode=require"))
+        .await
+        .expect("require encrypts without checking the certificate");
+    let _preferred = connect(&url).await.expect("prefer takes the TLS offered");
+    assert_eq!(encrypted_sessions(&url).await, 3);
+
+    match connect(&with(&url, "sslmode=verify-everything")).await {
+        Err(PgError::SslMode(m)) => assert_eq!(m, "verify-everything"),
+        Err(e) => panic!("expected the sslmode named, got {e}"),
+        Ok(_) => panic!("an unknown sslmode was accepted"),
+    }
+    match connect(&with(
+        &url,
+        "sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem",
+    ))
+    .await
+    {
         Err(PgError::RootCert { path, .. }) => assert_eq!(path, "/nonexistent/ca.pem"),
         Err(e) => panic!("expected the sslrootcert named, got {e}"),
         Ok(_) => panic!("an unreadable sslrootcert was accepted"),
