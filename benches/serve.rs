@@ -15,31 +15,17 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use baton::actors::Runtime;
 use baton::topologies::Topology;
 
-/// The ops-triage example at zero latency and without the approval wait, as a temp file.
+/// The ops-triage example at zero latency and without the approval wait.
 fn topology_file() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/topologies");
-    let d = dir.to_str().expect("utf-8");
-    let body = std::fs::read_to_string(dir.join("ops-triage.yaml"))
-        .expect("the example")
-        .replace("rules: ", &format!("rules: {d}/"))
-        .replace("path: fixtures/", &format!("path: {d}/fixtures/"))
-        .replace("latency: 40ms", "latency: 0ms")
-        .replace("latency: 150ms", "latency: 0ms")
-        .replace("approval: true", "approval: false");
-    let path = std::env::temp_dir().join(format!("baton-bench-serve-{}.yaml", std::process::id()));
-    std::fs::write(&path, body).expect("written");
-    path
+    common::ops_triage_file("serve", &[])
 }
 
 const ALERT: &str = "p99 latency of checkout doubled at 14:05";
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 async fn in_process(file: &std::path::Path, tasks: usize, clients: usize) -> Duration {
     let topology = Topology::from_path(file).expect("valid");
@@ -163,8 +149,8 @@ async fn main() {
     println!(
         "  POST /v1/tasks: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
         tasks as f64 / submitted.as_secs_f64(),
-        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        common::percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        common::percentile(&latencies, 0.99).as_secs_f64() * 1e3,
     );
     println!(
         "  all tasks ended: {:.1} ms ({:.1} µs a task); in-process Runtime::spawn baseline: {:.1} ms ({:.1} µs a task)",

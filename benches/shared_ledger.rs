@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use baton::core::NanoUsd;
 use baton_pg::{EscrowBudget, SharedLedger};
 
@@ -26,11 +28,6 @@ const CALLERS: usize = 16;
 /// A call's worst case, and what it costs (about 80% of it).
 const WORST: u64 = 10_000;
 const COST: u64 = 8_000;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len().saturating_sub(1))]
-}
 
 async fn client(url: &str) -> tokio_postgres::Client {
     let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -161,22 +158,13 @@ async fn reservations(url: &str, escrow: bool, replicas: usize, length: Duration
 
 /// ops-triage at zero latency, without the approval wait, with a topology budget no run reaches.
 fn topology_file() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/topologies");
-    let d = dir.to_str().expect("utf-8");
-    let body = std::fs::read_to_string(dir.join("ops-triage.yaml"))
-        .expect("the example")
-        .replace("rules: ", &format!("rules: {d}/"))
-        .replace("path: fixtures/", &format!("path: {d}/fixtures/"))
-        .replace("latency: 40ms", "latency: 0ms")
-        .replace("latency: 150ms", "latency: 0ms")
-        .replace("approval: true", "approval: false")
-        .replace(
+    common::ops_triage_file(
+        "shared",
+        &[(
             "name: ops-triage",
             "name: ops-triage\nbudget:\n  max_usd: 100000",
-        );
-    let path = std::env::temp_dir().join(format!("baton-bench-shared-{}.yaml", std::process::id()));
-    std::fs::write(&path, body).expect("written");
-    path
+        )],
+    )
 }
 
 fn serve(file: &std::path::Path, ledger: Option<&str>) -> (Child, String) {
@@ -259,8 +247,8 @@ async fn main() {
                 "  {:<6} {replicas} replica(s): {:>8.0} reservations/s, reserve p50 {:>7.1} µs, p99 {:>8.1} µs ({} calls, {} booked)",
                 if escrow { "escrow" } else { "naive" },
                 r.calls as f64 / r.took.as_secs_f64(),
-                percentile(&r.reserve, 0.5).as_secs_f64() * 1e6,
-                percentile(&r.reserve, 0.99).as_secs_f64() * 1e6,
+                common::percentile(&r.reserve, 0.5).as_secs_f64() * 1e6,
+                common::percentile(&r.reserve, 0.99).as_secs_f64() * 1e6,
                 r.calls,
                 NanoUsd(r.committed),
             );

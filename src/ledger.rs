@@ -106,19 +106,21 @@ pub(crate) struct Shared {
     pub(crate) lease: Duration,
     ledger: std::sync::Arc<baton_pg::SharedLedger>,
     budget: std::sync::Arc<baton_pg::FleetBudget>,
+    /// Standing loops' own per-period budgets, by schedule.
+    loops: Vec<(String, std::sync::Arc<baton_pg::FleetBudget>)>,
     claims: std::sync::Arc<baton_pg::TickClaimer>,
     renewing: tokio::task::JoinHandle<()>,
 }
 
 impl Shared {
     /// Joins the shared ledger at `url` for `topology`: its budget (named after the topology,
-    /// limited by its `budget:` — `max_usd`, `max_usd_per_day`, `max_usd_per_hour`) is created or
-    /// its limits updated, leases that dead replicas left are reaped, and this process's leases
-    /// are renewed until [`Shared::finish`].
+    /// limited by its `budget:` — `max_usd`, `max_usd_per_day`, `max_usd_per_hour` — and each
+    /// loop's `per_day_usd` / `per_hour_usd`) is created or its limits updated, leases that dead
+    /// replicas left are reaped, and this process's leases are renewed until [`Shared::finish`].
+    /// (A topology without limits still shares its task queue and its loops' ticks.)
     ///
     /// # Errors
-    /// The topology has no `budget:` (there would be nothing to share), or the database cannot
-    /// be reached or refuses the limit.
+    /// `--ledger-lease` under a second, or the database cannot be reached or refuses a limit.
     pub(crate) async fn join(
         url: &str,
         topology: &baton::topologies::Topology,
@@ -131,12 +133,6 @@ impl Shared {
             );
         }
         let b = topology.budget();
-        if b.max.is_none() && b.per_day.is_none() && b.per_hour.is_none() {
-            anyhow::bail!(
-                "a shared ledger shares the topology's `budget:` (`max_usd`, `max_usd_per_day`, `max_usd_per_hour`) with the other processes run with it, and `{}` declares none",
-                topology.name()
-            );
-        }
         let replica = format!("{}-{}", crate::push::host_name(), std::process::id());
         let ledger = baton_pg::SharedLedger::connect(url, replica, lease)
             .await
@@ -156,6 +152,23 @@ impl Shared {
                 .await
                 .context("the shared ledger")?,
         );
+        // Each standing loop's own per-period limits, shared too (`NAME/loop/SCHEDULE/day/…`).
+        let mut loops = Vec::new();
+        for def in topology.schedules() {
+            if def.per_day.is_none() && def.per_hour.is_none() {
+                continue;
+            }
+            let limits = baton_pg::FleetLimits {
+                max: None,
+                per_day: def.per_day,
+                per_hour: def.per_hour,
+            };
+            let name = format!("{}/loop/{}", topology.name(), def.name);
+            let budget = baton_pg::FleetBudget::join(std::sync::Arc::clone(&ledger), &name, limits)
+                .await
+                .context("the shared ledger")?;
+            loops.push((def.name.to_string(), std::sync::Arc::new(budget)));
+        }
         let claims = std::sync::Arc::new(baton_pg::TickClaimer::new(
             std::sync::Arc::clone(&ledger),
             topology.name(),
@@ -166,11 +179,17 @@ impl Shared {
                 std::sync::Arc::clone(&claims),
             );
             let ledger = std::sync::Arc::clone(&ledger);
+            let loops: Vec<_> = loops
+                .iter()
+                .map(|(_, b)| std::sync::Arc::clone(b))
+                .collect();
             async move {
                 loop {
                     tokio::time::sleep(lease / 3).await;
-                    if let Err(e) = budget.renew().await {
-                        tracing::error!("shared ledger: renewing leases: {e}");
+                    for b in std::iter::once(&budget).chain(&loops) {
+                        if let Err(e) = b.renew().await {
+                            tracing::error!("shared ledger: renewing leases: {e}");
+                        }
                     }
                     // Dead replicas' leases go back to the budget (booked as documented).
                     if let Err(e) = ledger.reap().await {
@@ -186,6 +205,7 @@ impl Shared {
             lease,
             ledger,
             budget,
+            loops,
             claims,
             renewing,
         })
@@ -201,22 +221,31 @@ impl Shared {
         &self,
         builder: baton::actors::RuntimeBuilder,
     ) -> baton::actors::RuntimeBuilder {
-        builder
+        let mut builder = builder
             .shared_budget(std::sync::Arc::clone(&self.budget)
                 as std::sync::Arc<dyn baton::core::SharedBudget>)
             .tick_claims(
                 std::sync::Arc::clone(&self.claims) as std::sync::Arc<dyn baton::core::TickClaims>
-            )
+            );
+        for (schedule, budget) in &self.loops {
+            builder = builder.loop_budget(
+                schedule.clone(),
+                std::sync::Arc::clone(budget) as std::sync::Arc<dyn baton::core::SharedBudget>,
+            );
+        }
+        builder
     }
 
     /// Settles this process's leases (what they spent is booked, the rest returns to the
     /// budget) and stops renewing them.
     pub(crate) async fn finish(self) {
         self.renewing.abort();
-        if let Err(e) = self.budget.settle_idle().await {
-            eprintln!(
-                "error: the shared ledger: settling this process's leases: {e} (they will be booked when they expire)"
-            );
+        for budget in std::iter::once(&self.budget).chain(self.loops.iter().map(|(_, b)| b)) {
+            if let Err(e) = budget.settle_idle().await {
+                eprintln!(
+                    "error: the shared ledger: settling this process's leases: {e} (they will be booked when they expire)"
+                );
+            }
         }
     }
 }

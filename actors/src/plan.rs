@@ -333,6 +333,9 @@ pub(crate) struct Plan {
     pub(crate) shared: Option<Arc<dyn baton_core::SharedBudget>>,
     /// Standing loops' ticks claimed among replicas: each tick runs on one of them.
     pub(crate) claims: Option<Arc<dyn baton_core::TickClaims>>,
+    /// Standing loops' own budgets shared with other replicas, by schedule: each of a loop's
+    /// runs reserves on it too.
+    pub(crate) loop_budgets: std::collections::HashMap<String, Arc<dyn baton_core::SharedBudget>>,
     /// What changes while the runtime runs; everything above is fixed at start.
     pub(crate) live: Live,
 }
@@ -352,6 +355,9 @@ pub(crate) struct Live {
     /// Standing loops paused by hand ([`crate::Runtime::pause_schedule`]): their ticks are
     /// skipped until resumed.
     pub(crate) paused: dashmap::DashSet<String>,
+    /// Shared budgets of the root tasks running now that have one beyond the topology's (a
+    /// standing loop's runs), by root task.
+    pub(crate) run_budgets: DashMap<u64, Arc<dyn baton_core::SharedBudget>>,
 }
 
 impl Plan {

@@ -25,6 +25,7 @@ pub struct RuntimeBuilder {
     approver: Option<Arc<dyn crate::approval::Approver>>,
     shared: Option<Arc<dyn baton_core::SharedBudget>>,
     claims: Option<Arc<dyn baton_core::TickClaims>>,
+    loop_budgets: HashMap<String, Arc<dyn baton_core::SharedBudget>>,
 }
 
 impl RuntimeBuilder {
@@ -42,6 +43,17 @@ impl RuntimeBuilder {
     /// replica's ticks fall at the same times.
     pub fn tick_claims(mut self, claims: Arc<dyn baton_core::TickClaims>) -> RuntimeBuilder {
         self.claims = Some(claims);
+        self
+    }
+
+    /// A standing loop's own per-period budget (`per_day_usd`, `per_hour_usd`) shared with other
+    /// replicas: each of `schedule`'s runs reserves every model call on it too.
+    pub fn loop_budget(
+        mut self,
+        schedule: impl Into<String>,
+        budget: Arc<dyn baton_core::SharedBudget>,
+    ) -> RuntimeBuilder {
+        self.loop_budgets.insert(schedule.into(), budget);
         self
     }
 
@@ -94,6 +106,7 @@ impl RuntimeBuilder {
         )?;
         plan.shared = self.shared;
         plan.claims = self.claims;
+        plan.loop_budgets = self.loop_budgets;
         let plan = Arc::new(plan);
         let (conductor, handle) = Actor::spawn(None, Conductor, Arc::clone(&plan))
             .await
@@ -203,6 +216,7 @@ impl Runtime {
             observers: Vec::new(),
             shared: None,
             claims: None,
+            loop_budgets: HashMap::new(),
             approver: None,
         }
     }
@@ -363,6 +377,19 @@ impl Runtime {
     /// agent (every later submission is refused with this reason).
     pub fn down(&self) -> Option<&str> {
         self.0.plan.live.gave_up.get().map(String::as_str)
+    }
+
+    /// Binds root task `root` (a run of `schedule`) to the loop's shared budget, if it has one,
+    /// until [`Runtime::unbind_run_budget`].
+    pub(crate) fn bind_run_budget(&self, root: u64, schedule: &str) {
+        if let Some(b) = self.0.plan.loop_budgets.get(schedule) {
+            self.0.plan.live.run_budgets.insert(root, Arc::clone(b));
+        }
+    }
+
+    /// Ends what [`Runtime::bind_run_budget`] began.
+    pub(crate) fn unbind_run_budget(&self, root: u64) {
+        self.0.plan.live.run_budgets.remove(&root);
     }
 
     /// How standing loops' ticks are claimed among replicas, if they are.

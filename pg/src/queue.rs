@@ -46,6 +46,17 @@ pub struct Row {
     pub record: String,
 }
 
+impl From<&tokio_postgres::Row> for Row {
+    /// A row selected as `id, status, record`.
+    fn from(r: &tokio_postgres::Row) -> Row {
+        Row {
+            id: id(r.get(0)),
+            status: r.get(1),
+            record: r.get(2),
+        }
+    }
+}
+
 /// The queue of one topology's tasks, as one replica.
 pub struct TaskQueue {
     ledger: Arc<SharedLedger>,
@@ -69,8 +80,8 @@ impl TaskQueue {
         }
     }
 
-    /// Queues a task (`text`, its `request` as JSON, its first `record` made by `record(id)`
-    /// once its id is known), unless `key` names one already submitted.
+    /// Queues a task (`text`, its `request` as JSON, its first `record`: readers take the id
+    /// from the row), unless `key` names one already submitted.
     ///
     /// # Errors
     /// [`PgError::Db`].
@@ -79,38 +90,25 @@ impl TaskQueue {
         key: Option<&str>,
         text: &str,
         request: &str,
-        record: impl Fn(u64) -> String,
+        record: &str,
     ) -> Result<Enqueued, PgError> {
         let topology = &self.topology;
-        // The id first (a sequence never hands one out twice), then the row: the record holds
-        // the id.
-        let next: i64 = self
-            .ledger
-            .conn()
-            .run("numbering a task", |c| async move {
-                c.query_one("SELECT nextval('baton_tasks_id_seq')", &[])
-                    .await
-            })
-            .await?
-            .get(0);
-        let first = record(id(next));
-        let first = &first;
         let row = self
             .ledger
             .conn()
             .run("queueing a task", |c| async move {
                 c.query_opt(
-                    "INSERT INTO baton_tasks (id, topology, idempotency_key, text, request, status, record)
-                     VALUES ($1, $2, $3, $4, $5, 'queued', $6)
+                    "INSERT INTO baton_tasks (topology, idempotency_key, text, request, status, record)
+                     VALUES ($1, $2, $3, $4, 'queued', $5)
                      ON CONFLICT (topology, idempotency_key) DO NOTHING
                      RETURNING id",
-                    &[&next, topology, &key, &text, &request, first],
+                    &[topology, &key, &text, &request, &record],
                 )
                 .await
             })
             .await?;
-        if row.is_some() {
-            return Ok(Enqueued::New(id(next)));
+        if let Some(row) = row {
+            return Ok(Enqueued::New(id(row.get(0))));
         }
         let row = self
             .ledger
@@ -320,11 +318,7 @@ impl TaskQueue {
                 .await
             })
             .await?;
-        Ok(row.map(|r| Row {
-            id: id(r.get(0)),
-            status: r.get(1),
-            record: r.get(2),
-        }))
+        Ok(row.as_ref().map(Row::from))
     }
 
     /// Tasks newest first: ids below `cursor`, of `status` when given, at most `limit`.
@@ -352,14 +346,7 @@ impl TaskQueue {
                 .await
             })
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Row {
-                id: id(r.get(0)),
-                status: r.get(1),
-                record: r.get(2),
-            })
-            .collect())
+        Ok(rows.iter().map(Row::from).collect())
     }
 
     /// Counts of the topology's tasks by status.

@@ -40,10 +40,32 @@ impl Queue {
     }
 }
 
+impl TaskRecord {
+    /// An empty record for task `id` (the base of a queued task's first record; or one whose
+    /// stored record could not be read, written by another version: its outcome is still
+    /// recorded).
+    fn unreadable(id: u64, submitted_ms: u64) -> TaskRecord {
+        TaskRecord {
+            id,
+            task: String::new(),
+            status: String::new(),
+            submitted_ms,
+            finished_ms: None,
+            idempotency_key: None,
+            limit_nanousd: None,
+            cost_nanousd: 0,
+            answer: None,
+            error: None,
+            report: None,
+        }
+    }
+}
+
 /// A row's record, its status the row's (the record is written when the task is queued and
 /// when it ends; the row's status is current).
 fn record_of(row: &baton_pg::Row) -> Option<TaskRecord> {
     let mut r: TaskRecord = serde_json::from_str(&row.record).ok()?;
+    r.id = row.id;
     r.status.clone_from(&row.status);
     Some(r)
 }
@@ -60,25 +82,17 @@ impl Service {
         }
         let request = serde_json::to_string(&new).unwrap_or_default();
         let submitted_ms = now_ms();
-        let first = |id: u64| {
-            serde_json::to_string(&TaskRecord {
-                id,
-                task: new.task.clone(),
-                status: "queued".into(),
-                submitted_ms,
-                finished_ms: None,
-                idempotency_key: new.idempotency_key.clone(),
-                limit_nanousd: None,
-                cost_nanousd: 0,
-                answer: None,
-                error: None,
-                report: None,
-            })
-            .unwrap_or_default()
-        };
+        // Its first record (readers take the id from the row).
+        let first = serde_json::to_string(&TaskRecord {
+            status: "queued".into(),
+            task: new.task.clone(),
+            idempotency_key: new.idempotency_key.clone(),
+            ..TaskRecord::unreadable(0, submitted_ms)
+        })
+        .unwrap_or_default();
         match q
             .tasks
-            .enqueue(new.idempotency_key.as_deref(), &new.task, &request, first)
+            .enqueue(new.idempotency_key.as_deref(), &new.task, &request, &first)
             .await
         {
             Ok(Enqueued::New(id)) => {
@@ -151,19 +165,9 @@ impl Service {
             return Ok(None);
         };
         let ended = |record: &str| {
-            let mut r: TaskRecord = serde_json::from_str(record).unwrap_or_else(|_| TaskRecord {
-                id,
-                task: String::new(),
-                status: String::new(),
-                submitted_ms: 0,
-                finished_ms: None,
-                idempotency_key: None,
-                limit_nanousd: None,
-                cost_nanousd: 0,
-                answer: None,
-                error: None,
-                report: None,
-            });
+            let mut r: TaskRecord =
+                serde_json::from_str(record).unwrap_or_else(|_| TaskRecord::unreadable(id, 0));
+            r.id = id;
             r.status = "cancelled".into();
             r.finished_ms = Some(now_ms());
             r.error = Some("cancelled while queued: it never ran".into());
@@ -201,22 +205,12 @@ impl Service {
 
     /// Starts (or, if its replica died, ends `interrupted`) a task taken from the queue.
     async fn take(self: &Arc<Self>, q: &Queue, c: Claimed) {
-        let first: Option<TaskRecord> = serde_json::from_str(&c.record).ok();
+        let first: Option<TaskRecord> = serde_json::from_str(&c.record)
+            .ok()
+            .map(|r: TaskRecord| TaskRecord { id: c.id, ..r });
         let submitted_ms = first.as_ref().map_or_else(now_ms, |r| r.submitted_ms);
         if c.taken_over {
-            let mut r = first.unwrap_or_else(|| TaskRecord {
-                id: c.id,
-                task: String::new(),
-                status: String::new(),
-                submitted_ms,
-                finished_ms: None,
-                idempotency_key: None,
-                limit_nanousd: None,
-                cost_nanousd: 0,
-                answer: None,
-                error: None,
-                report: None,
-            });
+            let mut r = first.unwrap_or_else(|| TaskRecord::unreadable(c.id, submitted_ms));
             r.status = "interrupted".into();
             r.finished_ms = Some(now_ms());
             r.error = Some(

@@ -421,3 +421,74 @@ fn the_ledger_key_refuses_inline_passwords_and_unset_variables() {
         "{err}"
     );
 }
+
+/// A standing loop's own `per_day_usd` on three replicas is one limit for the fleet: together
+/// their runs never spend more (each alone would spend about three quarters of it), the runs it
+/// cannot cover end `budget_exceeded` naming the loop's shared day budget, and the database holds
+/// exactly what the runs spent.
+#[test]
+fn a_loops_per_day_limit_holds_across_replicas() {
+    let Some((rt, url)) = database("loop_budget") else {
+        return;
+    };
+    let topology = temp_file(
+        "latency-watch-loop-budget.yaml",
+        &example(
+            "latency-watch.yaml",
+            &[
+                ("every: 2s", "every: 300ms"),
+                ("per_day_usd: 0.50", "per_day_usd: 0.00003"),
+                ("per_hour_usd: 0.05", "per_hour_usd: 0.00003"),
+            ],
+        ),
+    );
+    let replicas: Vec<_> = (0..3)
+        .map(|_| loop_replica(&topology, &url, "2s", true))
+        .collect();
+    let (mut spent, mut shared_refusals) = (0u64, 0);
+    for child in replicas {
+        let out = child.wait_with_output().expect("baton ends");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: Value = serde_json::from_str(line).expect("a JSON line");
+            let Some(report) = v.get("report") else {
+                continue;
+            };
+            spent += u(&report["totals"]["cost_nanousd"]);
+            if report["error"].as_str().is_some_and(|e| {
+                e.contains("the shared budget `latency-watch/loop/search-latency/")
+            }) {
+                shared_refusals += 1;
+            }
+        }
+    }
+    assert!(
+        spent <= 30_000,
+        "the fleet spent {spent} of the loop's $0.00003 a day"
+    );
+    assert!(
+        shared_refusals > 0,
+        "the shared day (or hour) refused some runs"
+    );
+    let budgets = rt.block_on(async {
+        baton_pg::SharedLedger::connect(&url, "check", std::time::Duration::from_secs(30))
+            .await
+            .expect("connects")
+            .statuses()
+            .await
+            .expect("statuses")
+    });
+    let day = budgets
+        .iter()
+        .find(|b| b.name.starts_with("latency-watch/loop/search-latency/day/"))
+        .expect("the loop's day budget");
+    assert_eq!(
+        (day.spent, day.leased),
+        (NanoUsd(spent), NanoUsd::ZERO),
+        "the database holds what the runs spent"
+    );
+}

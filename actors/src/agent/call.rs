@@ -38,7 +38,7 @@ enum Attempt {
 /// replicas when there is one. Dropped, both are released.
 pub(super) struct Holds {
     local: Reservation,
-    shared: Option<Box<dyn baton_core::SharedHold>>,
+    shared: Vec<Box<dyn baton_core::SharedHold>>,
 }
 
 /// How a step's routing ended, when the agent goes on (a crash is the `Err(Abort)` beside it).
@@ -434,12 +434,19 @@ async fn call_once(
         return Once::Done(Attempt::Failed(format!("{}: {reason}", rung.name)));
     }
     let worst = rung.price.worst_case(input, max_out);
-    // A budget shared with other replicas is asked first (it may take a round trip to draw a
-    // lease); its hold is released if the task's own ledger then refuses.
-    let shared = match &cx.plan().shared {
-        None => None,
-        Some(s) => match s.reserve(worst).await {
-            Ok(baton_core::SharedReserved::Held(hold)) => Some(hold),
+    // Budgets shared with other replicas are asked first (each may take a round trip to draw a
+    // lease): the topology's, and a standing loop's own when this task is one of its runs. Their
+    // holds are released if a later one, or the task's own ledger, refuses.
+    let run_budget = cx
+        .plan()
+        .live
+        .run_budgets
+        .get(&env.trace.0)
+        .map(|b| Arc::clone(b.value()));
+    let mut shared = Vec::new();
+    for s in cx.plan().shared.iter().chain(run_budget.as_ref()) {
+        match s.reserve(worst).await {
+            Ok(baton_core::SharedReserved::Held(hold)) => shared.push(hold),
             Ok(baton_core::SharedReserved::Refused(limit)) => {
                 me.refusals.increment(1);
                 let why = format!(
@@ -456,8 +463,8 @@ async fn call_once(
                     s.name()
                 )));
             }
-        },
-    };
+        }
+    }
     let reservation = match account.reserve(worst, input + max_out) {
         Ok(r) => Holds { local: r, shared },
         Err(r) => {
@@ -660,7 +667,7 @@ pub(super) fn book(
     let me = cx.me();
     let cost = rung.price.cost(usage);
     reservation.local.commit(usage, cost);
-    if let Some(shared) = reservation.shared {
+    for shared in reservation.shared {
         shared.commit(cost);
     }
     let energy = rung.energy.of(usage.output, cpu);

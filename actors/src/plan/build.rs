@@ -110,6 +110,7 @@ impl Plan {
             cpu_power,
             shared: None,
             claims: None,
+            loop_budgets: std::collections::HashMap::new(),
             live: super::Live::default(),
         })
     }

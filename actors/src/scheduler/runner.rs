@@ -580,7 +580,12 @@ struct RunCx {
 impl RunCx {
     /// Phase 6: runs the task, then records its outcome (or its refusal).
     async fn run(self, envelope: Envelope<String>, account: Account, mut record: RunRecord) {
-        match self.rt.submit_prepared(envelope, account).await {
+        // The loop's own budget shared with other replicas, if any, for this run's calls.
+        let root = envelope.trace.0;
+        self.rt.bind_run_budget(root, &self.name);
+        let submitted = self.rt.submit_prepared(envelope, account).await;
+        self.rt.unbind_run_budget(root);
+        match submitted {
             Ok(done) => self.finished(done, record),
             Err(e) => {
                 // The runtime went down between the tick and the start: the run is on the
