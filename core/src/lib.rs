@@ -70,7 +70,7 @@ pub use scripted::{
     Explanation, Fault, FaultSpec, InjectedFaults, RuleVerdict, ScriptedModel, input_tokens,
     rules_json_schema,
 };
-pub use shared::{SharedBudget, SharedHold, SharedReserved, TickClaims};
+pub use shared::{SharedBudget, SharedHold, SharedReserved, SharedRun, TickClaims};
 pub use supervision::{RestartIntensity, panic_text};
 pub use tool::{
     Effect, Tool, ToolContext, ToolError, opt_str_arg, parse_args, schema_for, str_arg,

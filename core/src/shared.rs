@@ -43,4 +43,37 @@ pub trait TickClaims: Send + Sync {
     /// # Errors
     /// Why the claim could not be asked (its store is unreachable): the tick is not run.
     async fn claim(&self, schedule: &str, tick_ms: u64) -> Result<bool, String>;
+
+    /// Records what the run of `schedule`'s tick `tick_ms` (claimed by this replica) spent and
+    /// produced, for the other replicas' spend circuit breakers.
+    ///
+    /// # Errors
+    /// Why it could not be recorded.
+    async fn ran(&self, _schedule: &str, _tick_ms: u64, _run: SharedRun) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The runs of `schedule` other replicas recorded after `after` (a cursor this returns;
+    /// `None`: only the cursor of now, no runs), in the order they ended.
+    ///
+    /// # Errors
+    /// Why they could not be read.
+    async fn others_ran(
+        &self,
+        _schedule: &str,
+        _after: Option<u64>,
+    ) -> Result<(Vec<SharedRun>, u64), String> {
+        Ok((Vec::new(), 0))
+    }
+}
+
+/// A standing loop's run as the replicas share it (for their breakers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedRun {
+    /// What it spent, in nano-dollars.
+    pub cost_nanousd: u64,
+    /// The value it produced, in nano-dollars.
+    pub value_nanousd: u64,
+    /// Whether it completed.
+    pub completed: bool,
 }

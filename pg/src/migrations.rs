@@ -135,6 +135,17 @@ pub const MIGRATIONS: &[&str] = &[
     END
     $$;
     ",
+    // 5: what each loop run cost and produced, for every replica's spend circuit breaker.
+    r"
+    ALTER TABLE baton_loop_ticks
+        ADD COLUMN cost_nanousd bigint,
+        ADD COLUMN value_nanousd bigint,
+        ADD COLUMN completed boolean,
+        ADD COLUMN ended_seq bigint;
+    CREATE SEQUENCE baton_loop_runs_seq;
+    CREATE INDEX baton_loop_ticks_ended ON baton_loop_ticks (topology, schedule, ended_seq)
+        WHERE ended_seq IS NOT NULL;
+    ",
 ];
 
 /// The newest schema version this build knows.

@@ -492,3 +492,64 @@ fn a_loops_per_day_limit_holds_across_replicas() {
         "the database holds what the runs spent"
     );
 }
+
+/// A loop's spend circuit breaker on three replicas judges the fleet's runs: it opens once the
+/// runs of all replicas together pass its window's limit (each replica alone would have run about
+/// twice as many), and then every replica skips the loop's ticks as paused.
+#[test]
+fn a_loops_breaker_opens_on_the_fleets_spend() {
+    let Some((_rt, url)) = database("loop_breaker") else {
+        return;
+    };
+    // A run costs $0.00000923: the breaker opens after the third run of the fleet.
+    let topology = temp_file(
+        "latency-watch-breaker.yaml",
+        &example(
+            "latency-watch.yaml",
+            &[
+                ("every: 2s", "every: 300ms"),
+                (
+                    "breaker: { window: 1h, max_usd: 0.01, spike: 5, cool_down: 15m }",
+                    "breaker: { window: 1h, max_usd: 0.00002, cool_down: 1h }",
+                ),
+            ],
+        ),
+    );
+    let replicas: Vec<_> = (0..3)
+        .map(|_| loop_replica(&topology, &url, "3s", true))
+        .collect();
+    let (mut runs, mut paused, mut elsewhere) = (0, 0, 0);
+    for child in replicas {
+        let out = child.wait_with_output().expect("baton ends");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (_, summary) = ran_ticks_any(&out.stdout);
+        let l = &summary.expect("the loops' summary")["loops"][0];
+        runs += u(&l["runs"]);
+        paused += u(&l["paused"]);
+        elsewhere += u(&l["elsewhere"]);
+    }
+    assert!(
+        (3..=4).contains(&runs),
+        "the fleet's breaker opened after its third run (one more may have been under way): {runs} runs"
+    );
+    assert!(paused > 0, "ticks were skipped as paused: {paused}");
+    assert!(elsewhere > 0);
+}
+
+/// Like [`ran_ticks`], for runs of any outcome: their ticks and the loops' summary.
+fn ran_ticks_any(stdout: &[u8]) -> (Vec<u64>, Option<Value>) {
+    let (mut ticks, mut summary) = (Vec::new(), None);
+    for line in String::from_utf8_lossy(stdout).lines() {
+        let v: Value = serde_json::from_str(line).expect("a JSON line");
+        if v.get("loops").is_some() {
+            summary = Some(v);
+        } else if v.get("run").is_some() {
+            ticks.push(u(&v["tick_ms"]));
+        }
+    }
+    (ticks, summary)
+}

@@ -38,6 +38,9 @@ pub(super) async fn run_loop(
     }
     runner.show_breaker();
     while let Some(tick_ms) = runner.wait_for_tick(&mut stop).await {
+        // Every replica hears the others' runs at every tick, claimed or not, so that its
+        // breaker judges them close to when they ended.
+        runner.hear_others().await;
         if !runner.claim(tick_ms).await {
             continue;
         }
@@ -140,6 +143,9 @@ struct LoopRunner {
     next: Option<Instant>,
     /// An interrupted run to take up again at once (`on_interrupted: resume`).
     resume: Option<u64>,
+    /// With ticks claimed among replicas: how far this replica has heard of the others' runs
+    /// (`None` until the first tick: runs before this replica started are not judged).
+    runs_heard: Option<u64>,
     inflight: Option<InFlight>,
     breaker: Option<Arc<Mutex<Breaker>>>,
     /// Runs numbered before this process (from the state file).
@@ -181,6 +187,7 @@ impl LoopRunner {
             scores: Arc::new(Mutex::new(ScoreSums::default())),
             next,
             resume: None,
+            runs_heard: None,
             inflight: None,
             run_base: 0,
             durable: None,
@@ -310,6 +317,41 @@ impl LoopRunner {
                 self.summary.unclaimed += 1;
                 self.count_skip("unclaimed");
                 false
+            }
+        }
+    }
+
+    /// With ticks claimed among replicas and a breaker: the runs other replicas ended since the
+    /// last tick are judged by this replica's breaker too, in the order they ended, so that the
+    /// fleet's breaker opens on the fleet's spend (each replica judges the same runs).
+    async fn hear_others(&mut self) {
+        let (Some(claims), Some(b)) = (self.rt.tick_claims(), &self.breaker) else {
+            return;
+        };
+        let heard = claims.others_ran(&self.def.name, self.runs_heard).await;
+        let (runs, cursor) = match heard {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(schedule = %self.def.name, "other replicas' runs could not be read for the breaker: {e}");
+                return;
+            }
+        };
+        self.runs_heard = Some(cursor);
+        for run in runs {
+            let change = b.lock().ok().and_then(|mut b| {
+                b.record(
+                    Instant::now(),
+                    run.cost_nanousd,
+                    run.value_nanousd,
+                    run.completed,
+                )
+            });
+            if let Some(t) = change {
+                if let (Some(d), Ok(b)) = (&self.durable, b.lock()) {
+                    let field = breaker_field(&b, &self.clock);
+                    d.save(|s| s.breaker = field, None);
+                }
+                announce(&self.rt, &self.on_event, &self.def.name, &t);
             }
         }
     }
@@ -586,7 +628,17 @@ impl RunCx {
         let submitted = self.rt.submit_prepared(envelope, account).await;
         self.rt.unbind_run_budget(root);
         match submitted {
-            Ok(done) => self.finished(done, record),
+            Ok(done) => {
+                let (rt, name, tick_ms) =
+                    (Arc::clone(&self.rt), Arc::clone(&self.name), self.tick_ms);
+                let run = self.finished(done, record);
+                // For the other replicas' breakers.
+                if let Some(claims) = rt.tick_claims()
+                    && let Err(e) = claims.ran(&name, tick_ms, run).await
+                {
+                    tracing::warn!(schedule = %name, "this run's figures could not be shared with the other replicas: {e}");
+                }
+            }
             Err(e) => {
                 // The runtime went down between the tick and the start: the run is on the
                 // record as refused, charged nothing (not left `running`, to be charged its
@@ -607,7 +659,7 @@ impl RunCx {
 
     /// A run that ended: its report, the breaker's judgement, the state file (recorded before
     /// it is reported: what was printed is never lost), then the events.
-    fn finished(self, done: TaskRun, mut record: RunRecord) {
+    fn finished(self, done: TaskRun, mut record: RunRecord) -> baton_core::SharedRun {
         let snap = done.account.snapshot();
         let outcome = done.result.outcome;
         metrics::counter!("baton_loop_runs_total", "schedule" => self.name.to_string(), "outcome" => outcome.to_string()).increment(1);
@@ -661,6 +713,7 @@ impl RunCx {
                 Some((self.run, &record)),
             );
         }
+        let value = report.scoreboard.value_nanousd;
         (self.on_event)(&LoopEvent::Ran {
             schedule: Arc::clone(&self.name),
             run: self.run,
@@ -673,6 +726,11 @@ impl RunCx {
         });
         if let Some(t) = change {
             announce(&self.rt, &self.on_event, &self.name, &t);
+        }
+        baton_core::SharedRun {
+            cost_nanousd: spent,
+            value_nanousd: value,
+            completed: outcome == Outcome::Completed,
         }
     }
 }
