@@ -1,5 +1,6 @@
-//! Network faults between a replica and the database: a TCP proxy in between is cut for two
-//! seconds while reservations run. Reservations made during the outage are refused with an error
+//! The database going away for two seconds while reservations run, as a stopped server does:
+//! a TCP proxy in front of it resets its connections and closes its port, then listens again.
+//! (Stopping the shared test server itself would take every other test down with it.) Reservations made during the outage are refused with an error
 //! or served from leases already drawn; none is booked twice, the budget is never overspent, and
 //! the replica works again once the database is back. (A real database; real time.)
 
@@ -14,10 +15,13 @@ use baton_pg::{EscrowBudget, SharedLedger};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-/// A TCP proxy that can be cut: its connections reset, new ones refused, until restored.
+/// A TCP proxy in front of the database that can go away as a stopped server does: its
+/// connections reset and its port closed (new connections refused), until it listens again on
+/// the same port.
 struct Proxy {
     addr: SocketAddr,
-    cut: Arc<AtomicBool>,
+    upstream: String,
+    accepting: Mutex<Option<JoinHandle<()>>>,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -25,35 +29,54 @@ impl Proxy {
     async fn start(upstream: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("an address");
-        let cut = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (c, k) = (Arc::clone(&cut), Arc::clone(&conns));
-        tokio::spawn(async move {
+        let proxy = Proxy {
+            addr,
+            upstream,
+            accepting: Mutex::new(None),
+            conns: Arc::default(),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let (upstream, conns) = (self.upstream.clone(), Arc::clone(&self.conns));
+        let accepting = tokio::spawn(async move {
             while let Ok((mut down, _)) = listener.accept().await {
-                if c.load(Ordering::SeqCst) {
-                    drop(down);
-                    continue;
-                }
                 let upstream = upstream.clone();
-                k.lock().expect("lock").push(tokio::spawn(async move {
+                conns.lock().expect("lock").push(tokio::spawn(async move {
                     if let Ok(mut up) = TcpStream::connect(&upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
                     }
                 }));
             }
         });
-        Proxy { addr, cut, conns }
+        *self.accepting.lock().expect("lock") = Some(accepting);
     }
 
-    fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
+    /// The database goes away: connections reset, the port closed.
+    fn stop(&self) {
+        if let Some(a) = self.accepting.lock().expect("lock").take() {
+            a.abort();
+        }
         for c in self.conns.lock().expect("lock").drain(..) {
             c.abort();
         }
     }
 
-    fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
+    /// It comes back on the same port.
+    async fn start_again(&self) {
+        let mut tries = 0;
+        let listener = loop {
+            // (The aborted accept loop drops its listener when the runtime next polls it.)
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if tries > 500 => panic!("the proxy's port {}: {e}", self.addr),
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+            tries += 1;
+        };
+        self.serve(listener);
     }
 }
 
@@ -142,13 +165,19 @@ async fn an_outage_refuses_or_waits_never_books_twice_and_recovers() {
     });
 
     tokio::time::sleep(Duration::from_millis(300)).await;
-    proxy.cut();
+    proxy.stop();
+    // The port is closed, as a stopped server's: a new connection is refused.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        TcpStream::connect(proxy.addr).await.is_err(),
+        "the port is closed"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Nothing the replica did during the outage reached the books twice: the database's figures
     // stay consistent while it is cut off.
     let during = direct.status("fleet").await.expect("a status");
     assert!(during.spent.0 + during.leased.0 <= limit.0);
-    proxy.restore();
+    proxy.start_again().await;
     outage_over.store(true, Ordering::SeqCst);
     for w in workers {
         w.await.expect("a worker");
