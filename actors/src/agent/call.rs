@@ -29,6 +29,9 @@ use crate::supervisor::Abort;
 enum Attempt {
     Answered(ModelResponse),
     Refused(Refusal),
+    /// A budget shared with other replicas cannot cover the call (why): a refusal like the
+    /// task's own ledger's (the ladder goes on, and `reroute` may go below the bar).
+    SharedRefused(String),
     Failed(String),
     Ended(TaskResult),
     Crash(String),
@@ -60,6 +63,7 @@ pub(crate) async fn call_ladder(
 ) -> Result<Routed, Abort> {
     let (me, env, account) = (cx.me(), cx.env, cx.account);
     let mut refusal: Option<Refusal> = None;
+    let mut shared_refusal: Option<String> = None;
     let mut failure: Option<String> = None;
     let mut doubted = false;
     // A private task's data goes to local models only: the others are not on its ladder.
@@ -93,11 +97,12 @@ pub(crate) async fn call_ladder(
                     }
                 }
                 use crate::plan::Route;
-                let reason = match (&failure, &refusal) {
+                let refused = refusal.is_some() || shared_refusal.is_some();
+                let reason = match (&failure, refused) {
                     (Some(_), _) => Route::Escalated,
-                    (None, Some(_)) => Route::Budget,
-                    (None, None) if doubted || bar > me.quality_bar => Route::Escalated,
-                    (None, None) => Route::Cheapest,
+                    (None, true) => Route::Budget,
+                    (None, false) if doubted || bar > me.quality_bar => Route::Escalated,
+                    (None, false) => Route::Cheapest,
                 };
                 rung.decisions[reason as usize].increment(1);
                 tracing::debug!(agent = %me.name, task = env.task.0, step, model = %rung.name, reason = reason.label(), "routed");
@@ -108,13 +113,14 @@ pub(crate) async fn call_ladder(
                 return Ok(Routed::Answered(r, i));
             }
             Attempt::Refused(r) => refusal = Some(r),
+            Attempt::SharedRefused(why) => shared_refusal = Some(why),
             Attempt::Failed(f) => failure = Some(f),
             Attempt::Ended(result) => return Ok(Routed::Ended(result)),
             Attempt::Crash(why) => return Err(Abort::Crashed(why)),
         }
     }
     if failure.is_none()
-        && refusal.is_some()
+        && (refusal.is_some() || shared_refusal.is_some())
         && me.on_budget_exceeded == BudgetAction::Reroute
         && let Some(routed) =
             reroute_below(cx, (step, bar), messages, &allowed, &mut failure).await?
@@ -124,7 +130,10 @@ pub(crate) async fn call_ladder(
     // Nothing local could serve a private step, and a hosted model might have: the data is
     // never sent on, and the reason says why hosted models were not tried.
     // (A budget refusal stays `budget_exceeded`: the budget, not privacy, ended it.)
-    if private && kept_local && (failure.is_some() || refusal.is_none()) {
+    if private
+        && kept_local
+        && (failure.is_some() || (refusal.is_none() && shared_refusal.is_none()))
+    {
         let why = match &failure {
             Some(f) => format!(": the local model failed ({f})"),
             None if last.is_none() => {
@@ -145,6 +154,10 @@ pub(crate) async fn call_ladder(
         (None, Some(r)) => {
             account.record_event(BudgetEventKind::Refused, r.to_string());
             end(Outcome::BudgetExceeded, r.to_string())
+        }
+        // (Its refusal was recorded when the shared budget gave it.)
+        (None, None) if shared_refusal.is_some() => {
+            end(Outcome::BudgetExceeded, shared_refusal.unwrap_or_default())
         }
         (None, None) => end(
             Outcome::Failed,
@@ -252,7 +265,7 @@ async fn reroute_below(
                 });
                 return Ok(Some(Routed::Answered(r, i)));
             }
-            Attempt::Refused(_) => {}
+            Attempt::Refused(_) | Attempt::SharedRefused(_) => {}
             Attempt::Failed(f) => *failure = Some(f),
             Attempt::Ended(result) => return Ok(Some(Routed::Ended(result))),
             Attempt::Crash(why) => return Err(Abort::Crashed(why)),
@@ -393,6 +406,7 @@ pub(super) async fn helper_call(
         Once::Done(Attempt::Ended(t)) => Err(HelperFailed::Ended(t)),
         Once::Done(Attempt::Crash(why)) => Err(HelperFailed::Crash(why)),
         Once::Done(Attempt::Refused(r)) => Err(HelperFailed::Skipped(r.to_string())),
+        Once::Done(Attempt::SharedRefused(why)) => Err(HelperFailed::Skipped(why)),
         Once::Done(Attempt::Failed(why)) => Err(HelperFailed::Skipped(why)),
         Once::Failed(e) => Err(HelperFailed::Skipped(e.to_string())),
     }
@@ -454,7 +468,7 @@ async fn call_once(
                     rung.name
                 );
                 account.record_event(BudgetEventKind::Refused, why.clone());
-                return Once::Done(Attempt::Ended(end(Outcome::BudgetExceeded, why)));
+                return Once::Done(Attempt::SharedRefused(why));
             }
             Err(e) => {
                 return Once::Done(Attempt::Failed(format!(

@@ -467,6 +467,99 @@ async fn reroute_to_a_cheaper_model_below_the_quality_bar() {
     rt.shutdown().await;
 }
 
+/// A budget shared with other replicas, in memory: it covers calls up to `max` nano-dollars
+/// each, and counts what was committed on it.
+struct SharedCap {
+    max: u64,
+    committed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+struct SharedCapHold(Arc<std::sync::atomic::AtomicU64>);
+
+impl baton_core::SharedHold for SharedCapHold {
+    fn commit(self: Box<Self>, spent: NanoUsd) {
+        self.0
+            .fetch_add(spent.0, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl baton_core::SharedBudget for SharedCap {
+    fn name(&self) -> &str {
+        "fleet"
+    }
+
+    async fn reserve(&self, cost: NanoUsd) -> Result<baton_core::SharedReserved, String> {
+        Ok(if cost.0 <= self.max {
+            baton_core::SharedReserved::Held(Box::new(SharedCapHold(Arc::clone(&self.committed))))
+        } else {
+            baton_core::SharedReserved::Refused("fleet/hour/2026-12-06T09".into())
+        })
+    }
+}
+
+/// A shared budget that refuses a call is a budget refusal like the task's own ledger's: with
+/// `on_budget_exceeded: reroute` the step goes to a cheaper model below the quality bar (rather
+/// than the task ending), and what the call cost is committed on the shared budget too; without
+/// reroute the task ends `budget_exceeded` naming the shared limit that refused.
+#[tokio::test]
+async fn a_shared_budget_refusal_reroutes_below_the_quality_bar() {
+    let topology = |action| {
+        let mut cheap = ModelSpec::custom(baton_core::Price::per_million_tokens(
+            NanoUsd(10_000_000),
+            NanoUsd(10_000_000),
+        ))
+        .max_output_tokens(100);
+        cheap.quality = Some(50);
+        let mut pricey = dollar_per_mtok();
+        pricey.quality = Some(90);
+        TopologyBuilder::new("t")
+            .model("cheap", cheap)
+            .model("m", pricey)
+            .agent(
+                "solo",
+                AgentSpec::new(["cheap", "m"])
+                    .quality_bar(80)
+                    .on_budget_exceeded(action, None),
+            )
+            .build()
+            .expect("valid")
+    };
+    for action in [BudgetAction::Reroute, BudgetAction::CutOff] {
+        let committed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let rt = Runtime::builder(topology(action))
+            .model("cheap", ScriptedModel::always("cheap", "from cheap"))
+            .model("m", ScriptedModel::always("m", "from pricey"))
+            // The cheap rung's worst case fits; the pricey one's does not.
+            .shared_budget(Arc::new(SharedCap {
+                max: 100_000,
+                committed: Arc::clone(&committed),
+            }))
+            .start()
+            .await
+            .expect("starts");
+        let report = rt.run("go").await.expect("runs");
+        if action == BudgetAction::Reroute {
+            assert_eq!(report.answer.as_deref(), Some("from cheap"), "{report:?}");
+            assert_eq!(report.totals.reroutes, 1);
+            assert_eq!(
+                committed.load(std::sync::atomic::Ordering::SeqCst),
+                report.totals.cost_nanousd,
+                "the shared budget holds what the calls cost"
+            );
+        } else {
+            assert_eq!(report.outcome, baton_core::Outcome::BudgetExceeded);
+            let error = report.error.as_deref().unwrap_or_default();
+            assert!(
+                error.contains("the shared budget `fleet/hour/2026-12-06T09` cannot cover"),
+                "{error}"
+            );
+            assert_eq!(committed.load(std::sync::atomic::Ordering::SeqCst), 0);
+        }
+        rt.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn cancelling_a_task_cancels_its_subtree() {
     let topology = TopologyBuilder::new("t")
