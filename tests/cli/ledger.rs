@@ -243,6 +243,31 @@ fn loop_replica(
         .expect("baton runs")
 }
 
+/// Three loop replicas (`flag(i)`: replica `i` names the ledger with `--ledger`) run for
+/// `run_for`; each one's output once it ended successfully.
+fn loop_replicas(
+    topology: &std::path::Path,
+    url: &str,
+    run_for: &str,
+    flag: impl Fn(usize) -> bool,
+) -> Vec<Vec<u8>> {
+    let replicas: Vec<_> = (0..3)
+        .map(|i| loop_replica(topology, url, run_for, flag(i)))
+        .collect();
+    replicas
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().expect("baton ends");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        })
+        .collect()
+}
+
 /// The ticks (Unix ms) a replica's JSON lines say it ran, and its loops' summary if it printed one.
 fn ran_ticks(stdout: &[u8]) -> (Vec<u64>, Option<Value>) {
     let (mut ticks, mut summary) = (Vec::new(), None);
@@ -287,19 +312,10 @@ fn a_loop_on_three_replicas_ticks_once_per_period() {
     };
     let topology = shared_loop_topology("latency-watch-shared.yaml");
     // One replica finds the ledger through the topology's `ledger:` key, two through `--ledger`.
-    let replicas: Vec<_> = (0..3)
-        .map(|i| loop_replica(&topology, &url, "3s", i > 0))
-        .collect();
     let mut all = Vec::new();
     let mut elsewhere = 0;
-    for child in replicas {
-        let out = child.wait_with_output().expect("baton ends");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (ticks, summary) = ran_ticks(&out.stdout);
+    for stdout in loop_replicas(&topology, &url, "3s", |i| i > 0) {
+        let (ticks, summary) = ran_ticks(&stdout);
         let summary = summary.expect("the loops' summary");
         assert_eq!(u(&summary["loops"][0]["runs"]), ticks.len() as u64);
         elsewhere += u(&summary["loops"][0]["elsewhere"]);
@@ -442,18 +458,9 @@ fn a_loops_per_day_limit_holds_across_replicas() {
             ],
         ),
     );
-    let replicas: Vec<_> = (0..3)
-        .map(|_| loop_replica(&topology, &url, "2s", true))
-        .collect();
     let (mut spent, mut shared_refusals) = (0u64, 0);
-    for child in replicas {
-        let out = child.wait_with_output().expect("baton ends");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for stdout in loop_replicas(&topology, &url, "2s", |_| true) {
+        for line in String::from_utf8_lossy(&stdout).lines() {
             let v: Value = serde_json::from_str(line).expect("a JSON line");
             let Some(report) = v.get("report") else {
                 continue;
@@ -515,18 +522,9 @@ fn a_loops_breaker_opens_on_the_fleets_spend() {
             ],
         ),
     );
-    let replicas: Vec<_> = (0..3)
-        .map(|_| loop_replica(&topology, &url, "3s", true))
-        .collect();
     let (mut runs, mut paused, mut elsewhere) = (0, 0, 0);
-    for child in replicas {
-        let out = child.wait_with_output().expect("baton ends");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (_, summary) = ran_ticks_any(&out.stdout);
+    for stdout in loop_replicas(&topology, &url, "3s", |_| true) {
+        let (_, summary) = ran_ticks_any(&stdout);
         let l = &summary.expect("the loops' summary")["loops"][0];
         runs += u(&l["runs"]);
         paused += u(&l["paused"]);
