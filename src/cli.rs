@@ -309,4 +309,10 @@ pub(crate) struct ServeOptions {
     /// unless renewed: after a replica dies, the others take them over once this has passed.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     pub(crate) ledger_lease: std::time::Duration,
+    /// With a shared ledger: what becomes of a task whose replica dies, unless its submission
+    /// says (`on_interrupted`). `end`: another replica ends it `interrupted`; `resume`: another
+    /// replica runs it again from the start — its tool calls too — within what its budget has
+    /// left, at most three runs in all.
+    #[arg(long, value_name = "WHAT", value_enum, default_value = "end")]
+    pub(crate) on_interrupted: crate::service::OnInterrupted,
 }

@@ -213,6 +213,7 @@ async fn serve_command(o: ServeOptions) -> ExitCode {
         grace: o.grace.unwrap_or(std::time::Duration::from_secs(30)),
         ledger: o.ledger,
         lease: o.ledger_lease,
+        on_interrupted: o.on_interrupted,
     };
     match service::serve(topology, options).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -397,6 +397,59 @@ mod guard {
         assert_eq!(list["tasks"], json!([]), "nothing ran");
     }
 
+    /// `on_interrupted: resume` asks for a task to be run again on another replica: without a
+    /// shared ledger there is none, and it is refused rather than ignored — per task (`400`
+    /// naming the field) and as the server's default (at start).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn resume_without_a_shared_ledger_is_refused() {
+        let s = Server::start(&research("serve-resume-alone.yaml", &[], ""), &[], &[]);
+        let (status, body) = s
+            .post(
+                "/v1/tasks",
+                json!({"task": "How healthy are our services?", "on_interrupted": "resume"}),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+        let error = body["error"].as_str().expect("an error");
+        assert!(
+            error.contains("on_interrupted") && error.contains("--ledger"),
+            "{error}"
+        );
+        let (status, body) = s
+            .post(
+                "/v1/tasks",
+                json!({"task": "How healthy are our services?", "on_interrupted": "later"}),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+        let (status, body) = s
+            .post(
+                "/v1/tasks",
+                json!({"task": "How healthy are our services?", "on_interrupted": "end"}),
+            )
+            .await;
+        assert_eq!(status, 202, "`end` is what happens anyway: {body}");
+        let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args([
+                "serve",
+                "examples/topologies/research.yaml",
+                "--addr",
+                "127.0.0.1:0",
+                "--on-interrupted",
+                "resume",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--on-interrupted resume needs a shared ledger"),
+            "{err}"
+        );
+    }
+
     /// A non-loopback address without a token is refused at start.
     #[test]
     fn no_token_off_loopback_is_refused() {
@@ -1017,5 +1070,262 @@ mod replicas {
             .expect("count")
             .get(0);
         assert_eq!(unfinished, 0);
+    }
+
+    /// A string as an SQL literal.
+    fn lit(text: &str) -> String {
+        format!("'{}'", text.replace('\'', "''"))
+    }
+
+    /// Writes into the database what a replica that died leaves of a task it was running: the
+    /// task's row, running under a lease that has lapsed, taken `attempts` times; and, when
+    /// given (`limit`, `used`, `held`), the task's shared account with the dead run's lapsed lease
+    /// on it (it had spent `used` and reported `held` more in flight). One transaction, so that a
+    /// replica takes the task with its account. Returns the task's id.
+    async fn dead_run(
+        client: &tokio_postgres::Client,
+        request: &Value,
+        attempts: i32,
+        account: Option<(i64, i64, i64)>,
+    ) -> u64 {
+        let id: i64 = client
+            .query_one("SELECT nextval('baton_tasks_id_seq')", &[])
+            .await
+            .expect("an id")
+            .get(0);
+        let task = request["task"].as_str().expect("a task");
+        let record = json!({"id": id, "task": task, "status": "running", "submitted_ms": 1,
+            "cost_nanousd": 0});
+        let mut sql = String::from("BEGIN;");
+        if let Some((limit, used, held)) = account {
+            let (name, amount) = (format!("research/task/{id}"), used + held + 1_000);
+            sql += &format!(
+                "INSERT INTO baton_budgets (name, limit_nanousd, leased_nanousd)
+                     VALUES ({name}, {limit}, {amount});
+                 INSERT INTO baton_leases (id, budget, replica, amount_nanousd, used_nanousd,
+                                           held_nanousd, expires_at)
+                     VALUES ({lease}, {name}, 'ghost', {amount}, {used}, {held},
+                             now() - interval '1 second');",
+                name = lit(&name),
+                lease = lit(&format!("ghost-{id}")),
+            );
+        }
+        sql += &format!(
+            "INSERT INTO baton_tasks (id, topology, text, request, status, replica, lease_expires,
+                                      attempts, record)
+                 VALUES ({id}, 'research', {text}, {request}, 'running', 'ghost',
+                         now() - interval '1 second', {attempts}, {record});
+             COMMIT;",
+            text = lit(task),
+            request = lit(&request.to_string()),
+            record = lit(&record.to_string()),
+        );
+        client.batch_execute(&sql).await.expect("the dead run");
+        u64::try_from(id).expect("an id")
+    }
+
+    /// The sum of a counter's series in a replica's `/metrics`.
+    async fn counter(s: &Server, name: &str) -> u64 {
+        let text = s
+            .http
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// A task whose replica died is run again by the replica that takes it over when it was
+    /// submitted with `on_interrupted: resume`, within what its own budget has left once the dead
+    /// run's lease is booked (at its ceiling: what it spent and held): with room it completes,
+    /// its cost what its account booked for both runs, to the nano-dollar; without room its calls
+    /// are refused by its account, which never exceeds the limit; after three runs it ends
+    /// `interrupted`; and a task that did not ask for it ends `interrupted` as before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_replicas_resumable_tasks_run_again_within_their_budget() {
+        let Some(url) = baton_pg::testing::database("serve_resume").await else {
+            return;
+        };
+        let topology = research(
+            "serve-resume.yaml",
+            &[("latency: 100ms", "latency: 5ms")],
+            "",
+        );
+        let mut s = replica(&topology, &url, "30s");
+        let (client, _conn) = db(&url).await;
+        let resume = |task: &str, usd: &str| json!({"task": task, "budget_usd": usd, "on_interrupted": "resume"});
+        // Room: $0.05, of which the dead run booked 0.003 (spent 0.002, 0.001 in flight).
+        let roomy = dead_run(
+            &client,
+            &resume("How healthy are our services? (roomy)", "0.05"),
+            1,
+            Some((50_000_000, 2_000_000, 1_000_000)),
+        )
+        .await;
+        // No room: $0.01, of which the dead run booked all but 1,000 nano-dollars.
+        let spent = dead_run(
+            &client,
+            &resume("How healthy are our services? (spent)", "0.01"),
+            1,
+            Some((10_000_000, 9_000_000, 999_000)),
+        )
+        .await;
+        // Its third run died too.
+        let thrice = dead_run(
+            &client,
+            &resume("How healthy are our services? (thrice)", "0.05"),
+            3,
+            None,
+        )
+        .await;
+        // It did not ask to be resumed.
+        let ended = dead_run(
+            &client,
+            &json!({"task": "How healthy are our services? (ended)"}),
+            1,
+            None,
+        )
+        .await;
+
+        let done = s.finished(roomy).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        assert_eq!(done["resumed"], 1, "{done}");
+        let this_run = done["report"]["totals"]["cost_nanousd"]
+            .as_u64()
+            .expect("the run's cost");
+        assert!(this_run > 0);
+        assert_eq!(
+            done["cost_nanousd"].as_u64(),
+            Some(3_000_000 + this_run),
+            "both runs: {done}"
+        );
+        let (booked, leased, limit) = budget(&client, &format!("research/task/{roomy}")).await;
+        assert_eq!(
+            (booked, leased, limit),
+            (3_000_000 + this_run as i64, 0, 50_000_000)
+        );
+        let events = s
+            .events(&format!("/v1/tasks/{roomy}/events"), None, 10_000)
+            .await;
+        let kinds: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(kinds.first(), Some(&"task_resumed"), "{kinds:?}");
+        assert_eq!(events[0].2["run"], 2);
+        assert_eq!(kinds.last(), Some(&"task_report"), "{kinds:?}");
+
+        let done = s.finished(spent).await;
+        assert_eq!(done["status"], "budget_exceeded", "{done}");
+        assert!(
+            done["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&format!("research/task/{spent}"))),
+            "the task's account refused: {done}"
+        );
+        assert_eq!(done["cost_nanousd"], 9_999_000, "{done}");
+        let (booked, leased, limit) = budget(&client, &format!("research/task/{spent}")).await;
+        assert_eq!((booked, leased), (9_999_000, 0));
+        assert!(booked <= limit);
+
+        let done = s.finished(thrice).await;
+        assert_eq!(done["status"], "interrupted", "{done}");
+        assert!(
+            done["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("its 3 runs")),
+            "{done}"
+        );
+        let done = s.finished(ended).await;
+        assert_eq!(done["status"], "interrupted", "{done}");
+        assert!(
+            done["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("the replica running this task stopped")),
+            "{done}"
+        );
+        assert_eq!(counter(&s, "baton_shared_tasks_taken_over_total").await, 4);
+        assert_eq!(counter(&s, "baton_shared_tasks_resumed_total").await, 2);
+        assert_eq!(s.terminate(), Some(0), "{}", s.log());
+    }
+
+    /// kill -9 of a replica running tasks submitted with `on_interrupted: resume`: the survivor
+    /// runs each of them again once its lease lapses, so that every task completes (none ends
+    /// `interrupted`), and each resumed task's runs together stay within its budget in the
+    /// database, its cost what its account booked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_replicas_resumable_tasks_complete_on_the_survivor() {
+        let Some(url) = baton_pg::testing::database("serve_kill_resume").await else {
+            return;
+        };
+        let topology = research(
+            "serve-kill-resume.yaml",
+            &[
+                ("latency: 100ms", "latency: 1s"),
+                ("name: research", "name: research\nbudget:\n  max_usd: 5"),
+            ],
+            "",
+        );
+        let mut victim = Server::start(
+            &topology,
+            &[
+                "--ledger",
+                &url,
+                "--ledger-lease",
+                "2s",
+                "--on-interrupted",
+                "resume",
+            ],
+            &[],
+        );
+        let survivor = replica(&topology, &url, "2s");
+        let mut ids = Vec::new();
+        for i in 0..8 {
+            // Those that do not say take the replica's default (the victim's: resume).
+            let (status, body) = victim
+                .post(
+                    "/v1/tasks",
+                    json!({"task": format!("How healthy are our services? ({i})"), "budget_usd": "0.05"}),
+                )
+                .await;
+            assert_eq!(status, 202, "{body}");
+            ids.push(body["id"].as_u64().expect("id"));
+        }
+        // Mid-run (each task takes about 4 s of model latency).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        victim.kill();
+        let (client, _conn) = db(&url).await;
+        let mut resumed = 0;
+        for id in &ids {
+            let done = survivor.finished(*id).await;
+            assert_eq!(done["status"], "completed", "{done}");
+            if done["resumed"] == 1 {
+                resumed += 1;
+                let cost = done["cost_nanousd"].as_u64().expect("a cost");
+                let this_run = done["report"]["totals"]["cost_nanousd"]
+                    .as_u64()
+                    .expect("the run's cost");
+                let (booked, leased, limit) = budget(&client, &format!("research/task/{id}")).await;
+                assert!(booked + leased <= limit, "{booked} + {leased} > {limit}");
+                // What the account booked for both runs (a lease of the dead run not yet lapsed
+                // when the task ended counts whole: an upper bound, never less than the booking).
+                let (booked, limit) = (
+                    u64::try_from(booked).expect("booked"),
+                    u64::try_from(limit).expect("limit"),
+                );
+                assert!(
+                    this_run <= booked && booked <= cost && cost <= limit,
+                    "run {this_run}, booked {booked}, cost {cost}, limit {limit}: {done}"
+                );
+            }
+        }
+        assert!(resumed > 0, "the victim was running some");
+        assert_eq!(
+            counter(&survivor, "baton_shared_tasks_resumed_total").await,
+            resumed
+        );
     }
 }

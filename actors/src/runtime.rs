@@ -546,7 +546,7 @@ impl Runtime {
         budget: Budget,
         parent: Option<&Account>,
     ) -> TaskHandle {
-        self.spawn_inner(None, task.into(), budget, parent)
+        self.spawn_inner(None, task.into(), budget, parent, None)
     }
 
     /// [`Runtime::spawn_with`] under an id the caller chose (a task queue's, shared by
@@ -560,7 +560,21 @@ impl Runtime {
         budget: Budget,
         parent: Option<&Account>,
     ) -> TaskHandle {
-        self.spawn_inner(Some(id), task.into(), budget, parent)
+        self.spawn_inner(Some(id), task.into(), budget, parent, None)
+    }
+
+    /// [`Runtime::spawn_as`], every model call of the task's whole subtree reserving on `shared`
+    /// too (beside the topology's shared budget): the task's own account kept with other
+    /// replicas, so that a run of it on another replica spends only what this one left.
+    pub fn spawn_as_sharing(
+        &self,
+        id: TaskId,
+        task: impl Into<String>,
+        budget: Budget,
+        parent: Option<&Account>,
+        shared: Arc<dyn baton_core::SharedBudget>,
+    ) -> TaskHandle {
+        self.spawn_inner(Some(id), task.into(), budget, parent, Some(shared))
     }
 
     fn spawn_inner(
@@ -569,16 +583,30 @@ impl Runtime {
         task: String,
         budget: Budget,
         parent: Option<&Account>,
+        shared: Option<Arc<dyn baton_core::SharedBudget>>,
     ) -> TaskHandle {
         let (envelope, account) = self.prepare_as(id, task, budget, parent);
         let id = envelope.task;
         // Listed before the handle returns, so that `cancel(handle.id())` finds it at once.
         self.0.plan.live.tasks.insert(id, account.clone());
+        // Bound before its first call, unbound once it has ended.
+        let bound = shared.is_some();
+        if let Some(shared) = shared {
+            self.0
+                .plan
+                .live
+                .run_budgets
+                .insert(envelope.trace.0, shared);
+        }
         let runtime = self.clone();
         let ledger = account.clone();
         let join = tokio::spawn(async move {
-            let run = runtime.submit_prepared(envelope, account).await?;
-            Ok(runtime.report(run))
+            let trace = envelope.trace.0;
+            let run = runtime.submit_prepared(envelope, account).await;
+            if bound {
+                runtime.unbind_run_budget(trace);
+            }
+            Ok(runtime.report(run?))
         });
         TaskHandle {
             id,

@@ -35,7 +35,12 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     (
         "baton_shared_tasks_taken_over_total",
         "counter",
-        "Tasks of the shared queue whose replica stopped renewing their lease (it died), ended interrupted by this replica, by topology.",
+        "Tasks of the shared queue whose replica stopped renewing their lease (it died), taken over by this replica (ended interrupted, or run again), by topology.",
+    ),
+    (
+        "baton_shared_tasks_resumed_total",
+        "counter",
+        "Tasks of the shared queue whose replica died, run again by this replica (on_interrupted: resume), by topology.",
     ),
     (
         "baton_tool_output_tokens_saved_total",

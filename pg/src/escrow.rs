@@ -18,6 +18,18 @@ pub struct Lease {
     pub amount: NanoUsd,
 }
 
+/// The name budget `name`'s metrics carry: a period's or a task's budget
+/// (`NAME/day/2026-12-06`, `NAME/task/17`) counts under its kind (`NAME/day`, `NAME/task`), so
+/// that a label's values stay few.
+pub(crate) fn metric_label(name: &str) -> &str {
+    for kind in ["/day/", "/hour/", "/task/"] {
+        if let Some(at) = name.rfind(kind) {
+            return &name[..at + kind.len() - 1];
+        }
+    }
+    name
+}
+
 /// A shared budget as the database holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BudgetStatus {
@@ -236,7 +248,8 @@ impl SharedLedger {
         let mut reaped = 0;
         for r in &rows {
             let n = u64::try_from(r.get::<_, i64>(1)).unwrap_or(0);
-            metrics::counter!("baton_shared_leases_reaped_total", "budget" => r.get::<_, String>(0))
+            let budget: String = r.get(0);
+            metrics::counter!("baton_shared_leases_reaped_total", "budget" => metric_label(&budget).to_string())
                 .increment(n);
             reaped += n;
         }
@@ -246,11 +259,11 @@ impl SharedLedger {
     /// Budget `name` as the database holds it.
     ///
     /// # Errors
-    /// [`PgError::Db`] (also when there is no such budget).
+    /// [`PgError::NoBudget`] when there is no such budget; [`PgError::Db`].
     pub async fn status(&self, name: &str) -> Result<BudgetStatus, PgError> {
-        let all = self.statuses().await?;
-        all.into_iter()
-            .find(|b| b.name == name)
+        self.read_statuses(Some(name))
+            .await?
+            .pop()
             .ok_or_else(|| PgError::NoBudget {
                 budget: name.to_string(),
             })
@@ -261,6 +274,11 @@ impl SharedLedger {
     /// # Errors
     /// [`PgError::Db`].
     pub async fn statuses(&self) -> Result<Vec<BudgetStatus>, PgError> {
+        self.read_statuses(None).await
+    }
+
+    /// The budget named `only`, or every budget.
+    async fn read_statuses(&self, only: Option<&str>) -> Result<Vec<BudgetStatus>, PgError> {
         let rows = self
             .conn()
             .run("reading the budgets", |c| async move {
@@ -269,8 +287,9 @@ impl SharedLedger {
                             count(l.id) FILTER (WHERE l.settled_at IS NULL),
                             count(l.id) FILTER (WHERE l.settled_at IS NULL AND l.expires_at < now())
                      FROM baton_budgets b LEFT JOIN baton_leases l ON l.budget = b.name
+                     WHERE $1::text IS NULL OR b.name = $1
                      GROUP BY b.name ORDER BY b.name",
-                    &[],
+                    &[&only],
                 )
                 .await
             })
@@ -639,5 +658,21 @@ impl baton_core::SharedHold for Hold {
                 );
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric_label;
+
+    #[test]
+    fn periods_and_tasks_count_under_their_kind() {
+        assert_eq!(metric_label("ops"), "ops");
+        assert_eq!(metric_label("ops/day/2026-12-06"), "ops/day");
+        assert_eq!(
+            metric_label("ops/loop/nightly/hour/2026-12-06T09"),
+            "ops/loop/nightly/hour"
+        );
+        assert_eq!(metric_label("ops/task/17"), "ops/task");
     }
 }

@@ -63,6 +63,11 @@ pub struct FleetBudget {
     clock: Box<dyn Fn() -> jiff::Timestamp + Send + Sync>,
 }
 
+/// The name of task `id`'s shared account (see [`FleetBudget::task`]).
+pub fn task_account(topology: &str, id: u64) -> String {
+    format!("{topology}/task/{id}")
+}
+
 /// What one draw asks for: a fiftieth of the limit (the database gives less as it runs low).
 fn slice(limit: NanoUsd) -> NanoUsd {
     NanoUsd((limit.0 / 50).max(1))
@@ -114,6 +119,42 @@ impl FleetBudget {
             ledger,
             total,
             periods,
+            clock: Box::new(jiff::Timestamp::now),
+        })
+    }
+
+    /// The shared account of one task of topology `topology` (`TOPOLOGY/task/ID`), limited to
+    /// `limit` over all its runs: a task run again after its replica died (`on_interrupted:
+    /// resume`) spends only what its earlier runs left, those runs booked as the ledger books a
+    /// dead replica's leases. Created at the task's first run; a later run finds it as it stands
+    /// (the limit is the same). Its draws are counted under `TOPOLOGY/task` in the metrics.
+    ///
+    /// # Errors
+    /// [`PgError::Db`].
+    pub async fn task(
+        ledger: Arc<SharedLedger>,
+        topology: &str,
+        id: u64,
+        limit: NanoUsd,
+    ) -> Result<FleetBudget, PgError> {
+        let name = task_account(topology, id);
+        match ledger.ensure_budget(&name, Some(limit)).await {
+            // Its runs never spend past the limit: a refusal means what it holds is the limit.
+            Ok(()) | Err(PgError::LimitBelowSpend { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let total = EscrowBudget::labelled(
+            Arc::clone(&ledger),
+            name.clone(),
+            format!("{topology}/task"),
+            // A task's calls are few: a quarter of what is left at a time (the database's cap).
+            limit,
+        );
+        Ok(FleetBudget {
+            name,
+            ledger,
+            total: Some(Arc::new(total)),
+            periods: Vec::new(),
             clock: Box::new(jiff::Timestamp::now),
         })
     }

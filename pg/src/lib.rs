@@ -32,7 +32,7 @@ mod ticks;
 use std::time::Duration;
 
 pub use escrow::{BudgetStatus, EscrowBudget, Hold, Lease};
-pub use fleet::{FleetBudget, FleetHold, FleetLimits};
+pub use fleet::{FleetBudget, FleetHold, FleetLimits, task_account};
 pub use queue::{Claimed, Enqueued, Row, TaskQueue};
 pub use ticks::TickClaimer;
 

@@ -3,7 +3,7 @@
 //! A task is a row. Replicas take queued rows with `FOR UPDATE SKIP LOCKED` (no two take the
 //! same one, none waits for another) and hold them under a lease they renew; a row whose lease
 //! lapsed (its replica died) is taken like a queued one, and the replica that takes it ends it
-//! `interrupted` (see [`Claimed::taken_over`]). A replica's writes to a row it no longer holds
+//! `interrupted` or runs it again (see [`Claimed::taken_over`]). A replica's writes to a row it no longer holds
 //! are refused (fenced by its name), so a task ends exactly once. Its events are rows too, for
 //! the streams of the replicas that do not run it.
 
@@ -30,9 +30,11 @@ pub struct Claimed {
     pub request: String,
     /// Its record as last written (JSON text).
     pub record: String,
-    /// Whether a replica had it running and stopped renewing its lease (it died): the task is
-    /// not run again, but ended `interrupted` by the one that takes it.
+    /// Whether a replica had it running and stopped renewing its lease (it died): the one that
+    /// takes it ends it `interrupted`, or runs it again (`on_interrupted: resume`).
     pub taken_over: bool,
+    /// How many times it has been taken, this time included (`1`: its first run).
+    pub attempts: u32,
 }
 
 /// A task's row, as the API shows it.
@@ -78,6 +80,11 @@ impl TaskQueue {
             ledger,
             topology: topology.into(),
         }
+    }
+
+    /// The ledger this queue is kept on.
+    pub fn ledger(&self) -> &Arc<SharedLedger> {
+        &self.ledger
     }
 
     /// Queues a task (`text`, its `request` as JSON, its first `record`: readers take the id
@@ -151,7 +158,7 @@ impl TaskQueue {
                      SET status = 'running', replica = $2, attempts = attempts + 1,
                          lease_expires = now() + make_interval(secs => $4)
                      FROM c WHERE t.id = c.id
-                     RETURNING t.id, t.request, t.record, c.was = 'running'",
+                     RETURNING t.id, t.request, t.record, c.was = 'running', t.attempts",
                     &[topology, &replica, &limit, &ttl],
                 )
                 .await
@@ -164,6 +171,7 @@ impl TaskQueue {
                 request: r.get(1),
                 record: r.get(2),
                 taken_over: r.get(3),
+                attempts: u32::try_from(r.get::<_, i32>(4)).unwrap_or(0),
             })
             .collect();
         out.sort_by_key(|c| c.id);

@@ -357,7 +357,7 @@ async fn submit(Started(service): Started, body: axum::body::Bytes) -> Response 
             return json_error(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "the body: {e} (expected {{\"task\": \"...\", \"budget_usd\"?, \"deadline\"?, \"idempotency_key\"?}})"
+                    "the body: {e} (expected {{\"task\": \"...\", \"budget_usd\"?, \"deadline\"?, \"idempotency_key\"?, \"on_interrupted\"?}})"
                 ),
             );
         }

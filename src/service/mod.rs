@@ -54,6 +54,8 @@ pub(crate) struct Options {
     pub(crate) ledger: Option<String>,
     /// `--ledger-lease`.
     pub(crate) lease: Duration,
+    /// `--on-interrupted`: what becomes of a task whose replica died, unless it says.
+    pub(crate) on_interrupted: OnInterrupted,
 }
 
 /// A served task, as the API shows it and the state file keeps it.
@@ -87,10 +89,21 @@ pub(crate) struct TaskRecord {
     /// Why it ended, otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
-    /// The same report as `baton run --json`, when it ended.
+    /// The same report as `baton run --json`, when it ended (of its last run, when it was
+    /// resumed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<RunReport>")]
     pub(crate) report: Option<serde_json::Value>,
+    /// How many runs of it were interrupted (their replica died) before this one, which runs it
+    /// again (`on_interrupted: resume`); its `cost_nanousd` then includes what the shared ledger
+    /// booked for them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) resumed: u32,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl TaskRecord {
@@ -115,6 +128,24 @@ pub(crate) struct NewTask {
     /// Submitting the same key again returns the same task; it never runs twice.
     #[serde(default)]
     pub(crate) idempotency_key: Option<String>,
+    /// What becomes of it if the replica running it dies (on a shared queue, `--ledger`):
+    /// `end` (it ends `interrupted`) or `resume` (another replica runs it again from the start,
+    /// within what its budget has left; at most twice). Default: `baton serve --on-interrupted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) on_interrupted: Option<OnInterrupted>,
+}
+
+/// What becomes of a served task whose replica died (`on_interrupted`, `--on-interrupted`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum OnInterrupted {
+    /// It ends `interrupted` (its calls may have been billed).
+    End,
+    /// Another replica runs it again from the start (its tool calls too), its spend across
+    /// runs held to its budget; at most [`queue::RUNS`] runs in all.
+    Resume,
 }
 
 /// Dollars, as a number or a decimal string.
@@ -153,6 +184,10 @@ pub(crate) enum SubmitError {
     KeyReused { key: String, id: u64 },
     #[error("`idempotency_key` is longer than 255 characters")]
     KeyTooLong,
+    #[error(
+        "`on_interrupted: resume` needs a shared queue (`baton serve --ledger`): without one, a task the server stopped in ends `interrupted`"
+    )]
+    ResumeNeedsQueue,
 }
 
 /// The served tasks.
@@ -182,6 +217,8 @@ pub(crate) struct Service {
     capacity: usize,
     /// The task queue shared with other replicas (`--ledger`).
     queue: Option<queue::Queue>,
+    /// `--on-interrupted`.
+    on_interrupted: OnInterrupted,
     started_ms: u64,
 }
 
@@ -251,6 +288,9 @@ impl Service {
     /// Submits a task: started at once (its id returned), or refused.
     pub(crate) fn submit(self: &Arc<Self>, new: NewTask) -> Result<Submitted, SubmitError> {
         let budget = new.check()?;
+        if new.on_interrupted == Some(OnInterrupted::Resume) {
+            return Err(SubmitError::ResumeNeedsQueue);
+        }
         if self.draining.load(Ordering::Acquire) {
             return Ok(Submitted::Draining);
         }
@@ -284,12 +324,12 @@ impl Service {
         Ok(Submitted::New(id))
     }
 
-    /// Starts a task (under `id` when it comes from the shared queue, which then hears of its
-    /// end) and lists it in `table`.
+    /// Starts a task (from the shared queue, which then hears of its end, when `queued`) and
+    /// lists it in `table`.
     fn launch(
         self: &Arc<Self>,
         table: &mut Table,
-        queued: Option<TaskId>,
+        queued: Option<&queue::FromQueue>,
         new: NewTask,
         budget: Budget,
         submitted_ms: u64,
@@ -298,14 +338,27 @@ impl Service {
             let mut periods = lock(&self.periods);
             let under = periods.current().clone();
             match queued {
-                Some(id) => self
-                    .runtime
-                    .spawn_as(id, new.task.clone(), budget, Some(&under)),
+                Some(queue::FromQueue {
+                    id,
+                    account: Some(account),
+                    ..
+                }) => self.runtime.spawn_as_sharing(
+                    TaskId(*id),
+                    new.task.clone(),
+                    budget,
+                    Some(&under),
+                    Arc::clone(account) as Arc<dyn baton::core::SharedBudget>,
+                ),
+                Some(q) => {
+                    self.runtime
+                        .spawn_as(TaskId(q.id), new.task.clone(), budget, Some(&under))
+                }
                 None => self
                     .runtime
                     .spawn_with(new.task.clone(), budget, Some(&under)),
             }
         };
+        let resumed = queued.map_or(0, |q| q.resumed);
         let id = handle.id().0;
         let account = handle.account().clone();
         // Its worst case: the tightest headroom up its chain (own cap, root agent's, periods').
@@ -323,17 +376,28 @@ impl Service {
             answer: None,
             error: None,
             report: None,
+            resumed,
         };
         self.persist(&record);
         if queued.is_some() {
             self.feed.mirror(id);
         }
-        self.feed.publish(
-            "task_submitted",
-            Some(id),
-            json!({"task": id, "root": id, "text": record.task, "limit_nanousd": limit}),
-            false,
-        );
+        if resumed == 0 {
+            self.feed.publish(
+                "task_submitted",
+                Some(id),
+                json!({"task": id, "root": id, "text": record.task, "limit_nanousd": limit}),
+                false,
+            );
+        } else {
+            self.feed.publish(
+                "task_resumed",
+                Some(id),
+                json!({"task": id, "root": id, "text": record.task, "limit_nanousd": limit,
+                       "run": resumed + 1, "replica": self.queue.as_ref().map(|q| q.replica())}),
+                false,
+            );
+        }
         if let Some(k) = &record.idempotency_key {
             table.by_key.insert(k.clone(), id);
         }
@@ -345,18 +409,32 @@ impl Service {
             },
         );
         let service = Arc::clone(self);
+        let queued = queued.is_some();
         tokio::spawn(async move {
             let report = handle.await;
-            service.finish(id, report);
-            if queued.is_some() {
+            // A resumed task's cost is its shared account's (all its runs): read before its end
+            // is shown.
+            let all_runs = if queued {
+                service.settle_task_account(id).await
+            } else {
+                None
+            };
+            service.finish(id, report, all_runs);
+            if queued {
                 service.finish_queued(id).await;
             }
         });
         id
     }
 
-    /// Records a task's end: its report, its status, its cost.
-    fn finish(&self, id: u64, report: Result<RunReport, baton::actors::RuntimeError>) {
+    /// Records a task's end: its report, its status, its cost (`all_runs` when it was resumed:
+    /// what its shared account booked for all its runs).
+    fn finish(
+        &self,
+        id: u64,
+        report: Result<RunReport, baton::actors::RuntimeError>,
+        all_runs: Option<u64>,
+    ) {
         let mut table = lock(&self.table);
         let Some(entry) = table.by_id.get_mut(&id) else {
             return;
@@ -377,6 +455,9 @@ impl Service {
                 r.cost_nanousd = spent;
                 r.error = Some(e.to_string());
             }
+        }
+        if let Some(all) = all_runs {
+            r.cost_nanousd = all;
         }
         let record = r.clone();
         // Forget the oldest finished tasks past the bound (their ids stay unused).
@@ -671,6 +752,11 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
         );
     }
     let url = crate::ledger::url(options.ledger.as_deref(), &topology)?;
+    if url.is_none() && options.on_interrupted == OnInterrupted::Resume {
+        anyhow::bail!(
+            "--on-interrupted resume needs a shared ledger (--ledger or the topology's `ledger:`): a task is run again by another replica, and without one a task the server stopped in ends `interrupted`"
+        );
+    }
     if url.is_some() && options.state.is_some() {
         anyhow::bail!(
             "--state and a shared ledger: replicas keep their tasks in the ledger's database, not in a state file; drop --state"
@@ -744,6 +830,7 @@ pub(crate) async fn serve(topology: Topology, options: Options) -> anyhow::Resul
         queue: shared
             .as_ref()
             .map(|s| queue::Queue::new(s.queue(topology.name()), s.lease)),
+        on_interrupted: options.on_interrupted,
         started_ms: now_ms(),
     });
     queue::mirror_events(&service);

@@ -4,23 +4,30 @@
 //! replica answers for any task and streams its events (copied to the database by the replica
 //! that runs it). A task whose replica died (its lease lapsed) is ended `interrupted` by the
 //! replica that finds it: its calls may have been billed, and the dead replica's budget leases
-//! are booked conservatively by the ledger.
+//! are booked conservatively by the ledger. A task submitted with `on_interrupted: resume` is
+//! run again instead (at most [`RUNS`] runs in all); its own budget is then an account on the
+//! shared ledger (`TOPOLOGY/task/ID`), so that its runs together never spend more than it.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use baton::core::TaskId;
-use baton_pg::{Claimed, Enqueued, TaskQueue};
+use baton_pg::{Claimed, Enqueued, FleetBudget, TaskQueue};
 use serde_json::json;
 
 use super::feed::Mirrored;
-use super::{NewTask, Service, SubmitError, Submitted, TaskRecord, lock, now_ms};
+use super::{NewTask, OnInterrupted, Service, SubmitError, Submitted, TaskRecord, lock, now_ms};
 
 /// How often a replica with room looks for queued tasks (a submission to it wakes it at once).
 const POLL: Duration = Duration::from_millis(100);
+
+/// The most runs of a task with `on_interrupted: resume`: a task whose every run takes its
+/// replica down (one that exhausts memory, say) ends `interrupted` after the third.
+pub(crate) const RUNS: u32 = 3;
 
 /// This replica's side of the shared queue.
 pub(crate) struct Queue {
@@ -28,6 +35,24 @@ pub(crate) struct Queue {
     wake: tokio::sync::Notify,
     /// How long a task's lease lives unless renewed.
     lease: Duration,
+    /// The shared accounts of the tasks running here that may be resumed elsewhere, by task.
+    accounts: Mutex<HashMap<u64, Account>>,
+}
+
+/// A resumable task's shared account, and how many runs of it came before this one.
+struct Account {
+    budget: Arc<FleetBudget>,
+    resumed: u32,
+}
+
+/// A task taken from the shared queue, as [`Service::launch`] starts it.
+pub(crate) struct FromQueue {
+    /// The queue's id for it.
+    pub(crate) id: u64,
+    /// How many runs of it were interrupted before this one.
+    pub(crate) resumed: u32,
+    /// Its account on the shared ledger, when it may be resumed and has a budget.
+    pub(crate) account: Option<Arc<FleetBudget>>,
 }
 
 impl Queue {
@@ -36,7 +61,13 @@ impl Queue {
             tasks: Arc::new(tasks),
             wake: tokio::sync::Notify::new(),
             lease,
+            accounts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// This replica's name on the ledger.
+    pub(crate) fn replica(&self) -> &str {
+        self.tasks.ledger().replica()
     }
 }
 
@@ -57,6 +88,7 @@ impl TaskRecord {
             answer: None,
             error: None,
             report: None,
+            resumed: 0,
         }
     }
 }
@@ -72,11 +104,16 @@ fn record_of(row: &baton_pg::Row) -> Option<TaskRecord> {
 
 impl Service {
     /// Queues a task on the shared queue (or starts it here, without one).
-    pub(crate) async fn enqueue(self: &Arc<Self>, new: NewTask) -> Result<Submitted, SubmitError> {
+    pub(crate) async fn enqueue(
+        self: &Arc<Self>,
+        mut new: NewTask,
+    ) -> Result<Submitted, SubmitError> {
         let Some(q) = &self.queue else {
             return self.submit(new);
         };
         new.check()?;
+        // Kept with the request: the replica that finds it interrupted does as it was asked.
+        new.on_interrupted.get_or_insert(self.on_interrupted);
         if self.is_draining() {
             return Ok(Submitted::Draining);
         }
@@ -203,48 +240,136 @@ impl Service {
         }
     }
 
-    /// Starts (or, if its replica died, ends `interrupted`) a task taken from the queue.
+    /// Starts a task taken from the queue; one whose replica died is ended `interrupted`, or
+    /// run again when it asked to be (`on_interrupted: resume`) and has runs left.
     async fn take(self: &Arc<Self>, q: &Queue, c: Claimed) {
         let first: Option<TaskRecord> = serde_json::from_str(&c.record)
             .ok()
             .map(|r: TaskRecord| TaskRecord { id: c.id, ..r });
         let submitted_ms = first.as_ref().map_or_else(now_ms, |r| r.submitted_ms);
-        if c.taken_over {
-            let mut r = first.unwrap_or_else(|| TaskRecord::unreadable(c.id, submitted_ms));
-            r.status = "interrupted".into();
-            r.finished_ms = Some(now_ms());
-            r.error = Some(
-                "the replica running this task stopped (its lease lapsed); its calls may have been billed, and its budget leases are booked at what they spent and held"
-                    .into(),
-            );
-            let text = serde_json::to_string(&r).unwrap_or_default();
-            let event = json!({"kind": "task_report", "at_ms": now_ms(), "task": c.id, "root": c.id,
-                "status": r.status, "cost_nanousd": r.cost_nanousd, "error": r.error});
-            match q.tasks.finish(c.id, "interrupted", &text).await {
-                Ok(true) => {
-                    metrics::counter!("baton_shared_tasks_taken_over_total", "topology" => self.topology.name().to_string())
-                        .increment(1);
-                    let _ = q.tasks.publish(&[(c.id, event.to_string(), true)]).await;
-                }
-                Ok(false) => {}
-                Err(e) => tracing::error!("task {}: ending it interrupted: {e}", c.id),
-            }
-            return;
-        }
         let checked = serde_json::from_str::<NewTask>(&c.request)
             .map_err(|e| e.to_string())
             .and_then(|n| n.check().map(|b| (n, b)).map_err(|e| e.to_string()));
-        match checked {
-            Ok((new, budget)) => {
-                let mut table = lock(&self.table);
-                self.launch(&mut table, Some(TaskId(c.id)), new, budget, submitted_ms);
-            }
+        let (new, budget) = match checked {
+            Ok(checked) => checked,
             Err(why) => {
                 // Checked when it was queued: only a replica of another version gets here.
                 let text = json!({"id": c.id, "task": "", "status": "failed", "submitted_ms": submitted_ms,
                     "cost_nanousd": 0, "error": format!("the queued request cannot be read: {why}")})
                 .to_string();
                 let _ = q.tasks.finish(c.id, "failed", &text).await;
+                return;
+            }
+        };
+        let resume = new.on_interrupted == Some(OnInterrupted::Resume);
+        if c.taken_over && !(resume && c.attempts <= RUNS) {
+            let why = if resume {
+                format!(
+                    "the replicas running its {} runs stopped (their leases lapsed); it is not run again",
+                    c.attempts - 1
+                )
+            } else {
+                "the replica running this task stopped (its lease lapsed)".to_string()
+            };
+            let r = first.unwrap_or_else(|| TaskRecord::unreadable(c.id, submitted_ms));
+            self.end_interrupted(q, r, &why).await;
+            return;
+        }
+        let resumed = c.attempts.saturating_sub(1);
+        // The task's own limit over all its runs: its budget and the root agent's, the tighter.
+        let root = &self.topology.graph()[self.topology.root()];
+        let limit = budget.tightest(&root.budget).max_cost;
+        let account = match limit {
+            Some(limit) if resume => {
+                if c.taken_over {
+                    // What the dead replica's leases hold goes back, booked (those that lapsed).
+                    let _ = q.tasks.ledger().reap().await;
+                }
+                match FleetBudget::task(
+                    Arc::clone(q.tasks.ledger()),
+                    self.topology.name(),
+                    c.id,
+                    limit,
+                )
+                .await
+                {
+                    Ok(b) => Some(Arc::new(b)),
+                    Err(e) => {
+                        // Not run without its account: the lease lapses and another replica
+                        // (or this one) tries again.
+                        tracing::error!("task {}: its shared account: {e}", c.id);
+                        return;
+                    }
+                }
+            }
+            _ => None,
+        };
+        if let Some(budget) = &account {
+            lock(&q.accounts).insert(
+                c.id,
+                Account {
+                    budget: Arc::clone(budget),
+                    resumed,
+                },
+            );
+        }
+        if c.taken_over {
+            let topology = self.topology.name().to_string();
+            metrics::counter!("baton_shared_tasks_taken_over_total", "topology" => topology.clone())
+                .increment(1);
+            metrics::counter!("baton_shared_tasks_resumed_total", "topology" => topology)
+                .increment(1);
+        }
+        let from = FromQueue {
+            id: c.id,
+            resumed,
+            account,
+        };
+        let mut table = lock(&self.table);
+        self.launch(&mut table, Some(&from), new, budget, submitted_ms);
+    }
+
+    /// Ends a task whose replica died `interrupted`, saying `why`.
+    async fn end_interrupted(&self, q: &Queue, mut r: TaskRecord, why: &str) {
+        r.status = "interrupted".into();
+        r.finished_ms = Some(now_ms());
+        r.error = Some(format!(
+            "{why}: its calls may have been billed, and its budget leases are booked at what they spent and held"
+        ));
+        let text = serde_json::to_string(&r).unwrap_or_default();
+        let event = json!({"kind": "task_report", "at_ms": now_ms(), "task": r.id, "root": r.id,
+            "status": r.status, "cost_nanousd": r.cost_nanousd, "error": r.error});
+        match q.tasks.finish(r.id, "interrupted", &text).await {
+            Ok(true) => {
+                metrics::counter!("baton_shared_tasks_taken_over_total", "topology" => self.topology.name().to_string())
+                    .increment(1);
+                let _ = q.tasks.publish(&[(r.id, event.to_string(), true)]).await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!("task {}: ending it interrupted: {e}", r.id),
+        }
+    }
+
+    /// Settles the shared account of a resumable task that ended here (what is unused goes back
+    /// to it). For a resumed one, returns what the account booked for all its runs (with what its
+    /// earlier runs' unlapsed leases hold: an upper bound until they are reaped).
+    pub(super) async fn settle_task_account(&self, id: u64) -> Option<u64> {
+        let q = self.queue.as_ref()?;
+        let account = lock(&q.accounts).remove(&id)?;
+        if let Err(e) = account.budget.settle_idle().await {
+            tracing::error!(
+                "task {id}: settling its shared account: {e} (its leases are booked when they lapse)"
+            );
+        }
+        if account.resumed == 0 {
+            return None;
+        }
+        let name = baton_pg::task_account(self.topology.name(), id);
+        match q.tasks.ledger().status(&name).await {
+            Ok(s) => Some(s.spent.0.saturating_add(s.leased.0)),
+            Err(e) => {
+                tracing::error!("task {id}: reading its shared account: {e}");
+                None
             }
         }
     }
@@ -265,6 +390,17 @@ pub(super) async fn take_tasks(service: Arc<Service>) {
         }
         if tokio::time::Instant::now() >= renew_at {
             renew_at = tokio::time::Instant::now() + q.lease / 3;
+            // Tasks' shared accounts before the tasks: an account's leases lapse no later than
+            // the task's, so that the replica that takes the task over can book them.
+            let accounts: Vec<Arc<FleetBudget>> = lock(&q.accounts)
+                .values()
+                .map(|a| Arc::clone(&a.budget))
+                .collect();
+            for a in accounts {
+                if let Err(e) = a.renew().await {
+                    tracing::error!("the shared queue: renewing a task's account: {e}");
+                }
+            }
             let running: Vec<u64> = lock(&service.table)
                 .by_id
                 .values()
